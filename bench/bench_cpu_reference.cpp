@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+// Timings of the CPU reference stages, so that the cost of the test suite stays visible.
+#include <benchmark/benchmark.h>
+
+#include <vector>
+
+#include "promptdistill/promptdistill.h"
+#include "support/generators.h"
+
+using namespace promptdistill;
+
+namespace {
+
+uint64_t pdtest_seed = 1;
+
+void BM_RefTopK(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1);
+  const auto scores = pdtest::tie_scores(std::size_t(n), std::size_t(state.range(2)), 1);
+  std::vector<int32_t> lengths{int32_t(n)}, idx(static_cast<std::size_t>(n)), counts(1);
+  TopKArgs a;
+  a.scores = make_view<const float>(scores.data(), 1, 1, n);
+  a.lengths = lengths.data();
+  a.k = k;
+  a.keep_last = 1;
+  a.indices = make_view(idx.data(), 1, 1, n);
+  a.counts = make_view(counts.data(), 1, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(ref::TopK::run(a, Workspace{}));
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetBytesProcessed(state.iterations() * n * int64_t(sizeof(float)));
+}
+BENCHMARK(BM_RefTopK)->ArgsProduct({{4096, 32768, 131072}, {1024, 4096}, {0, 1}})->Unit(benchmark::kMicrosecond);
+
+void BM_RefSelect(benchmark::State& state) {
+  const auto method = Method(state.range(0));
+  const int64_t L = state.range(1), H = 9, Hkv = 3, D = 64;
+  const int64_t rows = method == Method::kSnapKV ? 32 : method == Method::kH2O ? L : 1;
+  const auto q = pdtest::generate<bf16>(std::size_t(rows * H * D), pdtest::Fill::kNormal, pdtest_seed);
+  const auto k = pdtest::generate<bf16>(std::size_t(L * Hkv * D), pdtest::Fill::kNormal, pdtest_seed + 1);
+  const int64_t R = score_rows(method, HeadGrouping::kPerKvGroup, H, Hkv);
+  std::vector<int32_t> lengths{int32_t(L)}, idx(std::size_t(R * L)), counts(static_cast<std::size_t>(R));
+  SelectArgs<bf16> a;
+  a.config.method = method;
+  a.config.budget = 256;
+  a.q = make_view<const bf16>(q.data(), 1, rows, H, D);
+  a.k = KvCacheView<const bf16>::contiguous_bshd(k.data(), 1, L, Hkv, D);
+  a.lengths = lengths.data();
+  a.max_length = L;
+  a.indices = make_view(idx.data(), 1, R, L);
+  a.counts = make_view(counts.data(), 1, R);
+  std::vector<unsigned char> ws(ref::Select<bf16>::workspace_size(a) + 256);
+  void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
+  const Workspace w{base, ref::Select<bf16>::workspace_size(a)};
+  for (auto _ : state) benchmark::DoNotOptimize(ref::Select<bf16>::run(a, w));
+  state.SetLabel(to_string(method));
+  state.SetItemsProcessed(state.iterations() * L);
+}
+BENCHMARK(BM_RefSelect)
+    ->ArgsProduct({{int(Method::kPromptDistill), int(Method::kGemFilter), int(Method::kSnapKV)}, {1024, 8192}})
+    ->Args({int(Method::kH2O), 1024})
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+namespace pdtest {
+uint64_t seed() { return pdtest_seed; }
+}  // namespace pdtest

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! CPU reference of gather, position remap, in-place KV compaction and the fused pipeline.
+
+#include <cstring>
+
+#include "cpu_reference/eigen_views.h"
+#include "promptdistill/detail/selector_checks.h"
+
+namespace promptdistill {
+namespace ref {
+
+using detail::DeviceStatusWord;
+
+namespace {
+std::size_t status_only_workspace() {
+  WorkspacePlanner planner;
+  detail::take_status(planner);
+  return planner.bytes_needed();
+}
+}  // namespace
+
+// ---- gather -------------------------------------------------------------------------------------
+
+template <class T>
+Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept { return detail::check_gather(a); }
+template <class T>
+std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return status_only_workspace(); }
+template <class T>
+Status Gather<T>::run(const GatherArgs<T>& a, Workspace, Stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  DeviceStatusWord w{};
+  const int64_t B = a.src.extents[0];
+  for (int64_t b = 0; b < B && w.code == 0; ++b) {
+    if (!detail::count_ok(a.counts, b, 0, a.dst.extents[1], &w)) break;
+    for (int64_t i = 0; i < a.counts(b, 0); ++i)
+      if (!detail::index_ok(a.indices, b, 0, i, a.src.extents[1], false, &w)) break;
+  }
+  if (w.code != 0) return detail::status_from_word(w);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < a.counts(b, 0); ++i) {
+      const int64_t j = a.indices(b, 0, i);
+      for (int64_t e = 0; e < a.src.extents[2]; ++e) a.dst(b, i, e) = a.src(b, j, e);
+    }
+  return Status::ok();
+}
+
+// ---- positions ----------------------------------------------------------------------------------
+
+Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { return detail::check_remap(a); }
+std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return status_only_workspace(); }
+Status RemapPositions::run(const RemapPositionsArgs& a, Workspace, Stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  DeviceStatusWord w{};
+  const int64_t B = a.indices.extents[0], R = a.indices.extents[1];
+  const bool lookup = a.mode == PositionMode::kOriginal && a.positions_in.data != nullptr;
+  const int64_t limit = lookup ? a.positions_in.extents[1] : INT32_MAX;
+  for (int64_t b = 0; b < B && w.code == 0; ++b)
+    for (int64_t r = 0; r < R && w.code == 0; ++r) {
+      const int64_t cap = std::min(a.indices.extents[2], a.positions_out.extents[2]);
+      if (!detail::count_ok(a.counts, b, r, cap, &w)) break;
+      if (a.mode == PositionMode::kOriginal)
+        for (int64_t i = 0; i < a.counts(b, r); ++i)
+          if (!detail::index_ok(a.indices, b, r, i, limit, false, &w)) break;
+    }
+  if (w.code != 0) return detail::status_from_word(w);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t i = 0; i < a.counts(b, r); ++i) {
+        const int32_t j = a.indices(b, r, i);
+        a.positions_out(b, r, i) =
+            a.mode == PositionMode::kRenumber ? int32_t(i) : lookup ? a.positions_in(b, j) : j;
+      }
+  return Status::ok();
+}
+
+// ---- KV compaction ------------------------------------------------------------------------------
+
+template <class T>
+Status CompactKv<T>::can_implement(const CompactKvArgs<T>& a) noexcept { return detail::check_compact(a); }
+template <class T>
+std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>&) noexcept { return status_only_workspace(); }
+template <class T>
+Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace, Stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  const int64_t B = a.k.batch, R = a.indices.extents[1], H = a.k.num_heads, D = a.k.head_dim;
+  DeviceStatusWord w{};
+  for (int64_t b = 0; b < B && w.code == 0; ++b) {
+    int64_t length = 0;
+    if (!detail::compact_request_ok(a, b, &length, &w)) break;
+    for (int64_t r = 0; r < R && w.code == 0; ++r)
+      for (int64_t i = 0; i < a.counts(b, r); ++i)
+        if (!detail::index_ok(a.indices, b, r, i, length, true, &w)) break;
+  }
+  if (w.code != 0) return detail::status_from_word(w);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t length = 0;
+    detail::compact_request_ok(a, b, &length, &w);
+    const int64_t count = a.counts(b, 0);
+    // Ascending i is race-free in place: indices are strictly increasing, so idx[i] >= i and
+    // slot idx[i] is read before any later step writes it (later steps write slots > i only
+    // after reading slots > those).
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t r = R == 1 ? 0 : h;
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t j = a.indices(b, r, i);
+        if (j == i) continue;
+        std::memcpy(a.k.token(b, i, h), a.k.token(b, j, h), std::size_t(D) * sizeof(T));
+        std::memcpy(a.v.token(b, i, h), a.v.token(b, j, h), std::size_t(D) * sizeof(T));
+      }
+    }
+    a.new_lengths[b] = int32_t(count);
+    if (a.freed_pages != nullptr) {
+      const int64_t bs = a.k.capacity;
+      a.freed_pages[b] = a.k.paged() ? int32_t((length + bs - 1) / bs - (count + bs - 1) / bs) : 0;
+    }
+  }
+  return Status::ok();
+}
+
+// ---- fused pipeline -------------------------------------------------------------------------------
+
+template <class T>
+Status Select<T>::can_implement(const SelectArgs<T>& a) noexcept { return detail::check_select(a); }
+template <class T>
+std::size_t Select<T>::workspace_size(const SelectArgs<T>& a) noexcept {
+  WorkspacePlanner planner;
+  detail::take_status(planner);
+  detail::plan_select(a, planner);
+  return planner.bytes_needed();
+}
+template <class T>
+Status Select<T>::run(const SelectArgs<T>& a, Workspace ws, Stream stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  WorkspacePlanner planner(ws);
+  detail::take_status(planner);
+  const detail::SelectBuffers buffers = detail::plan_select(a, planner);
+  PD_RETURN_IF_ERROR(planner.status());
+  const detail::SelectStages<T> s = detail::select_stages(a, buffers);
+  // Validate every request before any stage writes a caller-owned output.
+  DeviceStatusWord w{};
+  for (int64_t b = 0; b < a.q.extents[0]; ++b) detail::select_request_ok(s, b, &w);
+  if (w.code != 0) return detail::status_from_word(w);
+  PD_RETURN_IF_ERROR(Score<T>::run(s.score, ws, stream));
+  PD_RETURN_IF_ERROR(Pool::run(s.pool, ws, stream));
+  PD_RETURN_IF_ERROR(TopK::run(s.topk, ws, stream));
+  if (s.has_positions) PD_RETURN_IF_ERROR(RemapPositions::run(s.remap, ws, stream));
+  if (s.has_gather) PD_RETURN_IF_ERROR(Gather<T>::run(s.gather, ws, stream));
+  return Status::ok();
+}
+
+template struct Gather<float>;
+template struct Gather<f16>;
+template struct Gather<bf16>;
+template struct Gather<int32_t>;
+template struct CompactKv<float>;
+template struct CompactKv<f16>;
+template struct CompactKv<bf16>;
+template struct Select<float>;
+template struct Select<f16>;
+template struct Select<bf16>;
+
+}  // namespace ref
+}  // namespace promptdistill

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! Tier-B numerics shared *verbatim* by the CUDA kernels and the CPU reference.
+//!
+//! Everything that must give bit-identical results on both sides lives here:
+//! - round-to-nearest-even f32 -> bf16/f16 (NaN stays NaN and quiet, infinities and overflow
+//!   handled) and the exact widening conversions back;
+//! - the elementary operations `add`, `mul`, `div`, `sqrt`: on the device they call the `_rn`
+//!   intrinsics, which nvcc never contracts into FMAs; on the host they are plain IEEE operations
+//!   and the reference is compiled with `-ffp-contract=off` (never `-march=native`);
+//! - `exp_f32`, one exponential implemented with those operations only (no libm, no `__expf`);
+//! - the canonical reduction orders: `dot` (sequential over the vector) and `canonical_sum` /
+//!   `canonical_max` (kReduceWidth lane-strided partial results, then a halving tree). The CUDA
+//!   block reduction in `cuda/reduce.cuh` follows exactly this order with kReduceWidth threads.
+
+#include <cstdint>
+#include <cstring>
+
+#include "promptdistill/detail/config.h"
+#include "promptdistill/dtype.h"
+
+#if !defined(__CUDA_ARCH__)
+#include <cmath>
+#endif
+
+namespace promptdistill {
+namespace num {
+
+PD_HOST_DEVICE PD_FORCEINLINE uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+PD_HOST_DEVICE PD_FORCEINLINE float float_of(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// ---- conversions --------------------------------------------------------------------------------
+
+PD_HOST_DEVICE PD_FORCEINLINE float to_f32(float x) { return x; }
+PD_HOST_DEVICE PD_FORCEINLINE float to_f32(bf16 x) { return float_of(uint32_t(x.bits) << 16); }
+PD_HOST_DEVICE inline float to_f32(f16 x) {
+  const uint32_t sign = uint32_t(x.bits & 0x8000u) << 16;
+  uint32_t exponent = (x.bits >> 10) & 0x1fu;
+  uint32_t mantissa = x.bits & 0x3ffu;
+  if (exponent == 0x1f) return float_of(sign | 0x7f800000u | (mantissa << 13));  // inf / NaN
+  if (exponent == 0) {
+    if (mantissa == 0) return float_of(sign);  // +-0
+    // Subnormal half: normalise the mantissa into an f32 normal.
+    exponent = 1;
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      --exponent;
+    }
+    mantissa &= 0x3ffu;
+  }
+  return float_of(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+//! f32 -> bf16, round to nearest even. NaNs become quiet NaNs with the same sign and top payload.
+PD_HOST_DEVICE PD_FORCEINLINE bf16 to_bf16(float x) {
+  uint32_t u = bits_of(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{uint16_t((u >> 16) | 0x0040u)};
+  u += 0x7fffu + ((u >> 16) & 1u);  // carries into the exponent give +-inf on overflow
+  return bf16{uint16_t(u >> 16)};
+}
+
+//! f32 -> f16, round to nearest even, including subnormal results; overflow gives +-inf.
+PD_HOST_DEVICE inline f16 to_f16(float x) {
+  const uint32_t u = bits_of(x);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t ax = u & 0x7fffffffu;
+  if (ax > 0x7f800000u) return f16{uint16_t(sign | 0x7e00u | ((ax >> 13) & 0x3ffu))};  // NaN
+  if (ax >= 0x477ff000u) return f16{uint16_t(sign | 0x7c00u)};  // >= 65520 rounds to inf
+  if (ax < 0x38800000u) {                                        // below 2^-14: subnormal or 0
+    const uint32_t exponent = ax >> 23;
+    if (exponent < 102) return f16{uint16_t(sign)};  // below 2^-25: rounds to zero
+    const uint32_t mantissa = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126u - exponent;  // in [14, 24]
+    uint32_t r = mantissa >> shift;
+    const uint32_t rem = mantissa & ((1u << shift) - 1u);
+    const uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (r & 1u))) ++r;  // may carry into the smallest normal
+    return f16{uint16_t(sign | r)};
+  }
+  uint32_t v = ax - 0x38000000u;  // rebias the exponent from 127 to 15
+  v += 0xfffu + ((v >> 13) & 1u);
+  return f16{uint16_t(sign | (v >> 13))};
+}
+
+template <class T> PD_HOST_DEVICE PD_FORCEINLINE T from_f32(float x);
+template <> PD_HOST_DEVICE PD_FORCEINLINE float from_f32<float>(float x) { return x; }
+template <> PD_HOST_DEVICE PD_FORCEINLINE bf16 from_f32<bf16>(float x) { return to_bf16(x); }
+template <> PD_HOST_DEVICE PD_FORCEINLINE f16 from_f32<f16>(float x) { return to_f16(x); }
+
+//! Rounds an f32 through the storage type T and back (the identity for T = float).
+template <class T> PD_HOST_DEVICE PD_FORCEINLINE float round_through(float x) {
+  return to_f32(from_f32<T>(x));
+}
+
+// ---- elementary operations (never contracted) --------------------------------------------------
+
+PD_HOST_DEVICE PD_FORCEINLINE float add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+PD_HOST_DEVICE PD_FORCEINLINE float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+PD_HOST_DEVICE PD_FORCEINLINE float sub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+PD_HOST_DEVICE PD_FORCEINLINE float div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+PD_HOST_DEVICE PD_FORCEINLINE float sqrt(float a) {
+#if defined(__CUDA_ARCH__)
+  return __fsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+PD_HOST_DEVICE PD_FORCEINLINE float floor(float a) {
+#if defined(__CUDA_ARCH__)
+  return floorf(a);
+#else
+  return std::floor(a);
+#endif
+}
+PD_HOST_DEVICE PD_FORCEINLINE bool is_nan(float a) { return a != a; }
+
+//! max that propagates NaN; for equal values (including +0/-0) it returns `b`, which makes the
+//! result depend only on the order of operands, and that order is part of the spec.
+PD_HOST_DEVICE PD_FORCEINLINE float max_nan(float a, float b) {
+  if (is_nan(a)) return a;
+  if (is_nan(b)) return b;
+  return a > b ? a : b;
+}
+
+constexpr float kInfinity = __builtin_huge_valf();
+
+//! e^x with the Cephes single-precision polynomial (about 1 ulp), built from `add`/`mul`/`sub`
+//! only so that host and device agree bit for bit.
+PD_HOST_DEVICE inline float exp_f32(float x) {
+  if (is_nan(x)) return x;
+  if (x > 88.72283905f) return kInfinity;
+  if (x < -103.9720840f) return 0.0f;
+  const float n = floor(add(mul(x, 1.44269504088896341f), 0.5f));
+  // Cody-Waite: ln 2 = C1 + C2 with C1 exact in few bits, so n * C1 is exact.
+  float r = sub(x, mul(n, 0.693359375f));
+  r = sub(r, mul(n, -2.12194440e-4f));
+  const float r2 = mul(r, r);
+  float p = 1.9875691500e-4f;
+  p = add(mul(p, r), 1.3981999507e-3f);
+  p = add(mul(p, r), 8.3334519073e-3f);
+  p = add(mul(p, r), 4.1665795894e-2f);
+  p = add(mul(p, r), 1.6666665459e-1f);
+  p = add(mul(p, r), 5.0000001201e-1f);
+  float y = add(add(mul(p, r2), r), 1.0f);
+  // Scale by 2^n in two exactly representable steps so that subnormal results round once.
+  const int ni = int(n);
+  const int n1 = ni / 2;
+  const int n2 = ni - n1;
+  y = mul(y, float_of(uint32_t(n1 + 127) << 23));
+  return mul(y, float_of(uint32_t(n2 + 127) << 23));
+}
+
+// ---- canonical reductions ------------------------------------------------------------------------
+
+//! Sequential dot product in f32: acc = add(acc, mul(a[i], b[i])) for i = 0..n-1, from +0.
+template <class TA, class TB>
+PD_HOST_DEVICE inline float dot(const TA* a, const TB* b, int n) {
+  float acc = 0.0f;
+  for (int i = 0; i < n; ++i) acc = add(acc, mul(to_f32(a[i]), to_f32(b[i])));
+  return acc;
+}
+
+//! Width of the canonical reduction: lane t accumulates the terms t, t + W, t + 2W, ... in
+//! ascending order; then partial[t] op= partial[t + s] for s = W/2, W/4, ..., 1.
+constexpr int kReduceWidth = 256;
+
+#if !defined(__CUDA_ARCH__)
+//! Host emulation of the canonical sum of term(j), j in [0, n).
+template <class Term> inline float canonical_sum(int64_t n, Term&& term) {
+  float partial[kReduceWidth];
+  for (float& p : partial) p = 0.0f;
+  for (int64_t j = 0; j < n; ++j) partial[j % kReduceWidth] = add(partial[j % kReduceWidth], term(j));
+  for (int s = kReduceWidth / 2; s > 0; s /= 2)
+    for (int t = 0; t < s; ++t) partial[t] = add(partial[t], partial[t + s]);
+  return partial[0];
+}
+//! Host emulation of the canonical NaN-propagating max of term(j), j in [0, n); -inf if n == 0.
+template <class Term> inline float canonical_max(int64_t n, Term&& term) {
+  float partial[kReduceWidth];
+  for (float& p : partial) p = -kInfinity;
+  for (int64_t j = 0; j < n; ++j)
+    partial[j % kReduceWidth] = max_nan(partial[j % kReduceWidth], term(j));
+  for (int s = kReduceWidth / 2; s > 0; s /= 2)
+    for (int t = 0; t < s; ++t) partial[t] = max_nan(partial[t], partial[t + s]);
+  return partial[0];
+}
+#endif
+
+}  // namespace num
+}  // namespace promptdistill

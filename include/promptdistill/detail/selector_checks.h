@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! Checks of per-request data (lengths, k, page tables, selected indices) shared by the CPU
+//! reference and the CUDA validation kernels, and the shared host-side plumbing of the selector:
+//! `can_implement` checks and workspace plans (implemented in src/selector_validate.cpp).
+//!
+//! A failed data check fills a `DeviceStatusWord`; `status_from_word()` turns it into the same
+//! `Status` (code and message) on both backends.
+
+#include <cstdint>
+
+#include "promptdistill/detail/config.h"
+#include "promptdistill/detail/numerics.h"
+#include "promptdistill/selector.h"
+
+namespace promptdistill {
+namespace detail {
+
+//! Which data check failed (decides the message; `a`, `b`, `c` are its numbers).
+enum class DataCheck : int32_t {
+  kNone = 0,
+  kLengthNegative,          //!< a = request, b = length
+  kEmptyPrompt,             //!< a = request
+  kLengthBeyondCapacity,    //!< a = request, b = length, c = capacity
+  kNegativeK,               //!< a = request, b = k
+  kCountBeyondCapacity,     //!< a = request, b = count, c = capacity
+  kPageOutOfRange,          //!< a = request, b = page entry, c = num_blocks
+  kBadIndptr,               //!< a = request, b = indptr[b], c = indptr[b+1]
+  kBadLastPageLen,          //!< a = request, b = last_page_len, c = page size
+  kIndexOutOfRange,         //!< a = request, b = index, c = length
+  kIndexNotIncreasing,      //!< a = request, b = position in the list, c = index
+  kCountsDiffer,            //!< a = request, b = count of row 0, c = count of another row
+  kBudgetBelowWindow,       //!< a = request, b = budget, c = window
+};
+
+struct DeviceStatusWord {
+  int32_t code;   //!< StatusCode
+  int32_t check;  //!< DataCheck
+  int64_t a, b, c;
+};
+
+PD_HOST_DEVICE inline StatusCode code_of(DataCheck check) {
+  switch (check) {
+    case DataCheck::kNone: return StatusCode::kSuccess;
+    case DataCheck::kLengthBeyondCapacity:
+    case DataCheck::kCountBeyondCapacity: return StatusCode::kCapacityExceeded;
+    case DataCheck::kPageOutOfRange:
+    case DataCheck::kIndexOutOfRange: return StatusCode::kOutOfRange;
+    default: return StatusCode::kInvalidArgument;
+  }
+}
+
+//! Fills `w` unless it already holds an error (first error wins; the CUDA side uses atomicCAS).
+PD_HOST_DEVICE inline void record(DeviceStatusWord* w, DataCheck check, int64_t a, int64_t b, int64_t c) {
+#if defined(__CUDA_ARCH__)
+  if (atomicCAS(&w->code, 0, int32_t(code_of(check))) != 0) return;
+#else
+  if (w->code != 0) return;
+  w->code = int32_t(code_of(check));
+#endif
+  w->check = int32_t(check);
+  w->a = a;
+  w->b = b;
+  w->c = c;
+}
+
+//! The Status a filled word stands for (kSuccess for an empty one).
+Status status_from_word(const DeviceStatusWord& w) noexcept;
+
+// ---- per-request checks (host and device) ---------------------------------------------------------
+
+//! 0 <= length <= capacity, and length >= 1 when `require_nonempty`.
+PD_HOST_DEVICE inline bool check_length(int64_t b, int64_t length, int64_t capacity,
+                                        bool require_nonempty, DeviceStatusWord* w) {
+  if (length < 0) return record(w, DataCheck::kLengthNegative, b, length, 0), false;
+  if (require_nonempty && length == 0) return record(w, DataCheck::kEmptyPrompt, b, 0, 0), false;
+  if (length > capacity) return record(w, DataCheck::kLengthBeyondCapacity, b, length, capacity), false;
+  return true;
+}
+
+//! Page-table sanity for request b of a paged view holding `length` tokens: indptr monotone,
+//! last_page_len in (0, page] for a non-empty FlashInfer request, and every page that holds one
+//! of the first `length` tokens inside [0, num_blocks).
+template <class T>
+PD_HOST_DEVICE inline bool check_pages(const KvCacheView<T>& v, int64_t b, int64_t length,
+                                       DeviceStatusWord* w) {
+  if (!v.paged()) return true;
+  if (v.layout == KvLayout::kPagedIndptr) {
+    if (v.indptr[b + 1] < v.indptr[b]) return record(w, DataCheck::kBadIndptr, b, v.indptr[b], v.indptr[b + 1]), false;
+  }
+  const int64_t pages = (length + v.capacity - 1) / v.capacity;
+  for (int64_t p = 0; p < pages && p < v.pages_of(b); ++p) {
+    const int64_t page = v.page_of(b, p);
+    if (page < 0 || page >= v.num_blocks) return record(w, DataCheck::kPageOutOfRange, b, page, v.num_blocks), false;
+  }
+  return true;
+}
+
+//! Tokens a FlashInfer request holds: (pages - 1) * page + last_page_len (0 without pages).
+template <class T>
+PD_HOST_DEVICE inline bool flashinfer_length(const KvCacheView<T>& v, int64_t b, int64_t* length,
+                                             DeviceStatusWord* w) {
+  const int64_t pages = int64_t(v.indptr[b + 1]) - v.indptr[b];
+  if (pages < 0) return record(w, DataCheck::kBadIndptr, b, v.indptr[b], v.indptr[b + 1]), false;
+  if (pages == 0) return *length = 0, true;
+  const int64_t last = v.last_page_len[b];
+  if (last < 1 || last > v.capacity) return record(w, DataCheck::kBadLastPageLen, b, last, v.capacity), false;
+  *length = (pages - 1) * v.capacity + last;
+  return true;
+}
+
+// ---- top-k row geometry --------------------------------------------------------------------------
+
+//! Forced and candidate ranges of one row of length n: forced [0, first) and [n - last, n),
+//! candidates [first, n - last), chosen = min(k, candidates).
+struct TopKRow {
+  int64_t first;   //!< forced head count
+  int64_t last;    //!< forced tail count
+  int64_t chosen;  //!< candidates chosen
+  PD_HOST_DEVICE int64_t cand_begin() const { return first; }
+  PD_HOST_DEVICE int64_t count() const { return first + last + chosen; }
+};
+PD_HOST_DEVICE inline TopKRow topk_row(int64_t n, int64_t k, int64_t keep_first, int64_t keep_last) {
+  TopKRow r;
+  r.last = keep_last < n ? keep_last : n;
+  r.first = keep_first < n - r.last ? keep_first : n - r.last;
+  const int64_t candidates = n - r.last - r.first;
+  r.chosen = k < candidates ? k : candidates;
+  return r;
+}
+
+//! Radix key of a score: larger key = ranks higher; every NaN maps to 0 (below -inf), -0 to +0.
+PD_HOST_DEVICE inline uint32_t rank_key(float x) {
+  if (x != x) return 0u;
+  if (x == 0.0f) x = 0.0f;
+  const uint32_t u = num::bits_of(x);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// ---- shared host plumbing ------------------------------------------------------------------------
+
+template <class T> Status check_score(const ScoreArgs<T>& a) noexcept;
+Status check_pool(const PoolArgs& a) noexcept;
+Status check_topk(const TopKArgs& a) noexcept;
+template <class T> Status check_gather(const GatherArgs<T>& a) noexcept;
+Status check_remap(const RemapPositionsArgs& a) noexcept;
+template <class T> Status check_compact(const CompactKvArgs<T>& a) noexcept;
+template <class T> Status check_select(const SelectArgs<T>& a) noexcept;
+
+//! Scratch of the scoring stage (SnapKV/H2O row statistics and per-query-head scores).
+struct ScoreBuffers {
+  float* row_max = nullptr;     //!< [B, H, rows]
+  float* row_sum = nullptr;     //!< [B, H, rows]
+  float* head_scores = nullptr; //!< [B, H, N] (per-KV-group grouping only)
+};
+template <class T> ScoreBuffers plan_score(const ScoreArgs<T>& a, WorkspacePlanner& planner);
+
+//! Scratch of the fused pipeline.
+struct SelectBuffers {
+  ScoreBuffers score;
+  float* raw_scores = nullptr;  //!< [B, rows, N]
+  float* pooled = nullptr;      //!< [B, rows, N] unless the caller passed final_scores
+};
+template <class T> SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner);
+
+//! The stage arguments the fused pipeline runs (views over its scratch or the caller's outputs).
+template <class T>
+struct SelectStages {
+  MethodPlan plan;
+  ScoreArgs<T> score;
+  PoolArgs pool;
+  TopKArgs topk;
+  RemapPositionsArgs remap;
+  GatherArgs<T> gather;
+  bool has_positions;
+  bool has_gather;
+};
+template <class T>
+SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buffers);
+
+//! Carves the status word first, then whatever `plan` asks for.
+inline DeviceStatusWord* take_status(WorkspacePlanner& planner) {
+  return planner.take<DeviceStatusWord>(1);
+}
+
+}  // namespace detail
+}  // namespace promptdistill
+
+namespace promptdistill {
+namespace detail {
+
+// ---- per-request validation, shared by ref:: (loops) and cuda:: (validation kernels) -----------
+
+//! Score: 1 <= L <= min(score row length, K capacity, [H2O] query rows); pages in range.
+template <class T>
+PD_HOST_DEVICE inline bool score_request_ok(const ScoreArgs<T>& a, int64_t b, DeviceStatusWord* w) {
+  const int64_t L = a.lengths[b];
+  int64_t cap = a.scores.extents[2];
+  const int64_t kv_cap = a.k.max_tokens(b);
+  if (kv_cap < cap) cap = kv_cap;
+  if (a.method == Method::kH2O && a.q.extents[1] < cap) cap = a.q.extents[1];
+  return check_length(b, L, cap, true, w) && check_pages(a.k, b, L, w);
+}
+
+PD_HOST_DEVICE inline bool pool_request_ok(const PoolArgs& a, int64_t b, DeviceStatusWord* w) {
+  return check_length(b, a.lengths[b], a.in.extents[2], false, w);
+}
+
+//! The k of request b (per-request k minus the offset, or the scalar k); false if negative.
+PD_HOST_DEVICE inline bool topk_k_of(const TopKArgs& a, int64_t b, int64_t* k, DeviceStatusWord* w) {
+  if (a.k_per_request == nullptr) return *k = a.k, true;
+  const int64_t given = a.k_per_request[b];
+  *k = given - a.k_offset;
+  if (*k >= 0) return true;
+  if (a.k_offset > 0) return record(w, DataCheck::kBudgetBelowWindow, b, given, a.k_offset), false;
+  return record(w, DataCheck::kNegativeK, b, given, 0), false;
+}
+
+PD_HOST_DEVICE inline bool topk_request_ok(const TopKArgs& a, int64_t b, DeviceStatusWord* w) {
+  const int64_t L = a.lengths[b];
+  if (!check_length(b, L, a.scores.extents[2], false, w)) return false;
+  int64_t k = 0;
+  if (!topk_k_of(a, b, &k, w)) return false;
+  const int64_t count = topk_row(L, k, a.keep_first, a.keep_last).count();
+  if (count > a.indices.extents[2])
+    return record(w, DataCheck::kCountBeyondCapacity, b, count, a.indices.extents[2]), false;
+  return true;
+}
+
+//! Count of row 0 fits `capacity`.
+PD_HOST_DEVICE inline bool count_ok(const TensorView<const int32_t, 2>& counts, int64_t b, int64_t row,
+                                    int64_t capacity, DeviceStatusWord* w) {
+  const int64_t count = counts(b, row);
+  if (count < 0) return record(w, DataCheck::kLengthNegative, b, count, 0), false;
+  if (count > capacity) return record(w, DataCheck::kCountBeyondCapacity, b, count, capacity), false;
+  return true;
+}
+
+//! One selected index: inside [0, length) and, if `strictly_increasing`, above its predecessor.
+PD_HOST_DEVICE inline bool index_ok(const TensorView<const int32_t, 3>& idx, int64_t b, int64_t row,
+                                    int64_t i, int64_t length, bool strictly_increasing,
+                                    DeviceStatusWord* w) {
+  const int64_t v = idx(b, row, i);
+  if (v < 0 || v >= length) return record(w, DataCheck::kIndexOutOfRange, b, v, length), false;
+  if (strictly_increasing && i > 0 && idx(b, row, i - 1) >= v)
+    return record(w, DataCheck::kIndexNotIncreasing, b, i, v), false;
+  return true;
+}
+
+//! Current length of request b in a compaction (seq_lens or the FlashInfer page metadata), with
+//! its capacity and page checks; every row's count equal and within the length.
+template <class T>
+PD_HOST_DEVICE inline bool compact_request_ok(const CompactKvArgs<T>& a, int64_t b, int64_t* length,
+                                              DeviceStatusWord* w) {
+  if (a.k.layout == KvLayout::kPagedIndptr) {
+    if (!flashinfer_length(a.k, b, length, w)) return false;
+  } else {
+    *length = a.seq_lens[b];
+  }
+  if (!check_length(b, *length, a.k.max_tokens(b), false, w) || !check_pages(a.k, b, *length, w)) return false;
+  const int64_t rows = a.counts.extents[1];
+  if (!count_ok(a.counts, b, 0, *length, w)) return false;
+  for (int64_t r = 1; r < rows; ++r)
+    if (a.counts(b, r) != a.counts(b, 0))
+      return record(w, DataCheck::kCountsDiffer, b, a.counts(b, 0), a.counts(b, r)), false;
+  if (a.counts(b, 0) > a.indices.extents[2])
+    return record(w, DataCheck::kCountBeyondCapacity, b, a.counts(b, 0), a.indices.extents[2]), false;
+  return true;
+}
+
+//! Everything the fused pipeline needs of request b, checked before any stage writes.
+template <class T>
+PD_HOST_DEVICE inline bool select_request_ok(const SelectStages<T>& s, int64_t b, DeviceStatusWord* w) {
+  if (!score_request_ok(s.score, b, w) || !topk_request_ok(s.topk, b, w)) return false;
+  const int64_t L = s.score.lengths[b];
+  if (s.has_positions && s.remap.positions_in.data != nullptr && L > s.remap.positions_in.extents[1])
+    return record(w, DataCheck::kLengthBeyondCapacity, b, L, s.remap.positions_in.extents[1]), false;
+  if (s.has_positions && s.remap.positions_out.extents[2] < s.topk.indices.extents[2]) {
+    int64_t k = 0;
+    topk_k_of(s.topk, b, &k, w);
+    const int64_t count = topk_row(L, k, s.topk.keep_first, s.topk.keep_last).count();
+    if (count > s.remap.positions_out.extents[2])
+      return record(w, DataCheck::kCountBeyondCapacity, b, count, s.remap.positions_out.extents[2]), false;
+  }
+  if (s.has_gather) {
+    if (L > s.gather.src.extents[1])
+      return record(w, DataCheck::kLengthBeyondCapacity, b, L, s.gather.src.extents[1]), false;
+    int64_t k = 0;
+    topk_k_of(s.topk, b, &k, w);
+    const int64_t count = topk_row(L, k, s.topk.keep_first, s.topk.keep_last).count();
+    if (count > s.gather.dst.extents[1])
+      return record(w, DataCheck::kCountBeyondCapacity, b, count, s.gather.dst.extents[1]), false;
+  }
+  return true;
+}
+
+}  // namespace detail
+}  // namespace promptdistill

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! The Selector API: score -> pool -> top-k -> gather / remap -> KV compaction.
+//!
+//! Every stage is an operation object with
+//!   `static Status can_implement(const Args&)`   host-side checks of shapes, strides, alignment;
+//!   `static size_t workspace_size(const Args&)`  bytes of caller-owned scratch;
+//!   `static Status run(const Args&, Workspace, Stream)`.
+//! The same operations exist in `promptdistill::ref` (CPU reference, host memory; the stream is
+//! ignored) and `promptdistill::cuda` (device memory; launched on the caller's stream, no
+//! allocation, no host synchronisation, CUDA-graph capturable). They are declared once, in
+//! `detail/selector_ops.inc`, and included into both namespaces, so their signatures cannot drift.
+//!
+//! Batches are ragged: request b has `lengths[b]` prompt tokens (an int32 array where the op
+//! runs). Per-request values that live in memory (lengths, per-request k, page tables, selected
+//! indices) are validated where they are: the reference returns the error from `run()`; the CUDA
+//! backend records it in a status word at the start of the workspace, makes the rest of that run
+//! a no-op (caller-owned outputs stay untouched), and `cuda::read_device_status()` returns it.
+//!
+//! ## Exact semantics (shared by both backends; the reduction orders are part of the contract)
+//! Notation: H query heads, H_kv KV heads, G = H / H_kv, g(h) = h / G, d = head_dim,
+//! sqrt_d = num::sqrt(float(d)), dot() = num::dot (sequential in f32), sums over heads and window
+//! rows are sequential in ascending order starting from +0, and all arithmetic is num::add/mul/div.
+//! - kPromptDistill: s[j] = div(sum_h div(dot(q_h, k_{g(h),j}), sqrt_d), H)      (Q row 0)
+//! - kGemFilter:     s[j] = sum_h dot(q_h, k_{g(h),j})                           (Q row 0)
+//! - kSnapKV:  Q holds the last W queries; row i sits at position pos_i = L - W + i (rows with
+//!   pos_i < 0 are ignored). z_ij = div(dot(q_ih, k_{g(h),j}), sqrt_d) for j <= pos_i;
+//!   m_i = canonical_max_j z_ij, l_i = canonical_sum_j exp_f32(z_ij - m_i);
+//!   s_h[j] = sum_i div(exp_f32(z_ij - m_i), l_i) over rows i with pos_i >= j.
+//! - kH2O: the same with Q holding all L queries, pos_i = i (column sums of the causal softmax,
+//!   computed tile by tile; no L x L matrix exists anywhere).
+//! - SnapKV/H2O per KV group: s_g[j] = div(sum_{h in group g} s_h[j], G); per query head: s_h.
+//! Pooling (row of length L, `exclude_tail` E, `zero_tail` Z): x[j] = (j < L - Z ? s[j] : 0) on
+//! [0, L - E); avg: out[j] = div(sum_{t=-r..r} x[j+t], kernel) with zero padding (count_include_pad),
+//! max: NaN-propagating max over the in-range taps; positions [L - E, L) are copied unchanged.
+//! Top-k: forced = the last `keep_last` (and first `keep_first`) positions of [0, L); the others
+//! are candidates, of which min(k, candidates) are chosen by score descending, ties to the smaller
+//! index, NaN below every number, -0 == +0. Output: forced + chosen, sorted ascending.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "promptdistill/detail/config.h"
+#include "promptdistill/dtype.h"
+#include "promptdistill/kv_cache.h"
+#include "promptdistill/status.h"
+#include "promptdistill/tensor_view.h"
+#include "promptdistill/workspace.h"
+
+namespace promptdistill {
+
+enum class Method : int32_t { kPromptDistill = 0, kGemFilter = 1, kSnapKV = 2, kH2O = 3 };
+enum class PoolMode : int32_t { kNone = 0, kAvg = 1, kMax = 2 };
+//! How SnapKV/H2O rows are formed: one per KV head (mean over its query group; no KV expansion,
+//! compacts any cache) or one per query head (the reference code's GQA-expanded behaviour).
+enum class HeadGrouping : int32_t { kPerKvGroup = 0, kPerQueryHead = 1 };
+//! Positions written for the kept tokens.
+enum class PositionMode : int32_t {
+  kOriginal = 0,   //!< positions_in[idx] (identity when positions_in is null): PD, SnapKV, H2O
+  kRenumber = 1,   //!< 0..count-1: GemFilter's fresh re-prefill
+};
+
+const char* to_string(Method m) noexcept;
+const char* to_string(PoolMode m) noexcept;
+const char* to_string(HeadGrouping g) noexcept;
+
+//! Largest head_dim * num_q_heads the scoring kernels hold in shared memory.
+constexpr int64_t kMaxScoreQueryElements = 16384;
+//! Largest supported head dimension (must also be a multiple of 8).
+constexpr int64_t kMaxHeadDim = 256;
+
+// ---- stage arguments ------------------------------------------------------------------------------
+
+//! Scores of every prompt token, per request (and per head for SnapKV/H2O).
+template <class T>
+struct ScoreArgs {
+  Method method = Method::kPromptDistill;
+  HeadGrouping grouping = HeadGrouping::kPerKvGroup;  //!< SnapKV/H2O only
+  //! [B, rows, H, D]: 1 row (the last prompt token) for PromptDistill/GemFilter, the last W
+  //! queries for SnapKV, the L_max queries for H2O. Post-RoPE.
+  TensorView<const T, 4> q;
+  KvCacheView<const T> k;            //!< layer r's post-RoPE keys
+  const int32_t* lengths = nullptr;  //!< [B] prompt lengths L_b
+  //! [B, score_rows, N] f32 with N >= max L_b; score_rows = 1, H_kv or H (see score_rows()).
+  //! Positions j >= L_b are left untouched.
+  TensorView<float, 3> scores;
+};
+
+//! Pooling of score rows. `in` and `out` must not overlap.
+struct PoolArgs {
+  PoolMode mode = PoolMode::kAvg;
+  int32_t kernel = 5;        //!< odd, >= 1
+  int32_t zero_tail = 0;     //!< PromptDistill: 1 (the last token is zeroed before pooling)
+  int32_t exclude_tail = 0;  //!< SnapKV: W (window keys are not pooled)
+  TensorView<const float, 3> in;  //!< [B, rows, N]
+  TensorView<float, 3> out;       //!< [B, rows, N]
+  const int32_t* lengths = nullptr;
+};
+
+//! Deterministic top-k with forced positions, batched over ragged rows.
+struct TopKArgs {
+  TensorView<const float, 3> scores;  //!< [B, rows, N]
+  const int32_t* lengths = nullptr;   //!< [B]
+  int64_t k = 0;                      //!< candidates to choose per row (if k_per_request is null)
+  const int32_t* k_per_request = nullptr;  //!< optional [B]
+  int32_t k_offset = 0;  //!< subtracted from k_per_request[b] (budgets that include a window)
+  int32_t keep_first = 0;
+  int32_t keep_last = 0;
+  TensorView<int32_t, 3> indices;  //!< [B, rows, capacity], sorted ascending
+  TensorView<int32_t, 2> counts;   //!< [B, rows]
+};
+
+//! dst[b, i, :] = src[b, indices[b, 0, i], :] for i < counts[b, 0]: hidden-state rows, position
+//! ids (E = 1) and the composition of index maps across stages (int32, E = 1).
+template <class T>
+struct GatherArgs {
+  TensorView<const T, 3> src;             //!< [B, L, E]
+  TensorView<const int32_t, 3> indices;   //!< [B, rows, capacity]; row 0 is used
+  TensorView<const int32_t, 2> counts;    //!< [B, rows]
+  TensorView<T, 3> dst;                   //!< [B, capacity', E], capacity' >= counts
+};
+
+//! positions_out[b, r, i] for the kept tokens of every row.
+struct RemapPositionsArgs {
+  PositionMode mode = PositionMode::kOriginal;
+  TensorView<const int32_t, 2> positions_in;  //!< [B, L] or empty (identity) for kOriginal
+  TensorView<const int32_t, 3> indices;       //!< [B, rows, capacity]
+  TensorView<const int32_t, 2> counts;        //!< [B, rows]
+  TensorView<int32_t, 3> positions_out;       //!< [B, rows, capacity]
+};
+
+//! In-place compaction of one layer's K and V caches: the kept tokens move to the front of each
+//! request's sequence, in ascending order. `indices` has 1 row per request (head-uniform: every
+//! head keeps the same tokens) or H_kv rows (per-head selections; every row of a request keeps the
+//! same count, so the new length is per request in every layout). Per-query-head selections with
+//! G > 1 do not fit an H_kv-head cache and are rejected with kUnsupported.
+template <class T>
+struct CompactKvArgs {
+  KvCacheView<T> k;
+  KvCacheView<T> v;                        //!< same layout, tables and lengths as k
+  const int32_t* seq_lens = nullptr;       //!< [B] current lengths (not read for kPagedIndptr)
+  TensorView<const int32_t, 3> indices;    //!< [B, rows, capacity], strictly increasing
+  TensorView<const int32_t, 2> counts;     //!< [B, rows]
+  int32_t* new_lengths = nullptr;          //!< [B] out
+  int32_t* freed_pages = nullptr;          //!< [B] out, optional (paged: whole tail pages freed)
+};
+
+// ---- the fused pipeline -----------------------------------------------------------------------------
+
+//! A method and its budget, with the reference code's meaning of `budget`:
+//! PromptDistill: tokens chosen besides the always-kept last token (min(k, L-1) + 1 are kept);
+//! GemFilter: tokens kept; SnapKV/H2O: capacity C per row, window included.
+struct MethodConfig {
+  Method method = Method::kPromptDistill;
+  int64_t budget = 1024;
+  int32_t window = 32;         //!< SnapKV observation window W; H2O recent window
+  PoolMode pool = PoolMode::kAvg;
+  int32_t pool_kernel = 5;
+  HeadGrouping grouping = HeadGrouping::kPerKvGroup;
+};
+
+//! Stage parameters a MethodConfig stands for (see algorithms.md).
+struct MethodPlan {
+  PoolMode pool;
+  int32_t pool_kernel;
+  int32_t zero_tail;
+  int32_t exclude_tail;
+  int64_t topk_k;     //!< candidates chosen
+  int32_t keep_last;  //!< forced tail
+  PositionMode positions;
+};
+//! Validates `cfg` and derives the stage parameters.
+Status plan_method(const MethodConfig& cfg, MethodPlan* plan) noexcept;
+
+//! Rows of scores / selections per request: 1 for PromptDistill/GemFilter, H_kv or H for
+//! SnapKV/H2O.
+int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, int64_t num_kv_heads);
+
+//! score -> pool -> top-k -> positions (-> optional hidden-state gather) in one call.
+template <class T>
+struct SelectArgs {
+  MethodConfig config;
+  TensorView<const T, 4> q;
+  KvCacheView<const T> k;
+  const int32_t* lengths = nullptr;        //!< [B]
+  int64_t max_length = 0;                  //!< >= every L_b: length of the score rows
+  const int32_t* budget_per_request = nullptr;  //!< optional [B], overrides config.budget
+  TensorView<const int32_t, 2> positions_in;    //!< optional [B, L] (multi-stage: survivors' positions)
+  TensorView<int32_t, 3> indices;          //!< [B, rows, capacity]
+  TensorView<int32_t, 2> counts;           //!< [B, rows]
+  TensorView<int32_t, 3> positions;        //!< optional [B, rows, capacity]
+  TensorView<float, 3> final_scores;       //!< optional [B, rows, N]: scores used for ranking
+  TensorView<const T, 3> hidden_in;        //!< optional [B, L, hidden] (head-uniform methods)
+  TensorView<T, 3> hidden_out;             //!< optional [B, capacity, hidden]
+};
+
+// ---- backends ---------------------------------------------------------------------------------------
+
+namespace ref {
+#include "promptdistill/detail/selector_ops.inc"
+}  // namespace ref
+
+namespace cuda {
+#include "promptdistill/detail/selector_ops.inc"
+
+//! True when the CUDA runtime sees at least one usable device.
+bool device_available() noexcept;
+//! Waits for `stream` and returns the status word a CUDA `run()` left in `workspace`
+//! (kSuccess, or the first device-side validation error with its message).
+Status read_device_status(Workspace workspace, Stream stream) noexcept;
+}  // namespace cuda
+
+}  // namespace promptdistill

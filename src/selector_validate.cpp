@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! Host-side checks (`can_implement`) and workspace plans shared by both selector backends, so
+//! that the CPU reference and the CUDA backend accept and reject exactly the same arguments.
+
+#include <cstdio>
+
+#include "promptdistill/detail/selector_checks.h"
+
+namespace promptdistill {
+
+const char* to_string(Method m) noexcept {
+  switch (m) {
+    case Method::kPromptDistill: return "promptdistill";
+    case Method::kGemFilter: return "gemfilter";
+    case Method::kSnapKV: return "snapkv";
+    case Method::kH2O: return "h2o";
+  }
+  return "unknown";
+}
+const char* to_string(PoolMode m) noexcept {
+  return m == PoolMode::kNone ? "none" : m == PoolMode::kAvg ? "avg" : "max";
+}
+const char* to_string(HeadGrouping g) noexcept {
+  return g == HeadGrouping::kPerKvGroup ? "kv-group" : "head";
+}
+
+int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, int64_t num_kv_heads) {
+  if (method == Method::kPromptDistill || method == Method::kGemFilter) return 1;
+  return grouping == HeadGrouping::kPerKvGroup ? num_kv_heads : num_q_heads;
+}
+
+Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
+  if (c.budget < 0)
+    return Status(StatusCode::kInvalidArgument, "budget (k) must be >= 0, got %lld", (long long)c.budget);
+  if (c.budget > INT32_MAX)
+    return Status(StatusCode::kInvalidArgument, "budget (k) %lld does not fit int32", (long long)c.budget);
+  if (c.pool_kernel < 1 || c.pool_kernel % 2 == 0)
+    return Status(StatusCode::kInvalidArgument, "pool kernel must be odd and >= 1, got %d", c.pool_kernel);
+  MethodPlan p{c.pool, c.pool_kernel, 0, 0, c.budget, 0, PositionMode::kOriginal};
+  switch (c.method) {
+    case Method::kPromptDistill:
+      p.zero_tail = 1;
+      p.keep_last = 1;
+      break;
+    case Method::kGemFilter:
+      p.positions = PositionMode::kRenumber;
+      break;
+    case Method::kSnapKV:
+    case Method::kH2O:
+      if (c.window < 1)
+        return Status(StatusCode::kInvalidArgument, "window must be >= 1, got %d", c.window);
+      if (c.budget < c.window)
+        return Status(StatusCode::kInvalidArgument,
+                      "%s capacity %lld must be >= the window %d (the window is part of the capacity)",
+                      to_string(c.method), (long long)c.budget, c.window);
+      p.keep_last = c.window;
+      p.topk_k = c.budget - c.window;
+      if (c.method == Method::kSnapKV) {
+        p.exclude_tail = c.window;
+      } else {
+        p.pool = PoolMode::kNone;  // H2O ranks accumulated attention as is
+      }
+      break;
+    default:
+      return Status(StatusCode::kInvalidArgument, "unknown method %d", int(c.method));
+  }
+  *plan = p;
+  return Status::ok();
+}
+
+namespace detail {
+
+Status status_from_word(const DeviceStatusWord& w) noexcept {
+  const auto code = static_cast<StatusCode>(w.code);
+  const long long a = w.a, b = w.b, c = w.c;
+  switch (static_cast<DataCheck>(w.check)) {
+    case DataCheck::kNone: return Status::ok();
+    case DataCheck::kLengthNegative: return Status(code, "request %lld: length %lld is negative", a, b);
+    case DataCheck::kEmptyPrompt: return Status(code, "request %lld: empty prompt (length 0)", a);
+    case DataCheck::kLengthBeyondCapacity:
+      return Status(code, "request %lld: length %lld exceeds the capacity %lld", a, b, c);
+    case DataCheck::kNegativeK: return Status(code, "request %lld: k = %lld must be >= 0", a, b);
+    case DataCheck::kCountBeyondCapacity:
+      return Status(code, "request %lld: %lld kept tokens do not fit the output capacity %lld", a, b, c);
+    case DataCheck::kPageOutOfRange:
+      return Status(code, "request %lld: page %lld is outside [0, %lld) (block table out of range)", a, b, c);
+    case DataCheck::kBadIndptr:
+      return Status(code, "request %lld: kv_indptr is decreasing (%lld then %lld)", a, b, c);
+    case DataCheck::kBadLastPageLen:
+      return Status(code, "request %lld: kv_last_page_len %lld is outside [1, %lld]", a, b, c);
+    case DataCheck::kIndexOutOfRange:
+      return Status(code, "request %lld: selected index %lld is outside [0, %lld)", a, b, c);
+    case DataCheck::kIndexNotIncreasing:
+      return Status(code, "request %lld: selected indices are not strictly increasing at position %lld (index %lld)", a, b, c);
+    case DataCheck::kCountsDiffer:
+      return Status(code, "request %lld: per-head rows keep different counts (%lld and %lld)", a, b, c);
+    case DataCheck::kBudgetBelowWindow:
+      return Status(code, "request %lld: budget %lld is below the window %lld", a, b, c);
+  }
+  return Status(StatusCode::kInternal, "unknown device status check %d", int(w.check));
+}
+
+namespace {
+
+#define PD_REQUIRE(cond, code, ...) \
+  do {                              \
+    if (!(cond)) return Status(code, __VA_ARGS__); \
+  } while (0)
+
+template <class T, int R>
+Status check_any_view(const char* name, const TensorView<T, R>& v) {
+  return check_view(name, v);
+}
+
+bool overlaps(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  return a_bytes > 0 && b_bytes > 0 && pa < pb + std::uintptr_t(b_bytes) && pb < pa + std::uintptr_t(a_bytes);
+}
+template <class T, int R>
+int64_t span_bytes(const TensorView<T, R>& v) {
+  if (v.numel() == 0) return 0;
+  int64_t off = 0;
+  for (int i = 0; i < R; ++i) off += (v.extents[i] - 1) * v.strides[i];
+  return (off + 1) * int64_t(sizeof(T));
+}
+
+Status check_head_dim(int64_t d) {
+  PD_REQUIRE(d >= 8 && d <= kMaxHeadDim && d % 8 == 0, StatusCode::kUnsupported,
+             "head_dim %lld is not supported (multiples of 8 up to %lld)", (long long)d, (long long)kMaxHeadDim);
+  return Status::ok();
+}
+
+template <class T>
+Status check_kv(const char* name, const KvCacheView<T>& v) {
+  PD_REQUIRE(v.batch >= 0, StatusCode::kInvalidArgument, "%s: batch %lld is negative", name, (long long)v.batch);
+  PD_REQUIRE(v.num_heads >= 1, StatusCode::kInvalidArgument, "%s: num_heads must be >= 1", name);
+  PD_RETURN_IF_ERROR(check_head_dim(v.head_dim));
+  PD_REQUIRE(v.stride_seq >= 0 && v.stride_token >= 0 && v.stride_head >= 0, StatusCode::kInvalidArgument,
+             "%s: strides must be >= 0", name);
+  PD_REQUIRE(v.capacity >= 0, StatusCode::kInvalidArgument, "%s: capacity is negative", name);
+  PD_REQUIRE(v.data != nullptr || v.batch == 0, StatusCode::kInvalidArgument, "%s: null data pointer", name);
+  if (v.paged()) {
+    PD_REQUIRE(v.capacity >= 1, StatusCode::kInvalidArgument, "%s: block size must be >= 1", name);
+    PD_REQUIRE(v.num_blocks >= 0, StatusCode::kInvalidArgument, "%s: num_blocks is negative", name);
+    if (v.layout == KvLayout::kPagedBlockTable) {
+      PD_REQUIRE(v.block_table != nullptr || v.batch == 0, StatusCode::kInvalidArgument, "%s: null block table", name);
+      PD_REQUIRE(v.max_blocks_per_request >= 0 && v.block_table_stride >= v.max_blocks_per_request,
+                 StatusCode::kInvalidArgument, "%s: block table stride %lld < max blocks per request %lld",
+                 name, (long long)v.block_table_stride, (long long)v.max_blocks_per_request);
+    } else if (v.layout == KvLayout::kPagedIndptr) {
+      PD_REQUIRE(v.indptr != nullptr && (v.indices != nullptr || v.batch == 0) && (v.last_page_len != nullptr || v.batch == 0),
+                 StatusCode::kInvalidArgument, "%s: kv_indptr, kv_indices and kv_last_page_len are required", name);
+    } else {
+      return Status(StatusCode::kInvalidArgument, "%s: unknown layout %d", name, int(v.layout));
+    }
+  }
+  const auto base = reinterpret_cast<std::uintptr_t>(v.data);
+  const int64_t es = int64_t(sizeof(T));
+  PD_REQUIRE(base % 16 == 0 && (v.stride_seq * es) % 16 == 0 && (v.stride_token * es) % 16 == 0 &&
+                 (v.stride_head * es) % 16 == 0,
+             StatusCode::kMisaligned, "%s: the data pointer and every stride must be 16-byte aligned", name);
+  return Status::ok();
+}
+
+}  // namespace
+
+template <class T>
+Status check_score(const ScoreArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(check_any_view("q", a.q));
+  PD_RETURN_IF_ERROR(check_any_view("scores", a.scores));
+  PD_RETURN_IF_ERROR(check_kv("k", a.k));
+  const int64_t B = a.q.extents[0], rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
+  PD_REQUIRE(a.method >= Method::kPromptDistill && a.method <= Method::kH2O, StatusCode::kInvalidArgument,
+             "unknown method %d", int(a.method));
+  PD_REQUIRE(a.k.batch == B && a.scores.extents[0] == B, StatusCode::kShapeMismatch,
+             "batch differs: q %lld, k %lld, scores %lld", (long long)B, (long long)a.k.batch,
+             (long long)a.scores.extents[0]);
+  PD_REQUIRE(H >= 1 && H % a.k.num_heads == 0, StatusCode::kShapeMismatch,
+             "query heads %lld are not a multiple of KV heads %lld", (long long)H, (long long)a.k.num_heads);
+  PD_REQUIRE(D == a.k.head_dim, StatusCode::kShapeMismatch, "head_dim differs: q %lld, k %lld",
+             (long long)D, (long long)a.k.head_dim);
+  PD_REQUIRE(H * D <= kMaxScoreQueryElements, StatusCode::kUnsupported,
+             "q heads x head_dim = %lld exceeds %lld", (long long)(H * D), (long long)kMaxScoreQueryElements);
+  PD_REQUIRE(a.q.strides[3] == 1, StatusCode::kUnsupported, "q: head_dim must be contiguous (stride 1)");
+  PD_REQUIRE(a.q.is_aligned(16), StatusCode::kMisaligned, "q: rows must start on 16-byte boundaries");
+  if (a.method == Method::kPromptDistill || a.method == Method::kGemFilter)
+    PD_REQUIRE(rows == 1, StatusCode::kShapeMismatch, "%s scores one query row (the last token), q has %lld",
+               to_string(a.method), (long long)rows);
+  PD_REQUIRE(rows >= 1, StatusCode::kShapeMismatch, "q has no query rows");
+  const int64_t want = score_rows(a.method, a.grouping, H, a.k.num_heads);
+  PD_REQUIRE(a.scores.extents[1] == want, StatusCode::kShapeMismatch, "scores has %lld rows per request, %s needs %lld",
+             (long long)a.scores.extents[1], to_string(a.method), (long long)want);
+  PD_REQUIRE(a.lengths != nullptr || B == 0, StatusCode::kInvalidArgument, "lengths is null");
+  PD_REQUIRE(a.scores.extents[2] <= INT32_MAX, StatusCode::kUnsupported, "score rows longer than 2^31-1");
+  return Status::ok();
+}
+
+Status check_pool(const PoolArgs& a) noexcept {
+  PD_RETURN_IF_ERROR(check_any_view("pool in", a.in));
+  PD_RETURN_IF_ERROR(check_any_view("pool out", a.out));
+  PD_REQUIRE(a.mode >= PoolMode::kNone && a.mode <= PoolMode::kMax, StatusCode::kInvalidArgument, "unknown pool mode");
+  PD_REQUIRE(a.kernel >= 1 && a.kernel % 2 == 1, StatusCode::kInvalidArgument,
+             "pool kernel must be odd and >= 1, got %d", a.kernel);
+  PD_REQUIRE(a.zero_tail >= 0 && a.exclude_tail >= 0, StatusCode::kInvalidArgument,
+             "zero_tail and exclude_tail must be >= 0");
+  for (int i = 0; i < 3; ++i)
+    PD_REQUIRE(a.in.extents[i] == a.out.extents[i], StatusCode::kShapeMismatch, "pool in and out shapes differ");
+  PD_REQUIRE(!overlaps(a.in.data, span_bytes(a.in), a.out.data, span_bytes(a.out)), StatusCode::kInvalidArgument,
+             "pool in and out overlap");
+  PD_REQUIRE(a.lengths != nullptr || a.in.extents[0] == 0, StatusCode::kInvalidArgument, "lengths is null");
+  return Status::ok();
+}
+
+Status check_topk(const TopKArgs& a) noexcept {
+  PD_RETURN_IF_ERROR(check_any_view("scores", a.scores));
+  PD_RETURN_IF_ERROR(check_any_view("indices", a.indices));
+  PD_RETURN_IF_ERROR(check_any_view("counts", a.counts));
+  PD_REQUIRE(a.k >= 0, StatusCode::kInvalidArgument, "k must be >= 0, got %lld", (long long)a.k);
+  PD_REQUIRE(a.keep_first >= 0 && a.keep_last >= 0 && a.k_offset >= 0, StatusCode::kInvalidArgument,
+             "keep_first, keep_last and k_offset must be >= 0");
+  const int64_t B = a.scores.extents[0], R = a.scores.extents[1];
+  PD_REQUIRE(a.indices.extents[0] == B && a.indices.extents[1] == R && a.counts.extents[0] == B &&
+                 a.counts.extents[1] == R,
+             StatusCode::kShapeMismatch, "indices [%lld, %lld, _] and counts [%lld, %lld] must match scores [%lld, %lld, _]",
+             (long long)a.indices.extents[0], (long long)a.indices.extents[1], (long long)a.counts.extents[0],
+             (long long)a.counts.extents[1], (long long)B, (long long)R);
+  PD_REQUIRE(a.scores.extents[2] <= INT32_MAX, StatusCode::kUnsupported, "rows longer than 2^31-1");
+  PD_REQUIRE(a.lengths != nullptr || B == 0, StatusCode::kInvalidArgument, "lengths is null");
+  return Status::ok();
+}
+
+template <class T>
+Status check_gather(const GatherArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(check_any_view("gather src", a.src));
+  PD_RETURN_IF_ERROR(check_any_view("gather dst", a.dst));
+  PD_RETURN_IF_ERROR(check_any_view("indices", a.indices));
+  PD_RETURN_IF_ERROR(check_any_view("counts", a.counts));
+  const int64_t B = a.src.extents[0];
+  PD_REQUIRE(a.dst.extents[0] == B && a.indices.extents[0] == B && a.counts.extents[0] == B,
+             StatusCode::kShapeMismatch, "gather: batch differs between src, dst, indices and counts");
+  PD_REQUIRE(a.dst.extents[2] == a.src.extents[2], StatusCode::kShapeMismatch,
+             "gather: row width differs (src %lld, dst %lld)", (long long)a.src.extents[2], (long long)a.dst.extents[2]);
+  PD_REQUIRE(a.indices.extents[1] >= 1 && a.counts.extents[1] == a.indices.extents[1], StatusCode::kShapeMismatch,
+             "gather: indices and counts need the same (>= 1) rows per request");
+  PD_REQUIRE(!overlaps(a.src.data, span_bytes(a.src), a.dst.data, span_bytes(a.dst)), StatusCode::kInvalidArgument,
+             "gather src and dst overlap");
+  return Status::ok();
+}
+
+Status check_remap(const RemapPositionsArgs& a) noexcept {
+  PD_RETURN_IF_ERROR(check_any_view("positions_in", a.positions_in));
+  PD_RETURN_IF_ERROR(check_any_view("indices", a.indices));
+  PD_RETURN_IF_ERROR(check_any_view("counts", a.counts));
+  PD_RETURN_IF_ERROR(check_any_view("positions_out", a.positions_out));
+  const int64_t B = a.indices.extents[0], R = a.indices.extents[1];
+  PD_REQUIRE(a.counts.extents[0] == B && a.counts.extents[1] == R && a.positions_out.extents[0] == B &&
+                 a.positions_out.extents[1] == R,
+             StatusCode::kShapeMismatch, "positions_out and counts must match indices [B, rows, _]");
+  PD_REQUIRE(a.positions_in.data == nullptr || a.positions_in.extents[0] == B, StatusCode::kShapeMismatch,
+             "positions_in batch differs");
+  return Status::ok();
+}
+
+template <class T>
+Status check_compact(const CompactKvArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(check_kv("k cache", a.k));
+  PD_RETURN_IF_ERROR(check_kv("v cache", a.v));
+  PD_RETURN_IF_ERROR(check_any_view("indices", a.indices));
+  PD_RETURN_IF_ERROR(check_any_view("counts", a.counts));
+  const auto& k = a.k;
+  const auto& v = a.v;
+  PD_REQUIRE(k.layout == v.layout && k.batch == v.batch && k.num_heads == v.num_heads && k.head_dim == v.head_dim &&
+                 k.capacity == v.capacity && k.num_blocks == v.num_blocks && k.block_table == v.block_table &&
+                 k.max_blocks_per_request == v.max_blocks_per_request && k.indptr == v.indptr &&
+                 k.indices == v.indices && k.last_page_len == v.last_page_len,
+             StatusCode::kShapeMismatch, "k and v caches must share layout, shape and page tables");
+  const int64_t B = k.batch, R = a.indices.extents[1];
+  PD_REQUIRE(a.indices.extents[0] == B && a.counts.extents[0] == B && a.counts.extents[1] == R,
+             StatusCode::kShapeMismatch, "indices/counts batch differs from the cache");
+  if (R != 1 && R != k.num_heads)
+    return Status(StatusCode::kUnsupported,
+                  "selection has %lld rows per request; a cache with %lld KV heads compacts head-uniform "
+                  "(1 row) or per-KV-head (%lld rows) selections. Per-query-head selections need a "
+                  "GQA-expanded cache: use HeadGrouping::kPerKvGroup",
+                  (long long)R, (long long)k.num_heads, (long long)k.num_heads);
+  PD_REQUIRE(k.layout == KvLayout::kPagedIndptr || a.seq_lens != nullptr || B == 0, StatusCode::kInvalidArgument,
+             "seq_lens is required for contiguous and block-table caches");
+  PD_REQUIRE(a.new_lengths != nullptr || B == 0, StatusCode::kInvalidArgument, "new_lengths is null");
+  return Status::ok();
+}
+
+template <class T>
+Status check_select(const SelectArgs<T>& a) noexcept {
+  MethodPlan plan;
+  PD_RETURN_IF_ERROR(plan_method(a.config, &plan));
+  PD_REQUIRE(a.max_length >= 1 && a.max_length <= INT32_MAX, StatusCode::kInvalidArgument,
+             "max_length must be in [1, 2^31-1], got %lld", (long long)a.max_length);
+  // The scratch views are only shape-checked here; this stand-in address is never dereferenced.
+  alignas(WorkspacePlanner::kAlignment) static float scratch_stand_in[1];
+  SelectBuffers stand_in{};
+  stand_in.raw_scores = stand_in.pooled = scratch_stand_in;
+  const SelectStages<T> s = select_stages(a, stand_in);
+  PD_RETURN_IF_ERROR(check_score(s.score));
+  PD_RETURN_IF_ERROR(check_topk(s.topk));
+  if (a.final_scores.data != nullptr) {
+    const int64_t B = a.q.extents[0], R = s.score.scores.extents[1];
+    PD_REQUIRE(a.final_scores.extents[0] == B && a.final_scores.extents[1] == R &&
+                   a.final_scores.extents[2] >= a.max_length,
+               StatusCode::kShapeMismatch, "final_scores must be [B, %lld, >= max_length]", (long long)R);
+  }
+  if (s.has_positions) PD_RETURN_IF_ERROR(check_remap(s.remap));
+  if (a.hidden_in.data != nullptr || a.hidden_out.data != nullptr) {
+    PD_REQUIRE(s.score.scores.extents[1] == 1, StatusCode::kUnsupported,
+               "hidden-state gather needs a head-uniform selection (PromptDistill or GemFilter)");
+    PD_RETURN_IF_ERROR(check_gather(s.gather));
+  }
+  return Status::ok();
+}
+
+template <class T>
+ScoreBuffers plan_score(const ScoreArgs<T>& a, WorkspacePlanner& planner) {
+  ScoreBuffers b;
+  if (a.method == Method::kSnapKV || a.method == Method::kH2O) {
+    const auto B = std::size_t(a.q.extents[0]), rows = std::size_t(a.q.extents[1]),
+               H = std::size_t(a.q.extents[2]), N = std::size_t(a.scores.extents[2]);
+    b.row_max = planner.take<float>(B * H * rows);
+    b.row_sum = planner.take<float>(B * H * rows);
+    if (a.grouping == HeadGrouping::kPerKvGroup) b.head_scores = planner.take<float>(B * H * N);
+  }
+  return b;
+}
+
+template <class T>
+SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner) {
+  SelectBuffers b;
+  const int64_t B = a.q.extents[0];
+  const int64_t R = score_rows(a.config.method, a.config.grouping, a.q.extents[2], a.k.num_heads);
+  const auto n = std::size_t(B * R * a.max_length);
+  b.raw_scores = planner.take<float>(n);
+  if (a.final_scores.data == nullptr) b.pooled = planner.take<float>(n);
+  SelectStages<T> s = select_stages(a, b);
+  b.score = plan_score(s.score, planner);
+  return b;
+}
+
+template <class T>
+SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buf) {
+  SelectStages<T> s{};
+  if (!plan_method(a.config, &s.plan).is_ok()) s.plan = MethodPlan{PoolMode::kNone, 1, 0, 0, 0, 0, PositionMode::kOriginal};
+  const int64_t B = a.q.extents[0];
+  const int64_t R = score_rows(a.config.method, a.config.grouping, a.q.extents[2], a.k.num_heads);
+  const int64_t N = a.max_length;
+
+  s.score.method = a.config.method;
+  s.score.grouping = a.config.grouping;
+  s.score.q = a.q;
+  s.score.k = a.k;
+  s.score.lengths = a.lengths;
+  s.score.scores = make_view(buf.raw_scores, B, R, N);
+
+  TensorView<float, 3> ranked =
+      a.final_scores.data != nullptr ? a.final_scores : make_view(buf.pooled, B, R, N);
+  s.pool.mode = s.plan.pool;
+  s.pool.kernel = s.plan.pool_kernel;
+  s.pool.zero_tail = s.plan.zero_tail;
+  s.pool.exclude_tail = s.plan.exclude_tail;
+  s.pool.in = s.score.scores;
+  s.pool.out = ranked;
+  s.pool.lengths = a.lengths;
+
+  s.topk.scores = ranked;
+  s.topk.lengths = a.lengths;
+  s.topk.k = s.plan.topk_k;
+  s.topk.k_per_request = a.budget_per_request;
+  s.topk.k_offset = int32_t(a.config.budget - s.plan.topk_k);
+  s.topk.keep_last = s.plan.keep_last;
+  s.topk.indices = a.indices;
+  s.topk.counts = a.counts;
+
+  s.has_positions = a.positions.data != nullptr;
+  s.remap.mode = s.plan.positions;
+  s.remap.positions_in = a.positions_in;
+  s.remap.indices = a.indices;
+  s.remap.counts = a.counts;
+  s.remap.positions_out = a.positions;
+
+  s.has_gather = a.hidden_in.data != nullptr && a.hidden_out.data != nullptr;
+  s.gather.src = a.hidden_in;
+  s.gather.indices = a.indices;
+  s.gather.counts = a.counts;
+  s.gather.dst = a.hidden_out;
+  return s;
+}
+
+#define PD_INSTANTIATE(T)                                                             \
+  template Status check_score<T>(const ScoreArgs<T>&) noexcept;                       \
+  template Status check_gather<T>(const GatherArgs<T>&) noexcept;                     \
+  template Status check_compact<T>(const CompactKvArgs<T>&) noexcept;                 \
+  template Status check_select<T>(const SelectArgs<T>&) noexcept;                     \
+  template ScoreBuffers plan_score<T>(const ScoreArgs<T>&, WorkspacePlanner&);        \
+  template SelectBuffers plan_select<T>(const SelectArgs<T>&, WorkspacePlanner&);     \
+  template SelectStages<T> select_stages<T>(const SelectArgs<T>&, const SelectBuffers&);
+PD_INSTANTIATE(float)
+PD_INSTANTIATE(f16)
+PD_INSTANTIATE(bf16)
+template Status check_gather<int32_t>(const GatherArgs<int32_t>&) noexcept;
+
+}  // namespace detail
+}  // namespace promptdistill

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+// `promptdistill select` end to end: .npy in, JSON out, equal to the library's reference
+// selection (Tier A); bad files and options exit non-zero with a one-line error.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "promptdistill/promptdistill.h"
+#include "support/generators.h"
+
+using namespace promptdistill;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Result run_cli(const std::string& args) {
+  std::filesystem::create_directories(PD_TEST_TMP);
+  const std::string out = std::string(PD_TEST_TMP) + "/out.txt", err = std::string(PD_TEST_TMP) + "/err.txt";
+  const std::string cmd = std::string(PD_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
+  const int rc = std::system(cmd.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
+}
+
+std::string tmp(const std::string& name) {
+  std::filesystem::create_directories(PD_TEST_TMP);
+  return std::string(PD_TEST_TMP) + "/" + name;
+}
+
+std::vector<int32_t> ref_select(Method m, const std::vector<float>& q, int64_t Lq, const std::vector<float>& k,
+                                int64_t L, int64_t H, int64_t Hkv, int64_t D, int64_t budget, int64_t row) {
+  const int64_t R = score_rows(m, HeadGrouping::kPerKvGroup, H, Hkv);
+  std::vector<int32_t> lengths{int32_t(L)}, idx(std::size_t(R * L)), counts(static_cast<std::size_t>(R));
+  SelectArgs<float> a;
+  a.config.method = m;
+  a.config.budget = budget;
+  a.config.window = 4;
+  a.q = make_view<const float>(q.data(), 1, Lq, H, D);
+  a.k = KvCacheView<const float>::contiguous_bshd(k.data(), 1, L, Hkv, D);
+  a.lengths = lengths.data();
+  a.max_length = L;
+  a.indices = make_view(idx.data(), 1, R, L);
+  a.counts = make_view(counts.data(), 1, R);
+  std::vector<unsigned char> ws(ref::Select<float>::workspace_size(a) + 256);
+  void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
+  REQUIRE(ref::Select<float>::run(a, Workspace{base, ref::Select<float>::workspace_size(a)}).is_ok());
+  return std::vector<int32_t>(idx.begin() + row * L, idx.begin() + row * L + counts[std::size_t(row)]);
+}
+
+}  // namespace
+
+TEST_CASE("cli/select: JSON output equals the reference selection for every method") {
+  const int64_t L = 90, H = 4, Hkv = 2, D = 32;
+  const auto k = pdtest::generate<float>(std::size_t(L * Hkv * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 1));
+  REQUIRE(write_npy(tmp("k.npy"), DType::kF32, {L, Hkv, D}, k.data()).is_ok());
+  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
+    const int64_t Lq = m == Method::kSnapKV ? 4 : m == Method::kH2O ? L : 1;
+    const auto q = pdtest::generate<float>(std::size_t(Lq * H * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 2, uint64_t(m)));
+    REQUIRE(write_npy(tmp("q.npy"), DType::kF32, {Lq, H, D}, q.data()).is_ok());
+    const auto r = run_cli(std::string("select --method ") + to_string(m) + " --q " + tmp("q.npy") + " --k " +
+                           tmp("k.npy") + " --topk 20 --window 4 --json");
+    INFO(std::string(to_string(m)));
+    CAPTURE(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["method"] == to_string(m));
+    if (m == Method::kPromptDistill || m == Method::kGemFilter) {
+      CHECK(j["indices"].get<std::vector<int32_t>>() == ref_select(m, q, Lq, k, L, H, Hkv, D, 20, 0));
+      CHECK(j["scores"].size() == std::size_t(L));
+      CHECK(j["indices"].size() == (m == Method::kPromptDistill ? 21u : 20u));
+    } else {
+      REQUIRE(j["indices"].size() == std::size_t(Hkv));
+      for (int64_t row = 0; row < Hkv; ++row)
+        CHECK(j["indices"][std::size_t(row)].get<std::vector<int32_t>>() == ref_select(m, q, Lq, k, L, H, Hkv, D, 20, row));
+    }
+  }
+  // float16 input and bf16 compute run too.
+  std::vector<uint16_t> qh(std::size_t(H * D), 0x3c00);
+  REQUIRE(write_npy(tmp("qh.npy"), DType::kF16, {1, H, D}, qh.data()).is_ok());
+  const auto r = run_cli("select --method promptdistill --q " + tmp("qh.npy") + " --k " + tmp("k.npy") + " --topk 5 --dtype bf16 --json");
+  CHECK(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.out)["indices"].size() == 6u);
+}
+
+TEST_CASE("cli/select: bad files and options fail with a one-line error") {
+  const std::vector<float> q(64, 1.0f), k(3 * 2 * 32, 1.0f);
+  REQUIRE(write_npy(tmp("q1.npy"), DType::kF32, {1, 2, 32}, q.data()).is_ok());
+  REQUIRE(write_npy(tmp("k1.npy"), DType::kF32, {3, 2, 32}, k.data()).is_ok());
+  REQUIRE(write_npy(tmp("flat.npy"), DType::kF32, {64}, q.data()).is_ok());
+  {
+    std::ofstream f(tmp("junk.npy"));
+    f << "not a numpy file";
+  }
+  const std::string base = "select --q " + tmp("q1.npy") + " --k " + tmp("k1.npy");
+  struct Bad {
+    std::string args, expect;
+  };
+  const Bad cases[] = {
+      {"select --q " + tmp("missing.npy") + " --k " + tmp("k1.npy") + " --topk 2", "cannot open"},
+      {"select --q " + tmp("junk.npy") + " --k " + tmp("k1.npy") + " --topk 2", "magic"},
+      {"select --q " + tmp("flat.npy") + " --k " + tmp("k1.npy") + " --topk 2", "3 dimensions"},
+      {base + " --topk -1", "k) must be >= 0"},
+      {base + " --topk 2 --method nope", "--method must be"},
+      {base + " --topk 2 --pool-kernel 4", "odd"},
+      {base + " --topk two", "integer"},
+      {base + " --topk 2 --dtype f64", "--dtype"},
+      {base + " --topk 2 --bogus 1", "unknown option"},
+      {base, "needs"},
+      {"select --q " + tmp("k1.npy") + " --k " + tmp("k1.npy") + " --topk 2", "last token"},
+  };
+  for (const Bad& c : cases) {
+    const auto r = run_cli(c.args);
+    CAPTURE(c.args);
+    CAPTURE(r.err);
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find(c.expect) != std::string::npos);
+    CHECK(r.err.rfind("error: ", 0) == 0);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  }
+}

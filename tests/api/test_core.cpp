@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+// Core types: Status, TensorView, WorkspacePlanner and the comparators themselves.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "promptdistill/promptdistill.h"
+#include "support/compare.h"
+
+using namespace promptdistill;
+
+TEST_CASE("core/status: codes, names and messages") {
+  static_assert(std::is_trivially_copyable<Status>::value, "Status must be trivially copyable");
+  CHECK(Status::ok().is_ok());
+  CHECK(std::string(Status::ok().message()).empty());
+  const Status s(StatusCode::kInvalidArgument, "k must be >= 0, got %d", -3);
+  CHECK_FALSE(s.is_ok());
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(s.message()) == "k must be >= 0, got -3");
+  char buf[128];
+  CHECK(std::string(describe(s, buf, sizeof buf)) == "invalid argument: k must be >= 0, got -3");
+  CHECK(std::string(Status(StatusCode::kWorkspaceTooSmall).message()) == "workspace too small");
+  for (int c = 0; c <= int(StatusCode::kInternal); ++c)
+    CHECK(std::string(to_string(StatusCode(c))) != "unknown status");
+  // Long messages are truncated, never overflow.
+  std::string longer(1000, 'x');
+  const Status t(StatusCode::kIoError, "%s", longer.c_str());
+  CHECK(std::string(t.message()).size() == Status::kMaxMessage - 1);
+}
+
+TEST_CASE("core/dtype: sizes and names") {
+  CHECK(size_of(DType::kF32) == 4);
+  CHECK(size_of(DType::kF16) == 2);
+  CHECK(size_of(DType::kBF16) == 2);
+  CHECK(size_of(DType::kI32) == 4);
+  CHECK(size_of(DType::kI64) == 8);
+  CHECK(std::string(to_string(DType::kBF16)) == "bf16");
+  static_assert(sizeof(bf16) == 2 && sizeof(f16) == 2, "16-bit storage");
+  static_assert(std::is_trivially_copyable<bf16>::value, "trivially copyable");
+}
+
+TEST_CASE("core/tensor_view: accessors, contiguity, alignment") {
+  static_assert(std::is_trivially_copyable<TensorView<float, 4>>::value, "view must be trivially copyable");
+  alignas(64) float data[2 * 3 * 4];
+  for (int i = 0; i < 24; ++i) data[i] = float(i);
+  auto v = make_view(data, 2, 3, 4);
+  CHECK(v.is_contiguous());
+  CHECK(v(1, 2, 3) == 23.0f);
+  CHECK(v.numel() == 24);
+  CHECK(check_view("v", v).is_ok());
+  // A transposed view over the same memory: [4, 3, 2] with strides (1, 4, 12).
+  auto t = make_strided_view(data, {4, 3, 2}, {1, 4, 12});
+  CHECK_FALSE(t.is_contiguous());
+  CHECK(t(3, 2, 1) == v(1, 2, 3));
+  CHECK(v.is_aligned(16));
+  auto shifted = make_view(data + 1, 2, 3, 4);
+  CHECK_FALSE(shifted.is_aligned(16));
+  auto odd_rows = make_strided_view(data, {3, 3}, {5, 1});  // 20-byte row pitch
+  CHECK_FALSE(odd_rows.is_aligned(16));
+  auto c = v.as_const();
+  CHECK(c(0, 1, 2) == 6.0f);
+}
+
+TEST_CASE("core/tensor_view: negative and overflowing views are rejected") {
+  float x = 0;
+  auto neg = make_strided_view(&x, {2, -3}, {1, 1});
+  Status s = check_view("q", neg);
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(s.message()).find("q: extent 1 is -3") != std::string::npos);
+  auto neg_stride = make_strided_view(&x, {2, 3}, {-1, 1});
+  CHECK(check_view("k", neg_stride).code() == StatusCode::kInvalidArgument);
+  const int64_t big = std::numeric_limits<int64_t>::max() / 2;
+  auto huge = make_strided_view(&x, {big, 4}, {4, 1});
+  CHECK(check_view("h", huge).code() == StatusCode::kInvalidArgument);
+  auto huge_stride = make_strided_view(&x, {3, 2}, {big, 1});
+  CHECK(check_view("s", huge_stride).code() == StatusCode::kInvalidArgument);
+  auto null_view = make_view(static_cast<float*>(nullptr), 2, 2);
+  CHECK(check_view("n", null_view).code() == StatusCode::kInvalidArgument);
+  auto empty = make_view(static_cast<float*>(nullptr), 0, 5);
+  CHECK(check_view("e", empty).is_ok());
+}
+
+TEST_CASE("core/workspace: counting and carving agree, stay aligned and never overlap") {
+  auto plan = [](WorkspacePlanner& p, float** a, int32_t** b, double** c) {
+    *a = p.take<float>(3);
+    *b = p.take<int32_t>(1000);
+    *c = p.take<double>(0);
+  };
+  WorkspacePlanner counting;
+  float* a;
+  int32_t* b;
+  double* c;
+  plan(counting, &a, &b, &c);
+  CHECK(a == nullptr);
+  CHECK(counting.bytes_needed() == 256 + 4096);
+  alignas(256) static unsigned char buffer[8192];
+  WorkspacePlanner carving(Workspace{buffer, counting.bytes_needed()});
+  plan(carving, &a, &b, &c);
+  CHECK(carving.status().is_ok());
+  CHECK(reinterpret_cast<unsigned char*>(a) == buffer);
+  CHECK(reinterpret_cast<unsigned char*>(b) == buffer + 256);
+  CHECK(reinterpret_cast<std::uintptr_t>(b) % 256 == 0);
+  CHECK(carving.bytes_needed() == counting.bytes_needed());
+
+  WorkspacePlanner small(Workspace{buffer, counting.bytes_needed() - 1});
+  plan(small, &a, &b, &c);
+  CHECK(small.status().code() == StatusCode::kWorkspaceTooSmall);
+  CHECK(b == nullptr);
+  WorkspacePlanner misaligned(Workspace{buffer + 8, 4096 * 2});
+  plan(misaligned, &a, &b, &c);
+  CHECK(misaligned.status().code() == StatusCode::kMisaligned);
+  WorkspacePlanner null_ws(Workspace{nullptr, 0});
+  plan(null_ws, &a, &b, &c);
+  CHECK(null_ws.status().code() == StatusCode::kWorkspaceTooSmall);
+}
+
+TEST_CASE("core/compare: bitwise comparator sees +0/-0 and NaN payloads") {
+  using pdtest::bitwise_equal;
+  const float qnan1 = num::float_of(0x7fc00001u), qnan2 = num::float_of(0x7fc00002u);
+  CHECK(bitwise_equal(std::vector<float>{1.0f, 0.0f}, std::vector<float>{1.0f, 0.0f}).ok);
+  CHECK_FALSE(bitwise_equal(std::vector<float>{0.0f}, std::vector<float>{-0.0f}).ok);
+  CHECK_FALSE(bitwise_equal(std::vector<float>{qnan1}, std::vector<float>{qnan2}).ok);
+  CHECK(bitwise_equal(std::vector<float>{qnan1}, std::vector<float>{qnan1}).ok);
+  const auto r = bitwise_equal(std::vector<float>{1, 2, 3}, std::vector<float>{1, 2.5f, 4});
+  CHECK(r.report.find("2 of 3 differ") != std::string::npos);
+  CHECK(r.report.find("[1]") != std::string::npos);
+  CHECK(r.report.find("0x40000000") != std::string::npos);
+  CHECK_FALSE(bitwise_equal(std::vector<int>{1}, std::vector<int>{1, 2}).ok);
+  CHECK(pdtest::max_ulp(std::vector<float>{1.0f}, std::vector<float>{std::nextafter(1.0f, 2.0f)}, 1).ok);
+  CHECK_FALSE(pdtest::max_ulp(std::vector<float>{1.0f}, std::vector<float>{1.0001f}, 1).ok);
+  CHECK(pdtest::ulp_distance(0.0f, -0.0f) == 0);
+  CHECK(pdtest::nmse_below(std::vector<float>{1.0f, 2.0f}, std::vector<float>{1.0f, 2.001f}, 1e-6).ok);
+  CHECK_FALSE(pdtest::nmse_below(std::vector<float>{1.0f, 3.0f}, std::vector<float>{1.0f, 2.0f}, 1e-3).ok);
+}

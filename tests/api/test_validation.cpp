@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every invalid input returns its specific Status and leaves the caller's outputs untouched.
+// The checks are shared by both backends (src/selector_validate.cpp and
+// detail/selector_checks.h), so the reference run here pins the CUDA behaviour too.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "promptdistill/promptdistill.h"
+#include "support/compare.h"
+#include "support/selector_cases.h"
+
+using namespace promptdistill;
+
+namespace {
+
+struct Fixture {
+  int64_t B = 1, H = 8, Hkv = 2, D = 64, L = 40;
+  std::vector<float> q, k, scores;
+  std::vector<int32_t> lengths{40}, indices, counts, positions;
+  alignas(256) unsigned char ws[1 << 16];
+  Fixture() : q(std::size_t(H * D + 64), 0.5f), k(std::size_t(L * Hkv * D), 0.25f), scores(std::size_t(L), 0.0f),
+              indices(std::size_t(L), -9), counts(1, -9), positions(std::size_t(L), -9) {}
+  SelectArgs<float> args() {
+    SelectArgs<float> a;
+    a.config.budget = 8;
+    a.q = make_view<const float>(q.data(), B, 1, H, D);
+    a.k = KvCacheView<float>::contiguous_bshd(k.data(), B, L, Hkv, D);
+    a.lengths = lengths.data();
+    a.max_length = L;
+    a.indices = make_view(indices.data(), B, 1, L);
+    a.counts = make_view(counts.data(), B, 1);
+    a.positions = make_view(positions.data(), B, 1, L);
+    return a;
+  }
+  Status run(const SelectArgs<float>& a) {
+    const Status can = ref::Select<float>::can_implement(a);
+    const Status s = ref::Select<float>::run(a, Workspace{ws, sizeof ws});
+    if (!can.is_ok()) CHECK(s.code() == can.code());  // run re-validates
+    return s;
+  }
+  bool untouched() const {
+    return std::all_of(indices.begin(), indices.end(), [](int32_t v) { return v == -9; }) && counts[0] == -9 &&
+           std::all_of(positions.begin(), positions.end(), [](int32_t v) { return v == -9; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("validation: the fused pipeline accepts the fixture") {
+  Fixture f;
+  const Status s = f.run(f.args());
+  CHECK_MESSAGE(s.is_ok(), std::string(s.message()));
+  CHECK(f.counts[0] == 9);
+}
+
+TEST_CASE("validation: each bad input gets its own status, outputs untouched") {
+  struct Case {
+    const char* what;
+    StatusCode want;
+    void (*mutate)(Fixture&, SelectArgs<float>&);
+  };
+  const Case cases[] = {
+      {"k < 0", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.config.budget = -1; }},
+      {"mismatched heads", StatusCode::kShapeMismatch, [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data(), 1, 1, 7, 64); }},
+      {"head dim differs", StatusCode::kShapeMismatch, [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data(), 1, 1, 4, 128); }},
+      {"D unsupported", StatusCode::kUnsupported, [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data(), 1, 1, 8, 60);
+         a.k = KvCacheView<float>::contiguous_bshd(f.k.data(), 1, 40, 2, 60); }},
+      {"misaligned q", StatusCode::kMisaligned, [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data() + 1, 1, 1, 8, 64); }},
+      {"misaligned k", StatusCode::kMisaligned, [](Fixture& f, SelectArgs<float>& a) {
+         a.k = KvCacheView<float>::contiguous_bshd(f.k.data() + 2, 1, 39, 2, 64); }},
+      {"negative extent", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.q.extents[1] = -1; }},
+      {"even pool kernel", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.config.pool_kernel = 4; }},
+      {"capacity below window", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) {
+         a.config.method = Method::kSnapKV; a.config.budget = 16; a.config.window = 32; }},
+      {"two query rows for PromptDistill", StatusCode::kShapeMismatch, [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data(), 1, 2, 4, 64); a.k.num_heads = 2; }},
+      {"batch differs", StatusCode::kShapeMismatch, [](Fixture&, SelectArgs<float>& a) { a.k.batch = 2; }},
+      {"empty prompt", StatusCode::kInvalidArgument, [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = 0; }},
+      {"negative length", StatusCode::kInvalidArgument, [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = -3; }},
+      {"length beyond capacity", StatusCode::kCapacityExceeded, [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = 41; }},
+      {"output too small", StatusCode::kCapacityExceeded, [](Fixture& f, SelectArgs<float>& a) {
+         a.indices = make_view(f.indices.data(), 1, 1, 5); a.positions = make_view(f.positions.data(), 1, 1, 5); }},
+      {"null lengths", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.lengths = nullptr; }},
+      {"hidden gather on per-head method", StatusCode::kUnsupported, [](Fixture& f, SelectArgs<float>& a) {
+         a.config.method = Method::kSnapKV; a.config.window = 4; a.q = make_view<const float>(f.q.data(), 1, 4, 2, 64);
+         a.indices = make_view(f.indices.data(), 1, 2, 20); a.counts = make_view(f.positions.data(), 1, 2);
+         a.positions = TensorView<int32_t, 3>{}; a.hidden_in = make_view<const float>(f.k.data(), 1, 40, 4);
+         a.hidden_out = make_view(f.scores.data(), 1, 10, 4); }},
+  };
+  for (const Case& c : cases) {
+    Fixture f;
+    auto a = f.args();
+    c.mutate(f, a);
+    INFO(std::string(c.what));
+    const Status s = f.run(a);
+    CHECK(s.code() == c.want);
+    CHECK(f.untouched());
+    MESSAGE(c.what << " -> " << to_string(s.code()) << ": " << s.message());
+  }
+}
+
+TEST_CASE("validation: workspace too small and misaligned") {
+  Fixture f;
+  auto a = f.args();
+  const std::size_t need = ref::Select<float>::workspace_size(a);
+  CHECK(ref::Select<float>::run(a, Workspace{f.ws, need - 1}).code() == StatusCode::kWorkspaceTooSmall);
+  CHECK(ref::Select<float>::run(a, Workspace{f.ws + 16, need}).code() == StatusCode::kMisaligned);
+  CHECK(f.untouched());
+  CHECK(ref::Select<float>::run(a, Workspace{f.ws, need}).is_ok());
+}
+
+TEST_CASE("validation: paged caches: block table out of range, bad FlashInfer metadata") {
+  const int64_t H = 2, D = 16, block = 4;
+  std::vector<float> data(std::size_t(6 * block * H * D), 1.0f);
+  std::vector<int32_t> table = {0, 1, 7, 2}, lens = {10}, idx(12, -9), counts(1, -9), nl(1, -9), fp(1, -9);
+  for (int i = 0; i < 10; ++i) idx[std::size_t(i)] = i;
+  counts[0] = 10;
+  CompactKvArgs<float> a;
+  a.k = a.v = KvCacheView<float>::paged_nhd(data.data(), 6, block, H, D, 1, table.data(), 4);
+  a.seq_lens = lens.data();
+  a.indices = make_view<const int32_t>(idx.data(), 1, 1, 12);
+  a.counts = make_view<const int32_t>(counts.data(), 1, 1);
+  a.new_lengths = nl.data();
+  a.freed_pages = fp.data();
+  const auto before = data;
+  Status s = ref::CompactKv<float>::run(a, Workspace{});
+  CHECK(s.code() == StatusCode::kOutOfRange);  // page 7 of 6, holding tokens 8..9
+  CHECK(std::string(s.message()).find("block table out of range") != std::string::npos);
+  table[2] = 3;
+  lens[0] = 17;  // 4 pages of 4 hold 16
+  CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kCapacityExceeded);
+  lens[0] = 10;
+  idx[3] = 2;  // not increasing
+  CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kInvalidArgument);
+  idx[3] = 3;
+  idx[9] = 10;  // beyond the length
+  CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kOutOfRange);
+  CHECK(data == before);
+  CHECK(nl[0] == -9);
+  idx[9] = 9;
+  CHECK(ref::CompactKv<float>::run(a, Workspace{}).is_ok());
+
+  std::vector<int32_t> indptr = {0, 3}, indices = {4, 0, 5}, last = {5};
+  a.k = a.v = KvCacheView<float>::flashinfer_hnd(data.data(), 6, block, H, D, 1, indptr.data(), indices.data(), last.data());
+  CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kInvalidArgument);  // last page holds 5 of 4
+  last[0] = 2;
+  indptr[1] = -1;
+  CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kInvalidArgument);
+}

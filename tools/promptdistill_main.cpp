@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! The `promptdistill` command line.
+//!   promptdistill select ...   verify an engine's selection against ours (Q.npy / K.npy)
+//!   promptdistill demo ...     the selector on a synthetic long prompt with a planted fact
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "select_runner.h"
+
+using namespace promptdistill;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage:
+  promptdistill select --method promptdistill|gemfilter|snapkv|h2o --q Q.npy --k K.npy --topk N
+                       [--window 32] [--pool avg|max|none] [--pool-kernel 5] [--per kv-group|head]
+                       [--dtype f32|f16|bf16] [--backend cpu|cuda] [--json]
+      Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
+      for snapkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
+      --topk: promptdistill: tokens chosen besides the always-kept last one; gemfilter: tokens
+      kept; snapkv/h2o: capacity per row, window included.
+  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7]
+      Every method on a synthetic prompt whose planted "fact" tokens answer the last query.
+)";
+
+struct Args {
+  std::string command;
+  std::map<std::string, std::string> values;
+  bool json = false;
+};
+
+[[noreturn]] void fail(const std::string& message) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  std::exit(2);
+}
+void fail_status(const Status& s) {
+  char buf[320];
+  fail(describe(s, buf, sizeof buf));
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  if (argc < 2) fail(std::string("missing command\n") + kUsage);
+  a.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string s = argv[i];
+    if (s == "--json") {
+      a.json = true;
+    } else if (s.rfind("--", 0) == 0 && i + 1 < argc) {
+      a.values[s.substr(2)] = argv[++i];
+    } else {
+      fail("unexpected argument '" + s + "' (options take a value: --name VALUE)");
+    }
+  }
+  return a;
+}
+
+std::string get(const Args& a, const std::string& key, const std::string& fallback) {
+  const auto it = a.values.find(key);
+  return it == a.values.end() ? fallback : it->second;
+}
+int64_t get_int(const Args& a, const std::string& key, int64_t fallback) {
+  const std::string v = get(a, key, "");
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (*end != '\0') fail("--" + key + " expects an integer, got '" + v + "'");
+  return x;
+}
+void reject_unknown(const Args& a, std::initializer_list<const char*> known) {
+  for (const auto& kv : a.values) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || kv.first == k;
+    if (!ok) fail("unknown option --" + kv.first + " for '" + a.command + "'");
+  }
+}
+
+Method parse_method(const std::string& m) {
+  if (m == "promptdistill") return Method::kPromptDistill;
+  if (m == "gemfilter") return Method::kGemFilter;
+  if (m == "snapkv") return Method::kSnapKV;
+  if (m == "h2o") return Method::kH2O;
+  fail("--method must be promptdistill, gemfilter, snapkv or h2o, got '" + m + "'");
+}
+
+MethodConfig parse_config(const Args& a, int64_t default_budget) {
+  MethodConfig c;
+  c.method = parse_method(get(a, "method", "promptdistill"));
+  c.budget = get_int(a, "topk", default_budget);
+  c.window = int32_t(get_int(a, "window", 32));
+  const std::string pool = get(a, "pool", "avg");
+  if (pool == "avg") c.pool = PoolMode::kAvg;
+  else if (pool == "max") c.pool = PoolMode::kMax;
+  else if (pool == "none") c.pool = PoolMode::kNone;
+  else fail("--pool must be avg, max or none, got '" + pool + "'");
+  c.pool_kernel = int32_t(get_int(a, "pool-kernel", 5));
+  const std::string per = get(a, "per", "kv-group");
+  if (per == "kv-group") c.grouping = HeadGrouping::kPerKvGroup;
+  else if (per == "head") c.grouping = HeadGrouping::kPerQueryHead;
+  else fail("--per must be kv-group or head, got '" + per + "'");
+  MethodPlan plan;
+  const Status s = plan_method(c, &plan);
+  if (!s.is_ok()) fail_status(s);
+  return c;
+}
+
+std::vector<float> load_f32(const std::string& path, const char* what, std::vector<int64_t>* shape) {
+  NpyArray arr;
+  const Status s = read_npy(path, &arr);
+  if (!s.is_ok()) fail(std::string(what) + ": " + s.message());
+  if (arr.shape.size() != 3)
+    fail(std::string(what) + ": expected 3 dimensions, got " + std::to_string(arr.shape.size()) + " in " + path);
+  std::vector<float> out(std::size_t(arr.numel()));
+  if (arr.dtype == DType::kF32) {
+    std::memcpy(out.data(), arr.bytes.data(), out.size() * 4);
+  } else if (arr.dtype == DType::kF16) {
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      uint16_t bits;
+      std::memcpy(&bits, &arr.bytes[2 * i], 2);
+      out[i] = num::to_f32(f16{bits});
+    }
+  } else {
+    fail(std::string(what) + ": " + path + " must hold float32 or float16, not " + to_string(arr.dtype));
+  }
+  *shape = arr.shape;
+  return out;
+}
+
+int cmd_select(const Args& a) {
+  reject_unknown(a, {"method", "q", "k", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend"});
+  if (get(a, "q", "").empty() || get(a, "k", "").empty() || get(a, "topk", "").empty())
+    fail("select needs --q Q.npy, --k K.npy and --topk N");
+  const MethodConfig cfg = parse_config(a, 0);
+  pdcli::SelectInput in;
+  std::vector<int64_t> qs, ks;
+  in.q = load_f32(get(a, "q", ""), "--q", &qs);
+  in.k = load_f32(get(a, "k", ""), "--k", &ks);
+  in.Lq = qs[0], in.H = qs[1], in.D = qs[2], in.L = ks[0], in.Hkv = ks[1];
+  if (ks[2] != in.D) fail("head_dim differs: Q has " + std::to_string(in.D) + ", K has " + std::to_string(ks[2]));
+  if (in.L == 0) fail("K has no tokens (empty prompt)");
+  if (cfg.method == Method::kH2O && in.Lq != in.L)
+    fail("h2o scores every query row: Q must have L = " + std::to_string(in.L) + " rows, has " + std::to_string(in.Lq));
+  pdcli::SelectOutput out;
+  const Status s = pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
+  if (!s.is_ok()) fail_status(s);
+  const bool per_row = out.rows > 1 || cfg.method == Method::kSnapKV || cfg.method == Method::kH2O;
+  if (a.json) {
+    nlohmann::json j;
+    j["method"] = to_string(cfg.method);
+    j["prompt_tokens"] = in.L;
+    if (per_row) {
+      j["indices"] = out.indices;
+      j["positions"] = out.positions;
+    } else {
+      j["indices"] = out.indices[0];
+      j["positions"] = out.positions[0];
+      j["scores"] = out.scores;
+    }
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s: %lld prompt tokens, %lld row(s)\n", to_string(cfg.method), (long long)in.L, (long long)out.rows);
+    for (int64_t r = 0; r < out.rows; ++r) {
+      std::printf("row %lld keeps %zu:", (long long)r, out.indices[std::size_t(r)].size());
+      for (int32_t i : out.indices[std::size_t(r)]) std::printf(" %d", i);
+      std::printf("\n");
+    }
+  }
+  return 0;
+}
+
+//! A synthetic layer: random keys, a 16-token "fact" at 37% depth whose keys align with the last
+//! queries, and the last queries themselves.
+int cmd_demo(const Args& a) {
+  reject_unknown(a, {"length", "budget", "backend", "dtype", "seed"});
+  const int64_t L = get_int(a, "length", 2048), budget = get_int(a, "budget", 128);
+  const int64_t H = 9, Hkv = 3, D = 64, W = 32, fact_len = 16;  // SmolLM2-135M attention shape
+  if (L < 64 || L > 65536) fail("--length must be in [64, 65536]");
+  const int64_t fact_at = L * 37 / 100;
+  std::mt19937_64 rng(uint64_t(get_int(a, "seed", 7)));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> direction(static_cast<std::size_t>(D));
+  for (auto& x : direction) x = normal(rng);
+  auto make_queries = [&](int64_t rows) {
+    std::vector<float> q(std::size_t(rows * H * D));
+    for (std::size_t i = 0; i < q.size(); ++i) q[i] = 0.3f * normal(rng) + 0.6f * direction[i % std::size_t(D)];
+    return q;
+  };
+  std::vector<float> k(std::size_t(L * Hkv * D));
+  for (int64_t t = 0; t < L; ++t)
+    for (int64_t i = 0; i < Hkv * D; ++i) {
+      const bool fact = t >= fact_at && t < fact_at + fact_len;
+      k[std::size_t(t * Hkv * D + i)] = 0.5f * normal(rng) + (fact ? 1.2f * direction[std::size_t(i % D)] : 0.0f);
+    }
+  std::printf("promptdistill demo: synthetic prompt of %lld tokens (H=%lld, H_kv=%lld, D=%lld), a %lld-token fact at "
+              "position %lld, budget %lld, backend %s, dtype %s\n",
+              (long long)L, (long long)H, (long long)Hkv, (long long)D, (long long)fact_len, (long long)fact_at,
+              (long long)budget, get(a, "backend", "cpu").c_str(), get(a, "dtype", "f32").c_str());
+  std::printf("%-14s %-10s %8s %12s %10s %10s\n", "method", "rows", "kept/row", "fact kept", "last kept", "time ms");
+  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
+    MethodConfig cfg;
+    cfg.method = m;
+    cfg.budget = budget;
+    pdcli::SelectInput in;
+    in.Lq = m == Method::kSnapKV ? W : m == Method::kH2O ? L : 1;
+    in.q = make_queries(in.Lq);
+    in.k = k;
+    in.H = H, in.Hkv = Hkv, in.D = D, in.L = L;
+    pdcli::SelectOutput out;
+    const Status s = pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
+    if (!s.is_ok()) fail_status(s);
+    int64_t fact_kept = 0, last_kept = 0;
+    for (const auto& row : out.indices) {
+      for (int32_t i : row) fact_kept += (i >= fact_at && i < fact_at + fact_len);
+      last_kept += !row.empty() && row.back() == L - 1;
+    }
+    std::printf("%-14s %-10lld %8zu %9lld/%lld %7lld/%lld %10.2f\n", to_string(m), (long long)out.rows,
+                out.indices[0].size(), (long long)fact_kept, (long long)(fact_len * out.rows), (long long)last_kept,
+                (long long)out.rows, out.milliseconds);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  if (a.command == "select") return cmd_select(a);
+  if (a.command == "demo") return cmd_demo(a);
+  if (a.command == "help" || a.command == "--help" || a.command == "-h") {
+    std::printf("%s", kUsage);
+    return 0;
+  }
+  if (a.command == "version" || a.command == "--version") {
+    std::printf("promptdistill %d.%d.%d (CUDA backend: %s)\n", PROMPTDISTILL_VERSION_MAJOR, PROMPTDISTILL_VERSION_MINOR,
+                PROMPTDISTILL_VERSION_PATCH, pdcli::cuda_backend_built() ? "built" : "not built");
+    return 0;
+  }
+  fail("unknown command '" + a.command + "'\n" + kUsage);
+}
