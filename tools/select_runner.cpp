@@ -105,9 +105,9 @@ Status run_typed(const SelectInput& in, const MethodConfig& cfg, const std::stri
 #if defined(PD_CLI_CUDA)
     if (!cuda::device_available()) return Status(StatusCode::kNoDevice, "--backend cuda: no CUDA device is available");
     DeviceAllocs d;
-    T *q, *k;
-    int32_t *l, *ix, *c, *pos;
-    float* sc;
+    T *q = nullptr, *k = nullptr;
+    int32_t *l = nullptr, *ix = nullptr, *c = nullptr, *pos = nullptr;
+    float* sc = nullptr;
     PD_RETURN_IF_ERROR(d.upload(p.q, &q));
     PD_RETURN_IF_ERROR(d.upload(p.k, &k));
     PD_RETURN_IF_ERROR(d.upload(p.lengths, &l));

@@ -21,6 +21,7 @@
 //! memory for `cuda::`.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "promptdistill/detail/config.h"
 
@@ -79,8 +80,9 @@ struct KvCacheView {
   }
 
   //! The same view over `const T`.
-  operator KvCacheView<const T>() const {
-    KvCacheView<const T> v;
+  template <class U = T, class = std::enable_if_t<!std::is_const<U>::value>>
+  operator KvCacheView<const U>() const {
+    KvCacheView<const U> v;
     v.data = data;
     v.layout = layout;
     v.batch = batch;

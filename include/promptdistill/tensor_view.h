@@ -85,7 +85,10 @@ struct TensorView {
     }
     return v;
   }
-  operator TensorView<const T, Rank>() const { return as_const(); }
+  template <class U = T, class = std::enable_if_t<!std::is_const<U>::value>>
+  operator TensorView<const U, Rank>() const {
+    return as_const();
+  }
 };
 
 //! A packed row-major view of `data` with the given extents.

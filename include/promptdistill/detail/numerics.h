@@ -198,7 +198,7 @@ PD_HOST_DEVICE inline float dot(const TA* a, const TB* b, int n) {
 //! ascending order; then partial[t] op= partial[t + s] for s = W/2, W/4, ..., 1.
 constexpr int kReduceWidth = 256;
 
-#if !defined(__CUDA_ARCH__)
+// Host-only (no PD_HOST_DEVICE): the device side is cuda/reduce.cuh's block reduction.
 //! Host emulation of the canonical sum of term(j), j in [0, n).
 template <class Term> inline float canonical_sum(int64_t n, Term&& term) {
   float partial[kReduceWidth];
@@ -218,7 +218,6 @@ template <class Term> inline float canonical_max(int64_t n, Term&& term) {
     for (int t = 0; t < s; ++t) partial[t] = max_nan(partial[t], partial[t + s]);
   return partial[0];
 }
-#endif
 
 }  // namespace num
 }  // namespace promptdistill

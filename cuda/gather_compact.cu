@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! Gather of rows, position remap, and in-place KV-cache compaction (Tier A: pure data movement).
+//!
+//! In-place compaction without races: within a request and head the kept indices are strictly
+//! increasing, so idx[i] >= i. One block owns one (request, head, K-or-V) and walks the kept
+//! tokens in chunks of kCompactChunk, ascending. For each chunk it first *reads* all of the
+//! chunk's sources into shared memory, synchronises, then *writes* the chunk's destinations
+//! [c0, c0 + n). A destination slot s of this chunk can only be the source of an entry i with
+//! idx[i] = s >= i, i.e. an entry of this chunk (already read) or of an earlier chunk (already
+//! written), never of a later chunk (their sources are >= their own slots > s). Different blocks
+//! touch disjoint memory: another head, the other cache, or another request's pages (requests
+//! must not share pages; copy-on-write shared prefix pages before compacting).
+
+#include "cuda/launch.cuh"
+
+namespace promptdistill {
+namespace cuda {
+namespace detail {
+namespace {
+
+constexpr int kGatherThreads = 128;
+constexpr int kCompactThreads = 128;
+constexpr int kCompactChunk = 32;
+
+template <class T>
+__global__ void gather_rows_kernel(GatherArgs<T> a, const DeviceStatusWord* status) {
+  if (status->code != 0) return;
+  const int64_t b = blockIdx.y, E = a.src.extents[2], count = a.counts(b, 0);
+  for (int64_t i = blockIdx.x; i < count; i += gridDim.x) {
+    const int64_t j = a.indices(b, 0, i);
+    for (int64_t e = threadIdx.x; e < E; e += blockDim.x) a.dst(b, i, e) = a.src(b, j, e);
+  }
+}
+
+__global__ void remap_positions_kernel(RemapPositionsArgs a, const DeviceStatusWord* status) {
+  if (status->code != 0) return;
+  const int64_t R = a.indices.extents[1], row = blockIdx.y, b = row / R, r = row % R;
+  const bool lookup = a.mode == PositionMode::kOriginal && a.positions_in.data != nullptr;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.counts(b, r); i += int64_t(gridDim.x) * blockDim.x) {
+    const int32_t j = a.indices(b, r, i);
+    a.positions_out(b, r, i) = a.mode == PositionMode::kRenumber ? int32_t(i) : lookup ? a.positions_in(b, j) : j;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kCompactThreads) compact_kv_kernel(CompactKvArgs<T> a, const int32_t* old_lengths,
+                                                                     const DeviceStatusWord* status) {
+  if (status->code != 0) return;
+  __shared__ T chunk[kCompactChunk * kMaxHeadDim];
+  const int64_t H = a.k.num_heads, D = a.k.head_dim, R = a.indices.extents[1];
+  const int64_t b = blockIdx.x / H, h = blockIdx.x % H, r = R == 1 ? 0 : h;
+  const KvCacheView<T>& cache = blockIdx.y == 0 ? a.k : a.v;
+  const int64_t count = a.counts(b, r);
+  for (int64_t c0 = 0; c0 < count; c0 += kCompactChunk) {
+    const int64_t n = count - c0 < kCompactChunk ? count - c0 : kCompactChunk;
+    for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x) {
+      const int64_t u = e / D, d = e % D;
+      chunk[u * D + d] = cache.token(b, a.indices(b, r, c0 + u), h)[d];
+    }
+    __syncthreads();
+    for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x) {
+      const int64_t u = e / D, d = e % D;
+      if (a.indices(b, r, c0 + u) != c0 + u) cache.token(b, c0 + u, h)[d] = chunk[u * D + d];
+    }
+    __syncthreads();
+  }
+  if (h == 0 && blockIdx.y == 0 && threadIdx.x == 0) {
+    a.new_lengths[b] = int32_t(count);
+    if (a.freed_pages != nullptr) {
+      const int64_t bs = a.k.capacity, before = old_lengths[b];
+      a.freed_pages[b] = a.k.paged() ? int32_t((before + bs - 1) / bs - (count + bs - 1) / bs) : 0;
+    }
+  }
+}
+
+template <class T>
+struct GatherRequestCheck {
+  GatherArgs<T> a;
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    promptdistill::detail::count_ok(a.counts, b, 0, a.dst.extents[1] < a.indices.extents[2] ? a.dst.extents[1] : a.indices.extents[2], w);
+  }
+};
+struct RemapRequestCheck {
+  RemapPositionsArgs a;
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    const int64_t cap = a.indices.extents[2] < a.positions_out.extents[2] ? a.indices.extents[2] : a.positions_out.extents[2];
+    for (int64_t r = 0; r < a.indices.extents[1]; ++r)
+      if (!promptdistill::detail::count_ok(a.counts, b, r, cap, w)) return;
+  }
+};
+//! Also records each request's current length for the index checks and the freed-page count.
+template <class T>
+struct CompactRequestCheck {
+  CompactKvArgs<T> a;
+  int32_t* lengths;
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    int64_t length = 0;
+    if (promptdistill::detail::compact_request_ok(a, b, &length, w)) lengths[b] = int32_t(length);
+  }
+};
+
+}  // namespace
+
+template <class T>
+Status launch_gather(const GatherArgs<T>& a, const DeviceStatusWord* status, cudaStream_t stream) {
+  const int64_t B = a.src.extents[0], cap = a.indices.extents[2];
+  if (B == 0 || cap == 0) return Status::ok();
+  if (B > 65535) return Status(StatusCode::kUnsupported, "gather: batch above 65535");
+  gather_rows_kernel<<<dim3(unsigned(cap < 65535 ? cap : 65535), unsigned(B)), kGatherThreads, 0, stream>>>(a, status);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
+}
+
+Status launch_remap(const RemapPositionsArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
+  const int64_t rows = a.indices.extents[0] * a.indices.extents[1];
+  if (rows == 0 || a.indices.extents[2] == 0) return Status::ok();
+  if (rows > 65535) return Status(StatusCode::kUnsupported, "remap: more than 65535 rows");
+  remap_positions_kernel<<<dim3(blocks_for(a.indices.extents[2], 256), unsigned(rows)), 256, 0, stream>>>(a, status);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
+}
+
+}  // namespace detail
+
+namespace {
+std::size_t status_only_workspace() {
+  WorkspacePlanner planner;
+  promptdistill::detail::take_status(planner);
+  return planner.bytes_needed();
+}
+}  // namespace
+
+template <class T>
+Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept { return promptdistill::detail::check_gather(a); }
+template <class T>
+std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return status_only_workspace(); }
+template <class T>
+Status Gather<T>::run(const GatherArgs<T>& a, Workspace ws, Stream stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  WorkspacePlanner planner(ws);
+  auto* status = promptdistill::detail::take_status(planner);
+  PD_RETURN_IF_ERROR(planner.status());
+  PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::GatherRequestCheck<T>{a}, a.src.extents[0], status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, nullptr, a.src.extents[1], false, status, stream));
+  return detail::launch_gather(a, status, stream);
+}
+
+Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { return promptdistill::detail::check_remap(a); }
+std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return status_only_workspace(); }
+Status RemapPositions::run(const RemapPositionsArgs& a, Workspace ws, Stream stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  WorkspacePlanner planner(ws);
+  auto* status = promptdistill::detail::take_status(planner);
+  PD_RETURN_IF_ERROR(planner.status());
+  PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::RemapRequestCheck{a}, a.indices.extents[0], status, stream));
+  if (a.mode == PositionMode::kOriginal) {
+    const int64_t limit = a.positions_in.data != nullptr ? a.positions_in.extents[1] : INT32_MAX;
+    PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, nullptr, limit, false, status, stream));
+  }
+  return detail::launch_remap(a, status, stream);
+}
+
+template <class T>
+Status CompactKv<T>::can_implement(const CompactKvArgs<T>& a) noexcept { return promptdistill::detail::check_compact(a); }
+template <class T>
+std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>& a) noexcept {
+  WorkspacePlanner planner;
+  promptdistill::detail::take_status(planner);
+  planner.take<int32_t>(std::size_t(a.k.batch));
+  return planner.bytes_needed();
+}
+template <class T>
+Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace ws, Stream stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  WorkspacePlanner planner(ws);
+  auto* status = promptdistill::detail::take_status(planner);
+  int32_t* lengths = planner.take<int32_t>(std::size_t(a.k.batch));
+  PD_RETURN_IF_ERROR(planner.status());
+  const int64_t B = a.k.batch, H = a.k.num_heads;
+  if (B * H > 2147483647) return Status(StatusCode::kUnsupported, "compaction: batch x heads too large");
+  PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::CompactRequestCheck<T>{a, lengths}, B, status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, lengths, 0, true, status, stream));
+  if (B == 0) return Status::ok();
+  detail::compact_kv_kernel<<<dim3(unsigned(B * H), 2), detail::kCompactThreads, 0, stream>>>(a, lengths, status);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
+}
+
+template struct Gather<float>;
+template struct Gather<f16>;
+template struct Gather<bf16>;
+template struct Gather<int32_t>;
+template struct CompactKv<float>;
+template struct CompactKv<f16>;
+template struct CompactKv<bf16>;
+#define PD_INSTANTIATE_GATHER(T) \
+  template Status detail::launch_gather<T>(const GatherArgs<T>&, const DeviceStatusWord*, cudaStream_t);
+PD_INSTANTIATE_GATHER(float)
+PD_INSTANTIATE_GATHER(f16)
+PD_INSTANTIATE_GATHER(bf16)
+
+}  // namespace cuda
+}  // namespace promptdistill

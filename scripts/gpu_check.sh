@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# For a GPU machine (usable with the device tool as is: `bash scripts/gpu_check.sh "$OUT"`):
+# configure and build, run every test including the CUDA ones, run the CUDA tests again under
+# compute-sanitizer (memcheck), run the benchmarks with JSON output, plot them when matplotlib is
+# available, and copy everything into OUT_DIR (default: bench/results/<device>-<date>).
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+command -v cmake >/dev/null && command -v ninja >/dev/null || bash "$ROOT/scripts/install_deps.sh"
+device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' ' '-' )
+stamp=$(date -u +%Y-%m-%d)
+OUT="${1:-$ROOT/bench/results/${device:-unknown-gpu}-$stamp}"
+mkdir -p "$OUT"
+status=0
+{
+  echo "device: ${device:-none}"; echo "date: $stamp"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
+  nvcc --version | tail -2
+  git -C "$ROOT" rev-parse HEAD 2>/dev/null
+} >"$OUT/environment.txt"
+
+configure "$ROOT/build/gpu" -DCMAKE_BUILD_TYPE=Release || exit 1
+cmake --build "$ROOT/build/gpu" -j "$JOBS" 2>&1 | tail -3 || exit 1
+(cd "$ROOT/build/gpu" && ctest --output-on-failure -j 4 2>&1 | tee "$OUT/ctest.txt") || status=1
+grep -q "tests passed" "$OUT/ctest.txt" || status=1
+grep -qE "[1-9][0-9]* tests? failed|Skipped" "$OUT/ctest.txt" && status=1
+
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+for t in cuda_numerics cuda_selector cuda_graph_capture; do
+  echo "== compute-sanitizer memcheck: $t ==" | tee -a "$OUT/sanitizer.txt"
+  "$sanitizer" --tool memcheck --error-exitcode 9 "$ROOT/build/gpu/tests/promptdistill.test.$t" >>"$OUT/sanitizer.txt" 2>&1 \
+    || { status=1; echo "FAILED: $t" | tee -a "$OUT/sanitizer.txt"; }
+done
+
+"$ROOT/build/gpu/bench/promptdistill.bench.selector" --benchmark_out="$OUT/bench_selector.json" \
+  --benchmark_out_format=json 2>&1 | tail -60 || status=1
+"$ROOT/build/gpu/bench/promptdistill.bench.cpu_reference" --benchmark_out="$OUT/bench_cpu_reference.json" \
+  --benchmark_out_format=json --benchmark_min_time=0.05 >/dev/null 2>&1 || status=1
+python3 "$ROOT/bench/plot_results.py" "$OUT" 2>&1 | tail -3 || true
+echo "results in $OUT (status $status)"
+exit $status

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs dependencies, builds everything (CUDA code
+# too when nvcc is present), runs every test with CTest (CUDA tests report "Skipped" without a
+# GPU), then rebuilds the CPU tests with ASan + UBSan and runs them again.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bash "$ROOT/scripts/install_deps.sh"
+mkdir -p "$ROOT/build"
+start=$(date +%s)
+
+echo "== build (default configuration) =="
+configure "$ROOT/build/default" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$ROOT/build/default" -j "$JOBS"
+echo "== tests =="
+(cd "$ROOT/build/default" && ctest --output-on-failure -j "$JOBS")
+
+echo "== build (CPU tests with AddressSanitizer + UndefinedBehaviorSanitizer) =="
+configure "$ROOT/build/sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROMPTDISTILL_ENABLE_CUDA=OFF \
+  -DPROMPTDISTILL_SANITIZE=ON -DPROMPTDISTILL_BUILD_BENCH=OFF
+cmake --build "$ROOT/build/sanitize" -j "$JOBS"
+echo "== sanitized CPU tests =="
+(cd "$ROOT/build/sanitize" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j "$JOBS" -L cpu)
+echo "== all test runs passed in $(( $(date +%s) - start )) s =="
