@@ -28,11 +28,11 @@ void BM_RefTopK(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
   state.SetBytesProcessed(state.iterations() * n * int64_t(sizeof(float)));
 }
-BENCHMARK(BM_RefTopK)->ArgsProduct({{4096, 32768, 131072}, {1024, 4096}, {0, 1}})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RefTopK)->ArgNames({"n", "k", "ties"})->ArgsProduct({{4096, 32768, 131072}, {1024, 4096}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 void BM_RefSelect(benchmark::State& state) {
-  const auto method = Method(state.range(0));
-  const int64_t L = state.range(1), H = 9, Hkv = 3, D = 64;
+  const int64_t L = state.range(0), H = 9, Hkv = 3, D = 64;
+  const auto method = Method(state.range(1));
   const int64_t rows = method == Method::kSnapKV ? 32 : method == Method::kH2O ? L : 1;
   const auto q = pdtest::generate<bf16>(std::size_t(rows * H * D), pdtest::Fill::kNormal, pdtest_seed);
   const auto k = pdtest::generate<bf16>(std::size_t(L * Hkv * D), pdtest::Fill::kNormal, pdtest_seed + 1);
@@ -55,8 +55,9 @@ void BM_RefSelect(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * L);
 }
 BENCHMARK(BM_RefSelect)
-    ->ArgsProduct({{int(Method::kPromptDistill), int(Method::kGemFilter), int(Method::kSnapKV)}, {1024, 8192}})
-    ->Args({int(Method::kH2O), 1024})
+    ->ArgNames({"L", "method"})
+    ->ArgsProduct({{1024, 8192}, {int(Method::kPromptDistill), int(Method::kGemFilter), int(Method::kSnapKV)}})
+    ->Args({1024, int(Method::kH2O)})
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -67,7 +67,7 @@ const char* to_string(PoolMode m) noexcept;
 const char* to_string(HeadGrouping g) noexcept;
 
 //! Largest head_dim * num_q_heads the scoring kernels hold in shared memory.
-constexpr int64_t kMaxScoreQueryElements = 16384;
+constexpr int64_t kMaxScoreQueryElements = 12288;  // 48 KiB of f32: the default dynamic shared memory
 //! Largest supported head dimension (must also be a multiple of 8).
 constexpr int64_t kMaxHeadDim = 256;
 
