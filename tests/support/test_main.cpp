@@ -3,6 +3,8 @@
 //! doctest main shared by every test binary.
 //! - `--seed=N` (or PROMPTDISTILL_SEED=N) replays a run; the seed is printed at start and in every
 //!   failure's context (tests CAPTURE it).
+//! - Model test binaries (built with PD_TEST_MODEL) are skipped the same way when the model file
+//!   is missing.
 //! - CUDA test binaries (built with PD_TEST_CUDA) probe for a device once; without one they print
 //!   a SKIPPED line and exit with code 77, which CTest reports as "Skipped" (SKIP_RETURN_CODE).
 #define DOCTEST_CONFIG_IMPLEMENT
@@ -39,6 +41,14 @@ int main(int argc, char** argv) {
   }
   std::printf("[promptdistill tests] seed=%llu (replay with --seed=%llu)\n",
               static_cast<unsigned long long>(pdtest::g_seed), static_cast<unsigned long long>(pdtest::g_seed));
+#if defined(PD_TEST_MODEL)
+  if (FILE* f = std::fopen(PD_TEST_MODEL, "rb")) {
+    std::fclose(f);
+  } else {
+    std::printf("SKIPPED: model file %s is missing (run scripts/fetch_model.sh)\n", PD_TEST_MODEL);
+    return 77;
+  }
+#endif
 #if defined(PD_TEST_CUDA)
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);

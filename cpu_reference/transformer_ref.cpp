@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! CPU reference decoder layer: RMSNorm, Q/K/V (+bias), RoPE at explicit positions, causal GQA
+//! attention over the layer's cache plus the new tokens, output projection, SwiGLU MLP.
+
+#include "promptdistill/transformer_ref.h"
+
+#include <Eigen/Core>
+#include <cmath>
+#include <cstring>
+
+namespace promptdistill {
+namespace ref {
+namespace {
+
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapM = Eigen::Map<RowMajor>;
+using MapC = Eigen::Map<const RowMajor>;
+
+//! out[n, out_dim] = x[n, in] * W^T (W row-major [out_dim, in]) (+ bias).
+void linear(const float* x, int64_t n, int64_t in, const std::vector<float>& w, int64_t out_dim,
+            const std::vector<float>& bias, float* out) {
+  MapM y(out, n, out_dim);
+  y.noalias() = MapC(x, n, in) * MapC(w.data(), out_dim, in).transpose();
+  if (!bias.empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), out_dim);
+}
+
+//! HF LlamaRMSNorm in f32: x * 1/sqrt(mean(x^2) + eps) * weight.
+void rmsnorm(const float* x, int64_t n, int64_t d, const std::vector<float>& weight, double eps, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* r = x + i * d;
+    float ss = 0.0f;
+    for (int64_t j = 0; j < d; ++j) ss += r[j] * r[j];
+    const float inv = 1.0f / std::sqrt(ss / float(d) + float(eps));
+    for (int64_t j = 0; j < d; ++j) out[i * d + j] = weight[std::size_t(j)] * (r[j] * inv);
+  }
+}
+
+//! Half-split RoPE in place on [n, heads, D] with per-token cos/sin tables [n, D/2].
+void rope(float* x, int64_t n, int64_t heads, int64_t d, const std::vector<float>& cos, const std::vector<float>& sin) {
+  const int64_t half = d / 2;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + (i * heads + h) * d;
+      for (int64_t f = 0; f < half; ++f) {
+        const float c = cos[std::size_t(i * half + f)], s = sin[std::size_t(i * half + f)];
+        const float a = v[f], b = v[f + half];
+        v[f] = a * c - b * s;
+        v[f + half] = b * c + a * s;
+      }
+    }
+}
+
+}  // namespace
+
+void KvLayerCache::keep(const std::vector<int32_t>& indices, int64_t row) {
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] == int32_t(i)) continue;
+    std::memmove(&k[i * std::size_t(row)], &k[std::size_t(indices[i]) * std::size_t(row)], std::size_t(row) * sizeof(float));
+    std::memmove(&v[i * std::size_t(row)], &v[std::size_t(indices[i]) * std::size_t(row)], std::size_t(row) * sizeof(float));
+  }
+  length = int64_t(indices.size());
+  k.resize(std::size_t(length * row));
+  v.resize(std::size_t(length * row));
+  k.shrink_to_fit();
+  v.shrink_to_fit();
+}
+
+Status Transformer::embed(const int32_t* ids, int64_t n, std::vector<float>* x) const noexcept {
+  const ModelConfig& c = w_->config;
+  try {
+    x->resize(std::size_t(n * c.hidden));
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "embed: out of host memory");
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= c.vocab)
+      return Status(StatusCode::kInvalidArgument, "token id %d at position %lld is outside the vocabulary [0, %lld)", ids[i],
+                    (long long)i, (long long)c.vocab);
+    std::memcpy(&(*x)[std::size_t(i * c.hidden)], &w_->embed[std::size_t(int64_t(ids[i]) * c.hidden)],
+                std::size_t(c.hidden) * sizeof(float));
+  }
+  return Status::ok();
+}
+
+Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const int32_t* positions, int64_t total_length,
+                          KvLayerCache* cache, LayerTaps* taps) const noexcept {
+  try {
+    const ModelConfig& c = w_->config;
+    const LayerWeights& L = w_->layers[std::size_t(l)];
+    const int64_t hd = c.hidden, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim, G = H / Hkv;
+    const int64_t qd = H * D, kvd = Hkv * D;
+    float* x = xs->data();
+
+    std::vector<float> h(std::size_t(n * hd)), q(std::size_t(n * qd)), k(std::size_t(n * kvd)), v(std::size_t(n * kvd));
+    rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h.data());
+    linear(h.data(), n, hd, L.wq, qd, L.bq, q.data());
+    linear(h.data(), n, hd, L.wk, kvd, L.bk, k.data());
+    linear(h.data(), n, hd, L.wv, kvd, L.bv, v.data());
+    std::vector<float> cos, sin;
+    PD_RETURN_IF_ERROR(rope_tables(c, positions, n, total_length, &cos, &sin));
+    rope(q.data(), n, H, D, cos, sin);
+    rope(k.data(), n, Hkv, D, cos, sin);
+    if (taps != nullptr) {
+      const int64_t rows = taps->q_rows < n ? taps->q_rows : n;
+      taps->q.assign(q.end() - rows * qd, q.end());
+      if (taps->want_keys) taps->keys = k;
+    }
+
+    // Keys/values visible to the new tokens: the cache (if any) followed by the new ones.
+    const int64_t past = cache != nullptr ? cache->length : 0;
+    const int64_t total = past + n;
+    std::vector<float> kall, vall;
+    const float *kp = k.data(), *vp = v.data();
+    if (cache != nullptr) {
+      cache->k.insert(cache->k.end(), k.begin(), k.end());
+      cache->v.insert(cache->v.end(), v.begin(), v.end());
+      cache->length = total;
+      kp = cache->k.data();
+      vp = cache->v.data();
+    }
+    std::vector<float> attn(std::size_t(n * qd));
+    const float scale = 1.0f / std::sqrt(float(D));
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t hh = 0; hh < H; ++hh) {
+      const int64_t g = hh / G;
+      using Strided = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
+      const Strided Q(q.data() + hh * D, n, D, Eigen::OuterStride<>(qd));
+      const Strided K(kp + g * D, total, D, Eigen::OuterStride<>(kvd));
+      const Strided V(vp + g * D, total, D, Eigen::OuterStride<>(kvd));
+      RowMajor s = (Q * K.transpose()) * scale;  // [n, total]
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t visible = past + i + 1;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < visible; ++j) m = std::max(m, s(i, j));
+        float sum = 0.0f;
+        for (int64_t j = 0; j < visible; ++j) sum += (s(i, j) = std::exp(s(i, j) - m));
+        for (int64_t j = 0; j < visible; ++j) s(i, j) /= sum;
+        for (int64_t j = visible; j < total; ++j) s(i, j) = 0.0f;
+      }
+      Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> out(attn.data() + hh * D, n, D, Eigen::OuterStride<>(qd));
+      out.noalias() = s * V;
+    }
+    std::vector<float> o(std::size_t(n * hd));
+    linear(attn.data(), n, qd, L.wo, hd, {}, o.data());
+    for (int64_t i = 0; i < n * hd; ++i) x[i] += o[std::size_t(i)];
+
+    // MLP in row chunks so that the [rows, intermediate] activations stay bounded.
+    constexpr int64_t kChunk = 512;
+    rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h.data());
+    std::vector<float> gate(std::size_t(std::min(n, kChunk) * c.intermediate)), up(gate.size()), down(std::size_t(std::min(n, kChunk) * hd));
+    for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
+      const int64_t rows = std::min(kChunk, n - r0);
+      linear(h.data() + r0 * hd, rows, hd, L.w_gate, c.intermediate, {}, gate.data());
+      linear(h.data() + r0 * hd, rows, hd, L.w_up, c.intermediate, {}, up.data());
+      for (int64_t i = 0; i < rows * c.intermediate; ++i) {
+        const float g = gate[std::size_t(i)];
+        gate[std::size_t(i)] = g / (1.0f + std::exp(-g)) * up[std::size_t(i)];
+      }
+      linear(gate.data(), rows, c.intermediate, L.w_down, hd, {}, down.data());
+      for (int64_t i = 0; i < rows * hd; ++i) x[r0 * hd + i] += down[std::size_t(i)];
+    }
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "layer %lld: out of host memory", (long long)l);
+  }
+}
+
+Status Transformer::logits(const float* row, std::vector<float>* out) const noexcept {
+  try {
+    const ModelConfig& c = w_->config;
+    std::vector<float> h(std::size_t(c.hidden));
+    rmsnorm(row, 1, c.hidden, w_->final_norm, c.rms_eps, h.data());
+    out->resize(std::size_t(c.vocab));
+    linear(h.data(), 1, c.hidden, w_->output_matrix(), c.vocab, {}, out->data());
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "logits: out of host memory");
+  }
+}
+
+int32_t argmax(const std::vector<float>& logits) noexcept {
+  int32_t best = 0;
+  for (std::size_t i = 1; i < logits.size(); ++i)
+    if (logits[i] > logits[std::size_t(best)]) best = int32_t(i);
+  return best;
+}
+
+}  // namespace ref
+}  // namespace promptdistill

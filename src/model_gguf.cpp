@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! Model weights from a GGUF file (llama.cpp tensor names), dequantised to f32.
+
+#include <cstring>
+
+#include "promptdistill/gguf.h"
+#include "promptdistill/model.h"
+
+namespace promptdistill {
+namespace {
+
+//! Dequantises tensor `name` after checking its shape (`rows` x `cols`, row-major [rows, cols],
+//! i.e. GGUF dims {cols, rows}; rows = 1 for vectors).
+Status load_tensor(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols, std::vector<float>* out,
+                   bool optional = false) {
+  const GgufTensorInfo* t = f.find_tensor(name);
+  if (t == nullptr) {
+    if (optional) return Status::ok();
+    return Status(StatusCode::kCorruptFile, "gguf: missing tensor '%.100s'", name.c_str());
+  }
+  const bool vector_ok = rows == 1 && t->dims.size() == 1 && t->dims[0] == cols;
+  const bool matrix_ok = t->dims.size() == 2 && t->dims[0] == cols && t->dims[1] == rows;
+  if (!vector_ok && !matrix_ok)
+    return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' has shape [%lld%s%lld], expected [%lld, %lld]", name.c_str(),
+                  (long long)t->dims[0], t->dims.size() > 1 ? ", " : "", t->dims.size() > 1 ? (long long)t->dims[1] : 0LL,
+                  (long long)cols, (long long)rows);
+  try {
+    out->resize(std::size_t(rows * cols));
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "gguf: out of host memory for '%.100s'", name.c_str());
+  }
+  return f.dequantize(*t, out->data());
+}
+
+//! llama.cpp permutes Llama Q/K rows so that adjacent pairs rotate together; undo it so that
+//! the two halves of each head rotate together (the Hugging Face convention).
+void unpermute_rows(std::vector<float>* w, int64_t heads, int64_t head_dim, int64_t cols) {
+  std::vector<float> out(w->size());
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < half; ++i)
+      for (int64_t s = 0; s < 2; ++s) {
+        const int64_t from = h * head_dim + i * 2 + s, to = h * head_dim + s * half + i;
+        std::memcpy(&out[std::size_t(to * cols)], &(*w)[std::size_t(from * cols)], std::size_t(cols) * sizeof(float));
+      }
+  w->swap(out);
+}
+
+Status read_config(const GgufFile& f, ModelConfig* c) {
+  std::string arch;
+  PD_RETURN_IF_ERROR(f.get_string("general.architecture", &arch));
+  if (arch == "llama") c->arch = Architecture::kLlama;
+  else if (arch == "qwen2") c->arch = Architecture::kQwen2;
+  else if (arch == "phi3") c->arch = Architecture::kPhi3;
+  else return Status(StatusCode::kUnsupported, "gguf: architecture '%.40s' is not supported (llama, qwen2, phi3)", arch.c_str());
+  const std::string p = arch + ".";
+  PD_RETURN_IF_ERROR(f.get_int(p + "block_count", &c->num_layers));
+  PD_RETURN_IF_ERROR(f.get_int(p + "embedding_length", &c->hidden));
+  PD_RETURN_IF_ERROR(f.get_int(p + "feed_forward_length", &c->intermediate));
+  PD_RETURN_IF_ERROR(f.get_int(p + "attention.head_count", &c->num_heads));
+  c->num_kv_heads = c->num_heads;
+  if (f.find(p + "attention.head_count_kv")) PD_RETURN_IF_ERROR(f.get_int(p + "attention.head_count_kv", &c->num_kv_heads));
+  if (c->num_heads < 1) return Status(StatusCode::kCorruptFile, "gguf: head_count must be >= 1");
+  c->head_dim = c->hidden / c->num_heads;
+  if (f.find(p + "attention.key_length")) PD_RETURN_IF_ERROR(f.get_int(p + "attention.key_length", &c->head_dim));
+  PD_RETURN_IF_ERROR(f.get_float(p + "attention.layer_norm_rms_epsilon", &c->rms_eps));
+  c->rope.theta = 10000.0;
+  if (f.find(p + "rope.freq_base")) PD_RETURN_IF_ERROR(f.get_float(p + "rope.freq_base", &c->rope.theta));
+  c->max_positions = 4096;
+  if (f.find(p + "context_length")) PD_RETURN_IF_ERROR(f.get_int(p + "context_length", &c->max_positions));
+  if (const GgufValue* v = f.find("tokenizer.ggml.tokens"); v && v->kind == GgufValue::Kind::kArray)
+    c->vocab = int64_t(v->array.size());
+  if (f.find(p + "vocab_size")) PD_RETURN_IF_ERROR(f.get_int(p + "vocab_size", &c->vocab));
+  int64_t bos = -1, eos = -1;
+  if (f.find("tokenizer.ggml.bos_token_id")) PD_RETURN_IF_ERROR(f.get_int("tokenizer.ggml.bos_token_id", &bos));
+  if (f.find("tokenizer.ggml.eos_token_id")) PD_RETURN_IF_ERROR(f.get_int("tokenizer.ggml.eos_token_id", &eos));
+  c->bos_token = int32_t(bos);
+  if (eos >= 0) c->eos_tokens = {int32_t(eos)};
+  c->qkv_bias = c->arch == Architecture::kQwen2;
+  if (f.find(p + "rope.scaling.type")) {
+    std::string type;
+    PD_RETURN_IF_ERROR(f.get_string(p + "rope.scaling.type", &type));
+    if (type != "none" && type != "linear")
+      return Status(StatusCode::kUnsupported, "gguf: rope scaling '%.40s' is not supported from GGUF", type.c_str());
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status load_gguf_model(const std::string& path, ModelWeights* out) noexcept {
+  try {
+    GgufFile f;
+    PD_RETURN_IF_ERROR(GgufFile::open(path, &f));
+    ModelWeights w;
+    ModelConfig& c = w.config;
+    PD_RETURN_IF_ERROR(read_config(f, &c));
+    c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+    PD_RETURN_IF_ERROR(c.validate());
+    const int64_t hd = c.hidden, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+    PD_RETURN_IF_ERROR(load_tensor(f, "token_embd.weight", c.vocab, hd, &w.embed));
+    PD_RETURN_IF_ERROR(load_tensor(f, "output_norm.weight", 1, hd, &w.final_norm));
+    if (!c.tied_embeddings) PD_RETURN_IF_ERROR(load_tensor(f, "output.weight", c.vocab, hd, &w.lm_head));
+    w.layers.resize(std::size_t(c.num_layers));
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      LayerWeights& L = w.layers[std::size_t(l)];
+      const std::string b = "blk." + std::to_string(l) + ".";
+      PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_norm.weight", 1, hd, &L.attn_norm));
+      PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_norm.weight", 1, hd, &L.mlp_norm));
+      PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_output.weight", hd, qd, &L.wo));
+      PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_down.weight", hd, c.intermediate, &L.w_down));
+      if (c.arch == Architecture::kPhi3) {
+        std::vector<float> qkv, gate_up;
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_qkv.weight", qd + 2 * kvd, hd, &qkv));
+        L.wq.assign(qkv.begin(), qkv.begin() + qd * hd);
+        L.wk.assign(qkv.begin() + qd * hd, qkv.begin() + (qd + kvd) * hd);
+        L.wv.assign(qkv.begin() + (qd + kvd) * hd, qkv.end());
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_up.weight", 2 * c.intermediate, hd, &gate_up));
+        L.w_gate.assign(gate_up.begin(), gate_up.begin() + c.intermediate * hd);
+        L.w_up.assign(gate_up.begin() + c.intermediate * hd, gate_up.end());
+      } else {
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_q.weight", qd, hd, &L.wq));
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_k.weight", kvd, hd, &L.wk));
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_v.weight", kvd, hd, &L.wv));
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_gate.weight", c.intermediate, hd, &L.w_gate));
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_up.weight", c.intermediate, hd, &L.w_up));
+        if (c.arch == Architecture::kLlama) {
+          unpermute_rows(&L.wq, c.num_heads, c.head_dim, hd);
+          unpermute_rows(&L.wk, c.num_kv_heads, c.head_dim, hd);
+        }
+      }
+      if (c.qkv_bias) {
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_q.bias", 1, qd, &L.bq));
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_k.bias", 1, kvd, &L.bk));
+        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_v.bias", 1, kvd, &L.bv));
+      }
+    }
+    *out = std::move(w);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "gguf: out of host memory loading '%.180s'", path.c_str());
+  }
+}
+
+}  // namespace promptdistill

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tiny random-weight checkpoints written by transformers (tests/golden/tiny_*): the HF folder
+// loader (bf16 / sharded f16 / f32 safetensors, Llama-3.1 llama3 RoPE scaling, Qwen2 qkv bias,
+// Phi-3.5 LongRoPE with fused qkv and gate_up) and the CPU reference decoder against
+// transformers' outputs (Tier C: same greedy tokens, logits within a stated bound).
+#include <doctest/doctest.h>
+
+#include "golden_support.h"
+#include "promptdistill/model.h"
+
+using namespace promptdistill;
+
+TEST_CASE("model/tiny: Llama-3.1, Qwen2 and Phi-3.5 checkpoints match transformers") {
+  for (const char* name : {"tiny_llama31", "tiny_qwen2", "tiny_phi35"}) {
+    const std::string dir = std::string(PD_GOLDEN_DIR) + "/" + name;
+    INFO(std::string(name));
+    ModelWeights w;
+    const Status s = load_hf_model(dir, &w);
+    REQUIRE_MESSAGE(s.is_ok(), std::string(s.message()));
+    const auto golden = pdtest::read_json_file(dir + "/golden.json");
+    for (const auto& c : golden["cases"]) pdtest::compare_with_golden(w, c, /*logit_tol=*/2e-5, /*hidden_tol=*/1e-4);
+  }
+}
+
+TEST_CASE("model/hf: bad folders give clear errors") {
+  ModelWeights w;
+  CHECK(load_hf_model("/nonexistent", &w).code() == StatusCode::kIoError);
+  const std::string tmp = "hf_bad";
+  std::system(("rm -rf " + tmp + " && mkdir -p " + tmp).c_str());
+  {
+    std::ofstream(tmp + "/config.json") << R"({"architectures": ["GPT2LMHeadModel"]})";
+  }
+  Status s = load_hf_model(tmp, &w);
+  CHECK(s.code() == StatusCode::kUnsupported);
+  {
+    std::ofstream(tmp + "/config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64})";
+  }
+  s = load_hf_model(tmp, &w);
+  CHECK(s.code() == StatusCode::kCorruptFile);
+  CHECK(std::string(s.message()).find("intermediate_size") != std::string::npos);
+  // A valid config with truncated weights.
+  std::system(("cp " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31/config.json " + tmp + "/").c_str());
+  std::system(("head -c 5000 " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31/model.safetensors > " + tmp + "/model.safetensors").c_str());
+  s = load_hf_model(tmp, &w);
+  CHECK(s.code() == StatusCode::kCorruptFile);
+  MESSAGE("truncated: " << s.message());
+  {
+    std::ofstream(tmp + "/config.json") << "{not json";
+  }
+  CHECK(load_hf_model(tmp, &w).code() == StatusCode::kCorruptFile);
+}
