@@ -53,17 +53,38 @@ void rope(float* x, int64_t n, int64_t heads, int64_t d, const std::vector<float
 
 }  // namespace
 
-void KvLayerCache::keep(const std::vector<int32_t>& indices, int64_t row) {
+void KvLayerCache::keep(const std::vector<int32_t>& indices, int64_t head_dim) {
+  const std::size_t row = std::size_t(heads * head_dim);
   for (std::size_t i = 0; i < indices.size(); ++i) {
-    if (indices[i] == int32_t(i)) continue;
-    std::memmove(&k[i * std::size_t(row)], &k[std::size_t(indices[i]) * std::size_t(row)], std::size_t(row) * sizeof(float));
-    std::memmove(&v[i * std::size_t(row)], &v[std::size_t(indices[i]) * std::size_t(row)], std::size_t(row) * sizeof(float));
+    if (indices[i] == int32_t(i)) continue;  // ascending indices: idx[i] >= i, so this is safe in place
+    std::memmove(&k[i * row], &k[std::size_t(indices[i]) * row], row * sizeof(float));
+    std::memmove(&v[i * row], &v[std::size_t(indices[i]) * row], row * sizeof(float));
   }
   length = int64_t(indices.size());
-  k.resize(std::size_t(length * row));
-  v.resize(std::size_t(length * row));
+  k.resize(std::size_t(length) * row);
+  v.resize(std::size_t(length) * row);
   k.shrink_to_fit();
   v.shrink_to_fit();
+}
+
+void KvLayerCache::keep_per_head(const std::vector<std::vector<int32_t>>& rows, int64_t head_dim, int64_t expand_to) {
+  const int64_t out_heads = expand_to > heads ? expand_to : heads;
+  const int64_t group = out_heads / heads;
+  const int64_t count = rows.empty() ? 0 : int64_t(rows[0].size());
+  std::vector<float> nk(std::size_t(count * out_heads * head_dim)), nv(nk.size());
+  for (int64_t h = 0; h < out_heads; ++h) {
+    const auto& sel = rows[std::size_t(rows.size() == std::size_t(out_heads) ? h : h / group)];
+    for (int64_t i = 0; i < count; ++i) {
+      const std::size_t from = std::size_t((int64_t(sel[std::size_t(i)]) * heads + h / group) * head_dim);
+      const std::size_t to = std::size_t((i * out_heads + h) * head_dim);
+      std::memcpy(&nk[to], &k[from], std::size_t(head_dim) * sizeof(float));
+      std::memcpy(&nv[to], &v[from], std::size_t(head_dim) * sizeof(float));
+    }
+  }
+  k.swap(nk);
+  v.swap(nv);
+  heads = out_heads;
+  length = count;
 }
 
 Status Transformer::embed(const int32_t* ids, int64_t n, std::vector<float>* x) const noexcept {
@@ -88,7 +109,7 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
   try {
     const ModelConfig& c = w_->config;
     const LayerWeights& L = w_->layers[std::size_t(l)];
-    const int64_t hd = c.hidden, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim, G = H / Hkv;
+    const int64_t hd = c.hidden, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
     const int64_t qd = H * D, kvd = Hkv * D;
     float* x = xs->data();
 
@@ -110,24 +131,38 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
     // Keys/values visible to the new tokens: the cache (if any) followed by the new ones.
     const int64_t past = cache != nullptr ? cache->length : 0;
     const int64_t total = past + n;
-    std::vector<float> kall, vall;
     const float *kp = k.data(), *vp = v.data();
+    int64_t cache_heads = Hkv;
     if (cache != nullptr) {
-      cache->k.insert(cache->k.end(), k.begin(), k.end());
-      cache->v.insert(cache->v.end(), v.begin(), v.end());
+      if (cache->heads == 0) cache->heads = Hkv;
+      cache_heads = cache->heads;
+      if (cache_heads == Hkv) {
+        cache->k.insert(cache->k.end(), k.begin(), k.end());
+        cache->v.insert(cache->v.end(), v.begin(), v.end());
+      } else {  // GQA-expanded cache: repeat each KV head for its query group
+        const int64_t rep = cache_heads / Hkv;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t hh = 0; hh < cache_heads; ++hh) {
+            const float* ks = &k[std::size_t((i * Hkv + hh / rep) * D)];
+            const float* vs = &v[std::size_t((i * Hkv + hh / rep) * D)];
+            cache->k.insert(cache->k.end(), ks, ks + D);
+            cache->v.insert(cache->v.end(), vs, vs + D);
+          }
+      }
       cache->length = total;
       kp = cache->k.data();
       vp = cache->v.data();
     }
+    const int64_t kv_stride = cache_heads * D, q_per_kv = H / cache_heads;
     std::vector<float> attn(std::size_t(n * qd));
     const float scale = 1.0f / std::sqrt(float(D));
 #pragma omp parallel for schedule(dynamic)
     for (int64_t hh = 0; hh < H; ++hh) {
-      const int64_t g = hh / G;
+      const int64_t g = hh / q_per_kv;
       using Strided = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
       const Strided Q(q.data() + hh * D, n, D, Eigen::OuterStride<>(qd));
-      const Strided K(kp + g * D, total, D, Eigen::OuterStride<>(kvd));
-      const Strided V(vp + g * D, total, D, Eigen::OuterStride<>(kvd));
+      const Strided K(kp + g * D, total, D, Eigen::OuterStride<>(kv_stride));
+      const Strided V(vp + g * D, total, D, Eigen::OuterStride<>(kv_stride));
       RowMajor s = (Q * K.transpose()) * scale;  // [n, total]
       for (int64_t i = 0; i < n; ++i) {
         const int64_t visible = past + i + 1;

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_args.h"
+#include "generate_command.h"
 #include "select_runner.h"
 
 using namespace promptdistill;
@@ -27,61 +29,25 @@ constexpr const char* kUsage = R"(usage:
       for snapkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
       --topk: promptdistill: tokens chosen besides the always-kept last one; gemfilter: tokens
       kept; snapkv/h2o: capacity per row, window included.
+  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o
+                       [--selection-layers 13 ...] [--n-topks 1024 ...] [--cache-truncation-end 1]
+                       [--capacity 1024] [--window 32] [--per kv-group|head]
+                       [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50]
+                       [--backend cpu|cuda] [--dump-selection] [--json]
+      Prefill with the method, then greedy decoding. Without a prompt: the built-in long prompt
+      (a fact hidden in a few thousand tokens of filler, and a question about it).
+  promptdistill compare [--methods full promptdistill ...] [generate's options]
+      The same prompt through several methods, side by side (the main job).
   promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7]
       Every method on a synthetic prompt whose planted "fact" tokens answer the last query.
 )";
 
-struct Args {
-  std::string command;
-  std::map<std::string, std::string> values;
-  bool json = false;
-};
-
-[[noreturn]] void fail(const std::string& message) {
-  std::fprintf(stderr, "error: %s\n", message.c_str());
-  std::exit(2);
-}
-void fail_status(const Status& s) {
-  char buf[320];
-  fail(describe(s, buf, sizeof buf));
-}
-
-Args parse(int argc, char** argv) {
-  Args a;
-  if (argc < 2) fail(std::string("missing command\n") + kUsage);
-  a.command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    const std::string s = argv[i];
-    if (s == "--json") {
-      a.json = true;
-    } else if (s.rfind("--", 0) == 0 && i + 1 < argc) {
-      a.values[s.substr(2)] = argv[++i];
-    } else {
-      fail("unexpected argument '" + s + "' (options take a value: --name VALUE)");
-    }
-  }
-  return a;
-}
-
-std::string get(const Args& a, const std::string& key, const std::string& fallback) {
-  const auto it = a.values.find(key);
-  return it == a.values.end() ? fallback : it->second;
-}
-int64_t get_int(const Args& a, const std::string& key, int64_t fallback) {
-  const std::string v = get(a, key, "");
-  if (v.empty()) return fallback;
-  char* end = nullptr;
-  const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (*end != '\0') fail("--" + key + " expects an integer, got '" + v + "'");
-  return x;
-}
-void reject_unknown(const Args& a, std::initializer_list<const char*> known) {
-  for (const auto& kv : a.values) {
-    bool ok = false;
-    for (const char* k : known) ok = ok || kv.first == k;
-    if (!ok) fail("unknown option --" + kv.first + " for '" + a.command + "'");
-  }
-}
+using pdcli::Args;
+using pdcli::fail;
+using pdcli::fail_status;
+using pdcli::get;
+using pdcli::get_int;
+using pdcli::reject_unknown;
 
 Method parse_method(const std::string& m) {
   if (m == "promptdistill") return Method::kPromptDistill;
@@ -152,7 +118,7 @@ int cmd_select(const Args& a) {
   const Status s = pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
   if (!s.is_ok()) fail_status(s);
   const bool per_row = out.rows > 1 || cfg.method == Method::kSnapKV || cfg.method == Method::kH2O;
-  if (a.json) {
+  if (a.flag("json")) {
     nlohmann::json j;
     j["method"] = to_string(cfg.method);
     j["prompt_tokens"] = in.L;
@@ -231,8 +197,10 @@ int cmd_demo(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args a = parse(argc, argv);
+  const Args a = pdcli::parse_args(argc, argv, {"json", "dump-selection"}, kUsage);
   if (a.command == "select") return cmd_select(a);
+  if (a.command == "generate") return pdcli::cmd_generate(a);
+  if (a.command == "compare") return pdcli::cmd_compare(a);
   if (a.command == "demo") return cmd_demo(a);
   if (a.command == "help" || a.command == "--help" || a.command == "-h") {
     std::printf("%s", kUsage);

@@ -16,17 +16,25 @@
 namespace promptdistill {
 namespace ref {
 
-//! One layer's cache: post-RoPE keys and values, [length, H_kv, D] each, in token order.
+//! One layer's cache: post-RoPE keys and values, [length, heads, D] each, in token order.
+//! `heads` is the model's H_kv, or H for a GQA-expanded cache (SnapKV/H2O per query head, as the
+//! reference code stores it); tokens appended to an expanded cache are expanded too.
 struct KvLayerCache {
   std::vector<float> k, v;
   int64_t length = 0;
+  int64_t heads = 0;  //!< 0 until the first append (then H_kv)
   void clear() {
     k.clear();
     v.clear();
     length = 0;
   }
-  //! Keeps only the tokens at `indices` (ascending), in order.
-  void keep(const std::vector<int32_t>& indices, int64_t row_elements);
+  std::size_t bytes() const { return (k.capacity() + v.capacity()) * sizeof(float); }
+  //! Keeps only the tokens at `indices` (ascending), in order; frees the rest.
+  void keep(const std::vector<int32_t>& indices, int64_t head_dim);
+  //! Per-head selections (`rows` = heads lists of equal length, ascending): head h keeps
+  //! rows[h]. With `expand_to` > heads, the cache becomes GQA-expanded (query head q reads KV
+  //! head q / (expand_to / heads)) before the per-head selection.
+  void keep_per_head(const std::vector<std::vector<int32_t>>& rows, int64_t head_dim, int64_t expand_to = 0);
 };
 
 //! What a layer hands back besides its output (for token selection).

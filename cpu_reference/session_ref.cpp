@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! The CPU pipelines of algorithms.md §1-§5 on the reference decoder.
+
+#include "promptdistill/session_ref.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+
+namespace promptdistill {
+namespace ref {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+//! A selection through the Selector API: per row, the kept indices (into the current tokens,
+//! ascending) and the positions they carry.
+struct Selection {
+  std::vector<std::vector<int32_t>> indices, positions;
+};
+
+Status select_tokens(const MethodConfig& cfg, const ModelConfig& mc, const std::vector<float>& q, int64_t q_rows,
+                     const std::vector<float>& keys, int64_t n, const std::vector<int32_t>& positions_in, Selection* out) {
+  const int64_t H = mc.num_heads, Hkv = mc.num_kv_heads, D = mc.head_dim;
+  const int64_t R = score_rows(cfg.method, cfg.grouping, H, Hkv);
+  std::vector<int32_t> lengths{int32_t(n)}, idx(std::size_t(R * n)), counts(static_cast<std::size_t>(R)), pos(std::size_t(R * n));
+  SelectArgs<float> a;
+  a.config = cfg;
+  a.q = make_view<const float>(q.data(), 1, q_rows, H, D);
+  a.k = KvCacheView<const float>::contiguous_bshd(keys.data(), 1, n, Hkv, D);
+  a.lengths = lengths.data();
+  a.max_length = n;
+  a.positions_in = make_view<const int32_t>(positions_in.data(), 1, n);
+  a.indices = make_view(idx.data(), 1, R, n);
+  a.counts = make_view(counts.data(), 1, R);
+  a.positions = make_view(pos.data(), 1, R, n);
+  const std::size_t bytes = Select<float>::workspace_size(a);
+  std::vector<unsigned char> ws(bytes + WorkspacePlanner::kAlignment);
+  void* base = ws.data() + (WorkspacePlanner::kAlignment - reinterpret_cast<std::uintptr_t>(ws.data()) % WorkspacePlanner::kAlignment) %
+                               WorkspacePlanner::kAlignment;
+  PD_RETURN_IF_ERROR(Select<float>::run(a, Workspace{base, bytes}));
+  out->indices.assign(std::size_t(R), {});
+  out->positions.assign(std::size_t(R), {});
+  for (int64_t r = 0; r < R; ++r) {
+    const auto b = idx.begin() + r * n, p = pos.begin() + r * n;
+    out->indices[std::size_t(r)].assign(b, b + counts[std::size_t(r)]);
+    out->positions[std::size_t(r)].assign(p, p + counts[std::size_t(r)]);
+  }
+  return Status::ok();
+}
+
+std::vector<float> gather_rows(const std::vector<float>& x, const std::vector<int32_t>& idx, int64_t width) {
+  std::vector<float> out(idx.size() * std::size_t(width));
+  for (std::size_t i = 0; i < idx.size(); ++i)
+    std::memcpy(&out[i * std::size_t(width)], &x[std::size_t(idx[i]) * std::size_t(width)], std::size_t(width) * sizeof(float));
+  return out;
+}
+
+std::vector<int32_t> arange(int64_t n) {
+  std::vector<int32_t> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+}  // namespace
+
+int64_t Session::cache_bytes() const {
+  int64_t total = 0;
+  for (const auto& c : caches_) total += int64_t(c.bytes());
+  return total;
+}
+
+Status Session::run_layers(std::vector<float>* x, int64_t n, const std::vector<int32_t>& positions, int64_t first, int64_t last,
+                           bool write_cache, int64_t* peak) {
+  const int64_t total = positions.empty() ? 0 : int64_t(positions.back()) + 1;
+  for (int64_t l = first; l < last; ++l) {
+    PD_RETURN_IF_ERROR(model_.layer(l, x, n, positions.data(), total, write_cache ? &caches_[std::size_t(l)] : nullptr, nullptr));
+    if (peak) *peak = std::max(*peak, cache_bytes());
+  }
+  return Status::ok();
+}
+
+Status Session::first_token(const std::vector<float>& x, int64_t n, int32_t* token) {
+  std::vector<float> logits;
+  PD_RETURN_IF_ERROR(model_.logits(&x[std::size_t((n - 1) * weights_->config.hidden)], &logits));
+  *token = argmax(logits);
+  return Status::ok();
+}
+
+Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out) noexcept {
+  try {
+    PD_RETURN_IF_ERROR(c.validate(weights_->config, int64_t(prompt.size())));
+    for (int32_t id : prompt)
+      if (id < 0 || id >= weights_->config.vocab)
+        return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
+                      (long long)weights_->config.vocab);
+    caches_.assign(std::size_t(weights_->config.num_layers), KvLayerCache{});
+    PrefillResult r;
+    r.prompt_tokens = int64_t(prompt.size());
+    const auto t0 = Clock::now();
+    switch (c.method) {
+      case PipelineMethod::kFull: {
+        std::vector<float> x;
+        PD_RETURN_IF_ERROR(model_.embed(prompt.data(), int64_t(prompt.size()), &x));
+        PD_RETURN_IF_ERROR(run_layers(&x, int64_t(prompt.size()), arange(int64_t(prompt.size())), 0,
+                                      weights_->config.num_layers, true, &r.peak_kv_cache_bytes));
+        PD_RETURN_IF_ERROR(first_token(x, int64_t(prompt.size()), &r.first_token));
+        r.next_position = int64_t(prompt.size());
+        break;
+      }
+      case PipelineMethod::kPromptDistill: PD_RETURN_IF_ERROR(prefill_promptdistill(prompt, c, &r)); break;
+      case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(prefill_gemfilter(prompt, c, &r)); break;
+      case PipelineMethod::kSnapKV:
+      case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(prefill_kv_compression(prompt, c, &r)); break;
+    }
+    r.ttft_ms = ms_since(t0);
+    for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
+    next_position_ = r.next_position;
+    *out = std::move(r);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "prefill: out of host memory");
+  }
+}
+
+//! §1/§2: layers up to each selection layer on the current tokens, select (last token forced),
+//! gather the selection layer's output rows and original positions, continue on the kept rows.
+Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* r) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t N = mc.num_layers, D = mc.head_dim;
+  int64_t n = int64_t(prompt.size());
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), n, &x));
+  std::vector<int32_t> positions = arange(n);
+  std::vector<std::vector<int32_t>> stage_maps;  // per truncating stage, indices into its input set
+  std::size_t stage = 0;
+  for (int64_t l = 0; l < N; ++l) {
+    const bool selecting = stage < c.selection_layers.size() && l == c.selection_layers[stage];
+    LayerTaps taps;
+    taps.q_rows = 1;
+    taps.want_keys = true;
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, n, positions.data(), int64_t(prompt.size()), &caches_[std::size_t(l)],
+                                    selecting ? &taps : nullptr));
+    r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
+    if (!selecting) continue;
+    MethodConfig sel;
+    sel.method = Method::kPromptDistill;
+    sel.budget = c.n_topks[stage];
+    Selection s;
+    PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, 1, taps.keys, n, positions, &s));
+    const std::vector<int32_t>& idx = s.indices[0];
+    x = gather_rows(x, idx, mc.hidden);
+    positions = s.positions[0];
+    n = int64_t(idx.size());
+    r->retained.push_back(n);
+    r->selected.push_back(positions);
+    const bool truncating = c.cache_truncation_end == -1 || int64_t(stage) < c.cache_truncation_end;
+    if (truncating) {
+      if (c.truncate_after_last_layer) {
+        stage_maps.push_back(idx);
+      } else {
+        // Every layer up to here holds exactly this stage's input set (truncating stages come first).
+        for (int64_t ll = 0; ll <= l; ++ll) caches_[std::size_t(ll)].keep(idx, D);
+      }
+    }
+    ++stage;
+  }
+  // Reference order: the composed maps gather each segment's caches after the last layer.
+  for (std::size_t m = 0; m < stage_maps.size(); ++m) {
+    std::vector<int32_t> map = stage_maps.back();
+    for (std::size_t j = stage_maps.size() - 1; j-- > m;)
+      for (auto& v : map) v = stage_maps[j][std::size_t(v)];
+    const int64_t lo = m == 0 ? 0 : c.selection_layers[m - 1] + 1;
+    for (int64_t ll = lo; ll <= c.selection_layers[m]; ++ll) caches_[std::size_t(ll)].keep(map, D);
+  }
+  PD_RETURN_IF_ERROR(first_token(x, n, &r->first_token));
+  r->next_position = int64_t(prompt.size());
+  return Status::ok();
+}
+
+//! §3: filter pass over layers 0..r without a KV cache, top-k of the unscaled head-summed
+//! logits (last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
+Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* r) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size()), layer = c.selection_layers[0];
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
+  const std::vector<int32_t> positions = arange(L);
+  PD_RETURN_IF_ERROR(run_layers(&x, L, positions, 0, layer, false, nullptr));
+  LayerTaps taps;
+  taps.q_rows = 1;
+  taps.want_keys = true;
+  PD_RETURN_IF_ERROR(model_.layer(layer, &x, L, positions.data(), L, nullptr, &taps));
+  MethodConfig sel;
+  sel.method = Method::kGemFilter;
+  sel.budget = c.n_topks[0];
+  Selection s;
+  PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, 1, taps.keys, L, positions, &s));
+  const std::vector<int32_t>& idx = s.indices[0];
+  r->retained.push_back(int64_t(idx.size()));
+  r->selected.push_back(idx);
+  std::vector<int32_t> ids(idx.size());
+  for (std::size_t i = 0; i < idx.size(); ++i) ids[i] = prompt[std::size_t(idx[i])];
+  const int64_t k = int64_t(ids.size());
+  PD_RETURN_IF_ERROR(model_.embed(ids.data(), k, &x));
+  PD_RETURN_IF_ERROR(run_layers(&x, k, arange(k), 0, mc.num_layers, true, &r->peak_kv_cache_bytes));
+  PD_RETURN_IF_ERROR(first_token(x, k, &r->first_token));
+  r->next_position = k;
+  return Status::ok();
+}
+
+//! §4/§5: a full prefill; every layer's cache is compressed right after its forward (SnapKV:
+//! the last W queries' softmax; H2O: column sums over all queries), per KV group or per query
+//! head, when L >= C.
+Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* r) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size()), D = mc.head_dim;
+  const bool snap = c.method == PipelineMethod::kSnapKV;
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
+  const std::vector<int32_t> positions = arange(L);
+  MethodConfig sel;
+  sel.method = snap ? Method::kSnapKV : Method::kH2O;
+  sel.budget = c.capacity;
+  sel.window = c.window;
+  sel.pool = c.pool;
+  sel.pool_kernel = c.pool_kernel;
+  sel.grouping = c.grouping;
+  const bool compress = L >= c.capacity;
+  for (int64_t l = 0; l < mc.num_layers; ++l) {
+    LayerTaps taps;
+    taps.q_rows = snap ? std::min<int64_t>(c.window, L) : L;
+    taps.want_keys = compress;
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], compress ? &taps : nullptr));
+    r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
+    if (!compress) continue;
+    Selection s;
+    PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, taps.q_rows, taps.keys, L, positions, &s));
+    caches_[std::size_t(l)].keep_per_head(s.indices, D, c.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
+    r->retained.push_back(int64_t(s.indices[0].size()));
+    r->selected.push_back(s.indices[0]);
+  }
+  PD_RETURN_IF_ERROR(first_token(x, L, &r->first_token));
+  r->next_position = L;
+  return Status::ok();
+}
+
+Status Session::decode_step(int32_t token, int32_t* next) noexcept {
+  try {
+    if (caches_.empty()) return Status(StatusCode::kInvalidArgument, "decode_step before prefill");
+    const ModelConfig& mc = weights_->config;
+    if (next_position_ >= mc.max_positions)
+      return Status(StatusCode::kInvalidArgument, "position %lld reaches the model's context of %lld", (long long)next_position_,
+                    (long long)mc.max_positions);
+    std::vector<float> x;
+    PD_RETURN_IF_ERROR(model_.embed(&token, 1, &x));
+    const int32_t pos = int32_t(next_position_);
+    for (int64_t l = 0; l < mc.num_layers; ++l)
+      PD_RETURN_IF_ERROR(model_.layer(l, &x, 1, &pos, next_position_ + 1, &caches_[std::size_t(l)], nullptr));
+    ++next_position_;
+    return first_token(x, 1, next);
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "decode: out of host memory");
+  }
+}
+
+Status Session::generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
+                         double* decode_ms_per_token) noexcept {
+  try {
+    out->clear();
+    *decode_ms_per_token = 0;
+    if (max_new_tokens <= 0) return Status::ok();
+    int32_t token = first;
+    const auto t0 = Clock::now();
+    int64_t steps = 0;
+    while (true) {
+      out->push_back(token);
+      if (int64_t(out->size()) >= max_new_tokens) break;
+      if (std::find(stop.begin(), stop.end(), token) != stop.end()) break;
+      PD_RETURN_IF_ERROR(decode_step(token, &token));
+      ++steps;
+    }
+    if (steps > 0) *decode_ms_per_token = ms_since(t0) / double(steps);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "generate: out of host memory");
+  }
+}
+
+}  // namespace ref
+}  // namespace promptdistill

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! `ref::Session`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O) and greedy decoding
+//! on the CPU reference decoder, batch 1. Token selection runs through the Selector API
+//! (`ref::Select`), the same operation the CUDA backend and the engines use.
+
+#include <cstdint>
+#include <vector>
+
+#include "promptdistill/pipeline.h"
+#include "promptdistill/transformer_ref.h"
+
+namespace promptdistill {
+namespace ref {
+
+class Session {
+ public:
+  explicit Session(const ModelWeights* weights) : weights_(weights), model_(weights) {}
+
+  //! Runs the prompt through the model with `config`'s method; leaves the per-layer caches ready
+  //! for decoding. Fails before any work on a bad configuration or prompt.
+  Status prefill(const std::vector<int32_t>& prompt, const PipelineConfig& config, PrefillResult* out) noexcept;
+  //! Feeds `token` at the next position and returns the greedy next token.
+  Status decode_step(int32_t token, int32_t* next) noexcept;
+  //! Greedy generation after a prefill: `first` (the prefill's token) and up to max_new_tokens - 1
+  //! more, stopping after a token in `stop`. Returns the tokens and the mean decode time per token.
+  Status generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
+                  double* decode_ms_per_token) noexcept;
+
+  const std::vector<KvLayerCache>& caches() const { return caches_; }
+  int64_t next_position() const { return next_position_; }
+
+ private:
+  Status run_layers(std::vector<float>* x, int64_t n, const std::vector<int32_t>& positions, int64_t first, int64_t last,
+                    bool write_cache, int64_t* peak);
+  Status prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out);
+  Status prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out);
+  Status prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out);
+  Status first_token(const std::vector<float>& x, int64_t n, int32_t* token);
+  int64_t cache_bytes() const;
+
+  const ModelWeights* weights_;
+  Transformer model_;
+  std::vector<KvLayerCache> caches_;
+  int64_t next_position_ = 0;
+};
+
+}  // namespace ref
+}  // namespace promptdistill

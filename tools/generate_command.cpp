@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#include "generate_command.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "promptdistill/gguf.h"
+#include "promptdistill/prompts.h"
+#include "promptdistill/session_ref.h"
+#include "promptdistill/tokenizer.h"
+
+namespace pdcli {
+
+using namespace promptdistill;
+
+namespace {
+
+constexpr std::initializer_list<const char*> kGenerateOptions = {
+    "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "capacity", "window", "per", "pool",
+    "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods"};
+
+struct LoadedModel {
+  ModelWeights weights;
+  bool has_tokenizer = false;
+  Tokenizer tokenizer;
+  std::string path;
+};
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("PROMPTDISTILL_MODEL")) return env;
+  return PD_DEFAULT_MODEL;
+}
+
+void load_model(const std::string& spec, LoadedModel* m) {
+  m->path = spec == "default" ? default_model_path() : spec;
+  struct stat st {};
+  if (stat(m->path.c_str(), &st) != 0)
+    fail("model '" + m->path + "' not found" + (spec == "default" ? " (run scripts/fetch_model.sh)" : ""));
+  if (S_ISDIR(st.st_mode)) {
+    const Status s = load_hf_model(m->path, &m->weights);
+    if (!s) fail_status(s);
+    return;
+  }
+  const Status s = load_gguf_model(m->path, &m->weights);
+  if (!s) fail_status(s);
+  GgufFile f;
+  if (GgufFile::open(m->path, &f).is_ok() && Tokenizer::from_gguf(f, &m->tokenizer).is_ok()) m->has_tokenizer = true;
+}
+
+struct Prompt {
+  std::vector<int32_t> ids;
+  std::string expected;  //!< built-in prompt: the answer it asks for
+};
+
+Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
+  Prompt p;
+  std::string text;
+  const int given = int(a.values.count("prompt")) + int(a.values.count("prompt-file")) + int(a.values.count("prompt-ids"));
+  if (given > 1) fail("give one of --prompt, --prompt-file and --prompt-ids");
+  if (a.values.count("prompt-ids")) {
+    std::ifstream in(get(a, "prompt-ids", ""));
+    if (!in) fail("cannot open --prompt-ids file '" + get(a, "prompt-ids", "") + "'");
+    long long id;
+    while (in >> id) {
+      if (id < 0 || id >= m.weights.config.vocab) fail("--prompt-ids: token " + std::to_string(id) + " is outside the vocabulary");
+      p.ids.push_back(int32_t(id));
+    }
+    if (!in.eof()) fail("--prompt-ids: expected whitespace-separated integers");
+    return p;
+  }
+  if (a.values.count("prompt")) {
+    text.clear();
+    for (const auto& part : a.values.at("prompt")) text += (text.empty() ? "" : " ") + part;
+  } else if (a.values.count("prompt-file")) {
+    std::ifstream in(get(a, "prompt-file", ""));
+    if (!in) fail("cannot open --prompt-file '" + get(a, "prompt-file", "") + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  } else {
+    const HaystackPrompt h = haystack_prompt(get_int(a, "prompt-words", 2400), 0.4, 7);
+    text = h.text;
+    p.expected = h.expected;
+  }
+  if (!m.has_tokenizer) fail("this model has no tokenizer here (HF folders): use --prompt-ids");
+  const Status s = m.tokenizer.encode(text, &p.ids);
+  if (!s) fail_status(s);
+  return p;
+}
+
+PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
+  PipelineConfig c;
+  Status s = parse_pipeline_method(method, &c.method);
+  if (!s) fail_status(s);
+  c.selection_layers = get_ints(a, "selection-layers", {13});
+  c.n_topks = get_ints(a, "n-topks", {1024});
+  c.cache_truncation_end = get_int(a, "cache-truncation-end", 1);
+  c.capacity = get_int(a, "capacity", 1024);
+  c.window = int32_t(get_int(a, "window", 32));
+  const std::string per = get(a, "per", "kv-group");
+  if (per == "kv-group") c.grouping = HeadGrouping::kPerKvGroup;
+  else if (per == "head") c.grouping = HeadGrouping::kPerQueryHead;
+  else fail("--per must be kv-group or head, got '" + per + "'");
+  const std::string pool = get(a, "pool", "avg");
+  if (pool == "avg") c.pool = PoolMode::kAvg;
+  else if (pool == "max") c.pool = PoolMode::kMax;
+  else fail("--pool must be avg or max, got '" + pool + "'");
+  return c;
+}
+
+//! Resets the kernel's peak-RSS counter (Linux /proc/self/clear_refs "5"), so each run's peak is
+//! its own.
+void reset_peak_rss() {
+  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+int64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+  return 0;
+}
+
+struct RunOutput {
+  PrefillResult prefill;
+  std::vector<int32_t> generated;
+  std::string text;
+  double decode_ms_per_token = 0;
+  int64_t peak_rss = 0;
+};
+
+RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend) {
+  if (backend == "cuda") fail("--backend cuda: the CUDA decoder is not implemented yet (the CUDA selector is; see README)");
+  if (backend != "cpu") fail("--backend must be cpu or cuda, got '" + backend + "'");
+  RunOutput out;
+  reset_peak_rss();
+  ref::Session session(&m.weights);
+  Status s = session.prefill(p.ids, c, &out.prefill);
+  if (!s) fail_status(s);
+  s = session.generate(out.prefill.first_token, max_new, m.weights.config.eos_tokens, &out.generated, &out.decode_ms_per_token);
+  if (!s) fail_status(s);
+  out.peak_rss = peak_rss_bytes();
+  if (m.has_tokenizer) m.tokenizer.decode(out.generated, &out.text, /*skip_special=*/true);
+  return out;
+}
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string s;
+  for (auto x : v) s += (s.empty() ? "" : "/") + std::to_string(x);
+  return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+int cmd_generate(const Args& a) {
+  reject_unknown(a, kGenerateOptions);
+  LoadedModel m;
+  load_model(get(a, "model", "default"), &m);
+  const Prompt p = resolve_prompt(a, m);
+  const PipelineConfig c = parse_pipeline(a, get(a, "method", "full"));
+  const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
+  if (!valid) fail_status(valid);
+  const RunOutput r = run_one(m, p, c, get_int(a, "max-new-tokens", 50), get(a, "backend", "cpu"));
+  if (a.flag("json")) {
+    nlohmann::json j;
+    j["method"] = to_string(c.method);
+    j["prompt_tokens"] = r.prefill.prompt_tokens;
+    j["retained"] = r.prefill.retained;
+    if (a.flag("dump-selection")) j["selected_indices"] = r.prefill.selected;
+    j["cache_lengths"] = r.prefill.cache_lengths;
+    j["generated_ids"] = r.generated;
+    j["text"] = r.text;
+    j["ttft_ms"] = r.prefill.ttft_ms;
+    j["decode_ms_per_token"] = r.decode_ms_per_token;
+    j["peak_memory_bytes"] = r.peak_rss;
+    j["peak_kv_cache_bytes"] = r.prefill.peak_kv_cache_bytes;
+    if (!p.expected.empty()) j["expected"] = p.expected;
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%s: %lld prompt tokens, kept %s, TTFT %.0f ms, decode %.1f ms/token, peak RSS %.0f MiB, peak KV %.1f MiB\n",
+              to_string(c.method), (long long)r.prefill.prompt_tokens, join(r.prefill.retained).c_str(), r.prefill.ttft_ms,
+              r.decode_ms_per_token, double(r.peak_rss) / 1048576.0, double(r.prefill.peak_kv_cache_bytes) / 1048576.0);
+  std::printf("%s\n", r.text.c_str());
+  return 0;
+}
+
+int cmd_compare(const Args& a) {
+  reject_unknown(a, kGenerateOptions);
+  LoadedModel m;
+  load_model(get(a, "model", "default"), &m);
+  const Prompt p = resolve_prompt(a, m);
+  std::vector<std::string> methods = {"full", "promptdistill"};
+  if (a.values.count("methods")) methods = a.values.at("methods");
+  const int64_t max_new = get_int(a, "max-new-tokens", 12);
+  std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
+              p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
+  std::printf("%-14s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", "RSS MiB", "KV MiB", "answer");
+  for (const auto& method : methods) {
+    const PipelineConfig c = parse_pipeline(a, method);
+    const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
+    if (!valid) fail_status(valid);
+    const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"));
+    std::string answer = r.text;
+    for (auto& ch : answer)
+      if (ch == '\n') ch = ' ';
+    const bool correct = !p.expected.empty() && r.text.find(p.expected) != std::string::npos;
+    std::printf("%-14s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", method.c_str(),
+                join(r.prefill.retained.empty() ? std::vector<int64_t>{r.prefill.prompt_tokens} : r.prefill.retained).c_str(),
+                r.prefill.ttft_ms, r.decode_ms_per_token, double(r.peak_rss) / 1048576.0,
+                double(r.prefill.peak_kv_cache_bytes) / 1048576.0, answer.c_str(),
+                p.expected.empty() ? "" : correct ? "  [correct]" : "  [wrong]");
+  }
+  return 0;
+}
+
+}  // namespace pdcli
