@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU pipelines against the semantics of algorithms.md, on a random 6-layer model:
+// PromptDistill with k >= L-1 is exactly full KV; multi-stage cache lengths for every tt;
+// truncation at the selection point equals the reference's truncation after the last layer;
+// GemFilter's pass 2 equals a full prefill of the selected ids; SnapKV/H2O cache sizes and
+// windows; bad configurations fail before any work. Exact (same code path, same data): bitwise.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "promptdistill/session_ref.h"
+#include "support/generators.h"
+
+using namespace promptdistill;
+
+namespace {
+
+ModelWeights random_model(uint64_t seed, int64_t layers = 6) {
+  ModelWeights w;
+  ModelConfig& c = w.config;
+  c.num_layers = layers, c.hidden = 64, c.num_heads = 4, c.num_kv_heads = 2, c.head_dim = 16;
+  c.intermediate = 96, c.vocab = 300, c.max_positions = 4096, c.rms_eps = 1e-5;
+  c.rope.theta = 10000;
+  c.tied_embeddings = true;
+  c.eos_tokens = {2};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto fill = [&](std::vector<float>& v, std::size_t n, float scale) {
+    v.resize(n);
+    for (auto& x : v) x = normal(rng) * scale;
+  };
+  fill(w.embed, std::size_t(c.vocab * c.hidden), 1.0f);
+  w.final_norm.assign(std::size_t(c.hidden), 1.0f);
+  w.layers.resize(std::size_t(layers));
+  for (auto& L : w.layers) {
+    L.attn_norm.assign(std::size_t(c.hidden), 1.0f);
+    L.mlp_norm.assign(std::size_t(c.hidden), 1.0f);
+    fill(L.wq, std::size_t(64 * 64), 0.3f);
+    fill(L.wk, std::size_t(32 * 64), 0.3f);
+    fill(L.wv, std::size_t(32 * 64), 0.2f);
+    fill(L.wo, std::size_t(64 * 64), 0.1f);
+    fill(L.w_gate, std::size_t(96 * 64), 0.15f);
+    fill(L.w_up, std::size_t(96 * 64), 0.15f);
+    fill(L.w_down, std::size_t(64 * 96), 0.1f);
+  }
+  return w;
+}
+
+std::vector<int32_t> random_prompt(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> p(static_cast<std::size_t>(n));
+  for (auto& t : p) t = int32_t(3 + rng() % 297);
+  return p;
+}
+
+struct Run {
+  PrefillResult prefill;
+  std::vector<int32_t> tokens;
+  std::vector<ref::KvLayerCache> caches;
+};
+
+Run run(const ModelWeights& w, const std::vector<int32_t>& prompt, const PipelineConfig& c, int64_t new_tokens = 6) {
+  ref::Session s(&w);
+  Run r;
+  Status st = s.prefill(prompt, c, &r.prefill);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  r.caches = s.caches();
+  double ms = 0;
+  st = s.generate(r.prefill.first_token, new_tokens, {}, &r.tokens, &ms);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  return r;
+}
+
+bool same_caches(const std::vector<ref::KvLayerCache>& a, const std::vector<ref::KvLayerCache>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t l = 0; l < a.size(); ++l)
+    if (a[l].length != b[l].length || a[l].k != b[l].k || a[l].v != b[l].v) return false;
+  return true;
+}
+
+PipelineConfig pd(std::vector<int64_t> layers, std::vector<int64_t> ks, int64_t tt) {
+  PipelineConfig c;
+  c.method = PipelineMethod::kPromptDistill;
+  c.selection_layers = std::move(layers);
+  c.n_topks = std::move(ks);
+  c.cache_truncation_end = tt;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline/promptdistill: k >= L-1 gives exactly the full-KV tokens and caches") {
+  const auto w = random_model(1);
+  for (int64_t L : {1, 2, 9, 40}) {
+    const auto prompt = random_prompt(L, uint64_t(L));
+    PipelineConfig full;
+    const Run want = run(w, prompt, full);
+    for (int64_t tt : {0, 1}) {
+      const Run got = run(w, prompt, pd({2}, {L - 1 > 0 ? L - 1 : 1}, tt));
+      CAPTURE(L);
+      CAPTURE(tt);
+      CHECK(got.prefill.retained == std::vector<int64_t>{L});
+      CHECK(got.tokens == want.tokens);
+      CHECK(same_caches(got.caches, want.caches));
+      CHECK(got.prefill.next_position == L);
+    }
+  }
+}
+
+TEST_CASE("pipeline/promptdistill: multi-stage cache lengths for every tt (algorithms.md §2 table)") {
+  const auto w = random_model(2);
+  const int64_t L = 60;
+  const auto prompt = random_prompt(L, 7);
+  const int64_t n0 = 20 + 1, n1 = 8 + 1;  // min(k, n-1) + 1 at each stage
+  struct Want { int64_t tt, up_to_r0, between, after; };
+  for (Want want : {Want{0, L, n0, n1}, Want{1, n0, n0, n1}, Want{2, n1, n1, n1}, Want{-1, n1, n1, n1}}) {
+    const Run r = run(w, prompt, pd({1, 3}, {20, 8}, want.tt));
+    CAPTURE(want.tt);
+    CHECK(r.prefill.retained == std::vector<int64_t>{n0, n1});
+    const std::vector<int64_t> expected = {want.up_to_r0, want.up_to_r0, want.between, want.between, want.after, want.after};
+    CHECK(r.prefill.cache_lengths == expected);
+    // Stage 2 keeps a subset of stage 1, both ascending, the last token always.
+    const auto& s0 = r.prefill.selected[0];
+    const auto& s1 = r.prefill.selected[1];
+    CHECK(std::is_sorted(s0.begin(), s0.end()));
+    CHECK(std::includes(s0.begin(), s0.end(), s1.begin(), s1.end()));
+    CHECK(s1.back() == L - 1);
+    CHECK(r.prefill.next_position == L);
+  }
+}
+
+TEST_CASE("pipeline/promptdistill: truncating at the selection point equals truncating after the last layer") {
+  const auto w = random_model(3);
+  const auto prompt = random_prompt(50, 9);
+  for (int64_t tt : {1, 2, -1}) {
+    PipelineConfig early = pd({1, 3}, {25, 10}, tt), late = early;
+    late.truncate_after_last_layer = true;
+    const Run a = run(w, prompt, early), b = run(w, prompt, late);
+    CAPTURE(tt);
+    CHECK(a.tokens == b.tokens);
+    CHECK(same_caches(a.caches, b.caches));
+    CHECK(a.prefill.peak_kv_cache_bytes <= b.prefill.peak_kv_cache_bytes);
+  }
+}
+
+TEST_CASE("pipeline/gemfilter: pass 2 equals a full prefill of the selected ids at positions 0..k-1") {
+  const auto w = random_model(4);
+  const auto prompt = random_prompt(70, 11);
+  PipelineConfig c;
+  c.method = PipelineMethod::kGemFilter;
+  c.selection_layers = {2};
+  c.n_topks = {16};
+  const Run gf = run(w, prompt, c);
+  REQUIRE(gf.prefill.retained == std::vector<int64_t>{16});
+  std::vector<int32_t> kept;
+  for (int32_t i : gf.prefill.selected[0]) kept.push_back(prompt[std::size_t(i)]);
+  const Run full = run(w, kept, PipelineConfig{});
+  CHECK(gf.tokens == full.tokens);
+  CHECK(same_caches(gf.caches, full.caches));
+  CHECK(gf.prefill.next_position == 16);
+}
+
+TEST_CASE("pipeline/snapkv and h2o: every layer holds exactly C entries with its window, or L when L < C") {
+  const auto w = random_model(5);
+  for (PipelineMethod m : {PipelineMethod::kSnapKV, PipelineMethod::kH2O}) {
+    for (HeadGrouping g : {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead}) {
+      for (int64_t L : {30, 90}) {
+        PipelineConfig c;
+        c.method = m;
+        c.capacity = 40;
+        c.window = 8;
+        c.grouping = g;
+        const Run r = run(w, random_prompt(L, uint64_t(L) + 1), c);
+        INFO(std::string(to_string(m)));
+        CAPTURE(L);
+        const int64_t want = std::min<int64_t>(L, 40);
+        for (const auto& cache : r.caches) {
+          CHECK(cache.length == want);  // right after the prefill
+          CHECK(cache.heads == (g == HeadGrouping::kPerQueryHead && L >= 40 ? 4 : 2));
+        }
+        for (const auto& sel : r.prefill.selected) {
+          CHECK(int64_t(sel.size()) == want);
+          for (int64_t t = L - 8; t < L; ++t) CHECK(std::binary_search(sel.begin(), sel.end(), int32_t(t)));
+        }
+        CHECK(r.prefill.next_position == L);
+      }
+    }
+  }
+}
+
+TEST_CASE("pipeline: bad configurations fail before any work") {
+  const auto w = random_model(6);
+  const auto prompt = random_prompt(20, 1);
+  struct Bad { const char* what; PipelineConfig c; std::vector<int32_t> prompt; const char* message; };
+  PipelineConfig too_long;
+  const Bad cases[] = {
+      {"unsorted layers", pd({3, 1}, {4, 4}, 0), prompt, "strictly increasing"},
+      {"duplicate layers", pd({2, 2}, {4, 4}, 0), prompt, "strictly increasing"},
+      {"layer out of range", pd({9}, {4}, 0), prompt, "outside"},
+      {"last layer", pd({5}, {4}, 0), prompt, "last layer"},
+      {"mismatched lists", pd({1, 2}, {4}, 0), prompt, "n_topks"},
+      {"k <= 0", pd({1}, {0}, 0), prompt, "must be > 0"},
+      {"bad tt", pd({1}, {4}, -3), prompt, "cache_truncation_end"},
+      {"empty prompt", pd({1}, {4}, 0), {}, "empty prompt"},
+      {"token outside vocab", PipelineConfig{}, {1, 2, 999}, "outside the vocabulary"},
+      {"longer than context", PipelineConfig{}, std::vector<int32_t>(5000, 5), "exceeds the model's context"},
+  };
+  for (const Bad& b : cases) {
+    ref::Session s(&w);
+    PrefillResult r;
+    const Status st = s.prefill(b.prompt, b.c, &r);
+    INFO(std::string(b.what) << ": " << st.message());
+    CHECK(st.code() == StatusCode::kInvalidArgument);
+    CHECK(std::string(st.message()).find(b.message) != std::string::npos);
+    CHECK(r.first_token == -1);
+  }
+  PipelineConfig snap;
+  snap.method = PipelineMethod::kSnapKV;
+  snap.capacity = 16;
+  snap.window = 32;
+  ref::Session s(&w);
+  PrefillResult r;
+  CHECK(s.prefill(prompt, snap, &r).code() == StatusCode::kInvalidArgument);
+  int32_t next;
+  ref::Session fresh(&w);
+  CHECK(fresh.decode_step(5, &next).code() == StatusCode::kInvalidArgument);
+}
