@@ -267,7 +267,188 @@ def main():
     tok = write_tokenizer_fixture(gguf_path)
     write_smollm2_golden(gguf_path, tok)
     write_tiny_goldens()
+    write_method_goldens(gguf_path, tok)
+
+
+# ---- reference algorithms on top of transformers (algorithms.md §1-§5, as the public code runs them) ----
+
+def _rope(model, positions):
+    pos = torch.tensor([positions])
+    dummy = torch.zeros(1, len(positions), model.config.hidden_size)
+    return model.model.rotary_emb(dummy, pos)
+
+
+def _qk(layer, h, cos, sin, cfg):
+    """Post-RoPE q [H, n, d] and k [Hkv, n, d] of a layer's attention for hidden states h [1, n, hidden]."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    attn = layer.self_attn
+    x = layer.input_layernorm(h)
+    n, d = x.shape[1], cfg.head_dim
+    q = attn.q_proj(x).view(1, n, cfg.num_attention_heads, d).transpose(1, 2)
+    k = attn.k_proj(x).view(1, n, cfg.num_key_value_heads, d).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    return q[0], k[0]
+
+
+def _run_layers(model, h, positions, layers, cache):
+    cos, sin = _rope(model, positions)
+    for l in layers:
+        out = model.model.layers[l](h, attention_mask=None, position_ids=torch.tensor([positions]), past_key_values=cache,
+                                    use_cache=cache is not None, position_embeddings=(cos, sin))
+        h = out[0] if isinstance(out, tuple) else out
+    return h
+
+
+def _avg_pool(s):
+    return torch.nn.functional.avg_pool1d(s.view(1, 1, -1), kernel_size=5, stride=1, padding=2, count_include_pad=True).view(-1)
+
+
+def _topk_sorted(scores, k):
+    return torch.sort(torch.topk(scores, k).indices).values
+
+
+def _greedy(model, first, cache, start, steps):
+    out, nxt = [], first
+    for s in range(steps):
+        out.append(nxt)
+        pos = start + s
+        h = model.model.embed_tokens(torch.tensor([[nxt]]))
+        h = _run_layers(model, h, [pos], range(model.config.num_hidden_layers), cache)
+        nxt = int(torch.argmax(model.lm_head(model.model.norm(h))[0, -1]))
+    return out
+
+
+@torch.no_grad()
+def reference_promptdistill(model, ids, layer, k, tt):
+    from transformers import DynamicCache
+
+    cfg, L = model.config, len(ids)
+    cache = DynamicCache(config=cfg)
+    h = model.model.embed_tokens(torch.tensor([ids]))
+    pos = list(range(L))
+    h = _run_layers(model, h, pos, range(layer), cache)
+    cos, sin = _rope(model, pos)
+    q, kk = _qk(model.model.layers[layer], h, cos, sin, cfg)
+    G = cfg.num_attention_heads // cfg.num_key_value_heads
+    kk = kk.repeat_interleave(G, dim=0)                     # GQA-expanded keys [H, L, d]
+    s = (q[:, -1:, :] @ kk.transpose(1, 2))[:, 0, :] / (cfg.head_dim ** 0.5)
+    s = s.mean(0)                                           # mean over heads
+    s[L - 1:] = 0                                           # zero the last position, then pool
+    s = _avg_pool(s)
+    s[L - 1:] += torch.finfo(torch.float32).min
+    idx = torch.cat([_topk_sorted(s[: L - 1], min(k, L - 1)), torch.tensor([L - 1])]) if L > 1 else torch.tensor([0])
+    h = _run_layers(model, h, pos, [layer], cache)          # layer r runs on all tokens
+    h = h[:, idx]
+    kept = [int(i) for i in idx]
+    h = _run_layers(model, h, kept, range(layer + 1, cfg.num_hidden_layers), cache)
+    if tt:
+        for l in range(layer + 1):
+            lay = cache.layers[l]
+            lay.keys, lay.values = lay.keys[:, :, idx], lay.values[:, :, idx]
+    first = int(torch.argmax(model.lm_head(model.model.norm(h))[0, -1]))
+    return kept, _greedy(model, first, cache, L, 16)
+
+
+@torch.no_grad()
+def reference_gemfilter(model, ids, layer, k):
+    from transformers import DynamicCache
+
+    cfg, L = model.config, len(ids)
+    h = model.model.embed_tokens(torch.tensor([ids]))
+    pos = list(range(L))
+    h = _run_layers(model, h, pos, range(layer), None)     # select mode: no cache
+    cos, sin = _rope(model, pos)
+    q, kk = _qk(model.model.layers[layer], h, cos, sin, cfg)
+    kk = kk.repeat_interleave(cfg.num_attention_heads // cfg.num_key_value_heads, dim=0)
+    s = (q[:, -1:, :] @ kk.transpose(1, 2))[:, 0, :].sum(0)  # sum over heads, no scaling
+    idx = _topk_sorted(_avg_pool(s), min(k, L))
+    kept = [int(i) for i in idx]
+    sub = [ids[i] for i in kept]
+    cache = DynamicCache(config=cfg)
+    h = _run_layers(model, model.model.embed_tokens(torch.tensor([sub])), list(range(len(sub))),
+                    range(cfg.num_hidden_layers), cache)
+    first = int(torch.argmax(model.lm_head(model.model.norm(h))[0, -1]))
+    return kept, _greedy(model, first, cache, len(sub), 16)
+
+
+@torch.no_grad()
+def reference_kv_compression(model, ids, method, capacity, window=32):
+    """SnapKV / H2O per query head (K/V GQA-expanded before scoring and caching), every layer."""
+    from transformers import DynamicCache
+
+    cfg, L = model.config, len(ids)
+    G = cfg.num_attention_heads // cfg.num_key_value_heads
+    h = model.model.embed_tokens(torch.tensor([ids]))
+    pos = list(range(L))
+    cos, sin = _rope(model, pos)
+    cache = DynamicCache(config=cfg)
+    first_layer_rows = None
+    for l in range(cfg.num_hidden_layers):
+        q, kk = _qk(model.model.layers[l], h, cos, sin, cfg)
+        h = _run_layers(model, h, pos, [l], cache)
+        lay = cache.layers[l]
+        keys, values = lay.keys.repeat_interleave(G, dim=1), lay.values.repeat_interleave(G, dim=1)
+        if L >= capacity:
+            kx = kk.repeat_interleave(G, dim=0)
+            if method == "snapkv":
+                w = q[:, L - window:, :] @ kx.transpose(1, 2) / (cfg.head_dim ** 0.5)  # [H, W, L]
+                mask = torch.full((window, window), float("-inf")).triu(1)
+                w[:, :, L - window:] += mask
+                a = torch.softmax(w.float(), dim=-1)
+                s = a[:, :, : L - window].sum(1)
+                s = torch.nn.functional.avg_pool1d(s.unsqueeze(1), 5, 1, 2, count_include_pad=True).squeeze(1)
+                recent = window
+            else:
+                w = q @ kx.transpose(1, 2) / (cfg.head_dim ** 0.5)                  # [H, L, L]
+                w += torch.full((L, L), float("-inf")).triu(1)
+                s = torch.softmax(w.float(), dim=-1).sum(1)[:, : L - 32]
+                recent = 32
+            top = torch.sort(torch.topk(s, capacity - recent, dim=-1).indices, dim=-1).values
+            sel = torch.cat([top, torch.arange(L - recent, L).expand(top.shape[0], recent)], dim=-1)
+            if first_layer_rows is None:
+                first_layer_rows = [[int(i) for i in row] for row in sel]
+            keys = torch.gather(keys, 2, sel[None, :, :, None].expand(1, -1, -1, cfg.head_dim))
+            values = torch.gather(values, 2, sel[None, :, :, None].expand(1, -1, -1, cfg.head_dim))
+        lay.keys, lay.values = keys, values
+        # The reference caches GQA-expanded K/V: decode appends expanded keys, attention uses G = 1.
+        lay.update = (lambda orig: lambda k_, v_, *a, **kw: orig(k_.repeat_interleave(G, 1), v_.repeat_interleave(G, 1), *a, **kw))(lay.update)
+    first = int(torch.argmax(model.lm_head(model.model.norm(h))[0, -1]))
+    saved = [layer.self_attn.num_key_value_groups for layer in model.model.layers]
+    for layer in model.model.layers:
+        layer.self_attn.num_key_value_groups = 1
+    try:
+        greedy = _greedy(model, first, cache, L, 16)
+    finally:
+        for layer, g in zip(model.model.layers, saved):
+            layer.self_attn.num_key_value_groups = g
+    return first_layer_rows, greedy
+
+
+def write_method_goldens(gguf_path, tok):
+    from transformers import AutoModelForCausalLM
+
+    d, name = os.path.split(gguf_path)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
+    text = haystack_prompt(random.Random(5), 700, tok)
+    ids = tok.encode(text, add_special_tokens=False).ids
+    cases = []
+    for layer, k, tt in ((13, 256, 1), (20, 128, 0)):
+        kept, greedy = reference_promptdistill(model, ids, layer, k, tt)
+        cases.append({"method": "promptdistill", "layer": layer, "k": k, "tt": tt, "selected": kept, "greedy": greedy})
+    kept, greedy = reference_gemfilter(model, ids, 13, 256)
+    cases.append({"method": "gemfilter", "layer": 13, "k": 256, "selected": kept, "greedy": greedy})
+    for m in ("snapkv", "h2o"):
+        rows, greedy = reference_kv_compression(model, ids, m, 256)
+        cases.append({"method": m, "capacity": 256, "window": 32, "layer0_rows": rows, "greedy": greedy})
+    for c in cases:
+        print(f"reference {c['method']}: greedy {c['greedy'][:6]}...")
+    (OUT / "smollm2_methods.json").write_text(json.dumps({"ids": ids, "text": text, "cases": cases}))
 
 
 if __name__ == "__main__":
-    main()
+    if os.environ.get("PD_GOLDEN_METHODS_ONLY"):
+        _path = subprocess.check_output(["bash", str(ROOT / "scripts" / "fetch_model.sh")], text=True).strip()
+        write_method_goldens(_path, hf_tokenizer(_path))
+    else:
+        main()
