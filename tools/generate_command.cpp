@@ -22,17 +22,11 @@ namespace pdcli {
 using namespace promptdistill;
 
 namespace {
-
 constexpr std::initializer_list<const char*> kGenerateOptions = {
     "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "capacity", "window", "per", "pool",
     "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods"};
 
-struct LoadedModel {
-  ModelWeights weights;
-  bool has_tokenizer = false;
-  Tokenizer tokenizer;
-  std::string path;
-};
+}  // namespace
 
 std::string default_model_path() {
   if (const char* env = std::getenv("PROMPTDISTILL_MODEL")) return env;
@@ -55,11 +49,7 @@ void load_model(const std::string& spec, LoadedModel* m) {
   if (GgufFile::open(m->path, &f).is_ok() && Tokenizer::from_gguf(f, &m->tokenizer).is_ok()) m->has_tokenizer = true;
 }
 
-struct Prompt {
-  std::vector<int32_t> ids;
-  std::string expected;  //!< built-in prompt: the answer it asks for
-};
-
+namespace {
 Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
   Prompt p;
   std::string text;
@@ -96,6 +86,8 @@ Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
   return p;
 }
 
+}  // namespace
+
 PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
   PipelineConfig c;
   Status s = parse_pipeline_method(method, &c.method);
@@ -116,6 +108,7 @@ PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
   return c;
 }
 
+namespace {
 //! Resets the kernel's peak-RSS counter (Linux /proc/self/clear_refs "5"), so each run's peak is
 //! its own.
 void reset_peak_rss() {
@@ -132,13 +125,7 @@ int64_t peak_rss_bytes() {
   return 0;
 }
 
-struct RunOutput {
-  PrefillResult prefill;
-  std::vector<int32_t> generated;
-  std::string text;
-  double decode_ms_per_token = 0;
-  int64_t peak_rss = 0;
-};
+}  // namespace
 
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend) {
   if (backend == "cuda") fail("--backend cuda: the CUDA decoder is not implemented yet (the CUDA selector is; see README)");
@@ -155,6 +142,7 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
   return out;
 }
 
+namespace {
 std::string join(const std::vector<int64_t>& v) {
   std::string s;
   for (auto x : v) s += (s.empty() ? "" : "/") + std::to_string(x);

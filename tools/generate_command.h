@@ -1,9 +1,47 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 #pragma once
+//! @file
+//! Model loading and single runs shared by the generate, compare and eval commands.
+#include <string>
+#include <vector>
+
 #include "cli_args.h"
+#include "promptdistill/model.h"
+#include "promptdistill/pipeline.h"
+#include "promptdistill/tokenizer.h"
 
 namespace pdcli {
+
+struct LoadedModel {
+  promptdistill::ModelWeights weights;
+  bool has_tokenizer = false;
+  promptdistill::Tokenizer tokenizer;
+  std::string path;
+};
+struct Prompt {
+  std::vector<int32_t> ids;
+  std::string expected;  //!< built-in prompt: the answer it asks for
+};
+struct RunOutput {
+  promptdistill::PrefillResult prefill;
+  std::vector<int32_t> generated;
+  std::string text;
+  double decode_ms_per_token = 0;
+  int64_t peak_rss = 0;
+};
+
+std::string default_model_path();
+//! "default", a .gguf file or a Hugging Face folder; exits with an error line on failure.
+void load_model(const std::string& spec, LoadedModel* m);
+//! The method's configuration from generate's options.
+promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& method);
+//! One prefill + greedy decode on the backend; exits with an error line on failure.
+RunOutput run_one(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& c, int64_t max_new,
+                  const std::string& backend);
+//! `promptdistill eval passkey|needle|longbench`.
+int cmd_eval(const Args& a, const std::string& kind);
+
 //! `promptdistill generate`: one method, one prompt, greedy decoding; text or --json output.
 int cmd_generate(const Args& a);
 //! `promptdistill compare`: several methods on the same prompt, side by side.

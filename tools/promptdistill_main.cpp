@@ -38,6 +38,13 @@ constexpr const char* kUsage = R"(usage:
       (a fact hidden in a few thousand tokens of filler, and a question about it).
   promptdistill compare [--methods full promptdistill ...] [generate's options]
       The same prompt through several methods, side by side (the main job).
+  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
+                       [--methods full promptdistill gemfilter snapkv h2o] [--budgets 64 128 256 512 1024]
+                       [--selection-layers 20] [--haystack FILE] [--out results.jsonl]
+  promptdistill eval longbench --data DIR_OR_FILE [--templates dataset2prompt.json] [--methods ...]
+                       [--budgets 1024] [--max-samples N] [--out results.jsonl]
+      One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,
+      retained); LongBench lines carry the dataset metric's score.
   promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7]
       Every method on a synthetic prompt whose planted "fact" tokens answer the last query.
 )";
@@ -197,7 +204,15 @@ int cmd_demo(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args a = pdcli::parse_args(argc, argv, {"json", "dump-selection"}, kUsage);
+  // `eval KIND --options`: KIND is positional.
+  std::string eval_kind;
+  std::vector<char*> args(argv, argv + argc);
+  if (argc > 2 && std::string(argv[1]) == "eval" && std::string(argv[2]).rfind("--", 0) != 0) {
+    eval_kind = argv[2];
+    args.erase(args.begin() + 2);
+  }
+  const Args a = pdcli::parse_args(int(args.size()), args.data(), {"json", "dump-selection"}, kUsage);
+  if (a.command == "eval") return pdcli::cmd_eval(a, eval_kind);
   if (a.command == "select") return cmd_select(a);
   if (a.command == "generate") return pdcli::cmd_generate(a);
   if (a.command == "compare") return pdcli::cmd_compare(a);
