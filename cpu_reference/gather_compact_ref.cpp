@@ -12,20 +12,13 @@ namespace ref {
 
 using detail::DeviceStatusWord;
 
-namespace {
-std::size_t status_only_workspace() {
-  WorkspacePlanner planner;
-  detail::take_status(planner);
-  return planner.bytes_needed();
-}
-}  // namespace
 
 // ---- gather -------------------------------------------------------------------------------------
 
 template <class T>
 Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept { return detail::check_gather(a); }
 template <class T>
-std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return status_only_workspace(); }
+std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
 template <class T>
 Status Gather<T>::run(const GatherArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
@@ -48,7 +41,7 @@ Status Gather<T>::run(const GatherArgs<T>& a, Workspace, Stream) noexcept {
 // ---- positions ----------------------------------------------------------------------------------
 
 Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { return detail::check_remap(a); }
-std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return status_only_workspace(); }
+std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
 Status RemapPositions::run(const RemapPositionsArgs& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   DeviceStatusWord w{};
@@ -79,7 +72,7 @@ Status RemapPositions::run(const RemapPositionsArgs& a, Workspace, Stream) noexc
 template <class T>
 Status CompactKv<T>::can_implement(const CompactKvArgs<T>& a) noexcept { return detail::check_compact(a); }
 template <class T>
-std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>&) noexcept { return status_only_workspace(); }
+std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
 template <class T>
 Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));

@@ -109,9 +109,7 @@ Status Score<T>::run(const ScoreArgs<T>& a, Workspace, Stream) noexcept {
 
 Status Pool::can_implement(const PoolArgs& a) noexcept { return detail::check_pool(a); }
 std::size_t Pool::workspace_size(const PoolArgs&) noexcept {
-  WorkspacePlanner planner;
-  detail::take_status(planner);
-  return planner.bytes_needed();
+  return promptdistill::detail::status_only_workspace_size();
 }
 Status Pool::run(const PoolArgs& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));

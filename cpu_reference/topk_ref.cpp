@@ -13,9 +13,7 @@ namespace ref {
 
 Status TopK::can_implement(const TopKArgs& a) noexcept { return detail::check_topk(a); }
 std::size_t TopK::workspace_size(const TopKArgs&) noexcept {
-  WorkspacePlanner planner;
-  detail::take_status(planner);
-  return planner.bytes_needed();
+  return promptdistill::detail::status_only_workspace_size();
 }
 
 Status TopK::run(const TopKArgs& a, Workspace, Stream) noexcept {

@@ -123,18 +123,11 @@ Status launch_remap(const RemapPositionsArgs& a, const DeviceStatusWord* status,
 
 }  // namespace detail
 
-namespace {
-std::size_t status_only_workspace() {
-  WorkspacePlanner planner;
-  promptdistill::detail::take_status(planner);
-  return planner.bytes_needed();
-}
-}  // namespace
 
 template <class T>
 Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept { return promptdistill::detail::check_gather(a); }
 template <class T>
-std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return status_only_workspace(); }
+std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
 template <class T>
 Status Gather<T>::run(const GatherArgs<T>& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
@@ -148,7 +141,7 @@ Status Gather<T>::run(const GatherArgs<T>& a, Workspace ws, Stream stream) noexc
 }
 
 Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { return promptdistill::detail::check_remap(a); }
-std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return status_only_workspace(); }
+std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
 Status RemapPositions::run(const RemapPositionsArgs& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   WorkspacePlanner planner(ws);

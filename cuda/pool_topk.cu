@@ -192,9 +192,7 @@ Status launch_topk(const TopKArgs& a, const DeviceStatusWord* status, cudaStream
 
 Status Pool::can_implement(const PoolArgs& a) noexcept { return promptdistill::detail::check_pool(a); }
 std::size_t Pool::workspace_size(const PoolArgs&) noexcept {
-  WorkspacePlanner planner;
-  promptdistill::detail::take_status(planner);
-  return planner.bytes_needed();
+  return promptdistill::detail::status_only_workspace_size();
 }
 Status Pool::run(const PoolArgs& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
@@ -208,9 +206,7 @@ Status Pool::run(const PoolArgs& a, Workspace ws, Stream stream) noexcept {
 
 Status TopK::can_implement(const TopKArgs& a) noexcept { return promptdistill::detail::check_topk(a); }
 std::size_t TopK::workspace_size(const TopKArgs&) noexcept {
-  WorkspacePlanner planner;
-  promptdistill::detail::take_status(planner);
-  return planner.bytes_needed();
+  return promptdistill::detail::status_only_workspace_size();
 }
 Status TopK::run(const TopKArgs& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));

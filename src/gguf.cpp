@@ -5,10 +5,10 @@
 #include "promptdistill/gguf.h"
 
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <set>
 
+#include "file_bytes.h"
 #include "promptdistill/detail/numerics.h"
 
 namespace promptdistill {
@@ -278,20 +278,7 @@ Status GgufFile::parse(std::vector<uint8_t> bytes, GgufFile* out) noexcept {
 }
 
 Status GgufFile::open(const std::string& path, GgufFile* out) noexcept {
-  try {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) return Status(StatusCode::kIoError, "cannot open '%.180s'", path.c_str());
-    const std::streamsize size = in.tellg();
-    in.seekg(0);
-    std::vector<uint8_t> bytes(static_cast<std::size_t>(size));
-    if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
-      return Status(StatusCode::kIoError, "cannot read '%.180s'", path.c_str());
-    Status s = parse(std::move(bytes), out);
-    if (!s.is_ok()) return Status(s.code(), "%.100s: %s", path.c_str(), s.message());
-    return s;
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "gguf: out of host memory reading '%.180s'", path.c_str());
-  }
+  return detail::open_and_parse(path, out, &GgufFile::parse);
 }
 
 const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {

@@ -2,6 +2,8 @@
 // Copyright 2026 The promptdistill authors.
 #include "promptdistill/npy.h"
 
+#include "file_bytes.h"
+
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -112,17 +114,11 @@ Status parse_npy(const unsigned char* data, std::size_t size, NpyArray* out) noe
 }
 
 Status read_npy(const std::string& path, NpyArray* out) noexcept {
-  try {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return Status(StatusCode::kIoError, "cannot open '%.180s'", path.c_str());
-    std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (f.bad()) return Status(StatusCode::kIoError, "cannot read '%.180s'", path.c_str());
-    Status s = parse_npy(bytes.data(), bytes.size(), out);
-    if (!s.is_ok()) return Status(s.code(), "%.180s: %s", path.c_str(), s.message());
-    return s;
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "npy: out of host memory");
-  }
+  std::vector<uint8_t> bytes;
+  PD_RETURN_IF_ERROR(detail::read_file_bytes(path, &bytes));
+  const Status s = parse_npy(bytes.data(), bytes.size(), out);
+  if (!s.is_ok()) return Status(s.code(), "%.180s: %s", path.c_str(), s.message());
+  return s;
 }
 
 Status write_npy(const std::string& path, DType dtype, const std::vector<int64_t>& shape, const void* data) noexcept {

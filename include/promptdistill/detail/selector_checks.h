@@ -184,6 +184,12 @@ SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buffe
 inline DeviceStatusWord* take_status(WorkspacePlanner& planner) {
   return planner.take<DeviceStatusWord>(1);
 }
+//! Workspace of the operations whose only scratch is the status word.
+inline std::size_t status_only_workspace_size() {
+  WorkspacePlanner planner;
+  take_status(planner);
+  return planner.bytes_needed();
+}
 
 }  // namespace detail
 }  // namespace promptdistill
