@@ -46,7 +46,8 @@ def main():
               f"{'correct' if r['correct'] else 'wrong'}: {r['text']!r}")
     meta = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
             "backend": args.backend, "model": "SmolLM2-135M-Instruct Q4_1 (f32 compute)",
-            "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+            "commit": subprocess.run(["git", "-C", str(pathlib.Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+                                     capture_output=True, text=True).stdout.strip(),
             "results": results}
     (out / "e2e_smollm2.json").write_text(json.dumps(meta, indent=1))
     try:

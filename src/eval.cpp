@@ -8,7 +8,6 @@
 #include <cctype>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -219,10 +218,14 @@ double longbench_classification(const std::string& prediction, const std::string
 }
 
 double longbench_retrieval(const std::string& prediction, const std::string& answer) {
-  static const std::regex paragraph("Paragraph (\\d+)");
-  std::smatch m;
-  if (!std::regex_search(answer, m, paragraph)) return 0.0;
-  const std::string want = m[1];
+  // The first "Paragraph <digits>" of the answer (LongBench's r'Paragraph (\d+)').
+  std::string want;
+  for (std::size_t at = answer.find("Paragraph "); at != std::string::npos && want.empty();
+       at = answer.find("Paragraph ", at + 1)) {
+    std::size_t e = at + 10;
+    while (e < answer.size() && std::isdigit(static_cast<unsigned char>(answer[e]))) want.push_back(answer[e++]);
+  }
+  if (want.empty()) return 0.0;
   const auto numbers = find_numbers(prediction);
   if (numbers.empty()) return 0.0;
   return double(std::count(numbers.begin(), numbers.end(), want)) / double(numbers.size());
