@@ -118,7 +118,8 @@ Status needle_prompt(const Tokenizer& tok, const std::string& haystack, int64_t 
                      EvalPrompt* out) noexcept {
   try {
     const std::string head = "<|im_start|> This is a very long story book: <book> ";
-    const std::string tail = " </book>.\n Based on the content of the book, Question: " + needle.question + "\nAnswer:";
+    const std::string tail =
+        " </book>.\n Based on the content of the book, Question: " + needle.question + "\nAnswer:" + needle.answer_prefix;
     const int64_t fixed = count_tokens(tok, head + "\n" + needle.sentence + "\n" + tail);
     std::vector<int32_t> ids;
     PD_RETURN_IF_ERROR(tok.encode(haystack, &ids, /*parse_special=*/false));

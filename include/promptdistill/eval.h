@@ -8,8 +8,9 @@
 //! - Passkey (InfBench style): a repeated filler paragraph with "The pass key is NNNNN." hidden at
 //!   a depth; correct when the answer contains the five digits.
 //! - Needle (the GemFilter/PromptDistill needle format): a real-prose haystack, a needle sentence
-//!   inserted at a sentence boundary at the chosen depth, and the question at the end; correct
-//!   when the answer contains the needle's key fact (case-insensitive).
+//!   inserted at a sentence boundary at the chosen depth, and the question at the end (followed by
+//!   an answer prefix, see `Needle::answer_prefix`); correct when the answer contains the needle's
+//!   key fact (case-insensitive).
 //! - LongBench (THUDM/LongBench `metrics.py` definitions): qa_f1, rouge (ROUGE-L F), code_sim
 //!   (edit similarity, fuzzywuzzy's ratio), classification, retrieval and count scores; a dataset
 //!   scores a prediction as the best over its reference answers.
@@ -37,6 +38,10 @@ struct Needle {
   std::string sentence = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.";
   std::string question = "What is the best thing to do in San Francisco?";
   std::string key_fact = "Dolores Park";
+  //! Appended after "Answer:". The reference format ends at "Answer:"; SmolLM2-135M-Instruct then
+  //! ends its turn at once (its first token was <|im_end|> in every case we ran), so by default the
+  //! answer is started for it, as the passkey prompt does ("The pass key is"). Empty = reference.
+  std::string answer_prefix = " The best thing to do in San Francisco is";
 };
 //! A needle prompt of about `target_tokens` tokens cut from `haystack` (prose), the needle at
 //! `depth` in [0, 1] (moved to the next sentence end).
