@@ -79,6 +79,7 @@ Status Session::run_layers(std::vector<float>* x, int64_t n, const std::vector<i
   for (int64_t l = first; l < last; ++l) {
     PD_RETURN_IF_ERROR(model_.layer(l, x, n, positions.data(), total, write_cache ? &caches_[std::size_t(l)] : nullptr, nullptr));
     if (peak) *peak = std::max(*peak, cache_bytes());
+    tick();
   }
   return Status::ok();
 }
@@ -98,6 +99,8 @@ Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig
         return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
                       (long long)weights_->config.vocab);
     caches_.assign(std::size_t(weights_->config.num_layers), KvLayerCache{});
+    layers_done_ = 0;
+    layers_total_ = weights_->config.num_layers + (c.method == PipelineMethod::kGemFilter ? c.selection_layers[0] + 1 : 0);
     PrefillResult r;
     r.prompt_tokens = int64_t(prompt.size());
     const auto t0 = Clock::now();
@@ -145,6 +148,7 @@ Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const 
     PD_RETURN_IF_ERROR(model_.layer(l, &x, n, positions.data(), int64_t(prompt.size()), &caches_[std::size_t(l)],
                                     selecting ? &taps : nullptr));
     r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
+    tick();
     if (!selecting) continue;
     MethodConfig sel;
     sel.method = Method::kPromptDistill;
@@ -194,6 +198,7 @@ Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const Pipe
   taps.q_rows = 1;
   taps.want_keys = true;
   PD_RETURN_IF_ERROR(model_.layer(layer, &x, L, positions.data(), L, nullptr, &taps));
+  tick();
   MethodConfig sel;
   sel.method = Method::kGemFilter;
   sel.budget = c.n_topks[0];
@@ -236,6 +241,7 @@ Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const
     taps.want_keys = compress;
     PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], compress ? &taps : nullptr));
     r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
+    tick();
     if (!compress) continue;
     Selection s;
     PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, taps.q_rows, taps.keys, L, positions, &s));

@@ -133,6 +133,14 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
   RunOutput out;
   reset_peak_rss();
   ref::Session session(&m.weights);
+  const bool bar = isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
+  if (bar)
+    session.set_progress([&](int64_t done, int64_t total) {
+      const int width = 30, filled = int(width * done / std::max<int64_t>(total, 1));
+      std::fprintf(stderr, "\r%-14s [%.*s%*s] %lld/%lld layers", to_string(c.method), filled, "##############################",
+                   width - filled, "", (long long)done, (long long)total);
+      if (done == total) std::fprintf(stderr, "\r%*s\r", 70, "");
+    });
   Status s = session.prefill(p.ids, c, &out.prefill);
   if (!s) fail_status(s);
   s = session.generate(out.prefill.first_token, max_new, m.weights.config.eos_tokens, &out.generated, &out.decode_ms_per_token);

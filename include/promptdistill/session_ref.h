@@ -7,6 +7,7 @@
 //! (`ref::Select`), the same operation the CUDA backend and the engines use.
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "promptdistill/pipeline.h"
@@ -30,6 +31,9 @@ class Session {
                   double* decode_ms_per_token) noexcept;
 
   const std::vector<KvLayerCache>& caches() const { return caches_; }
+  //! Called after every layer of a prefill with (layers done, layers in total), e.g. for a
+  //! progress bar. Never called when empty.
+  void set_progress(std::function<void(int64_t, int64_t)> progress) { progress_ = std::move(progress); }
   int64_t next_position() const { return next_position_; }
 
  private:
@@ -45,6 +49,11 @@ class Session {
   Transformer model_;
   std::vector<KvLayerCache> caches_;
   int64_t next_position_ = 0;
+  std::function<void(int64_t, int64_t)> progress_;
+  int64_t layers_done_ = 0, layers_total_ = 0;
+  void tick() {
+    if (progress_) progress_(++layers_done_, layers_total_);
+  }
 };
 
 }  // namespace ref

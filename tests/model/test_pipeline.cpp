@@ -226,3 +226,22 @@ TEST_CASE("pipeline: bad configurations fail before any work") {
   ref::Session fresh(&w);
   CHECK(fresh.decode_step(5, &next).code() == StatusCode::kInvalidArgument);
 }
+
+TEST_CASE("pipeline: progress reports every layer forward of the prefill") {
+  const auto w = random_model(7);
+  for (PipelineMethod m : {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}) {
+    PipelineConfig c;
+    c.method = m;
+    c.selection_layers = {2};
+    c.n_topks = {5};
+    ref::Session s(&w);
+    std::vector<std::pair<int64_t, int64_t>> calls;
+    s.set_progress([&](int64_t done, int64_t total) { calls.emplace_back(done, total); });
+    PrefillResult r;
+    REQUIRE(s.prefill(random_prompt(30, 3), c, &r).is_ok());
+    const int64_t total = m == PipelineMethod::kGemFilter ? 6 + 3 : 6;  // GemFilter's filter pass runs layers 0..2 first
+    INFO(std::string(to_string(m)));
+    REQUIRE(int64_t(calls.size()) == total);
+    CHECK(calls.back() == std::make_pair(total, total));
+  }
+}
