@@ -124,4 +124,34 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
   CHECK(methods == std::set<std::string>{"full", "promptdistill", "gemfilter", "snapkv", "h2o"});
   std::filesystem::remove(out);
   std::filesystem::remove(haystack);
+
+  // LongBench through the CLI: a folder of JSON-lines files, a template file, per-line scores.
+  std::filesystem::create_directories("lb_data");
+  {
+    std::ofstream data("lb_data/passage_count.jsonl");
+    data << R"({"input": "", "context": "Paragraph 1: cats sleep. Paragraph 2: dogs bark. Paragraph 3: cats sleep.", "answers": ["2"], "length": 12})" << "\n";
+    std::ofstream t("lb_templates.json");
+    t << R"({"passage_count": "{context}\n\nHow many unique paragraphs are there? Answer with a number. The answer is"})";
+  }
+  const std::string lb = std::string(PD_CLI_PATH) + " eval longbench --data lb_data --templates lb_templates.json --methods full promptdistill"
+                         " --budgets 8 --selection-layers 12 --max-new-tokens 4 --out lb.jsonl";
+  REQUIRE(std::system(lb.c_str()) == 0);
+  std::ifstream lin("lb.jsonl");
+  int lb_rows = 0;
+  while (std::getline(lin, line)) {
+    const auto j = nlohmann::json::parse(line);
+    ++lb_rows;
+    INFO(line);
+    CHECK(j["dataset"] == "passage_count");
+    LongBenchSample sample;
+    sample.dataset = "passage_count";
+    sample.answers = {"2"};
+    double want = -1;
+    REQUIRE(longbench_score(sample, j["generated"].get<std::string>(), &want).is_ok());
+    CHECK(j["score"].get<double>() == want);  // the CLI scores with the library's metric
+  }
+  CHECK(lb_rows == 2);
+  std::filesystem::remove_all("lb_data");
+  std::filesystem::remove("lb_templates.json");
+  std::filesystem::remove("lb.jsonl");
 }
