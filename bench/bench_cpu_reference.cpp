@@ -65,3 +65,42 @@ BENCHMARK(BM_RefSelect)
 namespace pdtest {
 uint64_t seed() { return pdtest_seed; }
 }  // namespace pdtest
+
+// ---- the CPU reference decoder on the embedded model --------------------------------------------
+
+#include "promptdistill/session_ref.h"
+
+namespace {
+
+const ModelWeights* smollm2() {
+  static ModelWeights w;
+  static const bool loaded = load_gguf_model(PD_BENCH_MODEL, &w).is_ok();
+  return loaded ? &w : nullptr;
+}
+
+//! SmolLM2-135M prefill (full KV) and PromptDistill (layer 20, k = L/4) tokens per second.
+void BM_SmolLM2Prefill(benchmark::State& state) {
+  const ModelWeights* w = smollm2();
+  if (w == nullptr) return state.SkipWithError("model missing: run scripts/fetch_model.sh");
+  const int64_t L = state.range(0);
+  std::vector<int32_t> prompt(static_cast<std::size_t>(L));
+  for (int64_t i = 0; i < L; ++i) prompt[std::size_t(i)] = int32_t(100 + (i * 37) % 20000);
+  PipelineConfig c;
+  if (state.range(1)) {
+    c.method = PipelineMethod::kPromptDistill;
+    c.selection_layers = {20};
+    c.n_topks = {L / 4};
+    c.cache_truncation_end = 1;
+  }
+  for (auto _ : state) {
+    ref::Session s(w);
+    PrefillResult r;
+    if (!s.prefill(prompt, c, &r).is_ok()) return state.SkipWithError("prefill failed");
+    benchmark::DoNotOptimize(r.first_token);
+  }
+  state.SetItemsProcessed(state.iterations() * L);
+  state.SetLabel(state.range(1) ? "promptdistill r20 k=L/4" : "full");
+}
+BENCHMARK(BM_SmolLM2Prefill)->ArgNames({"L", "pd"})->ArgsProduct({{256, 1024, 2048}, {0, 1}})->Unit(benchmark::kMillisecond)->Iterations(1);
+
+}  // namespace
