@@ -131,10 +131,8 @@ std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return pr
 template <class T>
 Status Gather<T>::run(const GatherArgs<T>& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  WorkspacePlanner planner(ws);
-  auto* status = promptdistill::detail::take_status(planner);
-  PD_RETURN_IF_ERROR(planner.status());
-  PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
+  detail::DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::GatherRequestCheck<T>{a}, a.src.extents[0], status, stream));
   PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, nullptr, a.src.extents[1], false, status, stream));
   return detail::launch_gather(a, status, stream);
@@ -144,10 +142,8 @@ Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { ret
 std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
 Status RemapPositions::run(const RemapPositionsArgs& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  WorkspacePlanner planner(ws);
-  auto* status = promptdistill::detail::take_status(planner);
-  PD_RETURN_IF_ERROR(planner.status());
-  PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
+  detail::DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::RemapRequestCheck{a}, a.indices.extents[0], status, stream));
   if (a.mode == PositionMode::kOriginal) {
     const int64_t limit = a.positions_in.data != nullptr ? a.positions_in.extents[1] : INT32_MAX;

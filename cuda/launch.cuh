@@ -54,6 +54,15 @@ inline Status reset_status(DeviceStatusWord* status, cudaStream_t stream) {
   return Status::ok();
 }
 
+//! For operations whose only scratch is the status word: carve it from `ws` (checking the
+//! workspace) and clear it on the stream.
+inline Status begin_status_only_run(Workspace ws, cudaStream_t stream, DeviceStatusWord** status) {
+  WorkspacePlanner planner(ws);
+  *status = promptdistill::detail::take_status(planner);
+  PD_RETURN_IF_ERROR(planner.status());
+  return reset_status(*status, stream);
+}
+
 inline Status launch_validate_indices(TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts,
                                       const int32_t* limits, int64_t fixed_limit, bool strictly_increasing,
                                       DeviceStatusWord* status, cudaStream_t stream) {

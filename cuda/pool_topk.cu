@@ -196,10 +196,8 @@ std::size_t Pool::workspace_size(const PoolArgs&) noexcept {
 }
 Status Pool::run(const PoolArgs& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  WorkspacePlanner planner(ws);
-  auto* status = promptdistill::detail::take_status(planner);
-  PD_RETURN_IF_ERROR(planner.status());
-  PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
+  detail::DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::PoolRequestCheck{a}, a.in.extents[0], status, stream));
   return detail::launch_pool(a, status, stream);
 }
@@ -210,10 +208,8 @@ std::size_t TopK::workspace_size(const TopKArgs&) noexcept {
 }
 Status TopK::run(const TopKArgs& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  WorkspacePlanner planner(ws);
-  auto* status = promptdistill::detail::take_status(planner);
-  PD_RETURN_IF_ERROR(planner.status());
-  PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
+  detail::DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::TopKRequestCheck{a}, a.scores.extents[0], status, stream));
   return detail::launch_topk(a, status, stream);
 }
