@@ -81,7 +81,7 @@ struct KvCacheView {
 
   //! The same view over `const T`.
   template <class U = T, class = std::enable_if_t<!std::is_const<U>::value>>
-  operator KvCacheView<const U>() const {
+  PD_HOST_DEVICE operator KvCacheView<const U>() const {
     KvCacheView<const U> v;
     v.data = data;
     v.layout = layout;

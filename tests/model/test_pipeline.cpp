@@ -11,48 +11,14 @@
 
 #include "promptdistill/session_ref.h"
 #include "support/generators.h"
+#include "support/random_model.h"
 
 using namespace promptdistill;
 
 namespace {
 
-ModelWeights random_model(uint64_t seed, int64_t layers = 6) {
-  ModelWeights w;
-  ModelConfig& c = w.config;
-  c.num_layers = layers, c.hidden = 64, c.num_heads = 4, c.num_kv_heads = 2, c.head_dim = 16;
-  c.intermediate = 96, c.vocab = 300, c.max_positions = 4096, c.rms_eps = 1e-5;
-  c.rope.theta = 10000;
-  c.tied_embeddings = true;
-  c.eos_tokens = {2};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto fill = [&](std::vector<float>& v, std::size_t n, float scale) {
-    v.resize(n);
-    for (auto& x : v) x = normal(rng) * scale;
-  };
-  fill(w.embed, std::size_t(c.vocab * c.hidden), 1.0f);
-  w.final_norm.assign(std::size_t(c.hidden), 1.0f);
-  w.layers.resize(std::size_t(layers));
-  for (auto& L : w.layers) {
-    L.attn_norm.assign(std::size_t(c.hidden), 1.0f);
-    L.mlp_norm.assign(std::size_t(c.hidden), 1.0f);
-    fill(L.wq, std::size_t(64 * 64), 0.3f);
-    fill(L.wk, std::size_t(32 * 64), 0.3f);
-    fill(L.wv, std::size_t(32 * 64), 0.2f);
-    fill(L.wo, std::size_t(64 * 64), 0.1f);
-    fill(L.w_gate, std::size_t(96 * 64), 0.15f);
-    fill(L.w_up, std::size_t(96 * 64), 0.15f);
-    fill(L.w_down, std::size_t(64 * 96), 0.1f);
-  }
-  return w;
-}
-
-std::vector<int32_t> random_prompt(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> p(static_cast<std::size_t>(n));
-  for (auto& t : p) t = int32_t(3 + rng() % 297);
-  return p;
-}
+using pdtest::random_model;
+using pdtest::random_prompt;
 
 struct Run {
   PrefillResult prefill;

@@ -33,6 +33,9 @@ enum class DataCheck : int32_t {
   kIndexNotIncreasing,      //!< a = request, b = position in the list, c = index
   kCountsDiffer,            //!< a = request, b = count of row 0, c = count of another row
   kBudgetBelowWindow,       //!< a = request, b = budget, c = window
+  kTokenOutOfVocab,         //!< a = row, b = token id, c = vocabulary size
+  kRowsBeyondView,          //!< a = request, b = new rows, c = rows the view holds
+  kKvBelowRows,             //!< a = request, b = kv length, c = new rows
 };
 
 struct DeviceStatusWord {
@@ -47,7 +50,9 @@ PD_HOST_DEVICE inline StatusCode code_of(DataCheck check) {
     case DataCheck::kLengthBeyondCapacity:
     case DataCheck::kCountBeyondCapacity: return StatusCode::kCapacityExceeded;
     case DataCheck::kPageOutOfRange:
-    case DataCheck::kIndexOutOfRange: return StatusCode::kOutOfRange;
+    case DataCheck::kIndexOutOfRange:
+    case DataCheck::kTokenOutOfVocab: return StatusCode::kOutOfRange;
+    case DataCheck::kRowsBeyondView: return StatusCode::kCapacityExceeded;
     default: return StatusCode::kInvalidArgument;
   }
 }

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! The CPU backend of BatchSession (host memory) and its f32 instantiation, `ref::BatchSession`.
+
+#include <cstdlib>
+#include <cstring>
+
+#include "promptdistill/detail/batch_session_impl.h"
+
+namespace promptdistill {
+
+Status RefBackend::allocate(std::size_t bytes, void** out) noexcept {
+  *out = std::aligned_alloc(WorkspacePlanner::kAlignment, WorkspacePlanner::round_up(bytes < 1 ? 1 : bytes));
+  if (*out == nullptr) return Status(StatusCode::kOutOfMemory, "cpu session: cannot allocate %zu bytes", bytes);
+  return Status::ok();
+}
+void RefBackend::release(void* p) noexcept { std::free(p); }
+Status RefBackend::fill_zero(void* p, std::size_t bytes, Stream) noexcept {
+  std::memset(p, 0, bytes);
+  return Status::ok();
+}
+Status RefBackend::upload(void* dst, const void* src, std::size_t bytes, Stream) noexcept {
+  std::memcpy(dst, src, bytes);
+  return Status::ok();
+}
+Status RefBackend::download(void* dst, const void* src, std::size_t bytes, Stream) noexcept {
+  std::memcpy(dst, src, bytes);
+  return Status::ok();
+}
+Status RefBackend::copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
+                             std::size_t rows, Stream) noexcept {
+  // memmove: the pipeline packs rows in place-compatible order only through distinct buffers,
+  // but overlapping pitched copies must not be undefined behaviour either.
+  for (std::size_t r = 0; r < rows; ++r)
+    std::memmove(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, width);
+  return Status::ok();
+}
+template <class T>
+Status RefBackend::to_f32(const T* src, float* dst, int64_t n, Stream) noexcept {
+  for (int64_t i = 0; i < n; ++i) dst[i] = num::to_f32(src[i]);
+  return Status::ok();
+}
+template Status RefBackend::to_f32<float>(const float*, float*, int64_t, Stream) noexcept;
+template Status RefBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
+template Status RefBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
+Status RefBackend::device_status(Workspace, Stream) noexcept { return Status::ok(); }
+
+template class BatchSession<RefBackend, float>;
+
+}  // namespace promptdistill

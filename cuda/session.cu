@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! The CUDA backend of BatchSession (device memory, the caller's stream) and its instantiations,
+//! `cuda::Session` (bf16) and `cuda::SessionF32`. Allocation happens here, in the session, never
+//! inside an operation's run().
+
+#include "cuda/check.cuh"
+#include "promptdistill/detail/batch_session_impl.h"
+
+namespace promptdistill {
+namespace {
+
+template <class T>
+__global__ void to_f32_kernel(const T* src, float* dst, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = num::to_f32(src[i]);
+}
+
+}  // namespace
+
+Status CudaBackend::allocate(std::size_t bytes, void** out) noexcept {
+  const cudaError_t e = cudaMalloc(out, bytes < 1 ? 1 : bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free allocation error
+    *out = nullptr;
+    return Status(StatusCode::kOutOfMemory, "cuda session: cannot allocate %zu bytes of device memory (%s)", bytes,
+                  cudaGetErrorString(e));
+  }
+  return Status::ok();
+}
+void CudaBackend::release(void* p) noexcept { cudaFree(p); }
+Status CudaBackend::fill_zero(void* p, std::size_t bytes, Stream s) noexcept {
+  PD_CUDA_TRY(cudaMemsetAsync(p, 0, bytes, s));
+  return Status::ok();
+}
+Status CudaBackend::upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept {
+  // Pageable host memory: the copy is staged before the call returns, so `src` may be reused.
+  PD_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+  return Status::ok();
+}
+Status CudaBackend::download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept {
+  PD_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+  PD_CUDA_TRY(cudaStreamSynchronize(s));
+  return Status::ok();
+}
+Status CudaBackend::copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
+                              std::size_t rows, Stream s) noexcept {
+  if (width == 0 || rows == 0) return Status::ok();
+  PD_CUDA_TRY(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, s));
+  return Status::ok();
+}
+template <class T>
+Status CudaBackend::to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept {
+  if (n == 0) return Status::ok();
+  to_f32_kernel<T><<<cuda::detail::blocks_for(n, 256), 256, 0, s>>>(src, dst, n);
+  PD_CUDA_CHECK_LAUNCH(s);
+  return Status::ok();
+}
+template Status CudaBackend::to_f32<float>(const float*, float*, int64_t, Stream) noexcept;
+template Status CudaBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
+template Status CudaBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
+Status CudaBackend::device_status(Workspace workspace, Stream s) noexcept { return cuda::read_device_status(workspace, s); }
+
+template class BatchSession<CudaBackend, bf16>;
+template class BatchSession<CudaBackend, float>;
+
+}  // namespace promptdistill

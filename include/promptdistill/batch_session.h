@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! `BatchSession<Backend, T>`: the pipelines of algorithms.md (full KV, PromptDistill multi-stage
+//! with cache truncation, GemFilter, SnapKV, H2O) and greedy decoding for a batch of prompts of
+//! different lengths, composed only of the block operations (blocks.h) and the Selector API
+//! (selector.h) of one backend. The same code runs on
+//! - `ref::BatchSession` (CPU reference ops, f32, host memory): testable on any machine against
+//!   `ref::Session`, the Eigen decoder;
+//! - `cuda::Session` (CUDA ops, bf16 weights and activations, f32 accumulation and f32 logits,
+//!   device memory) and `cuda::SessionF32`.
+//!
+//! Layout: a prefill keeps the batch padded, [B, n_max, ...] with request b's first n_b rows
+//! valid; rows past n_b are computed but never read (attention, KV appends and selections only
+//! touch valid rows). Per-layer caches are contiguous [B, capacity_l, H_kv, D] with per-request
+//! lengths; after a selection with cache truncation they are compacted in place (CompactKv) and
+//! re-allocated to their new size, so the full-length K/V is freed while later layers run.
+//! Differences from `ref::Session`: SnapKV/H2O per query head (GQA-expanded caches) is not
+//! supported here (kUnsupported); everything else follows the same configuration.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "promptdistill/blocks.h"
+#include "promptdistill/model.h"
+#include "promptdistill/pipeline.h"
+#include "promptdistill/selector.h"
+
+namespace promptdistill {
+
+struct BatchSessionOptions {
+  int64_t decode_reserve = 64;     //!< cache tokens reserved per request for decoding (grows on demand)
+  int64_t mlp_chunk_rows = 2048;   //!< MLP rows per step, bounding the [rows, intermediate] activations
+  AttentionAlgo attention = AttentionAlgo::kFast;
+  //! Read the device status word after every operation (a host sync each; for tests and
+  //! debugging). Selections, gathers and compactions are always checked.
+  bool check_every_op = false;
+};
+
+//! Memory and op table of the CPU reference (host memory; "sync" is a no-op).
+struct RefBackend {
+  template <class T> using Embed = ref::Embed<T>;
+  template <class T> using RmsNorm = ref::RmsNorm<T>;
+  template <class T> using Rope = ref::Rope<T>;
+  template <class T> using SwiGlu = ref::SwiGlu<T>;
+  template <class T> using AppendKv = ref::AppendKv<T>;
+  template <class T> using Attention = ref::Attention<T>;
+  template <class T> using LinearPlan = ref::LinearPlan<T>;
+  template <class T> using Gather = ref::Gather<T>;
+  template <class T> using Select = ref::Select<T>;
+  template <class T> using CompactKv = ref::CompactKv<T>;
+  static const char* name() noexcept { return "cpu"; }
+  static Status allocate(std::size_t bytes, void** out) noexcept;
+  static void release(void* p) noexcept;
+  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;
+  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
+  //! Waits for the stream, then copies to the host.
+  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
+  //! rows x width bytes between pitched buffers (memory of this backend on both sides).
+  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
+                          std::size_t rows, Stream s) noexcept;
+  template <class T>
+  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;
+  //! The validation result of the last run that used `workspace` (the CUDA status word).
+  static Status device_status(Workspace workspace, Stream s) noexcept;
+};
+
+//! Memory and op table of the CUDA backend (implemented in promptdistill::cuda).
+struct CudaBackend {
+  template <class T> using Embed = cuda::Embed<T>;
+  template <class T> using RmsNorm = cuda::RmsNorm<T>;
+  template <class T> using Rope = cuda::Rope<T>;
+  template <class T> using SwiGlu = cuda::SwiGlu<T>;
+  template <class T> using AppendKv = cuda::AppendKv<T>;
+  template <class T> using Attention = cuda::Attention<T>;
+  template <class T> using LinearPlan = cuda::LinearPlan<T>;
+  template <class T> using Gather = cuda::Gather<T>;
+  template <class T> using Select = cuda::Select<T>;
+  template <class T> using CompactKv = cuda::CompactKv<T>;
+  static const char* name() noexcept { return "cuda"; }
+  static Status allocate(std::size_t bytes, void** out) noexcept;
+  static void release(void* p) noexcept;
+  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;
+  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
+  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
+  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
+                          std::size_t rows, Stream s) noexcept;
+  template <class T>
+  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;
+  static Status device_status(Workspace workspace, Stream s) noexcept;
+};
+
+template <class Backend, class T>
+class BatchSession {
+ public:
+  ~BatchSession();
+  BatchSession(const BatchSession&) = delete;
+  BatchSession& operator=(const BatchSession&) = delete;
+
+  //! Uploads the weights (rounded to T; the LM head stays f32) and prepares an empty session.
+  static Status create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
+                       std::unique_ptr<BatchSession>* out) noexcept;
+
+  //! Prefills every prompt with `config`'s method (one configuration for the whole batch; the
+  //! selections are per request). `out[b]` is request b's result; ttft_ms is the batch's.
+  Status prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& config,
+                 std::vector<PrefillResult>* out) noexcept;
+  //! Feeds tokens[b] to request b at its next position; next[b] is its greedy next token.
+  Status decode_step(const std::vector<int32_t>& tokens, std::vector<int32_t>* next) noexcept;
+  //! Greedy generation for every request after a prefill (each stops on its own after a stop
+  //! token or max_new_tokens); decode_ms_per_step is the mean time of one batched step.
+  Status generate(const std::vector<int32_t>& first, int64_t max_new_tokens, const std::vector<int32_t>& stop,
+                  std::vector<std::vector<int32_t>>* out, double* decode_ms_per_step) noexcept;
+
+  int64_t batch() const noexcept { return batch_; }
+  //! Tokens in layer l's cache for request b.
+  int64_t cache_length(int64_t layer, int64_t b) const noexcept;
+  //! Layer l's keys and values of request b as f32 [length, H_kv, D] (host copies, for tests).
+  Status read_cache(int64_t layer, int64_t b, std::vector<float>* k, std::vector<float>* v) const noexcept;
+  //! Memory this session holds now / at most since the last prefill began (weights included).
+  int64_t memory_bytes() const noexcept { return held_; }
+  int64_t peak_memory_bytes() const noexcept { return peak_; }
+  int64_t weight_bytes() const noexcept { return weight_bytes_; }
+
+ private:
+  struct Impl;
+  BatchSession() = default;
+  std::unique_ptr<Impl> impl_;
+  int64_t batch_ = 0;
+  int64_t held_ = 0, peak_ = 0, weight_bytes_ = 0;
+};
+
+namespace ref {
+using BatchSession = promptdistill::BatchSession<RefBackend, float>;
+}  // namespace ref
+namespace cuda {
+using Session = promptdistill::BatchSession<CudaBackend, bf16>;
+using SessionF32 = promptdistill::BatchSession<CudaBackend, float>;
+}  // namespace cuda
+
+extern template class BatchSession<RefBackend, float>;
+extern template class BatchSession<CudaBackend, bf16>;   // in promptdistill::cuda
+extern template class BatchSession<CudaBackend, float>;  // in promptdistill::cuda
+
+}  // namespace promptdistill

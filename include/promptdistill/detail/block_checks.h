@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! Checks of the decoder block operations: host-side `can_implement` checks (implemented in
+//! src/blocks_validate.cpp) and the per-request data checks that the CPU reference runs in loops
+//! and the CUDA backend runs in validation kernels (same code, same messages).
+
+#include <cstdint>
+
+#include "promptdistill/blocks.h"
+#include "promptdistill/detail/selector_checks.h"
+
+namespace promptdistill {
+namespace detail {
+
+template <class T> Status check_embed(const EmbedArgs<T>& a) noexcept;
+template <class T> Status check_rmsnorm(const RmsNormArgs<T>& a) noexcept;
+template <class T> Status check_rope(const RopeArgs<T>& a) noexcept;
+template <class T> Status check_swiglu(const SwiGluArgs<T>& a) noexcept;
+template <class T> Status check_append_kv(const AppendKvArgs<T>& a) noexcept;
+template <class T> Status check_attention(const AttentionArgs<T>& a) noexcept;
+Status check_linear_shape(const LinearShape& s) noexcept;
+template <class T> Status check_linear(const LinearShape& s, const LinearArgs<T>& a) noexcept;
+
+//! Token id of row i inside [0, vocab).
+PD_HOST_DEVICE inline bool check_token(int64_t i, int32_t id, int64_t vocab, DeviceStatusWord* w) {
+  if (id < 0 || id >= vocab) return record(w, DataCheck::kTokenOutOfVocab, i, id, vocab), false;
+  return true;
+}
+
+//! New rows and visible keys of request b: 0 <= q_len <= rows, q_len <= kv_len <= max_kv_len,
+//! kv_len within what the cache can hold (FlashInfer: what its page list holds) and every page
+//! of those tokens mapped inside the pool.
+template <class T>
+PD_HOST_DEVICE inline bool check_attention_request(int64_t b, int64_t q_len, int64_t kv_len, int64_t rows,
+                                                   int64_t max_kv_len, const KvCacheView<T>& cache,
+                                                   DeviceStatusWord* w) {
+  if (q_len < 0) return record(w, DataCheck::kLengthNegative, b, q_len, 0), false;
+  if (q_len > rows) return record(w, DataCheck::kRowsBeyondView, b, q_len, rows), false;
+  if (kv_len < q_len) return record(w, DataCheck::kKvBelowRows, b, kv_len, q_len), false;
+  if (kv_len > max_kv_len) return record(w, DataCheck::kLengthBeyondCapacity, b, kv_len, max_kv_len), false;
+  int64_t holds = cache.paged() ? 0 : cache.capacity;
+  if (cache.layout == KvLayout::kPagedIndptr) {
+    if (!flashinfer_length(cache, b, &holds, w)) return false;
+  } else if (cache.layout == KvLayout::kPagedBlockTable) {
+    holds = cache.max_tokens(b);
+  }
+  if (kv_len > holds) return record(w, DataCheck::kLengthBeyondCapacity, b, kv_len, holds), false;
+  return check_pages(cache, b, kv_len, w);
+}
+
+}  // namespace detail
+}  // namespace promptdistill

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+// The batch session (block ops + Selector API, the code the CUDA session runs) on the CPU backend:
+// - against ref::Session, the independent Eigen decoder, for every method at batch 1: the same
+//   first token, selections, cache lengths and greedy tokens; caches within 2e-5 relative to their largest entry (Tier C: the two
+//   decoders round attention and GEMMs differently);
+// - ragged batches: every request gets what it gets alone (tokens, selections, cache lengths);
+// - the algorithms.md properties on this code path: k >= L-1 is full KV bit for bit, truncation
+//   at the selection point equals truncation after the last layer bit for bit, truncation lowers
+//   the peak KV memory;
+// - bad input fails with a message and no work.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "promptdistill/batch_session.h"
+#include "promptdistill/session_ref.h"
+#include "support/generators.h"
+#include "support/random_model.h"
+
+using namespace promptdistill;
+
+namespace {
+
+struct BatchRun {
+  std::vector<PrefillResult> prefill;
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<std::vector<float>>> k;  // [b][layer]
+  int64_t peak_kv = 0;
+};
+
+BatchSessionOptions test_options() {
+  BatchSessionOptions o;
+  o.check_every_op = true;
+  o.decode_reserve = 3;  // small, so that decoding exercises cache growth
+  o.mlp_chunk_rows = 40; // several MLP chunks per layer
+  return o;
+}
+
+BatchRun run_batch(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg,
+                   int64_t new_tokens = 6) {
+  std::unique_ptr<ref::BatchSession> s;
+  Status st = ref::BatchSession::create(&w, test_options(), nullptr, &s);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  BatchRun r;
+  st = s->prefill(prompts, cfg, &r.prefill);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  r.peak_kv = r.prefill[0].peak_kv_cache_bytes;
+  r.k.resize(prompts.size());
+  for (std::size_t b = 0; b < prompts.size(); ++b)
+    for (int64_t l = 0; l < w.config.num_layers; ++l) {
+      std::vector<float> k, v;
+      REQUIRE(s->read_cache(l, int64_t(b), &k, &v).is_ok());
+      r.k[b].push_back(k);
+    }
+  std::vector<int32_t> first;
+  for (const auto& p : r.prefill) first.push_back(p.first_token);
+  double ms = 0;
+  st = s->generate(first, new_tokens, {}, &r.tokens, &ms);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  return r;
+}
+
+//! max |a - b| / max(1, max |b|): the caches of a random model reach magnitudes of ~10.
+float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  float m = 0, scale = 1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::fabs(a[i] - b[i]));
+    scale = std::max(scale, std::fabs(b[i]));
+  }
+  return m / scale;
+}
+
+std::vector<PipelineConfig> every_method() {
+  std::vector<PipelineConfig> cs;
+  PipelineConfig c;
+  c.method = PipelineMethod::kFull;
+  cs.push_back(c);
+  c.method = PipelineMethod::kPromptDistill;
+  c.selection_layers = {2};
+  c.n_topks = {20};
+  c.cache_truncation_end = 1;
+  cs.push_back(c);
+  c.selection_layers = {1, 3};
+  c.n_topks = {30, 12};
+  for (int64_t tt : {0, 1, -1}) {
+    c.cache_truncation_end = tt;
+    cs.push_back(c);
+  }
+  c = PipelineConfig{};
+  c.method = PipelineMethod::kGemFilter;
+  c.selection_layers = {2};
+  c.n_topks = {25};
+  cs.push_back(c);
+  c = PipelineConfig{};
+  c.method = PipelineMethod::kSnapKV;
+  c.capacity = 40;
+  c.window = 8;
+  cs.push_back(c);
+  c.method = PipelineMethod::kH2O;
+  cs.push_back(c);
+  return cs;
+}
+
+}  // namespace
+
+TEST_CASE("batch session (cpu): every method matches ref::Session at batch 1 (Tier C caches, same tokens)") {
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 11));
+  for (int64_t L : {1, 33, 71}) {
+    const auto prompt = pdtest::random_prompt(L, pdtest::mix(pdtest::seed(), 12, uint64_t(L)));
+    for (const PipelineConfig& cfg : every_method()) {
+      if (!cfg.validate(w.config, L).is_ok()) continue;
+      CAPTURE(L);
+      CAPTURE(std::string(to_string(cfg.method)));
+      CAPTURE(cfg.cache_truncation_end);
+      ref::Session s(&w);
+      PrefillResult want;
+      REQUIRE(s.prefill(prompt, cfg, &want).is_ok());
+      std::vector<int32_t> want_tokens;
+      double ms = 0;
+      const auto caches = s.caches();
+      REQUIRE(s.generate(want.first_token, 6, {}, &want_tokens, &ms).is_ok());
+      const BatchRun got = run_batch(w, std::vector<std::vector<int32_t>>{prompt}, cfg);
+      CHECK(got.prefill[0].first_token == want.first_token);
+      CHECK(got.prefill[0].retained == want.retained);
+      CHECK(got.prefill[0].selected == want.selected);
+      CHECK(got.prefill[0].cache_lengths == want.cache_lengths);
+      CHECK(got.prefill[0].next_position == want.next_position);
+      CHECK(got.tokens[0] == want_tokens);
+      for (int64_t l = 0; l < w.config.num_layers; ++l) {
+        CAPTURE(l);
+        CHECK(max_rel_diff(got.k[0][std::size_t(l)], caches[std::size_t(l)].k) <= 2e-5f);
+      }
+    }
+  }
+}
+
+TEST_CASE("batch session (cpu): a ragged batch gives every request what it gets alone") {
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 21));
+  const std::vector<int64_t> lengths = {64, 1, 45, 33};
+  std::vector<std::vector<int32_t>> prompts;
+  for (std::size_t b = 0; b < lengths.size(); ++b)
+    prompts.push_back(pdtest::random_prompt(lengths[b], pdtest::mix(pdtest::seed(), 22, b)));
+  for (PipelineConfig cfg : every_method()) {
+    CAPTURE(std::string(to_string(cfg.method)));
+    CAPTURE(cfg.cache_truncation_end);
+    std::vector<std::vector<int32_t>> batch;
+    for (const auto& p : prompts)
+      if (cfg.validate(w.config, int64_t(p.size())).is_ok()) batch.push_back(p);
+    const BatchRun all = run_batch(w, batch, cfg);
+    for (std::size_t b = 0; b < batch.size(); ++b) {
+      CAPTURE(b);
+      const BatchRun one = run_batch(w, std::vector<std::vector<int32_t>>{batch[b]}, cfg);
+      CHECK(all.prefill[b].first_token == one.prefill[0].first_token);
+      CHECK(all.prefill[b].selected == one.prefill[0].selected);
+      CHECK(all.prefill[b].cache_lengths == one.prefill[0].cache_lengths);
+      CHECK(all.tokens[b] == one.tokens[0]);
+      for (int64_t l = 0; l < w.config.num_layers; ++l)
+        CHECK(max_rel_diff(all.k[b][std::size_t(l)], one.k[0][std::size_t(l)]) <= 1e-5f);
+    }
+  }
+}
+
+TEST_CASE("batch session (cpu): k >= L-1 is full KV, and both truncation points agree, bit for bit") {
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 31));
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(50, pdtest::mix(pdtest::seed(), 32)),
+                                                     pdtest::random_prompt(29, pdtest::mix(pdtest::seed(), 33))};
+  PipelineConfig full;
+  PipelineConfig pd;
+  pd.method = PipelineMethod::kPromptDistill;
+  pd.selection_layers = {2};
+  pd.n_topks = {200};
+  pd.cache_truncation_end = 1;
+  const BatchRun a = run_batch(w, prompts, full), b = run_batch(w, prompts, pd);
+  CHECK(a.tokens == b.tokens);
+  CHECK(a.k == b.k);
+
+  pd.selection_layers = {1, 3};
+  pd.n_topks = {30, 12};
+  pd.cache_truncation_end = -1;
+  const BatchRun at_selection = run_batch(w, prompts, pd);
+  pd.truncate_after_last_layer = true;
+  const BatchRun after_last = run_batch(w, prompts, pd);
+  CHECK(at_selection.tokens == after_last.tokens);
+  CHECK(at_selection.k == after_last.k);
+  CHECK(at_selection.prefill[0].cache_lengths == after_last.prefill[0].cache_lengths);
+  CHECK(at_selection.peak_kv < after_last.peak_kv);  // the point of truncating early
+  MESSAGE("peak KV bytes: truncation at the selection point " << at_selection.peak_kv << ", after the last layer "
+                                                              << after_last.peak_kv << ", full " << a.peak_kv);
+}
+
+TEST_CASE("batch session (cpu): bad input fails with a message") {
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 41));
+  std::unique_ptr<ref::BatchSession> s;
+  REQUIRE(ref::BatchSession::create(&w, test_options(), nullptr, &s).is_ok());
+  std::vector<PrefillResult> out;
+  PipelineConfig cfg;
+  CHECK(s->prefill({}, cfg, &out).code() == StatusCode::kInvalidArgument);
+  Status st = s->prefill({{5, 6}, {}}, cfg, &out);
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(st.message()).find("request 1") != std::string::npos);
+  st = s->prefill({{5, 6, 300}}, cfg, &out);
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(st.message()).find("vocabulary") != std::string::npos);
+  std::vector<int32_t> next;
+  CHECK(s->decode_step({1}, &next).code() == StatusCode::kInvalidArgument);  // before any prefill
+  cfg.method = PipelineMethod::kSnapKV;
+  cfg.capacity = 8;
+  cfg.window = 4;
+  cfg.grouping = HeadGrouping::kPerQueryHead;
+  CHECK(s->prefill({pdtest::random_prompt(20, 1)}, cfg, &out).code() == StatusCode::kUnsupported);
+  cfg.grouping = HeadGrouping::kPerKvGroup;
+  REQUIRE(s->prefill({pdtest::random_prompt(20, 1), pdtest::random_prompt(9, 2)}, cfg, &out).is_ok());
+  CHECK(s->decode_step({1}, &next).code() == StatusCode::kShapeMismatch);
+  CHECK(s->decode_step({1, 2}, &next).is_ok());
+  BatchSessionOptions bad;
+  bad.mlp_chunk_rows = 0;
+  CHECK(ref::BatchSession::create(&w, bad, nullptr, &s).code() == StatusCode::kInvalidArgument);
+}
