@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA session against the CPU batch session (the same pipeline code on the reference ops):
+// - f32 (cuda::SessionF32) on a random model, ragged batch, every method: the same first tokens,
+//   selections, cache lengths and greedy tokens; caches within 1e-4 of their largest entry
+//   (Tier C: cuBLASLt vs Eigen GEMMs, split-KV decode attention);
+// - bf16 (cuda::Session): caches within an NMSE of 1e-3 of the f32 reference and PromptDistill
+//   with truncation holding less device memory than full KV.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "promptdistill/batch_session.h"
+#include "support/generators.h"
+#include "support/random_model.h"
+
+using namespace promptdistill;
+
+namespace {
+
+template <class Session>
+struct Outcome {
+  std::vector<PrefillResult> prefill;
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<float>> k;  // [b * layers + l]
+  int64_t peak = 0;
+};
+
+template <class Session>
+Outcome<Session> run(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg) {
+  BatchSessionOptions o;
+  o.check_every_op = true;
+  o.decode_reserve = 2;
+  std::unique_ptr<Session> s;
+  Status st = Session::create(&w, o, nullptr, &s);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  Outcome<Session> r;
+  st = s->prefill(prompts, cfg, &r.prefill);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  r.peak = s->peak_memory_bytes();
+  for (std::size_t b = 0; b < prompts.size(); ++b)
+    for (int64_t l = 0; l < w.config.num_layers; ++l) {
+      std::vector<float> k, v;
+      REQUIRE(s->read_cache(l, int64_t(b), &k, &v).is_ok());
+      r.k.push_back(k);
+    }
+  std::vector<int32_t> first;
+  for (const auto& p : r.prefill) first.push_back(p.first_token);
+  double ms = 0;
+  st = s->generate(first, 6, {}, &r.tokens, &ms);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  return r;
+}
+
+std::vector<PipelineConfig> methods() {
+  std::vector<PipelineConfig> cs(1);
+  PipelineConfig c;
+  c.method = PipelineMethod::kPromptDistill;
+  c.selection_layers = {1, 3};
+  c.n_topks = {30, 12};
+  c.cache_truncation_end = 1;
+  cs.push_back(c);
+  c = PipelineConfig{};
+  c.method = PipelineMethod::kGemFilter;
+  c.selection_layers = {2};
+  c.n_topks = {25};
+  cs.push_back(c);
+  c = PipelineConfig{};
+  c.method = PipelineMethod::kSnapKV;
+  c.capacity = 40;
+  c.window = 8;
+  cs.push_back(c);
+  c.method = PipelineMethod::kH2O;
+  cs.push_back(c);
+  return cs;
+}
+
+}  // namespace
+
+TEST_CASE("cuda/session f32: every method matches the CPU batch session on a ragged batch") {
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 1));
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 2)),
+                                                     pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 3))};
+  for (const auto& cfg : methods()) {
+    CAPTURE(std::string(to_string(cfg.method)));
+    const auto want = run<ref::BatchSession>(w, prompts, cfg);
+    const auto got = run<cuda::SessionF32>(w, prompts, cfg);
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      CAPTURE(b);
+      CHECK(got.prefill[b].first_token == want.prefill[b].first_token);
+      CHECK(got.prefill[b].selected == want.prefill[b].selected);
+      CHECK(got.prefill[b].cache_lengths == want.prefill[b].cache_lengths);
+      CHECK(got.tokens[b] == want.tokens[b]);
+    }
+    for (std::size_t i = 0; i < want.k.size(); ++i) {
+      float diff = 0, scale = 1;
+      REQUIRE(got.k[i].size() == want.k[i].size());
+      for (std::size_t j = 0; j < want.k[i].size(); ++j) {
+        diff = std::max(diff, std::fabs(got.k[i][j] - want.k[i][j]));
+        scale = std::max(scale, std::fabs(want.k[i][j]));
+      }
+      CHECK(diff / scale <= 1e-4f);
+    }
+  }
+}
+
+TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less device memory than full KV") {
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 4));
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(300, pdtest::mix(pdtest::seed(), 5))};
+  PipelineConfig full;
+  const auto want = run<ref::BatchSession>(w, prompts, full);
+  const auto got = run<cuda::Session>(w, prompts, full);
+  for (std::size_t i = 0; i < want.k.size(); ++i) {
+    double err = 0, ref = 0;
+    for (std::size_t j = 0; j < want.k[i].size(); ++j) {
+      err += (got.k[i][j] - want.k[i][j]) * double(got.k[i][j] - want.k[i][j]);
+      ref += double(want.k[i][j]) * want.k[i][j];
+    }
+    CHECK(err / ref <= 1e-3);
+  }
+  PipelineConfig pd;
+  pd.method = PipelineMethod::kPromptDistill;
+  pd.selection_layers = {1};
+  pd.n_topks = {32};
+  pd.cache_truncation_end = 1;
+  const auto small = run<cuda::Session>(w, prompts, pd);
+  CHECK(small.prefill[0].peak_kv_cache_bytes < got.prefill[0].peak_kv_cache_bytes);
+  MESSAGE("peak KV bytes (bf16): full " << got.prefill[0].peak_kv_cache_bytes << ", PromptDistill "
+                                        << small.prefill[0].peak_kv_cache_bytes);
+}
