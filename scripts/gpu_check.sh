@@ -2,6 +2,7 @@
 # For a GPU machine (with the device tool: run scripts/prepare_gpu_debs.sh here first, then
 # `run(command='bash scripts/gpu_check.sh "$OUT"', carry=['.debs'])`):
 # configure and build, run every test including the CUDA ones, run the CUDA tests again under
+# (E2E_LENGTHS="8192 32768 131072" adds the 128K end-to-end case; budget ~10 minutes for it)
 # compute-sanitizer (memcheck), run the benchmarks with JSON output, plot them when matplotlib is
 # available, and copy everything into OUT_DIR (default: bench/results/<device>-<date>).
 set -uo pipefail
@@ -41,7 +42,7 @@ grep -q "tests passed" "$OUT/ctest.txt" || status=1
 grep -q "Skipped" "$OUT/ctest_cuda.txt" && status=1
 
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-for t in cuda_numerics cuda_selector cuda_graph_capture; do
+for t in cuda_numerics cuda_selector cuda_graph_capture cuda_blocks cuda_session; do
   echo "== compute-sanitizer memcheck: $t ==" | tee -a "$OUT/sanitizer.txt"
   "$sanitizer" --tool memcheck --error-exitcode 9 "$ROOT/build/gpu/tests/promptdistill.test.$t" >>"$OUT/sanitizer.txt" 2>&1 \
     || { status=1; echo "FAILED: $t" | tee -a "$OUT/sanitizer.txt"; }
@@ -49,6 +50,12 @@ done
 
 "$ROOT/build/gpu/bench/promptdistill.bench.selector" --benchmark_out="$OUT/bench_selector.json" \
   --benchmark_out_format=json 2>&1 | tail -60 || status=1
+"$ROOT/build/gpu/bench/promptdistill.bench.blocks" --benchmark_out="$OUT/bench_blocks.json" \
+  --benchmark_out_format=json 2>&1 | tail -40 || status=1
+# End to end at the paper's model shape (random bf16 weights) and at SmolLM2's shape.
+"$ROOT/build/gpu/bench/promptdistill.bench.e2e_shape" --shape smollm2 --lengths 2048 8000 >"$OUT/e2e_smollm2_shape.jsonl" || status=1
+"$ROOT/build/gpu/bench/promptdistill.bench.e2e_shape" --shape llama31-8b --lengths ${E2E_LENGTHS:-8192 32768} \
+  >"$OUT/e2e_llama31_8b_shape.jsonl" || status=1
 "$ROOT/build/gpu/bench/promptdistill.bench.cpu_reference" --benchmark_out="$OUT/bench_cpu_reference.json" \
   --benchmark_out_format=json --benchmark_min_time=0.05 >/dev/null 2>&1 || status=1
 python3 "$ROOT/bench/plot_results.py" "$OUT" 2>&1 | tail -3 || true

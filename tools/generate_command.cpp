@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "promptdistill/batch_session.h"
 #include "promptdistill/gguf.h"
 #include "promptdistill/prompts.h"
 #include "promptdistill/session_ref.h"
@@ -128,24 +129,47 @@ int64_t peak_rss_bytes() {
 }  // namespace
 
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend) {
-  if (backend == "cuda") fail("--backend cuda: the CUDA decoder is not implemented yet (the CUDA selector is; see README)");
-  if (backend != "cpu") fail("--backend must be cpu or cuda, got '" + backend + "'");
+  if (backend != "cpu" && backend != "cuda") fail("--backend must be cpu or cuda, got '" + backend + "'");
   RunOutput out;
-  reset_peak_rss();
-  ref::Session session(&m.weights);
-  const bool bar = isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
-  if (bar)
-    session.set_progress([&](int64_t done, int64_t total) {
-      const int width = 30, filled = int(width * done / std::max<int64_t>(total, 1));
-      std::fprintf(stderr, "\r%-14s [%.*s%*s] %lld/%lld layers", to_string(c.method), filled, "##############################",
-                   width - filled, "", (long long)done, (long long)total);
-      if (done == total) std::fprintf(stderr, "\r%*s\r", 70, "");
-    });
-  Status s = session.prefill(p.ids, c, &out.prefill);
-  if (!s) fail_status(s);
-  s = session.generate(out.prefill.first_token, max_new, m.weights.config.eos_tokens, &out.generated, &out.decode_ms_per_token);
-  if (!s) fail_status(s);
-  out.peak_rss = peak_rss_bytes();
+  if (backend == "cuda") {
+#if defined(PD_CLI_CUDA)
+    // bf16 weights and activations, f32 accumulation and logits; peak memory = device memory
+    // the session held (weights, caches, activations, workspaces).
+    if (!cuda::device_available()) fail("--backend cuda: no CUDA device is available on this machine");
+    std::unique_ptr<cuda::Session> session;
+    Status s = cuda::Session::create(&m.weights, BatchSessionOptions{}, nullptr, &session);
+    if (!s) fail_status(s);
+    std::vector<PrefillResult> res;
+    s = session->prefill({p.ids}, c, &res);
+    if (!s) fail_status(s);
+    out.prefill = res[0];
+    std::vector<std::vector<int32_t>> generated;
+    s = session->generate({out.prefill.first_token}, max_new, m.weights.config.eos_tokens, &generated, &out.decode_ms_per_token);
+    if (!s) fail_status(s);
+    out.generated = generated[0];
+    out.peak_memory = session->peak_memory_bytes();
+    out.memory_kind = "device";
+#else
+    fail("--backend cuda: this build has no CUDA backend (configure where nvcc is available)");
+#endif
+  } else {
+    reset_peak_rss();
+    ref::Session session(&m.weights);
+    const bool bar = isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
+    if (bar)
+      session.set_progress([&](int64_t done, int64_t total) {
+        const int width = 30, filled = int(width * done / std::max<int64_t>(total, 1));
+        std::fprintf(stderr, "\r%-14s [%.*s%*s] %lld/%lld layers", to_string(c.method), filled, "##############################",
+                     width - filled, "", (long long)done, (long long)total);
+        if (done == total) std::fprintf(stderr, "\r%*s\r", 70, "");
+      });
+    Status s = session.prefill(p.ids, c, &out.prefill);
+    if (!s) fail_status(s);
+    s = session.generate(out.prefill.first_token, max_new, m.weights.config.eos_tokens, &out.generated, &out.decode_ms_per_token);
+    if (!s) fail_status(s);
+    out.peak_memory = peak_rss_bytes();
+    out.memory_kind = "resident";
+  }
   if (m.has_tokenizer) m.tokenizer.decode(out.generated, &out.text, /*skip_special=*/true);
   return out;
 }
@@ -179,15 +203,17 @@ int cmd_generate(const Args& a) {
     j["text"] = r.text;
     j["ttft_ms"] = r.prefill.ttft_ms;
     j["decode_ms_per_token"] = r.decode_ms_per_token;
-    j["peak_memory_bytes"] = r.peak_rss;
+    j["peak_memory_bytes"] = r.peak_memory;
+    j["peak_memory_kind"] = r.memory_kind;
+    j["backend"] = get(a, "backend", "cpu");
     j["peak_kv_cache_bytes"] = r.prefill.peak_kv_cache_bytes;
     if (!p.expected.empty()) j["expected"] = p.expected;
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%s: %lld prompt tokens, kept %s, TTFT %.0f ms, decode %.1f ms/token, peak RSS %.0f MiB, peak KV %.1f MiB\n",
+  std::printf("%s: %lld prompt tokens, kept %s, TTFT %.0f ms, decode %.1f ms/token, peak %s memory %.0f MiB, peak KV %.1f MiB\n",
               to_string(c.method), (long long)r.prefill.prompt_tokens, join(r.prefill.retained).c_str(), r.prefill.ttft_ms,
-              r.decode_ms_per_token, double(r.peak_rss) / 1048576.0, double(r.prefill.peak_kv_cache_bytes) / 1048576.0);
+              r.decode_ms_per_token, r.memory_kind.c_str(), double(r.peak_memory) / 1048576.0, double(r.prefill.peak_kv_cache_bytes) / 1048576.0);
   std::printf("%s\n", r.text.c_str());
   return 0;
 }
@@ -202,7 +228,7 @@ int cmd_compare(const Args& a) {
   const int64_t max_new = get_int(a, "max-new-tokens", 12);
   std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
               p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
-  std::printf("%-14s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", "RSS MiB", "KV MiB", "answer");
+  std::printf("%-14s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
   for (const auto& method : methods) {
     const PipelineConfig c = parse_pipeline(a, method);
     const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
@@ -214,7 +240,7 @@ int cmd_compare(const Args& a) {
     const bool correct = !p.expected.empty() && r.text.find(p.expected) != std::string::npos;
     std::printf("%-14s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", method.c_str(),
                 join(r.prefill.retained.empty() ? std::vector<int64_t>{r.prefill.prompt_tokens} : r.prefill.retained).c_str(),
-                r.prefill.ttft_ms, r.decode_ms_per_token, double(r.peak_rss) / 1048576.0,
+                r.prefill.ttft_ms, r.decode_ms_per_token, double(r.peak_memory) / 1048576.0,
                 double(r.prefill.peak_kv_cache_bytes) / 1048576.0, answer.c_str(),
                 p.expected.empty() ? "" : correct ? "  [correct]" : "  [wrong]");
   }

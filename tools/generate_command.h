@@ -28,7 +28,8 @@ struct RunOutput {
   std::vector<int32_t> generated;
   std::string text;
   double decode_ms_per_token = 0;
-  int64_t peak_rss = 0;
+  int64_t peak_memory = 0;      //!< resident memory (cpu) or device memory the session held (cuda)
+  std::string memory_kind;     //!< "resident" or "device"
 };
 
 std::string default_model_path();

@@ -693,6 +693,8 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
     m.scratch_cache.capacity = 0;
     m.caches.resize(std::size_t(m.c.num_layers));
     m.new_caches();  // frees the previous prefill's caches
+    // ... and its activations, so that each prefill's peak is its own.
+    for (auto* b : {&m.x, &m.x2, &m.h, &m.q, &m.kn, &m.vn, &m.attn, &m.gate, &m.up, &m.qsel, &m.workspace}) m.release(b);
     peak_ = held_;
     std::vector<PrefillResult> res(prompts.size());
     std::vector<int32_t> first;
