@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
   using W = typename WmmaType<T>::type;
   using Smem = FlashSmem<D>;
   if (status->code != 0) return;
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem[];  // WMMA pointers need 32-byte alignment
   T* qs = reinterpret_cast<T*>(smem);
   T* ks = reinterpret_cast<T*>(smem + Smem::kTile);
   T* vs = reinterpret_cast<T*>(smem + 2 * Smem::kTile);
