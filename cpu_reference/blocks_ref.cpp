@@ -192,19 +192,27 @@ Status Attention<T>::run(const AttentionArgs<T>& a, Workspace, Stream) noexcept 
       return status_from_word(word);
   const float scale = a.scale > 0.0f ? a.scale : num::div(1.0f, num::sqrt(float(D)));
   const int64_t group = H / a.k.num_heads;
-  try {
-    std::vector<float> z;
-    std::vector<T> q_row(std::size_t(D), T{}), o_row(std::size_t(D), T{});
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t i = 0; i < a.q_lens[b]; ++i)
-        for (int64_t h = 0; h < H; ++h) {
-          for (int64_t d = 0; d < D; ++d) q_row[std::size_t(d)] = a.q(b, i, h, d);
-          attend_row(q_row.data(), a.k, a.v, b, h / group, a.kv_lens[b] - a.q_lens[b] + i, scale, o_row.data(), z);
-          for (int64_t d = 0; d < D; ++d) a.out(b, i, h, d) = o_row[std::size_t(d)];
-        }
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "attention: out of host memory");
+  // Rows are independent and each is computed in its fixed order, so threads do not change bits.
+  bool out_of_memory = false;
+#pragma omp parallel
+  {
+    try {
+      std::vector<float> z;
+      std::vector<T> q_row(std::size_t(D), T{}), o_row(std::size_t(D), T{});
+#pragma omp for schedule(dynamic, 4)
+      for (int64_t row = 0; row < B * n * H; ++row) {
+        const int64_t h = row % H, i = (row / H) % n, b = row / (H * n);
+        if (i >= a.q_lens[b]) continue;
+        for (int64_t d = 0; d < D; ++d) q_row[std::size_t(d)] = a.q(b, i, h, d);
+        attend_row(q_row.data(), a.k, a.v, b, h / group, a.kv_lens[b] - a.q_lens[b] + i, scale, o_row.data(), z);
+        for (int64_t d = 0; d < D; ++d) a.out(b, i, h, d) = o_row[std::size_t(d)];
+      }
+    } catch (const std::bad_alloc&) {
+#pragma omp atomic write
+      out_of_memory = true;
+    }
   }
+  if (out_of_memory) return Status(StatusCode::kOutOfMemory, "attention: out of host memory");
   return Status::ok();
 }
 

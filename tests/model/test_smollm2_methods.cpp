@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include "golden_support.h"
+#include "promptdistill/batch_session.h"
 #include "promptdistill/session_ref.h"
 
 using namespace promptdistill;
@@ -38,5 +39,34 @@ TEST_CASE("pipeline/smollm2: PromptDistill, GemFilter, SnapKV and H2O match the 
     if (c.contains("selected")) CHECK(r.selected[0] == c["selected"].get<std::vector<int32_t>>());
     if (c.contains("layer0_rows")) CHECK(r.selected[0] == c["layer0_rows"][0].get<std::vector<int32_t>>());
     CHECK(tokens == c["greedy"].get<std::vector<int32_t>>());
+  }
+}
+
+TEST_CASE("pipeline/smollm2: the batch session (block ops) matches the reference algorithms too, alone and batched") {
+  ModelWeights w;
+  REQUIRE(load_gguf_model(PD_TEST_MODEL, &w).is_ok());
+  const auto golden = pdtest::read_json_file(std::string(PD_GOLDEN_DIR) + "/smollm2_methods.json");
+  const auto ids = golden["ids"].get<std::vector<int32_t>>();
+  std::unique_ptr<ref::BatchSession> s;
+  REQUIRE(ref::BatchSession::create(&w, BatchSessionOptions{}, nullptr, &s).is_ok());
+  for (const auto& c : golden["cases"]) {
+    if (!c.contains("layer")) continue;  // SnapKV/H2O fixtures are per query head (ref::Session only)
+    PipelineConfig cfg;
+    REQUIRE(parse_pipeline_method(c["method"].get<std::string>(), &cfg.method).is_ok());
+    cfg.selection_layers = {c["layer"].get<int64_t>()};
+    cfg.n_topks = {c["k"].get<int64_t>()};
+    cfg.cache_truncation_end = c.value("tt", 0);
+    INFO(c.dump().substr(0, 80));
+    // The fixture prompt twice in one batch, once truncated: each request must be on its own.
+    const std::vector<std::vector<int32_t>> prompts = {ids, std::vector<int32_t>(ids.begin(), ids.begin() + 500), ids};
+    std::vector<PrefillResult> res;
+    REQUIRE(s->prefill(prompts, cfg, &res).is_ok());
+    std::vector<std::vector<int32_t>> tokens;
+    double ms = 0;
+    REQUIRE(s->generate({res[0].first_token, res[1].first_token, res[2].first_token}, 16, {}, &tokens, &ms).is_ok());
+    for (std::size_t b : {std::size_t(0), std::size_t(2)}) {
+      CHECK(res[b].selected[0] == c["selected"].get<std::vector<int32_t>>());
+      CHECK(tokens[b] == c["greedy"].get<std::vector<int32_t>>());
+    }
   }
 }
