@@ -56,6 +56,9 @@ done
 "$ROOT/build/gpu/bench/promptdistill.bench.e2e_shape" --shape smollm2 --lengths 2048 8000 >"$OUT/e2e_smollm2_shape.jsonl" || status=1
 "$ROOT/build/gpu/bench/promptdistill.bench.e2e_shape" --shape llama31-8b --lengths ${E2E_LENGTHS:-8192 32768} \
   >"$OUT/e2e_llama31_8b_shape.jsonl" || status=1
+# The PyTorch/transformers baseline on the same GPU and shapes (GPU machines have torch).
+python3 "$ROOT/bench/torch_baseline.py" --shape llama31-8b --lengths ${E2E_LENGTHS:-8192 32768} \
+  >"$OUT/e2e_llama31_8b_shape_torch.jsonl" 2>"$OUT/torch_baseline.log" || echo "torch baseline failed (see log)"
 "$ROOT/build/gpu/bench/promptdistill.bench.cpu_reference" --benchmark_out="$OUT/bench_cpu_reference.json" \
   --benchmark_out_format=json --benchmark_min_time=0.05 >/dev/null 2>&1 || status=1
 python3 "$ROOT/bench/plot_results.py" "$OUT" 2>&1 | tail -3 || true
