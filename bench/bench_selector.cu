@@ -219,18 +219,4 @@ BENCHMARK(BM_SelectPromptDistill)->ArgNames({"L"})->Arg(8192)->Arg(32768)->Arg(1
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device; GPU benchmarks need a GPU\n");
-    return 0;
-  }
-  cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, 0);
-  benchmark::AddCustomContext("device", prop.name);
-  benchmark::AddCustomContext("sm", std::to_string(prop.major * 10 + prop.minor));
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return pdbench::run_gpu_benchmarks(argc, argv); }

@@ -10,6 +10,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 namespace pdbench {
@@ -61,6 +63,24 @@ void time_median(benchmark::State& state, Launch&& launch, int repeats = 7) {
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   if (cudaGetLastError() != cudaSuccess) state.SkipWithError("CUDA error during the benchmark");
+}
+
+//! main() of the GPU benchmark binaries: without a device, say so and succeed (CI builds them on
+//! machines without a GPU); otherwise record the device in the JSON context and run.
+inline int run_gpu_benchmarks(int argc, char** argv) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("SKIPPED: no CUDA device; GPU benchmarks need a GPU\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  benchmark::AddCustomContext("device", prop.name);
+  benchmark::AddCustomContext("sm", std::to_string(prop.major * 10 + prop.minor));
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
 }
 
 }  // namespace pdbench

@@ -41,57 +41,42 @@ struct BatchSessionOptions {
   bool check_every_op = false;
 };
 
-//! Memory and op table of the CPU reference (host memory; "sync" is a no-op).
-struct RefBackend {
-  template <class T> using Embed = ref::Embed<T>;
-  template <class T> using RmsNorm = ref::RmsNorm<T>;
-  template <class T> using Rope = ref::Rope<T>;
-  template <class T> using SwiGlu = ref::SwiGlu<T>;
-  template <class T> using AppendKv = ref::AppendKv<T>;
-  template <class T> using Attention = ref::Attention<T>;
-  template <class T> using LinearPlan = ref::LinearPlan<T>;
-  template <class T> using Gather = ref::Gather<T>;
-  template <class T> using Select = ref::Select<T>;
-  template <class T> using CompactKv = ref::CompactKv<T>;
-  static const char* name() noexcept { return "cpu"; }
-  static Status allocate(std::size_t bytes, void** out) noexcept;
-  static void release(void* p) noexcept;
-  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;
-  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
-  //! Waits for the stream, then copies to the host.
-  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
-  //! rows x width bytes between pitched buffers (memory of this backend on both sides).
-  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
-                          std::size_t rows, Stream s) noexcept;
-  template <class T>
-  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;
-  //! The validation result of the last run that used `workspace` (the CUDA status word).
+//! A backend's table: its namespace's operations as member alias templates, and the memory
+//! functions the session needs (implemented next to the backend: cpu_reference/, cuda/).
+#define PD_BACKEND_TABLE(ns, backend_name)                                                                     \
+  template <class T> using Embed = ns::Embed<T>;                                                               \
+  template <class T> using RmsNorm = ns::RmsNorm<T>;                                                           \
+  template <class T> using Rope = ns::Rope<T>;                                                                 \
+  template <class T> using SwiGlu = ns::SwiGlu<T>;                                                             \
+  template <class T> using AppendKv = ns::AppendKv<T>;                                                         \
+  template <class T> using Attention = ns::Attention<T>;                                                       \
+  template <class T> using LinearPlan = ns::LinearPlan<T>;                                                     \
+  template <class T> using Gather = ns::Gather<T>;                                                             \
+  template <class T> using Select = ns::Select<T>;                                                             \
+  template <class T> using CompactKv = ns::CompactKv<T>;                                                       \
+  static const char* name() noexcept { return backend_name; }                                                  \
+  static Status allocate(std::size_t bytes, void** out) noexcept;                                              \
+  static void release(void* p) noexcept;                                                                       \
+  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;                                      \
+  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                      \
+  /* Waits for the stream, then copies to the host. */                                                         \
+  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                    \
+  /* rows x width bytes between pitched buffers of this backend. */                                            \
+  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,            \
+                          std::size_t width, std::size_t rows, Stream s) noexcept;                              \
+  template <class T>                                                                                           \
+  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                                \
+  /* The validation result of the last run that used `workspace` (the CUDA status word). */                    \
   static Status device_status(Workspace workspace, Stream s) noexcept;
+
+//! The CPU reference: host memory, "stream" ignored, validation errors returned by run().
+struct RefBackend {
+  PD_BACKEND_TABLE(ref, "cpu")
 };
 
-//! Memory and op table of the CUDA backend (implemented in promptdistill::cuda).
+//! CUDA: device memory, the caller's stream, validation errors in the workspace status word.
 struct CudaBackend {
-  template <class T> using Embed = cuda::Embed<T>;
-  template <class T> using RmsNorm = cuda::RmsNorm<T>;
-  template <class T> using Rope = cuda::Rope<T>;
-  template <class T> using SwiGlu = cuda::SwiGlu<T>;
-  template <class T> using AppendKv = cuda::AppendKv<T>;
-  template <class T> using Attention = cuda::Attention<T>;
-  template <class T> using LinearPlan = cuda::LinearPlan<T>;
-  template <class T> using Gather = cuda::Gather<T>;
-  template <class T> using Select = cuda::Select<T>;
-  template <class T> using CompactKv = cuda::CompactKv<T>;
-  static const char* name() noexcept { return "cuda"; }
-  static Status allocate(std::size_t bytes, void** out) noexcept;
-  static void release(void* p) noexcept;
-  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;
-  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
-  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;
-  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
-                          std::size_t rows, Stream s) noexcept;
-  template <class T>
-  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;
-  static Status device_status(Workspace workspace, Stream s) noexcept;
+  PD_BACKEND_TABLE(cuda, "cuda")
 };
 
 template <class Backend, class T>

@@ -12,43 +12,15 @@
 #include "promptdistill/batch_session.h"
 #include "support/generators.h"
 #include "support/random_model.h"
+#include "support/session_runs.h"
 
 using namespace promptdistill;
 
 namespace {
 
 template <class Session>
-struct Outcome {
-  std::vector<PrefillResult> prefill;
-  std::vector<std::vector<int32_t>> tokens;
-  std::vector<std::vector<float>> k;  // [b * layers + l]
-  int64_t peak = 0;
-};
-
-template <class Session>
-Outcome<Session> run(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg) {
-  BatchSessionOptions o;
-  o.check_every_op = true;
-  o.decode_reserve = 2;
-  std::unique_ptr<Session> s;
-  Status st = Session::create(&w, o, nullptr, &s);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  Outcome<Session> r;
-  st = s->prefill(prompts, cfg, &r.prefill);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  r.peak = s->peak_memory_bytes();
-  for (std::size_t b = 0; b < prompts.size(); ++b)
-    for (int64_t l = 0; l < w.config.num_layers; ++l) {
-      std::vector<float> k, v;
-      REQUIRE(s->read_cache(l, int64_t(b), &k, &v).is_ok());
-      r.k.push_back(k);
-    }
-  std::vector<int32_t> first;
-  for (const auto& p : r.prefill) first.push_back(p.first_token);
-  double ms = 0;
-  st = s->generate(first, 6, {}, &r.tokens, &ms);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  return r;
+pdtest::SessionRun run(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg) {
+  return pdtest::run_session<Session>(w, prompts, cfg);
 }
 
 std::vector<PipelineConfig> methods() {
@@ -91,15 +63,8 @@ TEST_CASE("cuda/session f32: every method matches the CPU batch session on a rag
       CHECK(got.prefill[b].cache_lengths == want.prefill[b].cache_lengths);
       CHECK(got.tokens[b] == want.tokens[b]);
     }
-    for (std::size_t i = 0; i < want.k.size(); ++i) {
-      float diff = 0, scale = 1;
-      REQUIRE(got.k[i].size() == want.k[i].size());
-      for (std::size_t j = 0; j < want.k[i].size(); ++j) {
-        diff = std::max(diff, std::fabs(got.k[i][j] - want.k[i][j]));
-        scale = std::max(scale, std::fabs(want.k[i][j]));
-      }
-      CHECK(diff / scale <= 1e-4f);
-    }
+    for (std::size_t b = 0; b < want.k.size(); ++b)
+      for (std::size_t l = 0; l < want.k[b].size(); ++l) CHECK(pdtest::max_rel_diff(got.k[b][l], want.k[b][l]) <= 1e-4f);
   }
 }
 
@@ -109,11 +74,11 @@ TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less devi
   PipelineConfig full;
   const auto want = run<ref::BatchSession>(w, prompts, full);
   const auto got = run<cuda::Session>(w, prompts, full);
-  for (std::size_t i = 0; i < want.k.size(); ++i) {
+  for (std::size_t l = 0; l < want.k[0].size(); ++l) {
     double err = 0, ref = 0;
-    for (std::size_t j = 0; j < want.k[i].size(); ++j) {
-      err += (got.k[i][j] - want.k[i][j]) * double(got.k[i][j] - want.k[i][j]);
-      ref += double(want.k[i][j]) * want.k[i][j];
+    for (std::size_t j = 0; j < want.k[0][l].size(); ++j) {
+      err += (got.k[0][l][j] - want.k[0][l][j]) * double(got.k[0][l][j] - want.k[0][l][j]);
+      ref += double(want.k[0][l][j]) * want.k[0][l][j];
     }
     CHECK(err / ref <= 1e-3);
   }

@@ -61,11 +61,7 @@ TEST_CASE("cuda/session smollm2: PromptDistill and GemFilter select and continue
   auto s = make_session(w);
   for (const auto& c : golden["cases"]) {
     if (!c.contains("layer")) continue;  // SnapKV/H2O fixtures are per query head (CPU only)
-    PipelineConfig cfg;
-    REQUIRE(parse_pipeline_method(c["method"].get<std::string>(), &cfg.method).is_ok());
-    cfg.selection_layers = {c["layer"].get<int64_t>()};
-    cfg.n_topks = {c["k"].get<int64_t>()};
-    cfg.cache_truncation_end = c.value("tt", 0);
+    const PipelineConfig cfg = pdtest::golden_method_config(c);
     INFO(c.dump().substr(0, 80));
     std::vector<PrefillResult> res;
     const auto tokens = greedy(*s, {ids}, cfg, 16, &res);

@@ -15,9 +15,28 @@
 
 #include <nlohmann/json.hpp>
 
+#include "promptdistill/pipeline.h"
 #include "promptdistill/transformer_ref.h"
 
 namespace pdtest {
+
+//! The pipeline configuration of a smollm2_methods.json case (SnapKV/H2O per query head, as the
+//! reference code runs them).
+inline promptdistill::PipelineConfig golden_method_config(const nlohmann::json& c) {
+  using namespace promptdistill;
+  PipelineConfig cfg;
+  REQUIRE(parse_pipeline_method(c["method"].get<std::string>(), &cfg.method).is_ok());
+  if (c.contains("layer")) {
+    cfg.selection_layers = {c["layer"].get<int64_t>()};
+    cfg.n_topks = {c["k"].get<int64_t>()};
+    cfg.cache_truncation_end = c.value("tt", 0);
+  } else {
+    cfg.capacity = c["capacity"].get<int64_t>();
+    cfg.window = c["window"].get<int32_t>();
+    cfg.grouping = HeadGrouping::kPerQueryHead;
+  }
+  return cfg;
+}
 
 inline nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);

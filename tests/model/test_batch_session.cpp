@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The batch session (block ops + Selector API, the code the CUDA session runs) on the CPU backend:
 // - against ref::Session, the independent Eigen decoder, for every method at batch 1: the same
-//   first token, selections, cache lengths and greedy tokens; caches within 2e-5 relative to their largest entry (Tier C: the two
-//   decoders round attention and GEMMs differently);
+//   first token, selections, cache lengths and greedy tokens; caches within 2e-5 of their largest
+//   entry (Tier C: the two decoders round attention and GEMMs differently);
 // - ragged batches: every request gets what it gets alone (tokens, selections, cache lengths);
 // - the algorithms.md properties on this code path: k >= L-1 is full KV bit for bit, truncation
 //   at the selection point equals truncation after the last layer bit for bit, truncation lowers
@@ -16,59 +16,17 @@
 #include "promptdistill/session_ref.h"
 #include "support/generators.h"
 #include "support/random_model.h"
+#include "support/session_runs.h"
 
 using namespace promptdistill;
 
 namespace {
 
-struct BatchRun {
-  std::vector<PrefillResult> prefill;
-  std::vector<std::vector<int32_t>> tokens;
-  std::vector<std::vector<std::vector<float>>> k;  // [b][layer]
-  int64_t peak_kv = 0;
-};
+using BatchRun = pdtest::SessionRun;
+using pdtest::max_rel_diff;
 
-BatchSessionOptions test_options() {
-  BatchSessionOptions o;
-  o.check_every_op = true;
-  o.decode_reserve = 3;  // small, so that decoding exercises cache growth
-  o.mlp_chunk_rows = 40; // several MLP chunks per layer
-  return o;
-}
-
-BatchRun run_batch(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg,
-                   int64_t new_tokens = 6) {
-  std::unique_ptr<ref::BatchSession> s;
-  Status st = ref::BatchSession::create(&w, test_options(), nullptr, &s);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  BatchRun r;
-  st = s->prefill(prompts, cfg, &r.prefill);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  r.peak_kv = r.prefill[0].peak_kv_cache_bytes;
-  r.k.resize(prompts.size());
-  for (std::size_t b = 0; b < prompts.size(); ++b)
-    for (int64_t l = 0; l < w.config.num_layers; ++l) {
-      std::vector<float> k, v;
-      REQUIRE(s->read_cache(l, int64_t(b), &k, &v).is_ok());
-      r.k[b].push_back(k);
-    }
-  std::vector<int32_t> first;
-  for (const auto& p : r.prefill) first.push_back(p.first_token);
-  double ms = 0;
-  st = s->generate(first, new_tokens, {}, &r.tokens, &ms);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  return r;
-}
-
-//! max |a - b| / max(1, max |b|): the caches of a random model reach magnitudes of ~10.
-float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  float m = 0, scale = 1;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, std::fabs(a[i] - b[i]));
-    scale = std::max(scale, std::fabs(b[i]));
-  }
-  return m / scale;
+BatchRun run_batch(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg) {
+  return pdtest::run_session<ref::BatchSession>(w, prompts, cfg);
 }
 
 std::vector<PipelineConfig> every_method() {
@@ -192,7 +150,7 @@ TEST_CASE("batch session (cpu): k >= L-1 is full KV, and both truncation points 
 TEST_CASE("batch session (cpu): bad input fails with a message") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 41));
   std::unique_ptr<ref::BatchSession> s;
-  REQUIRE(ref::BatchSession::create(&w, test_options(), nullptr, &s).is_ok());
+  REQUIRE(ref::BatchSession::create(&w, pdtest::thorough_session_options(), nullptr, &s).is_ok());
   std::vector<PrefillResult> out;
   PipelineConfig cfg;
   CHECK(s->prefill({}, cfg, &out).code() == StatusCode::kInvalidArgument);

@@ -18,17 +18,7 @@ TEST_CASE("pipeline/smollm2: PromptDistill, GemFilter, SnapKV and H2O match the 
   const auto ids = golden["ids"].get<std::vector<int32_t>>();
   for (const auto& c : golden["cases"]) {
     const std::string method = c["method"].get<std::string>();
-    PipelineConfig cfg;
-    REQUIRE(parse_pipeline_method(method, &cfg.method).is_ok());
-    if (c.contains("layer")) {
-      cfg.selection_layers = {c["layer"].get<int64_t>()};
-      cfg.n_topks = {c["k"].get<int64_t>()};
-      cfg.cache_truncation_end = c.value("tt", 0);
-    } else {
-      cfg.capacity = c["capacity"].get<int64_t>();
-      cfg.window = c["window"].get<int32_t>();
-      cfg.grouping = HeadGrouping::kPerQueryHead;
-    }
+    const PipelineConfig cfg = pdtest::golden_method_config(c);
     ref::Session s(&w);
     PrefillResult r;
     REQUIRE(s.prefill(ids, cfg, &r).is_ok());
@@ -51,11 +41,7 @@ TEST_CASE("pipeline/smollm2: the batch session (block ops) matches the reference
   REQUIRE(ref::BatchSession::create(&w, BatchSessionOptions{}, nullptr, &s).is_ok());
   for (const auto& c : golden["cases"]) {
     if (!c.contains("layer")) continue;  // SnapKV/H2O fixtures are per query head (ref::Session only)
-    PipelineConfig cfg;
-    REQUIRE(parse_pipeline_method(c["method"].get<std::string>(), &cfg.method).is_ok());
-    cfg.selection_layers = {c["layer"].get<int64_t>()};
-    cfg.n_topks = {c["k"].get<int64_t>()};
-    cfg.cache_truncation_end = c.value("tt", 0);
+    const PipelineConfig cfg = pdtest::golden_method_config(c);
     INFO(c.dump().substr(0, 80));
     // The fixture prompt twice in one batch, once truncated: each request must be on its own.
     const std::vector<std::vector<int32_t>> prompts = {ids, std::vector<int32_t>(ids.begin(), ids.begin() + 500), ids};

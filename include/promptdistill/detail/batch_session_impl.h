@@ -446,6 +446,19 @@ struct BatchSession<Backend, T>::Impl {
   }
   static int64_t max_of(const std::vector<int64_t>& v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
 
+  //! Every prefill's start: activations for the padded batch, empty caches, the embedded
+  //! prompts and their RoPE tables at positions 0..L_b-1 (returned in `pos`).
+  Status start_prompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<std::vector<int32_t>>* pos) {
+    const std::vector<int64_t> L = sizes_of(prompts);
+    const int64_t n = max_of(L);
+    pos->clear();
+    for (int64_t l : L) pos->push_back(arange(l));
+    PD_RETURN_IF_ERROR(reserve_rows(n));
+    new_caches();
+    PD_RETURN_IF_ERROR(embed_ids(prompts, n));
+    return upload_rope(*pos, n, L);
+  }
+
   //! A full prefill of `prompts` (positions 0..L_b-1) through every layer; optional SnapKV/H2O
   //! compression after each layer. Returns the first tokens.
   Status full_prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig* compress_cfg,
@@ -453,11 +466,7 @@ struct BatchSession<Backend, T>::Impl {
     const std::vector<int64_t> L = sizes_of(prompts);
     const int64_t n = max_of(L);
     std::vector<std::vector<int32_t>> pos;
-    for (int64_t l : L) pos.push_back(arange(l));
-    PD_RETURN_IF_ERROR(reserve_rows(n));
-    new_caches();
-    PD_RETURN_IF_ERROR(embed_ids(prompts, n));
-    PD_RETURN_IF_ERROR(upload_rope(pos, n, L));
+    PD_RETURN_IF_ERROR(start_prompts(prompts, &pos));
     MethodConfig m;
     int64_t q_rows = 0;
     // SnapKV/H2O compress a request only when L >= C (shorter ones keep everything, which is
@@ -506,11 +515,7 @@ struct BatchSession<Backend, T>::Impl {
     std::vector<int64_t> cur = L;
     int64_t n = max_of(L);
     std::vector<std::vector<int32_t>> pos;
-    for (int64_t l : L) pos.push_back(arange(l));
-    PD_RETURN_IF_ERROR(reserve_rows(n));
-    new_caches();
-    PD_RETURN_IF_ERROR(embed_ids(prompts, n));
-    PD_RETURN_IF_ERROR(upload_rope(pos, n, L));
+    PD_RETURN_IF_ERROR(start_prompts(prompts, &pos));
     PD_RETURN_IF_ERROR(ensure(&qsel, std::size_t(B() * H() * D()) * sizeof(T)));
     std::vector<std::vector<std::vector<std::vector<int32_t>>>> stage_maps;  // truncating stages (after-last-layer mode)
     std::size_t stage = 0;
@@ -572,12 +577,8 @@ struct BatchSession<Backend, T>::Impl {
     const std::vector<int64_t> L = sizes_of(prompts);
     const int64_t n = max_of(L), r = cfg.selection_layers[0];
     std::vector<std::vector<int32_t>> pos;
-    for (int64_t l : L) pos.push_back(arange(l));
-    PD_RETURN_IF_ERROR(reserve_rows(n));
-    new_caches();
+    PD_RETURN_IF_ERROR(start_prompts(prompts, &pos));
     PD_RETURN_IF_ERROR(resize_cache(&scratch_cache, n));
-    PD_RETURN_IF_ERROR(embed_ids(prompts, n));
-    PD_RETURN_IF_ERROR(upload_rope(pos, n, L));
     for (int64_t l = 0; l <= r; ++l) {  // filter pass: the scratch cache is overwritten layer after layer
       std::fill(scratch_cache.len.begin(), scratch_cache.len.end(), 0);
       PD_RETURN_IF_ERROR(layer(l, n, &scratch_cache, L));

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! One prefill + greedy decode on any BatchSession instantiation, with the caches read back,
+//! for tests that compare sessions (CPU vs CPU reference decoder, CUDA vs CPU).
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "promptdistill/batch_session.h"
+
+namespace pdtest {
+
+struct SessionRun {
+  std::vector<promptdistill::PrefillResult> prefill;
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<std::vector<float>>> k;  //!< [request][layer], f32
+  int64_t peak_kv = 0, peak_memory = 0;
+};
+
+//! Options that exercise more code than the defaults: a status check after every op, a small
+//! decode reserve (so decoding grows caches) and several MLP chunks per layer.
+inline promptdistill::BatchSessionOptions thorough_session_options() {
+  promptdistill::BatchSessionOptions o;
+  o.check_every_op = true;
+  o.decode_reserve = 3;
+  o.mlp_chunk_rows = 40;
+  return o;
+}
+
+template <class Session>
+SessionRun run_session(const promptdistill::ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts,
+                       const promptdistill::PipelineConfig& cfg, int64_t new_tokens = 6,
+                       const promptdistill::BatchSessionOptions& options = thorough_session_options()) {
+  using namespace promptdistill;
+  std::unique_ptr<Session> s;
+  Status st = Session::create(&w, options, nullptr, &s);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  SessionRun r;
+  st = s->prefill(prompts, cfg, &r.prefill);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  r.peak_kv = r.prefill[0].peak_kv_cache_bytes;
+  r.peak_memory = s->peak_memory_bytes();
+  r.k.resize(prompts.size());
+  for (std::size_t b = 0; b < prompts.size(); ++b)
+    for (int64_t l = 0; l < w.config.num_layers; ++l) {
+      std::vector<float> k, v;
+      REQUIRE(s->read_cache(l, int64_t(b), &k, &v).is_ok());
+      r.k[b].push_back(k);
+    }
+  std::vector<int32_t> first;
+  for (const auto& p : r.prefill) first.push_back(p.first_token);
+  double ms = 0;
+  st = s->generate(first, new_tokens, {}, &r.tokens, &ms);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  return r;
+}
+
+//! max |a - b| / max(1, max |b|): caches of random models reach magnitudes of ~10.
+inline float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  float m = 0, scale = 1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::fabs(a[i] - b[i]));
+    scale = std::max(scale, std::fabs(b[i]));
+  }
+  return m / scale;
+}
+
+}  // namespace pdtest
