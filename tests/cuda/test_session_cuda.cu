@@ -23,36 +23,13 @@ pdtest::SessionRun run(const ModelWeights& w, const std::vector<std::vector<int3
   return pdtest::run_session<Session>(w, prompts, cfg);
 }
 
-std::vector<PipelineConfig> methods() {
-  std::vector<PipelineConfig> cs(1);
-  PipelineConfig c;
-  c.method = PipelineMethod::kPromptDistill;
-  c.selection_layers = {1, 3};
-  c.n_topks = {30, 12};
-  c.cache_truncation_end = 1;
-  cs.push_back(c);
-  c = PipelineConfig{};
-  c.method = PipelineMethod::kGemFilter;
-  c.selection_layers = {2};
-  c.n_topks = {25};
-  cs.push_back(c);
-  c = PipelineConfig{};
-  c.method = PipelineMethod::kSnapKV;
-  c.capacity = 40;
-  c.window = 8;
-  cs.push_back(c);
-  c.method = PipelineMethod::kH2O;
-  cs.push_back(c);
-  return cs;
-}
-
 }  // namespace
 
 TEST_CASE("cuda/session f32: every method matches the CPU batch session on a ragged batch") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 1));
   const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 2)),
                                                      pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 3))};
-  for (const auto& cfg : methods()) {
+  for (const auto& cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     const auto want = run<ref::BatchSession>(w, prompts, cfg);
     const auto got = run<cuda::SessionF32>(w, prompts, cfg);

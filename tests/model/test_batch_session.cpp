@@ -29,44 +29,13 @@ BatchRun run_batch(const ModelWeights& w, const std::vector<std::vector<int32_t>
   return pdtest::run_session<ref::BatchSession>(w, prompts, cfg);
 }
 
-std::vector<PipelineConfig> every_method() {
-  std::vector<PipelineConfig> cs;
-  PipelineConfig c;
-  c.method = PipelineMethod::kFull;
-  cs.push_back(c);
-  c.method = PipelineMethod::kPromptDistill;
-  c.selection_layers = {2};
-  c.n_topks = {20};
-  c.cache_truncation_end = 1;
-  cs.push_back(c);
-  c.selection_layers = {1, 3};
-  c.n_topks = {30, 12};
-  for (int64_t tt : {0, 1, -1}) {
-    c.cache_truncation_end = tt;
-    cs.push_back(c);
-  }
-  c = PipelineConfig{};
-  c.method = PipelineMethod::kGemFilter;
-  c.selection_layers = {2};
-  c.n_topks = {25};
-  cs.push_back(c);
-  c = PipelineConfig{};
-  c.method = PipelineMethod::kSnapKV;
-  c.capacity = 40;
-  c.window = 8;
-  cs.push_back(c);
-  c.method = PipelineMethod::kH2O;
-  cs.push_back(c);
-  return cs;
-}
-
 }  // namespace
 
 TEST_CASE("batch session (cpu): every method matches ref::Session at batch 1 (Tier C caches, same tokens)") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 11));
   for (int64_t L : {1, 33, 71}) {
     const auto prompt = pdtest::random_prompt(L, pdtest::mix(pdtest::seed(), 12, uint64_t(L)));
-    for (const PipelineConfig& cfg : every_method()) {
+    for (const PipelineConfig& cfg : pdtest::every_method_small()) {
       if (!cfg.validate(w.config, L).is_ok()) continue;
       CAPTURE(L);
       CAPTURE(std::string(to_string(cfg.method)));
@@ -99,7 +68,7 @@ TEST_CASE("batch session (cpu): a ragged batch gives every request what it gets 
   std::vector<std::vector<int32_t>> prompts;
   for (std::size_t b = 0; b < lengths.size(); ++b)
     prompts.push_back(pdtest::random_prompt(lengths[b], pdtest::mix(pdtest::seed(), 22, b)));
-  for (PipelineConfig cfg : every_method()) {
+  for (PipelineConfig cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     CAPTURE(cfg.cache_truncation_end);
     std::vector<std::vector<int32_t>> batch;

@@ -61,6 +61,40 @@ SessionRun run_session(const promptdistill::ModelWeights& w, const std::vector<s
   return r;
 }
 
+//! Every method with budgets that cut the random model's prompts of 30-70 tokens: full,
+//! PromptDistill single-stage (tt 1) and two-stage (tt 0, 1, -1), GemFilter, SnapKV, H2O.
+inline std::vector<promptdistill::PipelineConfig> every_method_small() {
+  std::vector<promptdistill::PipelineConfig> cs;
+  promptdistill::PipelineConfig c;
+  c.method = promptdistill::PipelineMethod::kFull;
+  cs.push_back(c);
+  c.method = promptdistill::PipelineMethod::kPromptDistill;
+  c.selection_layers = {2};
+  c.n_topks = {20};
+  c.cache_truncation_end = 1;
+  cs.push_back(c);
+  c.selection_layers = {1, 3};
+  c.n_topks = {30, 12};
+  for (int64_t tt : {0, 1, -1}) {
+    c.cache_truncation_end = tt;
+    cs.push_back(c);
+  }
+  c = promptdistill::PipelineConfig{};
+  c.method = promptdistill::PipelineMethod::kGemFilter;
+  c.selection_layers = {2};
+  c.n_topks = {25};
+  cs.push_back(c);
+  c = promptdistill::PipelineConfig{};
+  c.method = promptdistill::PipelineMethod::kSnapKV;
+  c.capacity = 40;
+  c.window = 8;
+  cs.push_back(c);
+  c.method = promptdistill::PipelineMethod::kH2O;
+  cs.push_back(c);
+  return cs;
+}
+
+
 //! max |a - b| / max(1, max |b|): caches of random models reach magnitudes of ~10.
 inline float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return INFINITY;
