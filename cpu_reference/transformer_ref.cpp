@@ -156,24 +156,29 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
     const int64_t kv_stride = cache_heads * D, q_per_kv = H / cache_heads;
     std::vector<float> attn(std::size_t(n * qd));
     const float scale = 1.0f / std::sqrt(float(D));
+    // Causal attention in blocks of query rows: a block only multiplies the keys its last row can
+    // see (about half the work of the full n x total product), and the softmax uses Eigen's
+    // vectorised exp.
+    constexpr int64_t kRowBlock = 128;
+    const int64_t row_blocks = (n + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel for schedule(dynamic)
-    for (int64_t hh = 0; hh < H; ++hh) {
-      const int64_t g = hh / q_per_kv;
+    for (int64_t task = 0; task < H * row_blocks; ++task) {
+      const int64_t hh = task / row_blocks, r0 = (task % row_blocks) * kRowBlock;
+      const int64_t rows = std::min(kRowBlock, n - r0), g = hh / q_per_kv, cols = past + r0 + rows;
       using Strided = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
-      const Strided Q(q.data() + hh * D, n, D, Eigen::OuterStride<>(qd));
-      const Strided K(kp + g * D, total, D, Eigen::OuterStride<>(kv_stride));
-      const Strided V(vp + g * D, total, D, Eigen::OuterStride<>(kv_stride));
-      RowMajor s = (Q * K.transpose()) * scale;  // [n, total]
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t visible = past + i + 1;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < visible; ++j) m = std::max(m, s(i, j));
-        float sum = 0.0f;
-        for (int64_t j = 0; j < visible; ++j) sum += (s(i, j) = std::exp(s(i, j) - m));
-        for (int64_t j = 0; j < visible; ++j) s(i, j) /= sum;
-        for (int64_t j = visible; j < total; ++j) s(i, j) = 0.0f;
+      const Strided Q(q.data() + r0 * qd + hh * D, rows, D, Eigen::OuterStride<>(qd));
+      const Strided K(kp + g * D, cols, D, Eigen::OuterStride<>(kv_stride));
+      const Strided V(vp + g * D, cols, D, Eigen::OuterStride<>(kv_stride));
+      RowMajor s = (Q * K.transpose()) * scale;  // [rows, cols]
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t visible = past + r0 + i + 1;
+        auto row = s.row(i).head(visible).array();
+        const float m = row.maxCoeff();
+        row = (row - m).exp();
+        row /= row.sum();
+        s.row(i).tail(cols - visible).setZero();
       }
-      Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> out(attn.data() + hh * D, n, D, Eigen::OuterStride<>(qd));
+      Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> out(attn.data() + r0 * qd + hh * D, rows, D, Eigen::OuterStride<>(qd));
       out.noalias() = s * V;
     }
     std::vector<float> o(std::size_t(n * hd));
