@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 //! The CPU backend of BatchSession (host memory) and its f32 instantiation, `ref::BatchSession`.
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -44,6 +45,18 @@ template Status RefBackend::to_f32<float>(const float*, float*, int64_t, Stream)
 template Status RefBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
 template Status RefBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
 Status RefBackend::device_status(Workspace, Stream) noexcept { return Status::ok(); }
+int64_t RefBackend::available_bytes() noexcept {
+  // MemAvailable: what Linux can hand out without swapping (free + reclaimable cache).
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    long long kib = -1;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %lld kB", &kib) == 1) break;
+    std::fclose(f);
+    if (kib >= 0) return int64_t(kib) * 1024;
+  }
+  return INT64_MAX / 4;  // unknown: do not refuse
+}
 
 template class BatchSession<RefBackend, float>;
 

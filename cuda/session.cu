@@ -60,6 +60,14 @@ template Status CudaBackend::to_f32<float>(const float*, float*, int64_t, Stream
 template Status CudaBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
 template Status CudaBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
 Status CudaBackend::device_status(Workspace workspace, Stream s) noexcept { return cuda::read_device_status(workspace, s); }
+int64_t CudaBackend::available_bytes() noexcept {
+  std::size_t free_bytes = 0, total = 0;
+  if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return int64_t(free_bytes);
+}
 
 template class BatchSession<CudaBackend, bf16>;
 template class BatchSession<CudaBackend, float>;

@@ -39,6 +39,10 @@ struct BatchSessionOptions {
   //! Read the device status word after every operation (a host sync each; for tests and
   //! debugging). Selections, gathers and compactions are always checked.
   bool check_every_op = false;
+  //! Memory a prefill may plan to use on top of what the session holds; 0 = what the backend
+  //! reports as available (free device memory; MemAvailable on the CPU). A prefill whose
+  //! estimated caches and activations exceed it fails before any work with kOutOfMemory.
+  int64_t memory_limit_bytes = 0;
 };
 
 //! A backend's table: its namespace's operations as member alias templates, and the memory
@@ -67,7 +71,9 @@ struct BatchSessionOptions {
   template <class T>                                                                                           \
   static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                                \
   /* The validation result of the last run that used `workspace` (the CUDA status word). */                    \
-  static Status device_status(Workspace workspace, Stream s) noexcept;
+  static Status device_status(Workspace workspace, Stream s) noexcept;                                         \
+  /* Bytes that can still be allocated (an estimate). */                                                       \
+  static int64_t available_bytes() noexcept;
 
 //! The CPU reference: host memory, "stream" ignored, validation errors returned by run().
 struct RefBackend {

@@ -140,6 +140,14 @@ TEST_CASE("batch session (cpu): bad input fails with a message") {
   REQUIRE(s->prefill({pdtest::random_prompt(20, 1), pdtest::random_prompt(9, 2)}, cfg, &out).is_ok());
   CHECK(s->decode_step({1}, &next).code() == StatusCode::kShapeMismatch);
   CHECK(s->decode_step({1, 2}, &next).is_ok());
+  // A prompt that does not fit the memory limit fails before any work, with the numbers.
+  BatchSessionOptions tight = pdtest::thorough_session_options();
+  tight.memory_limit_bytes = 200 * 1024;
+  REQUIRE(ref::BatchSession::create(&w, tight, nullptr, &s).is_ok());
+  st = s->prefill({pdtest::random_prompt(500, 3)}, PipelineConfig{}, &out);
+  CHECK(st.code() == StatusCode::kOutOfMemory);
+  CHECK(std::string(st.message()).find("MiB") != std::string::npos);
+  CHECK(s->memory_bytes() == s->weight_bytes());  // nothing was allocated for it
   BatchSessionOptions bad;
   bad.mlp_chunk_rows = 0;
   CHECK(ref::BatchSession::create(&w, bad, nullptr, &s).code() == StatusCode::kInvalidArgument);

@@ -446,6 +446,24 @@ struct BatchSession<Backend, T>::Impl {
   }
   static int64_t max_of(const std::vector<int64_t>& v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
 
+  //! Bytes a prefill of `prompts` with `cfg` will allocate at its peak: the padded activations
+  //! and the largest set of caches the method holds at once (a slight over-estimate).
+  int64_t estimate_prefill_bytes(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg) const {
+    const int64_t n = max_of(sizes_of(prompts)), rows = B() * n, es = int64_t(sizeof(T));
+    const int64_t chunk = std::min(rows, opt.mlp_chunk_rows);
+    const int64_t activations = rows * es * (3 * c.hidden + 2 * H() * D() + 2 * Hkv() * D()) + 2 * chunk * c.intermediate * es +
+                                rows * D() * int64_t(sizeof(float)) + B() * c.vocab * int64_t(sizeof(float));
+    const int64_t token_bytes = B() * 2 * Hkv() * D() * es, N = c.num_layers, reserve = opt.decode_reserve;
+    int64_t tokens = N * (n + reserve);  // full KV, SnapKV, H2O (compression happens after each layer)
+    if (cfg.method == PipelineMethod::kPromptDistill) {
+      const int64_t r = cfg.selection_layers[0], k = std::min(n, cfg.n_topks[0] + 1);
+      tokens = (r + 1) * (n + reserve) + (N - r - 1) * (k + reserve);
+    } else if (cfg.method == PipelineMethod::kGemFilter) {
+      tokens = std::max(n, N * (std::min(n, cfg.n_topks[0]) + reserve));
+    }
+    return activations + tokens * token_bytes;
+  }
+
   //! Every prefill's start: activations for the padded batch, empty caches, the embedded
   //! prompts and their RoPE tables at positions 0..L_b-1 (returned in `pos`).
   Status start_prompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<std::vector<int32_t>>* pos) {
@@ -693,6 +711,21 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
                     "the batch session compresses per KV group; per-query-head selection needs a GQA-expanded cache "
                     "(use ref::Session for that reference-fidelity mode)");
     batch_ = int64_t(prompts.size());
+    {
+      // Memory check before any work. The previous prefill's caches and activations are freed
+      // first, so they count as available.
+      const int64_t need = m.estimate_prefill_bytes(prompts, cfg);
+      int64_t reusable = 0;
+      for (const auto& cc : m.caches) reusable += int64_t(cc.k.bytes + cc.v.bytes);
+      for (auto* b : {&m.x, &m.x2, &m.h, &m.q, &m.kn, &m.vn, &m.attn, &m.gate, &m.up, &m.qsel, &m.workspace})
+        reusable += int64_t(b->bytes);
+      const int64_t limit = m.opt.memory_limit_bytes > 0 ? m.opt.memory_limit_bytes : Backend::available_bytes() + reusable;
+      if (need > limit)
+        return Status(StatusCode::kOutOfMemory,
+                      "prefill of %lld x %lld tokens needs about %.1f MiB for caches and activations, %.1f MiB are available",
+                      (long long)batch_, (long long)m.max_of(m.sizes_of(prompts)), double(need) / 1048576.0,
+                      double(limit) / 1048576.0);
+    }
     for (auto* b : {&m.scratch_cache.k, &m.scratch_cache.v}) m.release(b);
     m.scratch_cache.capacity = 0;
     m.caches.resize(std::size_t(m.c.num_layers));
