@@ -6,6 +6,8 @@
 
 #include "promptdistill/model.h"
 
+#include "promptdistill/detail/numerics.h"
+
 namespace promptdistill {
 
 const char* to_string(Architecture a) noexcept {
@@ -82,6 +84,31 @@ Status rope_tables(const ModelConfig& c, const int32_t* positions, int64_t count
     return Status::ok();
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "rope tables: out of host memory");
+  }
+}
+
+namespace {
+template <class T>
+void round_all(ModelWeights* w) {
+  auto round = [](std::vector<float>& v) {
+    for (float& x : v) x = num::round_through<T>(x);
+  };
+  round(w->embed);
+  round(w->final_norm);
+  if (!w->lm_head.empty()) round(w->lm_head);
+  for (LayerWeights& L : w->layers)
+    for (std::vector<float>* v : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.mlp_norm, &L.w_gate,
+                                  &L.w_up, &L.w_down})
+      round(*v);
+}
+}  // namespace
+
+Status round_weights(ModelWeights* w, DType dtype) noexcept {
+  switch (dtype) {
+    case DType::kF32: return Status::ok();
+    case DType::kBF16: round_all<bf16>(w); return Status::ok();
+    case DType::kF16: round_all<f16>(w); return Status::ok();
+    default: return Status(StatusCode::kInvalidArgument, "round_weights: %s is not a floating-point storage type", to_string(dtype));
   }
 }
 

@@ -63,7 +63,7 @@ namespace {
 
 int run_grid(const Args& a, const std::string& kind) {
   LoadedModel m;
-  load_model(get(a, "model", "default"), &m);
+  load_model(a, &m);
   if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file)");
   std::FILE* out = stdout;
   const std::string out_path = get(a, "out", "");
@@ -127,7 +127,7 @@ int run_grid(const Args& a, const std::string& kind) {
 //! truncated to the model's context, scored with the dataset's metric.
 int run_longbench(const Args& a) {
   LoadedModel m;
-  load_model(get(a, "model", "default"), &m);
+  load_model(a, &m);
   if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file)");
   const std::string data = get(a, "data", "");
   if (data.empty()) fail("eval longbench needs --data DIR_OR_FILE (LongBench JSON lines)");
@@ -206,7 +206,7 @@ int run_longbench(const Args& a) {
 
 int cmd_eval(const Args& a, const std::string& kind) {
   reject_unknown(a, {"model", "lengths", "depths", "methods", "budgets", "selection-layers", "cache-truncation-end", "window",
-                     "per", "pool", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples", "backend"});
+                     "per", "pool", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples", "backend", "weights-dtype"});
   if (kind == "passkey" || kind == "needle") return run_grid(a, kind);
   if (kind == "longbench") return run_longbench(a);
   fail("eval takes passkey, needle or longbench, got '" + kind + "'");

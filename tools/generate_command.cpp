@@ -25,7 +25,7 @@ using namespace promptdistill;
 namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
     "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "capacity", "window", "per", "pool",
-    "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods"};
+    "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods", "weights-dtype"};
 
 }  // namespace
 
@@ -48,6 +48,19 @@ void load_model(const std::string& spec, LoadedModel* m) {
   if (!s) fail_status(s);
   GgufFile f;
   if (GgufFile::open(m->path, &f).is_ok() && Tokenizer::from_gguf(f, &m->tokenizer).is_ok()) m->has_tokenizer = true;
+}
+
+void load_model(const Args& a, LoadedModel* m) {
+  load_model(get(a, "model", "default"), m);
+  // --weights-dtype bf16|f16: the CPU decoder computes with 16-bit-rounded weights (what the CUDA
+  // session stores), to separate weight rounding from activation rounding when comparing.
+  const std::string dtype = get(a, "weights-dtype", "f32");
+  DType t = DType::kF32;
+  if (dtype == "bf16") t = DType::kBF16;
+  else if (dtype == "f16") t = DType::kF16;
+  else if (dtype != "f32") fail("--weights-dtype must be f32, bf16 or f16, got '" + dtype + "'");
+  const Status s = round_weights(&m->weights, t);
+  if (!s) fail_status(s);
 }
 
 namespace {
@@ -186,7 +199,7 @@ std::string join(const std::vector<int64_t>& v) {
 int cmd_generate(const Args& a) {
   reject_unknown(a, kGenerateOptions);
   LoadedModel m;
-  load_model(get(a, "model", "default"), &m);
+  load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
   const PipelineConfig c = parse_pipeline(a, get(a, "method", "full"));
   const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
@@ -221,7 +234,7 @@ int cmd_generate(const Args& a) {
 int cmd_compare(const Args& a) {
   reject_unknown(a, kGenerateOptions);
   LoadedModel m;
-  load_model(get(a, "model", "default"), &m);
+  load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
   std::vector<std::string> methods = {"full", "promptdistill"};
   if (a.values.count("methods")) methods = a.values.at("methods");

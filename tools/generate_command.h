@@ -35,6 +35,8 @@ struct RunOutput {
 std::string default_model_path();
 //! "default", a .gguf file or a Hugging Face folder; exits with an error line on failure.
 void load_model(const std::string& spec, LoadedModel* m);
+//! --model (and --weights-dtype, which rounds the weights to bf16/f16) from a command's options.
+void load_model(const Args& a, LoadedModel* m);
 //! The method's configuration from generate's options.
 promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& method);
 //! One prefill + greedy decode on the backend; exits with an error line on failure.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "promptdistill/dtype.h"
 #include "promptdistill/status.h"
 
 namespace promptdistill {
@@ -88,6 +89,12 @@ Status load_gguf_model(const std::string& path, ModelWeights* out) noexcept;
 //! model.safetensors.index.json, for LlamaForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM (f32, f16,
 //! bf16 tensors).
 Status load_hf_model(const std::string& dir, ModelWeights* out) noexcept;
+
+//! Rounds every stored weight to `dtype` (kBF16 or kF16, round to nearest even) and back to f32, so
+//! the f32 CPU decoder computes with exactly the values a 16-bit backend stores (the CUDA session
+//! keeps bf16 weights, except the LM head, which stays f32). kF32 leaves the weights unchanged;
+//! other types are kInvalidArgument.
+Status round_weights(ModelWeights* weights, DType dtype) noexcept;
 
 //! cos/sin of every rotary frequency at every position, computed once on the host and shared by
 //! both backends: cos[i * D/2 + f], sin[...] for positions[i]. `total_length` is the sequence

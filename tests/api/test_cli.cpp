@@ -135,3 +135,28 @@ TEST_CASE("cli/select: bad files and options fail with a one-line error") {
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   }
 }
+
+TEST_CASE("cli: --weights-dtype on an HF folder; --backend cuda without a GPU is one error line") {
+  {
+    std::ofstream f(tmp("ids.txt"));
+    f << "5 17 33 2 9 100 7 64";
+  }
+  const std::string base = "generate --model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " + tmp("ids.txt") +
+                           " --max-new-tokens 4 --json";
+  const auto f32 = run_cli(base), b16 = run_cli(base + " --weights-dtype bf16");
+  CAPTURE(f32.err);
+  CHECK(f32.exit_code == 0);
+  CHECK(b16.exit_code == 0);
+  CHECK(f32.out.find("\"generated_ids\"") != std::string::npos);
+  CHECK(b16.out.find("\"generated_ids\"") != std::string::npos);
+  const auto bad = run_cli(base + " --weights-dtype f8");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("--weights-dtype") != std::string::npos);
+  const auto gpu = run_cli(base + " --backend cuda");
+  if (gpu.exit_code != 0) {  // no GPU here (or no CUDA build): one clear line
+    CHECK(gpu.err.rfind("error: ", 0) == 0);
+    CHECK(gpu.err.find("cuda") != std::string::npos);
+  } else {
+    CHECK(gpu.out.find("\"peak_memory_kind\":\"device\"") != std::string::npos);
+  }
+}

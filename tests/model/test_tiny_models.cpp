@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include "golden_support.h"
+#include "promptdistill/detail/numerics.h"
 #include "promptdistill/model.h"
 
 using namespace promptdistill;
@@ -48,4 +49,21 @@ TEST_CASE("model/hf: bad folders give clear errors") {
     std::ofstream(tmp + "/config.json") << "{not json";
   }
   CHECK(load_hf_model(tmp, &w).code() == StatusCode::kCorruptFile);
+}
+
+TEST_CASE("model: round_weights keeps exactly the 16-bit values a 16-bit backend stores") {
+  ModelWeights w;
+  REQUIRE(load_hf_model(std::string(PD_GOLDEN_DIR) + "/tiny_qwen2", &w).is_ok());
+  const ModelWeights original = w;
+  REQUIRE(round_weights(&w, DType::kBF16).is_ok());
+  for (std::size_t i = 0; i < w.embed.size(); ++i) CHECK(w.embed[i] == num::round_through<bf16>(original.embed[i]));
+  for (std::size_t i = 0; i < w.layers[0].bq.size(); ++i)
+    CHECK(w.layers[0].bq[i] == num::round_through<bf16>(original.layers[0].bq[i]));
+  ModelWeights h = original;
+  REQUIRE(round_weights(&h, DType::kF16).is_ok());
+  CHECK(h.layers[0].w_down[3] == num::round_through<f16>(original.layers[0].w_down[3]));
+  ModelWeights same = original;
+  REQUIRE(round_weights(&same, DType::kF32).is_ok());
+  CHECK(same.layers[0].wq == original.layers[0].wq);
+  CHECK(round_weights(&same, DType::kI32).code() == StatusCode::kInvalidArgument);
 }
