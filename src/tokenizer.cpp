@@ -6,6 +6,9 @@
 #include "promptdistill/tokenizer.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <queue>
 #include <climits>
 
 #include "promptdistill/gguf.h"
@@ -138,6 +141,78 @@ void gpt2_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_t 
   }
 }
 
+//! Llama-3's Split regex (Qwen2's with max_digits = 1), leftmost-first like the regex engine:
+//! (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+void llama3_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_t end, std::size_t max_digits,
+                  std::vector<std::pair<std::size_t, std::size_t>>* out) {
+  auto is_newline = [](uint32_t c) { return c == '\r' || c == '\n'; };
+  auto is_other = [&](uint32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); };
+  auto lower = [](uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  std::size_t i = begin;
+  while (i < end) {
+    if (cp[i] == '\'' && i + 1 < end) {  // contractions, case-insensitive
+      const uint32_t a = lower(cp[i + 1]), b = i + 2 < end ? lower(cp[i + 2]) : 0;
+      std::size_t len = 0;
+      if (a == 's' || a == 't' || a == 'm' || a == 'd') len = 2;
+      else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) len = 3;
+      if (len) {
+        out->emplace_back(i, i + len);
+        i += len;
+        continue;
+      }
+    }
+    {  // [^\r\n\p{L}\p{N}]?\p{L}+
+      std::size_t j = i;
+      if (!is_letter(cp[j]) && !is_number(cp[j]) && !is_newline(cp[j]) && j + 1 < end && is_letter(cp[j + 1])) ++j;
+      if (is_letter(cp[j])) {
+        std::size_t e = j + 1;
+        while (e < end && is_letter(cp[e])) ++e;
+        out->emplace_back(i, e);
+        i = e;
+        continue;
+      }
+    }
+    if (is_number(cp[i])) {  // \p{N}{1,max_digits}
+      std::size_t e = i + 1;
+      while (e < end && e - i < max_digits && is_number(cp[e])) ++e;
+      out->emplace_back(i, e);
+      i = e;
+      continue;
+    }
+    {  //  ?[^\s\p{L}\p{N}]+[\r\n]*
+      const std::size_t j = cp[i] == ' ' && i + 1 < end ? i + 1 : i;
+      if (is_other(cp[j])) {
+        std::size_t e = j + 1;
+        while (e < end && is_other(cp[e])) ++e;
+        while (e < end && is_newline(cp[e])) ++e;
+        out->emplace_back(i, e);
+        i = e;
+        continue;
+      }
+    }
+    if (is_space(cp[i])) {
+      std::size_t w = i;
+      while (w < end && is_space(cp[w])) ++w;
+      std::size_t last_newline = w;
+      for (std::size_t k = w; k-- > i;)
+        if (is_newline(cp[k])) {
+          last_newline = k;
+          break;
+        }
+      std::size_t e = w;                                  // \s+
+      if (last_newline < w) e = last_newline + 1;         // \s*[\r\n]+
+      else if (w < end && w - i > 1) e = w - 1;           // \s+(?!\S): leave one space for the next word
+      out->emplace_back(i, e);
+      i = e;
+      continue;
+    }
+    out->emplace_back(i, i + 1);  // unreachable for valid classes; keeps progress guaranteed
+    ++i;
+  }
+}
+
+const char kSpaceMark[] = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
+
 }  // namespace
 
 Status Tokenizer::from_gguf(const GgufFile& f, Tokenizer* out) noexcept {
@@ -188,47 +263,109 @@ Status Tokenizer::from_gguf(const GgufFile& f, Tokenizer* out) noexcept {
 }
 
 void Tokenizer::bpe(const std::string& word, std::vector<int32_t>* ids) const {
-  // Symbols: the UTF-8 strings of the byte-mapped code points.
-  std::vector<std::string> sym;
+  if (ignore_merges_) {  // Llama-3: a pre-token that is a vocabulary entry is one token
+    const auto it = ids_.find(word);
+    if (it != ids_.end()) {
+      ids->push_back(it->second);
+      return;
+    }
+  }
+  // Symbols: the word's code points (SentencePiece-style: unknown ones as <0xXX> byte tokens), in
+  // a linked list; merges by rank, ties to the leftmost, through a heap (O(n log n), as
+  // `tokenizers` does it).
+  struct Symbol {
+    std::string text;
+    int prev, next;
+    uint32_t version;
+    bool alive;
+  };
+  std::vector<Symbol> sym;
   std::vector<uint32_t> cps;
   std::vector<std::size_t> offs;
   decode_utf8(word, &cps, &offs);
-  for (std::size_t i = 0; i < cps.size(); ++i) sym.push_back(word.substr(offs[i], offs[i + 1] - offs[i]));
-  while (sym.size() > 1) {
-    int32_t best = INT32_MAX;
-    std::size_t at = 0;
-    for (std::size_t i = 0; i + 1 < sym.size(); ++i) {
-      const auto it = merge_rank_.find(sym[i] + " " + sym[i + 1]);
-      if (it != merge_rank_.end() && it->second < best) best = it->second, at = i;
-    }
-    if (best == INT32_MAX) break;
-    // Merge every occurrence of the best pair, left to right.
-    const std::string a = sym[at], b = sym[at + 1];
-    std::vector<std::string> next;
-    for (std::size_t i = 0; i < sym.size(); ++i) {
-      if (i + 1 < sym.size() && sym[i] == a && sym[i + 1] == b) {
-        next.push_back(a + b);
-        ++i;
-      } else {
-        next.push_back(sym[i]);
+  for (std::size_t i = 0; i < cps.size(); ++i) {
+    std::string c = word.substr(offs[i], offs[i + 1] - offs[i]);
+    if (!byte_level_ && ids_.find(c) == ids_.end()) {
+      std::vector<std::string> bytes;
+      for (unsigned char byte : c) {
+        char name[8];
+        std::snprintf(name, sizeof name, "<0x%02X>", byte);
+        if (ids_.find(name) == ids_.end()) break;
+        bytes.emplace_back(name);
+      }
+      if (bytes.size() == c.size()) {
+        for (auto& b : bytes) sym.push_back({std::move(b), 0, 0, 0, true});
+        continue;
       }
     }
-    sym.swap(next);
+    sym.push_back({std::move(c), 0, 0, 0, true});
   }
-  for (const auto& s : sym) {
-    const auto it = ids_.find(s);
+  for (std::size_t i = 0; i < sym.size(); ++i) {
+    sym[i].prev = int(i) - 1;
+    sym[i].next = i + 1 < sym.size() ? int(i + 1) : -1;
+  }
+  struct Pair {
+    int32_t rank;
+    int left, right;
+    uint32_t left_version, right_version;
+    bool operator>(const Pair& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+  };
+  std::priority_queue<Pair, std::vector<Pair>, std::greater<Pair>> heap;
+  auto push_pair = [&](int left) {
+    const int right = sym[std::size_t(left)].next;
+    if (right < 0) return;
+    const auto it = merge_rank_.find(sym[std::size_t(left)].text + " " + sym[std::size_t(right)].text);
+    if (it != merge_rank_.end())
+      heap.push({it->second, left, right, sym[std::size_t(left)].version, sym[std::size_t(right)].version});
+  };
+  for (std::size_t i = 0; i + 1 < sym.size(); ++i) push_pair(int(i));
+  while (!heap.empty()) {
+    const Pair p = heap.top();
+    heap.pop();
+    Symbol &l = sym[std::size_t(p.left)], &r = sym[std::size_t(p.right)];
+    if (!l.alive || !r.alive || l.next != p.right || l.version != p.left_version || r.version != p.right_version) continue;
+    l.text += r.text;
+    ++l.version;
+    r.alive = false;
+    l.next = r.next;
+    if (r.next >= 0) sym[std::size_t(r.next)].prev = p.left;
+    if (l.prev >= 0) push_pair(l.prev);
+    push_pair(p.left);
+  }
+  bool last_was_unk = false;
+  for (const Symbol& s : sym) {
+    if (!s.alive) continue;
+    const auto it = ids_.find(s.text);
     if (it != ids_.end()) {
       ids->push_back(it->second);
+      last_was_unk = false;
+    } else if (!byte_level_) {  // SentencePiece-style: <unk>, consecutive ones fused
+      if (unk_ >= 0 && !last_was_unk) ids->push_back(unk_);
+      last_was_unk = true;
     } else {  // not in the vocabulary: fall back to its single byte-level symbols
       std::vector<uint32_t> c2;
       std::vector<std::size_t> o2;
-      decode_utf8(s, &c2, &o2);
+      decode_utf8(s.text, &c2, &o2);
       for (std::size_t i = 0; i < c2.size(); ++i) {
-        const auto one = ids_.find(s.substr(o2[i], o2[i + 1] - o2[i]));
+        const auto one = ids_.find(s.text.substr(o2[i], o2[i + 1] - o2[i]));
         if (one != ids_.end()) ids->push_back(one->second);
       }
     }
   }
+}
+
+void Tokenizer::encode_sentencepiece(const std::string& segment, bool first, std::vector<int32_t>* ids) const {
+  if (segment.empty()) return;
+  std::string norm;
+  for (char ch : segment) {
+    if (ch == ' ') norm += kSpaceMark;
+    else norm.push_back(ch);
+  }
+  const bool starts_with_mark = norm.compare(0, 3, kSpaceMark) == 0;
+  const bool prepend = prefix_ == Prefix::kAlways || (prefix_ == Prefix::kMetaspaceAlways && !starts_with_mark) ||
+                       (prefix_ == Prefix::kMetaspaceFirst && first && !starts_with_mark);
+  if (prepend) norm.insert(0, kSpaceMark);
+  bpe(norm, ids);  // one word: merges may join marks ("▁▁" pieces), as the reference does
 }
 
 Status Tokenizer::encode(const std::string& text, std::vector<int32_t>* ids, bool parse_special) const noexcept {
@@ -239,6 +376,10 @@ Status Tokenizer::encode(const std::string& text, std::vector<int32_t>* ids, boo
     if (!decode_utf8(text, &cps, &offs)) return Status(StatusCode::kInvalidArgument, "tokenizer: the text is not valid UTF-8");
     const ByteMap& bm = byte_map();
     auto encode_segment = [&](std::size_t cbegin, std::size_t cend) {
+      if (!byte_level_) {
+        encode_sentencepiece(text.substr(offs[cbegin], offs[cend] - offs[cbegin]), offs[cbegin] == 0, ids);
+        return;
+      }
       // Pieces: SmolLM isolates every number code point first, then the GPT-2 regex runs on each piece.
       std::vector<std::pair<std::size_t, std::size_t>> pieces, words;
       if (pre_ == Pre::kSmolLM) {
@@ -253,7 +394,12 @@ Status Tokenizer::encode(const std::string& text, std::vector<int32_t>* ids, boo
       } else {
         pieces.emplace_back(cbegin, cend);
       }
-      for (const auto& p : pieces) gpt2_split(cps, p.first, p.second, &words);
+      for (const auto& p : pieces) {
+        if (pre_ == Pre::kLlama3 || pre_ == Pre::kQwen2)
+          llama3_split(cps, p.first, p.second, pre_ == Pre::kLlama3 ? 3 : 1, &words);
+        else
+          gpt2_split(cps, p.first, p.second, &words);
+      }
       for (const auto& w : words) {
         std::string mapped;
         for (std::size_t byte = offs[w.first]; byte < offs[w.second]; ++byte) append_utf8(bm.to_cp[uint8_t(text[byte])], &mapped);
@@ -301,15 +447,34 @@ Status Tokenizer::decode(const std::vector<int32_t>& ids, std::string* text, boo
         if (!skip_special) *text += tokens_[std::size_t(id)];
         continue;
       }
+      const std::string& tok = tokens_[std::size_t(id)];
+      if (!byte_level_) {  // SentencePiece-style: <0xXX> is a byte, "▁" a space
+        unsigned byte = 0;
+        if (decode_bytes_ && tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>' &&
+            std::sscanf(tok.c_str() + 3, "%2x", &byte) == 1) {
+          text->push_back(char(byte));
+          continue;
+        }
+        for (std::size_t k = 0; k < tok.size();) {
+          if (tok.compare(k, 3, kSpaceMark) == 0) {
+            text->push_back(' ');
+            k += 3;
+          } else {
+            text->push_back(tok[k++]);
+          }
+        }
+        continue;
+      }
       std::vector<uint32_t> cps;
       std::vector<std::size_t> offs;
-      decode_utf8(tokens_[std::size_t(id)], &cps, &offs);
+      decode_utf8(tok, &cps, &offs);
       for (uint32_t cp : cps) {
         const auto it = bm.to_byte.find(cp);
         if (it != bm.to_byte.end()) text->push_back(char(it->second));
         else append_utf8(cp, text);
       }
     }
+    if (strip_leading_space_ && !text->empty() && (*text)[0] == ' ') text->erase(0, 1);
     return Status::ok();
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "tokenizer: out of host memory");

@@ -64,7 +64,7 @@ namespace {
 int run_grid(const Args& a, const std::string& kind) {
   LoadedModel m;
   load_model(a, &m);
-  if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file)");
+  if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file or an HF folder with a supported tokenizer.json)");
   std::FILE* out = stdout;
   const std::string out_path = get(a, "out", "");
   if (!out_path.empty() && !(out = std::fopen(out_path.c_str(), "w"))) fail("cannot write --out '" + out_path + "'");
@@ -128,7 +128,7 @@ int run_grid(const Args& a, const std::string& kind) {
 int run_longbench(const Args& a) {
   LoadedModel m;
   load_model(a, &m);
-  if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file)");
+  if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file or an HF folder with a supported tokenizer.json)");
   const std::string data = get(a, "data", "");
   if (data.empty()) fail("eval longbench needs --data DIR_OR_FILE (LongBench JSON lines)");
   std::vector<std::string> files;

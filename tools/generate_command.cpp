@@ -42,6 +42,16 @@ void load_model(const std::string& spec, LoadedModel* m) {
   if (S_ISDIR(st.st_mode)) {
     const Status s = load_hf_model(m->path, &m->weights);
     if (!s) fail_status(s);
+    // tokenizer.json (Llama-3, Qwen2, Llama-2/Phi-3 families); without one, --prompt-ids works.
+    const std::string tok = m->path + "/tokenizer.json";
+    if (stat(tok.c_str(), &st) == 0) {
+      const Status t = Tokenizer::from_hf_json(tok, &m->tokenizer);
+      if (!t) m->tokenizer_problem = t.message();
+      else if (m->tokenizer.vocab_size() > m->weights.config.vocab)
+        fail("the tokenizer in " + tok + " has " + std::to_string(m->tokenizer.vocab_size()) +
+             " tokens, more than the model's vocabulary of " + std::to_string(m->weights.config.vocab));
+      else m->has_tokenizer = true;
+    }
     return;
   }
   const Status s = load_gguf_model(m->path, &m->weights);
@@ -94,7 +104,9 @@ Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
     text = h.text;
     p.expected = h.expected;
   }
-  if (!m.has_tokenizer) fail("this model has no tokenizer here (HF folders): use --prompt-ids");
+  if (!m.has_tokenizer)
+    fail(m.tokenizer_problem.empty() ? "this model folder has no tokenizer.json: use --prompt-ids"
+                                     : "cannot use this model's tokenizer (" + m.tokenizer_problem + "): use --prompt-ids");
   const Status s = m.tokenizer.encode(text, &p.ids);
   if (!s) fail_status(s);
   return p;

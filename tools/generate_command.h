@@ -16,6 +16,7 @@ namespace pdcli {
 struct LoadedModel {
   promptdistill::ModelWeights weights;
   bool has_tokenizer = false;
+  std::string tokenizer_problem;  //!< why a tokenizer.json could not be used
   promptdistill::Tokenizer tokenizer;
   std::string path;
 };

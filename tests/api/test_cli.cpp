@@ -160,3 +160,20 @@ TEST_CASE("cli: --weights-dtype on an HF folder; --backend cuda without a GPU is
     CHECK(gpu.out.find("\"peak_memory_kind\":\"device\"") != std::string::npos);
   }
 }
+
+TEST_CASE("cli: an HF folder's tokenizer.json is used, and a tokenizer larger than the model is refused") {
+  const std::string dir = tmp("hf_with_tokenizer");
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors"})
+    std::filesystem::copy_file(std::string(PD_GOLDEN_DIR) + "/tiny_llama31/" + f, dir + "/" + f,
+                               std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(std::string(PD_GOLDEN_DIR) + "/tok_llama3/tokenizer.json", dir + "/tokenizer.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  const auto r = run_cli("generate --model " + dir + " --prompt hello --max-new-tokens 2");
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("more than the model's vocabulary") != std::string::npos);
+  std::filesystem::remove(dir + "/tokenizer.json");
+  const auto none = run_cli("generate --model " + dir + " --prompt hello --max-new-tokens 2");
+  CHECK(none.exit_code == 2);
+  CHECK(none.err.find("--prompt-ids") != std::string::npos);
+}
