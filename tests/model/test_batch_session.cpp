@@ -139,6 +139,7 @@ TEST_CASE("batch session (cpu): bad input fails with a message") {
   cfg.grouping = HeadGrouping::kPerKvGroup;
   REQUIRE(s->prefill({pdtest::random_prompt(20, 1), pdtest::random_prompt(9, 2)}, cfg, &out).is_ok());
   CHECK(s->decode_step({1}, &next).code() == StatusCode::kShapeMismatch);
+  CHECK(s->decode_step({1, 300}, &next).code() == StatusCode::kInvalidArgument);
   CHECK(s->decode_step({1, 2}, &next).is_ok());
   // A prompt that does not fit the memory limit fails before any work, with the numbers.
   BatchSessionOptions tight = pdtest::thorough_session_options();

@@ -54,6 +54,7 @@ struct BatchSession<Backend, T>::Impl {
   std::map<PlanKey, std::unique_ptr<typename Backend::template LinearPlan<T>>> plans;
   std::map<PlanKey, std::unique_ptr<typename Backend::template LinearPlan<float>>> head_plans;
   std::vector<int64_t> next_position;
+  std::vector<int32_t> uploaded_q_lens, uploaded_kv_lens;  //!< what q_lens / kv_lens hold on the device
   int64_t kv_bytes = 0, peak_kv = 0;
 
   int64_t B() const { return owner->batch_; }
@@ -229,8 +230,12 @@ struct BatchSession<Backend, T>::Impl {
       need = std::max<int64_t>(need, kl[std::size_t(b)]);
     }
     if (need > cache->capacity) PD_RETURN_IF_ERROR(resize_cache(cache, std::max(need + opt.decode_reserve, 2 * cache->capacity)));
-    PD_RETURN_IF_ERROR(upload(&q_lens, ql));
-    PD_RETURN_IF_ERROR(upload(&kv_lens, kl));
+    // Consecutive layers usually share their lengths (a prefill stage; a decode step over equally
+    // long caches): upload only when they change.
+    if (ql != uploaded_q_lens || !q_lens.p) PD_RETURN_IF_ERROR(upload(&q_lens, ql));
+    if (kl != uploaded_kv_lens || !kv_lens.p) PD_RETURN_IF_ERROR(upload(&kv_lens, kl));
+    uploaded_q_lens = ql;
+    uploaded_kv_lens = kl;
 
     RmsNormArgs<T> norm;
     norm.x = make_view<const T>(as<const T>(x), R, hd);
@@ -339,7 +344,8 @@ struct BatchSession<Backend, T>::Impl {
     e.table = make_view<const T>(as<const T>(embed), c.vocab, c.hidden);
     e.ids = make_view<const int32_t>(as<const int32_t>(ids), B() * n);
     e.out = make_view<T>(as<T>(x), B() * n, c.hidden);
-    return run_checked<typename Backend::template Embed<T>>(e);
+    // The ids were checked on the host (prefill, decode_step): no status read, no sync.
+    return run<typename Backend::template Embed<T>>(e);
   }
 
   //! One selection through the Selector API. q holds q_rows rows per request ([B, q_rows, H, D]);
@@ -775,6 +781,9 @@ Status BatchSession<Backend, T>::decode_step(const std::vector<int32_t>& tokens,
       if (m.next_position[std::size_t(b)] >= m.c.max_positions)
         return Status(StatusCode::kInvalidArgument, "request %lld: position %lld reaches the model's context of %lld", (long long)b,
                       (long long)m.next_position[std::size_t(b)], (long long)m.c.max_positions);
+      if (tokens[std::size_t(b)] < 0 || tokens[std::size_t(b)] >= m.c.vocab)
+        return Status(StatusCode::kInvalidArgument, "request %lld: token %d is outside the vocabulary [0, %lld)", (long long)b,
+                      tokens[std::size_t(b)], (long long)m.c.vocab);
       ids.push_back({tokens[std::size_t(b)]});
       pos.push_back({int32_t(m.next_position[std::size_t(b)])});
       total.push_back(m.next_position[std::size_t(b)] + 1);
