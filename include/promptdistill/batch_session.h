@@ -108,6 +108,7 @@ class BatchSession {
                   std::vector<std::vector<int32_t>>* out, double* decode_ms_per_step) noexcept;
 
   int64_t batch() const noexcept { return batch_; }
+  static const char* backend_name() noexcept { return Backend::name(); }
   //! Tokens in layer l's cache for request b.
   int64_t cache_length(int64_t layer, int64_t b) const noexcept;
   //! Layer l's keys and values of request b as f32 [length, H_kv, D] (host copies, for tests).
