@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+// The host side of the CUDA backend, which runs on any machine (GPU or not):
+// - every block op's cuda::can_implement agrees with ref::can_implement (one shared check) on
+//   valid and invalid arguments;
+// - cuda::Attention's workspace plan: the status word alone for the exact and flash kernels, plus
+//   the split-KV partials (B x rows x H x splits x (D + 2) floats) for decode rows;
+// - without a device, CUDA runs and sessions return a Status (never crash); with one, this test
+//   checks nothing device-side (tests/cuda does).
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "promptdistill/batch_session.h"
+#include "promptdistill/blocks.h"
+#include "promptdistill/selector.h"
+#include "support/random_model.h"
+
+using namespace promptdistill;
+
+namespace {
+
+struct AttentionProblem {
+  std::vector<bf16> q, k, out;
+  std::vector<int32_t> q_lens, kv_lens;
+  AttentionArgs<bf16> args;
+  AttentionProblem(int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t D, int64_t cap)
+      : q(std::size_t(B * n * H * D)), k(std::size_t(B * cap * Hkv * D)), out(q.size()), q_lens(std::size_t(B), int32_t(n)),
+        kv_lens(std::size_t(B), int32_t(cap)) {
+    args.q = make_view<const bf16>(q.data(), B, n, H, D);
+    args.k = KvCacheView<const bf16>::contiguous_bshd(k.data(), B, cap, Hkv, D);
+    args.v = args.k;
+    args.q_lens = q_lens.data();
+    args.kv_lens = kv_lens.data();
+    args.max_kv_len = cap;
+    args.out = make_view(out.data(), B, n, H, D);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cuda host: block-op checks agree with the reference on valid and invalid arguments") {
+  AttentionProblem p(2, 3, 8, 2, 64, 40);
+  for (AttentionAlgo algo : {AttentionAlgo::kExact, AttentionAlgo::kFast}) {
+    p.args.algo = algo;
+    CHECK(cuda::Attention<bf16>::can_implement(p.args).is_ok());
+    CHECK(ref::Attention<bf16>::can_implement(p.args).is_ok());
+  }
+  auto bad = p.args;
+  bad.q = make_view<const bf16>(p.q.data(), 2, 3, 6, 64);  // 6 heads over 4 KV heads... 6 % 2 == 0 but out differs
+  CHECK(cuda::Attention<bf16>::can_implement(bad).code() == ref::Attention<bf16>::can_implement(bad).code());
+  CHECK(!cuda::Attention<bf16>::can_implement(bad).is_ok());
+  bad = p.args;
+  bad.max_kv_len = -1;
+  CHECK(cuda::Attention<bf16>::can_implement(bad).code() == StatusCode::kInvalidArgument);
+  bad = p.args;
+  bad.k.head_dim = 60;
+  CHECK(cuda::Attention<bf16>::can_implement(bad).code() == ref::Attention<bf16>::can_implement(bad).code());
+
+  std::vector<float> x(64 * 32), w(32), y(64 * 32);
+  RmsNormArgs<float> n;
+  n.x = make_view<const float>(x.data(), 64, 32);
+  n.weight = make_view<const float>(w.data(), 32);
+  n.out = make_view(y.data(), 64, 32);
+  CHECK(cuda::RmsNorm<float>::can_implement(n).is_ok());
+  n.weight = make_view<const float>(w.data(), 31);
+  CHECK(cuda::RmsNorm<float>::can_implement(n).code() == StatusCode::kShapeMismatch);
+  CHECK(ref::RmsNorm<float>::can_implement(n).code() == StatusCode::kShapeMismatch);
+  n.weight = make_view<const float>(w.data(), 32);
+  n.out = make_view(x.data() + 1, 64, 32);  // overlaps x without being x
+  CHECK(cuda::RmsNorm<float>::can_implement(n).code() == StatusCode::kInvalidArgument);
+
+  RopeArgs<float> r;
+  r.x = make_view(y.data(), 64, 1, 31);  // odd head dim
+  r.cos = make_view<const float>(x.data(), 64, 15);
+  r.sin = make_view<const float>(x.data(), 64, 15);
+  CHECK(cuda::Rope<float>::can_implement(r).code() == ref::Rope<float>::can_implement(r).code());
+  CHECK(!cuda::Rope<float>::can_implement(r).is_ok());
+}
+
+TEST_CASE("cuda host: the attention workspace holds the split-KV partials only for decode rows") {
+  const std::size_t status = cuda::Embed<float>::workspace_size(EmbedArgs<float>{});
+  CHECK(status > 0);
+  AttentionProblem decode(3, 1, 8, 2, 128, 1300);  // 3 splits of 512 keys
+  decode.args.algo = AttentionAlgo::kFast;
+  const std::size_t split = cuda::Attention<bf16>::workspace_size(decode.args);
+  const std::size_t partial_rows = 3 * 1 * 8 * 3;
+  CHECK(split >= status + partial_rows * (128 + 2) * sizeof(float));
+  CHECK(split <= status + partial_rows * (128 + 2) * sizeof(float) + 3 * WorkspacePlanner::kAlignment);
+  decode.args.algo = AttentionAlgo::kExact;
+  CHECK(cuda::Attention<bf16>::workspace_size(decode.args) == status);
+  AttentionProblem prefill(1, 100, 8, 2, 128, 100);  // flash: the status word only
+  prefill.args.algo = AttentionAlgo::kFast;
+  CHECK(cuda::Attention<bf16>::workspace_size(prefill.args) == status);
+  CHECK(ref::Attention<bf16>::workspace_size(prefill.args) == 0);
+}
+
+TEST_CASE("cuda host: without a device, runs and sessions fail with a Status") {
+  if (cuda::device_available()) {
+    MESSAGE("a CUDA device is present: the device-side behaviour is covered by tests/cuda");
+    return;
+  }
+  std::vector<float> x(8 * 16, 1.0f), w(16, 1.0f), y(x.size());
+  RmsNormArgs<float> n;
+  n.x = make_view<const float>(x.data(), 8, 16);
+  n.weight = make_view<const float>(w.data(), 16);
+  n.out = make_view(y.data(), 8, 16);
+  const Status s = cuda::RmsNorm<float>::run(n, Workspace{}, nullptr);
+  CHECK(s.code() == StatusCode::kCudaError);
+  MESSAGE("RmsNorm without a device: " << std::string(s.message()));
+  const ModelWeights model = pdtest::random_model(1, 2);
+  std::unique_ptr<cuda::Session> session;
+  const Status c = cuda::Session::create(&model, BatchSessionOptions{}, nullptr, &session);
+  CHECK_FALSE(c.is_ok());
+  MESSAGE("cuda::Session::create without a device: " << std::string(c.message()));
+  CHECK(CudaBackend::available_bytes() == 0);
+}
