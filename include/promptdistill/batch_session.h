@@ -16,6 +16,8 @@
 //! touch valid rows). Per-layer caches are contiguous [B, capacity_l, H_kv, D] with per-request
 //! lengths; after a selection with cache truncation they are compacted in place (CompactKv) and
 //! re-allocated to their new size, so the full-length K/V is freed while later layers run.
+//! GemFilter's filter pass keeps no per-layer cache: one layer's K/V (the attention input) lives
+//! in a scratch buffer that the next layer overwrites and that is freed before pass 2.
 //! Differences from `ref::Session`: SnapKV/H2O per query head (GQA-expanded caches) is not
 //! supported here (kUnsupported); everything else follows the same configuration.
 
