@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 //! The CUDA backend of BatchSession (device memory, the caller's stream) and its instantiations,
-//! `cuda::Session` (bf16) and `cuda::SessionF32`. Allocation happens here, in the session, never
+//! `cuda::Session` (bf16), `cuda::SessionF16` and `cuda::SessionF32`. Allocation happens here, in the session, never
 //! inside an operation's run().
 
 #include "cuda/check.cuh"
@@ -70,6 +70,7 @@ int64_t CudaBackend::available_bytes() noexcept {
 }
 
 template class BatchSession<CudaBackend, bf16>;
+template class BatchSession<CudaBackend, f16>;
 template class BatchSession<CudaBackend, float>;
 
 }  // namespace promptdistill

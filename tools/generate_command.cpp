@@ -25,7 +25,7 @@ using namespace promptdistill;
 namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
     "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "capacity", "window", "per", "pool",
-    "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods", "weights-dtype"};
+    "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods", "weights-dtype", "dtype"};
 
 }  // namespace
 
@@ -153,26 +153,43 @@ int64_t peak_rss_bytes() {
 
 }  // namespace
 
-RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend) {
+#if defined(PD_CLI_CUDA)
+namespace {
+//! One prefill + greedy decode on a CUDA session of the chosen storage type.
+template <class Session>
+void run_cuda(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, RunOutput* out) {
+  std::unique_ptr<Session> session;
+  Status s = Session::create(&m.weights, BatchSessionOptions{}, nullptr, &session);
+  if (!s) fail_status(s);
+  std::vector<PrefillResult> res;
+  s = session->prefill({p.ids}, c, &res);
+  if (!s) fail_status(s);
+  out->prefill = res[0];
+  std::vector<std::vector<int32_t>> generated;
+  s = session->generate({out->prefill.first_token}, max_new, m.weights.config.eos_tokens, &generated, &out->decode_ms_per_token);
+  if (!s) fail_status(s);
+  out->generated = generated[0];
+  out->peak_memory = session->peak_memory_bytes();
+}
+}  // namespace
+#endif
+
+RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend,
+                  const std::string& dtype) {
   if (backend != "cpu" && backend != "cuda") fail("--backend must be cpu or cuda, got '" + backend + "'");
+  if (!dtype.empty() && dtype != "bf16" && dtype != "f16" && dtype != "f32")
+    fail("--dtype must be bf16, f16 or f32, got '" + dtype + "'");
+  if (backend == "cpu" && !dtype.empty())
+    fail("--dtype is for --backend cuda; the CPU backend computes in f32 (--weights-dtype rounds its weights)");
   RunOutput out;
   if (backend == "cuda") {
 #if defined(PD_CLI_CUDA)
-    // bf16 weights and activations, f32 accumulation and logits; peak memory = device memory
-    // the session held (weights, caches, activations, workspaces).
+    // bf16 (or --dtype f16/f32) weights and activations, f32 accumulation and logits; peak
+    // memory = device memory the session held (weights, caches, activations, workspaces).
     if (!cuda::device_available()) fail("--backend cuda: no CUDA device is available on this machine");
-    std::unique_ptr<cuda::Session> session;
-    Status s = cuda::Session::create(&m.weights, BatchSessionOptions{}, nullptr, &session);
-    if (!s) fail_status(s);
-    std::vector<PrefillResult> res;
-    s = session->prefill({p.ids}, c, &res);
-    if (!s) fail_status(s);
-    out.prefill = res[0];
-    std::vector<std::vector<int32_t>> generated;
-    s = session->generate({out.prefill.first_token}, max_new, m.weights.config.eos_tokens, &generated, &out.decode_ms_per_token);
-    if (!s) fail_status(s);
-    out.generated = generated[0];
-    out.peak_memory = session->peak_memory_bytes();
+    if (dtype == "f16") run_cuda<cuda::SessionF16>(m, p, c, max_new, &out);
+    else if (dtype == "f32") run_cuda<cuda::SessionF32>(m, p, c, max_new, &out);
+    else run_cuda<cuda::Session>(m, p, c, max_new, &out);
     out.memory_kind = "device";
 #else
     fail("--backend cuda: this build has no CUDA backend (configure where nvcc is available)");
@@ -216,7 +233,7 @@ int cmd_generate(const Args& a) {
   const PipelineConfig c = parse_pipeline(a, get(a, "method", "full"));
   const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
   if (!valid) fail_status(valid);
-  const RunOutput r = run_one(m, p, c, get_int(a, "max-new-tokens", 50), get(a, "backend", "cpu"));
+  const RunOutput r = run_one(m, p, c, get_int(a, "max-new-tokens", 50), get(a, "backend", "cpu"), get(a, "dtype", ""));
   if (a.flag("json")) {
     nlohmann::json j;
     j["method"] = to_string(c.method);
@@ -258,7 +275,7 @@ int cmd_compare(const Args& a) {
     const PipelineConfig c = parse_pipeline(a, method);
     const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
     if (!valid) fail_status(valid);
-    const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"));
+    const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""));
     std::string answer = r.text;
     for (auto& ch : answer)
       if (ch == '\n') ch = ' ';

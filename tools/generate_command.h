@@ -41,8 +41,9 @@ void load_model(const Args& a, LoadedModel* m);
 //! The method's configuration from generate's options.
 promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& method);
 //! One prefill + greedy decode on the backend; exits with an error line on failure.
+//! `dtype` (--dtype): the CUDA session's storage type, bf16 (default, "") / f16 / f32.
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& c, int64_t max_new,
-                  const std::string& backend);
+                  const std::string& backend, const std::string& dtype = "");
 //! `promptdistill eval passkey|needle|longbench`.
 int cmd_eval(const Args& a, const std::string& kind);
 

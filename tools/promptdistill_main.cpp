@@ -33,8 +33,9 @@ constexpr const char* kUsage = R"(usage:
                        [--selection-layers 13 ...] [--n-topks 1024 ...] [--cache-truncation-end 1]
                        [--capacity 1024] [--window 32] [--per kv-group|head]
                        [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50]
-                       [--backend cpu|cuda] [--weights-dtype f32|bf16|f16] [--dump-selection] [--json]
-      Prefill with the method, then greedy decoding. --backend cuda: bf16 on the GPU;
+                       [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
+                       [--dump-selection] [--json]
+      Prefill with the method, then greedy decoding. --backend cuda: the GPU session, bf16 unless --dtype;
       --weights-dtype: round the weights (the CPU then computes with what a 16-bit backend stores). Without a prompt: the built-in long prompt
       (a fact hidden in a few thousand tokens of filler, and a question about it).
   promptdistill compare [--methods full promptdistill ...] [generate's options]

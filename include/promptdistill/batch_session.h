@@ -9,7 +9,7 @@
 //! - `ref::BatchSession` (CPU reference ops, f32, host memory): testable on any machine against
 //!   `ref::Session`, the Eigen decoder;
 //! - `cuda::Session` (CUDA ops, bf16 weights and activations, f32 accumulation and f32 logits,
-//!   device memory) and `cuda::SessionF32`.
+//!   device memory), `cuda::SessionF16` and `cuda::SessionF32`.
 //!
 //! Layout: a prefill keeps the batch padded, [B, n_max, ...] with request b's first n_b rows
 //! valid; rows past n_b are computed but never read (attention, KV appends and selections only
@@ -133,11 +133,13 @@ using BatchSession = promptdistill::BatchSession<RefBackend, float>;
 }  // namespace ref
 namespace cuda {
 using Session = promptdistill::BatchSession<CudaBackend, bf16>;
+using SessionF16 = promptdistill::BatchSession<CudaBackend, f16>;
 using SessionF32 = promptdistill::BatchSession<CudaBackend, float>;
 }  // namespace cuda
 
 extern template class BatchSession<RefBackend, float>;
 extern template class BatchSession<CudaBackend, bf16>;   // in promptdistill::cuda
+extern template class BatchSession<CudaBackend, f16>;    // in promptdistill::cuda
 extern template class BatchSession<CudaBackend, float>;  // in promptdistill::cuda
 
 }  // namespace promptdistill
