@@ -19,7 +19,10 @@ echo "== tests =="
 echo "== build (CPU tests with AddressSanitizer + UndefinedBehaviorSanitizer) =="
 configure "$ROOT/build/sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROMPTDISTILL_ENABLE_CUDA=OFF \
   -DPROMPTDISTILL_SANITIZE=ON -DPROMPTDISTILL_BUILD_BENCH=OFF
-cmake --build "$ROOT/build/sanitize" -j "$JOBS"
+# Only the executables of the tests that run there (not the slow real-model ones, not the benches).
+targets=$(cd "$ROOT/build/sanitize" && ctest -N -L cpu -LE slow | sed -n 's/^ *Test *#[0-9]*: *\(.*\)$/promptdistill.test.\1/p')
+# shellcheck disable=SC2086
+cmake --build "$ROOT/build/sanitize" -j "$JOBS" --target $targets
 echo "== sanitized CPU tests (without the real-model forwards labelled slow) =="
 (cd "$ROOT/build/sanitize" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j "$JOBS" -L cpu -LE slow)
