@@ -23,8 +23,10 @@
 //!   z_j = mul(dot(q, k_j), scale); m = canonical_max_j z_j; e_j = exp_f32(sub(z_j, m));
 //!   l = canonical_sum_j e_j; o_d = to_T(sum_j mul(div(e_j, l), v_jd)), the last sum sequential in
 //!   ascending j from +0. Query head h reads KV head h / (H / H_kv).
-//! - Attention with `kFast` (Tier C): tensor-core flash attention for prefill rows, split-KV f32
-//!   decode attention for few rows; stated bounds in the tests.
+//! - Attention with `kFast` (Tier C): up to 8 rows per request, split-KV decode attention (f32 on
+//!   CUDA cores, 512-key chunks, a combine kernel); more rows, tensor-core flash attention for
+//!   bf16/f16 with D in {64, 96, 128}, else the kExact kernel. Stated bounds in the tests. The CPU
+//!   reference always runs kExact.
 //! - Linear (Tier C): y = x W^T (+ bias) (+ residual) with f32 accumulation (cuBLASLt on CUDA,
 //!   Eigen on the CPU); exact on small-integer data.
 
@@ -72,7 +74,8 @@ struct SwiGluArgs {
   TensorView<T, 2> out;         //!< [n, I]; may alias gate
 };
 
-//! y = x W^T (+ bias) (+ residual). Rows of x, y and residual need unit column stride.
+//! y = x W^T (+ bias) (+ residual). Rows of x, w, y and residual need unit column stride, and
+//! pointers and row strides 16-byte alignment (cuBLASLt's contract, checked on both backends).
 template <class T>
 struct LinearArgs {
   TensorView<const T, 2> x;         //!< [n, in]
