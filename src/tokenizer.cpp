@@ -94,23 +94,27 @@ const ByteMap& byte_map() {
   return map;
 }
 
+//! Length of the contraction ('s 't 're 've 'm 'll 'd) at cp[i], or 0; Llama-3/Qwen2 match it
+//! case-insensitively, GPT-2 not.
+std::size_t contraction_length(const std::vector<uint32_t>& cp, std::size_t i, std::size_t end, bool ignore_case) {
+  if (cp[i] != '\'' || i + 1 >= end) return 0;
+  auto fold = [&](uint32_t c) { return ignore_case && c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  const uint32_t a = fold(cp[i + 1]), b = i + 2 < end ? fold(cp[i + 2]) : 0;
+  if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+  if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+  return 0;
+}
+
 //! Splits code points [begin, end) with the GPT-2 regex; emits [start, stop) pairs.
 void gpt2_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_t end,
                 std::vector<std::pair<std::size_t, std::size_t>>* out) {
   std::size_t i = begin;
   auto is_other = [&](uint32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); };
   while (i < end) {
-    // Contractions.
-    if (cp[i] == '\'' && i + 1 < end) {
-      const uint32_t a = cp[i + 1], b = i + 2 < end ? cp[i + 2] : 0;
-      std::size_t len = 0;
-      if (a == 's' || a == 't' || a == 'm' || a == 'd') len = 2;
-      else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) len = 3;
-      if (len) {
-        out->emplace_back(i, i + len);
-        i += len;
-        continue;
-      }
+    if (const std::size_t len = contraction_length(cp, i, end, /*ignore_case=*/false)) {
+      out->emplace_back(i, i + len);
+      i += len;
+      continue;
     }
     // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`
     const std::size_t j = cp[i] == ' ' && i + 1 < end ? i + 1 : i;
@@ -147,19 +151,12 @@ void llama3_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_
                   std::vector<std::pair<std::size_t, std::size_t>>* out) {
   auto is_newline = [](uint32_t c) { return c == '\r' || c == '\n'; };
   auto is_other = [&](uint32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); };
-  auto lower = [](uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
   std::size_t i = begin;
   while (i < end) {
-    if (cp[i] == '\'' && i + 1 < end) {  // contractions, case-insensitive
-      const uint32_t a = lower(cp[i + 1]), b = i + 2 < end ? lower(cp[i + 2]) : 0;
-      std::size_t len = 0;
-      if (a == 's' || a == 't' || a == 'm' || a == 'd') len = 2;
-      else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) len = 3;
-      if (len) {
-        out->emplace_back(i, i + len);
-        i += len;
-        continue;
-      }
+    if (const std::size_t len = contraction_length(cp, i, end, /*ignore_case=*/true)) {
+      out->emplace_back(i, i + len);
+      i += len;
+      continue;
     }
     {  // [^\r\n\p{L}\p{N}]?\p{L}+
       std::size_t j = i;
