@@ -15,6 +15,7 @@ cmake --build "$ROOT/build/default" -j "$JOBS" --target promptdistill_cli >/dev/
 "$ROOT/build/default/bin/promptdistill" compare --methods full promptdistill --selection-layers 20 --n-topks 1024 \
   --cache-truncation-end 1 "$@"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  echo "GPU present: the selector alone on the GPU (the CUDA decoder does not exist yet):"
-  "$ROOT/build/default/bin/promptdistill" demo --backend cuda --dtype bf16
+  echo "GPU present: the same comparison on the CUDA session (bf16):"
+  "$ROOT/build/default/bin/promptdistill" compare --methods full promptdistill --selection-layers 20 --n-topks 1024 \
+    --cache-truncation-end 1 --backend cuda "$@"
 fi
