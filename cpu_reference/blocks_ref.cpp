@@ -152,8 +152,7 @@ Status AppendKv<T>::run(const AppendKvArgs<T>& a, Workspace, Stream) noexcept {
   DeviceStatusWord word{};
   for (int64_t b = 0; b < B; ++b) {
     const KvCacheView<const T> k = a.k, v = a.v;
-    if (!promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, k, &word) ||
-        !promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, v, &word))
+    if (!promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, k, v, &word))
       return status_from_word(word);
   }
   for (int64_t b = 0; b < B; ++b) {
@@ -187,8 +186,7 @@ Status Attention<T>::run(const AttentionArgs<T>& a, Workspace, Stream) noexcept 
   const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
   DeviceStatusWord word{};
   for (int64_t b = 0; b < B; ++b)
-    if (!promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k, &word) ||
-        !promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.v, &word))
+    if (!promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k, a.v, &word))
       return status_from_word(word);
   const float scale = a.scale > 0.0f ? a.scale : num::div(1.0f, num::sqrt(float(D)));
   const int64_t group = H / a.k.num_heads;

@@ -40,8 +40,7 @@ struct AttentionCheck {
   AttentionArgs<T> a;
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
     const int64_t n = a.q.extents[1];
-    if (promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k, w))
-      promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.v, w);
+    promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k, a.v, w);
   }
 };
 

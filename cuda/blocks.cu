@@ -82,8 +82,7 @@ struct AppendCheck {
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
     const KvCacheView<const T> k = a.k, v = a.v;
     const int64_t n = a.k_new.extents[1];
-    if (promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, k, w))
-      promptdistill::detail::check_attention_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, v, w);
+    promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, k, v, w);
   }
 };
 

@@ -50,5 +50,13 @@ PD_HOST_DEVICE inline bool check_attention_request(int64_t b, int64_t q_len, int
   return check_pages(cache, b, kv_len, w);
 }
 
+//! The same request checks on both caches (K first; the first failure is recorded).
+template <class T>
+PD_HOST_DEVICE inline bool check_kv_request(int64_t b, int64_t q_len, int64_t kv_len, int64_t rows, int64_t max_kv_len,
+                                            const KvCacheView<T>& k, const KvCacheView<T>& v, DeviceStatusWord* w) {
+  return check_attention_request(b, q_len, kv_len, rows, max_kv_len, k, w) &&
+         check_attention_request(b, q_len, kv_len, rows, max_kv_len, v, w);
+}
+
 }  // namespace detail
 }  // namespace promptdistill
