@@ -38,37 +38,91 @@ void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d) {
   }
 }
 
-//! SnapKV / H2O: accumulated softmax attention of the query rows, per query head.
+//! Query rows scored together. Their dot products with one key vectorise across the rows while
+//! each keeps the sequential order over d of num::dot, so the bits are unchanged; the block's
+//! transposed queries (D x kRowBlock floats) stay in L1.
+constexpr int64_t kRowBlock = 32;
+//! Rows whose probabilities are held at once (kRowChunk x L floats) before they are added to
+//! the column sums in row order, the order the spec fixes.
+constexpr int64_t kRowChunk = 256;
+
+//! Softmax probabilities of the query rows [first, first + n) of one head, row r's sequence
+//! position being pos0 + r: probs[r * L + j] for j <= pos0 + r. `keys` is [L][D] in f32.
+void softmax_rows(const std::vector<Eigen::VectorXf>& q, int64_t H, int64_t h, int64_t first, int64_t n, int64_t pos0,
+                  const float* keys, int64_t L, int64_t D, float sqrt_d, float* probs) {
+  std::vector<float> qt(static_cast<std::size_t>(D * kRowBlock));
+  std::vector<float> z(static_cast<std::size_t>(L));
+  for (int64_t r0 = 0; r0 < n; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, n - r0);
+    for (int64_t r = 0; r < kRowBlock; ++r)
+      for (int64_t d = 0; d < D; ++d)
+        qt[std::size_t(d * kRowBlock + r)] = r < nr ? q[std::size_t((first + r0 + r) * H + h)][d] : 0.0f;
+    const int64_t last_key = pos0 + r0 + nr - 1;
+    for (int64_t j = 0; j <= last_key; ++j) {
+      float acc[kRowBlock] = {};
+      const float* k = keys + j * D;
+      for (int64_t d = 0; d < D; ++d) {
+        const float* qd = &qt[std::size_t(d * kRowBlock)];
+        for (int64_t r = 0; r < kRowBlock; ++r) acc[r] = num::add(acc[r], num::mul(qd[r], k[d]));
+      }
+      for (int64_t r = 0; r < nr; ++r) probs[(r0 + r) * L + j] = acc[r];
+    }
+    for (int64_t r = r0; r < r0 + nr; ++r) {
+      float* row = probs + r * L;
+      const int64_t len = pos0 + r + 1;
+      for (int64_t j = 0; j < len; ++j) z[std::size_t(j)] = num::div(row[j], sqrt_d);
+      const float m = num::canonical_max(len, [&](int64_t j) { return z[std::size_t(j)]; });
+      for (int64_t j = 0; j < len; ++j) row[j] = num::exp_f32(num::sub(z[std::size_t(j)], m));
+      const float l = num::canonical_sum(len, [&](int64_t j) { return row[j]; });
+      for (int64_t j = 0; j < len; ++j) row[j] = num::div(row[j], l);
+    }
+  }
+}
+
+//! SnapKV / H2O: accumulated softmax attention of the query rows, per query head. The rows'
+//! probabilities are computed in parallel, chunk by chunk, and added to the sums in row order.
 template <class T>
 void score_softmax_columns(const ScoreArgs<T>& a, int64_t b, float sqrt_d) {
   const int64_t rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
-  const int64_t G = H / a.k.num_heads, L = a.lengths[b];
+  const int64_t Hkv = a.k.num_heads, G = H / Hkv, L = a.lengths[b];
+  // Row i sits at position pos0 + i (SnapKV: the last `rows` positions; H2O: 0..rows-1); rows
+  // outside [0, L) attend to nothing.
+  const int64_t pos0 = a.method == Method::kSnapKV ? L - rows : 0;
+  const int64_t first = std::max<int64_t>(0, -pos0), last = std::min<int64_t>(rows, L - pos0);
   const auto q = widen_queries(a.q, b);
-  std::vector<float> head(static_cast<std::size_t>(L)), z(static_cast<std::size_t>(L));
-  std::vector<float> group_acc;
-  if (a.grouping == HeadGrouping::kPerKvGroup) group_acc.assign(std::size_t(L), 0.0f);
-  for (int64_t h = 0; h < H; ++h) {
-    std::fill(head.begin(), head.end(), 0.0f);
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t pos = a.method == Method::kSnapKV ? L - rows + i : i;
-      if (pos < 0 || pos >= L) continue;
-      const float* qi = q[std::size_t(i * H + h)].data();
-      for (int64_t j = 0; j <= pos; ++j)
-        z[std::size_t(j)] = num::div(num::dot(qi, a.k.token(b, j, h / G), int(D)), sqrt_d);
-      const float m = num::canonical_max(pos + 1, [&](int64_t j) { return z[std::size_t(j)]; });
-      const float l = num::canonical_sum(pos + 1, [&](int64_t j) { return num::exp_f32(num::sub(z[std::size_t(j)], m)); });
-      for (int64_t j = 0; j <= pos; ++j)
-        head[std::size_t(j)] = num::add(head[std::size_t(j)], num::div(num::exp_f32(num::sub(z[std::size_t(j)], m)), l));
+  std::vector<float> keys(static_cast<std::size_t>(L * D));
+  std::vector<float> sums(static_cast<std::size_t>(H * L), 0.0f);
+  std::vector<float> probs(static_cast<std::size_t>(std::min(kRowChunk, std::max<int64_t>(last - first, 0)) * L));
+  for (int64_t kvh = 0; kvh < Hkv; ++kvh) {
+    for (int64_t j = 0; j < L; ++j) {
+      const T* k = a.k.token(b, j, kvh);
+      for (int64_t d = 0; d < D; ++d) keys[std::size_t(j * D + d)] = num::to_f32(k[d]);
     }
-    if (a.grouping == HeadGrouping::kPerQueryHead) {
-      for (int64_t j = 0; j < L; ++j) a.scores(b, h, j) = head[std::size_t(j)];
-    } else {
-      for (int64_t j = 0; j < L; ++j) group_acc[std::size_t(j)] = num::add(group_acc[std::size_t(j)], head[std::size_t(j)]);
-      if (h % G == G - 1) {
-        for (int64_t j = 0; j < L; ++j) {
-          a.scores(b, h / G, j) = num::div(group_acc[std::size_t(j)], float(G));
-          group_acc[std::size_t(j)] = 0.0f;
+    for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
+      float* head = &sums[std::size_t(h * L)];
+      for (int64_t c0 = first; c0 < last; c0 += kRowChunk) {
+        const int64_t nc = std::min(kRowChunk, last - c0);
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t r0 = 0; r0 < nc; r0 += kRowBlock)
+          softmax_rows(q, H, h, c0 + r0, std::min(kRowBlock, nc - r0), pos0 + c0 + r0, keys.data(), L, D, sqrt_d,
+                       probs.data() + r0 * L);
+        for (int64_t r = 0; r < nc; ++r) {
+          const float* p = probs.data() + r * L;
+          for (int64_t j = 0, len = pos0 + c0 + r + 1; j < len; ++j) head[j] = num::add(head[j], p[j]);
         }
+      }
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    const float* head = &sums[std::size_t(h * L)];
+    if (a.grouping == HeadGrouping::kPerQueryHead) {
+      for (int64_t j = 0; j < L; ++j) a.scores(b, h, j) = head[j];
+    } else if (h % G == G - 1) {
+      // Group mean: the heads of the group added in head order, then divided by G.
+      for (int64_t j = 0; j < L; ++j) {
+        float acc = 0.0f;
+        for (int64_t g = h - G + 1; g <= h; ++g) acc = num::add(acc, sums[std::size_t(g * L + j)]);
+        a.scores(b, h / G, j) = num::div(acc, float(G));
       }
     }
   }

@@ -156,6 +156,29 @@ TEST_CASE("numerics: exp_f32 is accurate and handles the edges") {
     CHECK(std::fabs(num::exp_f32(x) - float(std::exp(double(x)))) <= 4 * std::ldexp(1.0f, -149));
 }
 
+TEST_CASE("numerics: canonical sum and max equal the lane formula bit for bit at every length") {
+  // The lane formula written out: lane t = x[t] op x[t + W] op ... from the identity, then the tree.
+  auto lanes = [](const std::vector<float>& x, int64_t n, bool is_max) {
+    std::vector<float> partial(num::kReduceWidth, is_max ? -num::kInfinity : 0.0f);
+    for (int64_t j = 0; j < n; ++j) {
+      float& p = partial[std::size_t(j % num::kReduceWidth)];
+      p = is_max ? num::max_nan(p, x[std::size_t(j)]) : num::add(p, x[std::size_t(j)]);
+    }
+    for (int s = num::kReduceWidth / 2; s > 0; s /= 2)
+      for (int t = 0; t < s; ++t)
+        partial[std::size_t(t)] = is_max ? num::max_nan(partial[std::size_t(t)], partial[std::size_t(t + s)])
+                                         : num::add(partial[std::size_t(t)], partial[std::size_t(t + s)]);
+    return partial[0];
+  };
+  for (int64_t n : {1, 31, 255, 256, 257, 511, 1023, 1024, 1025, 4099}) {
+    const auto x = pdtest::generate<float>(std::size_t(n), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), uint64_t(n)), 1000.0f);
+    auto term = [&](int64_t j) { return x[std::size_t(j)]; };
+    CAPTURE(n);
+    CHECK(pdtest::bitwise_equal(std::vector<float>{num::canonical_sum(n, term)}, std::vector<float>{lanes(x, n, false)}));
+    CHECK(pdtest::bitwise_equal(std::vector<float>{num::canonical_max(n, term)}, std::vector<float>{lanes(x, n, true)}));
+  }
+}
+
 TEST_CASE("numerics: canonical reductions follow the documented order") {
   // n <= kReduceWidth: lane t holds x[t], then the halving tree. For n = 3 that is
   // ((x0 + x2) + x1)... evaluate with values where the order is visible in f32.

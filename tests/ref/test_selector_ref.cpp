@@ -34,6 +34,47 @@ std::vector<float> ref_scores(const pdtest::ScoreCase<T>& c, Layout layout, int6
   return scores;
 }
 
+//! SnapKV / H2O scores written straight from algorithms.md with the numerics.h primitives, one
+//! row and one head at a time, on the logical (unpaged, unstrided) data: what the blocked,
+//! parallel reference must reproduce bit for bit.
+template <class T>
+std::vector<float> literal_softmax_scores(const pdtest::ScoreCase<T>& c) {
+  const float sqrt_d = num::sqrt(float(c.D));
+  const int64_t G = c.H / c.Hkv, R = c.score_rows();
+  std::vector<float> out(std::size_t(c.B * R * c.N), -1234.5f);
+  for (int64_t b = 0; b < c.B; ++b) {
+    const int64_t L = c.lengths[std::size_t(b)];
+    std::vector<float> z(static_cast<std::size_t>(L)), group(static_cast<std::size_t>(L), 0.0f);
+    for (int64_t h = 0; h < c.H; ++h) {
+      std::vector<float> head(std::size_t(L), 0.0f);
+      for (int64_t i = 0; i < c.rows; ++i) {
+        const int64_t pos = c.method == Method::kSnapKV ? L - c.rows + i : i;
+        if (pos < 0 || pos >= L) continue;
+        const T* q = &c.q[std::size_t(((b * c.rows + i) * c.H + h) * c.head_pitch)];
+        for (int64_t j = 0; j <= pos; ++j)
+          z[std::size_t(j)] =
+              num::div(num::dot(q, &c.k_logical[std::size_t(((b * c.N + j) * c.Hkv + h / G) * c.D)], int(c.D)), sqrt_d);
+        const float m = num::canonical_max(pos + 1, [&](int64_t j) { return z[std::size_t(j)]; });
+        const float l = num::canonical_sum(pos + 1, [&](int64_t j) { return num::exp_f32(num::sub(z[std::size_t(j)], m)); });
+        for (int64_t j = 0; j <= pos; ++j)
+          head[std::size_t(j)] = num::add(head[std::size_t(j)], num::div(num::exp_f32(num::sub(z[std::size_t(j)], m)), l));
+      }
+      for (int64_t j = 0; j < L; ++j) {
+        if (c.grouping == HeadGrouping::kPerQueryHead) {
+          out[std::size_t((b * R + h) * c.N + j)] = head[std::size_t(j)];
+          continue;
+        }
+        group[std::size_t(j)] = num::add(group[std::size_t(j)], head[std::size_t(j)]);
+        if (h % G == G - 1) {
+          out[std::size_t((b * R + h / G) * c.N + j)] = num::div(group[std::size_t(j)], float(G));
+          group[std::size_t(j)] = 0.0f;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<float> pool(std::vector<float> in, PoolMode mode, int kernel, int zero_tail, int exclude_tail) {
   const int64_t n = int64_t(in.size());
   std::vector<float> out(in.size(), -1.0f);
@@ -134,6 +175,30 @@ TEST_CASE("score/ref: every KV layout and a strided q give bit-identical scores 
             INFO(std::string(pdtest::to_string(l)));
             CHECK(pdtest::bitwise_equal(ref_scores(c, l, 16), want));
           }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("score/ref: SnapKV and H2O equal the literal formula bit for bit (Tier B)") {
+  // Lengths around the row block (32), the row chunk and the reduction width (256); ragged batches;
+  // SnapKV windows longer than the prompt; strided q; paged keys.
+  struct Heads { int64_t H, Hkv; };
+  for (Method m : {Method::kSnapKV, Method::kH2O}) {
+    for (std::vector<int32_t> lengths : {std::vector<int32_t>{1}, std::vector<int32_t>{31, 33}, std::vector<int32_t>{32, 5},
+                                         std::vector<int32_t>{257, 100}, std::vector<int32_t>{300}}) {
+      for (Heads hh : {Heads{9, 3}, Heads{4, 4}}) {
+        for (HeadGrouping g : {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead}) {
+          const int64_t window = lengths[0] == 1 ? 8 : 32;
+          const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(m), uint64_t(lengths[0]), uint64_t(hh.H), uint64_t(g));
+          auto c = pdtest::make_score_case<bf16>(m, g, lengths, hh.H, hh.Hkv, 64, window, Fill::kNormal, seed,
+                                                 /*strided_q=*/lengths.size() > 1);
+          CAPTURE(c.describe());
+          CAPTURE(seed);
+          const auto want = literal_softmax_scores(c);
+          CHECK(pdtest::bitwise_equal(ref_scores(c, Layout::kBSHD), want));
+          CHECK(pdtest::bitwise_equal(ref_scores(c, Layout::kPagedHND, 16), want));
         }
       }
     }

@@ -203,7 +203,11 @@ constexpr int kReduceWidth = 256;
 template <class Term> inline float canonical_sum(int64_t n, Term&& term) {
   float partial[kReduceWidth];
   for (float& p : partial) p = 0.0f;
-  for (int64_t j = 0; j < n; ++j) partial[j % kReduceWidth] = add(partial[j % kReduceWidth], term(j));
+  // Lane t takes j = t, t + W, ... in ascending order; written chunk by chunk so that it vectorises.
+  for (int64_t base = 0; base < n; base += kReduceWidth) {
+    const int width = n - base < kReduceWidth ? int(n - base) : kReduceWidth;
+    for (int t = 0; t < width; ++t) partial[t] = add(partial[t], term(base + t));
+  }
   for (int s = kReduceWidth / 2; s > 0; s /= 2)
     for (int t = 0; t < s; ++t) partial[t] = add(partial[t], partial[t + s]);
   return partial[0];
@@ -212,8 +216,10 @@ template <class Term> inline float canonical_sum(int64_t n, Term&& term) {
 template <class Term> inline float canonical_max(int64_t n, Term&& term) {
   float partial[kReduceWidth];
   for (float& p : partial) p = -kInfinity;
-  for (int64_t j = 0; j < n; ++j)
-    partial[j % kReduceWidth] = max_nan(partial[j % kReduceWidth], term(j));
+  for (int64_t base = 0; base < n; base += kReduceWidth) {
+    const int width = n - base < kReduceWidth ? int(n - base) : kReduceWidth;
+    for (int t = 0; t < width; ++t) partial[t] = max_nan(partial[t], term(base + t));
+  }
   for (int s = kReduceWidth / 2; s > 0; s /= 2)
     for (int t = 0; t < s; ++t) partial[t] = max_nan(partial[t], partial[t + s]);
   return partial[0];
