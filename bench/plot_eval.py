@@ -2,9 +2,13 @@
 """Needle/passkey heat maps and a summary table from `promptdistill eval` JSON lines.
 
 Usage: python3 bench/plot_eval.py RESULTS.jsonl [...]
+       python3 bench/plot_eval.py --grid DIR
 Writes next to each input: <stem>.png (one heat map per method and budget: context length x
 insertion depth, green = correct) and <stem>_summary.md (accuracy per method and budget, the
 accuracy on the cases full KV answers correctly, mean kept ratio, mean TTFT).
+--grid merges every DIR/passkey*.jsonl and DIR/needle*.jsonl (runs of one grid made in parts) into
+DIR/grid_<task>.png (the heat maps over every length) and DIR/grid_summary.md (correct answers per
+method, budget and length). A case run twice (full KV is in every part) must agree, or it fails.
 """
 import collections
 import json
@@ -33,7 +37,7 @@ def summary(rows):
     return "\n".join(lines) + "\n"
 
 
-def heatmaps(rows, out, title):
+def heatmaps(rows, out, title, by_method=False):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,12 +47,21 @@ def heatmaps(rows, out, title):
     keys = list(collections.OrderedDict(((r["method"], r["budget"]), None) for r in rows))
     lengths = sorted({r["length"] for r in rows})
     depths = sorted({r["depth"] for r in rows})
-    cols = min(len(keys), 5)
-    nrows = (len(keys) + cols - 1) // cols
+    if by_method:
+        # One row per method, one column per budget (full KV, which has none, in the first).
+        methods = list(collections.OrderedDict((m, None) for m, _ in keys))
+        budgets = sorted({b for _, b in keys if b is not None}) or [None]
+        nrows, cols = len(methods), len(budgets)
+        place = {(m, b): methods.index(m) * cols + (budgets.index(b) if b is not None else 0) for m, b in keys}
+    else:
+        cols = min(len(keys), 5)
+        nrows = (len(keys) + cols - 1) // cols
+        place = {key: i for i, key in enumerate(keys)}
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.8 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (method, budget) in zip(axes.flat, keys):
+    for method, budget in keys:
+        ax = axes.flat[place[(method, budget)]]
         grid = np.full((len(depths), len(lengths)), np.nan)
         for r in rows:
             if (r["method"], r["budget"]) == (method, budget):
@@ -65,7 +78,64 @@ def heatmaps(rows, out, title):
     fig.savefig(out, dpi=110)
 
 
+METHOD_ORDER = ["full", "promptdistill", "gemfilter", "snapkv", "h2o"]
+
+
+def merge(paths):
+    cases = {}
+    for p in paths:
+        for r in load(p):
+            key = (r["method"], r["budget"], r["length"], r["depth"])
+            if key in cases and cases[key]["correct"] != r["correct"]:
+                sys.exit(f"{p}: {key} is {'right' if r['correct'] else 'wrong'} here and not in an earlier file")
+            cases.setdefault(key, r)
+    order = lambda r: (METHOD_ORDER.index(r["method"]), r["budget"] or 0, r["length"], r["depth"])
+    return sorted(cases.values(), key=order)
+
+
+def grid_table(rows):
+    full_ok = {(r["length"], r["depth"]) for r in rows if r["method"] == "full" and r["correct"]}
+    lengths = sorted({r["length"] for r in rows})
+    lines = ["| method | budget | " + " | ".join(f"{n} tokens" for n in lengths) + " | all |",
+             "|---|---|" + "---|" * (len(lengths) + 1)]
+    for method, budget in collections.OrderedDict(((r["method"], r["budget"]), None) for r in rows):
+        cells = []
+        for n in lengths + [None]:
+            rs = [r for r in rows if (r["method"], r["budget"]) == (method, budget) and n in (None, r["length"])]
+            if not rs:
+                cells.append("-")
+                continue
+            sub = [r for r in rs if (r["length"], r["depth"]) in full_ok]
+            cell = f"{sum(r['correct'] for r in rs)}/{len(rs)}"
+            if method != "full":
+                cell += f" ({sum(r['correct'] for r in sub)}/{len(sub)})"
+            cells.append(cell)
+        lines.append(f"| {method} | {budget if budget is not None else '-'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def grid(directory):
+    directory = pathlib.Path(directory)
+    text = ["Correct answers / cases per context length (depths 0-100 %); in parentheses, on the cases",
+            "full KV answers correctly. Merged from the JSON lines in this folder by `bench/plot_eval.py --grid`.", ""]
+    for task in ("passkey", "needle"):
+        paths = sorted(directory.glob(f"{task}*.jsonl"))
+        if not paths:
+            continue
+        rows = merge(paths)
+        text += [f"### {task} ({len(rows)} cases)", "", grid_table(rows)]
+        try:
+            heatmaps(rows, directory / f"grid_{task}.png", f"{task}: SmolLM2-135M, green = correct, red = wrong, white = not run",
+                     by_method=True)
+        except ImportError:
+            print("matplotlib missing: no heat maps")
+    (directory / "grid_summary.md").write_text("\n".join(text))
+    print("\n".join(text))
+
+
 def main(paths):
+    if paths[:1] == ["--grid"] and len(paths) == 2:
+        return grid(paths[1])
     for p in paths:
         p = pathlib.Path(p)
         rows = load(p)

@@ -25,3 +25,4 @@ for task in passkey needle; do
 done
 git -C "$ROOT" rev-parse HEAD >"$OUT/eval_commit.txt"
 python3 "$ROOT/bench/plot_eval.py" "$OUT/passkey.jsonl" "$OUT/needle.jsonl"
+python3 "$ROOT/bench/plot_eval.py" --grid "$OUT"
