@@ -47,40 +47,31 @@ constexpr int64_t kRowBlock = 32;
 constexpr int64_t kRowChunk = 256;
 static_assert(kRowChunk % kRowBlock == 0, "a chunk holds whole row blocks");
 
-//! Floats of scratch one softmax_rows call needs (allocated outside the parallel region, where
-//! a bad_alloc could not be turned into a Status).
-int64_t softmax_rows_scratch(int64_t L, int64_t D) { return D * kRowBlock + L; }
-
-//! Softmax probabilities of the query rows [first, first + n) of one head, row r's sequence
-//! position being pos0 + r: probs[r * L + j] for j <= pos0 + r. `keys` is [L][D] in f32.
+//! Softmax probabilities of n <= kRowBlock query rows of one head, starting at row `first`, row r
+//! at sequence position pos0 + r: probs[r * L + j] for j <= pos0 + r. `keys` is [L][D] in f32;
+//! `qt` is D x kRowBlock floats of scratch (allocated by the caller, outside the parallel region,
+//! where a bad_alloc could not be turned into a Status).
 void softmax_rows(const std::vector<Eigen::VectorXf>& q, int64_t H, int64_t h, int64_t first, int64_t n, int64_t pos0,
-                  const float* keys, int64_t L, int64_t D, float sqrt_d, float* probs, float* scratch) {
-  float* qt = scratch;               // [D][kRowBlock]
-  float* z = scratch + D * kRowBlock;  // [L]
-  for (int64_t r0 = 0; r0 < n; r0 += kRowBlock) {
-    const int64_t nr = std::min(kRowBlock, n - r0);
-    for (int64_t r = 0; r < kRowBlock; ++r)
-      for (int64_t d = 0; d < D; ++d)
-        qt[d * kRowBlock + r] = r < nr ? q[std::size_t((first + r0 + r) * H + h)][d] : 0.0f;
-    const int64_t last_key = pos0 + r0 + nr - 1;
-    for (int64_t j = 0; j <= last_key; ++j) {
-      float acc[kRowBlock] = {};
-      const float* k = keys + j * D;
-      for (int64_t d = 0; d < D; ++d) {
-        const float* qd = qt + d * kRowBlock;
-        for (int64_t r = 0; r < kRowBlock; ++r) acc[r] = num::add(acc[r], num::mul(qd[r], k[d]));
-      }
-      for (int64_t r = 0; r < nr; ++r) probs[(r0 + r) * L + j] = acc[r];
+                  const float* keys, int64_t L, int64_t D, float sqrt_d, float* probs, float* qt) {
+  for (int64_t r = 0; r < kRowBlock; ++r)
+    for (int64_t d = 0; d < D; ++d) qt[d * kRowBlock + r] = r < n ? q[std::size_t((first + r) * H + h)][d] : 0.0f;
+  for (int64_t j = 0; j < pos0 + n; ++j) {
+    float acc[kRowBlock] = {};
+    const float* k = keys + j * D;
+    for (int64_t d = 0; d < D; ++d) {
+      const float* qd = qt + d * kRowBlock;
+      for (int64_t r = 0; r < kRowBlock; ++r) acc[r] = num::add(acc[r], num::mul(qd[r], k[d]));
     }
-    for (int64_t r = r0; r < r0 + nr; ++r) {
-      float* row = probs + r * L;
-      const int64_t len = pos0 + r + 1;
-      for (int64_t j = 0; j < len; ++j) z[j] = num::div(row[j], sqrt_d);
-      const float m = num::canonical_max(len, [&](int64_t j) { return z[j]; });
-      for (int64_t j = 0; j < len; ++j) row[j] = num::exp_f32(num::sub(z[j], m));
-      const float l = num::canonical_sum(len, [&](int64_t j) { return row[j]; });
-      for (int64_t j = 0; j < len; ++j) row[j] = num::div(row[j], l);
-    }
+    for (int64_t r = 0; r < n; ++r) probs[r * L + j] = acc[r];
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = probs + r * L;
+    const int64_t len = pos0 + r + 1;
+    for (int64_t j = 0; j < len; ++j) row[j] = num::div(row[j], sqrt_d);
+    const float m = num::canonical_max(len, [&](int64_t j) { return row[j]; });
+    for (int64_t j = 0; j < len; ++j) row[j] = num::exp_f32(num::sub(row[j], m));
+    const float l = num::canonical_sum(len, [&](int64_t j) { return row[j]; });
+    for (int64_t j = 0; j < len; ++j) row[j] = num::div(row[j], l);
   }
 }
 
@@ -99,8 +90,7 @@ void score_softmax_columns(const ScoreArgs<T>& a, int64_t b, float sqrt_d) {
   std::vector<float> sums(static_cast<std::size_t>(H * L), 0.0f);
   const int64_t chunk_rows = std::min(kRowChunk, std::max<int64_t>(last - first, 0));
   std::vector<float> probs(static_cast<std::size_t>(chunk_rows * L));
-  const int64_t scratch_floats = softmax_rows_scratch(L, D);
-  std::vector<float> scratch(static_cast<std::size_t>((kRowChunk / kRowBlock) * scratch_floats));
+  std::vector<float> qt(static_cast<std::size_t>((kRowChunk / kRowBlock) * D * kRowBlock));
   for (int64_t kvh = 0; kvh < Hkv; ++kvh) {
     for (int64_t j = 0; j < L; ++j) {
       const T* k = a.k.token(b, j, kvh);
@@ -113,7 +103,7 @@ void score_softmax_columns(const ScoreArgs<T>& a, int64_t b, float sqrt_d) {
 #pragma omp parallel for schedule(dynamic)
         for (int64_t r0 = 0; r0 < nc; r0 += kRowBlock)
           softmax_rows(q, H, h, c0 + r0, std::min(kRowBlock, nc - r0), pos0 + c0 + r0, keys.data(), L, D, sqrt_d,
-                       probs.data() + r0 * L, scratch.data() + (r0 / kRowBlock) * scratch_floats);
+                       probs.data() + r0 * L, qt.data() + r0 * D);
         for (int64_t r = 0; r < nc; ++r) {
           const float* p = probs.data() + r * L;
           for (int64_t j = 0, len = pos0 + c0 + r + 1; j < len; ++j) head[j] = num::add(head[j], p[j]);
