@@ -94,13 +94,15 @@ Status Session::first_token(const std::vector<float>& x, int64_t n, int32_t* tok
 Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out) noexcept {
   try {
     PD_RETURN_IF_ERROR(c.validate(weights_->config, int64_t(prompt.size())));
+    PipelinePlan plan;
+    PD_RETURN_IF_ERROR(plan_pipeline(c, &plan));
     for (int32_t id : prompt)
       if (id < 0 || id >= weights_->config.vocab)
         return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
                       (long long)weights_->config.vocab);
     caches_.assign(std::size_t(weights_->config.num_layers), KvLayerCache{});
     layers_done_ = 0;
-    layers_total_ = weights_->config.num_layers + (c.method == PipelineMethod::kGemFilter ? c.selection_layers[0] + 1 : 0);
+    layers_total_ = weights_->config.num_layers + (c.method == PipelineMethod::kGemFilter ? plan.stages[0].layer + 1 : 0);
     PrefillResult r;
     r.prompt_tokens = int64_t(prompt.size());
     const auto t0 = Clock::now();
@@ -114,10 +116,10 @@ Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig
         r.next_position = int64_t(prompt.size());
         break;
       }
-      case PipelineMethod::kPromptDistill: PD_RETURN_IF_ERROR(prefill_promptdistill(prompt, c, &r)); break;
-      case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(prefill_gemfilter(prompt, c, &r)); break;
+      case PipelineMethod::kPromptDistill: PD_RETURN_IF_ERROR(prefill_promptdistill(prompt, plan, &r)); break;
+      case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(prefill_gemfilter(prompt, plan, &r)); break;
       case PipelineMethod::kSnapKV:
-      case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(prefill_kv_compression(prompt, c, &r)); break;
+      case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(prefill_kv_compression(prompt, plan, &r)); break;
     }
     r.ttft_ms = ms_since(t0);
     for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
@@ -129,9 +131,10 @@ Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig
   }
 }
 
-//! §1/§2: layers up to each selection layer on the current tokens, select (last token forced),
-//! gather the selection layer's output rows and original positions, continue on the kept rows.
-Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* r) {
+//! PromptDistill (single and multi-stage): layers up to each selection layer on the current
+//! tokens, select (last token forced), gather the selection layer's output rows and original
+//! positions, continue on the kept rows.
+Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t N = mc.num_layers, D = mc.head_dim;
   int64_t n = int64_t(prompt.size());
@@ -141,7 +144,7 @@ Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const 
   std::vector<std::vector<int32_t>> stage_maps;  // per truncating stage, indices into its input set
   std::size_t stage = 0;
   for (int64_t l = 0; l < N; ++l) {
-    const bool selecting = stage < c.selection_layers.size() && l == c.selection_layers[stage];
+    const bool selecting = stage < plan.stages.size() && l == plan.stages[stage].layer;
     LayerTaps taps;
     taps.q_rows = 1;
     taps.want_keys = true;
@@ -150,20 +153,16 @@ Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const 
     r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
     tick();
     if (!selecting) continue;
-    MethodConfig sel;
-    sel.method = Method::kPromptDistill;
-    sel.budget = c.n_topks[stage];
     Selection s;
-    PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, 1, taps.keys, n, positions, &s));
+    PD_RETURN_IF_ERROR(select_tokens(plan.stages[stage].select, mc, taps.q, 1, taps.keys, n, positions, &s));
     const std::vector<int32_t>& idx = s.indices[0];
     x = gather_rows(x, idx, mc.hidden);
     positions = s.positions[0];
     n = int64_t(idx.size());
     r->retained.push_back(n);
     r->selected.push_back(positions);
-    const bool truncating = c.cache_truncation_end == -1 || int64_t(stage) < c.cache_truncation_end;
-    if (truncating) {
-      if (c.truncate_after_last_layer) {
+    if (plan.stages[stage].truncates_cache) {
+      if (plan.truncate_after_last_layer) {
         stage_maps.push_back(idx);
       } else {
         // Every layer up to here holds exactly this stage's input set (truncating stages come first).
@@ -173,23 +172,19 @@ Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const 
     ++stage;
   }
   // Reference order: the composed maps gather each segment's caches after the last layer.
-  for (std::size_t m = 0; m < stage_maps.size(); ++m) {
-    std::vector<int32_t> map = stage_maps.back();
-    for (std::size_t j = stage_maps.size() - 1; j-- > m;)
-      for (auto& v : map) v = stage_maps[j][std::size_t(v)];
-    const int64_t lo = m == 0 ? 0 : c.selection_layers[m - 1] + 1;
-    for (int64_t ll = lo; ll <= c.selection_layers[m]; ++ll) caches_[std::size_t(ll)].keep(map, D);
-  }
+  const std::vector<std::vector<int32_t>> maps = compose_stage_maps(stage_maps);
+  for (std::size_t m = 0; m < maps.size(); ++m)
+    for (int64_t ll = plan.segment_first_layer(m); ll <= plan.stages[m].layer; ++ll) caches_[std::size_t(ll)].keep(maps[m], D);
   PD_RETURN_IF_ERROR(first_token(x, n, &r->first_token));
   r->next_position = int64_t(prompt.size());
   return Status::ok();
 }
 
-//! §3: filter pass over layers 0..r without a KV cache, top-k of the unscaled head-summed
+//! GemFilter: filter pass over layers 0..r without a KV cache, top-k of the unscaled head-summed
 //! logits (last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
-Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* r) {
+Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
-  const int64_t L = int64_t(prompt.size()), layer = c.selection_layers[0];
+  const int64_t L = int64_t(prompt.size()), layer = plan.stages[0].layer;
   std::vector<float> x;
   PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
   const std::vector<int32_t> positions = arange(L);
@@ -199,11 +194,8 @@ Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const Pipe
   taps.want_keys = true;
   PD_RETURN_IF_ERROR(model_.layer(layer, &x, L, positions.data(), L, nullptr, &taps));
   tick();
-  MethodConfig sel;
-  sel.method = Method::kGemFilter;
-  sel.budget = c.n_topks[0];
   Selection s;
-  PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, 1, taps.keys, L, positions, &s));
+  PD_RETURN_IF_ERROR(select_tokens(plan.stages[0].select, mc, taps.q, 1, taps.keys, L, positions, &s));
   const std::vector<int32_t>& idx = s.indices[0];
   r->retained.push_back(int64_t(idx.size()));
   r->selected.push_back(idx);
@@ -217,27 +209,20 @@ Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const Pipe
   return Status::ok();
 }
 
-//! §4/§5: a full prefill; every layer's cache is compressed right after its forward (SnapKV:
+//! SnapKV/H2O: a full prefill; every layer's cache is compressed right after its forward (SnapKV:
 //! the last W queries' softmax; H2O: column sums over all queries), per KV group or per query
 //! head, when L >= C.
-Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* r) {
+Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size()), D = mc.head_dim;
-  const bool snap = c.method == PipelineMethod::kSnapKV;
+  const MethodConfig& sel = plan.compression;
   std::vector<float> x;
   PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
   const std::vector<int32_t> positions = arange(L);
-  MethodConfig sel;
-  sel.method = snap ? Method::kSnapKV : Method::kH2O;
-  sel.budget = c.capacity;
-  sel.window = c.window;
-  sel.pool = c.pool;
-  sel.pool_kernel = c.pool_kernel;
-  sel.grouping = c.grouping;
-  const bool compress = L >= c.capacity;
+  const bool compress = plan.compresses(L);
   for (int64_t l = 0; l < mc.num_layers; ++l) {
     LayerTaps taps;
-    taps.q_rows = snap ? std::min<int64_t>(c.window, L) : L;
+    taps.q_rows = sel.method == Method::kSnapKV ? std::min<int64_t>(sel.window, L) : L;
     taps.want_keys = compress;
     PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], compress ? &taps : nullptr));
     r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
@@ -245,7 +230,7 @@ Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const
     if (!compress) continue;
     Selection s;
     PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, taps.q_rows, taps.keys, L, positions, &s));
-    caches_[std::size_t(l)].keep_per_head(s.indices, D, c.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
+    caches_[std::size_t(l)].keep_per_head(s.indices, D, sel.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
     r->retained.push_back(int64_t(s.indices[0].size()));
     r->selected.push_back(s.indices[0]);
   }

@@ -46,13 +46,61 @@ struct PipelineConfig {
   //! SnapKV/H2O: capacity per row (window included), observation/recent window.
   int64_t capacity = 1024;
   int32_t window = 32;
-  PoolMode pool = PoolMode::kAvg;  //!< SnapKV (H2O never pools)
+  //! Pooling of the scores before top-k, for every method that selects: PromptDistill and GemFilter
+  //! stages and SnapKV. H2O never pools (any other value than the default is rejected).
+  PoolMode pool = PoolMode::kAvg;
   int32_t pool_kernel = 5;
   HeadGrouping grouping = HeadGrouping::kPerKvGroup;
 
   //! Checks the configuration against a model and a prompt length (before any work).
   Status validate(const ModelConfig& model, int64_t prompt_length) const noexcept;
 };
+
+//! One token selection of a pipeline: the layer whose queries and keys score the tokens, and the
+//! Selector configuration that ranks them.
+struct SelectionStage {
+  int64_t layer = 0;
+  MethodConfig select;
+  //! PromptDistill: this stage truncates the caches of every layer up to `layer` to the tokens it
+  //! keeps (stage i truncates when cache_truncation_end is -1 or i < cache_truncation_end).
+  bool truncates_cache = false;
+};
+
+//! What a pipeline does, derived once from a PipelineConfig by `plan_pipeline`. Both executors
+//! (`ref::Session` and `BatchSession`) run from a plan, so they cannot read a configuration
+//! differently.
+struct PipelinePlan {
+  PipelineMethod method = PipelineMethod::kFull;
+  //! PromptDistill: one stage per selection layer, in layer order. GemFilter: the filter stage
+  //! (its layer ends the filter pass; the kept tokens are re-prefilled at positions 0..k-1).
+  std::vector<SelectionStage> stages;
+  //! SnapKV/H2O: the selection applied to every layer's cache right after its forward, for
+  //! prompts of at least `compression.budget` tokens (shorter prompts keep every token).
+  bool compresses_every_layer = false;
+  MethodConfig compression;
+  //! PromptDistill: gather the truncating stages' caches after the last layer, in the reference
+  //! code's order (`compose_stage_maps`), instead of at each selection point.
+  bool truncate_after_last_layer = false;
+
+  //! SnapKV/H2O compress a prompt of `prompt_length` tokens (L >= C).
+  bool compresses(int64_t prompt_length) const noexcept {
+    return compresses_every_layer && prompt_length >= compression.budget;
+  }
+  //! Layers [first, last] whose caches truncating stage `s` gathers after the last layer: the
+  //! segment (layer of stage s-1, layer of stage s].
+  int64_t segment_first_layer(std::size_t s) const noexcept { return s == 0 ? 0 : stages[s - 1].layer + 1; }
+};
+
+//! Validates the method-level parts of `config` (what can be checked without a model) and
+//! derives its plan.
+Status plan_pipeline(const PipelineConfig& config, PipelinePlan* plan) noexcept;
+
+//! Reference-order cache truncation. `stage_maps[s]` holds the indices that truncating stage s
+//! kept, into the token set it received. Returns, for every stage s, the map that gathers the
+//! caches of its segment (which still hold stage s's input set): stage_maps[s] composed with every
+//! later stage's map, i.e. the indices into stage s's input set of the tokens the last truncating
+//! stage keeps.
+std::vector<std::vector<int32_t>> compose_stage_maps(const std::vector<std::vector<int32_t>>& stage_maps);
 
 struct PrefillResult {
   int32_t first_token = -1;

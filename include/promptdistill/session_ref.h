@@ -39,9 +39,9 @@ class Session {
  private:
   Status run_layers(std::vector<float>* x, int64_t n, const std::vector<int32_t>& positions, int64_t first, int64_t last,
                     bool write_cache, int64_t* peak);
-  Status prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out);
-  Status prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out);
-  Status prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out);
+  Status prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
+  Status prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
+  Status prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
   Status first_token(const std::vector<float>& x, int64_t n, int32_t* token);
   int64_t cache_bytes() const;
 

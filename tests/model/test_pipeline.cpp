@@ -211,3 +211,67 @@ TEST_CASE("pipeline: progress reports every layer forward of the prefill") {
     CHECK(calls.back() == std::make_pair(total, total));
   }
 }
+
+TEST_CASE("pipeline/plan: every method's plan, as both executors read it") {
+  PipelinePlan plan;
+  PipelineConfig full;
+  REQUIRE(plan_pipeline(full, &plan).is_ok());
+  CHECK(plan.stages.empty());
+  CHECK_FALSE(plan.compresses(100000));
+
+  PipelineConfig multi = pd({2, 4}, {16, 8}, 1);
+  multi.pool = PoolMode::kMax;
+  multi.pool_kernel = 7;
+  REQUIRE(plan_pipeline(multi, &plan).is_ok());
+  REQUIRE(plan.stages.size() == 2);
+  CHECK(plan.stages[0].layer == 2);
+  CHECK(plan.stages[1].layer == 4);
+  CHECK(plan.stages[0].select.method == Method::kPromptDistill);
+  CHECK(plan.stages[1].select.budget == 8);
+  CHECK(plan.stages[1].select.pool == PoolMode::kMax);  // --pool applies to every selecting method
+  CHECK(plan.stages[1].select.pool_kernel == 7);
+  CHECK(plan.stages[0].truncates_cache);        // stage 0 < tt = 1
+  CHECK_FALSE(plan.stages[1].truncates_cache);  // stage 1 >= tt
+  CHECK(plan.segment_first_layer(0) == 0);
+  CHECK(plan.segment_first_layer(1) == 3);
+  REQUIRE(plan_pipeline(pd({2, 4}, {16, 8}, -1), &plan).is_ok());
+  CHECK((plan.stages[0].truncates_cache && plan.stages[1].truncates_cache));
+
+  PipelineConfig gem = pd({3}, {10}, -1);
+  gem.method = PipelineMethod::kGemFilter;
+  REQUIRE(plan_pipeline(gem, &plan).is_ok());
+  REQUIRE(plan.stages.size() == 1);
+  CHECK(plan.stages[0].select.method == Method::kGemFilter);
+  CHECK_FALSE(plan.stages[0].truncates_cache);  // GemFilter re-prefills; there is nothing to truncate
+
+  PipelineConfig h2o;
+  h2o.method = PipelineMethod::kH2O;
+  h2o.capacity = 64;
+  h2o.window = 8;
+  h2o.grouping = HeadGrouping::kPerQueryHead;
+  REQUIRE(plan_pipeline(h2o, &plan).is_ok());
+  CHECK(plan.compression.method == Method::kH2O);
+  CHECK(plan.compression.budget == 64);
+  CHECK(plan.compression.window == 8);
+  CHECK(plan.compression.grouping == HeadGrouping::kPerQueryHead);
+  CHECK(plan.compresses(64));
+  CHECK_FALSE(plan.compresses(63));  // L < C keeps every token
+  h2o.pool = PoolMode::kMax;          // H2O never pools: rejected, not ignored
+  const Status st = plan_pipeline(h2o, &plan);
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(st.message()).find("without pooling") != std::string::npos);
+}
+
+TEST_CASE("pipeline/plan: compose_stage_maps walks the last stage's kept tokens back to each stage's input") {
+  // Stage 0 keeps 5 of 10 tokens, stage 1 keeps 3 of those 5, stage 2 keeps 2 of those 3.
+  const std::vector<std::vector<int32_t>> maps = {{0, 2, 5, 7, 9}, {1, 3, 4}, {0, 2}};
+  const auto composed = compose_stage_maps(maps);
+  REQUIRE(composed.size() == 3);
+  // Stage 2's kept set {0, 2} of stage 2's input {1, 3, 4} (indices into stage 1's input) is
+  // {1, 4} there, which is {2, 9} in stage 0's input.
+  CHECK(composed[0] == std::vector<int32_t>{2, 9});
+  CHECK(composed[1] == std::vector<int32_t>{1, 4});
+  CHECK(composed[2] == std::vector<int32_t>{0, 2});
+  CHECK(compose_stage_maps({}).empty());
+  CHECK(compose_stage_maps({{4, 6}}) == std::vector<std::vector<int32_t>>{{4, 6}});
+}

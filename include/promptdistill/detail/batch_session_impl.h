@@ -485,11 +485,11 @@ struct BatchSession<Backend, T>::Impl {
   }
 
   // The pipelines (batch_session_methods.h).
-  Status full_prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig* compress_cfg,
+  Status full_prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan* compress_plan,
                       std::vector<PrefillResult>* res, std::vector<int32_t>* first);
-  Status promptdistill(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg,
+  Status promptdistill(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan,
                        std::vector<PrefillResult>* res, std::vector<int32_t>* first);
-  Status gemfilter(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg, std::vector<PrefillResult>* res,
+  Status gemfilter(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan, std::vector<PrefillResult>* res,
                    std::vector<int32_t>* first);
 };
 

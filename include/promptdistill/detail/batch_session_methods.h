@@ -14,32 +14,25 @@ namespace promptdistill {
 //! A full prefill of `prompts` (positions 0..L_b-1) through every layer; optional SnapKV/H2O
 //! compression after each layer. Returns the first tokens.
 template <class Backend, class T>
-Status BatchSession<Backend, T>::Impl::full_prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig* compress_cfg,
+Status BatchSession<Backend, T>::Impl::full_prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan* compress_plan,
                                                     std::vector<PrefillResult>* res, std::vector<int32_t>* first) {
   const std::vector<int64_t> L = sizes_of(prompts);
   const int64_t n = max_of(L);
   std::vector<std::vector<int32_t>> pos;
   PD_RETURN_IF_ERROR(start_prompts(prompts, &pos));
-  MethodConfig m;
-  int64_t q_rows = 0;
   // SnapKV/H2O compress a request only when L >= C (shorter ones keep everything, which is
   // also what the selection returns for them).
-  if (compress_cfg && max_of(L) < compress_cfg->capacity) compress_cfg = nullptr;
-  if (compress_cfg) {
-    const bool snap = compress_cfg->method == PipelineMethod::kSnapKV;
-    m.method = snap ? Method::kSnapKV : Method::kH2O;
-    m.budget = compress_cfg->capacity;
-    m.window = compress_cfg->window;
-    m.pool = compress_cfg->pool;
-    m.pool_kernel = compress_cfg->pool_kernel;
-    m.grouping = compress_cfg->grouping;
-    q_rows = snap ? m.window : n;
+  const bool compress_any = compress_plan != nullptr && compress_plan->compresses(max_of(L));
+  const MethodConfig m = compress_any ? compress_plan->compression : MethodConfig{};
+  int64_t q_rows = 0;
+  if (compress_any) {
+    q_rows = m.method == Method::kSnapKV ? m.window : n;
     PD_RETURN_IF_ERROR(ensure(&qsel, std::size_t(B() * q_rows * H() * D()) * sizeof(T)));
   }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     PD_RETURN_IF_ERROR(layer(l, n, &caches[std::size_t(l)], L));
     account_kv();
-    if (!compress_cfg) continue;
+    if (!compress_any) continue;
     const T* qv = as<const T>(q);
     if (m.method == Method::kSnapKV) {  // the last W queries of every request (rows before 0 are ignored)
       std::vector<std::vector<int32_t>> rows(static_cast<std::size_t>(B()));
@@ -52,7 +45,7 @@ Status BatchSession<Backend, T>::Impl::full_prefill(const std::vector<std::vecto
     PD_RETURN_IF_ERROR(select(m, qv, q_rows, caches[std::size_t(l)], L, n, pos, false, &p));
     PD_RETURN_IF_ERROR(compact(&caches[std::size_t(l)], p.idx));
     for (int64_t b = 0; b < B(); ++b) {
-      if (L[std::size_t(b)] < compress_cfg->capacity) continue;
+      if (!compress_plan->compresses(L[std::size_t(b)])) continue;
       (*res)[std::size_t(b)].retained.push_back(int64_t(p.idx[std::size_t(b)][0].size()));
       (*res)[std::size_t(b)].selected.push_back(p.idx[std::size_t(b)][0]);
     }
@@ -63,7 +56,7 @@ Status BatchSession<Backend, T>::Impl::full_prefill(const std::vector<std::vecto
 }
 
 template <class Backend, class T>
-Status BatchSession<Backend, T>::Impl::promptdistill(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg,
+Status BatchSession<Backend, T>::Impl::promptdistill(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan,
                                                      std::vector<PrefillResult>* res, std::vector<int32_t>* first) {
   const std::vector<int64_t> L = sizes_of(prompts);
   std::vector<int64_t> cur = L;
@@ -71,20 +64,17 @@ Status BatchSession<Backend, T>::Impl::promptdistill(const std::vector<std::vect
   std::vector<std::vector<int32_t>> pos;
   PD_RETURN_IF_ERROR(start_prompts(prompts, &pos));
   PD_RETURN_IF_ERROR(ensure(&qsel, std::size_t(B() * H() * D()) * sizeof(T)));
-  std::vector<std::vector<std::vector<std::vector<int32_t>>>> stage_maps;  // truncating stages (after-last-layer mode)
+  std::vector<std::vector<std::vector<int32_t>>> stage_maps(static_cast<std::size_t>(B()));  // [request][truncating stage]
   std::size_t stage = 0;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     PD_RETURN_IF_ERROR(layer(l, n, &caches[std::size_t(l)], cur));
     account_kv();
-    if (!(stage < cfg.selection_layers.size() && l == cfg.selection_layers[stage])) continue;
+    if (!(stage < plan.stages.size() && l == plan.stages[stage].layer)) continue;
     std::vector<std::vector<int32_t>> last_rows;
     for (int64_t v : cur) last_rows.push_back({int32_t(v - 1)});
     PD_RETURN_IF_ERROR(gather_rows(as<const T>(q), n, H() * D(), last_rows, as<T>(qsel)));
-    MethodConfig m;
-    m.method = Method::kPromptDistill;
-    m.budget = cfg.n_topks[stage];
     Picked p;
-    PD_RETURN_IF_ERROR(select(m, as<const T>(qsel), 1, caches[std::size_t(l)], cur, n, pos, true, &p));
+    PD_RETURN_IF_ERROR(select(plan.stages[stage].select, as<const T>(qsel), 1, caches[std::size_t(l)], cur, n, pos, true, &p));
     std::vector<int64_t> kept;
     for (int64_t b = 0; b < B(); ++b) {
       kept.push_back(int64_t(p.idx[std::size_t(b)][0].size()));
@@ -97,12 +87,11 @@ Status BatchSession<Backend, T>::Impl::promptdistill(const std::vector<std::vect
     const std::size_t row = std::size_t(c.hidden) * sizeof(T);
     PD_RETURN_IF_ERROR(Backend::copy_rows(x.p, std::size_t(n_new) * row, x2.p, std::size_t(n) * row, std::size_t(n_new) * row,
                                           std::size_t(B()), stream));
-    const bool truncating = cfg.cache_truncation_end == -1 || int64_t(stage) < cfg.cache_truncation_end;
-    if (truncating) {
+    if (plan.stages[stage].truncates_cache) {
       std::vector<std::vector<std::vector<int32_t>>> map;
       for (int64_t b = 0; b < B(); ++b) map.push_back({p.idx[std::size_t(b)][0]});
-      if (cfg.truncate_after_last_layer) {
-        stage_maps.push_back(map);
+      if (plan.truncate_after_last_layer) {
+        for (int64_t b = 0; b < B(); ++b) stage_maps[std::size_t(b)].push_back(p.idx[std::size_t(b)][0]);
       } else {
         for (int64_t ll = 0; ll <= l; ++ll) PD_RETURN_IF_ERROR(compact(&caches[std::size_t(ll)], map));
       }
@@ -112,14 +101,14 @@ Status BatchSession<Backend, T>::Impl::promptdistill(const std::vector<std::vect
     PD_RETURN_IF_ERROR(upload_rope(pos, n, L));
     ++stage;
   }
-  // Reference order: compose each truncating stage's map with the later ones, after the last layer.
-  for (std::size_t s = 0; s < stage_maps.size(); ++s) {
-    auto map = stage_maps.back();
-    for (std::size_t j = stage_maps.size() - 1; j-- > s;)
-      for (int64_t b = 0; b < B(); ++b)
-        for (auto& v : map[std::size_t(b)][0]) v = stage_maps[j][std::size_t(b)][0][std::size_t(v)];
-    const int64_t lo = s == 0 ? 0 : cfg.selection_layers[s - 1] + 1;
-    for (int64_t ll = lo; ll <= cfg.selection_layers[s]; ++ll) PD_RETURN_IF_ERROR(compact(&caches[std::size_t(ll)], map));
+  // Reference order: each request's composed maps gather its segments' caches after the last layer.
+  std::vector<std::vector<std::vector<int32_t>>> composed;  // [request][segment]
+  for (int64_t b = 0; b < B(); ++b) composed.push_back(compose_stage_maps(stage_maps[std::size_t(b)]));
+  for (std::size_t segment = 0; !composed.empty() && segment < composed[0].size(); ++segment) {
+    std::vector<std::vector<std::vector<int32_t>>> map;
+    for (int64_t b = 0; b < B(); ++b) map.push_back({composed[std::size_t(b)][segment]});
+    for (int64_t ll = plan.segment_first_layer(segment); ll <= plan.stages[segment].layer; ++ll)
+      PD_RETURN_IF_ERROR(compact(&caches[std::size_t(ll)], map));
   }
   std::vector<int64_t> last_row;
   for (int64_t v : cur) last_row.push_back(v - 1);
@@ -127,10 +116,10 @@ Status BatchSession<Backend, T>::Impl::promptdistill(const std::vector<std::vect
 }
 
 template <class Backend, class T>
-Status BatchSession<Backend, T>::Impl::gemfilter(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg, std::vector<PrefillResult>* res,
+Status BatchSession<Backend, T>::Impl::gemfilter(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan, std::vector<PrefillResult>* res,
                                                  std::vector<int32_t>* first) {
   const std::vector<int64_t> L = sizes_of(prompts);
-  const int64_t n = max_of(L), r = cfg.selection_layers[0];
+  const int64_t n = max_of(L), r = plan.stages[0].layer;
   std::vector<std::vector<int32_t>> pos;
   PD_RETURN_IF_ERROR(start_prompts(prompts, &pos));
   PD_RETURN_IF_ERROR(resize_cache(&scratch_cache, n));
@@ -142,11 +131,8 @@ Status BatchSession<Backend, T>::Impl::gemfilter(const std::vector<std::vector<i
   for (int64_t v : L) last_rows.push_back({int32_t(v - 1)});
   PD_RETURN_IF_ERROR(ensure(&qsel, std::size_t(B() * H() * D()) * sizeof(T)));
   PD_RETURN_IF_ERROR(gather_rows(as<const T>(q), n, H() * D(), last_rows, as<T>(qsel)));
-  MethodConfig m;
-  m.method = Method::kGemFilter;
-  m.budget = cfg.n_topks[0];
   Picked p;
-  PD_RETURN_IF_ERROR(select(m, as<const T>(qsel), 1, scratch_cache, L, n, pos, false, &p));
+  PD_RETURN_IF_ERROR(select(plan.stages[0].select, as<const T>(qsel), 1, scratch_cache, L, n, pos, false, &p));
   release(&scratch_cache.k);
   release(&scratch_cache.v);
   scratch_cache.capacity = 0;
@@ -269,15 +255,17 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
     // ... and its activations, so that each prefill's peak is its own.
     for (auto* b : {&m.x, &m.x2, &m.h, &m.q, &m.kn, &m.vn, &m.attn, &m.gate, &m.up, &m.qsel, &m.workspace}) m.release(b);
     peak_ = held_;
+    PipelinePlan plan;
+    PD_RETURN_IF_ERROR(plan_pipeline(cfg, &plan));
     std::vector<PrefillResult> res(prompts.size());
     std::vector<int32_t> first;
     const auto t0 = Impl::Clock::now();
     switch (cfg.method) {
       case PipelineMethod::kFull: PD_RETURN_IF_ERROR(m.full_prefill(prompts, nullptr, &res, &first)); break;
-      case PipelineMethod::kPromptDistill: PD_RETURN_IF_ERROR(m.promptdistill(prompts, cfg, &res, &first)); break;
-      case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(m.gemfilter(prompts, cfg, &res, &first)); break;
+      case PipelineMethod::kPromptDistill: PD_RETURN_IF_ERROR(m.promptdistill(prompts, plan, &res, &first)); break;
+      case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(m.gemfilter(prompts, plan, &res, &first)); break;
       case PipelineMethod::kSnapKV:
-      case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(m.full_prefill(prompts, &cfg, &res, &first)); break;
+      case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(m.full_prefill(prompts, &plan, &res, &first)); break;
     }
     const double ttft = std::chrono::duration<double, std::milli>(Impl::Clock::now() - t0).count();
     m.next_position.assign(prompts.size(), 0);
