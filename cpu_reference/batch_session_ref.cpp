@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "promptdistill/detail/batch_session_impl.h"
+#include "src/batch_session/batch_session_impl.h"
 
 namespace promptdistill {
 

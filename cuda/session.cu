@@ -5,7 +5,7 @@
 //! inside an operation's run().
 
 #include "cuda/check.cuh"
-#include "promptdistill/detail/batch_session_impl.h"
+#include "src/batch_session/batch_session_impl.h"
 
 namespace promptdistill {
 namespace {

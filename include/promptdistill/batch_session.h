@@ -11,6 +11,9 @@
 //! - `cuda::Session` (CUDA ops, bf16 weights and activations, f32 accumulation and f32 logits,
 //!   device memory), `cuda::SessionF16` and `cuda::SessionF32`.
 //!
+//! The implementation is private (src/batch_session/: RAII buffers, the decoder, the pipelines)
+//! and compiled into the library for the instantiations below.
+//!
 //! Layout: a prefill keeps the batch padded, [B, n_max, ...] with request b's first n_b rows
 //! valid; rows past n_b are computed but never read (attention, KV appends and selections only
 //! touch valid rows). Per-layer caches are contiguous [B, capacity_l, H_kv, D] with per-request
@@ -116,16 +119,15 @@ class BatchSession {
   //! Layer l's keys and values of request b as f32 [length, H_kv, D] (host copies, for tests).
   Status read_cache(int64_t layer, int64_t b, std::vector<float>* k, std::vector<float>* v) const noexcept;
   //! Memory this session holds now / at most since the last prefill began (weights included).
-  int64_t memory_bytes() const noexcept { return held_; }
-  int64_t peak_memory_bytes() const noexcept { return peak_; }
-  int64_t weight_bytes() const noexcept { return weight_bytes_; }
+  int64_t memory_bytes() const noexcept;
+  int64_t peak_memory_bytes() const noexcept;
+  int64_t weight_bytes() const noexcept;
 
  private:
-  struct Impl;
+  struct Impl;  // src/batch_session/ (private, not installed)
   BatchSession() = default;
   std::unique_ptr<Impl> impl_;
   int64_t batch_ = 0;
-  int64_t held_ = 0, peak_ = 0, weight_bytes_ = 0;
 };
 
 namespace ref {

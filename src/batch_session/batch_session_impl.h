@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! Private to the batch session: `BatchSession<Backend, T>`'s state and public members. Included
+//! only by the translation units that instantiate it (cpu_reference/batch_session_ref.cpp for
+//! the CPU, cuda/session.cu for CUDA), so both backends run exactly this code.
+
+#include <chrono>
+#include <new>
+#include <vector>
+
+#include "promptdistill/batch_session.h"
+#include "src/batch_session/pipelines.h"
+
+namespace promptdistill {
+
+template <class Backend, class T>
+struct BatchSession<Backend, T>::Impl {
+  using Clock = std::chrono::steady_clock;
+
+  Impl(const ModelConfig& config, const BatchSessionOptions& options, Stream stream)
+      : caches(&ledger, config.num_kv_heads, config.head_dim, stream),
+        decoder(config, options, stream, &ledger, &caches),
+        pipelines(&decoder, &caches, &ledger) {}
+
+  // Declared first so that it outlives every buffer that reports to it.
+  session::MemoryLedger ledger;
+  session::LayerCaches<Backend, T> caches;
+  session::Decoder<Backend, T> decoder;
+  session::Pipelines<Backend, T> pipelines;
+  std::vector<int64_t> next_position;  //!< per request, after a prefill
+};
+
+template <class Backend, class T>
+BatchSession<Backend, T>::~BatchSession() = default;
+
+template <class Backend, class T>
+int64_t BatchSession<Backend, T>::memory_bytes() const noexcept {
+  return impl_ ? impl_->ledger.held : 0;
+}
+template <class Backend, class T>
+int64_t BatchSession<Backend, T>::peak_memory_bytes() const noexcept {
+  return impl_ ? impl_->ledger.peak : 0;
+}
+template <class Backend, class T>
+int64_t BatchSession<Backend, T>::weight_bytes() const noexcept {
+  return impl_ ? impl_->decoder.weight_bytes : 0;
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
+                                        std::unique_ptr<BatchSession>* out) noexcept {
+  try {
+    PD_RETURN_IF_ERROR(weights->config.validate());
+    if (options.mlp_chunk_rows < 1 || options.decode_reserve < 0)
+      return Status(StatusCode::kInvalidArgument, "session options: mlp_chunk_rows must be >= 1 and decode_reserve >= 0");
+    std::unique_ptr<BatchSession> session(new BatchSession());
+    session->impl_ = std::make_unique<Impl>(weights->config, options, stream);
+    PD_RETURN_IF_ERROR(session->impl_->decoder.upload_weights(*weights));
+    *out = std::move(session);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "session: out of host memory");
+  }
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& config,
+                                         std::vector<PrefillResult>* out) noexcept {
+  try {
+    Impl& impl = *impl_;
+    session::Decoder<Backend, T>& decoder = impl.decoder;
+    const ModelConfig& model = decoder.config;
+    if (prompts.empty()) return Status(StatusCode::kInvalidArgument, "prefill: the batch is empty");
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      Status s = config.validate(model, int64_t(prompts[b].size()));
+      if (!s.is_ok()) return Status(s.code(), "request %zu: %s", b, s.message());
+      for (int32_t id : prompts[b])
+        if (id < 0 || id >= model.vocab)
+          return Status(StatusCode::kInvalidArgument, "request %zu: token %d is outside the vocabulary [0, %lld)", b, id,
+                        (long long)model.vocab);
+    }
+    PipelinePlan plan;
+    PD_RETURN_IF_ERROR(plan_pipeline(config, &plan));
+    if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerQueryHead &&
+        model.num_heads != model.num_kv_heads)
+      return Status(StatusCode::kUnsupported,
+                    "the batch session compresses per KV group; per-query-head selection needs a GQA-expanded cache "
+                    "(use ref::Session for that reference-fidelity mode)");
+    batch_ = int64_t(prompts.size());
+    {
+      // Memory check before any work. The previous prefill's caches and activations are freed
+      // first, so they count as available.
+      const int64_t need = impl.pipelines.estimate_prefill_bytes(prompts, plan);
+      int64_t reusable = impl.caches.layer_bytes();
+      for (const auto* buffer : decoder.activation_buffers()) reusable += int64_t(buffer->bytes());
+      const int64_t limit = decoder.options.memory_limit_bytes > 0 ? decoder.options.memory_limit_bytes
+                                                                    : Backend::available_bytes() + reusable;
+      if (need > limit)
+        return Status(StatusCode::kOutOfMemory,
+                      "prefill of %lld x %lld tokens needs about %.1f MiB for caches and activations, %.1f MiB are available",
+                      (long long)batch_, (long long)impl.pipelines.max_of(impl.pipelines.sizes_of(prompts)),
+                      double(need) / 1048576.0, double(limit) / 1048576.0);
+    }
+    decoder.batch = batch_;
+    impl.caches.reset(model.num_layers, batch_);  // frees the previous prefill's caches
+    // ... and its activations, so that each prefill's peak is its own.
+    for (auto* buffer : decoder.activation_buffers()) buffer->release();
+    impl.ledger.reset_peak();
+    std::vector<PrefillResult> results(prompts.size());
+    std::vector<int32_t> first_tokens;
+    const auto start = Impl::Clock::now();
+    switch (plan.method) {
+      case PipelineMethod::kFull: PD_RETURN_IF_ERROR(impl.pipelines.full_prefill(prompts, nullptr, &results, &first_tokens)); break;
+      case PipelineMethod::kPromptDistill: PD_RETURN_IF_ERROR(impl.pipelines.promptdistill(prompts, plan, &results, &first_tokens)); break;
+      case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(impl.pipelines.gemfilter(prompts, plan, &results, &first_tokens)); break;
+      case PipelineMethod::kSnapKV:
+      case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(impl.pipelines.full_prefill(prompts, &plan, &results, &first_tokens)); break;
+    }
+    const double ttft_ms = std::chrono::duration<double, std::milli>(Impl::Clock::now() - start).count();
+    impl.next_position.assign(prompts.size(), 0);
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      PrefillResult& result = results[b];
+      result.first_token = first_tokens[b];
+      result.prompt_tokens = int64_t(prompts[b].size());
+      result.next_position = plan.method == PipelineMethod::kGemFilter ? result.retained[0] : result.prompt_tokens;
+      impl.next_position[b] = result.next_position;
+      for (const auto& cache : impl.caches.layers) result.cache_lengths.push_back(cache.lengths[b]);
+      result.ttft_ms = ttft_ms;
+      result.peak_kv_cache_bytes = impl.caches.peak_bytes();
+    }
+    *out = std::move(results);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "prefill: out of host memory");
+  }
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::decode_step(const std::vector<int32_t>& tokens, std::vector<int32_t>* next) noexcept {
+  try {
+    Impl& impl = *impl_;
+    session::Decoder<Backend, T>& decoder = impl.decoder;
+    const ModelConfig& model = decoder.config;
+    if (impl.next_position.empty()) return Status(StatusCode::kInvalidArgument, "decode_step before prefill");
+    if (int64_t(tokens.size()) != batch_)
+      return Status(StatusCode::kShapeMismatch, "decode_step: %zu tokens for a batch of %lld", tokens.size(), (long long)batch_);
+    std::vector<std::vector<int32_t>> ids, positions;
+    std::vector<int64_t> total_lengths, one_row_each(std::size_t(batch_), 1);
+    for (int64_t b = 0; b < batch_; ++b) {
+      const int64_t position = impl.next_position[std::size_t(b)];
+      if (position >= model.max_positions)
+        return Status(StatusCode::kInvalidArgument, "request %lld: position %lld reaches the model's context of %lld", (long long)b,
+                      (long long)position, (long long)model.max_positions);
+      if (tokens[std::size_t(b)] < 0 || tokens[std::size_t(b)] >= model.vocab)
+        return Status(StatusCode::kInvalidArgument, "request %lld: token %d is outside the vocabulary [0, %lld)", (long long)b,
+                      tokens[std::size_t(b)], (long long)model.vocab);
+      ids.push_back({tokens[std::size_t(b)]});
+      positions.push_back({int32_t(position)});
+      total_lengths.push_back(position + 1);
+    }
+    PD_RETURN_IF_ERROR(decoder.reserve_rows(1));
+    PD_RETURN_IF_ERROR(decoder.embed_ids(ids, 1));
+    PD_RETURN_IF_ERROR(decoder.upload_rope(positions, 1, total_lengths));
+    for (int64_t l = 0; l < model.num_layers; ++l)
+      PD_RETURN_IF_ERROR(decoder.layer(l, 1, &impl.caches.layers[std::size_t(l)], one_row_each));
+    for (int64_t& position : impl.next_position) ++position;
+    return decoder.next_tokens(1, std::vector<int64_t>(std::size_t(batch_), 0), next);
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "decode: out of host memory");
+  }
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::generate(const std::vector<int32_t>& first, int64_t max_new_tokens,
+                                          const std::vector<int32_t>& stop, std::vector<std::vector<int32_t>>* out,
+                                          double* decode_ms_per_step) noexcept {
+  try {
+    out->assign(first.size(), {});
+    *decode_ms_per_step = 0;
+    if (int64_t(first.size()) != batch_)
+      return Status(StatusCode::kShapeMismatch, "generate: %zu first tokens for a batch of %lld", first.size(), (long long)batch_);
+    if (max_new_tokens <= 0) return Status::ok();
+    std::vector<int32_t> tokens = first;
+    std::vector<bool> done(first.size(), false);
+    const auto start = Impl::Clock::now();
+    int64_t steps = 0;
+    while (true) {
+      bool all_done = true;
+      for (std::size_t b = 0; b < tokens.size(); ++b) {
+        if (done[b]) continue;
+        (*out)[b].push_back(tokens[b]);
+        if (int64_t((*out)[b].size()) >= max_new_tokens || std::find(stop.begin(), stop.end(), tokens[b]) != stop.end())
+          done[b] = true;
+        all_done = all_done && done[b];
+      }
+      if (all_done) break;
+      PD_RETURN_IF_ERROR(decode_step(tokens, &tokens));  // finished requests keep stepping; their tokens are dropped
+      ++steps;
+    }
+    if (steps > 0)
+      *decode_ms_per_step = std::chrono::duration<double, std::milli>(Impl::Clock::now() - start).count() / double(steps);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "generate: out of host memory");
+  }
+}
+
+template <class Backend, class T>
+int64_t BatchSession<Backend, T>::cache_length(int64_t layer, int64_t b) const noexcept {
+  if (!impl_ || layer < 0 || layer >= int64_t(impl_->caches.layers.size()) || b < 0 || b >= batch_) return -1;
+  return impl_->caches.layers[std::size_t(layer)].lengths[std::size_t(b)];
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::read_cache(int64_t layer, int64_t b, std::vector<float>* k, std::vector<float>* v) const noexcept {
+  try {
+    const Impl& impl = *impl_;
+    if (layer < 0 || layer >= int64_t(impl.caches.layers.size()) || b < 0 || b >= batch_)
+      return Status(StatusCode::kOutOfRange, "read_cache: layer %lld / request %lld out of range", (long long)layer, (long long)b);
+    const auto& cache = impl.caches.layers[std::size_t(layer)];
+    const std::size_t token_elements = std::size_t(impl.decoder.config.num_kv_heads * impl.decoder.config.head_dim);
+    const std::size_t length = std::size_t(cache.lengths[std::size_t(b)]);
+    for (auto [dst, part] : {std::pair<std::vector<float>*, const session::DeviceBuffer<Backend>*>{k, &cache.keys}, {v, &cache.values}}) {
+      std::vector<T> host(length * token_elements);
+      if (length > 0)
+        PD_RETURN_IF_ERROR(Backend::download(host.data(), part->template as<const T>() + std::size_t(b * cache.capacity) * token_elements,
+                                             host.size() * sizeof(T), impl.decoder.stream));
+      dst->resize(host.size());
+      for (std::size_t i = 0; i < host.size(); ++i) (*dst)[i] = num::to_f32(host[i]);
+    }
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "read_cache: out of host memory");
+  }
+}
+
+}  // namespace promptdistill

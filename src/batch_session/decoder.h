@@ -1,0 +1,357 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! Private to the batch session: the decoder of a padded batch, composed only of one backend's
+//! block operations (blocks.h) — the weights on the backend, the activations, one layer's forward
+//! over [B, n] rows with its KV append, and the greedy next token.
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "promptdistill/batch_session.h"
+#include "promptdistill/detail/numerics.h"
+#include "src/batch_session/layer_caches.h"
+
+namespace promptdistill {
+namespace session {
+
+template <class Backend, class T>
+class Decoder {
+ public:
+  using Buffer = DeviceBuffer<Backend>;
+  using Cache = LayerCache<Backend>;
+
+  //! One decoder layer's weights on the backend, rounded to T.
+  struct LayerWeightBuffers {
+    Buffer attn_norm, wq, wk, wv, bq, bk, bv, wo, mlp_norm, gate, up, down;
+  };
+
+  Decoder(const ModelConfig& model_config, const BatchSessionOptions& session_options, Stream session_stream,
+          MemoryLedger* ledger, LayerCaches<Backend, T>* caches)
+      : config(model_config), options(session_options), stream(session_stream), ledger_(ledger), caches_(caches) {
+    for (Buffer* buffer : activation_buffers()) buffer->set_ledger(ledger);
+    for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &last_rows_,
+                           &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_, &gather_counts_})
+      buffer->set_ledger(ledger);
+  }
+
+  const ModelConfig config;
+  const BatchSessionOptions options;
+  const Stream stream;
+
+  // Activations of the padded batch, [B, n, ...] (sized for the largest n seen; see reserve_rows).
+  Buffer hidden;          //!< [B, n, hidden]: the residual stream
+  Buffer kept_hidden;     //!< [B, n, hidden]: the selection's gather of `hidden` (PromptDistill)
+  Buffer normed;          //!< [B, n, hidden]: RMSNorm output
+  Buffer queries;         //!< [B, n, H, D] post-RoPE
+  Buffer new_keys;        //!< [B, n, H_kv, D] post-RoPE
+  Buffer new_values;      //!< [B, n, H_kv, D]
+  Buffer attention_out;   //!< [B, n, H, D]
+  Buffer mlp_gate;        //!< [chunk, intermediate]
+  Buffer mlp_up;          //!< [chunk, intermediate]
+  Buffer selection_queries;  //!< [B, rows, H, D]: the queries a selection scores with
+  Buffer workspace;       //!< the ops' caller-owned scratch (grown to the largest request)
+
+  int64_t batch = 0;
+  int64_t weight_bytes = 0;
+
+  //! The buffers a new prefill frees first (so that each prefill's peak is its own).
+  std::vector<Buffer*> activation_buffers() {
+    return {&hidden,  &kept_hidden, &normed,           &queries,          &new_keys, &new_values,
+            &attention_out, &mlp_gate, &mlp_up, &selection_queries, &workspace};
+  }
+
+  // ---- weights ---------------------------------------------------------------------------------
+
+  Status upload_weights(const ModelWeights& weights) {
+    layer_weights_.resize(std::size_t(config.num_layers));
+    for (int64_t l = 0; l < config.num_layers; ++l) {
+      const LayerWeights& src = weights.layers[std::size_t(l)];
+      LayerWeightBuffers& dst = layer_weights_[std::size_t(l)];
+      for (Buffer* buffer : {&dst.attn_norm, &dst.wq, &dst.wk, &dst.wv, &dst.bq, &dst.bk, &dst.bv, &dst.wo, &dst.mlp_norm,
+                             &dst.gate, &dst.up, &dst.down})
+        buffer->set_ledger(ledger_);
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.attn_norm, src.attn_norm));
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.wq, src.wq));
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.wk, src.wk));
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.wv, src.wv));
+      if (!src.bq.empty()) {
+        PD_RETURN_IF_ERROR(upload_rounded(&dst.bq, src.bq));
+        PD_RETURN_IF_ERROR(upload_rounded(&dst.bk, src.bk));
+        PD_RETURN_IF_ERROR(upload_rounded(&dst.bv, src.bv));
+      }
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.wo, src.wo));
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.mlp_norm, src.mlp_norm));
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.gate, src.w_gate));
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.up, src.w_up));
+      PD_RETURN_IF_ERROR(upload_rounded(&dst.down, src.w_down));
+    }
+    PD_RETURN_IF_ERROR(upload_rounded(&embed_table_, weights.embed));
+    PD_RETURN_IF_ERROR(upload_rounded(&final_norm_, weights.final_norm));
+    PD_RETURN_IF_ERROR(lm_head_.upload(weights.output_matrix(), stream));  // f32: logits decide greedy ties
+    weight_bytes += int64_t(lm_head_.bytes());
+    return Status::ok();
+  }
+
+  // ---- running operations ------------------------------------------------------------------------
+
+  Workspace workspace_view() const { return Workspace{workspace.data(), workspace.bytes()}; }
+
+  template <class Op, class Args>
+  Status run(const Args& args) {
+    PD_RETURN_IF_ERROR(Op::can_implement(args));
+    const std::size_t bytes = Op::workspace_size(args);
+    PD_RETURN_IF_ERROR(workspace.reserve(bytes, stream));
+    PD_RETURN_IF_ERROR(Op::run(args, workspace_view(), stream));
+    // Only ops with scratch carry a status word (the workspace start may otherwise hold another
+    // op's scratch, e.g. cuBLASLt's).
+    return options.check_every_op && bytes > 0 ? Backend::device_status(workspace_view(), stream) : Status::ok();
+  }
+  //! Runs an op whose per-request data the device validates, then reads its status word.
+  template <class Op, class Args>
+  Status run_checked(const Args& args) {
+    PD_RETURN_IF_ERROR(run<Op>(args));
+    return Backend::device_status(workspace_view(), stream);
+  }
+
+  // ---- activations and inputs --------------------------------------------------------------------
+
+  //! Sizes the activations for B x n padded rows.
+  Status reserve_rows(int64_t n) {
+    const std::size_t rows = std::size_t(batch * n), element = sizeof(T);
+    const std::size_t chunk = std::size_t(std::min<int64_t>(int64_t(rows), options.mlp_chunk_rows));
+    const std::size_t q_width = std::size_t(config.num_heads * config.head_dim);
+    const std::size_t kv_width = std::size_t(config.num_kv_heads * config.head_dim);
+    PD_RETURN_IF_ERROR(hidden.reserve(rows * std::size_t(config.hidden) * element, stream));
+    PD_RETURN_IF_ERROR(kept_hidden.reserve(rows * std::size_t(config.hidden) * element, stream));
+    PD_RETURN_IF_ERROR(normed.reserve(rows * std::size_t(config.hidden) * element, stream));
+    PD_RETURN_IF_ERROR(queries.reserve(rows * q_width * element, stream));
+    PD_RETURN_IF_ERROR(attention_out.reserve(rows * q_width * element, stream));
+    PD_RETURN_IF_ERROR(new_keys.reserve(rows * kv_width * element, stream));
+    PD_RETURN_IF_ERROR(new_values.reserve(rows * kv_width * element, stream));
+    PD_RETURN_IF_ERROR(mlp_gate.reserve(chunk * std::size_t(config.intermediate) * element, stream));
+    return mlp_up.reserve(chunk * std::size_t(config.intermediate) * element, stream);
+  }
+
+  //! cos/sin of every padded row: request b's rows take positions[b] (rows past them position 0).
+  Status upload_rope(const std::vector<std::vector<int32_t>>& positions, int64_t n, const std::vector<int64_t>& total_lengths) {
+    const std::size_t half = std::size_t(config.head_dim / 2);
+    std::vector<float> cos_rows(std::size_t(batch * n) * half, 1.0f), sin_rows(cos_rows.size(), 0.0f), request_cos, request_sin;
+    for (int64_t b = 0; b < batch; ++b) {
+      const std::vector<int32_t>& request_positions = positions[std::size_t(b)];
+      PD_RETURN_IF_ERROR(rope_tables(config, request_positions.data(), int64_t(request_positions.size()),
+                                     total_lengths[std::size_t(b)], &request_cos, &request_sin));
+      std::copy(request_cos.begin(), request_cos.end(), cos_rows.begin() + std::ptrdiff_t(std::size_t(b * n) * half));
+      std::copy(request_sin.begin(), request_sin.end(), sin_rows.begin() + std::ptrdiff_t(std::size_t(b * n) * half));
+    }
+    PD_RETURN_IF_ERROR(rope_cos_.upload(cos_rows, stream));
+    return rope_sin_.upload(sin_rows, stream);
+  }
+
+  //! Embeds request b's ids into rows [b * n, b * n + ids[b].size()) of `hidden`.
+  Status embed_ids(const std::vector<std::vector<int32_t>>& ids, int64_t n) {
+    std::vector<int32_t> padded(std::size_t(batch * n), 0);
+    for (int64_t b = 0; b < batch; ++b)
+      std::copy(ids[std::size_t(b)].begin(), ids[std::size_t(b)].end(), padded.begin() + std::ptrdiff_t(b * n));
+    PD_RETURN_IF_ERROR(token_ids_.upload(padded, stream));
+    EmbedArgs<T> embed;
+    embed.table = make_view<const T>(embed_table_.template as<const T>(), config.vocab, config.hidden);
+    embed.ids = make_view<const int32_t>(token_ids_.template as<const int32_t>(), batch * n);
+    embed.out = make_view<T>(hidden.template as<T>(), batch * n, config.hidden);
+    // The ids were checked on the host (prefill, decode_step): no status read, no sync.
+    return run<typename Backend::template Embed<T>>(embed);
+  }
+
+  // ---- one layer ----------------------------------------------------------------------------------
+
+  //! Layer l over the B x n padded rows of `hidden`; request b has new_rows[b] new tokens,
+  //! appended to `cache` after its current lengths. The RoPE tables must be uploaded.
+  Status layer(int64_t l, int64_t n, Cache* cache, const std::vector<int64_t>& new_rows) {
+    const LayerWeightBuffers& weights = layer_weights_[std::size_t(l)];
+    const int64_t rows = batch * n, width = config.hidden, head_dim = config.head_dim;
+    const int64_t q_width = config.num_heads * head_dim, kv_width = config.num_kv_heads * head_dim;
+    int64_t longest = 0;
+    std::vector<int32_t> q_lens(static_cast<std::size_t>(batch)), kv_lens(static_cast<std::size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b) {
+      q_lens[std::size_t(b)] = int32_t(new_rows[std::size_t(b)]);
+      kv_lens[std::size_t(b)] = int32_t(cache->lengths[std::size_t(b)] + new_rows[std::size_t(b)]);
+      longest = std::max<int64_t>(longest, kv_lens[std::size_t(b)]);
+    }
+    if (longest > cache->capacity)
+      PD_RETURN_IF_ERROR(caches_->resize(cache, std::max(longest + options.decode_reserve, 2 * cache->capacity)));
+    // Consecutive layers usually share their lengths (a prefill stage; a decode step over equally
+    // long caches): upload only when they change.
+    if (q_lens != uploaded_q_lens_ || !q_lens_) PD_RETURN_IF_ERROR(q_lens_.upload(q_lens, stream));
+    if (kv_lens != uploaded_kv_lens_ || !kv_lens_) PD_RETURN_IF_ERROR(kv_lens_.upload(kv_lens, stream));
+    uploaded_q_lens_ = q_lens;
+    uploaded_kv_lens_ = kv_lens;
+
+    RmsNormArgs<T> norm;
+    norm.x = make_view<const T>(hidden.template as<const T>(), rows, width);
+    norm.weight = make_view<const T>(weights.attn_norm.template as<const T>(), width);
+    norm.eps = float(config.rms_eps);
+    norm.out = make_view<T>(normed.template as<T>(), rows, width);
+    PD_RETURN_IF_ERROR(run<typename Backend::template RmsNorm<T>>(norm));
+    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wq, q_width, weights.bq, queries.template as<T>(), false));
+    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wk, kv_width, weights.bk, new_keys.template as<T>(), false));
+    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wv, kv_width, weights.bv, new_values.template as<T>(), false));
+    for (auto [buffer, heads] : {std::pair<Buffer*, int64_t>{&queries, config.num_heads}, {&new_keys, config.num_kv_heads}}) {
+      RopeArgs<T> rope;
+      rope.x = make_view<T>(buffer->template as<T>(), rows, heads, head_dim);
+      rope.cos = make_view<const float>(rope_cos_.template as<const float>(), rows, head_dim / 2);
+      rope.sin = make_view<const float>(rope_sin_.template as<const float>(), rows, head_dim / 2);
+      PD_RETURN_IF_ERROR(run<typename Backend::template Rope<T>>(rope));
+    }
+    AppendKvArgs<T> append;
+    append.k_new = make_view<const T>(new_keys.template as<const T>(), batch, n, config.num_kv_heads, head_dim);
+    append.v_new = make_view<const T>(new_values.template as<const T>(), batch, n, config.num_kv_heads, head_dim);
+    append.k = caches_->view(*cache, cache->keys);
+    append.v = caches_->view(*cache, cache->values);
+    append.q_lens = q_lens_.template as<const int32_t>();
+    append.kv_lens = kv_lens_.template as<const int32_t>();
+    PD_RETURN_IF_ERROR(run<typename Backend::template AppendKv<T>>(append));
+    AttentionArgs<T> attention;
+    attention.algo = options.attention;
+    attention.q = make_view<const T>(queries.template as<const T>(), batch, n, config.num_heads, head_dim);
+    attention.k = caches_->view(*cache, cache->keys);
+    attention.v = caches_->view(*cache, cache->values);
+    attention.q_lens = q_lens_.template as<const int32_t>();
+    attention.kv_lens = kv_lens_.template as<const int32_t>();
+    attention.max_kv_len = cache->capacity;
+    attention.out = make_view<T>(attention_out.template as<T>(), batch, n, config.num_heads, head_dim);
+    PD_RETURN_IF_ERROR(run<typename Backend::template Attention<T>>(attention));
+    for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = kv_lens[std::size_t(b)];
+    PD_RETURN_IF_ERROR(linear(attention_out.template as<const T>(), rows, q_width, weights.wo, width, Buffer{},
+                              hidden.template as<T>(), true));
+
+    norm.weight = make_view<const T>(weights.mlp_norm.template as<const T>(), width);
+    PD_RETURN_IF_ERROR(run<typename Backend::template RmsNorm<T>>(norm));
+    for (int64_t first_row = 0; first_row < rows; first_row += options.mlp_chunk_rows) {
+      const int64_t chunk = std::min(options.mlp_chunk_rows, rows - first_row);
+      const T* chunk_in = normed.template as<const T>() + first_row * width;
+      PD_RETURN_IF_ERROR(linear(chunk_in, chunk, width, weights.gate, config.intermediate, Buffer{}, mlp_gate.template as<T>(), false));
+      PD_RETURN_IF_ERROR(linear(chunk_in, chunk, width, weights.up, config.intermediate, Buffer{}, mlp_up.template as<T>(), false));
+      SwiGluArgs<T> activation;
+      activation.gate = make_view<const T>(mlp_gate.template as<const T>(), chunk, config.intermediate);
+      activation.up = make_view<const T>(mlp_up.template as<const T>(), chunk, config.intermediate);
+      activation.out = make_view<T>(mlp_gate.template as<T>(), chunk, config.intermediate);
+      PD_RETURN_IF_ERROR(run<typename Backend::template SwiGlu<T>>(activation));
+      PD_RETURN_IF_ERROR(linear(mlp_gate.template as<const T>(), chunk, config.intermediate, weights.down, width, Buffer{},
+                                hidden.template as<T>() + first_row * width, true));
+    }
+    return Status::ok();
+  }
+
+  // ---- rows and tokens ------------------------------------------------------------------------------
+
+  //! Copies rows rows[b] (the same count for every request) of src [B, n, width] into
+  //! dst [B, count, width].
+  Status gather_rows(const T* src, int64_t n, int64_t width, const std::vector<std::vector<int32_t>>& rows, T* dst) {
+    const int64_t count = int64_t(rows[0].size());
+    std::vector<int32_t> indices, counts(static_cast<std::size_t>(batch), static_cast<int32_t>(count));
+    for (const std::vector<int32_t>& request_rows : rows) indices.insert(indices.end(), request_rows.begin(), request_rows.end());
+    PD_RETURN_IF_ERROR(gather_indices_.upload(indices, stream));
+    PD_RETURN_IF_ERROR(gather_counts_.upload(counts, stream));
+    GatherArgs<T> gather;
+    gather.src = make_view<const T>(src, batch, n, width);
+    gather.indices = make_view<const int32_t>(gather_indices_.template as<const int32_t>(), batch, 1, count);
+    gather.counts = make_view<const int32_t>(gather_counts_.template as<const int32_t>(), batch, 1);
+    gather.dst = make_view<T>(dst, batch, count, width);
+    // The session built these indices itself (last rows, SnapKV windows): no status read, no sync.
+    return run<typename Backend::template Gather<T>>(gather);
+  }
+
+  //! Greedy next token of every request from row last_row[b] of `hidden` ([B, n, hidden]).
+  Status next_tokens(int64_t n, const std::vector<int64_t>& last_row, std::vector<int32_t>* out) {
+    std::vector<std::vector<int32_t>> rows;
+    for (int64_t row : last_row) rows.push_back({int32_t(row)});
+    PD_RETURN_IF_ERROR(last_rows_.reserve(std::size_t(batch * config.hidden) * sizeof(T), stream));
+    PD_RETURN_IF_ERROR(last_rows_f32_.reserve(std::size_t(batch * config.hidden) * sizeof(float), stream));
+    PD_RETURN_IF_ERROR(logits_.reserve(std::size_t(batch * config.vocab) * sizeof(float), stream));
+    PD_RETURN_IF_ERROR(gather_rows(hidden.template as<const T>(), n, config.hidden, rows, normed.template as<T>()));
+    RmsNormArgs<T> norm;
+    norm.x = make_view<const T>(normed.template as<const T>(), batch, config.hidden);
+    norm.weight = make_view<const T>(final_norm_.template as<const T>(), config.hidden);
+    norm.eps = float(config.rms_eps);
+    norm.out = make_view<T>(last_rows_.template as<T>(), batch, config.hidden);
+    PD_RETURN_IF_ERROR(run<typename Backend::template RmsNorm<T>>(norm));
+    PD_RETURN_IF_ERROR(Backend::template to_f32<T>(last_rows_.template as<const T>(), last_rows_f32_.template as<float>(),
+                                                   batch * config.hidden, stream));
+    PD_RETURN_IF_ERROR(linear_with<float>(lm_head_plans_, last_rows_f32_.template as<const float>(), batch, config.hidden,
+                                          lm_head_.template as<const float>(), config.vocab, nullptr,
+                                          logits_.template as<float>(), false));
+    std::vector<float> host_logits;
+    PD_RETURN_IF_ERROR(logits_.download(std::size_t(batch * config.vocab), &host_logits, stream));
+    out->assign(std::size_t(batch), 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = host_logits.data() + b * config.vocab;
+      int32_t best = 0;
+      for (int64_t v = 1; v < config.vocab; ++v)
+        if (row[v] > row[best]) best = int32_t(v);
+      (*out)[std::size_t(b)] = best;
+    }
+    return Status::ok();
+  }
+
+ private:
+  using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t>;  // rows, in, out, bias, residual, x stride
+  template <class U>
+  using PlanCache = std::map<PlanKey, std::unique_ptr<typename Backend::template LinearPlan<U>>>;
+
+  Status upload_rounded(Buffer* buffer, const std::vector<float>& src) {
+    std::vector<T> host(src.size());
+    for (std::size_t i = 0; i < src.size(); ++i) host[i] = num::from_f32<T>(src[i]);
+    PD_RETURN_IF_ERROR(buffer->upload(host, stream));
+    weight_bytes += int64_t(buffer->bytes());
+    return Status::ok();
+  }
+
+  //! y = x W^T (+ bias) (+ y) through a LinearPlan made once per shape.
+  template <class U>
+  Status linear_with(PlanCache<U>& plans, const U* x, int64_t rows, int64_t in, const U* weight, int64_t out, const U* bias,
+                     U* y, bool residual) {
+    if (rows == 0) return Status::ok();
+    const PlanKey key{rows, in, out, bias != nullptr, residual, in};
+    auto it = plans.find(key);
+    if (it == plans.end()) {
+      auto plan = std::make_unique<typename Backend::template LinearPlan<U>>();
+      LinearShape shape;
+      shape.rows = rows;
+      shape.in = in;
+      shape.out = out;
+      shape.bias = bias != nullptr;
+      shape.residual = residual;
+      PD_RETURN_IF_ERROR(Backend::template LinearPlan<U>::create(shape, plan.get()));
+      it = plans.emplace(key, std::move(plan)).first;
+    }
+    LinearArgs<U> args;
+    args.x = make_view<const U>(x, rows, in);
+    args.w = make_view<const U>(weight, out, in);
+    if (bias) args.bias = make_view<const U>(bias, out);
+    if (residual) args.residual = make_view<const U>(y, rows, out);
+    args.y = make_view<U>(y, rows, out);
+    PD_RETURN_IF_ERROR(workspace.reserve(it->second->workspace_size(), stream));
+    return it->second->run(args, workspace_view(), stream);
+  }
+  Status linear(const T* x, int64_t rows, int64_t in, const Buffer& weight, int64_t out, const Buffer& bias, T* y, bool residual) {
+    return linear_with<T>(plans_, x, rows, in, weight.template as<const T>(), out, bias ? bias.template as<const T>() : nullptr, y,
+                          residual);
+  }
+
+  MemoryLedger* ledger_;
+  LayerCaches<Backend, T>* caches_;
+  std::vector<LayerWeightBuffers> layer_weights_;
+  Buffer embed_table_, final_norm_, lm_head_;
+  Buffer token_ids_, rope_cos_, rope_sin_, last_rows_, last_rows_f32_, logits_;
+  Buffer q_lens_, kv_lens_, gather_indices_, gather_counts_;
+  PlanCache<T> plans_;
+  PlanCache<float> lm_head_plans_;
+  std::vector<int32_t> uploaded_q_lens_, uploaded_kv_lens_;  //!< what q_lens_ / kv_lens_ hold on the backend
+};
+
+}  // namespace session
+}  // namespace promptdistill
