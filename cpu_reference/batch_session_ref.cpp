@@ -10,12 +10,12 @@
 
 namespace promptdistill {
 
-Status RefBackend::allocate(std::size_t bytes, void** out) noexcept {
+Status RefBackend::allocate(std::size_t bytes, void** out, Stream) noexcept {
   *out = std::aligned_alloc(WorkspacePlanner::kAlignment, WorkspacePlanner::round_up(bytes < 1 ? 1 : bytes));
   if (*out == nullptr) return Status(StatusCode::kOutOfMemory, "cpu session: cannot allocate %zu bytes", bytes);
   return Status::ok();
 }
-void RefBackend::release(void* p) noexcept { std::free(p); }
+void RefBackend::release(void* p, Stream) noexcept { std::free(p); }
 Status RefBackend::fill_zero(void* p, std::size_t bytes, Stream) noexcept {
   std::memset(p, 0, bytes);
   return Status::ok();
@@ -45,6 +45,7 @@ template Status RefBackend::to_f32<float>(const float*, float*, int64_t, Stream)
 template Status RefBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
 template Status RefBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
 Status RefBackend::device_status(Workspace, Stream) noexcept { return Status::ok(); }
+Status RefBackend::accumulate_status(Workspace, void*, Stream) noexcept { return Status::ok(); }
 int64_t RefBackend::available_bytes() noexcept {
   // MemAvailable: what Linux can hand out without swapping (free + reclaimable cache).
   if (FILE* f = std::fopen("/proc/meminfo", "r")) {

@@ -10,6 +10,11 @@
 namespace promptdistill {
 namespace {
 
+__global__ void accumulate_status_kernel(const promptdistill::detail::DeviceStatusWord* word,
+                                         promptdistill::detail::DeviceStatusWord* sticky) {
+  if (sticky->code == 0 && word->code != 0) *sticky = *word;
+}
+
 template <class T>
 __global__ void to_f32_kernel(const T* src, float* dst, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -18,17 +23,18 @@ __global__ void to_f32_kernel(const T* src, float* dst, int64_t n) {
 
 }  // namespace
 
-Status CudaBackend::allocate(std::size_t bytes, void** out) noexcept {
-  const cudaError_t e = cudaMalloc(out, bytes < 1 ? 1 : bytes);
+Status CudaBackend::allocate(std::size_t bytes, void** out, Stream s) noexcept {
+  // Stream-ordered: a cudaFree would synchronise the whole device on every cache re-allocation.
+  const cudaError_t e = cudaMallocAsync(out, bytes < 1 ? 1 : bytes, s);
   if (e != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky-free allocation error
+    cudaGetLastError();  // clear the allocation error (it is not sticky)
     *out = nullptr;
     return Status(StatusCode::kOutOfMemory, "cuda session: cannot allocate %zu bytes of device memory (%s)", bytes,
                   cudaGetErrorString(e));
   }
   return Status::ok();
 }
-void CudaBackend::release(void* p) noexcept { cudaFree(p); }
+void CudaBackend::release(void* p, Stream s) noexcept { cudaFreeAsync(p, s); }
 Status CudaBackend::fill_zero(void* p, std::size_t bytes, Stream s) noexcept {
   PD_CUDA_TRY(cudaMemsetAsync(p, 0, bytes, s));
   return Status::ok();
@@ -60,6 +66,14 @@ template Status CudaBackend::to_f32<float>(const float*, float*, int64_t, Stream
 template Status CudaBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
 template Status CudaBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
 Status CudaBackend::device_status(Workspace workspace, Stream s) noexcept { return cuda::read_device_status(workspace, s); }
+Status CudaBackend::accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept {
+  if (workspace.ptr == nullptr || workspace.bytes < sizeof(promptdistill::detail::DeviceStatusWord))
+    return Status(StatusCode::kInvalidArgument, "accumulate_status: the workspace holds no status word");
+  accumulate_status_kernel<<<1, 1, 0, s>>>(static_cast<const promptdistill::detail::DeviceStatusWord*>(workspace.ptr),
+                                           static_cast<promptdistill::detail::DeviceStatusWord*>(sticky));
+  PD_CUDA_CHECK_LAUNCH(s);
+  return Status::ok();
+}
 int64_t CudaBackend::available_bytes() noexcept {
   std::size_t free_bytes = 0, total = 0;
   if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) {

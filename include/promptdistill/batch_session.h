@@ -64,19 +64,24 @@ struct BatchSessionOptions {
   template <class T> using Select = ns::Select<T>;                                                             \
   template <class T> using CompactKv = ns::CompactKv<T>;                                                       \
   static const char* name() noexcept { return backend_name; }                                                  \
-  static Status allocate(std::size_t bytes, void** out) noexcept;                                              \
-  static void release(void* p) noexcept;                                                                       \
+  /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */           \
+  static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                                    \
+  static void release(void* p, Stream s) noexcept;                                                             \
   static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;                                      \
   static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                      \
-  /* Waits for the stream, then copies to the host. */                                                         \
+  /* Waits for the stream, then copies to the host: a host synchronisation. */                                 \
   static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                    \
   /* rows x width bytes between pitched buffers of this backend. */                                            \
   static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,            \
                           std::size_t width, std::size_t rows, Stream s) noexcept;                              \
   template <class T>                                                                                           \
   static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                                \
-  /* The validation result of the last run that used `workspace` (the CUDA status word). */                    \
+  /* The validation result of the last run that used `workspace` (the CUDA status word; a host sync). */       \
   static Status device_status(Workspace workspace, Stream s) noexcept;                                         \
+  /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds no error     \
+     and the status word at the start of `workspace` does, copies it into `sticky`. The CPU reference          \
+     returns validation errors from run() and writes no status word: a no-op there. */                         \
+  static Status accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept;                       \
   /* Bytes that can still be allocated (an estimate). */                                                       \
   static int64_t available_bytes() noexcept;
 
@@ -122,6 +127,13 @@ class BatchSession {
   int64_t memory_bytes() const noexcept;
   int64_t peak_memory_bytes() const noexcept;
   int64_t weight_bytes() const noexcept;
+  //! Host synchronisations (downloads from the backend, status reads) since the last prefill
+  //! began. A prefill needs a fixed number whatever its length, stages or layers: the selections
+  //! stay on the backend and the results come back once at its end (3 for a method that selects:
+  //! the status word, the recorded selections, the first tokens' logits; 2 for full KV; 2 more
+  //! when truncate_after_last_layer composes the stage maps on the host); each decode step adds 1
+  //! (its logits). Allocation is stream-ordered on CUDA, so re-sizing a cache does not synchronise.
+  int64_t host_syncs() const noexcept;
 
  private:
   struct Impl;  // src/batch_session/ (private, not installed)

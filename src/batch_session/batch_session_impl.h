@@ -49,6 +49,11 @@ int64_t BatchSession<Backend, T>::weight_bytes() const noexcept {
 }
 
 template <class Backend, class T>
+int64_t BatchSession<Backend, T>::host_syncs() const noexcept {
+  return impl_ ? impl_->decoder.host_syncs : 0;
+}
+
+template <class Backend, class T>
 Status BatchSession<Backend, T>::create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
                                         std::unique_ptr<BatchSession>* out) noexcept {
   try {
@@ -108,6 +113,7 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
     // ... and its activations, so that each prefill's peak is its own.
     for (auto* buffer : decoder.activation_buffers()) buffer->release();
     impl.ledger.reset_peak();
+    PD_RETURN_IF_ERROR(decoder.reset_status());
     std::vector<PrefillResult> results(prompts.size());
     std::vector<int32_t> first_tokens;
     const auto start = Impl::Clock::now();

@@ -14,6 +14,7 @@
 
 #include "promptdistill/batch_session.h"
 #include "promptdistill/detail/numerics.h"
+#include "promptdistill/detail/selector_checks.h"
 #include "src/batch_session/layer_caches.h"
 
 namespace promptdistill {
@@ -34,8 +35,9 @@ class Decoder {
           MemoryLedger* ledger, LayerCaches<Backend, T>* caches)
       : config(model_config), options(session_options), stream(session_stream), ledger_(ledger), caches_(caches) {
     for (Buffer* buffer : activation_buffers()) buffer->set_ledger(ledger);
-    for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &last_rows_,
-                           &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_, &gather_counts_})
+    for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &rope_cos_next_,
+                           &rope_sin_next_, &last_rows_, &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_,
+                           &gather_counts_, &sticky_status_})
       buffer->set_ledger(ledger);
   }
 
@@ -58,6 +60,8 @@ class Decoder {
 
   int64_t batch = 0;
   int64_t weight_bytes = 0;
+  //! Host synchronisations (downloads and status reads) since the last `reset_status()`.
+  int64_t host_syncs = 0;
 
   //! The buffers a new prefill frees first (so that each prefill's peak is its own).
   std::vector<Buffer*> activation_buffers() {
@@ -101,21 +105,39 @@ class Decoder {
 
   Workspace workspace_view() const { return Workspace{workspace.data(), workspace.bytes()}; }
 
+  //! Runs an operation with the shared workspace. An op with scratch starts its workspace with a
+  //! status word (device-side validation); its error, if any, is kept in the sticky status word
+  //! without a host synchronisation, and `read_status()` reports the first one.
   template <class Op, class Args>
   Status run(const Args& args) {
     PD_RETURN_IF_ERROR(Op::can_implement(args));
     const std::size_t bytes = Op::workspace_size(args);
     PD_RETURN_IF_ERROR(workspace.reserve(bytes, stream));
     PD_RETURN_IF_ERROR(Op::run(args, workspace_view(), stream));
-    // Only ops with scratch carry a status word (the workspace start may otherwise hold another
-    // op's scratch, e.g. cuBLASLt's).
-    return options.check_every_op && bytes > 0 ? Backend::device_status(workspace_view(), stream) : Status::ok();
-  }
-  //! Runs an op whose per-request data the device validates, then reads its status word.
-  template <class Op, class Args>
-  Status run_checked(const Args& args) {
-    PD_RETURN_IF_ERROR(run<Op>(args));
+    if (bytes == 0) return Status::ok();  // no status word (the workspace may hold another op's scratch)
+    PD_RETURN_IF_ERROR(Backend::accumulate_status(workspace_view(), sticky_status_.data(), stream));
+    if (!options.check_every_op) return Status::ok();
+    ++host_syncs;
     return Backend::device_status(workspace_view(), stream);
+  }
+
+  //! Clears the sticky status word and the sync counter (every prefill's start).
+  Status reset_status() {
+    host_syncs = 0;
+    PD_RETURN_IF_ERROR(sticky_status_.reserve(sizeof(promptdistill::detail::DeviceStatusWord), stream));
+    return Backend::fill_zero(sticky_status_.data(), sticky_status_.bytes(), stream);
+  }
+  //! The first device-side validation error since `reset_status()` (a host synchronisation).
+  Status read_status() {
+    std::vector<promptdistill::detail::DeviceStatusWord> word;
+    PD_RETURN_IF_ERROR(sticky_status_.download(1, &word, stream, &host_syncs));
+    return promptdistill::detail::status_from_word(word[0]);
+  }
+
+  //! The first `count` elements of `buffer` on the host (a counted host synchronisation).
+  template <class U>
+  Status download(const Buffer& buffer, std::size_t count, std::vector<U>* host) {
+    return buffer.download(count, host, stream, &host_syncs);
   }
 
   // ---- activations and inputs --------------------------------------------------------------------
@@ -158,12 +180,35 @@ class Decoder {
     for (int64_t b = 0; b < batch; ++b)
       std::copy(ids[std::size_t(b)].begin(), ids[std::size_t(b)].end(), padded.begin() + std::ptrdiff_t(b * n));
     PD_RETURN_IF_ERROR(token_ids_.upload(padded, stream));
+    return embed_device_ids(token_ids_.template as<const int32_t>(), n);
+  }
+  //! Embeds the padded ids [B, n] that are already on the backend (e.g. gathered by a selection).
+  Status embed_device_ids(const int32_t* ids, int64_t n) {
     EmbedArgs<T> embed;
     embed.table = make_view<const T>(embed_table_.template as<const T>(), config.vocab, config.hidden);
-    embed.ids = make_view<const int32_t>(token_ids_.template as<const int32_t>(), batch * n);
+    embed.ids = make_view<const int32_t>(ids, batch * n);
     embed.out = make_view<T>(hidden.template as<T>(), batch * n, config.hidden);
-    // The ids were checked on the host (prefill, decode_step): no status read, no sync.
     return run<typename Backend::template Embed<T>>(embed);
+  }
+  //! The padded prompt ids [B, n] of the last `embed_ids`.
+  const int32_t* token_ids() const { return token_ids_.template as<const int32_t>(); }
+
+  //! After a selection: the RoPE rows of the kept tokens, gathered on the backend from the
+  //! current [B, n] tables with the selection's indices (the same values the host would compute
+  //! for their positions), packed at pitch n_kept.
+  Status gather_rope(TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts, int64_t n, int64_t n_kept) {
+    const int64_t half = config.head_dim / 2;
+    for (auto [current, next] : {std::pair<Buffer*, Buffer*>{&rope_cos_, &rope_cos_next_}, {&rope_sin_, &rope_sin_next_}}) {
+      PD_RETURN_IF_ERROR(next->reserve(std::size_t(batch * n_kept * half) * sizeof(float), stream));
+      GatherArgs<float> gather;
+      gather.src = make_view<const float>(current->template as<const float>(), batch, n, half);
+      gather.indices = indices;
+      gather.counts = counts;
+      gather.dst = make_view<float>(next->template as<float>(), batch, n_kept, half);
+      PD_RETURN_IF_ERROR(run<typename Backend::template Gather<float>>(gather));
+      std::swap(*current, *next);
+    }
+    return Status::ok();
   }
 
   // ---- one layer ----------------------------------------------------------------------------------
@@ -285,7 +330,7 @@ class Decoder {
                                           lm_head_.template as<const float>(), config.vocab, nullptr,
                                           logits_.template as<float>(), false));
     std::vector<float> host_logits;
-    PD_RETURN_IF_ERROR(logits_.download(std::size_t(batch * config.vocab), &host_logits, stream));
+    PD_RETURN_IF_ERROR(download(logits_, std::size_t(batch * config.vocab), &host_logits));
     out->assign(std::size_t(batch), 0);
     for (int64_t b = 0; b < batch; ++b) {
       const float* row = host_logits.data() + b * config.vocab;
@@ -346,8 +391,8 @@ class Decoder {
   LayerCaches<Backend, T>* caches_;
   std::vector<LayerWeightBuffers> layer_weights_;
   Buffer embed_table_, final_norm_, lm_head_;
-  Buffer token_ids_, rope_cos_, rope_sin_, last_rows_, last_rows_f32_, logits_;
-  Buffer q_lens_, kv_lens_, gather_indices_, gather_counts_;
+  Buffer token_ids_, rope_cos_, rope_sin_, rope_cos_next_, rope_sin_next_, last_rows_, last_rows_f32_, logits_;
+  Buffer q_lens_, kv_lens_, gather_indices_, gather_counts_, sticky_status_;
   PlanCache<T> plans_;
   PlanCache<float> lm_head_plans_;
   std::vector<int32_t> uploaded_q_lens_, uploaded_kv_lens_;  //!< what q_lens_ / kv_lens_ hold on the backend

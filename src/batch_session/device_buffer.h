@@ -31,7 +31,7 @@ struct MemoryLedger {
 
 //! One allocation of `Backend` (device memory for CUDA, aligned host memory for the CPU
 //! reference), counted in a ledger and released when the buffer goes (or is re-allocated).
-//! Move-only. Sizes are rounded up to the workspace alignment, and new memory is zero-filled on
+//! Move-only. Allocation and release are ordered on the session's stream. Sizes are rounded up to the workspace alignment, and new memory is zero-filled on
 //! the session's stream, so padded rows never hold garbage.
 template <class Backend>
 class DeviceBuffer {
@@ -46,6 +46,7 @@ class DeviceBuffer {
     if (this != &other) {
       release();
       ledger_ = other.ledger_;
+      stream_ = other.stream_;
       data_ = std::exchange(other.data_, nullptr);
       bytes_ = std::exchange(other.bytes_, 0);
     }
@@ -58,7 +59,8 @@ class DeviceBuffer {
   Status allocate(std::size_t bytes, Stream stream) {
     release();
     bytes = WorkspacePlanner::round_up(bytes < 1 ? 1 : bytes);
-    PD_RETURN_IF_ERROR(Backend::allocate(bytes, &data_));
+    PD_RETURN_IF_ERROR(Backend::allocate(bytes, &data_, stream));
+    stream_ = stream;
     bytes_ = bytes;
     if (ledger_) ledger_->add(int64_t(bytes));
     return Backend::fill_zero(data_, bytes, stream);
@@ -73,15 +75,18 @@ class DeviceBuffer {
     PD_RETURN_IF_ERROR(reserve(host.size() * sizeof(U), stream));
     return host.empty() ? Status::ok() : Backend::upload(data_, host.data(), host.size() * sizeof(U), stream);
   }
-  //! The first `count` elements, copied to the host (waits for the stream).
+  //! The first `count` elements, copied to the host: a host synchronisation, counted in `syncs`.
   template <class U>
-  Status download(std::size_t count, std::vector<U>* host, Stream stream) const {
+  Status download(std::size_t count, std::vector<U>* host, Stream stream, int64_t* syncs) const {
     host->resize(count);
-    return count == 0 ? Status::ok() : Backend::download(host->data(), data_, count * sizeof(U), stream);
+    if (count == 0) return Status::ok();
+    ++*syncs;
+    return Backend::download(host->data(), data_, count * sizeof(U), stream);
   }
+  //! Stream-ordered release (on the stream it was allocated on).
   void release() {
     if (data_ == nullptr) return;
-    Backend::release(data_);
+    Backend::release(data_, stream_);
     if (ledger_) ledger_->remove(int64_t(bytes_));
     data_ = nullptr;
     bytes_ = 0;
@@ -97,6 +102,7 @@ class DeviceBuffer {
 
  private:
   MemoryLedger* ledger_ = nullptr;
+  Stream stream_ = nullptr;
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
 };

@@ -23,9 +23,9 @@ class Pipelines {
   using Cache = LayerCache<Backend>;
 
   Pipelines(Decoder<Backend, T>* decoder, LayerCaches<Backend, T>* caches, MemoryLedger* ledger)
-      : decoder_(*decoder), caches_(*caches) {
-    for (Buffer* buffer : {&lengths_, &positions_, &selected_indices_, &selected_counts_, &selected_positions_, &new_lengths_,
-                           &compact_indices_, &compact_counts_})
+      : decoder_(*decoder), caches_(*caches), ledger_(ledger) {
+    for (Buffer* buffer : {&lengths_, &positions_, &selected_indices_, &selected_counts_, &selected_positions_, &cache_lengths_,
+                           &new_lengths_, &compact_indices_, &compact_counts_, &kept_ids_, &packed_})
       buffer->set_ledger(ledger);
   }
 
@@ -65,15 +65,171 @@ class Pipelines {
   //! SnapKV/H2O compression after each layer when it has one. Returns the first tokens.
   Status full_prefill(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan* compression_plan,
                       std::vector<PrefillResult>* results, std::vector<int32_t>* first_tokens) {
+    const std::vector<int64_t> prompt_lengths = sizes_of(prompts);
+    PD_RETURN_IF_ERROR(start_prompts(prompts));
+    return run_full_layers(prompt_lengths, compression_plan, results, first_tokens);
+  }
+
+  //! PromptDistill, single or multi-stage, with cache truncation at the selection point or, in
+  //! the reference's order, after the last layer. Selections stay on the backend: the kept
+  //! counts follow from the plan, and the indices, positions and RoPE rows are gathered there.
+  Status promptdistill(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan,
+                       std::vector<PrefillResult>* results, std::vector<int32_t>* first_tokens) {
+    const int64_t batch = decoder_.batch, num_heads = decoder_.config.num_heads, head_dim = decoder_.config.head_dim;
+    std::vector<int64_t> current_lengths = sizes_of(prompts);
+    int64_t n = max_of(current_lengths);
+    PD_RETURN_IF_ERROR(start_prompts(prompts));
+    PD_RETURN_IF_ERROR(decoder_.selection_queries.reserve(std::size_t(batch * num_heads * head_dim) * sizeof(T), decoder_.stream));
+    std::vector<Recorded> truncating_maps;  // after-last-layer mode: each truncating stage's indices
+    std::size_t stage = 0;
+    for (int64_t l = 0; l < decoder_.config.num_layers; ++l) {
+      PD_RETURN_IF_ERROR(decoder_.layer(l, n, &caches_.layers[std::size_t(l)], current_lengths));
+      caches_.account();
+      if (!(stage < plan.stages.size() && l == plan.stages[stage].layer)) continue;
+      const SelectionStage& selection = plan.stages[stage];
+      std::vector<std::vector<int32_t>> last_rows;
+      for (int64_t length : current_lengths) last_rows.push_back({int32_t(length - 1)});
+      PD_RETURN_IF_ERROR(decoder_.gather_rows(decoder_.queries.template as<const T>(), n, num_heads * head_dim, last_rows,
+                                              decoder_.selection_queries.template as<T>()));
+      PD_RETURN_IF_ERROR(select(selection.select, decoder_.selection_queries.template as<const T>(), 1,
+                                caches_.layers[std::size_t(l)], current_lengths, n, /*gather_hidden=*/true));
+      const std::vector<int64_t> kept = kept_counts(selection.select, current_lengths);
+      const int64_t kept_rows = max_of(kept);
+      PD_RETURN_IF_ERROR(record(selected_positions_, 1, n, kept, &recorded_));  // the stage's original positions
+      for (int64_t b = 0; b < batch; ++b) (*results)[std::size_t(b)].retained.push_back(kept[std::size_t(b)]);
+      // kept_hidden holds the kept rows at pitch n; pack them at pitch kept_rows into hidden, and
+      // the kept tokens' positions and RoPE rows likewise.
+      const std::size_t row_bytes = std::size_t(decoder_.config.hidden) * sizeof(T);
+      PD_RETURN_IF_ERROR(Backend::copy_rows(decoder_.hidden.data(), std::size_t(kept_rows) * row_bytes, decoder_.kept_hidden.data(),
+                                            std::size_t(n) * row_bytes, std::size_t(kept_rows) * row_bytes, std::size_t(batch),
+                                            decoder_.stream));
+      PD_RETURN_IF_ERROR(Backend::copy_rows(positions_.data(), std::size_t(kept_rows) * sizeof(int32_t), selected_positions_.data(),
+                                            std::size_t(n) * sizeof(int32_t), std::size_t(kept_rows) * sizeof(int32_t),
+                                            std::size_t(batch), decoder_.stream));
+      PD_RETURN_IF_ERROR(decoder_.gather_rope(selected_indices_view(1, n), selected_counts_view(1), n, kept_rows));
+      if (selection.truncates_cache) {
+        if (plan.truncate_after_last_layer) {
+          PD_RETURN_IF_ERROR(record(selected_indices_, 1, n, kept, &truncating_maps));
+        } else {
+          // Every layer up to here holds exactly this stage's input set (truncating stages come first).
+          for (int64_t earlier = 0; earlier <= l; ++earlier)
+            PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(earlier)], selected_indices_view(1, n), selected_counts_view(1), kept));
+        }
+      }
+      current_lengths = kept;
+      n = kept_rows;
+      ++stage;
+    }
+    PD_RETURN_IF_ERROR(finish(results));
+    if (!truncating_maps.empty()) PD_RETURN_IF_ERROR(truncate_in_reference_order(plan, truncating_maps));
+    std::vector<int64_t> last_rows;
+    for (int64_t length : current_lengths) last_rows.push_back(length - 1);
+    return decoder_.next_tokens(n, last_rows, first_tokens);
+  }
+
+  //! GemFilter: the filter pass over layers 0..r (no per-layer cache kept), the selection, then
+  //! a full prefill of the kept ids (gathered on the backend) at positions 0..k-1.
+  Status gemfilter(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan, std::vector<PrefillResult>* results,
+                   std::vector<int32_t>* first_tokens) {
     const int64_t batch = decoder_.batch, num_heads = decoder_.config.num_heads, head_dim = decoder_.config.head_dim;
     const std::vector<int64_t> prompt_lengths = sizes_of(prompts);
-    const int64_t n = max_of(prompt_lengths);
+    const int64_t n = max_of(prompt_lengths), filter_layer = plan.stages[0].layer;
+    PD_RETURN_IF_ERROR(start_prompts(prompts));
+    PD_RETURN_IF_ERROR(caches_.resize(&caches_.scratch, n));
+    for (int64_t l = 0; l <= filter_layer; ++l) {  // the scratch cache is overwritten layer after layer
+      std::fill(caches_.scratch.lengths.begin(), caches_.scratch.lengths.end(), 0);
+      PD_RETURN_IF_ERROR(decoder_.layer(l, n, &caches_.scratch, prompt_lengths));
+    }
+    std::vector<std::vector<int32_t>> last_rows;
+    for (int64_t length : prompt_lengths) last_rows.push_back({int32_t(length - 1)});
+    PD_RETURN_IF_ERROR(decoder_.selection_queries.reserve(std::size_t(batch * num_heads * head_dim) * sizeof(T), decoder_.stream));
+    PD_RETURN_IF_ERROR(decoder_.gather_rows(decoder_.queries.template as<const T>(), n, num_heads * head_dim, last_rows,
+                                            decoder_.selection_queries.template as<T>()));
+    PD_RETURN_IF_ERROR(select(plan.stages[0].select, decoder_.selection_queries.template as<const T>(), 1, caches_.scratch,
+                              prompt_lengths, n, /*gather_hidden=*/false));
+    caches_.empty(&caches_.scratch);
+    const std::vector<int64_t> kept = kept_counts(plan.stages[0].select, prompt_lengths);
+    const int64_t kept_rows = max_of(kept);
+    PD_RETURN_IF_ERROR(record(selected_indices_, 1, n, kept, &recorded_));
+    for (int64_t b = 0; b < batch; ++b) (*results)[std::size_t(b)].retained.push_back(kept[std::size_t(b)]);
+    // Pass 2 prefills the kept ids, gathered from the prompt ids on the backend.
+    PD_RETURN_IF_ERROR(kept_ids_.reserve(std::size_t(batch * kept_rows) * sizeof(int32_t), decoder_.stream));
+    GatherArgs<int32_t> gather;
+    gather.src = make_view<const int32_t>(decoder_.token_ids(), batch, n, 1);
+    gather.indices = selected_indices_view(1, n);
+    gather.counts = selected_counts_view(1);
+    gather.dst = make_view<int32_t>(kept_ids_.template as<int32_t>(), batch, kept_rows, 1);
+    PD_RETURN_IF_ERROR(decoder_.template run<typename Backend::template Gather<int32_t>>(gather));
+    PD_RETURN_IF_ERROR(start_rows(kept, kept_ids_.template as<const int32_t>()));
+    return run_full_layers(kept, nullptr, results, first_tokens);
+  }
+
+ private:
+  //! Selections copied aside on the backend as the prefill goes, brought to the host once at
+  //! its end: each holds [B, rows, count_max] int32 with the per-request counts the host knows.
+  struct Recorded {
+    Buffer data;
+    int64_t rows = 0, count_max = 0;
+    std::vector<int64_t> counts;  //!< per request (every row of a request keeps the same count)
+  };
+
+  static std::vector<int32_t> arange(int64_t n) {
+    std::vector<int32_t> values(static_cast<std::size_t>(n));
+    std::iota(values.begin(), values.end(), 0);
+    return values;
+  }
+
+  //! Tokens a selection keeps of a request of `length` tokens (the top-k geometry of the
+  //! Selector, so the host knows it without reading the backend).
+  static std::vector<int64_t> kept_counts(const MethodConfig& method, const std::vector<int64_t>& lengths) {
+    MethodPlan stages;
+    std::vector<int64_t> kept;
+    if (!plan_method(method, &stages).is_ok()) return kept;  // the plan was checked before the prefill
+    for (int64_t length : lengths) kept.push_back(detail::topk_row(length, stages.topk_k, 0, stages.keep_last).count());
+    return kept;
+  }
+
+  //! Every prefill's start: activations for the padded batch, empty caches, the embedded
+  //! prompts, their positions 0..L_b-1 and RoPE tables.
+  Status start_prompts(const std::vector<std::vector<int32_t>>& prompts) {
+    const int64_t n = max_of(sizes_of(prompts));
+    PD_RETURN_IF_ERROR(decoder_.reserve_rows(n));
+    caches_.reset(decoder_.config.num_layers, decoder_.batch);
+    PD_RETURN_IF_ERROR(decoder_.embed_ids(prompts, n));
+    return start_positions(sizes_of(prompts));
+  }
+  //! The same for ids already on the backend ([B, max length] padded).
+  Status start_rows(const std::vector<int64_t>& lengths, const int32_t* ids) {
+    const int64_t n = max_of(lengths);
+    PD_RETURN_IF_ERROR(decoder_.reserve_rows(n));
+    caches_.reset(decoder_.config.num_layers, decoder_.batch);
+    PD_RETURN_IF_ERROR(decoder_.embed_device_ids(ids, n));
+    return start_positions(lengths);
+  }
+  Status start_positions(const std::vector<int64_t>& lengths) {
+    const int64_t n = max_of(lengths);
     std::vector<std::vector<int32_t>> positions;
-    PD_RETURN_IF_ERROR(start_prompts(prompts, &positions));
+    std::vector<int32_t> padded(std::size_t(decoder_.batch * n), 0);
+    for (std::size_t b = 0; b < lengths.size(); ++b) {
+      positions.push_back(arange(lengths[b]));
+      std::copy(positions.back().begin(), positions.back().end(), padded.begin() + std::ptrdiff_t(int64_t(b) * n));
+    }
+    PD_RETURN_IF_ERROR(positions_.upload(padded, decoder_.stream));
+    return decoder_.upload_rope(positions, n, lengths);
+  }
+
+  //! Every layer over the prompts started by start_prompts/start_rows, with SnapKV/H2O
+  //! compression when `compression_plan` has one, then the first tokens.
+  Status run_full_layers(const std::vector<int64_t>& prompt_lengths, const PipelinePlan* compression_plan,
+                         std::vector<PrefillResult>* results, std::vector<int32_t>* first_tokens) {
+    const int64_t batch = decoder_.batch, num_heads = decoder_.config.num_heads, head_dim = decoder_.config.head_dim;
+    const int64_t n = max_of(prompt_lengths);
     // SnapKV/H2O compress a request only when L >= C (shorter ones keep everything, which is
     // also what the selection returns for them).
     const bool compress_any = compression_plan != nullptr && compression_plan->compresses(n);
     const MethodConfig method = compress_any ? compression_plan->compression : MethodConfig{};
+    const std::vector<int64_t> kept = compress_any ? kept_counts(method, prompt_lengths) : prompt_lengths;
+    const int64_t rows = score_rows(method.method, method.grouping, num_heads, decoder_.config.num_kv_heads);
     int64_t query_rows = 0;
     if (compress_any) {
       query_rows = method.method == Method::kSnapKV ? method.window : n;
@@ -94,162 +250,33 @@ class Pipelines {
                                                 decoder_.selection_queries.template as<T>()));
         queries = decoder_.selection_queries.template as<const T>();
       }
-      Picked picked;
-      PD_RETURN_IF_ERROR(select(method, queries, query_rows, caches_.layers[std::size_t(l)], prompt_lengths, n, positions, false, &picked));
-      PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(l)], picked.indices));
-      for (int64_t b = 0; b < batch; ++b) {
-        if (!compression_plan->compresses(prompt_lengths[std::size_t(b)])) continue;
-        (*results)[std::size_t(b)].retained.push_back(int64_t(picked.indices[std::size_t(b)][0].size()));
-        (*results)[std::size_t(b)].selected.push_back(picked.indices[std::size_t(b)][0]);
-      }
+      PD_RETURN_IF_ERROR(select(method, queries, query_rows, caches_.layers[std::size_t(l)], prompt_lengths, n, false));
+      PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(l)], selected_indices_view(rows, n), selected_counts_view(rows), kept));
+      PD_RETURN_IF_ERROR(record(selected_indices_, rows, n, kept, &recorded_));
     }
+    PD_RETURN_IF_ERROR(finish(results, compress_any ? compression_plan : nullptr, prompt_lengths));
     std::vector<int64_t> last_rows;
     for (int64_t length : prompt_lengths) last_rows.push_back(length - 1);
     return decoder_.next_tokens(n, last_rows, first_tokens);
   }
 
-  //! PromptDistill, single or multi-stage, with cache truncation at the selection point or, in
-  //! the reference's order, after the last layer.
-  Status promptdistill(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan,
-                       std::vector<PrefillResult>* results, std::vector<int32_t>* first_tokens) {
-    const int64_t batch = decoder_.batch, num_heads = decoder_.config.num_heads, head_dim = decoder_.config.head_dim;
-    const std::vector<int64_t> prompt_lengths = sizes_of(prompts);
-    std::vector<int64_t> current_lengths = prompt_lengths;
-    int64_t n = max_of(prompt_lengths);
-    std::vector<std::vector<int32_t>> positions;
-    PD_RETURN_IF_ERROR(start_prompts(prompts, &positions));
-    PD_RETURN_IF_ERROR(decoder_.selection_queries.reserve(std::size_t(batch * num_heads * head_dim) * sizeof(T), decoder_.stream));
-    std::vector<std::vector<std::vector<int32_t>>> stage_maps(static_cast<std::size_t>(batch));  // [request][truncating stage]
-    std::size_t stage = 0;
-    for (int64_t l = 0; l < decoder_.config.num_layers; ++l) {
-      PD_RETURN_IF_ERROR(decoder_.layer(l, n, &caches_.layers[std::size_t(l)], current_lengths));
-      caches_.account();
-      if (!(stage < plan.stages.size() && l == plan.stages[stage].layer)) continue;
-      std::vector<std::vector<int32_t>> last_rows;
-      for (int64_t length : current_lengths) last_rows.push_back({int32_t(length - 1)});
-      PD_RETURN_IF_ERROR(decoder_.gather_rows(decoder_.queries.template as<const T>(), n, num_heads * head_dim, last_rows,
-                                              decoder_.selection_queries.template as<T>()));
-      Picked picked;
-      PD_RETURN_IF_ERROR(select(plan.stages[stage].select, decoder_.selection_queries.template as<const T>(), 1,
-                                caches_.layers[std::size_t(l)], current_lengths, n, positions, true, &picked));
-      std::vector<int64_t> kept;
-      for (int64_t b = 0; b < batch; ++b) {
-        kept.push_back(int64_t(picked.indices[std::size_t(b)][0].size()));
-        positions[std::size_t(b)] = picked.positions[std::size_t(b)][0];
-        (*results)[std::size_t(b)].retained.push_back(kept.back());
-        (*results)[std::size_t(b)].selected.push_back(positions[std::size_t(b)]);
-      }
-      const int64_t kept_rows = max_of(kept);
-      // kept_hidden holds the kept rows at pitch n; pack them at pitch kept_rows into hidden.
-      const std::size_t row_bytes = std::size_t(decoder_.config.hidden) * sizeof(T);
-      PD_RETURN_IF_ERROR(Backend::copy_rows(decoder_.hidden.data(), std::size_t(kept_rows) * row_bytes, decoder_.kept_hidden.data(),
-                                            std::size_t(n) * row_bytes, std::size_t(kept_rows) * row_bytes, std::size_t(batch),
-                                            decoder_.stream));
-      if (plan.stages[stage].truncates_cache) {
-        std::vector<std::vector<std::vector<int32_t>>> kept_map;
-        for (int64_t b = 0; b < batch; ++b) kept_map.push_back({picked.indices[std::size_t(b)][0]});
-        if (plan.truncate_after_last_layer) {
-          for (int64_t b = 0; b < batch; ++b) stage_maps[std::size_t(b)].push_back(picked.indices[std::size_t(b)][0]);
-        } else {
-          for (int64_t earlier = 0; earlier <= l; ++earlier) PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(earlier)], kept_map));
-        }
-      }
-      current_lengths = kept;
-      n = kept_rows;
-      PD_RETURN_IF_ERROR(decoder_.upload_rope(positions, n, prompt_lengths));
-      ++stage;
-    }
-    // Reference order: each request's composed maps gather its segments' caches after the last layer.
-    std::vector<std::vector<std::vector<int32_t>>> composed;  // [request][segment]
-    for (int64_t b = 0; b < batch; ++b) composed.push_back(compose_stage_maps(stage_maps[std::size_t(b)]));
-    for (std::size_t segment = 0; !composed.empty() && segment < composed[0].size(); ++segment) {
-      std::vector<std::vector<std::vector<int32_t>>> segment_map;
-      for (int64_t b = 0; b < batch; ++b) segment_map.push_back({composed[std::size_t(b)][segment]});
-      for (int64_t l = plan.segment_first_layer(segment); l <= plan.stages[segment].layer; ++l)
-        PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(l)], segment_map));
-    }
-    std::vector<int64_t> last_rows;
-    for (int64_t length : current_lengths) last_rows.push_back(length - 1);
-    return decoder_.next_tokens(n, last_rows, first_tokens);
+  TensorView<const int32_t, 3> selected_indices_view(int64_t rows, int64_t n) const {
+    return make_view<const int32_t>(selected_indices_.template as<const int32_t>(), decoder_.batch, rows, n);
+  }
+  TensorView<const int32_t, 2> selected_counts_view(int64_t rows) const {
+    return make_view<const int32_t>(selected_counts_.template as<const int32_t>(), decoder_.batch, rows);
   }
 
-  //! GemFilter: the filter pass over layers 0..r (no per-layer cache kept), the selection, then
-  //! a full prefill of the kept ids at positions 0..k-1.
-  Status gemfilter(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan, std::vector<PrefillResult>* results,
-                   std::vector<int32_t>* first_tokens) {
-    const int64_t batch = decoder_.batch, num_heads = decoder_.config.num_heads, head_dim = decoder_.config.head_dim;
-    const std::vector<int64_t> prompt_lengths = sizes_of(prompts);
-    const int64_t n = max_of(prompt_lengths), filter_layer = plan.stages[0].layer;
-    std::vector<std::vector<int32_t>> positions;
-    PD_RETURN_IF_ERROR(start_prompts(prompts, &positions));
-    PD_RETURN_IF_ERROR(caches_.resize(&caches_.scratch, n));
-    for (int64_t l = 0; l <= filter_layer; ++l) {  // the scratch cache is overwritten layer after layer
-      std::fill(caches_.scratch.lengths.begin(), caches_.scratch.lengths.end(), 0);
-      PD_RETURN_IF_ERROR(decoder_.layer(l, n, &caches_.scratch, prompt_lengths));
-    }
-    std::vector<std::vector<int32_t>> last_rows;
-    for (int64_t length : prompt_lengths) last_rows.push_back({int32_t(length - 1)});
-    PD_RETURN_IF_ERROR(decoder_.selection_queries.reserve(std::size_t(batch * num_heads * head_dim) * sizeof(T), decoder_.stream));
-    PD_RETURN_IF_ERROR(decoder_.gather_rows(decoder_.queries.template as<const T>(), n, num_heads * head_dim, last_rows,
-                                            decoder_.selection_queries.template as<T>()));
-    Picked picked;
-    PD_RETURN_IF_ERROR(select(plan.stages[0].select, decoder_.selection_queries.template as<const T>(), 1, caches_.scratch,
-                              prompt_lengths, n, positions, false, &picked));
-    caches_.scratch.keys.release();
-    caches_.scratch.values.release();
-    caches_.scratch.capacity = 0;
-    std::vector<std::vector<int32_t>> kept_ids;
-    for (int64_t b = 0; b < batch; ++b) {
-      const std::vector<int32_t>& indices = picked.indices[std::size_t(b)][0];
-      std::vector<int32_t> ids;
-      for (int32_t i : indices) ids.push_back(prompts[std::size_t(b)][std::size_t(i)]);
-      kept_ids.push_back(ids);
-      (*results)[std::size_t(b)].retained.push_back(int64_t(indices.size()));
-      (*results)[std::size_t(b)].selected.push_back(indices);
-    }
-    return full_prefill(kept_ids, nullptr, results, first_tokens);
-  }
-
- private:
-  //! A selection brought back to the host: [request][row][i].
-  struct Picked {
-    std::vector<std::vector<std::vector<int32_t>>> indices, positions;
-  };
-
-  static std::vector<int32_t> arange(int64_t n) {
-    std::vector<int32_t> values(static_cast<std::size_t>(n));
-    std::iota(values.begin(), values.end(), 0);
-    return values;
-  }
-
-  //! Every prefill's start: activations for the padded batch, empty caches, the embedded
-  //! prompts and their RoPE tables at positions 0..L_b-1 (returned in `positions`).
-  Status start_prompts(const std::vector<std::vector<int32_t>>& prompts, std::vector<std::vector<int32_t>>* positions) {
-    const std::vector<int64_t> prompt_lengths = sizes_of(prompts);
-    const int64_t n = max_of(prompt_lengths);
-    positions->clear();
-    for (int64_t length : prompt_lengths) positions->push_back(arange(length));
-    PD_RETURN_IF_ERROR(decoder_.reserve_rows(n));
-    caches_.reset(decoder_.config.num_layers, decoder_.batch);
-    PD_RETURN_IF_ERROR(decoder_.embed_ids(prompts, n));
-    return decoder_.upload_rope(*positions, n, prompt_lengths);
-  }
-
-  //! One selection through the Selector API. `queries` holds query_rows rows per request
-  //! ([B, query_rows, H, D]); the keys are `cache`'s; `lengths` are the current token counts.
+  //! One selection through the Selector API, left on the backend: indices, counts and positions
+  //! [B, rows, n]. `queries` holds query_rows rows per request ([B, query_rows, H, D]); the keys
+  //! are `cache`'s; `lengths` are the current token counts and `positions_` their positions.
   //! With `gather_hidden`, the kept rows of `hidden` are written to `kept_hidden` ([B, n, hidden]).
   Status select(const MethodConfig& method, const T* queries, int64_t query_rows, const Cache& cache,
-                const std::vector<int64_t>& lengths, int64_t n, const std::vector<std::vector<int32_t>>& positions_host,
-                bool gather_hidden, Picked* out) {
+                const std::vector<int64_t>& lengths, int64_t n, bool gather_hidden) {
     const ModelConfig& config = decoder_.config;
     const int64_t batch = decoder_.batch, rows = score_rows(method.method, method.grouping, config.num_heads, config.num_kv_heads);
     const Stream stream = decoder_.stream;
-    std::vector<int32_t> lengths32(lengths.begin(), lengths.end()), padded_positions(std::size_t(batch * n), 0);
-    for (int64_t b = 0; b < batch; ++b)
-      std::copy(positions_host[std::size_t(b)].begin(), positions_host[std::size_t(b)].end(),
-                padded_positions.begin() + std::ptrdiff_t(b * n));
-    PD_RETURN_IF_ERROR(lengths_.upload(lengths32, stream));
-    PD_RETURN_IF_ERROR(positions_.upload(padded_positions, stream));
+    PD_RETURN_IF_ERROR(lengths_.upload(std::vector<int32_t>(lengths.begin(), lengths.end()), stream));
     PD_RETURN_IF_ERROR(selected_indices_.reserve(std::size_t(batch * rows * n) * sizeof(int32_t), stream));
     PD_RETURN_IF_ERROR(selected_positions_.reserve(std::size_t(batch * rows * n) * sizeof(int32_t), stream));
     PD_RETURN_IF_ERROR(selected_counts_.reserve(std::size_t(batch * rows) * sizeof(int32_t), stream));
@@ -267,59 +294,132 @@ class Pipelines {
       args.hidden_in = make_view<const T>(decoder_.hidden.template as<const T>(), batch, n, config.hidden);
       args.hidden_out = make_view<T>(decoder_.kept_hidden.template as<T>(), batch, n, config.hidden);
     }
-    PD_RETURN_IF_ERROR(decoder_.template run_checked<typename Backend::template Select<T>>(args));
-    std::vector<int32_t> counts, indices, kept_positions;
-    PD_RETURN_IF_ERROR(selected_counts_.download(std::size_t(batch * rows), &counts, stream));
-    PD_RETURN_IF_ERROR(selected_indices_.download(std::size_t(batch * rows * n), &indices, stream));
-    PD_RETURN_IF_ERROR(selected_positions_.download(std::size_t(batch * rows * n), &kept_positions, stream));
-    out->indices.assign(std::size_t(batch), {});
-    out->positions.assign(std::size_t(batch), {});
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t row = 0; row < rows; ++row) {
-        const std::size_t base = std::size_t((b * rows + row) * n), count = std::size_t(counts[std::size_t(b * rows + row)]);
-        out->indices[std::size_t(b)].emplace_back(indices.begin() + std::ptrdiff_t(base), indices.begin() + std::ptrdiff_t(base + count));
-        out->positions[std::size_t(b)].emplace_back(kept_positions.begin() + std::ptrdiff_t(base),
-                                                    kept_positions.begin() + std::ptrdiff_t(base + count));
-      }
-    return Status::ok();
+    return decoder_.template run<typename Backend::template Select<T>>(args);
   }
 
-  //! Keeps, in `cache`, the tokens kept[b][row] (one row: every head; H_kv rows: per head), then
-  //! shrinks the allocation to the longest request plus the decode reserve.
-  Status compact(Cache* cache, const std::vector<std::vector<std::vector<int32_t>>>& kept) {
-    const int64_t batch = decoder_.batch, rows = int64_t(kept[0].size());
+  //! Keeps, in `cache`, the tokens `indices` lists (1 row: every head; H_kv rows: per head), in
+  //! place (CompactKv reads the selection where it is), then shrinks the allocation to the
+  //! longest request plus the decode reserve. `kept` are the counts the host expects.
+  Status compact(Cache* cache, TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts,
+                 const std::vector<int64_t>& kept) {
+    const int64_t batch = decoder_.batch;
     const Stream stream = decoder_.stream;
-    int64_t longest = 0;
-    for (const auto& request_rows : kept) longest = std::max<int64_t>(longest, int64_t(request_rows[0].size()));
-    const int64_t pitch = std::max<int64_t>(longest, 1);
-    std::vector<int32_t> indices(std::size_t(batch * rows * pitch), 0), counts(std::size_t(batch * rows));
-    std::vector<int32_t> lengths32(cache->lengths.begin(), cache->lengths.end());
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t row = 0; row < rows; ++row) {
-        const std::vector<int32_t>& list = kept[std::size_t(b)][std::size_t(row)];
-        std::copy(list.begin(), list.end(), indices.begin() + std::ptrdiff_t((b * rows + row) * pitch));
-        counts[std::size_t(b * rows + row)] = int32_t(list.size());
-      }
-    PD_RETURN_IF_ERROR(compact_indices_.upload(indices, stream));
-    PD_RETURN_IF_ERROR(compact_counts_.upload(counts, stream));
-    PD_RETURN_IF_ERROR(lengths_.upload(lengths32, stream));
+    PD_RETURN_IF_ERROR(cache_lengths_.upload(std::vector<int32_t>(cache->lengths.begin(), cache->lengths.end()), stream));
     PD_RETURN_IF_ERROR(new_lengths_.reserve(std::size_t(batch) * sizeof(int32_t), stream));
     CompactKvArgs<T> args;
     args.k = caches_.view(*cache, cache->keys);
     args.v = caches_.view(*cache, cache->values);
-    args.seq_lens = lengths_.template as<const int32_t>();
-    args.indices = make_view<const int32_t>(compact_indices_.template as<const int32_t>(), batch, rows, pitch);
-    args.counts = make_view<const int32_t>(compact_counts_.template as<const int32_t>(), batch, rows);
+    args.seq_lens = cache_lengths_.template as<const int32_t>();
+    args.indices = indices;
+    args.counts = counts;
     args.new_lengths = new_lengths_.template as<int32_t>();
-    PD_RETURN_IF_ERROR(decoder_.template run_checked<typename Backend::template CompactKv<T>>(args));
-    for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = int64_t(kept[std::size_t(b)][0].size());
-    return caches_.resize(cache, longest + decoder_.options.decode_reserve);
+    PD_RETURN_IF_ERROR(decoder_.template run<typename Backend::template CompactKv<T>>(args));
+    for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = kept[std::size_t(b)];
+    return caches_.resize(cache, max_of(kept) + decoder_.options.decode_reserve);
+  }
+
+  //! Copies the first max(kept) entries of every row of a selection output ([B, rows, n]) aside.
+  Status record(const Buffer& selection, int64_t rows, int64_t n, const std::vector<int64_t>& kept, std::vector<Recorded>* into) {
+    Recorded entry;
+    entry.data.set_ledger(ledger_);
+    entry.rows = rows;
+    entry.count_max = std::max<int64_t>(max_of(kept), 1);
+    entry.counts = kept;
+    const std::size_t width = std::size_t(entry.count_max) * sizeof(int32_t);
+    PD_RETURN_IF_ERROR(entry.data.allocate(std::size_t(decoder_.batch * rows) * width, decoder_.stream));
+    PD_RETURN_IF_ERROR(Backend::copy_rows(entry.data.data(), width, selection.data(), std::size_t(n) * sizeof(int32_t), width,
+                                          std::size_t(decoder_.batch * rows), decoder_.stream));
+    into->push_back(std::move(entry));
+    return Status::ok();
+  }
+
+  //! Brings every recorded selection to the host in one synchronisation (after reading the
+  //! session's status word: a device-side validation error fails the prefill) and fills the
+  //! results. With a compression plan, only requests it compresses report their layers.
+  Status finish(std::vector<PrefillResult>* results, const PipelinePlan* compression_plan = nullptr,
+                const std::vector<int64_t>& prompt_lengths = {}) {
+    PD_RETURN_IF_ERROR(decoder_.read_status());
+    std::vector<std::vector<int32_t>> host;
+    PD_RETURN_IF_ERROR(download_all(recorded_, &host));
+    for (std::size_t r = 0; r < recorded_.size(); ++r)
+      for (int64_t b = 0; b < decoder_.batch; ++b) {
+        if (compression_plan && !compression_plan->compresses(prompt_lengths[std::size_t(b)])) continue;
+        const auto first = host[r].begin() + std::ptrdiff_t(b * recorded_[r].rows * recorded_[r].count_max);
+        PrefillResult& result = (*results)[std::size_t(b)];
+        result.selected.emplace_back(first, first + std::ptrdiff_t(recorded_[r].counts[std::size_t(b)]));
+        if (compression_plan) result.retained.push_back(recorded_[r].counts[std::size_t(b)]);
+      }
+    recorded_.clear();
+    return Status::ok();
+  }
+
+  //! The recorded selections on the host, with one download: they are packed into one buffer
+  //! on the backend first.
+  Status download_all(const std::vector<Recorded>& recorded, std::vector<std::vector<int32_t>>* out) {
+    std::size_t total = 0;
+    for (const Recorded& entry : recorded) total += std::size_t(decoder_.batch * entry.rows * entry.count_max);
+    out->assign(recorded.size(), {});
+    if (total == 0) return Status::ok();
+    PD_RETURN_IF_ERROR(packed_.reserve(total * sizeof(int32_t), decoder_.stream));
+    std::size_t offset = 0;
+    for (const Recorded& entry : recorded) {
+      const std::size_t bytes = std::size_t(decoder_.batch * entry.rows * entry.count_max) * sizeof(int32_t);
+      PD_RETURN_IF_ERROR(Backend::copy_rows(packed_.template as<char>() + offset, bytes, entry.data.data(), bytes, bytes, 1,
+                                            decoder_.stream));
+      offset += bytes;
+    }
+    std::vector<int32_t> packed;
+    PD_RETURN_IF_ERROR(decoder_.download(packed_, total, &packed));
+    offset = 0;
+    for (std::size_t r = 0; r < recorded.size(); ++r) {
+      const std::size_t count = std::size_t(decoder_.batch * recorded[r].rows * recorded[r].count_max);
+      (*out)[r].assign(packed.begin() + std::ptrdiff_t(offset), packed.begin() + std::ptrdiff_t(offset + count));
+      offset += count;
+    }
+    return Status::ok();
+  }
+
+  //! The reference code's order (PipelineConfig::truncate_after_last_layer): each truncating
+  //! stage's map, composed with the later stages' on the host (`compose_stage_maps`, shared with
+  //! ref::Session), gathers its segment's caches after the last layer.
+  Status truncate_in_reference_order(const PipelinePlan& plan, const std::vector<Recorded>& maps) {
+    std::vector<std::vector<int32_t>> host;
+    PD_RETURN_IF_ERROR(download_all(maps, &host));
+    const int64_t batch = decoder_.batch;
+    std::vector<std::vector<std::vector<int32_t>>> composed;  // [request][segment]
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<std::vector<int32_t>> stage_maps;
+      for (std::size_t s = 0; s < maps.size(); ++s) {
+        const auto first = host[s].begin() + std::ptrdiff_t(b * maps[s].count_max);
+        stage_maps.emplace_back(first, first + std::ptrdiff_t(maps[s].counts[std::size_t(b)]));
+      }
+      composed.push_back(compose_stage_maps(stage_maps));
+    }
+    const std::vector<int64_t> kept = maps.back().counts;
+    const int64_t pitch = std::max<int64_t>(max_of(kept), 1);
+    for (std::size_t segment = 0; segment < maps.size(); ++segment) {
+      std::vector<int32_t> indices(std::size_t(batch * pitch), 0), counts;
+      for (int64_t b = 0; b < batch; ++b) {
+        const std::vector<int32_t>& map = composed[std::size_t(b)][segment];
+        std::copy(map.begin(), map.end(), indices.begin() + std::ptrdiff_t(b * pitch));
+        counts.push_back(int32_t(map.size()));
+      }
+      PD_RETURN_IF_ERROR(compact_indices_.upload(indices, decoder_.stream));
+      PD_RETURN_IF_ERROR(compact_counts_.upload(counts, decoder_.stream));
+      const auto indices_view = make_view<const int32_t>(compact_indices_.template as<const int32_t>(), batch, 1, pitch);
+      const auto counts_view = make_view<const int32_t>(compact_counts_.template as<const int32_t>(), batch, 1);
+      for (int64_t l = plan.segment_first_layer(segment); l <= plan.stages[segment].layer; ++l)
+        PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(l)], indices_view, counts_view, kept));
+    }
+    return decoder_.read_status();
   }
 
   Decoder<Backend, T>& decoder_;
   LayerCaches<Backend, T>& caches_;
-  Buffer lengths_, positions_, selected_indices_, selected_counts_, selected_positions_, new_lengths_;
-  Buffer compact_indices_, compact_counts_;
+  MemoryLedger* ledger_;
+  Buffer lengths_, positions_, selected_indices_, selected_counts_, selected_positions_;
+  Buffer cache_lengths_, new_lengths_, compact_indices_, compact_counts_, kept_ids_, packed_;
+  std::vector<Recorded> recorded_;  //!< what the results report, in order
 };
 
 }  // namespace session

@@ -153,3 +153,33 @@ TEST_CASE("batch session (cpu): bad input fails with a message") {
   bad.mlp_chunk_rows = 0;
   CHECK(ref::BatchSession::create(&w, bad, nullptr, &s).code() == StatusCode::kInvalidArgument);
 }
+
+TEST_CASE("batch session (cpu): a prefill synchronises with the host a fixed number of times") {
+  // Selections stay on the backend (Select's outputs feed CompactKv, the RoPE rows and the kept
+  // ids are gathered there) and the results come back once at the end: the status word, the
+  // recorded selections and the first tokens' logits. The count must not grow with the layers,
+  // the stages, the compacted layers or the batch.
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 43));
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(61, 1), pdtest::random_prompt(44, 2),
+                                                     pdtest::random_prompt(70, 3)};
+  BatchSessionOptions options = pdtest::thorough_session_options();
+  options.check_every_op = false;  // the debugging switch reads the status after every op
+  std::unique_ptr<ref::BatchSession> s;
+  REQUIRE(ref::BatchSession::create(&w, options, nullptr, &s).is_ok());
+  for (PipelineConfig cfg : pdtest::every_method_small()) {
+    for (bool after_last_layer : {false, true}) {
+      if (after_last_layer && cfg.method != PipelineMethod::kPromptDistill) continue;
+      cfg.truncate_after_last_layer = after_last_layer;
+      INFO(to_string(cfg.method) << " stages " << cfg.selection_layers.size() << " tt " << cfg.cache_truncation_end
+                                 << " after last layer " << after_last_layer);
+      std::vector<PrefillResult> out;
+      REQUIRE(s->prefill(prompts, cfg, &out).is_ok());
+      const bool truncates_later = after_last_layer && cfg.cache_truncation_end != 0;
+      const int64_t expected = cfg.method == PipelineMethod::kFull ? 2 : truncates_later ? 5 : 3;
+      CHECK(s->host_syncs() == expected);
+      std::vector<int32_t> next;
+      REQUIRE(s->decode_step({out[0].first_token, out[1].first_token, out[2].first_token}, &next).is_ok());
+      CHECK(s->host_syncs() == expected + 1);  // a decode step downloads its logits, nothing else
+    }
+  }
+}
