@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "generate_command.h"
-#include "promptdistill/eval.h"
+#include "tools/eval.h"
 
 namespace pdcli {
 

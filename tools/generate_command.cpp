@@ -14,7 +14,7 @@
 
 #include "promptdistill/batch_session.h"
 #include "promptdistill/gguf.h"
-#include "promptdistill/prompts.h"
+#include "tools/prompts.h"
 #include "promptdistill/session_ref.h"
 #include "promptdistill/tokenizer.h"
 

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core (declarations and validation); the operations: promptdistill::cpu_reference (ref::) and promptdistill::cuda (cuda::).
 //! Decoder block operations: token embedding, RMSNorm, RoPE, SwiGLU, linear layers (GEMMs), KV
 //! append and GQA causal attention, in `promptdistill::ref` (CPU, host memory) and
 //! `promptdistill::cuda` (device memory, caller's stream, no allocation, no host sync). Both

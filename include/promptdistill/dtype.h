@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core.
 //! Element types. `DType` names a runtime type; `bf16` and `f16` are 16-bit *storage* types that
 //! compile with g++ alone and are usable in device code (they hold bits; arithmetic happens in
 //! f32 after the exact widening conversions of `detail/numerics.h`).

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::models.
 //! GGUF model files (versions 2 and 3): header, metadata, tensor infos, alignment, and
 //! dequantisation of F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors to f32.
 //!

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core (header only).
 //! `KvCacheView<T>`: one layer's K (or V) cache as an engine stores it, described by strides and,
 //! for paged caches, by the engine's own page tables. The library never owns or allocates a cache.
 //!

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::models.
 //! Decoder-only transformer models of the Llama family (Llama/SmolLM2, Qwen2, Phi-3): their
 //! configuration, host weights in f32, loaders (GGUF and Hugging Face folders) and the RoPE tables
 //! that both backends share.

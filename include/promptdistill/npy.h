@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::models.
 //! NumPy `.npy` files (format versions 1.0, 2.0 and 3.0; little-endian; C order) for the
 //! verification CLI and for test fixtures. Supported dtypes: '<f4', '<f2', '<i4', '<i8'.
 //! Every header field, the shape and the payload size are validated; a bad file gives

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::models.
 //! End-to-end prompt compression: the method configurations of algorithms.md (full KV,
 //! PromptDistill single/multi-stage with cache truncation, GemFilter, SnapKV, H2O), their
 //! validation, and what a prefill reports.

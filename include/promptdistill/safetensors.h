@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::models.
 //! safetensors files: an 8-byte little-endian header length, a JSON header (dtype, shape and
 //! data_offsets of every tensor) and the raw data. Offsets, sizes, shapes and dtypes are validated
 //! before use; a bad file gives kCorruptFile naming the tensor, never a crash.

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core (declarations and validation); the operations: promptdistill::cpu_reference (ref::) and promptdistill::cuda (cuda::).
 //! The Selector API: score -> pool -> top-k -> gather / remap -> KV compaction.
 //!
 //! Every stage is an operation object with

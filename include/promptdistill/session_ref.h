@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::cpu_pipelines.
 //! `ref::Session`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O) and greedy decoding
 //! on the CPU reference decoder, batch 1. Token selection runs through the Selector API
 //! (`ref::Select`), the same operation the CUDA backend and the engines use.

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core.
 //! `Status`: the only error currency of the library. Every public operation returns one; the
 //! library never aborts, never exits and never lets an exception cross its API.
 //!

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core.
 //! `TensorView<T, Rank>`: a non-owning pointer plus int64 extents and *element* strides.
 //!
 //! - Trivially copyable, so it can sit inside kernel parameter structs.

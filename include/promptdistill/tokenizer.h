@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::models.
 //! BPE tokenizers of the Llama family, read from GGUF metadata (tokenizer.ggml.model = "gpt2") or
 //! from a Hugging Face `tokenizer.json`. Control and user-defined (added) tokens are matched in the
 //! raw text first (leftmost, longest), then each remaining segment is encoded:

@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::cpu_pipelines.
 //! The CPU reference decoder (`promptdistill::ref`, in promptdistill::cpu_reference): f32 compute
 //! on f32 weights, Eigen GEMMs (multithreaded with OpenMP), explicit position ids, per-layer KV
 //! caches whose lengths may differ from layer to layer. It is the oracle for the CUDA blocks and

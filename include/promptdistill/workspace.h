@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core.
 //! Caller-owned scratch memory, sized and carved by one code path.
 //!
 //! Every operation with scratch needs has a private `plan(problem, WorkspacePlanner&)` that asks

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "promptdistill/eval.h"
+#include "tools/eval.h"
 #include "promptdistill/gguf.h"
 #include "promptdistill/tokenizer.h"
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-#include "promptdistill/prompts.h"
+#include "tools/prompts.h"
 
 #include <vector>
 

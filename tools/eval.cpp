@@ -2,7 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 //! Passkey and needle prompts, and the LongBench loader and metrics.
 
-#include "promptdistill/eval.h"
+#include "tools/eval.h"
 
 #include <algorithm>
 #include <cctype>
