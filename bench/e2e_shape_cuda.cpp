@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < L; ++i) prompt[std::size_t(i)] = int32_t(1000 + (uint64_t(i) * 2654435761u) % 30000);
     for (const std::string& m : methods) {
       PipelineConfig cfg;
-      if (!parse_pipeline_method(m, &cfg.method)) continue;
+      if (!parse(m, &cfg.method)) continue;
       cfg.selection_layers = {std::min<int64_t>(13, w.config.num_layers - 2)};
       cfg.n_topks = {1024};
       cfg.cache_truncation_end = 1;

@@ -19,15 +19,15 @@ const char* to_string(PipelineMethod m) noexcept {
   return "unknown";
 }
 
-Status parse_pipeline_method(const std::string& name, PipelineMethod* out) noexcept {
+Status parse(std::string_view text, PipelineMethod* out) noexcept {
   for (PipelineMethod m : {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
                            PipelineMethod::kSnapKV, PipelineMethod::kH2O})
-    if (name == to_string(m)) {
+    if (text == to_string(m)) {
       *out = m;
       return Status::ok();
     }
-  return Status(StatusCode::kInvalidArgument, "method must be full, promptdistill, gemfilter, snapkv or h2o, got '%.40s'",
-                name.c_str());
+  return Status(StatusCode::kInvalidArgument, "method must be one of full, promptdistill, gemfilter, snapkv, h2o, got '%.*s'",
+                int(text.size() < 40 ? text.size() : 40), text.data());
 }
 
 Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "promptdistill/pipeline.h"
+#include "promptdistill/selector.h"
 #include "promptdistill/status.h"
 
 namespace pdcli {
@@ -80,6 +82,14 @@ inline std::vector<int64_t> get_ints(const Args& a, const std::string& key, std:
   for (const auto& v : it->second) out.push_back(to_int(key, v));
   return out;
 }
+//! --key's value (or `fallback`) parsed with promptdistill::parse: every command accepts the
+//! same spellings of a method, a pooling mode and a head grouping.
+template <class Enum>
+void parse_option(const Args& a, const std::string& key, const std::string& fallback, Enum* out) {
+  const promptdistill::Status s = promptdistill::parse(get(a, key, fallback), out);
+  if (!s.is_ok()) fail("--" + key + ": " + s.message());
+}
+
 inline void reject_unknown(const Args& a, std::initializer_list<const char*> known) {
   for (const auto& kv : a.values) {
     bool ok = false;

@@ -116,21 +116,15 @@ Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
 
 PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
   PipelineConfig c;
-  Status s = parse_pipeline_method(method, &c.method);
+  Status s = parse(method, &c.method);
   if (!s) fail_status(s);
   c.selection_layers = get_ints(a, "selection-layers", {13});
   c.n_topks = get_ints(a, "n-topks", {1024});
   c.cache_truncation_end = get_int(a, "cache-truncation-end", 1);
   c.capacity = get_int(a, "capacity", 1024);
   c.window = int32_t(get_int(a, "window", 32));
-  const std::string per = get(a, "per", "kv-group");
-  if (per == "kv-group") c.grouping = HeadGrouping::kPerKvGroup;
-  else if (per == "head") c.grouping = HeadGrouping::kPerQueryHead;
-  else fail("--per must be kv-group or head, got '" + per + "'");
-  const std::string pool = get(a, "pool", "avg");
-  if (pool == "avg") c.pool = PoolMode::kAvg;
-  else if (pool == "max") c.pool = PoolMode::kMax;
-  else fail("--pool must be avg or max, got '" + pool + "'");
+  parse_option(a, "per", "kv-group", &c.grouping);
+  parse_option(a, "pool", "avg", &c.pool);
   return c;
 }
 

@@ -22,13 +22,14 @@ using namespace promptdistill;
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  promptdistill select --method promptdistill|gemfilter|snapkv|h2o --q Q.npy --k K.npy --topk N
+  promptdistill select --method promptdistill|gemfilter|snapkv|h2o --q Q.npy --k K.npy --budget N
                        [--window 32] [--pool avg|max|none] [--pool-kernel 5] [--per kv-group|head]
                        [--dtype f32|f16|bf16] [--backend cpu|cuda] [--json]
       Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
       for snapkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
-      --topk: promptdistill: tokens chosen besides the always-kept last one; gemfilter: tokens
-      kept; snapkv/h2o: capacity per row, window included.
+      --budget (or --topk): the budget as the reference code counts it: promptdistill: tokens
+      chosen besides the always-kept last one; gemfilter: tokens kept; snapkv/h2o: capacity per
+      row, window included. (generate's --n-topks and --capacity are the same number.)
   promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o
                        [--selection-layers 13 ...] [--n-topks 1024 ...] [--cache-truncation-end 1]
                        [--capacity 1024] [--window 32] [--per kv-group|head]
@@ -58,29 +59,16 @@ using pdcli::get;
 using pdcli::get_int;
 using pdcli::reject_unknown;
 
-Method parse_method(const std::string& m) {
-  if (m == "promptdistill") return Method::kPromptDistill;
-  if (m == "gemfilter") return Method::kGemFilter;
-  if (m == "snapkv") return Method::kSnapKV;
-  if (m == "h2o") return Method::kH2O;
-  fail("--method must be promptdistill, gemfilter, snapkv or h2o, got '" + m + "'");
-}
-
 MethodConfig parse_config(const Args& a, int64_t default_budget) {
   MethodConfig c;
-  c.method = parse_method(get(a, "method", "promptdistill"));
-  c.budget = get_int(a, "topk", default_budget);
+  pdcli::parse_option(a, "method", "promptdistill", &c.method);
+  // --budget, or --topk (the name the Python API and engines use for the same number).
+  if (a.values.count("budget") && a.values.count("topk")) fail("give --budget or --topk, not both");
+  c.budget = get_int(a, a.values.count("topk") ? "topk" : "budget", default_budget);
   c.window = int32_t(get_int(a, "window", 32));
-  const std::string pool = get(a, "pool", "avg");
-  if (pool == "avg") c.pool = PoolMode::kAvg;
-  else if (pool == "max") c.pool = PoolMode::kMax;
-  else if (pool == "none") c.pool = PoolMode::kNone;
-  else fail("--pool must be avg, max or none, got '" + pool + "'");
+  pdcli::parse_option(a, "pool", "avg", &c.pool);
   c.pool_kernel = int32_t(get_int(a, "pool-kernel", 5));
-  const std::string per = get(a, "per", "kv-group");
-  if (per == "kv-group") c.grouping = HeadGrouping::kPerKvGroup;
-  else if (per == "head") c.grouping = HeadGrouping::kPerQueryHead;
-  else fail("--per must be kv-group or head, got '" + per + "'");
+  pdcli::parse_option(a, "per", "kv-group", &c.grouping);
   MethodPlan plan;
   const Status s = plan_method(c, &plan);
   if (!s.is_ok()) fail_status(s);
@@ -110,9 +98,9 @@ std::vector<float> load_f32(const std::string& path, const char* what, std::vect
 }
 
 int cmd_select(const Args& a) {
-  reject_unknown(a, {"method", "q", "k", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend"});
-  if (get(a, "q", "").empty() || get(a, "k", "").empty() || get(a, "topk", "").empty())
-    fail("select needs --q Q.npy, --k K.npy and --topk N");
+  reject_unknown(a, {"method", "q", "k", "budget", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend"});
+  if (get(a, "q", "").empty() || get(a, "k", "").empty() || (get(a, "topk", "").empty() && get(a, "budget", "").empty()))
+    fail("select needs --q Q.npy, --k K.npy and --budget N (or --topk N)");
   const MethodConfig cfg = parse_config(a, 0);
   pdcli::SelectInput in;
   std::vector<int64_t> qs, ks;

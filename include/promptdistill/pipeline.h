@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "promptdistill/model.h"
@@ -27,10 +28,14 @@
 
 namespace promptdistill {
 
+//! What a prefill does. Not the Selector's `Method`: a pipeline method says which layers run on
+//! which tokens (full KV selects nothing; GemFilter re-prefills; SnapKV/H2O compress every layer),
+//! a selection method only how one selection ranks tokens. Every pipeline method but kFull uses
+//! the selection method of the same name (see PipelinePlan).
 enum class PipelineMethod : int32_t { kFull = 0, kPromptDistill = 1, kGemFilter = 2, kSnapKV = 3, kH2O = 4 };
+//! "full", "promptdistill", "gemfilter", "snapkv", "h2o"; `parse` is the inverse.
 const char* to_string(PipelineMethod m) noexcept;
-//! "full", "promptdistill", "gemfilter", "snapkv", "h2o"; kInvalidArgument otherwise.
-Status parse_pipeline_method(const std::string& name, PipelineMethod* out) noexcept;
+Status parse(std::string_view text, PipelineMethod* out) noexcept;
 
 struct PipelineConfig {
   PipelineMethod method = PipelineMethod::kFull;

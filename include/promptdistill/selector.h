@@ -42,6 +42,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "promptdistill/detail/config.h"
 #include "promptdistill/dtype.h"
@@ -63,9 +64,15 @@ enum class PositionMode : int32_t {
   kRenumber = 1,   //!< 0..count-1: GemFilter's fresh re-prefill
 };
 
+//! Names used everywhere (API, CLI, JSON, Python): "promptdistill", "gemfilter", "snapkv", "h2o";
+//! "none", "avg", "max"; "kv-group", "head". `parse` is the inverse of `to_string` and returns
+//! kInvalidArgument, naming the accepted spellings, for anything else.
 const char* to_string(Method m) noexcept;
+Status parse(std::string_view text, Method* out) noexcept;
 const char* to_string(PoolMode m) noexcept;
+Status parse(std::string_view text, PoolMode* out) noexcept;
 const char* to_string(HeadGrouping g) noexcept;
+Status parse(std::string_view text, HeadGrouping* out) noexcept;
 
 //! Largest head_dim * num_q_heads the scoring kernels hold in shared memory.
 constexpr int64_t kMaxScoreQueryElements = 12288;  // 48 KiB of f32: the default dynamic shared memory
@@ -150,9 +157,11 @@ struct CompactKvArgs {
 
 // ---- the fused pipeline -----------------------------------------------------------------------------
 
-//! A method and its budget, with the reference code's meaning of `budget`:
+//! A method and its budget. The budget is one number with the reference code's meaning for each
+//! method (the CLI's `--topk`/`--budget`, `--n-topks` and `--capacity`, and the Python `topk`,
+//! `n_topks` and `capacity`, are all this number; docs/algorithms.md has the table):
 //! PromptDistill: tokens chosen besides the always-kept last token (min(k, L-1) + 1 are kept);
-//! GemFilter: tokens kept; SnapKV/H2O: capacity C per row, window included.
+//! GemFilter: tokens kept (min(k, L)); SnapKV/H2O: the capacity C per row, window included.
 struct MethodConfig {
   Method method = Method::kPromptDistill;
   int64_t budget = 1024;

@@ -91,6 +91,15 @@ TEST_CASE("cli/select: JSON output equals the reference selection for every meth
         CHECK(j["indices"][std::size_t(row)].get<std::vector<int32_t>>() == ref_select(m, q, Lq, k, L, H, Hkv, D, 20, row));
     }
   }
+  // --budget is --topk's other spelling; --pool none is accepted as in every command.
+  const auto q1 = pdtest::generate<float>(std::size_t(H * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 3));
+  REQUIRE(write_npy(tmp("q.npy"), DType::kF32, {1, H, D}, q1.data()).is_ok());
+  const std::string pd_args = "select --method promptdistill --q " + tmp("q.npy") + " --k " + tmp("k.npy") + " --json";
+  const auto by_topk = run_cli(pd_args + " --topk 7"), by_budget = run_cli(pd_args + " --budget 7");
+  REQUIRE(by_topk.exit_code == 0);
+  REQUIRE(by_budget.exit_code == 0);
+  CHECK(nlohmann::json::parse(by_topk.out)["indices"] == nlohmann::json::parse(by_budget.out)["indices"]);
+  CHECK(run_cli(pd_args + " --budget 7 --pool none").exit_code == 0);
   // float16 input and bf16 compute run too.
   std::vector<uint16_t> qh(std::size_t(H * D), 0x3c00);
   REQUIRE(write_npy(tmp("qh.npy"), DType::kF16, {1, H, D}, qh.data()).is_ok());
@@ -117,7 +126,10 @@ TEST_CASE("cli/select: bad files and options fail with a one-line error") {
       {"select --q " + tmp("junk.npy") + " --k " + tmp("k1.npy") + " --topk 2", "magic"},
       {"select --q " + tmp("flat.npy") + " --k " + tmp("k1.npy") + " --topk 2", "3 dimensions"},
       {base + " --topk -1", "k) must be >= 0"},
-      {base + " --topk 2 --method nope", "--method must be"},
+      {base + " --topk 2 --method nope", "--method: method must be one of promptdistill, gemfilter, snapkv, h2o"},
+      {base + " --topk 2 --pool mean", "--pool: pool must be one of none, avg, max"},
+      {base + " --topk 2 --per group", "--per: per (head grouping) must be one of kv-group, head"},
+      {base + " --topk 2 --budget 2", "not both"},
       {base + " --topk 2 --pool-kernel 4", "odd"},
       {base + " --topk two", "integer"},
       {base + " --topk 2 --dtype f64", "--dtype"},

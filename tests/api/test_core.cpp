@@ -134,3 +134,37 @@ TEST_CASE("core/compare: bitwise comparator sees +0/-0 and NaN payloads") {
   CHECK(pdtest::nmse_below(std::vector<float>{1.0f, 2.0f}, std::vector<float>{1.0f, 2.001f}, 1e-6).ok);
   CHECK_FALSE(pdtest::nmse_below(std::vector<float>{1.0f, 3.0f}, std::vector<float>{1.0f, 2.0f}, 1e-3).ok);
 }
+
+TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, with the choices on error") {
+  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
+    Method back = Method::kH2O;
+    REQUIRE(parse(to_string(m), &back).is_ok());
+    CHECK(back == m);
+  }
+  for (PoolMode m : {PoolMode::kNone, PoolMode::kAvg, PoolMode::kMax}) {
+    PoolMode back = PoolMode::kAvg;
+    REQUIRE(parse(to_string(m), &back).is_ok());
+    CHECK(back == m);
+  }
+  for (HeadGrouping g : {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead}) {
+    HeadGrouping back = HeadGrouping::kPerKvGroup;
+    REQUIRE(parse(to_string(g), &back).is_ok());
+    CHECK(back == g);
+  }
+  for (PipelineMethod m : {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
+                           PipelineMethod::kSnapKV, PipelineMethod::kH2O}) {
+    PipelineMethod back = PipelineMethod::kFull;
+    REQUIRE(parse(to_string(m), &back).is_ok());
+    CHECK(back == m);
+  }
+  Method method = Method::kGemFilter;
+  const Status bad = parse("PromptDistill", &method);  // spellings are exact (lower case)
+  CHECK(bad.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(bad.message()) == "method must be one of promptdistill, gemfilter, snapkv, h2o, got 'PromptDistill'");
+  CHECK(method == Method::kGemFilter);  // untouched on failure
+  PoolMode pool = PoolMode::kAvg;
+  CHECK(parse("", &pool).code() == StatusCode::kInvalidArgument);
+  CHECK(parse(std::string(1000, 'x'), &pool).code() == StatusCode::kInvalidArgument);  // long input: a clipped message
+  PipelineMethod pipeline = PipelineMethod::kFull;
+  CHECK(std::string(parse("fullkv", &pipeline).message()).find("full, promptdistill") != std::string::npos);
+}

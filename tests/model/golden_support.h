@@ -25,7 +25,7 @@ namespace pdtest {
 inline promptdistill::PipelineConfig golden_method_config(const nlohmann::json& c) {
   using namespace promptdistill;
   PipelineConfig cfg;
-  REQUIRE(parse_pipeline_method(c["method"].get<std::string>(), &cfg.method).is_ok());
+  REQUIRE(parse(c["method"].get<std::string>(), &cfg.method).is_ok());
   if (c.contains("layer")) {
     cfg.selection_layers = {c["layer"].get<int64_t>()};
     cfg.n_topks = {c["k"].get<int64_t>()};

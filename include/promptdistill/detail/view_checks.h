@@ -2,6 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
+//! Provided by promptdistill::core.
 //! Host-side checks of views shared by the selector and the decoder block operations.
 
 #include <cstdint>

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! Host-side checks (`can_implement`) and workspace plans shared by both selector backends, so
-//! that the CPU reference and the CUDA backend accept and reject exactly the same arguments.
+//! Host-side checks (`can_implement`) shared by both selector backends, so that the CPU reference
+//! and the CUDA backend accept and reject exactly the same arguments, and the messages of the
+//! per-request data checks.
 
 #include <cstdio>
 
@@ -9,66 +10,6 @@
 #include "promptdistill/detail/view_checks.h"
 
 namespace promptdistill {
-
-const char* to_string(Method m) noexcept {
-  switch (m) {
-    case Method::kPromptDistill: return "promptdistill";
-    case Method::kGemFilter: return "gemfilter";
-    case Method::kSnapKV: return "snapkv";
-    case Method::kH2O: return "h2o";
-  }
-  return "unknown";
-}
-const char* to_string(PoolMode m) noexcept {
-  return m == PoolMode::kNone ? "none" : m == PoolMode::kAvg ? "avg" : "max";
-}
-const char* to_string(HeadGrouping g) noexcept {
-  return g == HeadGrouping::kPerKvGroup ? "kv-group" : "head";
-}
-
-int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, int64_t num_kv_heads) {
-  if (method == Method::kPromptDistill || method == Method::kGemFilter) return 1;
-  return grouping == HeadGrouping::kPerKvGroup ? num_kv_heads : num_q_heads;
-}
-
-Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
-  if (c.budget < 0)
-    return Status(StatusCode::kInvalidArgument, "budget (k) must be >= 0, got %lld", (long long)c.budget);
-  if (c.budget > INT32_MAX)
-    return Status(StatusCode::kInvalidArgument, "budget (k) %lld does not fit int32", (long long)c.budget);
-  if (c.pool_kernel < 1 || c.pool_kernel % 2 == 0)
-    return Status(StatusCode::kInvalidArgument, "pool kernel must be odd and >= 1, got %d", c.pool_kernel);
-  MethodPlan p{c.pool, c.pool_kernel, 0, 0, c.budget, 0, PositionMode::kOriginal};
-  switch (c.method) {
-    case Method::kPromptDistill:
-      p.zero_tail = 1;
-      p.keep_last = 1;
-      break;
-    case Method::kGemFilter:
-      p.positions = PositionMode::kRenumber;
-      break;
-    case Method::kSnapKV:
-    case Method::kH2O:
-      if (c.window < 1)
-        return Status(StatusCode::kInvalidArgument, "window must be >= 1, got %d", c.window);
-      if (c.budget < c.window)
-        return Status(StatusCode::kInvalidArgument,
-                      "%s capacity %lld must be >= the window %d (the window is part of the capacity)",
-                      to_string(c.method), (long long)c.budget, c.window);
-      p.keep_last = c.window;
-      p.topk_k = c.budget - c.window;
-      if (c.method == Method::kSnapKV) {
-        p.exclude_tail = c.window;
-      } else {
-        p.pool = PoolMode::kNone;  // H2O ranks accumulated attention as is
-      }
-      break;
-    default:
-      return Status(StatusCode::kInvalidArgument, "unknown method %d", int(c.method));
-  }
-  *plan = p;
-  return Status::ok();
-}
 
 namespace detail {
 
@@ -270,89 +211,11 @@ Status check_select(const SelectArgs<T>& a) noexcept {
   return Status::ok();
 }
 
-template <class T>
-ScoreBuffers plan_score(const ScoreArgs<T>& a, WorkspacePlanner& planner) {
-  ScoreBuffers b;
-  if (a.method == Method::kSnapKV || a.method == Method::kH2O) {
-    const auto B = std::size_t(a.q.extents[0]), rows = std::size_t(a.q.extents[1]),
-               H = std::size_t(a.q.extents[2]), N = std::size_t(a.scores.extents[2]);
-    b.row_max = planner.take<float>(B * H * rows);
-    b.row_sum = planner.take<float>(B * H * rows);
-    if (a.grouping == HeadGrouping::kPerKvGroup) b.head_scores = planner.take<float>(B * H * N);
-  }
-  return b;
-}
-
-template <class T>
-SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner) {
-  SelectBuffers b;
-  const int64_t B = a.q.extents[0];
-  const int64_t R = score_rows(a.config.method, a.config.grouping, a.q.extents[2], a.k.num_heads);
-  const auto n = std::size_t(B * R * a.max_length);
-  b.raw_scores = planner.take<float>(n);
-  if (a.final_scores.data == nullptr) b.pooled = planner.take<float>(n);
-  SelectStages<T> s = select_stages(a, b);
-  b.score = plan_score(s.score, planner);
-  return b;
-}
-
-template <class T>
-SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buf) {
-  SelectStages<T> s{};
-  if (!plan_method(a.config, &s.plan).is_ok()) s.plan = MethodPlan{PoolMode::kNone, 1, 0, 0, 0, 0, PositionMode::kOriginal};
-  const int64_t B = a.q.extents[0];
-  const int64_t R = score_rows(a.config.method, a.config.grouping, a.q.extents[2], a.k.num_heads);
-  const int64_t N = a.max_length;
-
-  s.score.method = a.config.method;
-  s.score.grouping = a.config.grouping;
-  s.score.q = a.q;
-  s.score.k = a.k;
-  s.score.lengths = a.lengths;
-  s.score.scores = make_view(buf.raw_scores, B, R, N);
-
-  TensorView<float, 3> ranked =
-      a.final_scores.data != nullptr ? a.final_scores : make_view(buf.pooled, B, R, N);
-  s.pool.mode = s.plan.pool;
-  s.pool.kernel = s.plan.pool_kernel;
-  s.pool.zero_tail = s.plan.zero_tail;
-  s.pool.exclude_tail = s.plan.exclude_tail;
-  s.pool.in = s.score.scores;
-  s.pool.out = ranked;
-  s.pool.lengths = a.lengths;
-
-  s.topk.scores = ranked;
-  s.topk.lengths = a.lengths;
-  s.topk.k = s.plan.topk_k;
-  s.topk.k_per_request = a.budget_per_request;
-  s.topk.k_offset = int32_t(a.config.budget - s.plan.topk_k);
-  s.topk.keep_last = s.plan.keep_last;
-  s.topk.indices = a.indices;
-  s.topk.counts = a.counts;
-
-  s.has_positions = a.positions.data != nullptr;
-  s.remap.mode = s.plan.positions;
-  s.remap.positions_in = a.positions_in;
-  s.remap.indices = a.indices;
-  s.remap.counts = a.counts;
-  s.remap.positions_out = a.positions;
-
-  s.has_gather = a.hidden_in.data != nullptr && a.hidden_out.data != nullptr;
-  s.gather.src = a.hidden_in;
-  s.gather.indices = a.indices;
-  s.gather.counts = a.counts;
-  s.gather.dst = a.hidden_out;
-  return s;
-}
-
 #define PD_INSTANTIATE(T)                                                             \
   template Status check_score<T>(const ScoreArgs<T>&) noexcept;                       \
   template Status check_gather<T>(const GatherArgs<T>&) noexcept;                     \
   template Status check_compact<T>(const CompactKvArgs<T>&) noexcept;                 \
-  template Status check_select<T>(const SelectArgs<T>&) noexcept;                     \
-  template ScoreBuffers plan_score<T>(const ScoreArgs<T>&, WorkspacePlanner&);        \
-  template SelectBuffers plan_select<T>(const SelectArgs<T>&, WorkspacePlanner&);     \
-  template SelectStages<T> select_stages<T>(const SelectArgs<T>&, const SelectBuffers&);
+  template Status check_select<T>(const SelectArgs<T>&) noexcept;
 PD_INSTANTIATE(float)
 PD_INSTANTIATE(f16)
 PD_INSTANTIATE(bf16)
