@@ -12,7 +12,6 @@
 
 #include "bench_util.cuh"
 #include "promptdistill/blocks.h"
-#include "promptdistill/detail/numerics.h"
 #include "promptdistill/model.h"
 
 using namespace promptdistill;
@@ -27,7 +26,7 @@ T* device_random(std::size_t n, float scale, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, scale);
   std::vector<T> host(n);
-  for (auto& x : host) x = num::from_f32<T>(normal(rng));
+  for (auto& x : host) x = from_float<T>(normal(rng));
   T* p = nullptr;
   cudaMalloc(&p, std::max<std::size_t>(n, 1) * sizeof(T));
   cudaMemcpy(p, host.data(), n * sizeof(T), cudaMemcpyHostToDevice);

@@ -47,9 +47,9 @@ void BM_RefSelect(benchmark::State& state) {
   a.max_length = L;
   a.indices = make_view(idx.data(), 1, R, L);
   a.counts = make_view(counts.data(), 1, R);
-  std::vector<unsigned char> ws(ref::Select<bf16>::workspace_size(a) + 256);
-  void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
-  const Workspace w{base, ref::Select<bf16>::workspace_size(a)};
+  HostWorkspace ws;
+  if (!ws.reserve(ref::Select<bf16>::workspace_size(a)).is_ok()) return state.SkipWithError("out of memory");
+  const Workspace w = ws.workspace();
   for (auto _ : state) benchmark::DoNotOptimize(ref::Select<bf16>::run(a, w));
   state.SetLabel(to_string(method));
   state.SetItemsProcessed(state.iterations() * L);

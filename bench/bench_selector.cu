@@ -13,7 +13,6 @@
 #include <random>
 
 #include "bench_util.cuh"
-#include "promptdistill/detail/numerics.h"
 #include "promptdistill/promptdistill.h"
 
 using namespace promptdistill;
@@ -27,7 +26,7 @@ T* device_fill(std::size_t n, float scale, uint64_t seed, std::size_t distinct =
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, scale);
   std::vector<T> host(n);
-  for (auto& x : host) x = num::from_f32<T>(distinct ? float(rng() % distinct) : normal(rng));
+  for (auto& x : host) x = from_float<T>(distinct ? float(rng() % distinct) : normal(rng));
   T* p = nullptr;
   cudaMalloc(&p, n * sizeof(T));
   cudaMemcpy(p, host.data(), n * sizeof(T), cudaMemcpyHostToDevice);

@@ -37,11 +37,9 @@ Status select_tokens(const MethodConfig& cfg, const ModelConfig& mc, const std::
   a.indices = make_view(idx.data(), 1, R, n);
   a.counts = make_view(counts.data(), 1, R);
   a.positions = make_view(pos.data(), 1, R, n);
-  const std::size_t bytes = Select<float>::workspace_size(a);
-  std::vector<unsigned char> ws(bytes + WorkspacePlanner::kAlignment);
-  void* base = ws.data() + (WorkspacePlanner::kAlignment - reinterpret_cast<std::uintptr_t>(ws.data()) % WorkspacePlanner::kAlignment) %
-                               WorkspacePlanner::kAlignment;
-  PD_RETURN_IF_ERROR(Select<float>::run(a, Workspace{base, bytes}));
+  HostWorkspace ws;
+  PD_RETURN_IF_ERROR(ws.reserve(Select<float>::workspace_size(a)));
+  PD_RETURN_IF_ERROR(Select<float>::run(a, ws.workspace()));
   out->indices.assign(std::size_t(R), {});
   out->positions.assign(std::size_t(R), {});
   for (int64_t r = 0; r < R; ++r) {

@@ -33,9 +33,9 @@ int main() {
   a.hidden_in = make_view<const float>(hid.data(), 1, L, hidden);
   a.hidden_out = make_view(kept_hidden.data(), 1, L, hidden);
 
-  std::vector<unsigned char> ws(ref::Select<float>::workspace_size(a) + 256);
-  void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
-  const Status s = ref::Select<float>::run(a, Workspace{base, ref::Select<float>::workspace_size(a)});
+  HostWorkspace ws;  // reserve outside the hot path, reuse for every run
+  Status s = ws.reserve(ref::Select<float>::workspace_size(a));
+  if (s.is_ok()) s = ref::Select<float>::run(a, ws.workspace());
   if (!s.is_ok()) {
     std::printf("error: %s\n", s.message());
     return 1;

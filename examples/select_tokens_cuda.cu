@@ -2,7 +2,6 @@
 // The same PromptDistill selection as select_tokens.cpp on the CUDA backend, in an engine's
 // style: device buffers, a caller-owned workspace, the caller's stream, no host sync inside
 // run(); the result is checked against the CPU reference. Without a GPU it says so and exits 0.
-#include <promptdistill/detail/numerics.h>
 #include <promptdistill/promptdistill.h>
 
 #include <cuda_runtime.h>
@@ -21,8 +20,8 @@ int main() {
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
   std::vector<bf16> q(H * D), keys(L * Hkv * D);
-  for (auto& x : q) x = num::to_bf16(normal(rng));
-  for (auto& x : keys) x = num::to_bf16(normal(rng));
+  for (auto& x : q) x = to_bf16(normal(rng));
+  for (auto& x : keys) x = to_bf16(normal(rng));
   std::vector<int32_t> lengths = {int32_t(L)};
 
   bf16 *dq, *dk;
@@ -67,9 +66,9 @@ int main() {
   h.lengths = lengths.data();
   h.indices = make_view(want.data(), 1, 1, L);
   h.counts = make_view(want_count.data(), 1, 1);
-  std::vector<unsigned char> hws(ref::Select<bf16>::workspace_size(h) + 256);
-  void* base = hws.data() + (256 - reinterpret_cast<std::uintptr_t>(hws.data()) % 256) % 256;
-  s = ref::Select<bf16>::run(h, Workspace{base, ref::Select<bf16>::workspace_size(h)});
+  HostWorkspace host_ws;
+  s = host_ws.reserve(ref::Select<bf16>::workspace_size(h));
+  if (s.is_ok()) s = ref::Select<bf16>::run(h, host_ws.workspace());
   const bool same = s.is_ok() && count[0] == want_count[0] && std::equal(want.begin(), want.begin() + count[0], got.begin());
   std::printf("kept %d of %lld tokens on the GPU; matches the CPU reference: %s\n", count[0], (long long)L, same ? "yes" : "no");
   for (void* p : {(void*)dq, (void*)dk, (void*)dl, (void*)di, (void*)dc, ws}) cudaFree(p);

@@ -88,7 +88,7 @@ std::vector<float> load_f32(const std::string& path, const char* what, std::vect
     for (std::size_t i = 0; i < out.size(); ++i) {
       uint16_t bits;
       std::memcpy(&bits, &arr.bytes[2 * i], 2);
-      out[i] = num::to_f32(f16{bits});
+      out[i] = to_float(f16{bits});
     }
   } else {
     fail(std::string(what) + ": " + path + " must hold float32 or float16, not " + to_string(arr.dtype));

@@ -26,7 +26,7 @@ namespace {
 template <class T>
 std::vector<T> convert(const std::vector<float>& x) {
   std::vector<T> out(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) out[i] = num::from_f32<T>(x[i]);
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = from_float<T>(x[i]);
   return out;
 }
 
@@ -96,10 +96,10 @@ Status run_typed(const SelectInput& in, const MethodConfig& cfg, const std::stri
     auto a = p.args(in, cfg, p.q.data(), p.k.data(), p.lengths.data(), p.indices.data(), p.counts.data(),
                     p.positions.data(), p.scores.data());
     PD_RETURN_IF_ERROR(ref::Select<T>::can_implement(a));
-    std::vector<unsigned char> ws(ref::Select<T>::workspace_size(a) + WorkspacePlanner::kAlignment);
-    void* base = ws.data() + (WorkspacePlanner::kAlignment - reinterpret_cast<std::uintptr_t>(ws.data()) % WorkspacePlanner::kAlignment) % WorkspacePlanner::kAlignment;
+    HostWorkspace ws;
+    PD_RETURN_IF_ERROR(ws.reserve(ref::Select<T>::workspace_size(a)));
     const auto t0 = std::chrono::steady_clock::now();
-    PD_RETURN_IF_ERROR(ref::Select<T>::run(a, Workspace{base, ref::Select<T>::workspace_size(a)}));
+    PD_RETURN_IF_ERROR(ref::Select<T>::run(a, ws.workspace()));
     out->milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   } else {
 #if defined(PD_CLI_CUDA)

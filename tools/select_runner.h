@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "promptdistill/detail/numerics.h"
 #include "promptdistill/promptdistill.h"
 
 namespace pdcli {

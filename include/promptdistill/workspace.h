@@ -14,6 +14,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 
 #include "promptdistill/status.h"
 
@@ -70,6 +72,38 @@ class WorkspacePlanner {
   std::size_t capacity_ = 0;
   std::size_t used_ = 0;
   bool carving_ = false;
+};
+
+//! Host memory for the `ref::` operations' workspaces: an owned, 256-byte aligned buffer that
+//! grows on `reserve` (never inside `run`) and frees itself.
+//!
+//!     HostWorkspace ws;
+//!     if (Status s = ws.reserve(ref::Select<float>::workspace_size(args)); !s) return s;
+//!     ref::Select<float>::run(args, ws.workspace());
+class HostWorkspace {
+ public:
+  //! At least `bytes` bytes from now on (the contents are not kept when it grows);
+  //! kOutOfMemory when the allocation fails (the buffer then keeps what it had).
+  Status reserve(std::size_t bytes) noexcept {
+    if (data_ && bytes <= bytes_) return Status::ok();
+    if (bytes > SIZE_MAX - WorkspacePlanner::kAlignment)
+      return Status(StatusCode::kOutOfMemory, "host workspace: %zu bytes cannot be allocated", bytes);
+    const std::size_t rounded = WorkspacePlanner::round_up(bytes < 1 ? 1 : bytes);
+    void* p = std::aligned_alloc(WorkspacePlanner::kAlignment, rounded);
+    if (p == nullptr) return Status(StatusCode::kOutOfMemory, "host workspace: cannot allocate %zu bytes", rounded);
+    data_.reset(p);
+    bytes_ = rounded;
+    return Status::ok();
+  }
+  Workspace workspace() const noexcept { return Workspace{data_.get(), bytes_}; }
+  std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  struct Free {
+    void operator()(void* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<void, Free> data_;
+  std::size_t bytes_ = 0;
 };
 
 }  // namespace promptdistill

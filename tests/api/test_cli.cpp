@@ -58,9 +58,9 @@ std::vector<int32_t> ref_select(Method m, const std::vector<float>& q, int64_t L
   a.max_length = L;
   a.indices = make_view(idx.data(), 1, R, L);
   a.counts = make_view(counts.data(), 1, R);
-  std::vector<unsigned char> ws(ref::Select<float>::workspace_size(a) + 256);
-  void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
-  REQUIRE(ref::Select<float>::run(a, Workspace{base, ref::Select<float>::workspace_size(a)}).is_ok());
+  HostWorkspace ws;
+  REQUIRE(ws.reserve(ref::Select<float>::workspace_size(a)).is_ok());
+  REQUIRE(ref::Select<float>::run(a, ws.workspace()).is_ok());
   return std::vector<int32_t>(idx.begin() + row * L, idx.begin() + row * L + counts[std::size_t(row)]);
 }
 

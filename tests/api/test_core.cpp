@@ -168,3 +168,36 @@ TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, wit
   PipelineMethod pipeline = PipelineMethod::kFull;
   CHECK(std::string(parse("fullkv", &pipeline).message()).find("full, promptdistill") != std::string::npos);
 }
+
+TEST_CASE("core/dtype: the public conversions round to nearest even and keep specials") {
+  CHECK(to_bf16(1.0f).bits == 0x3f80);
+  CHECK(to_bf16(1.00390625f).bits == 0x3f80);  // exactly half an ulp above 1: ties to even
+  CHECK(to_bf16(1.01171875f).bits == 0x3f82);  // half an ulp above an odd mantissa rounds up
+  CHECK(to_f16(1.0f).bits == 0x3c00);
+  CHECK(to_f16(65520.0f).bits == 0x7c00);      // rounds to infinity
+  CHECK(to_f16(-5.960464477539063e-08f).bits == 0x8001);  // the smallest subnormal keeps its sign
+  CHECK(std::isnan(to_float(to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  CHECK(std::isnan(to_float(to_f16(std::numeric_limits<float>::quiet_NaN()))));
+  CHECK(to_float(bf16{0xc040}) == -3.0f);
+  CHECK(to_float(f16{0x0001}) == 5.960464477539063e-08f);
+  CHECK(from_float<float>(0.1f) == 0.1f);
+  CHECK(from_float<bf16>(0.1f).bits == to_bf16(0.1f).bits);
+  CHECK(from_float<f16>(0.1f).bits == to_f16(0.1f).bits);
+}
+
+TEST_CASE("core/workspace: HostWorkspace is aligned, grows, keeps what it has on failure") {
+  HostWorkspace ws;
+  CHECK(ws.workspace().ptr == nullptr);
+  REQUIRE(ws.reserve(0).is_ok());  // even an empty request gets a valid, aligned buffer
+  CHECK(ws.workspace().ptr != nullptr);
+  REQUIRE(ws.reserve(1000).is_ok());
+  const Workspace w = ws.workspace();
+  CHECK(reinterpret_cast<std::uintptr_t>(w.ptr) % WorkspacePlanner::kAlignment == 0);
+  CHECK(w.bytes == 1024);
+  REQUIRE(ws.reserve(10).is_ok());  // never shrinks
+  CHECK(ws.workspace().ptr == w.ptr);
+  const Status too_big = ws.reserve(SIZE_MAX);
+  CHECK(too_big.code() == StatusCode::kOutOfMemory);
+  CHECK(ws.workspace().ptr == w.ptr);
+  CHECK(ws.bytes() == 1024);
+}

@@ -53,9 +53,9 @@ Outputs run_ref(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout l
   o.positions.assign(std::size_t(c.B * R * c.N), -1);
   auto a = select_args<T>(c, cfg, c.q.data(), kv.view(), c.lengths.data(), o.indices.data(), o.counts.data(),
                           o.positions.data(), o.scores.data());
-  std::vector<unsigned char> ws(ref::Select<T>::workspace_size(a) + 256);
-  void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
-  o.status = ref::Select<T>::run(a, Workspace{base, ref::Select<T>::workspace_size(a)});
+  HostWorkspace ws;
+  REQUIRE(ws.reserve(ref::Select<T>::workspace_size(a)).is_ok());
+  o.status = ref::Select<T>::run(a, ws.workspace());
   return o;
 }
 

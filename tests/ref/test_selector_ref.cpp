@@ -281,9 +281,9 @@ SelectRun<T> run_select(const pdtest::ScoreCase<T>& c, MethodConfig cfg, const s
     a.hidden_in = make_view(hidden->data(), c.B, c.N, hidden_dim);
     a.hidden_out = make_view(r.hidden_out.data(), c.B, c.N, hidden_dim);
   }
-  std::vector<unsigned char> ws(ref::Select<T>::workspace_size(a) + 512);
-  void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
-  r.status = ref::Select<T>::run(a, Workspace{base, ref::Select<T>::workspace_size(a)});
+  HostWorkspace ws;
+  REQUIRE(ws.reserve(ref::Select<T>::workspace_size(a)).is_ok());
+  r.status = ref::Select<T>::run(a, ws.workspace());
   return r;
 }
 

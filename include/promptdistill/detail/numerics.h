@@ -28,74 +28,16 @@
 namespace promptdistill {
 namespace num {
 
-PD_HOST_DEVICE PD_FORCEINLINE uint32_t bits_of(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-}
-PD_HOST_DEVICE PD_FORCEINLINE float float_of(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-}
+// ---- conversions (defined in dtype.h, where users get them too) ----------------------------------
 
-// ---- conversions --------------------------------------------------------------------------------
-
+using promptdistill::detail::bits_of;
+using promptdistill::detail::float_of;
+using promptdistill::to_bf16;
+using promptdistill::to_f16;
 PD_HOST_DEVICE PD_FORCEINLINE float to_f32(float x) { return x; }
-PD_HOST_DEVICE PD_FORCEINLINE float to_f32(bf16 x) { return float_of(uint32_t(x.bits) << 16); }
-PD_HOST_DEVICE inline float to_f32(f16 x) {
-  const uint32_t sign = uint32_t(x.bits & 0x8000u) << 16;
-  uint32_t exponent = (x.bits >> 10) & 0x1fu;
-  uint32_t mantissa = x.bits & 0x3ffu;
-  if (exponent == 0x1f) return float_of(sign | 0x7f800000u | (mantissa << 13));  // inf / NaN
-  if (exponent == 0) {
-    if (mantissa == 0) return float_of(sign);  // +-0
-    // Subnormal half: normalise the mantissa into an f32 normal.
-    exponent = 1;
-    while ((mantissa & 0x400u) == 0) {
-      mantissa <<= 1;
-      --exponent;
-    }
-    mantissa &= 0x3ffu;
-  }
-  return float_of(sign | ((exponent + 112u) << 23) | (mantissa << 13));
-}
-
-//! f32 -> bf16, round to nearest even. NaNs become quiet NaNs with the same sign and top payload.
-PD_HOST_DEVICE PD_FORCEINLINE bf16 to_bf16(float x) {
-  uint32_t u = bits_of(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{uint16_t((u >> 16) | 0x0040u)};
-  u += 0x7fffu + ((u >> 16) & 1u);  // carries into the exponent give +-inf on overflow
-  return bf16{uint16_t(u >> 16)};
-}
-
-//! f32 -> f16, round to nearest even, including subnormal results; overflow gives +-inf.
-PD_HOST_DEVICE inline f16 to_f16(float x) {
-  const uint32_t u = bits_of(x);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t ax = u & 0x7fffffffu;
-  if (ax > 0x7f800000u) return f16{uint16_t(sign | 0x7e00u | ((ax >> 13) & 0x3ffu))};  // NaN
-  if (ax >= 0x477ff000u) return f16{uint16_t(sign | 0x7c00u)};  // >= 65520 rounds to inf
-  if (ax < 0x38800000u) {                                        // below 2^-14: subnormal or 0
-    const uint32_t exponent = ax >> 23;
-    if (exponent < 102) return f16{uint16_t(sign)};  // below 2^-25: rounds to zero
-    const uint32_t mantissa = (ax & 0x7fffffu) | 0x800000u;
-    const uint32_t shift = 126u - exponent;  // in [14, 24]
-    uint32_t r = mantissa >> shift;
-    const uint32_t rem = mantissa & ((1u << shift) - 1u);
-    const uint32_t half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (r & 1u))) ++r;  // may carry into the smallest normal
-    return f16{uint16_t(sign | r)};
-  }
-  uint32_t v = ax - 0x38000000u;  // rebias the exponent from 127 to 15
-  v += 0xfffu + ((v >> 13) & 1u);
-  return f16{uint16_t(sign | (v >> 13))};
-}
-
-template <class T> PD_HOST_DEVICE PD_FORCEINLINE T from_f32(float x);
-template <> PD_HOST_DEVICE PD_FORCEINLINE float from_f32<float>(float x) { return x; }
-template <> PD_HOST_DEVICE PD_FORCEINLINE bf16 from_f32<bf16>(float x) { return to_bf16(x); }
-template <> PD_HOST_DEVICE PD_FORCEINLINE f16 from_f32<f16>(float x) { return to_f16(x); }
+PD_HOST_DEVICE PD_FORCEINLINE float to_f32(bf16 x) { return to_float(x); }
+PD_HOST_DEVICE PD_FORCEINLINE float to_f32(f16 x) { return to_float(x); }
+template <class T> PD_HOST_DEVICE PD_FORCEINLINE T from_f32(float x) { return from_float<T>(x); }
 
 //! Rounds an f32 through the storage type T and back (the identity for T = float).
 template <class T> PD_HOST_DEVICE PD_FORCEINLINE float round_through(float x) {
