@@ -6,9 +6,10 @@ Usage: python3 bench/plot_eval.py RESULTS.jsonl [...]
 Writes next to each input: <stem>.png (one heat map per method and budget: context length x
 insertion depth, green = correct) and <stem>_summary.md (accuracy per method and budget, the
 accuracy on the cases full KV answers correctly, mean kept ratio, mean TTFT).
---grid merges every DIR/passkey*.jsonl and DIR/needle*.jsonl (runs of one grid made in parts) into
-DIR/grid_<task>.png (the heat maps over every length) and DIR/grid_summary.md (correct answers per
-method, budget and length). A case run twice (full KV is in every part) must agree, or it fails.
+--grid merges every passkey*.jsonl and needle*.jsonl of DIR/parts/ (or of DIR itself when it has no
+parts/ folder: runs of one grid made in parts) into DIR/grid_<task>.png (the heat maps over every
+length) and DIR/grid_summary.md (correct answers per method, budget and length). A case run twice
+(full KV is in every part) must agree, or it fails.
 """
 import collections
 import json
@@ -116,10 +117,12 @@ def grid_table(rows):
 
 def grid(directory):
     directory = pathlib.Path(directory)
+    parts = directory / "parts" if (directory / "parts").is_dir() else directory
     text = ["Correct answers / cases per context length (depths 0-100 %); in parentheses, on the cases",
-            "full KV answers correctly. Merged from the JSON lines in this folder by `bench/plot_eval.py --grid`.", ""]
+            f"full KV answers correctly. Merged from the JSON lines in {'parts/' if parts != directory else 'this folder'}"
+            " by `bench/plot_eval.py --grid`.", ""]
     for task in ("passkey", "needle"):
-        paths = sorted(directory.glob(f"{task}*.jsonl"))
+        paths = sorted(parts.glob(f"{task}*.jsonl"))
         if not paths:
             continue
         rows = merge(paths)

@@ -14,6 +14,7 @@
 
 #include "promptdistill/promptdistill.h"
 #include "support/generators.h"
+#include "support/temp_dir.h"
 
 using namespace promptdistill;
 
@@ -31,18 +32,20 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+//! The test binary's scratch folder (removed at exit).
+const pdtest::TempDir& scratch() {
+  static const pdtest::TempDir dir("cli");
+  return dir;
+}
+
 Result run_cli(const std::string& args) {
-  std::filesystem::create_directories(PD_TEST_TMP);
-  const std::string out = std::string(PD_TEST_TMP) + "/out.txt", err = std::string(PD_TEST_TMP) + "/err.txt";
+  const std::string out = scratch().path("out.txt"), err = scratch().path("err.txt");
   const std::string cmd = std::string(PD_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
   const int rc = std::system(cmd.c_str());
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
 }
 
-std::string tmp(const std::string& name) {
-  std::filesystem::create_directories(PD_TEST_TMP);
-  return std::string(PD_TEST_TMP) + "/" + name;
-}
+std::string tmp(const std::string& name) { return scratch().path(name); }
 
 std::vector<int32_t> ref_select(Method m, const std::vector<float>& q, int64_t Lq, const std::vector<float>& k,
                                 int64_t L, int64_t H, int64_t Hkv, int64_t D, int64_t budget, int64_t row) {

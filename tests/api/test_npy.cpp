@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "promptdistill/npy.h"
+#include "support/temp_dir.h"
 
 using namespace promptdistill;
 
@@ -20,7 +21,8 @@ std::vector<unsigned char> file_bytes(const std::string& path) {
 }  // namespace
 
 TEST_CASE("npy: write then read round-trips f32, f16, i32, i64") {
-  const std::string path = "test_roundtrip.npy";
+  const pdtest::TempDir tmp("npy");
+  const std::string path = tmp.path("roundtrip.npy");
   std::vector<float> f = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f};
   REQUIRE(write_npy(path, DType::kF32, {2, 3}, f.data()).is_ok());
   NpyArray a;
@@ -38,11 +40,11 @@ TEST_CASE("npy: write then read round-trips f32, f16, i32, i64") {
   REQUIRE(read_npy(path, &a).is_ok());
   CHECK(a.dtype == DType::kF16);
   CHECK(a.numel() == 2);
-  std::remove(path.c_str());
 }
 
 TEST_CASE("npy: corrupt and truncated files give clear errors") {
-  const std::string path = "test_corrupt.npy";
+  const pdtest::TempDir tmp("npy");
+  const std::string path = tmp.path("corrupt.npy");
   std::vector<float> f(12, 1.0f);
   REQUIRE(write_npy(path, DType::kF32, {3, 4}, f.data()).is_ok());
   const auto good = file_bytes(path);

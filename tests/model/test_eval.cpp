@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/temp_dir.h"
 #include "tools/eval.h"
 #include "promptdistill/gguf.h"
 #include "promptdistill/tokenizer.h"
@@ -56,7 +57,8 @@ TEST_CASE("eval/longbench: metrics on hand-written samples") {
 }
 
 TEST_CASE("eval/longbench: loader accepts LongBench lines and names bad ones") {
-  const std::string path = "longbench_sample.jsonl";
+  const pdtest::TempDir tmp("longbench");
+  const std::string path = tmp.path("sample.jsonl");
   {
     std::ofstream f(path);
     f << R"({"input": "Who?", "context": "Text", "answers": ["Ann"], "length": 3, "dataset": "qasper", "all_classes": null})" << "\n\n";
@@ -75,7 +77,6 @@ TEST_CASE("eval/longbench: loader accepts LongBench lines and names bad ones") {
   CHECK(s.code() == StatusCode::kCorruptFile);
   CHECK(std::string(s.message()).find("line 1") != std::string::npos);
   CHECK(load_longbench("/nonexistent.jsonl", &v).code() == StatusCode::kIoError);
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("eval/prompts and a small grid through the CLI score known answers correctly") {
@@ -96,8 +97,9 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
   CHECK(answer_contains(" It is DOLORES park.", "Dolores Park"));
   CHECK_FALSE(answer_contains("", "x"));
 
-  const std::string out = "eval_grid.jsonl";
-  const std::string haystack = "eval_haystack.txt";
+  const pdtest::TempDir tmp("eval");
+  const std::string out = tmp.path("grid.jsonl");
+  const std::string haystack = tmp.path("haystack.txt");
   {
     std::ofstream h(haystack);
     for (int i = 0; i < 400; ++i) h << "And the river went out of the garden, and the people walked by it in the evening " << i << ". ";
@@ -122,21 +124,20 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
   }
   CHECK(rows == 2 * 5 + 5);  // passkey: 2 depths x 5 method runs; needle: 1 depth x 5
   CHECK(methods == std::set<std::string>{"full", "promptdistill", "gemfilter", "snapkv", "h2o"});
-  std::filesystem::remove(out);
-  std::filesystem::remove(haystack);
 
   // LongBench through the CLI: a folder of JSON-lines files, a template file, per-line scores.
-  std::filesystem::create_directories("lb_data");
+  const std::string lb_data = tmp.path("lb_data"), lb_templates = tmp.path("lb_templates.json"), lb_out = tmp.path("lb.jsonl");
+  std::filesystem::create_directories(lb_data);
   {
-    std::ofstream data("lb_data/passage_count.jsonl");
+    std::ofstream data(lb_data + "/passage_count.jsonl");
     data << R"({"input": "", "context": "Paragraph 1: cats sleep. Paragraph 2: dogs bark. Paragraph 3: cats sleep.", "answers": ["2"], "length": 12})" << "\n";
-    std::ofstream t("lb_templates.json");
+    std::ofstream t(lb_templates);
     t << R"({"passage_count": "{context}\n\nHow many unique paragraphs are there? Answer with a number. The answer is"})";
   }
-  const std::string lb = std::string(PD_CLI_PATH) + " eval longbench --data lb_data --templates lb_templates.json --methods full promptdistill"
-                         " --budgets 8 --selection-layers 12 --max-new-tokens 4 --out lb.jsonl";
+  const std::string lb = std::string(PD_CLI_PATH) + " eval longbench --data " + lb_data + " --templates " + lb_templates +
+                         " --methods full promptdistill --budgets 8 --selection-layers 12 --max-new-tokens 4 --out " + lb_out;
   REQUIRE(std::system(lb.c_str()) == 0);
-  std::ifstream lin("lb.jsonl");
+  std::ifstream lin(lb_out);
   int lb_rows = 0;
   while (std::getline(lin, line)) {
     const auto j = nlohmann::json::parse(line);
@@ -151,7 +152,4 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
     CHECK(j["score"].get<double>() == want);  // the CLI scores with the library's metric
   }
   CHECK(lb_rows == 2);
-  std::filesystem::remove_all("lb_data");
-  std::filesystem::remove("lb_templates.json");
-  std::filesystem::remove("lb.jsonl");
 }

@@ -5,9 +5,13 @@
 // transformers' outputs (Tier C: same greedy tokens, logits within a stated bound).
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "golden_support.h"
 #include "promptdistill/detail/numerics.h"
 #include "promptdistill/model.h"
+#include "support/temp_dir.h"
 
 using namespace promptdistill;
 
@@ -26,8 +30,8 @@ TEST_CASE("model/tiny: Llama-3.1, Qwen2 and Phi-3.5 checkpoints match transforme
 TEST_CASE("model/hf: bad folders give clear errors") {
   ModelWeights w;
   CHECK(load_hf_model("/nonexistent", &w).code() == StatusCode::kIoError);
-  const std::string tmp = "hf_bad";
-  std::system(("rm -rf " + tmp + " && mkdir -p " + tmp).c_str());
+  const pdtest::TempDir dir("hf");
+  const std::string tmp = dir.root();
   {
     std::ofstream(tmp + "/config.json") << R"({"architectures": ["GPT2LMHeadModel"]})";
   }
@@ -40,8 +44,15 @@ TEST_CASE("model/hf: bad folders give clear errors") {
   CHECK(s.code() == StatusCode::kCorruptFile);
   CHECK(std::string(s.message()).find("intermediate_size") != std::string::npos);
   // A valid config with truncated weights.
-  std::system(("cp " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31/config.json " + tmp + "/").c_str());
-  std::system(("head -c 5000 " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31/model.safetensors > " + tmp + "/model.safetensors").c_str());
+  std::filesystem::copy_file(std::string(PD_GOLDEN_DIR) + "/tiny_llama31/config.json", tmp + "/config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  {
+    std::ifstream whole(std::string(PD_GOLDEN_DIR) + "/tiny_llama31/model.safetensors", std::ios::binary);
+    std::string head(5000, '\0');
+    whole.read(&head[0], std::streamsize(head.size()));
+    REQUIRE(whole.gcount() == 5000);
+    std::ofstream(tmp + "/model.safetensors", std::ios::binary) << head;
+  }
   s = load_hf_model(tmp, &w);
   CHECK(s.code() == StatusCode::kCorruptFile);
   MESSAGE("truncated: " << s.message());

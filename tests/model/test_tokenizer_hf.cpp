@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "promptdistill/tokenizer.h"
+#include "support/temp_dir.h"
 
 using namespace promptdistill;
 
@@ -84,7 +85,8 @@ TEST_CASE("tokenizer.json: bos/eos from tokenizer_config.json; added tokens matc
 TEST_CASE("tokenizer.json: unsupported and corrupt files give a clear Status") {
   Tokenizer tok;
   CHECK(Tokenizer::from_hf_json("/nonexistent/tokenizer.json", &tok).code() == StatusCode::kIoError);
-  const std::string tmp = "tok_bad.json";
+  const pdtest::TempDir dir("tokenizer");
+  const std::string tmp = dir.path("tokenizer.json");
   write_file(tmp, "{not json");
   CHECK(Tokenizer::from_hf_json(tmp, &tok).code() == StatusCode::kCorruptFile);
   write_file(tmp, R"({"model": {"type": "Unigram", "vocab": []}})");

@@ -64,6 +64,15 @@ def main():
         r = run("--grid", d)
         check(r.returncode != 0 and "needle_c.jsonl" in (r.stderr + r.stdout), "conflict not reported")
 
+        # A results folder keeps its raw parts in parts/: --grid merges those, writes next to parts/.
+        layout = d / "layout"
+        (layout / "parts").mkdir(parents=True)
+        write(layout / "parts" / "needle_a.jsonl", [case("full", None, 100, 0, True), case("snapkv", 64, 100, 0, False)])
+        r = run("--grid", layout)
+        check(r.returncode == 0, f"grid over parts/ failed: {r.stderr}")
+        merged = (layout / "grid_summary.md").read_text() if (layout / "grid_summary.md").exists() else ""
+        check("| snapkv | 64 | 0/1 (0/1) | 0/1 (0/1) |" in merged and "in parts/" in merged, "grid over parts/:\n" + merged)
+
     for f in failures:
         print("FAILED:", f)
     print(f"plot_eval: {checks - len(failures)} of {checks} checks passed")
