@@ -158,7 +158,7 @@ Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const 
     positions = s.positions[0];
     n = int64_t(idx.size());
     r->retained.push_back(n);
-    r->selected.push_back(positions);
+    r->selected.push_back({positions});
     if (plan.stages[stage].truncates_cache) {
       if (plan.truncate_after_last_layer) {
         stage_maps.push_back(idx);
@@ -196,7 +196,7 @@ Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const Pipe
   PD_RETURN_IF_ERROR(select_tokens(plan.stages[0].select, mc, taps.q, 1, taps.keys, L, positions, &s));
   const std::vector<int32_t>& idx = s.indices[0];
   r->retained.push_back(int64_t(idx.size()));
-  r->selected.push_back(idx);
+  r->selected.push_back({idx});
   std::vector<int32_t> ids(idx.size());
   for (std::size_t i = 0; i < idx.size(); ++i) ids[i] = prompt[std::size_t(idx[i])];
   const int64_t k = int64_t(ids.size());
@@ -230,7 +230,7 @@ Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const
     PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, taps.q_rows, taps.keys, L, positions, &s));
     caches_[std::size_t(l)].keep_per_head(s.indices, D, sel.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
     r->retained.push_back(int64_t(s.indices[0].size()));
-    r->selected.push_back(s.indices[0]);
+    r->selected.push_back(s.indices);
   }
   PD_RETURN_IF_ERROR(first_token(x, L, &r->first_token));
   r->next_position = L;

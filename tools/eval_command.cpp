@@ -98,7 +98,7 @@ int run_grid(const Args& a, const std::string& kind) {
         for (int64_t budget : full ? std::vector<int64_t>{0} : budgets) {
           const PipelineConfig c = with_budget(a, method, budget);
           if (Status v = c.validate(m.weights.config, int64_t(p.ids.size())); !v) fail_status(v);
-          const RunOutput r = run_one(m, p, c, max_new, backend, get(a, "dtype", ""));
+          const RunOutput r = run_one(m, p, c, max_new, backend, get(a, "dtype", ""), a.flag("ignore-eos"));
           nlohmann::json j;
           j["task"] = kind;
           j["method"] = method;
@@ -174,7 +174,7 @@ int run_longbench(const Args& a) {
         for (int64_t budget : full ? std::vector<int64_t>{0} : budgets) {
           const PipelineConfig c = with_budget(a, method, budget);
           if (Status v = c.validate(m.weights.config, int64_t(p.ids.size())); !v) fail_status(v);
-          const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""));
+          const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""), a.flag("ignore-eos"));
           double score = 0;
           if (Status s = longbench_score(sample, r.text, &score); !s) fail_status(s);
           const std::string key = sample.dataset + " " + method + (full ? "" : " " + std::to_string(budget));
@@ -206,7 +206,11 @@ int run_longbench(const Args& a) {
 
 int cmd_eval(const Args& a, const std::string& kind) {
   reject_unknown(a, {"model", "lengths", "depths", "methods", "budgets", "selection-layers", "cache-truncation-end", "window",
-                     "per", "pool", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples", "backend", "weights-dtype", "dtype"});
+                     "per", "pool", "pool-kernel", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples",
+                     "backend", "weights-dtype", "dtype"});
+  std::vector<std::string> methods = {"full", "promptdistill", "gemfilter", "snapkv", "h2o"};
+  if (a.values.count("methods")) methods = a.values.at("methods");
+  reject_inapplicable(a, methods);
   if (kind == "passkey" || kind == "needle") return run_grid(a, kind);
   if (kind == "longbench") return run_longbench(a);
   fail("eval takes passkey, needle or longbench, got '" + kind + "'");

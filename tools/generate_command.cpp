@@ -25,7 +25,8 @@ using namespace promptdistill;
 namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
     "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "capacity", "window", "per", "pool",
-    "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods", "weights-dtype", "dtype"};
+    "pool-kernel", "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods",
+    "weights-dtype", "dtype"};
 
 }  // namespace
 
@@ -124,8 +125,49 @@ PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
   c.capacity = get_int(a, "capacity", 1024);
   c.window = int32_t(get_int(a, "window", 32));
   parse_option(a, "per", "kv-group", &c.grouping);
-  parse_option(a, "pool", "avg", &c.pool);
+  // Pooling applies to the methods that pool (in compare and eval, to those among several);
+  // H2O never pools, and reject_inapplicable refuses --pool when no method reads it.
+  if (c.method != PipelineMethod::kH2O) {
+    parse_option(a, "pool", "avg", &c.pool);
+    c.pool_kernel = int32_t(get_int(a, "pool-kernel", 5));
+  }
   return c;
+}
+
+void reject_inapplicable(const Args& a, const std::vector<std::string>& methods) {
+  // Which pipelines read each method option; one that none of the methods reads is refused
+  // rather than accepted and ignored.
+  struct Use {
+    const char* option;
+    std::vector<PipelineMethod> read_by;
+  };
+  const Use uses[] = {
+      {"selection-layers", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}},
+      {"n-topks", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}},
+      {"cache-truncation-end", {PipelineMethod::kPromptDistill}},
+      {"capacity", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
+      {"window", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
+      {"per", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
+      {"pool", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV}},
+      {"pool-kernel", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV}},
+  };
+  std::vector<PipelineMethod> given;
+  for (const std::string& name : methods) {
+    PipelineMethod m;
+    const Status s = parse(name, &m);
+    if (!s) fail_status(s);
+    given.push_back(m);
+  }
+  for (const Use& use : uses) {
+    if (!a.values.count(use.option)) continue;
+    bool read = false;
+    for (PipelineMethod m : given) read = read || std::find(use.read_by.begin(), use.read_by.end(), m) != use.read_by.end();
+    if (read) continue;
+    std::string readers, names;
+    for (PipelineMethod m : use.read_by) readers += std::string(readers.empty() ? "" : ", ") + to_string(m);
+    for (const std::string& name : methods) names += (names.empty() ? "" : ", ") + name;
+    fail(std::string("--") + use.option + " does not apply to " + names + " (only to " + readers + ")");
+  }
 }
 
 namespace {
@@ -151,7 +193,8 @@ int64_t peak_rss_bytes() {
 namespace {
 //! One prefill + greedy decode on a CUDA session of the chosen storage type.
 template <class Session>
-void run_cuda(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, RunOutput* out) {
+void run_cuda(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::vector<int32_t>& stop,
+              RunOutput* out) {
   std::unique_ptr<Session> session;
   Status s = Session::create(&m.weights, BatchSessionOptions{}, nullptr, &session);
   if (!s) fail_status(s);
@@ -160,7 +203,7 @@ void run_cuda(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, in
   if (!s) fail_status(s);
   out->prefill = res[0];
   std::vector<std::vector<int32_t>> generated;
-  s = session->generate({out->prefill.first_token}, max_new, m.weights.config.eos_tokens, &generated, &out->decode_ms_per_token);
+  s = session->generate({out->prefill.first_token}, max_new, stop, &generated, &out->decode_ms_per_token);
   if (!s) fail_status(s);
   out->generated = generated[0];
   out->peak_memory = session->peak_memory_bytes();
@@ -169,7 +212,8 @@ void run_cuda(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, in
 #endif
 
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend,
-                  const std::string& dtype) {
+                  const std::string& dtype, bool ignore_eos) {
+  const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
   if (backend != "cpu" && backend != "cuda") fail("--backend must be cpu or cuda, got '" + backend + "'");
   if (!dtype.empty() && dtype != "bf16" && dtype != "f16" && dtype != "f32")
     fail("--dtype must be bf16, f16 or f32, got '" + dtype + "'");
@@ -181,9 +225,9 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
     // bf16 (or --dtype f16/f32) weights and activations, f32 accumulation and logits; peak
     // memory = device memory the session held (weights, caches, activations, workspaces).
     if (!cuda::device_available()) fail("--backend cuda: no CUDA device is available on this machine");
-    if (dtype == "f16") run_cuda<cuda::SessionF16>(m, p, c, max_new, &out);
-    else if (dtype == "f32") run_cuda<cuda::SessionF32>(m, p, c, max_new, &out);
-    else run_cuda<cuda::Session>(m, p, c, max_new, &out);
+    if (dtype == "f16") run_cuda<cuda::SessionF16>(m, p, c, max_new, stop, &out);
+    else if (dtype == "f32") run_cuda<cuda::SessionF32>(m, p, c, max_new, stop, &out);
+    else run_cuda<cuda::Session>(m, p, c, max_new, stop, &out);
     out.memory_kind = "device";
 #else
     fail("--backend cuda: this build has no CUDA backend (configure where nvcc is available)");
@@ -201,7 +245,7 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
       });
     Status s = session.prefill(p.ids, c, &out.prefill);
     if (!s) fail_status(s);
-    s = session.generate(out.prefill.first_token, max_new, m.weights.config.eos_tokens, &out.generated, &out.decode_ms_per_token);
+    s = session.generate(out.prefill.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token);
     if (!s) fail_status(s);
     out.peak_memory = peak_rss_bytes();
     out.memory_kind = "resident";
@@ -221,19 +265,30 @@ std::string join(const std::vector<int64_t>& v) {
 
 int cmd_generate(const Args& a) {
   reject_unknown(a, kGenerateOptions);
+  if (a.values.count("methods")) fail("generate runs one --method (compare runs several --methods)");
+  reject_inapplicable(a, {get(a, "method", "full")});
   LoadedModel m;
   load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
   const PipelineConfig c = parse_pipeline(a, get(a, "method", "full"));
   const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
   if (!valid) fail_status(valid);
-  const RunOutput r = run_one(m, p, c, get_int(a, "max-new-tokens", 50), get(a, "backend", "cpu"), get(a, "dtype", ""));
+  const RunOutput r = run_one(m, p, c, get_int(a, "max-new-tokens", 50), get(a, "backend", "cpu"), get(a, "dtype", ""),
+                              a.flag("ignore-eos"));
   if (a.flag("json")) {
     nlohmann::json j;
     j["method"] = to_string(c.method);
     j["prompt_tokens"] = r.prefill.prompt_tokens;
     j["retained"] = r.prefill.retained;
-    if (a.flag("dump-selection")) j["selected_indices"] = r.prefill.selected;
+    if (a.flag("dump-selection")) {
+      // PromptDistill/GemFilter: [stage][i] (one row each); SnapKV/H2O: [layer][row][i], every
+      // KV group's (or query head's) row.
+      nlohmann::json dump = nlohmann::json::array();
+      const bool per_row = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O;
+      for (const auto& selection : r.prefill.selected) dump.push_back(per_row ? nlohmann::json(selection) : nlohmann::json(selection[0]));
+      j["selected_indices"] = dump;
+    }
+    j["ignore_eos"] = a.flag("ignore-eos");
     j["cache_lengths"] = r.prefill.cache_lengths;
     j["generated_ids"] = r.generated;
     j["text"] = r.text;
@@ -256,11 +311,13 @@ int cmd_generate(const Args& a) {
 
 int cmd_compare(const Args& a) {
   reject_unknown(a, kGenerateOptions);
+  if (a.values.count("method")) fail("compare runs --methods (generate runs one --method)");
+  std::vector<std::string> methods = {"full", "promptdistill"};
+  if (a.values.count("methods")) methods = a.values.at("methods");
+  reject_inapplicable(a, methods);
   LoadedModel m;
   load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
-  std::vector<std::string> methods = {"full", "promptdistill"};
-  if (a.values.count("methods")) methods = a.values.at("methods");
   const int64_t max_new = get_int(a, "max-new-tokens", 12);
   std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
               p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
@@ -269,7 +326,7 @@ int cmd_compare(const Args& a) {
     const PipelineConfig c = parse_pipeline(a, method);
     const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
     if (!valid) fail_status(valid);
-    const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""));
+    const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""), a.flag("ignore-eos"));
     std::string answer = r.text;
     for (auto& ch : answer)
       if (ch == '\n') ch = ' ';

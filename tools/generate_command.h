@@ -42,8 +42,12 @@ void load_model(const Args& a, LoadedModel* m);
 promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& method);
 //! One prefill + greedy decode on the backend; exits with an error line on failure.
 //! `dtype` (--dtype): the CUDA session's storage type, bf16 (default, "") / f16 / f32.
+//! `ignore_eos`: decode exactly max_new tokens (otherwise stop after the model's end-of-sequence
+//! token, which is kept in the output as the reference generation loops keep it).
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& c, int64_t max_new,
-                  const std::string& backend, const std::string& dtype = "");
+                  const std::string& backend, const std::string& dtype = "", bool ignore_eos = false);
+//! Exits with an error line when an option is given that none of `methods` reads.
+void reject_inapplicable(const Args& a, const std::vector<std::string>& methods);
 //! `promptdistill eval passkey|needle|longbench`.
 int cmd_eval(const Args& a, const std::string& kind);
 

@@ -3,6 +3,7 @@
 //! The `promptdistill` command line.
 //!   promptdistill select ...   verify an engine's selection against ours (Q.npy / K.npy)
 //!   promptdistill demo ...     the selector on a synthetic long prompt with a planted fact
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -21,8 +22,14 @@ using namespace promptdistill;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage:
-  promptdistill select --method promptdistill|gemfilter|snapkv|h2o --q Q.npy --k K.npy --budget N
+struct CommandUsage {
+  const char* name;
+  const char* usage;
+};
+
+//! Every command's usage: `promptdistill CMD --help` prints its own, `promptdistill --help` all.
+constexpr CommandUsage kCommands[] = {
+    {"select", R"(  promptdistill select --method promptdistill|gemfilter|snapkv|h2o --q Q.npy --k K.npy --budget N
                        [--window 32] [--pool avg|max|none] [--pool-kernel 5] [--per kv-group|head]
                        [--dtype f32|f16|bf16] [--backend cpu|cuda] [--json]
       Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
@@ -30,27 +37,47 @@ constexpr const char* kUsage = R"(usage:
       --budget (or --topk): the budget as the reference code counts it: promptdistill: tokens
       chosen besides the always-kept last one; gemfilter: tokens kept; snapkv/h2o: capacity per
       row, window included. (generate's --n-topks and --capacity are the same number.)
-  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o
+)"},
+    {"generate", R"(  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o
                        [--selection-layers 13 ...] [--n-topks 1024 ...] [--cache-truncation-end 1]
                        [--capacity 1024] [--window 32] [--per kv-group|head]
-                       [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50]
+                       [--pool avg|max|none] [--pool-kernel 5]
+                       [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50] [--ignore-eos]
                        [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
                        [--dump-selection] [--json]
-      Prefill with the method, then greedy decoding. --backend cuda: the GPU session, bf16 unless --dtype;
-      --weights-dtype: round the weights (the CPU then computes with what a 16-bit backend stores). Without a prompt: the built-in long prompt
-      (a fact hidden in a few thousand tokens of filler, and a question about it).
-  promptdistill compare [--methods full promptdistill ...] [generate's options]
-      The same prompt through several methods, side by side (the main job).
-  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
+      Prefill with the method, then greedy decoding (stopping after the model's end-of-sequence
+      token, or exactly --max-new-tokens tokens with --ignore-eos). Options that the method does not
+      use are refused: --selection-layers and --n-topks (promptdistill, gemfilter),
+      --cache-truncation-end (promptdistill), --capacity, --window and --per (snapkv, h2o),
+      --pool and --pool-kernel (promptdistill, gemfilter, snapkv). --backend cuda: the GPU
+      session, bf16 unless --dtype; --weights-dtype: round the weights (the CPU then computes with
+      what a 16-bit backend stores). Without a prompt: the built-in long prompt (a fact hidden in a
+      few thousand tokens of filler, and a question about it).
+)"},
+    {"compare", R"(  promptdistill compare [--methods full promptdistill ...] [generate's options]
+      The same prompt through several methods, side by side (the main job). An option must apply
+      to at least one of the methods.
+)"},
+    {"eval", R"(  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
                        [--methods full promptdistill gemfilter snapkv h2o] [--budgets 64 128 256 512 1024]
                        [--selection-layers 20] [--haystack FILE] [--out results.jsonl]
   promptdistill eval longbench --data DIR_OR_FILE [--templates dataset2prompt.json] [--methods ...]
                        [--budgets 1024] [--max-samples N] [--out results.jsonl]
       One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,
-      retained); LongBench lines carry the dataset metric's score.
-  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7]
+      retained); LongBench lines carry the dataset metric's score. The budgets are the methods'
+      budgets (promptdistill/gemfilter: k; snapkv/h2o: capacity). generate's method options apply.
+)"},
+    {"demo", R"(  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7]
       Every method on a synthetic prompt whose planted "fact" tokens answer the last query.
-)";
+)"},
+};
+
+std::string usage_of(const std::string& command) {
+  std::string text = "usage:\n";
+  for (const CommandUsage& c : kCommands)
+    if (command.empty() || command == c.name) text += c.usage;
+  return text;
+}
 
 using pdcli::Args;
 using pdcli::fail;
@@ -194,6 +221,21 @@ int cmd_demo(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `CMD --help` (or -h) prints that command's usage, whatever else is on the line.
+  if (argc >= 2) {
+    const std::string command = argv[1];
+    const bool known = std::any_of(std::begin(kCommands), std::end(kCommands),
+                                   [&](const CommandUsage& c) { return command == c.name; });
+    if (command == "help" || command == "--help" || command == "-h") {
+      std::printf("%s", usage_of(argc > 2 ? argv[2] : "").c_str());
+      return 0;
+    }
+    for (int i = 2; i < argc; ++i)
+      if (known && (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h")) {
+        std::printf("%s", usage_of(command).c_str());
+        return 0;
+      }
+  }
   // `eval KIND --options`: KIND is positional.
   std::string eval_kind;
   std::vector<char*> args(argv, argv + argc);
@@ -201,20 +243,17 @@ int main(int argc, char** argv) {
     eval_kind = argv[2];
     args.erase(args.begin() + 2);
   }
-  const Args a = pdcli::parse_args(int(args.size()), args.data(), {"json", "dump-selection"}, kUsage);
+  const std::string all_usage = usage_of("");
+  const Args a = pdcli::parse_args(int(args.size()), args.data(), {"json", "dump-selection", "ignore-eos"}, all_usage.c_str());
   if (a.command == "eval") return pdcli::cmd_eval(a, eval_kind);
   if (a.command == "select") return cmd_select(a);
   if (a.command == "generate") return pdcli::cmd_generate(a);
   if (a.command == "compare") return pdcli::cmd_compare(a);
   if (a.command == "demo") return cmd_demo(a);
-  if (a.command == "help" || a.command == "--help" || a.command == "-h") {
-    std::printf("%s", kUsage);
-    return 0;
-  }
   if (a.command == "version" || a.command == "--version") {
     std::printf("promptdistill %d.%d.%d (CUDA backend: %s)\n", PROMPTDISTILL_VERSION_MAJOR, PROMPTDISTILL_VERSION_MINOR,
                 PROMPTDISTILL_VERSION_PATCH, pdcli::cuda_backend_built() ? "built" : "not built");
     return 0;
   }
-  fail("unknown command '" + a.command + "'\n" + kUsage);
+  fail("unknown command '" + a.command + "'\n" + all_usage);
 }

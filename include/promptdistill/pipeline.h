@@ -112,7 +112,10 @@ struct PrefillResult {
   int32_t first_token = -1;
   int64_t prompt_tokens = 0;
   std::vector<int64_t> retained;                      //!< tokens kept after each stage
-  std::vector<std::vector<int32_t>> selected;         //!< per stage: original positions kept
+  //! Every selection, [selection][row][i]: PromptDistill one per stage and GemFilter one, each
+  //! with one row (the original positions kept); SnapKV/H2O one per layer with one row per KV
+  //! group or query head (the positions each keeps), for prompts they compress.
+  std::vector<std::vector<std::vector<int32_t>>> selected;
   std::vector<int64_t> cache_lengths;                 //!< per layer after prefill
   int64_t next_position = 0;                          //!< position of the first generated token
   double ttft_ms = 0;

@@ -344,9 +344,13 @@ class Pipelines {
     for (std::size_t r = 0; r < recorded_.size(); ++r)
       for (int64_t b = 0; b < decoder_.batch; ++b) {
         if (compression_plan && !compression_plan->compresses(prompt_lengths[std::size_t(b)])) continue;
-        const auto first = host[r].begin() + std::ptrdiff_t(b * recorded_[r].rows * recorded_[r].count_max);
         PrefillResult& result = (*results)[std::size_t(b)];
-        result.selected.emplace_back(first, first + std::ptrdiff_t(recorded_[r].counts[std::size_t(b)]));
+        std::vector<std::vector<int32_t>> rows;
+        for (int64_t row = 0; row < recorded_[r].rows; ++row) {
+          const auto first = host[r].begin() + std::ptrdiff_t((b * recorded_[r].rows + row) * recorded_[r].count_max);
+          rows.emplace_back(first, first + std::ptrdiff_t(recorded_[r].counts[std::size_t(b)]));
+        }
+        result.selected.push_back(std::move(rows));
         if (compression_plan) result.retained.push_back(recorded_[r].counts[std::size_t(b)]);
       }
     recorded_.clear();

@@ -14,6 +14,7 @@
 
 #include "promptdistill/promptdistill.h"
 #include "support/generators.h"
+#include "support/random_model.h"
 #include "support/temp_dir.h"
 
 using namespace promptdistill;
@@ -191,4 +192,101 @@ TEST_CASE("cli: an HF folder's tokenizer.json is used, and a tokenizer larger th
   const auto none = run_cli("generate --model " + dir + " --prompt hello --max-new-tokens 2");
   CHECK(none.exit_code == 2);
   CHECK(none.err.find("--prompt-ids") != std::string::npos);
+}
+
+TEST_CASE("cli: every command's --help prints its own usage and exits 0") {
+  for (const char* command : {"select", "generate", "compare", "eval", "demo"}) {
+    CAPTURE(command);
+    for (const char* help : {" --help", " -h", " --method nope --help"}) {
+      const auto r = run_cli(std::string(command) + help);
+      CHECK(r.exit_code == 0);
+      CHECK(r.err.empty());
+      CHECK(r.out.find(std::string("promptdistill ") + command) != std::string::npos);
+      CHECK(r.out.find("promptdistill demo") == (std::string(command) == "demo" ? r.out.find("promptdistill demo") : std::string::npos));
+    }
+  }
+  const auto all = run_cli("--help");
+  CHECK(all.exit_code == 0);
+  for (const char* command : {"select", "generate", "compare", "eval", "demo"})
+    CHECK(all.out.find(std::string("promptdistill ") + command) != std::string::npos);
+}
+
+namespace {
+
+//! The tiny Llama checkpoint and a 60-token prompt of it, for generate runs in the tests below.
+struct TinyRun {
+  ModelWeights weights;
+  std::vector<int32_t> prompt;
+  std::string base;  //!< "generate --model ... --prompt-ids ... --json"
+  TinyRun() {
+    REQUIRE(load_hf_model(std::string(PD_GOLDEN_DIR) + "/tiny_llama31", &weights).is_ok());
+    prompt = pdtest::random_prompt(60, pdtest::mix(pdtest::seed(), 9));
+    std::ofstream f(tmp("tiny_ids.txt"));
+    for (int32_t id : prompt) f << id << " ";
+    base = "generate --model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " + tmp("tiny_ids.txt") + " --json";
+  }
+  PrefillResult reference(const PipelineConfig& c) const {
+    ref::Session s(&weights);
+    PrefillResult r;
+    REQUIRE(s.prefill(prompt, c, &r).is_ok());
+    return r;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cli: --pool and --pool-kernel are honoured where a method pools and refused where none does") {
+  const TinyRun tiny;
+  for (const char* pool : {"none", "avg", "max"}) {
+    CAPTURE(pool);
+    const auto r = run_cli(tiny.base + " --method promptdistill --selection-layers 0 --n-topks 9 --max-new-tokens 1 " +
+                           "--dump-selection --pool " + pool + " --pool-kernel 3");
+    CAPTURE(r.err);
+    REQUIRE(r.exit_code == 0);
+    PipelineConfig c;
+    c.method = PipelineMethod::kPromptDistill;
+    c.selection_layers = {0};
+    c.n_topks = {9};
+    c.cache_truncation_end = 1;
+    REQUIRE(parse(pool, &c.pool).is_ok());
+    c.pool_kernel = 3;
+    const auto dumped = nlohmann::json::parse(r.out)["selected_indices"].get<std::vector<std::vector<int32_t>>>();
+    CHECK(dumped == std::vector<std::vector<int32_t>>{tiny.reference(c).selected[0][0]});
+  }
+  for (const std::string& bad : {std::string(" --method h2o --pool max"), std::string(" --method full --pool-kernel 3"),
+                                 std::string(" --method promptdistill --selection-layers 0 --capacity 8"),
+                                 std::string(" --method snapkv --n-topks 4"), std::string(" --method gemfilter --cache-truncation-end 0")}) {
+    const auto r = run_cli(tiny.base + bad);
+    CAPTURE(bad);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("does not apply to") != std::string::npos);
+  }
+}
+
+TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decodes exactly --max-new-tokens") {
+  const TinyRun tiny;
+  for (const char* method : {"snapkv", "h2o"})
+    for (const char* per : {"kv-group", "head"}) {
+      CAPTURE(method);
+      CAPTURE(per);
+      const auto r = run_cli(tiny.base + " --method " + method + " --per " + per +
+                             " --capacity 24 --window 4 --max-new-tokens 1 --dump-selection");
+      CAPTURE(r.err);
+      REQUIRE(r.exit_code == 0);
+      PipelineConfig c;
+      REQUIRE(parse(method, &c.method).is_ok());
+      REQUIRE(parse(per, &c.grouping).is_ok());
+      c.capacity = 24;
+      c.window = 4;
+      const auto dumped = nlohmann::json::parse(r.out)["selected_indices"].get<std::vector<std::vector<std::vector<int32_t>>>>();
+      const PrefillResult want = tiny.reference(c);
+      REQUIRE(dumped.size() == 2);  // one entry per layer
+      CHECK(dumped[0].size() == (std::string(per) == "head" ? 4u : 2u));  // a row per query head or KV group
+      CHECK(dumped == want.selected);
+    }
+  const auto r = run_cli(tiny.base + " --max-new-tokens 7 --ignore-eos");
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["generated_ids"].size() == 7u);
+  CHECK(j["ignore_eos"] == true);
 }

@@ -65,7 +65,7 @@ TEST_CASE("cuda/session smollm2: PromptDistill and GemFilter select and continue
     INFO(c.dump().substr(0, 80));
     std::vector<PrefillResult> res;
     const auto tokens = greedy(*s, {ids}, cfg, 16, &res);
-    CHECK(res[0].selected[0] == c["selected"].get<std::vector<int32_t>>());
+    CHECK(res[0].selected[0][0] == c["selected"].get<std::vector<int32_t>>());
     CHECK(tokens[0] == c["greedy"].get<std::vector<int32_t>>());
   }
 }

@@ -87,8 +87,8 @@ TEST_CASE("pipeline/promptdistill: multi-stage cache lengths for every tt (algor
     const std::vector<int64_t> expected = {want.up_to_r0, want.up_to_r0, want.between, want.between, want.after, want.after};
     CHECK(r.prefill.cache_lengths == expected);
     // Stage 2 keeps a subset of stage 1, both ascending, the last token always.
-    const auto& s0 = r.prefill.selected[0];
-    const auto& s1 = r.prefill.selected[1];
+    const auto& s0 = r.prefill.selected[0][0];
+    const auto& s1 = r.prefill.selected[1][0];
     CHECK(std::is_sorted(s0.begin(), s0.end()));
     CHECK(std::includes(s0.begin(), s0.end(), s1.begin(), s1.end()));
     CHECK(s1.back() == L - 1);
@@ -120,7 +120,7 @@ TEST_CASE("pipeline/gemfilter: pass 2 equals a full prefill of the selected ids 
   const Run gf = run(w, prompt, c);
   REQUIRE(gf.prefill.retained == std::vector<int64_t>{16});
   std::vector<int32_t> kept;
-  for (int32_t i : gf.prefill.selected[0]) kept.push_back(prompt[std::size_t(i)]);
+  for (int32_t i : gf.prefill.selected[0][0]) kept.push_back(prompt[std::size_t(i)]);
   const Run full = run(w, kept, PipelineConfig{});
   CHECK(gf.tokens == full.tokens);
   CHECK(same_caches(gf.caches, full.caches));
@@ -145,9 +145,12 @@ TEST_CASE("pipeline/snapkv and h2o: every layer holds exactly C entries with its
           CHECK(cache.length == want);  // right after the prefill
           CHECK(cache.heads == (g == HeadGrouping::kPerQueryHead && L >= 40 ? 4 : 2));
         }
-        for (const auto& sel : r.prefill.selected) {
-          CHECK(int64_t(sel.size()) == want);
-          for (int64_t t = L - 8; t < L; ++t) CHECK(std::binary_search(sel.begin(), sel.end(), int32_t(t)));
+        for (const auto& layer_rows : r.prefill.selected) {
+          CHECK(int64_t(layer_rows.size()) == (g == HeadGrouping::kPerQueryHead ? 4 : 2));  // every row is reported
+          for (const auto& sel : layer_rows) {
+            CHECK(int64_t(sel.size()) == want);
+            for (int64_t t = L - 8; t < L; ++t) CHECK(std::binary_search(sel.begin(), sel.end(), int32_t(t)));
+          }
         }
         CHECK(r.prefill.next_position == L);
       }
