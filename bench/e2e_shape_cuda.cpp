@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// End to end at a paper model's shape with random bf16 weights (design.md §6): TTFT, decode
+// End to end at a paper model's shape with random bf16 weights (docs/design.md §8): TTFT, decode
 // ms/token and peak device memory of full KV, PromptDistill (r=13, k=1024, tt=1), GemFilter
 // (r=13, k=1024) and SnapKV (C=1024) on the CUDA session, one JSON object per line.
 //

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch/transformers baseline for the end-to-end GPU benchmark (design.md §6): full-KV prefill
+"""PyTorch/transformers baseline for the end-to-end GPU benchmark (docs/design.md §8): full-KV prefill
 time (TTFT), decode ms/token and peak device memory of LlamaForCausalLM at a paper model's shape
 with random bf16 weights, on the same GPU and prompt lengths as `promptdistill.bench.e2e_shape`.
 One JSON object per line on stdout, in the same field names.

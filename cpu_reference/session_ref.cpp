@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! The CPU pipelines of algorithms.md §1-§5 on the reference decoder.
+//! The CPU pipelines of docs/algorithms.md §2-§6 on the reference decoder.
 
 #include "promptdistill/session_ref.h"
 

@@ -3,7 +3,7 @@
 #pragma once
 //! @file
 //! Provided by promptdistill::cpu_pipelines (ref::BatchSession) and promptdistill::cuda_pipelines (cuda::Session, SessionF16, SessionF32).
-//! `BatchSession<Backend, T>`: the pipelines of algorithms.md (full KV, PromptDistill multi-stage
+//! `BatchSession<Backend, T>`: the pipelines of docs/algorithms.md (full KV, PromptDistill multi-stage
 //! with cache truncation, GemFilter, SnapKV, H2O) and greedy decoding for a batch of prompts of
 //! different lengths, composed only of the block operations (blocks.h) and the Selector API
 //! (selector.h) of one backend. The same code runs on

@@ -12,7 +12,7 @@
 //! where it writes (RMSNorm and SwiGLU also round their intermediate exactly where Hugging Face
 //! casts back to the model dtype, see below).
 //!
-//! ## Exact semantics and tiers (design.md §4)
+//! ## Exact semantics and tiers (docs/design.md §4)
 //! - Embed, AppendKv: Tier A (copies).
 //! - RmsNorm (Tier B): ss = canonical_sum_j mul(x_j, x_j); inv = div(1, sqrt(add(div(ss, d), eps)));
 //!   y_j = to_T(mul(w_j, round_T(mul(x_j, inv)))).

@@ -3,7 +3,7 @@
 #pragma once
 //! @file
 //! Provided by promptdistill::models.
-//! End-to-end prompt compression: the method configurations of algorithms.md (full KV,
+//! End-to-end prompt compression: the method configurations of docs/algorithms.md (full KV,
 //! PromptDistill single/multi-stage with cache truncation, GemFilter, SnapKV, H2O), their
 //! validation, and what a prefill reports.
 //!

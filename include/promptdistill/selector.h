@@ -171,7 +171,7 @@ struct MethodConfig {
   HeadGrouping grouping = HeadGrouping::kPerKvGroup;
 };
 
-//! Stage parameters a MethodConfig stands for (see algorithms.md).
+//! Stage parameters a MethodConfig stands for (docs/algorithms.md §1-§6).
 struct MethodPlan {
   PoolMode pool;
   int32_t pool_kernel;

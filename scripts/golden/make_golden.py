@@ -270,7 +270,7 @@ def main():
     write_method_goldens(gguf_path, tok)
 
 
-# ---- reference algorithms on top of transformers (algorithms.md §1-§5, as the public code runs them) ----
+# ---- reference algorithms on top of transformers (docs/algorithms.md §2-§6, as the public code runs them) ----
 
 def _rope(model, positions):
     pos = torch.tensor([positions])

@@ -4,7 +4,7 @@
 //   first token, selections, cache lengths and greedy tokens; caches within 2e-5 of their largest
 //   entry (Tier C: the two decoders round attention and GEMMs differently);
 // - ragged batches: every request gets what it gets alone (tokens, selections, cache lengths);
-// - the algorithms.md properties on this code path: k >= L-1 is full KV bit for bit, truncation
+// - the docs/algorithms.md properties on this code path: k >= L-1 is full KV bit for bit, truncation
 //   at the selection point equals truncation after the last layer bit for bit, truncation lowers
 //   the peak KV memory;
 // - bad input fails with a message and no work.

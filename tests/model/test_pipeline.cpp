@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CPU pipelines against the semantics of algorithms.md, on a random 6-layer model:
+// The CPU pipelines against the semantics of docs/algorithms.md, on a random 6-layer model:
 // PromptDistill with k >= L-1 is exactly full KV; multi-stage cache lengths for every tt;
 // truncation at the selection point equals the reference's truncation after the last layer;
 // GemFilter's pass 2 equals a full prefill of the selected ids; SnapKV/H2O cache sizes and
@@ -74,7 +74,7 @@ TEST_CASE("pipeline/promptdistill: k >= L-1 gives exactly the full-KV tokens and
   }
 }
 
-TEST_CASE("pipeline/promptdistill: multi-stage cache lengths for every tt (algorithms.md §2 table)") {
+TEST_CASE("pipeline/promptdistill: multi-stage cache lengths for every tt (docs/algorithms.md §3 table)") {
   const auto w = random_model(2);
   const int64_t L = 60;
   const auto prompt = random_prompt(L, 7);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every method on SmolLM2 (real weights) against the reference algorithm run on top of
-// transformers in f32 (scripts/golden/make_golden.py, algorithms.md §1-§5 as the public code runs
+// transformers in f32 (scripts/golden/make_golden.py, docs/algorithms.md §2-§6 as the public code runs
 // them): the same selected tokens and the same 16 greedy tokens. SnapKV/H2O are compared in the
 // reference's per-query-head form. Skipped (exit 77) when the model cannot be fetched.
 #include <doctest/doctest.h>

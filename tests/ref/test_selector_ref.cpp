@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Reference scoring, pooling and the fused pipeline: hand-checked cases, layout invariance
-// (Tier A/B: bitwise), and the method semantics of algorithms.md.
+// (Tier A/B: bitwise), and the method semantics of docs/algorithms.md.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -34,7 +34,7 @@ std::vector<float> ref_scores(const pdtest::ScoreCase<T>& c, Layout layout, int6
   return scores;
 }
 
-//! SnapKV / H2O scores written straight from algorithms.md with the numerics.h primitives, one
+//! SnapKV / H2O scores written straight from docs/algorithms.md with the numerics.h primitives, one
 //! row and one head at a time, on the logical (unpaged, unstrided) data: what the blocked,
 //! parallel reference must reproduce bit for bit.
 template <class T>
