@@ -15,18 +15,22 @@ namespace {
 
 //! The value whose to_string() is `text`, or kInvalidArgument listing every spelling.
 template <class Enum, std::size_t N>
-Status parse_enum(std::string_view text, const Enum (&values)[N], const char* what, Enum* out) {
-  std::string choices;
-  for (Enum value : values) {
-    if (text == to_string(value)) {
-      *out = value;
-      return Status::ok();
+Status parse_enum(std::string_view text, const Enum (&values)[N], const char* what, Enum* out) noexcept {
+  try {
+    std::string choices;
+    for (Enum value : values) {
+      if (text == to_string(value)) {
+        *out = value;
+        return Status::ok();
+      }
+      choices += choices.empty() ? "" : ", ";
+      choices += to_string(value);
     }
-    choices += choices.empty() ? "" : ", ";
-    choices += to_string(value);
+    return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%.*s'", what, choices.c_str(),
+                  int(text.size() < 40 ? text.size() : 40), text.data());
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
   }
-  return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%.*s'", what, choices.c_str(),
-                int(text.size() < 40 ? text.size() : 40), text.data());
 }
 
 }  // namespace
@@ -58,27 +62,15 @@ const char* to_string(HeadGrouping g) noexcept {
 
 Status parse(std::string_view text, Method* out) noexcept {
   static constexpr Method kAll[] = {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O};
-  try {
-    return parse_enum(text, kAll, "method", out);
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
-  }
+  return parse_enum(text, kAll, "method", out);
 }
 Status parse(std::string_view text, PoolMode* out) noexcept {
   static constexpr PoolMode kAll[] = {PoolMode::kNone, PoolMode::kAvg, PoolMode::kMax};
-  try {
-    return parse_enum(text, kAll, "pool", out);
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
-  }
+  return parse_enum(text, kAll, "pool", out);
 }
 Status parse(std::string_view text, HeadGrouping* out) noexcept {
   static constexpr HeadGrouping kAll[] = {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead};
-  try {
-    return parse_enum(text, kAll, "per (head grouping)", out);
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
-  }
+  return parse_enum(text, kAll, "per (head grouping)", out);
 }
 
 int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, int64_t num_kv_heads) {
