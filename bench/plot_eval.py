@@ -21,11 +21,20 @@ def load(path):
     return [json.loads(line) for line in open(path) if line.strip()]
 
 
+def label(r):
+    """The method as the tables name it: SnapKV and H2O with their row grouping, the published
+    variant ("per head") or the engine-friendly one ("per KV group", the CLI's default, also of the
+    lines written before the field existed)."""
+    if r["method"] not in ("snapkv", "h2o"):
+        return r["method"]
+    return f"{r['method']} (per {'head' if r.get('per', 'kv-group') == 'head' else 'KV group'})"
+
+
 def summary(rows):
     full_ok = {(r["length"], r["depth"]) for r in rows if r["method"] == "full" and r["correct"]}
     groups = collections.OrderedDict()
     for r in rows:
-        groups.setdefault((r["method"], r["budget"]), []).append(r)
+        groups.setdefault((label(r), r["budget"]), []).append(r)
     lines = ["| method | budget | accuracy | accuracy where full KV is right | mean kept ratio | mean TTFT (ms) | cases |",
              "|---|---|---|---|---|---|---|"]
     for (method, budget), rs in groups.items():
@@ -45,7 +54,7 @@ def heatmaps(rows, out, title, by_method=False):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    keys = list(collections.OrderedDict(((r["method"], r["budget"]), None) for r in rows))
+    keys = list(collections.OrderedDict(((label(r), r["budget"]), None) for r in rows))
     lengths = sorted({r["length"] for r in rows})
     depths = sorted({r["depth"] for r in rows})
     if by_method:
@@ -65,7 +74,7 @@ def heatmaps(rows, out, title, by_method=False):
         ax = axes.flat[place[(method, budget)]]
         grid = np.full((len(depths), len(lengths)), np.nan)
         for r in rows:
-            if (r["method"], r["budget"]) == (method, budget):
+            if (label(r), r["budget"]) == (method, budget):
                 grid[depths.index(r["depth"]), lengths.index(r["length"])] = 1.0 if r["correct"] else 0.0
         ax.axis("on")
         ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
@@ -79,18 +88,19 @@ def heatmaps(rows, out, title, by_method=False):
     fig.savefig(out, dpi=110)
 
 
-METHOD_ORDER = ["full", "promptdistill", "gemfilter", "snapkv", "h2o"]
+METHOD_ORDER = ["full", "promptdistill", "gemfilter", "snapkv (per head)", "snapkv (per KV group)", "h2o (per head)",
+                "h2o (per KV group)"]
 
 
 def merge(paths):
     cases = {}
     for p in paths:
         for r in load(p):
-            key = (r["method"], r["budget"], r["length"], r["depth"])
+            key = (label(r), r["budget"], r["length"], r["depth"])
             if key in cases and cases[key]["correct"] != r["correct"]:
                 sys.exit(f"{p}: {key} is {'right' if r['correct'] else 'wrong'} here and not in an earlier file")
             cases.setdefault(key, r)
-    order = lambda r: (METHOD_ORDER.index(r["method"]), r["budget"] or 0, r["length"], r["depth"])
+    order = lambda r: (METHOD_ORDER.index(label(r)), r["budget"] or 0, r["length"], r["depth"])
     return sorted(cases.values(), key=order)
 
 
@@ -99,10 +109,10 @@ def grid_table(rows):
     lengths = sorted({r["length"] for r in rows})
     lines = ["| method | budget | " + " | ".join(f"{n} tokens" for n in lengths) + " | all |",
              "|---|---|" + "---|" * (len(lengths) + 1)]
-    for method, budget in collections.OrderedDict(((r["method"], r["budget"]), None) for r in rows):
+    for method, budget in collections.OrderedDict(((label(r), r["budget"]), None) for r in rows):
         cells = []
         for n in lengths + [None]:
-            rs = [r for r in rows if (r["method"], r["budget"]) == (method, budget) and n in (None, r["length"])]
+            rs = [r for r in rows if (label(r), r["budget"]) == (method, budget) and n in (None, r["length"])]
             if not rs:
                 cells.append("-")
                 continue

@@ -265,12 +265,12 @@ Status Session::generate(int32_t first, int64_t max_new_tokens, const std::vecto
     int32_t token = first;
     const auto t0 = Clock::now();
     int64_t steps = 0;
-    while (true) {
-      out->push_back(token);
-      if (int64_t(out->size()) >= max_new_tokens) break;
-      if (std::find(stop.begin(), stop.end(), token) != stop.end()) break;
+    out->push_back(token);  // the prefill's token is kept whatever it is
+    while (int64_t(out->size()) < max_new_tokens) {
       PD_RETURN_IF_ERROR(decode_step(token, &token));
       ++steps;
+      if (std::find(stop.begin(), stop.end(), token) != stop.end()) break;  // not returned
+      out->push_back(token);
     }
     if (steps > 0) *decode_ms_per_token = ms_since(t0) / double(steps);
     return Status::ok();

@@ -105,6 +105,7 @@ int run_grid(const Args& a, const std::string& kind) {
           j["budget"] = full ? nlohmann::json(nullptr) : nlohmann::json(budget);
           if (c.method == PipelineMethod::kPromptDistill || c.method == PipelineMethod::kGemFilter)
             j["selection_layers"] = c.selection_layers;
+          if (c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O) j["per"] = to_string(c.grouping);
           j["length"] = length;
           j["prompt_tokens"] = r.prefill.prompt_tokens;
           j["depth"] = depth;
@@ -185,6 +186,7 @@ int run_longbench(const Args& a) {
           j["dataset"] = sample.dataset;
           j["index"] = i;
           j["method"] = method;
+          if (c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O) j["per"] = to_string(c.grouping);
           j["budget"] = full ? nlohmann::json(nullptr) : nlohmann::json(budget);
           j["prompt_tokens"] = r.prefill.prompt_tokens;
           j["generated"] = r.text;

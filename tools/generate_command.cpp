@@ -288,6 +288,13 @@ int cmd_generate(const Args& a) {
       for (const auto& selection : r.prefill.selected) dump.push_back(per_row ? nlohmann::json(selection) : nlohmann::json(selection[0]));
       j["selected_indices"] = dump;
     }
+    // SnapKV/H2O: which variant ran (the published one selects per query head).
+    const bool grouped = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O;
+    j["per"] = grouped ? nlohmann::json(to_string(c.grouping)) : nlohmann::json(nullptr);
+    // How generation ended, as the reference loops do it: the prefill's token is always kept; a
+    // decoded stop token ends the output and is not in generated_ids (nor in text).
+    j["stop_tokens"] = a.flag("ignore-eos") ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
+    j["stop_token_in_output"] = false;
     j["ignore_eos"] = a.flag("ignore-eos");
     j["cache_lengths"] = r.prefill.cache_lengths;
     j["generated_ids"] = r.generated;
@@ -321,7 +328,7 @@ int cmd_compare(const Args& a) {
   const int64_t max_new = get_int(a, "max-new-tokens", 12);
   std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
               p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
-  std::printf("%-14s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
+  std::printf("%-22s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
   for (const auto& method : methods) {
     const PipelineConfig c = parse_pipeline(a, method);
     const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
@@ -331,7 +338,10 @@ int cmd_compare(const Args& a) {
     for (auto& ch : answer)
       if (ch == '\n') ch = ' ';
     const bool correct = !p.expected.empty() && r.text.find(p.expected) != std::string::npos;
-    std::printf("%-14s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", method.c_str(),
+    // SnapKV/H2O say which variant ran: per query head (published) or per KV group.
+    const bool grouped = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O;
+    const std::string name = grouped ? method + " (per " + (c.grouping == HeadGrouping::kPerQueryHead ? "head" : "KV group") + ")" : method;
+    std::printf("%-22s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", name.c_str(),
                 join(r.prefill.retained.empty() ? std::vector<int64_t>{r.prefill.prompt_tokens} : r.prefill.retained).c_str(),
                 r.prefill.ttft_ms, r.decode_ms_per_token, double(r.peak_memory) / 1048576.0,
                 double(r.prefill.peak_kv_cache_bytes) / 1048576.0, answer.c_str(),

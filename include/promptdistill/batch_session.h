@@ -113,8 +113,9 @@ class BatchSession {
                  std::vector<PrefillResult>* out) noexcept;
   //! Feeds tokens[b] to request b at its next position; next[b] is its greedy next token.
   Status decode_step(const std::vector<int32_t>& tokens, std::vector<int32_t>* next) noexcept;
-  //! Greedy generation for every request after a prefill (each stops on its own after a stop
-  //! token or max_new_tokens); decode_ms_per_step is the mean time of one batched step.
+  //! Greedy generation for every request after a prefill, as ref::Session::generate: first[b]
+  //! always kept, at most max_new_tokens in all, a decoded stop token ends the request and is not
+  //! returned; decode_ms_per_step is the mean time of one batched step.
   Status generate(const std::vector<int32_t>& first, int64_t max_new_tokens, const std::vector<int32_t>& stop,
                   std::vector<std::vector<int32_t>>* out, double* decode_ms_per_step) noexcept;
 

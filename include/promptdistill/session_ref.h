@@ -26,8 +26,9 @@ class Session {
   Status prefill(const std::vector<int32_t>& prompt, const PipelineConfig& config, PrefillResult* out) noexcept;
   //! Feeds `token` at the next position and returns the greedy next token.
   Status decode_step(int32_t token, int32_t* next) noexcept;
-  //! Greedy generation after a prefill: `first` (the prefill's token) and up to max_new_tokens - 1
-  //! more, stopping after a token in `stop`. Returns the tokens and the mean decode time per token.
+  //! Greedy generation after a prefill, as the reference generation loops do it: `first` (the
+  //! prefill's token, always kept), then up to max_new_tokens - 1 more; a decoded token in `stop`
+  //! ends the generation and is not returned. Returns the tokens and the mean decode time per step.
   Status generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
                   double* decode_ms_per_token) noexcept;
 

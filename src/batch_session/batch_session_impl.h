@@ -192,18 +192,26 @@ Status BatchSession<Backend, T>::generate(const std::vector<int32_t>& first, int
     std::vector<bool> done(first.size(), false);
     const auto start = Impl::Clock::now();
     int64_t steps = 0;
-    while (true) {
-      bool all_done = true;
-      for (std::size_t b = 0; b < tokens.size(); ++b) {
-        if (done[b]) continue;
-        (*out)[b].push_back(tokens[b]);
-        if (int64_t((*out)[b].size()) >= max_new_tokens || std::find(stop.begin(), stop.end(), tokens[b]) != stop.end())
-          done[b] = true;
-        all_done = all_done && done[b];
-      }
-      if (all_done) break;
+    bool all_done = true;
+    for (std::size_t b = 0; b < tokens.size(); ++b) {  // the prefill's tokens are kept whatever they are
+      (*out)[b].push_back(tokens[b]);
+      done[b] = int64_t((*out)[b].size()) >= max_new_tokens;
+      all_done = all_done && done[b];
+    }
+    while (!all_done) {
       PD_RETURN_IF_ERROR(decode_step(tokens, &tokens));  // finished requests keep stepping; their tokens are dropped
       ++steps;
+      all_done = true;
+      for (std::size_t b = 0; b < tokens.size(); ++b) {
+        if (done[b]) continue;
+        if (std::find(stop.begin(), stop.end(), tokens[b]) != stop.end()) {
+          done[b] = true;  // a stop token ends the request and is not returned
+          continue;
+        }
+        (*out)[b].push_back(tokens[b]);
+        done[b] = int64_t((*out)[b].size()) >= max_new_tokens;
+        all_done = all_done && done[b];
+      }
     }
     if (steps > 0)
       *decode_ms_per_step = std::chrono::duration<double, std::milli>(Impl::Clock::now() - start).count() / double(steps);

@@ -283,10 +283,17 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
       REQUIRE(dumped.size() == 2);  // one entry per layer
       CHECK(dumped[0].size() == (std::string(per) == "head" ? 4u : 2u));  // a row per query head or KV group
       CHECK(dumped == want.selected);
+      CHECK(nlohmann::json::parse(r.out)["per"] == per);  // every result says which variant ran
     }
   const auto r = run_cli(tiny.base + " --max-new-tokens 7 --ignore-eos");
   REQUIRE(r.exit_code == 0);
   const auto j = nlohmann::json::parse(r.out);
   CHECK(j["generated_ids"].size() == 7u);
   CHECK(j["ignore_eos"] == true);
+  CHECK(j["stop_tokens"].empty());
+  CHECK(j["per"].is_null());  // full KV has no head grouping
+  const auto stopping = nlohmann::json::parse(run_cli(tiny.base + " --max-new-tokens 7").out);
+  CHECK(stopping["stop_tokens"] == std::vector<int32_t>{2});  // the checkpoint's eos_token_id
+  CHECK(stopping["stop_token_in_output"] == false);
+  for (std::size_t i = 1; i < stopping["generated_ids"].size(); ++i) CHECK(stopping["generated_ids"][i] != 2);  // [0] is kept whatever it is
 }

@@ -183,3 +183,38 @@ TEST_CASE("batch session (cpu): a prefill synchronises with the host a fixed num
     }
   }
 }
+
+TEST_CASE("generation: the prefill's token is always kept; a decoded stop token ends it unreturned (both sessions)") {
+  // The reference loops (PromptDistill's needle driver, GemFilter's my_greedy_generate) append
+  // the first token unconditionally and break on the end-of-sequence token before appending it.
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 47));
+  const std::vector<int32_t> prompt = pdtest::random_prompt(40, 5);
+  const PipelineConfig cfg;
+  ref::Session reference(&w);
+  PrefillResult pre;
+  REQUIRE(reference.prefill(prompt, cfg, &pre).is_ok());
+  std::vector<int32_t> free_run;
+  double ms = 0;
+  REQUIRE(reference.generate(pre.first_token, 8, {}, &free_run, &ms).is_ok());
+  REQUIRE(free_run.size() == 8u);
+  for (const std::vector<int32_t>& stop : {std::vector<int32_t>{free_run[3]}, std::vector<int32_t>{free_run[0]},
+                                           std::vector<int32_t>{free_run[7]}}) {
+    std::vector<int32_t> expected = {free_run[0]};
+    for (std::size_t i = 1; i < free_run.size() && std::find(stop.begin(), stop.end(), free_run[i]) == stop.end(); ++i)
+      expected.push_back(free_run[i]);
+    CAPTURE(stop[0]);
+    ref::Session again(&w);
+    REQUIRE(again.prefill(prompt, cfg, &pre).is_ok());
+    std::vector<int32_t> got;
+    REQUIRE(again.generate(pre.first_token, 8, stop, &got, &ms).is_ok());
+    CHECK(got == expected);
+    std::unique_ptr<ref::BatchSession> batch;
+    REQUIRE(ref::BatchSession::create(&w, BatchSessionOptions{}, nullptr, &batch).is_ok());
+    std::vector<PrefillResult> out;
+    REQUIRE(batch->prefill({prompt, prompt}, cfg, &out).is_ok());
+    std::vector<std::vector<int32_t>> batch_tokens;
+    REQUIRE(batch->generate({out[0].first_token, out[1].first_token}, 8, stop, &batch_tokens, &ms).is_ok());
+    CHECK(batch_tokens[0] == expected);
+    CHECK(batch_tokens[1] == expected);
+  }
+}

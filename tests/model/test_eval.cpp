@@ -121,6 +121,9 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
     CHECK(j["prompt_tokens"].get<int64_t>() <= 300);
     CHECK(j["kept_ratio"].get<double>() > 0.0);
     CHECK(j["kept_ratio"].get<double>() <= 1.0);
+    const bool grouped = j["method"] == "snapkv" || j["method"] == "h2o";
+    CHECK(j.contains("per") == grouped);  // SnapKV/H2O lines say which variant ran
+    if (grouped) CHECK(j["per"] == "kv-group");
   }
   CHECK(rows == 2 * 5 + 5);  // passkey: 2 depths x 5 method runs; needle: 1 depth x 5
   CHECK(methods == std::set<std::string>{"full", "promptdistill", "gemfilter", "snapkv", "h2o"});

@@ -56,7 +56,8 @@ def main():
         check("| method | budget | 100 tokens | 200 tokens | all |" in grid, "grid header:\n" + grid)
         check("| full | - | 1/2 | 1/1 | 2/3 |" in grid, "grid full row:\n" + grid)
         check("| promptdistill | 64 | 2/2 (1/1) | - | 2/2 (1/1) |" in grid, "grid PromptDistill row:\n" + grid)
-        check("| h2o | 64 | 1/2 (0/1) | 0/1 (0/1) | 1/3 (0/2) |" in grid, "grid H2O row:\n" + grid)
+        # Lines without "per" are the default variant, per KV group.
+        check("| h2o (per KV group) | 64 | 1/2 (0/1) | 0/1 (0/1) | 1/3 (0/2) |" in grid, "grid H2O row:\n" + grid)
         check("### needle (8 cases)" in grid, "full KV counted once across files:\n" + grid)
 
         # The same case answered differently in two files is an error, not a silent pick.
@@ -67,11 +68,15 @@ def main():
         # A results folder keeps its raw parts in parts/: --grid merges those, writes next to parts/.
         layout = d / "layout"
         (layout / "parts").mkdir(parents=True)
+        per_head = dict(case("snapkv", 64, 100, 0, True), per="head")
         write(layout / "parts" / "needle_a.jsonl", [case("full", None, 100, 0, True), case("snapkv", 64, 100, 0, False)])
+        write(layout / "parts" / "needle_b.jsonl", [per_head])  # the same case in the other variant: no conflict
         r = run("--grid", layout)
         check(r.returncode == 0, f"grid over parts/ failed: {r.stderr}")
         merged = (layout / "grid_summary.md").read_text() if (layout / "grid_summary.md").exists() else ""
-        check("| snapkv | 64 | 0/1 (0/1) | 0/1 (0/1) |" in merged and "in parts/" in merged, "grid over parts/:\n" + merged)
+        check("| snapkv (per KV group) | 64 | 0/1 (0/1) | 0/1 (0/1) |" in merged and "in parts/" in merged, "grid over parts/:\n" + merged)
+        check("| snapkv (per head) | 64 | 1/1 (1/1) | 1/1 (1/1) |" in merged, "the per-head variant is its own row:\n" + merged)
+        check(merged.index("snapkv (per head)") < merged.index("snapkv (per KV group)"), "published variant first:\n" + merged)
 
     for f in failures:
         print("FAILED:", f)
