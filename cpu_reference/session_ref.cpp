@@ -225,7 +225,12 @@ Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const
     PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], compress ? &taps : nullptr));
     r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
     tick();
-    if (!compress) continue;
+    if (!compress) {  // L < C: every row keeps every token, and says so
+      const int64_t rows = score_rows(sel.method, sel.grouping, mc.num_heads, mc.num_kv_heads);
+      r->retained.push_back(L);
+      r->selected.push_back(std::vector<std::vector<int32_t>>(std::size_t(rows), positions));
+      continue;
+    }
     Selection s;
     PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, taps.q_rows, taps.keys, L, positions, &s));
     caches_[std::size_t(l)].keep_per_head(s.indices, D, sel.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);

@@ -254,7 +254,7 @@ class Pipelines {
       PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(l)], selected_indices_view(rows, n), selected_counts_view(rows), kept));
       PD_RETURN_IF_ERROR(record(selected_indices_, rows, n, kept, &recorded_));
     }
-    PD_RETURN_IF_ERROR(finish(results, compress_any ? compression_plan : nullptr, prompt_lengths));
+    PD_RETURN_IF_ERROR(finish(results, compression_plan, prompt_lengths));
     std::vector<int64_t> last_rows;
     for (int64_t length : prompt_lengths) last_rows.push_back(length - 1);
     return decoder_.next_tokens(n, last_rows, first_tokens);
@@ -335,12 +335,25 @@ class Pipelines {
 
   //! Brings every recorded selection to the host in one synchronisation (after reading the
   //! session's status word: a device-side validation error fails the prefill) and fills the
-  //! results. With a compression plan, only requests it compresses report their layers.
+  //! results. With a compression plan, a request it does not compress (L < C) keeps every token
+  //! of every layer, and reports that.
   Status finish(std::vector<PrefillResult>* results, const PipelinePlan* compression_plan = nullptr,
                 const std::vector<int64_t>& prompt_lengths = {}) {
     PD_RETURN_IF_ERROR(decoder_.read_status());
     std::vector<std::vector<int32_t>> host;
     PD_RETURN_IF_ERROR(download_all(recorded_, &host));
+    if (compression_plan)
+      for (int64_t b = 0; b < decoder_.batch; ++b) {
+        const int64_t length = prompt_lengths[std::size_t(b)];
+        if (compression_plan->compresses(length)) continue;
+        const MethodConfig& method = compression_plan->compression;
+        const int64_t rows = score_rows(method.method, method.grouping, decoder_.config.num_heads, decoder_.config.num_kv_heads);
+        PrefillResult& result = (*results)[std::size_t(b)];
+        for (int64_t l = 0; l < decoder_.config.num_layers; ++l) {
+          result.retained.push_back(length);
+          result.selected.emplace_back(std::size_t(rows), arange(length));
+        }
+      }
     for (std::size_t r = 0; r < recorded_.size(); ++r)
       for (int64_t b = 0; b < decoder_.batch; ++b) {
         if (compression_plan && !compression_plan->compresses(prompt_lengths[std::size_t(b)])) continue;

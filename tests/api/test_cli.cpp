@@ -285,6 +285,15 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
       CHECK(dumped == want.selected);
       CHECK(nlohmann::json::parse(r.out)["per"] == per);  // every result says which variant ran
     }
+  // A capacity at least the prompt's length keeps every token of every layer: the dump says so.
+  const auto uncut = run_cli(tiny.base + " --method snapkv --capacity 100 --window 4 --max-new-tokens 1 --dump-selection");
+  REQUIRE(uncut.exit_code == 0);
+  std::vector<int32_t> every(tiny.prompt.size());
+  for (std::size_t i = 0; i < every.size(); ++i) every[i] = int32_t(i);
+  const auto uncut_json = nlohmann::json::parse(uncut.out);
+  CHECK(uncut_json["selected_indices"] ==
+        nlohmann::json(std::vector<std::vector<std::vector<int32_t>>>(2, std::vector<std::vector<int32_t>>(2, every))));
+  CHECK(uncut_json["retained"] == std::vector<int64_t>(2, int64_t(every.size())));
   const auto r = run_cli(tiny.base + " --max-new-tokens 7 --ignore-eos");
   REQUIRE(r.exit_code == 0);
   const auto j = nlohmann::json::parse(r.out);
