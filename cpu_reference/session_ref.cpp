@@ -4,6 +4,8 @@
 
 #include "promptdistill/session_ref.h"
 
+#include "cpu_reference/session_support.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -11,59 +13,13 @@
 
 namespace promptdistill {
 namespace ref {
-namespace {
 
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-//! A selection through the Selector API: per row, the kept indices (into the current tokens,
-//! ascending) and the positions they carry.
-struct Selection {
-  std::vector<std::vector<int32_t>> indices, positions;
-};
-
-Status select_tokens(const MethodConfig& cfg, const ModelConfig& mc, const std::vector<float>& q, int64_t q_rows,
-                     const std::vector<float>& keys, int64_t n, const std::vector<int32_t>& positions_in, Selection* out) {
-  const int64_t H = mc.num_heads, Hkv = mc.num_kv_heads, D = mc.head_dim;
-  const int64_t R = score_rows(cfg.method, cfg.grouping, H, Hkv);
-  std::vector<int32_t> lengths{int32_t(n)}, idx(std::size_t(R * n)), counts(static_cast<std::size_t>(R)), pos(std::size_t(R * n));
-  SelectArgs<float> a;
-  a.config = cfg;
-  a.q = make_view<const float>(q.data(), 1, q_rows, H, D);
-  a.k = KvCacheView<const float>::contiguous_bshd(keys.data(), 1, n, Hkv, D);
-  a.lengths = lengths.data();
-  a.max_length = n;
-  a.positions_in = make_view<const int32_t>(positions_in.data(), 1, n);
-  a.indices = make_view(idx.data(), 1, R, n);
-  a.counts = make_view(counts.data(), 1, R);
-  a.positions = make_view(pos.data(), 1, R, n);
-  HostWorkspace ws;
-  PD_RETURN_IF_ERROR(ws.reserve(Select<float>::workspace_size(a)));
-  PD_RETURN_IF_ERROR(Select<float>::run(a, ws.workspace()));
-  out->indices.assign(std::size_t(R), {});
-  out->positions.assign(std::size_t(R), {});
-  for (int64_t r = 0; r < R; ++r) {
-    const auto b = idx.begin() + r * n, p = pos.begin() + r * n;
-    out->indices[std::size_t(r)].assign(b, b + counts[std::size_t(r)]);
-    out->positions[std::size_t(r)].assign(p, p + counts[std::size_t(r)]);
-  }
-  return Status::ok();
-}
-
-std::vector<float> gather_rows(const std::vector<float>& x, const std::vector<int32_t>& idx, int64_t width) {
-  std::vector<float> out(idx.size() * std::size_t(width));
-  for (std::size_t i = 0; i < idx.size(); ++i)
-    std::memcpy(&out[i * std::size_t(width)], &x[std::size_t(idx[i]) * std::size_t(width)], std::size_t(width) * sizeof(float));
-  return out;
-}
-
-std::vector<int32_t> arange(int64_t n) {
-  std::vector<int32_t> v(static_cast<std::size_t>(n));
-  std::iota(v.begin(), v.end(), 0);
-  return v;
-}
-
-}  // namespace
+using session_support::arange;
+using session_support::Clock;
+using session_support::gather_rows;
+using session_support::ms_since;
+using session_support::select_tokens;
+using session_support::Selection;
 
 int64_t Session::cache_bytes() const {
   int64_t total = 0;
@@ -98,7 +54,8 @@ Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig
       if (id < 0 || id >= weights_->config.vocab)
         return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
                       (long long)weights_->config.vocab);
-    caches_.assign(std::size_t(weights_->config.num_layers), KvLayerCache{});
+    // Fresh caches: assigning empty ones would keep the previous prefill's memory (capacity).
+    caches_ = std::vector<KvLayerCache>(std::size_t(weights_->config.num_layers));
     layers_done_ = 0;
     layers_total_ = weights_->config.num_layers + (c.method == PipelineMethod::kGemFilter ? plan.stages[0].layer + 1 : 0);
     PrefillResult r;

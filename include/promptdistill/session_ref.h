@@ -32,6 +32,21 @@ class Session {
   Status generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
                   double* decode_ms_per_token) noexcept;
 
+  //! Called by prefill_sweep for each budget, with the session in the state `prefill` with that
+  //! budget leaves it (so the visitor can `generate`). An error it returns ends the sweep.
+  using SweepVisitor = std::function<Status(std::size_t budget_index, const PrefillResult& result)>;
+  //! One prefill for several budgets of one method, as a budget sweep needs them: for budgets[i]
+  //! (PromptDistill/GemFilter: the k of `config`'s single stage; SnapKV/H2O: the capacity), the
+  //! result and the caches equal those of `prefill` with that budget, bit for bit. What does not
+  //! depend on the budget runs once: SnapKV/H2O's whole forward and scoring (only the top-k and
+  //! the compaction are per budget), PromptDistill's layers up to the selection layer, GemFilter's
+  //! filter pass. ttft_ms is the shared part's time plus the budget's own. PromptDistill with
+  //! truncation after the last layer (a reference-fidelity mode) runs one prefill per budget. A
+  //! sweep needs one stage and a method with a budget; every budget's configuration is checked
+  //! before any work.
+  Status prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
+                       const SweepVisitor& visit) noexcept;
+
   const std::vector<KvLayerCache>& caches() const { return caches_; }
   //! Called after every layer of a prefill with (layers done, layers in total), e.g. for a
   //! progress bar. Never called when empty.
@@ -44,6 +59,9 @@ class Session {
   Status prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
   Status prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
   Status prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
+  Status sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
   Status first_token(const std::vector<float>& x, int64_t n, int32_t* token);
   int64_t cache_bytes() const;
 

@@ -278,3 +278,82 @@ TEST_CASE("pipeline/plan: compose_stage_maps walks the last stage's kept tokens 
   CHECK(compose_stage_maps({}).empty());
   CHECK(compose_stage_maps({{4, 6}}) == std::vector<std::vector<int32_t>>{{4, 6}});
 }
+
+TEST_CASE("pipeline/sweep: one prefill for every budget gives what each prefill gives, bit for bit") {
+  const auto w = random_model(6);
+  const auto prompt = random_prompt(50, 11);
+  struct Sweep {
+    PipelineConfig config;
+    std::vector<int64_t> budgets;
+  };
+  std::vector<Sweep> sweeps;
+  for (int64_t tt : {0, 1, -1}) sweeps.push_back({pd({2}, {1}, tt), {4, 9, 20, 100}});  // 100 >= L - 1 keeps everything
+  PipelineConfig after_last = pd({2}, {1}, 1);
+  after_last.truncate_after_last_layer = true;
+  sweeps.push_back({after_last, {6, 15}});
+  PipelineConfig gem = pd({3}, {1}, 0);
+  gem.method = PipelineMethod::kGemFilter;
+  sweeps.push_back({gem, {5, 12, 100}});
+  for (PipelineMethod m : {PipelineMethod::kSnapKV, PipelineMethod::kH2O})
+    for (HeadGrouping g : {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead}) {
+      PipelineConfig c;
+      c.method = m;
+      c.window = 8;
+      c.grouping = g;
+      c.pool = m == PipelineMethod::kSnapKV ? PoolMode::kMax : PoolMode::kAvg;
+      sweeps.push_back({c, {16, 24, 40, 200}});  // 200 > L: nothing is evicted
+    }
+  for (const Sweep& sweep : sweeps) {
+    ref::Session session(&w);
+    std::size_t visited = 0;
+    const Status st = session.prefill_sweep(prompt, sweep.config, sweep.budgets, [&](std::size_t i, const PrefillResult& got) {
+      ++visited;
+      PipelineConfig expected_config = sweep.config;  // the single prefill of this budget
+      if (expected_config.method == PipelineMethod::kSnapKV || expected_config.method == PipelineMethod::kH2O)
+        expected_config.capacity = sweep.budgets[i];
+      else
+        expected_config.n_topks = {sweep.budgets[i]};
+      INFO(std::string(to_string(expected_config.method)) << " budget " << sweep.budgets[i] << " tt "
+                                                          << expected_config.cache_truncation_end << " per "
+                                                          << std::string(to_string(expected_config.grouping)));
+      const Run want = run(w, prompt, expected_config);
+      CHECK(got.first_token == want.prefill.first_token);
+      CHECK(got.retained == want.prefill.retained);
+      CHECK(got.selected == want.prefill.selected);
+      CHECK(got.cache_lengths == want.prefill.cache_lengths);
+      CHECK(got.next_position == want.prefill.next_position);
+      CHECK(got.peak_kv_cache_bytes == want.prefill.peak_kv_cache_bytes);
+      CHECK(same_caches(session.caches(), want.caches));
+      std::vector<int32_t> tokens;
+      double ms = 0;
+      REQUIRE(session.generate(got.first_token, 6, {}, &tokens, &ms).is_ok());
+      CHECK(tokens == want.tokens);  // decoding continues from exactly the single prefill's state
+      return Status::ok();
+    });
+    REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+    CHECK(visited == sweep.budgets.size());
+  }
+  // Every budget is checked before any work, and a visitor's error ends the sweep.
+  ref::Session session(&w);
+  int calls = 0;
+  const Status bad = session.prefill_sweep(prompt, pd({2}, {1}, 1), {4, 0}, [&](std::size_t, const PrefillResult&) {
+    ++calls;
+    return Status::ok();
+  });
+  CHECK(bad.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(bad.message()).find("budget 0") != std::string::npos);
+  CHECK(calls == 0);
+  const Status stopped = session.prefill_sweep(prompt, pd({2}, {1}, 1), {4, 6}, [&](std::size_t, const PrefillResult&) {
+    ++calls;
+    return Status(StatusCode::kInternal, "stop here");
+  });
+  CHECK(stopped.code() == StatusCode::kInternal);
+  CHECK(calls == 1);
+  // A sweep varies one budget: several stages (several budgets) and full KV (none) are refused.
+  CHECK(session.prefill_sweep(prompt, pd({1, 3}, {30, 10}, -1), {5, 12}, [&](std::size_t, const PrefillResult&) {
+          return Status::ok();
+        }).code() == StatusCode::kInvalidArgument);
+  CHECK(session.prefill_sweep(prompt, PipelineConfig{}, {5}, [&](std::size_t, const PrefillResult&) {
+          return Status::ok();
+        }).code() == StatusCode::kInvalidArgument);
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+//! ref::Session::prefill_sweep: one prefill serving every budget of a sweep. Each budget's result
+//! is built by the same operations, in the same order, as ref::Session::prefill would run them
+//! (the same Selector calls on the same scores, the same cache gathers, the same peak
+//! accounting), so the results are equal bit for bit; only the work that does not depend on the
+//! budget is done once.
+
+#include "promptdistill/session_ref.h"
+
+#include "cpu_reference/session_support.h"
+
+namespace promptdistill {
+namespace ref {
+
+using session_support::arange;
+using session_support::choose_from_scores;
+using session_support::Clock;
+using session_support::gather_rows;
+using session_support::ms_since;
+using session_support::select_tokens;
+using session_support::Selection;
+
+namespace {
+
+//! `config` with `budget` as its budget (the single stage's k, or the capacity).
+PipelineConfig with_budget(PipelineConfig config, int64_t budget) {
+  if (config.method == PipelineMethod::kSnapKV || config.method == PipelineMethod::kH2O)
+    config.capacity = budget;
+  else
+    config.n_topks = {budget};
+  return config;
+}
+
+}  // namespace
+
+Status Session::prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
+                              const SweepVisitor& visit) noexcept {
+  try {
+    if ((config.method == PipelineMethod::kPromptDistill || config.method == PipelineMethod::kGemFilter) &&
+        config.n_topks.size() != 1)
+      return Status(StatusCode::kInvalidArgument,
+                    "a budget sweep varies the k of one selection stage; this configuration has %zu stages",
+                    config.n_topks.size());
+    if (config.method == PipelineMethod::kFull && !budgets.empty())
+      return Status(StatusCode::kInvalidArgument, "full KV has no budget to sweep");
+    std::vector<PipelinePlan> plans(budgets.size());
+    for (std::size_t i = 0; i < budgets.size(); ++i) {
+      const PipelineConfig budgeted = with_budget(config, budgets[i]);
+      Status s = budgeted.validate(weights_->config, int64_t(prompt.size()));
+      if (!s.is_ok()) return Status(s.code(), "budget %lld: %s", (long long)budgets[i], s.message());
+      PD_RETURN_IF_ERROR(plan_pipeline(budgeted, &plans[i]));
+    }
+    for (int32_t id : prompt)
+      if (id < 0 || id >= weights_->config.vocab)
+        return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
+                      (long long)weights_->config.vocab);
+    if (budgets.empty()) return Status::ok();
+    const bool shares = !(config.method == PipelineMethod::kPromptDistill && plans[0].truncate_after_last_layer);
+    if (!shares) {
+      for (std::size_t i = 0; i < budgets.size(); ++i) {
+        PrefillResult result;
+        PD_RETURN_IF_ERROR(prefill(prompt, with_budget(config, budgets[i]), &result));
+        PD_RETURN_IF_ERROR(visit(i, result));
+      }
+      return Status::ok();
+    }
+    layers_done_ = 0;
+    switch (config.method) {
+      case PipelineMethod::kPromptDistill: return sweep_promptdistill(prompt, plans, visit);
+      case PipelineMethod::kGemFilter: return sweep_gemfilter(prompt, plans, visit);
+      default: return sweep_kv_compression(prompt, plans, visit);
+    }
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "prefill_sweep: out of host memory");
+  }
+}
+
+//! SnapKV/H2O: the forward never depends on the capacity (the prefill attends over every token;
+//! only the caches kept for decoding are compressed). So every layer runs once, its scores are
+//! ranked once (Select, whose pooled scores are kept), and each budget's rows are chosen from
+//! those scores with TopK, as Select would choose them.
+Status Session::sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
+                                     const SweepVisitor& visit) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers;
+  const MethodConfig& method = plans[0].compression;  // the budgets differ only in method.budget
+  const int64_t rows = score_rows(method.method, method.grouping, mc.num_heads, mc.num_kv_heads);
+  std::size_t scoring_plan = plans.size();  // a plan that compresses, if any
+  for (std::size_t i = 0; i < plans.size(); ++i)
+    if (plans[i].compresses(L) && scoring_plan == plans.size()) scoring_plan = i;
+  const bool score = scoring_plan < plans.size();
+  layers_total_ = N;
+  const auto start = Clock::now();
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
+  const std::vector<int32_t> positions = arange(L);
+  caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
+  std::vector<KvLayerCache> full(static_cast<std::size_t>(N));
+  std::vector<std::vector<float>> ranked(static_cast<std::size_t>(N));  // per layer: [rows, L] pooled scores
+  for (int64_t l = 0; l < N; ++l) {
+    LayerTaps taps;
+    taps.q_rows = method.method == Method::kSnapKV ? std::min<int64_t>(method.window, L) : L;
+    taps.want_keys = score;
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], score ? &taps : nullptr));
+    tick();
+    if (score) {
+      Selection unused;
+      PD_RETURN_IF_ERROR(select_tokens(plans[scoring_plan].compression, mc, taps.q, taps.q_rows, taps.keys, L, positions, &unused,
+                                       &ranked[std::size_t(l)]));
+    }
+    full[std::size_t(l)] = std::move(caches_[std::size_t(l)]);
+  }
+  int32_t first = 0;
+  PD_RETURN_IF_ERROR(first_token(x, L, &first));
+  const double shared_ms = ms_since(start);
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    const auto own_start = Clock::now();
+    const bool compress = plans[i].compresses(L);
+    PrefillResult r;
+    r.prompt_tokens = L;
+    caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
+    for (int64_t l = 0; l < N; ++l) {  // the order prefill_kv_compression measures and compresses in
+      caches_[std::size_t(l)] = KvLayerCache(full[std::size_t(l)]);  // a fresh copy, as the forward made it
+      r.peak_kv_cache_bytes = std::max(r.peak_kv_cache_bytes, cache_bytes());
+      if (!compress) {
+        r.retained.push_back(L);
+        r.selected.push_back(std::vector<std::vector<int32_t>>(std::size_t(rows), positions));
+        continue;
+      }
+      std::vector<std::vector<int32_t>> kept;
+      PD_RETURN_IF_ERROR(choose_from_scores(plans[i].compression, ranked[std::size_t(l)], rows, L, &kept));
+      caches_[std::size_t(l)].keep_per_head(kept, D, method.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
+      r.retained.push_back(int64_t(kept[0].size()));
+      r.selected.push_back(std::move(kept));
+    }
+    r.first_token = first;
+    r.next_position = L;
+    for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
+    r.ttft_ms = shared_ms + ms_since(own_start);
+    next_position_ = L;
+    PD_RETURN_IF_ERROR(visit(i, r));
+  }
+  return Status::ok();
+}
+
+//! PromptDistill, one stage: layers 0..r are the same for every k; from the selection on, each
+//! budget continues from a copy of that state.
+Status Session::sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
+                                    const SweepVisitor& visit) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers, r_layer = plans[0].stages[0].layer;
+  layers_total_ = (r_layer + 1) + int64_t(plans.size()) * (N - r_layer - 1);
+  const auto start = Clock::now();
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
+  const std::vector<int32_t> positions = arange(L);
+  caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
+  int64_t shared_peak = 0;
+  LayerTaps taps;
+  taps.q_rows = 1;
+  taps.want_keys = true;
+  for (int64_t l = 0; l <= r_layer; ++l) {
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], l == r_layer ? &taps : nullptr));
+    shared_peak = std::max(shared_peak, cache_bytes());
+    tick();
+  }
+  const std::vector<KvLayerCache> shared_caches = caches_;
+  const double shared_ms = ms_since(start);
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    const auto own_start = Clock::now();
+    const SelectionStage& stage = plans[i].stages[0];
+    caches_ = std::vector<KvLayerCache>(shared_caches);  // fresh copies: no capacity kept from the last budget
+    PrefillResult r;
+    r.prompt_tokens = L;
+    r.peak_kv_cache_bytes = shared_peak;
+    Selection s;
+    PD_RETURN_IF_ERROR(select_tokens(stage.select, mc, taps.q, 1, taps.keys, L, positions, &s));
+    const std::vector<int32_t>& idx = s.indices[0];
+    std::vector<float> kept_x = gather_rows(x, idx, mc.hidden);
+    const std::vector<int32_t>& kept_positions = s.positions[0];
+    const int64_t n = int64_t(idx.size());
+    r.retained.push_back(n);
+    r.selected.push_back({kept_positions});
+    if (stage.truncates_cache)
+      for (int64_t l = 0; l <= r_layer; ++l) caches_[std::size_t(l)].keep(idx, D);
+    for (int64_t l = r_layer + 1; l < N; ++l) {
+      PD_RETURN_IF_ERROR(model_.layer(l, &kept_x, n, kept_positions.data(), L, &caches_[std::size_t(l)], nullptr));
+      r.peak_kv_cache_bytes = std::max(r.peak_kv_cache_bytes, cache_bytes());
+      tick();
+    }
+    PD_RETURN_IF_ERROR(first_token(kept_x, n, &r.first_token));
+    r.next_position = L;
+    for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
+    r.ttft_ms = shared_ms + ms_since(own_start);
+    next_position_ = L;
+    PD_RETURN_IF_ERROR(visit(i, r));
+  }
+  return Status::ok();
+}
+
+//! GemFilter: the filter pass (layers 0..r, no cache) and its scores are shared; each budget
+//! selects and re-prefills its own kept ids.
+Status Session::sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
+                                const SweepVisitor& visit) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size()), N = mc.num_layers, r_layer = plans[0].stages[0].layer;
+  layers_total_ = (r_layer + 1) + int64_t(plans.size()) * N;
+  const auto start = Clock::now();
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
+  const std::vector<int32_t> positions = arange(L);
+  PD_RETURN_IF_ERROR(run_layers(&x, L, positions, 0, r_layer, false, nullptr));
+  LayerTaps taps;
+  taps.q_rows = 1;
+  taps.want_keys = true;
+  PD_RETURN_IF_ERROR(model_.layer(r_layer, &x, L, positions.data(), L, nullptr, &taps));
+  tick();
+  const double shared_ms = ms_since(start);
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    const auto own_start = Clock::now();
+    PrefillResult r;
+    r.prompt_tokens = L;
+    Selection s;
+    PD_RETURN_IF_ERROR(select_tokens(plans[i].stages[0].select, mc, taps.q, 1, taps.keys, L, positions, &s));
+    const std::vector<int32_t>& idx = s.indices[0];
+    r.retained.push_back(int64_t(idx.size()));
+    r.selected.push_back({idx});
+    std::vector<int32_t> ids(idx.size());
+    for (std::size_t t = 0; t < idx.size(); ++t) ids[t] = prompt[std::size_t(idx[t])];
+    const int64_t k = int64_t(ids.size());
+    caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
+    std::vector<float> kept_x;
+    PD_RETURN_IF_ERROR(model_.embed(ids.data(), k, &kept_x));
+    PD_RETURN_IF_ERROR(run_layers(&kept_x, k, arange(k), 0, N, true, &r.peak_kv_cache_bytes));
+    PD_RETURN_IF_ERROR(first_token(kept_x, k, &r.first_token));
+    r.next_position = k;
+    for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
+    r.ttft_ms = shared_ms + ms_since(own_start);
+    next_position_ = k;
+    PD_RETURN_IF_ERROR(visit(i, r));
+  }
+  return Status::ok();
+}
+
+}  // namespace ref
+}  // namespace promptdistill
