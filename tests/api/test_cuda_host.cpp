@@ -114,3 +114,18 @@ TEST_CASE("cuda host: without a device, runs and sessions fail with a Status") {
   MESSAGE("cuda::Session::create without a device: " << std::string(c.message()));
   CHECK(CudaBackend::available_bytes() == 0);
 }
+
+TEST_CASE("cuda host: K and V of one cache must not be the same buffer (the shared check)") {
+  std::vector<float> keys(8 * 2 * 16), values(keys.size());
+  std::vector<int32_t> lens = {8}, idx = {0, 3, 5}, counts = {3}, new_lengths = {-1};
+  CompactKvArgs<float> c;
+  c.k = c.v = KvCacheView<float>::contiguous_bshd(keys.data(), 1, 8, 2, 16);
+  c.seq_lens = lens.data();
+  c.indices = make_view<const int32_t>(idx.data(), 1, 1, 3);
+  c.counts = make_view<const int32_t>(counts.data(), 1, 1);
+  c.new_lengths = new_lengths.data();
+  CHECK(cuda::CompactKv<float>::can_implement(c).code() == StatusCode::kInvalidArgument);
+  CHECK(ref::CompactKv<float>::can_implement(c).code() == StatusCode::kInvalidArgument);
+  c.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, 8, 2, 16);
+  CHECK(cuda::CompactKv<float>::can_implement(c).is_ok());
+}

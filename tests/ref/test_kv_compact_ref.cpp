@@ -89,10 +89,11 @@ TEST_CASE("compact/ref: every layout, head-uniform and per-KV-head selections, m
 }
 
 TEST_CASE("compact/ref: per-query-head selections are rejected for an H_kv-head cache") {
-  std::vector<float> data(4 * 8 * 2 * 8);
+  std::vector<float> keys(4 * 8 * 2 * 8), values(keys.size());
   std::vector<int32_t> lens = {8}, idx(4 * 8, 0), counts(4, 1), nl(1, -1);
   CompactKvArgs<float> a;
-  a.k = a.v = KvCacheView<float>::contiguous_bshd(data.data(), 1, 8, 2, 8);
+  a.k = KvCacheView<float>::contiguous_bshd(keys.data(), 1, 8, 2, 8);
+  a.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, 8, 2, 8);
   a.seq_lens = lens.data();
   a.indices = make_view<const int32_t>(idx.data(), 1, 4, 8);  // 4 rows: query heads, G = 2
   a.counts = make_view<const int32_t>(counts.data(), 1, 4);
