@@ -77,9 +77,7 @@ __global__ void __launch_bounds__(kCompactThreads) compact_kv_kernel(CompactKvAr
 template <class T>
 struct GatherRequestCheck {
   GatherArgs<T> a;
-  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
-    promptdistill::detail::count_ok(a.counts, b, 0, a.dst.extents[1] < a.indices.extents[2] ? a.dst.extents[1] : a.indices.extents[2], w);
-  }
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::gather_request_ok(a, b, w); }
 };
 struct RemapRequestCheck {
   RemapPositionsArgs a;
