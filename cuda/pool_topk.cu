@@ -102,8 +102,12 @@ __global__ void __launch_bounds__(kTopKThreads) topk_kernel(TopKArgs a, const De
         }
         __syncthreads();
         if (threadIdx.x < 32) {
-          // Lane l owns bins 255 - 8l ... 248 - 8l (descending key order).
+          // Lane l owns bins 255 - 8l ... 248 - 8l (descending key order). Every lane reads the
+          // count still to place into a register before any lane of the warp can overwrite it
+          // below (lanes of a warp are not in lockstep: the barrier orders the read first).
           const int lane = threadIdx.x;
+          const int64_t rem = remaining_shared;
+          __syncwarp();
           unsigned own = 0;
           for (int q = 0; q < 8; ++q) own += hist[kRadixBins - 1 - lane * 8 - q];
           unsigned inclusive = own;
@@ -112,7 +116,6 @@ __global__ void __launch_bounds__(kTopKThreads) topk_kernel(TopKArgs a, const De
             if (lane >= s) inclusive += other;
           }
           const unsigned before = inclusive - own;
-          const int64_t rem = remaining_shared;
           if (int64_t(before) < rem && rem <= int64_t(inclusive)) {
             unsigned cum = before;
             for (int q = 0; q < 8; ++q) {
