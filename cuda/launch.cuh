@@ -18,6 +18,12 @@ namespace detail {
 
 using promptdistill::detail::DeviceStatusWord;
 
+//! The launch shapes of the scoring kernels fit the grid: the batch (gridDim.y or z) and, for
+//! SnapKV/H2O, the heads (gridDim.y) and batch x KV heads (the group mean's gridDim.y) at most
+//! 65535, and the query rows (gridDim.x of the row statistics) at most 2^31 - 1. Keys need no
+//! limit (the kernels loop over them). kUnsupported otherwise.
+Status check_score_grid(Method method, HeadGrouping grouping, int64_t batch, int64_t query_rows, int64_t heads,
+                        int64_t kv_heads);
 template <class T>
 Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuffers& buffers,
                     const DeviceStatusWord* status, cudaStream_t stream);

@@ -93,39 +93,43 @@ __global__ void softmax_column_sums_kernel(ScoreArgs<T> a, float sqrt_d, const f
   extern __shared__ float tile[];  // kQueryTile * D query values, then max and sum per tile row
   const int64_t rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3], G = H / a.k.num_heads;
   const int64_t h = blockIdx.y, b = blockIdx.z, L = a.lengths[b];
-  const int64_t j0 = int64_t(blockIdx.x) * blockDim.x, j = j0 + threadIdx.x;
-  if (j0 >= L) return;
   float* tile_max = tile + kQueryTile * D;
   float* tile_sum = tile_max + kQueryTile;
-  // First row whose position can reach this block's keys (pos_i >= j0).
-  const int64_t first_row = a.method == Method::kSnapKV ? (L - rows > j0 ? 0 : j0 - (L - rows)) : j0;
-  const int64_t last_row = a.method == Method::kSnapKV ? rows : L;  // exclusive
-  float acc = 0.0f;
-  for (int64_t t0 = first_row; t0 < last_row; t0 += kQueryTile) {
-    const int64_t n = last_row - t0 < kQueryTile ? last_row - t0 : kQueryTile;
-    for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x)
-      tile[e] = num::to_f32(a.q(b, t0 + e / D, h, e % D));
-    if (threadIdx.x < n) {
-      tile_max[threadIdx.x] = row_max[(b * H + h) * rows + t0 + threadIdx.x];
-      tile_sum[threadIdx.x] = row_sum[(b * H + h) * rows + t0 + threadIdx.x];
-    }
-    __syncthreads();
-    if (j < L) {
-      const T* key = a.k.token(b, j, h / G);
-      for (int64_t u = 0; u < n; ++u) {
-        const int64_t pos = query_position(a.method, L, rows, t0 + u);
-        if (pos < j) continue;
-        const float z = num::div(dot_row(tile + u * D, key, int(D)), sqrt_d);
-        acc = num::add(acc, num::div(num::exp_f32(num::sub(z, tile_max[u])), tile_sum[u]));
+  // Grid-stride over blocks of keys (the grid is capped): j0 is uniform across the block, so the
+  // barriers below are reached by every thread.
+  for (int64_t j0 = int64_t(blockIdx.x) * blockDim.x; j0 < L; j0 += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = j0 + threadIdx.x;
+    // First row whose position can reach this block's keys (pos_i >= j0).
+    const int64_t first_row = a.method == Method::kSnapKV ? (L - rows > j0 ? 0 : j0 - (L - rows)) : j0;
+    const int64_t last_row = a.method == Method::kSnapKV ? rows : L;  // exclusive
+    float acc = 0.0f;
+    for (int64_t t0 = first_row; t0 < last_row; t0 += kQueryTile) {
+      const int64_t n = last_row - t0 < kQueryTile ? last_row - t0 : kQueryTile;
+      for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x)
+        tile[e] = num::to_f32(a.q(b, t0 + e / D, h, e % D));
+      if (threadIdx.x < n) {
+        tile_max[threadIdx.x] = row_max[(b * H + h) * rows + t0 + threadIdx.x];
+        tile_sum[threadIdx.x] = row_sum[(b * H + h) * rows + t0 + threadIdx.x];
       }
+      __syncthreads();
+      if (j < L) {
+        const T* key = a.k.token(b, j, h / G);
+        for (int64_t u = 0; u < n; ++u) {
+          const int64_t pos = query_position(a.method, L, rows, t0 + u);
+          if (pos < j) continue;
+          const float z = num::div(dot_row(tile + u * D, key, int(D)), sqrt_d);
+          acc = num::add(acc, num::div(num::exp_f32(num::sub(z, tile_max[u])), tile_sum[u]));
+        }
+      }
+      __syncthreads();
     }
-    __syncthreads();
+    if (j < L) {
+      if (a.grouping == HeadGrouping::kPerQueryHead)
+        a.scores(b, h, j) = acc;
+      else
+        head_scores[(b * H + h) * a.scores.extents[2] + j] = acc;
+    }
   }
-  if (j >= L) return;
-  if (a.grouping == HeadGrouping::kPerQueryHead)
-    a.scores(b, h, j) = acc;
-  else
-    head_scores[(b * H + h) * a.scores.extents[2] + j] = acc;
 }
 
 //! Per KV group: mean of the group's query-head rows, summed in ascending head order.
@@ -149,12 +153,29 @@ struct ScoreRequestCheck {
 
 }  // namespace
 
+Status check_score_grid(Method method, HeadGrouping grouping, int64_t batch, int64_t query_rows, int64_t heads,
+                        int64_t kv_heads) {
+  constexpr int64_t kMaxGridYZ = 65535, kMaxGridX = 2147483647;
+  if (batch > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "score: batch %lld exceeds the grid limit %lld", (long long)batch,
+                  (long long)kMaxGridYZ);
+  if (method != Method::kSnapKV && method != Method::kH2O) return Status::ok();
+  if (heads > kMaxGridYZ || query_rows > kMaxGridX)
+    return Status(StatusCode::kUnsupported, "score: %lld query heads or %lld query rows exceed the grid limits", (long long)heads,
+                  (long long)query_rows);
+  if (grouping == HeadGrouping::kPerKvGroup && batch * kv_heads > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "score: batch x KV heads = %lld exceeds the grid limit %lld",
+                  (long long)(batch * kv_heads), (long long)kMaxGridYZ);
+  return Status::ok();
+}
+
 template <class T>
 Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuffers& buf,
                     const DeviceStatusWord* status, cudaStream_t stream) {
   const int64_t B = a.q.extents[0], rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
   const int64_t N = a.scores.extents[2];
   if (B == 0 || N == 0) return Status::ok();
+  PD_RETURN_IF_ERROR(check_score_grid(a.method, a.grouping, B, rows, H, a.k.num_heads));
   const float sqrt_d = num::sqrt(float(D));
   if (a.method == Method::kPromptDistill || a.method == Method::kGemFilter) {
     const dim3 grid(blocks_for(N, kScoreThreads), unsigned(B));
@@ -162,7 +183,6 @@ Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuf
     PD_CUDA_CHECK_LAUNCH(stream);
     return Status::ok();
   }
-  if (B > 65535 || H > 65535 || rows > 2147483647) return Status(StatusCode::kUnsupported, "batch or heads too large for the grid");
   softmax_row_stats_kernel<<<dim3(unsigned(rows), unsigned(H), unsigned(B)), kReduceThreads,
                              std::size_t(D) * sizeof(float), stream>>>(a, sqrt_d, buf.row_max, buf.row_sum, status);
   PD_CUDA_CHECK_LAUNCH(stream);
@@ -182,7 +202,8 @@ Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuf
 
 template <class T>
 Status Score<T>::can_implement(const ScoreArgs<T>& a) noexcept {
-  return promptdistill::detail::check_score(a);
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_score(a));
+  return detail::check_score_grid(a.method, a.grouping, a.q.extents[0], a.q.extents[1], a.q.extents[2], a.k.num_heads);
 }
 template <class T>
 std::size_t Score<T>::workspace_size(const ScoreArgs<T>& a) noexcept {

@@ -22,7 +22,11 @@ struct SelectRequestCheck {
 }  // namespace detail
 
 template <class T>
-Status Select<T>::can_implement(const SelectArgs<T>& a) noexcept { return promptdistill::detail::check_select(a); }
+Status Select<T>::can_implement(const SelectArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_select(a));
+  return detail::check_score_grid(a.config.method, a.config.grouping, a.q.extents[0], a.q.extents[1], a.q.extents[2],
+                                  a.k.num_heads);
+}
 template <class T>
 std::size_t Select<T>::workspace_size(const SelectArgs<T>& a) noexcept {
   WorkspacePlanner planner;

@@ -129,3 +129,27 @@ TEST_CASE("cuda host: K and V of one cache must not be the same buffer (the shar
   c.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, 8, 2, 16);
   CHECK(cuda::CompactKv<float>::can_implement(c).is_ok());
 }
+
+TEST_CASE("cuda host: scoring launches must fit the grid (batch, heads, batch x KV heads)") {
+  // can_implement reads no memory: one small buffer stands behind views of any claimed size.
+  alignas(256) static float storage[64];
+  static const int32_t lengths[1] = {1};
+  auto args = [&](Method m, int64_t B, int64_t rows, int64_t H, int64_t Hkv) {
+    ScoreArgs<float> a;
+    a.method = m;
+    a.q = make_view<const float>(storage, B, rows, H, 64);
+    a.k = KvCacheView<const float>::contiguous_bshd(storage, B, 16, Hkv, 64);
+    a.lengths = lengths;
+    a.scores = make_view(storage, B, score_rows(m, HeadGrouping::kPerKvGroup, H, Hkv), 16);
+    return a;
+  };
+  CHECK(cuda::Score<float>::can_implement(args(Method::kH2O, 100, 16, 8, 4)).is_ok());
+  // The group mean's gridDim.y is B x H_kv: 20000 x 4 is over 65535.
+  const auto over = args(Method::kH2O, 20000, 16, 8, 4);
+  CHECK(ref::Score<float>::can_implement(over).is_ok());
+  CHECK(cuda::Score<float>::can_implement(over).code() == StatusCode::kUnsupported);
+  CHECK(cuda::Score<float>::can_implement(args(Method::kSnapKV, 20000, 8, 8, 4)).code() == StatusCode::kUnsupported);
+  CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 20000, 1, 8, 4)).is_ok());
+  CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).code() == StatusCode::kUnsupported);
+  CHECK(ref::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).is_ok());
+}
