@@ -17,17 +17,9 @@
 
 #include <type_traits>
 
-#include "cuda/check.cuh"
 #include "promptdistill/blocks.h"
+#include "promptdistill/cuda/check.cuh"
 #include "promptdistill/detail/block_checks.h"
-
-#define PD_CUBLAS_TRY(expr)                                                                        \
-  do {                                                                                             \
-    const cublasStatus_t pd_st_ = (expr);                                                          \
-    if (pd_st_ != CUBLAS_STATUS_SUCCESS)                                                           \
-      return ::promptdistill::Status(::promptdistill::StatusCode::kCublasError, "%s: %s (%d)", #expr, \
-                                     cublasLtGetStatusString(pd_st_), int(pd_st_));               \
-  } while (0)
 
 namespace promptdistill {
 namespace cuda {

@@ -4,7 +4,7 @@
 //! `cuda::Session` (bf16), `cuda::SessionF16` and `cuda::SessionF32`. Allocation happens here, in the session, never
 //! inside an operation's run().
 
-#include "cuda/check.cuh"
+#include "promptdistill/cuda/check.cuh"
 #include "promptdistill/detail/batch_session_impl.h"
 
 namespace promptdistill {

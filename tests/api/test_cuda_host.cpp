@@ -12,6 +12,7 @@
 
 #include "promptdistill/batch_session.h"
 #include "promptdistill/blocks.h"
+#include "promptdistill/cuda/attention_tiles.h"
 #include "promptdistill/selector.h"
 #include "support/random_model.h"
 
@@ -152,4 +153,27 @@ TEST_CASE("cuda host: scoring launches must fit the grid (batch, heads, batch x 
   CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 20000, 1, 8, 4)).is_ok());
   CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).code() == StatusCode::kUnsupported);
   CHECK(ref::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).is_ok());
+}
+
+TEST_CASE("cuda host: flash prefill tiles fit every architecture's shared memory per block") {
+  using promptdistill::cuda::detail::flash_keys_for;
+  using promptdistill::cuda::detail::flash_smem_bytes;
+  // 64 keys per step: 70 / 90 / 110 KiB at head dims 64 / 96 / 128.
+  CHECK(flash_smem_bytes(64, 64) == 70 * 1024);
+  CHECK(flash_smem_bytes(96, 64) == 90 * 1024);
+  CHECK(flash_smem_bytes(128, 64) == 110 * 1024);
+  const std::size_t kib99 = 99 * 1024, kib227 = 227 * 1024, kib163 = 163 * 1024, kib48 = 48 * 1024;
+  // sm_86, sm_89, sm_120 (99 KiB): head dim 128 steps 32 keys (81 KiB); 64 and 96 keep 64.
+  CHECK(flash_keys_for(128, kib99) == 32);
+  CHECK(flash_smem_bytes(128, 32) <= kib99);
+  CHECK(flash_keys_for(96, kib99) == 64);
+  CHECK(flash_keys_for(64, kib99) == 64);
+  // sm_80 (163 KiB), sm_90 and sm_100 (227 KiB): 64 keys everywhere.
+  for (int D : {64, 96, 128}) {
+    CHECK(flash_keys_for(D, kib163) == 64);
+    CHECK(flash_keys_for(D, kib227) == 64);
+  }
+  // Below any tile (48 KiB): no flash kernel, the exact kernel runs.
+  CHECK(flash_keys_for(128, kib48) == 0);
+  CHECK(flash_keys_for(64, kib48) == 0);
 }

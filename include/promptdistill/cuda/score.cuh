@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! Scoring kernels. Every formula and reduction order is the one documented in selector.h and
+#pragma once
+//! @file
+//! Scoring kernels, their launcher and `cuda::Score<T>` (instantiated for float, f16 and bf16 in
+//! cuda/score_instances.cu). Every formula and reduction order is the one documented in selector.h and
 //! followed by cpu_reference/score_ref.cpp; the scores are compared bit for bit (Tier B).
 //!
 //! - PromptDistill / GemFilter: one thread per key j computes all H head logits against the
@@ -13,13 +16,12 @@
 //!   rows streamed through shared memory in tiles. Logits are recomputed rather than stored, so no
 //!   rows x L (for H2O: L x L) matrix ever exists.
 
-#include "cuda/launch.cuh"
-#include "cuda/reduce.cuh"
+#include "promptdistill/cuda/launch.cuh"
+#include "promptdistill/cuda/reduce.cuh"
 
 namespace promptdistill {
 namespace cuda {
 namespace detail {
-namespace {
 
 constexpr int kScoreThreads = 256;
 constexpr int kColumnThreads = 128;
@@ -151,11 +153,12 @@ struct ScoreRequestCheck {
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::score_request_ok(a, b, w); }
 };
 
-}  // namespace
-
-Status check_score_grid(Method method, HeadGrouping grouping, int64_t batch, int64_t query_rows, int64_t heads,
+//! The launch shapes of the scoring kernels fit the grid: the batch (gridDim.y or z) and, for
+//! SnapKV/H2O, the heads (gridDim.y) and batch x KV heads (the group mean's gridDim.y) at most
+//! 65535, and the query rows (gridDim.x of the row statistics) at most 2^31 - 1. Keys need no
+//! limit (the kernels loop over them). kUnsupported otherwise.
+inline Status check_score_grid(Method method, HeadGrouping grouping, int64_t batch, int64_t query_rows, int64_t heads,
                         int64_t kv_heads) {
-  constexpr int64_t kMaxGridYZ = 65535, kMaxGridX = 2147483647;
   if (batch > kMaxGridYZ)
     return Status(StatusCode::kUnsupported, "score: batch %lld exceeds the grid limit %lld", (long long)batch,
                   (long long)kMaxGridYZ);
@@ -223,16 +226,6 @@ Status Score<T>::run(const ScoreArgs<T>& a, Workspace ws, Stream stream) noexcep
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ScoreRequestCheck<T>{a}, a.q.extents[0], status, stream));
   return detail::launch_score(a, buffers, status, stream);
 }
-
-template struct Score<float>;
-template struct Score<f16>;
-template struct Score<bf16>;
-template Status detail::launch_score<float>(const ScoreArgs<float>&, const promptdistill::detail::ScoreBuffers&,
-                                            const DeviceStatusWord*, cudaStream_t);
-template Status detail::launch_score<f16>(const ScoreArgs<f16>&, const promptdistill::detail::ScoreBuffers&,
-                                          const DeviceStatusWord*, cudaStream_t);
-template Status detail::launch_score<bf16>(const ScoreArgs<bf16>&, const promptdistill::detail::ScoreBuffers&,
-                                           const DeviceStatusWord*, cudaStream_t);
 
 }  // namespace cuda
 }  // namespace promptdistill
