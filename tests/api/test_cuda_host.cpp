@@ -10,6 +10,7 @@
 
 #include <vector>
 
+#include "cuda/cublaslt_status.h"
 #include "promptdistill/batch_session.h"
 #include "promptdistill/blocks.h"
 #include "promptdistill/cuda/attention_tiles.h"
@@ -176,4 +177,16 @@ TEST_CASE("cuda host: flash prefill tiles fit every architecture's shared memory
   // Below any tile (48 KiB): no flash kernel, the exact kernel runs.
   CHECK(flash_keys_for(128, kib48) == 0);
   CHECK(flash_keys_for(64, kib48) == 0);
+}
+
+TEST_CASE("cuda host: cuBLASLt without an algorithm for a shape is kUnsupported, other failures kCublasError") {
+  using promptdistill::cuda::detail::heuristic_status;
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 1, CUBLAS_STATUS_SUCCESS, 8, 64, 64).is_ok());
+  // The heuristic may say "not supported" itself, return no algorithm, or one that is not usable.
+  CHECK(heuristic_status(CUBLAS_STATUS_NOT_SUPPORTED, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() == StatusCode::kUnsupported);
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() == StatusCode::kUnsupported);
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 1, CUBLAS_STATUS_NOT_SUPPORTED, 8, 64, 64).code() == StatusCode::kUnsupported);
+  const Status s = heuristic_status(CUBLAS_STATUS_INVALID_VALUE, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64);
+  CHECK(s.code() == StatusCode::kCublasError);
+  CHECK(std::string(s.message()).find("(" + std::to_string(int(CUBLAS_STATUS_INVALID_VALUE)) + ")") != std::string::npos);
 }
