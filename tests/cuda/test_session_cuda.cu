@@ -1,15 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CUDA session against the CPU batch session (the same pipeline code on the reference ops):
-// - f32 (cuda::SessionF32) on a random model, ragged batch, every method: the same first tokens,
-//   selections, cache lengths and greedy tokens; caches within 1e-4 of their largest entry
-//   (Tier C: cuBLASLt vs Eigen GEMMs, split-KV decode attention);
+// The CUDA session against the CPU batch session (the same pipeline code on the reference ops),
+// compared by what the exactness tiers promise:
+// - f32 (cuda::SessionF32), random model, ragged batch, every method (Tier C: cuBLASLt and Eigen
+//   GEMMs and the split-KV decode attention round differently): caches within 1e-4 of their
+//   largest entry wherever both sessions kept the same tokens; each stage's selection overlapping
+//   the reference's by at least 90 % (near-tie scores may swap a few tokens); first tokens equal
+//   in at least 3/4 of the (method, request) runs. Greedy continuations are reported, not compared.
+// - f32, exact where the tiers make it exact: on integer_model, layer 0's keys and values are
+//   exact on both backends, RoPE, scoring and pooling are Tier B and top-k Tier A, so every
+//   method's layer-0 selection and layer-0 caches equal the reference's bit for bit.
 // - bf16 (cuda::Session): caches within an NMSE of 1e-3 of the f32 reference and PromptDistill
 //   with truncation holding less device memory than full KV.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "promptdistill/batch_session.h"
+#include "support/compare.h"
 #include "support/generators.h"
 #include "support/random_model.h"
 #include "support/session_runs.h"
@@ -23,25 +31,68 @@ pdtest::SessionRun run(const ModelWeights& w, const std::vector<std::vector<int3
   return pdtest::run_session<Session>(w, prompts, cfg);
 }
 
+//! |a intersect b| / |b| for sorted position lists.
+double overlap(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  std::vector<int32_t> common;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(common));
+  return b.empty() ? 1.0 : double(common.size()) / double(b.size());
+}
+
 }  // namespace
 
-TEST_CASE("cuda/session f32: every method matches the CPU batch session on a ragged batch") {
+TEST_CASE("cuda/session f32: every method within the Tier C bounds of the CPU batch session on a ragged batch") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 1));
   const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 2)),
                                                      pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 3))};
+  int runs = 0, same_first = 0, same_tokens = 0;
   for (const auto& cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     const auto want = run<ref::BatchSession>(w, prompts, cfg);
     const auto got = run<cuda::SessionF32>(w, prompts, cfg);
     for (std::size_t b = 0; b < prompts.size(); ++b) {
       CAPTURE(b);
-      CHECK(got.prefill[b].first_token == want.prefill[b].first_token);
-      CHECK(got.prefill[b].selected == want.prefill[b].selected);
+      ++runs;
+      same_first += got.prefill[b].first_token == want.prefill[b].first_token;
+      same_tokens += got.tokens[b] == want.tokens[b];
+      REQUIRE(got.prefill[b].selected.size() == want.prefill[b].selected.size());
+      for (std::size_t stage = 0; stage < want.prefill[b].selected.size(); ++stage) {
+        CAPTURE(stage);
+        CHECK(got.prefill[b].selected[stage].size() == want.prefill[b].selected[stage].size());
+        CHECK(overlap(got.prefill[b].selected[stage], want.prefill[b].selected[stage]) >= 0.9);
+      }
+      // Caches hold the same tokens only where every selection agreed.
+      if (got.prefill[b].selected != want.prefill[b].selected) {
+        MESSAGE("request " << b << ": a near tie changed the selection; its caches are not compared");
+        continue;
+      }
       CHECK(got.prefill[b].cache_lengths == want.prefill[b].cache_lengths);
-      CHECK(got.tokens[b] == want.tokens[b]);
+      for (std::size_t l = 0; l < want.k[b].size(); ++l) {
+        CAPTURE(l);
+        CHECK(pdtest::max_rel_diff(got.k[b][l], want.k[b][l]) <= 1e-4f);
+      }
     }
-    for (std::size_t b = 0; b < want.k.size(); ++b)
-      for (std::size_t l = 0; l < want.k[b].size(); ++l) CHECK(pdtest::max_rel_diff(got.k[b][l], want.k[b][l]) <= 1e-4f);
+  }
+  MESSAGE("first tokens equal in " << same_first << " of " << runs << " runs, whole greedy continuations in " << same_tokens);
+  CHECK(4 * same_first >= 3 * runs);
+}
+
+TEST_CASE("cuda/session f32: layer-0 selections and caches equal the reference bit for bit on an integer-valued model") {
+  const ModelWeights w = pdtest::integer_model(pdtest::mix(pdtest::seed(), 6));
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 7)),
+                                                     pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 8))};
+  for (auto cfg : pdtest::every_method_small()) {
+    // Select at layer 0, whose queries and keys are exact on both backends.
+    if (!cfg.selection_layers.empty()) cfg.selection_layers[0] = 0;
+    CAPTURE(std::string(to_string(cfg.method)));
+    const auto want = run<ref::BatchSession>(w, prompts, cfg);
+    const auto got = run<cuda::SessionF32>(w, prompts, cfg);
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      CAPTURE(b);
+      if (!want.prefill[b].selected.empty()) CHECK(got.prefill[b].selected[0] == want.prefill[b].selected[0]);
+      CHECK(got.prefill[b].cache_lengths[0] == want.prefill[b].cache_lengths[0]);
+      CHECK(pdtest::bitwise_equal(got.k[b][0], want.k[b][0]));
+      CHECK(pdtest::bitwise_equal(got.v[b][0], want.v[b][0]));
+    }
   }
 }
 
