@@ -11,6 +11,8 @@
 //   method's layer-0 selection and layer-0 caches equal the reference's bit for bit.
 // - bf16 (cuda::Session): caches within an NMSE of 1e-3 of the f32 reference and PromptDistill
 //   with truncation holding less device memory than full KV.
+// - create_random draws on the device the weights the reference draws on the host (the same
+//   bits): the f32 sessions' caches agree within the Tier C bound.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -119,4 +121,27 @@ TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less devi
   CHECK(small.prefill[0].peak_kv_cache_bytes < got.prefill[0].peak_kv_cache_bytes);
   MESSAGE("peak KV bytes (bf16): full " << got.prefill[0].peak_kv_cache_bytes << ", PromptDistill "
                                         << small.prefill[0].peak_kv_cache_bytes);
+}
+
+TEST_CASE("cuda/session: create_random draws the reference's weights on the device (Tier C caches)") {
+  const ModelConfig c = pdtest::random_model(1).config;
+  std::unique_ptr<ref::BatchSession> cpu;
+  std::unique_ptr<cuda::SessionF32> gpu;
+  REQUIRE(ref::BatchSession::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &cpu).is_ok());
+  const Status st = cuda::SessionF32::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &gpu);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  CHECK(gpu->weight_bytes() == cpu->weight_bytes());
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(60, 12)};
+  std::vector<PrefillResult> want, got;
+  REQUIRE(cpu->prefill(prompts, PipelineConfig{}, &want).is_ok());
+  REQUIRE(gpu->prefill(prompts, PipelineConfig{}, &got).is_ok());
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    std::vector<float> wk, wv, gk, gv;
+    REQUIRE(cpu->read_cache(l, 0, &wk, &wv).is_ok());
+    REQUIRE(gpu->read_cache(l, 0, &gk, &gv).is_ok());
+    CAPTURE(l);
+    CHECK(pdtest::max_rel_diff(gk, wk) <= 1e-4f);
+  }
+  std::unique_ptr<cuda::Session> bf16_session;
+  CHECK(cuda::Session::create_random(c, 11, BatchSessionOptions{}, nullptr, &bf16_session).is_ok());
 }

@@ -5,6 +5,8 @@
 //! The pipelines of BatchSession::Impl and BatchSession's public members; included by
 //! batch_session_impl.h (split only to keep each file readable).
 
+#include <cmath>
+
 #include "promptdistill/detail/batch_session_impl.h"
 
 namespace promptdistill {
@@ -182,6 +184,41 @@ BatchSession<Backend, T>::~BatchSession() {
     m.release(b);
 }
 
+namespace detail {
+
+//! Every weight of `config`'s model: load(buffer, host tensor or null, elements, random scale).
+//! Without a host tensor, the scale says what to draw: > 0 random, 0 zeros (biases), kOnes ones
+//! (norm weights).
+constexpr float kOnes = -1.0f;
+template <class Impl, class Load>
+Status for_each_weight(Impl& m, const ModelConfig& c, const ModelWeights* host, Load&& load) {
+  const int64_t H = c.hidden, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim, I = c.intermediate;
+  const float in_scale = 1.0f / std::sqrt(float(H));
+  m.layers.resize(std::size_t(c.num_layers));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights* src = host ? &host->layers[std::size_t(l)] : nullptr;
+    auto& dst = m.layers[std::size_t(l)];
+    PD_RETURN_IF_ERROR(load(&dst.attn_norm, src ? &src->attn_norm : nullptr, H, kOnes));
+    PD_RETURN_IF_ERROR(load(&dst.wq, src ? &src->wq : nullptr, qd * H, in_scale));
+    PD_RETURN_IF_ERROR(load(&dst.wk, src ? &src->wk : nullptr, kvd * H, in_scale));
+    PD_RETURN_IF_ERROR(load(&dst.wv, src ? &src->wv : nullptr, kvd * H, in_scale));
+    if (src ? !src->bq.empty() : c.qkv_bias) {
+      PD_RETURN_IF_ERROR(load(&dst.bq, src ? &src->bq : nullptr, qd, 0.0f));
+      PD_RETURN_IF_ERROR(load(&dst.bk, src ? &src->bk : nullptr, kvd, 0.0f));
+      PD_RETURN_IF_ERROR(load(&dst.bv, src ? &src->bv : nullptr, kvd, 0.0f));
+    }
+    PD_RETURN_IF_ERROR(load(&dst.wo, src ? &src->wo : nullptr, H * qd, 0.5f / std::sqrt(float(qd))));
+    PD_RETURN_IF_ERROR(load(&dst.mlp_norm, src ? &src->mlp_norm : nullptr, H, kOnes));
+    PD_RETURN_IF_ERROR(load(&dst.gate, src ? &src->w_gate : nullptr, I * H, in_scale));
+    PD_RETURN_IF_ERROR(load(&dst.up, src ? &src->w_up : nullptr, I * H, in_scale));
+    PD_RETURN_IF_ERROR(load(&dst.down, src ? &src->w_down : nullptr, H * I, 0.5f / std::sqrt(float(I))));
+  }
+  PD_RETURN_IF_ERROR(load(&m.embed, host ? &host->embed : nullptr, c.vocab * H, 1.0f));
+  return load(&m.final_norm, host ? &host->final_norm : nullptr, H, kOnes);
+}
+
+}  // namespace detail
+
 template <class Backend, class T>
 Status BatchSession<Backend, T>::create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
                                         std::unique_ptr<BatchSession>* out) noexcept {
@@ -197,29 +234,50 @@ Status BatchSession<Backend, T>::create(const ModelWeights* weights, const Batch
     m.c = weights->config;
     m.opt = options;
     m.stream = stream;
-    m.layers.resize(std::size_t(m.c.num_layers));
-    for (int64_t l = 0; l < m.c.num_layers; ++l) {
-      const LayerWeights& src = weights->layers[std::size_t(l)];
-      typename Impl::LayerW& dst = m.layers[std::size_t(l)];
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.attn_norm, src.attn_norm));
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.wq, src.wq));
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.wk, src.wk));
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.wv, src.wv));
-      if (!src.bq.empty()) {
-        PD_RETURN_IF_ERROR(m.upload_weights(&dst.bq, src.bq));
-        PD_RETURN_IF_ERROR(m.upload_weights(&dst.bk, src.bk));
-        PD_RETURN_IF_ERROR(m.upload_weights(&dst.bv, src.bv));
-      }
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.wo, src.wo));
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.mlp_norm, src.mlp_norm));
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.gate, src.w_gate));
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.up, src.w_up));
-      PD_RETURN_IF_ERROR(m.upload_weights(&dst.down, src.w_down));
-    }
-    PD_RETURN_IF_ERROR(m.upload_weights(&m.embed, weights->embed));
-    PD_RETURN_IF_ERROR(m.upload_weights(&m.final_norm, weights->final_norm));
+    const Status uploaded = detail::for_each_weight(
+        m, m.c, weights, [&](typename Impl::Buf* b, const std::vector<float>* host, int64_t, float) { return m.upload_weights(b, *host); });
+    PD_RETURN_IF_ERROR(uploaded);
     PD_RETURN_IF_ERROR(m.upload(&m.lm_head, weights->output_matrix()));  // f32: logits decide greedy ties
     s->weight_bytes_ += int64_t(m.lm_head.bytes);
+    *out = std::move(s);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "session: out of host memory");
+  }
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::create_random(const ModelConfig& config, uint64_t seed, const BatchSessionOptions& options,
+                                               Stream stream, std::unique_ptr<BatchSession>* out) noexcept {
+  try {
+    PD_RETURN_IF_ERROR(config.validate());
+    if (options.mlp_chunk_rows < 1 || options.decode_reserve < 0)
+      return Status(StatusCode::kInvalidArgument, "session options: mlp_chunk_rows must be >= 1 and decode_reserve >= 0");
+    std::unique_ptr<BatchSession> s(new BatchSession());
+    s->impl_ = std::make_unique<Impl>();
+    Impl& m = *s->impl_;
+    m.owner = s.get();
+    m.c = config;
+    m.opt = options;
+    m.stream = stream;
+    uint64_t tensor = 0;
+    const std::vector<float> ones(std::size_t(config.hidden), 1.0f);
+    const Status drawn = detail::for_each_weight(m, config, nullptr, [&](typename Impl::Buf* b, const std::vector<float>*,
+                                                                        int64_t n, float scale) -> Status {
+      const uint64_t tensor_seed = seed * 1000003u + tensor++;
+      if (scale == detail::kOnes) return m.upload_weights(b, ones);  // norm weights
+      PD_RETURN_IF_ERROR(m.ensure(b, std::size_t(n) * sizeof(T)));                // zeroed: biases
+      s->weight_bytes_ += int64_t(b->bytes);
+      return scale == 0.0f ? Status::ok() : Backend::fill_random(Impl::template as<T>(*b), n, scale, tensor_seed, stream);
+    });
+    PD_RETURN_IF_ERROR(drawn);
+    // The f32 LM head: the embedding's draws when tied (as create() uploads the same table twice).
+    const int64_t head = config.vocab * config.hidden;
+    PD_RETURN_IF_ERROR(m.ensure(&m.lm_head, std::size_t(head) * sizeof(float)));
+    s->weight_bytes_ += int64_t(m.lm_head.bytes);
+    const uint64_t head_seed = config.tied_embeddings ? seed * 1000003u + tensor - 2 : seed * 1000003u + tensor;
+    const float head_scale = config.tied_embeddings ? 1.0f : 1.0f / std::sqrt(float(config.hidden));
+    PD_RETURN_IF_ERROR(Backend::fill_random(Impl::template as<float>(m.lm_head), head, head_scale, head_seed, stream));
     *out = std::move(s);
     return Status::ok();
   } catch (const std::bad_alloc&) {
