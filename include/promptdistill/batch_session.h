@@ -131,6 +131,9 @@ class BatchSession {
  private:
   struct Impl;
   BatchSession() = default;
+  //! create() (`weights` uploaded) and create_random() (`weights` null: drawn from `seed`).
+  static Status create_session(const ModelConfig& config, const ModelWeights* weights, uint64_t seed,
+                               const BatchSessionOptions& options, Stream stream, std::unique_ptr<BatchSession>* out) noexcept;
   std::unique_ptr<Impl> impl_;
   int64_t batch_ = 0;
   int64_t held_ = 0, peak_ = 0, weight_bytes_ = 0;

@@ -106,6 +106,15 @@ __global__ void append_kv_kernel(AppendKvArgs<T> a, const DeviceStatusWord* stat
   }
 }
 
+//! One thread per element (grid-stride): Rope's and SwiGlu's launch.
+template <class Args>
+Status launch_elementwise(void (*kernel)(Args), const Args& a, int64_t total, cudaStream_t stream) {
+  if (total == 0) return Status::ok();
+  kernel<<<blocks_for(total, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(a);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
+}
+
 }  // namespace detail
 
 // The can_implement and workspace_size members both backends define alike.
@@ -150,12 +159,8 @@ Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream stream) noexce
 template <class T>
 Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  const int64_t total = a.x.extents[0] * a.x.extents[1] * (a.x.extents[2] / 2);
-  if (total == 0) return Status::ok();
-  constexpr int kThreads = detail::kElementwiseThreads;
-  detail::rope_kernel<<<detail::blocks_for(total, kThreads), kThreads, 0, stream>>>(a);
-  PD_CUDA_CHECK_LAUNCH(stream);
-  return Status::ok();
+  const int64_t pairs = a.x.extents[0] * a.x.extents[1] * (a.x.extents[2] / 2);
+  return detail::launch_elementwise(detail::rope_kernel<T>, a, pairs, stream);
 }
 
 // ---- SwiGlu -----------------------------------------------------------------------------------------
@@ -163,12 +168,7 @@ Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream stream) noexcept {
 template <class T>
 Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  const int64_t total = a.gate.extents[0] * a.gate.extents[1];
-  if (total == 0) return Status::ok();
-  constexpr int kThreads = detail::kElementwiseThreads;
-  detail::swiglu_kernel<<<detail::blocks_for(total, kThreads), kThreads, 0, stream>>>(a);
-  PD_CUDA_CHECK_LAUNCH(stream);
-  return Status::ok();
+  return detail::launch_elementwise(detail::swiglu_kernel<T>, a, a.gate.extents[0] * a.gate.extents[1], stream);
 }
 
 // ---- AppendKv ---------------------------------------------------------------------------------------

@@ -222,33 +222,19 @@ Status for_each_weight(Impl& m, const ModelConfig& c, const ModelWeights* host, 
 template <class Backend, class T>
 Status BatchSession<Backend, T>::create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
                                         std::unique_ptr<BatchSession>* out) noexcept {
-  try {
-    PD_RETURN_IF_ERROR(weights->config.validate());
-    if (options.mlp_chunk_rows < 1 || options.decode_reserve < 0)
-      return Status(StatusCode::kInvalidArgument, "session options: mlp_chunk_rows must be >= 1 and decode_reserve >= 0");
-    std::unique_ptr<BatchSession> s(new BatchSession());
-    s->impl_ = std::make_unique<Impl>();
-    Impl& m = *s->impl_;
-    m.owner = s.get();
-    m.w = weights;
-    m.c = weights->config;
-    m.opt = options;
-    m.stream = stream;
-    const Status uploaded = detail::for_each_weight(
-        m, m.c, weights, [&](typename Impl::Buf* b, const std::vector<float>* host, int64_t, float) { return m.upload_weights(b, *host); });
-    PD_RETURN_IF_ERROR(uploaded);
-    PD_RETURN_IF_ERROR(m.upload(&m.lm_head, weights->output_matrix()));  // f32: logits decide greedy ties
-    s->weight_bytes_ += int64_t(m.lm_head.bytes);
-    *out = std::move(s);
-    return Status::ok();
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "session: out of host memory");
-  }
+  return create_session(weights->config, weights, 0, options, stream, out);
 }
 
 template <class Backend, class T>
 Status BatchSession<Backend, T>::create_random(const ModelConfig& config, uint64_t seed, const BatchSessionOptions& options,
                                                Stream stream, std::unique_ptr<BatchSession>* out) noexcept {
+  return create_session(config, nullptr, seed, options, stream, out);
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::create_session(const ModelConfig& config, const ModelWeights* weights, uint64_t seed,
+                                                const BatchSessionOptions& options, Stream stream,
+                                                std::unique_ptr<BatchSession>* out) noexcept {
   try {
     PD_RETURN_IF_ERROR(config.validate());
     if (options.mlp_chunk_rows < 1 || options.decode_reserve < 0)
@@ -257,16 +243,26 @@ Status BatchSession<Backend, T>::create_random(const ModelConfig& config, uint64
     s->impl_ = std::make_unique<Impl>();
     Impl& m = *s->impl_;
     m.owner = s.get();
+    m.w = weights;
     m.c = config;
     m.opt = options;
     m.stream = stream;
+    if (weights != nullptr) {
+      const Status uploaded = detail::for_each_weight(m, config, weights, [&](typename Impl::Buf* b, const std::vector<float>* host,
+                                                                              int64_t, float) { return m.upload_weights(b, *host); });
+      PD_RETURN_IF_ERROR(uploaded);
+      PD_RETURN_IF_ERROR(m.upload(&m.lm_head, weights->output_matrix()));  // f32: logits decide greedy ties
+      s->weight_bytes_ += int64_t(m.lm_head.bytes);
+      *out = std::move(s);
+      return Status::ok();
+    }
     uint64_t tensor = 0;
     const std::vector<float> ones(std::size_t(config.hidden), 1.0f);
     const Status drawn = detail::for_each_weight(m, config, nullptr, [&](typename Impl::Buf* b, const std::vector<float>*,
                                                                         int64_t n, float scale) -> Status {
       const uint64_t tensor_seed = seed * 1000003u + tensor++;
       if (scale == detail::kOnes) return m.upload_weights(b, ones);  // norm weights
-      PD_RETURN_IF_ERROR(m.ensure(b, std::size_t(n) * sizeof(T)));                // zeroed: biases
+      PD_RETURN_IF_ERROR(m.ensure(b, std::size_t(n) * sizeof(T)));   // zeroed: biases
       s->weight_bytes_ += int64_t(b->bytes);
       return scale == 0.0f ? Status::ok() : Backend::fill_random(Impl::template as<T>(*b), n, scale, tensor_seed, stream);
     });
