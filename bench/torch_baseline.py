@@ -10,7 +10,10 @@ Needs torch with CUDA and transformers (GPU machines have both).
 """
 import argparse
 import json
+import sys
 import time
+
+SKIPPED = 77  # exit code of a run that cannot happen here, as the CUDA tests (scripts/gpu_run.sh)
 
 SHAPES = {
     "llama31-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -33,13 +36,17 @@ def main():
     ap.add_argument("--attn", default="sdpa")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of the script")
     args = ap.parse_args()
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    try:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError as err:
+        print(f"SKIPPED: PyTorch or transformers is not installed ({err})")
+        return SKIPPED
 
     gpu = args.device == "cuda"
     if gpu and not torch.cuda.is_available():
         print("SKIPPED: no CUDA device")
-        return
+        return SKIPPED
     sync = torch.cuda.synchronize if gpu else (lambda: None)
     cfg = dict(SHAPES[args.shape])
     if args.layers:
@@ -47,8 +54,12 @@ def main():
     config = LlamaConfig(**cfg, torch_dtype=torch.bfloat16)
     config._attn_implementation = args.attn
     torch.manual_seed(0)
+    # Initialised in bf16 on the device: no f32 copy of the 8B shape's weights on either side.
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
     with torch.device(args.device):
         model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    torch.set_default_dtype(default_dtype)
     device = torch.cuda.get_device_name(0) if gpu else "cpu"
     for L in args.lengths:
         ids = ((torch.arange(L, device=args.device) * 2654435761) % 30000 + 1000).unsqueeze(0)
@@ -77,4 +88,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

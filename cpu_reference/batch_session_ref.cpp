@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "promptdistill/detail/random_weights.h"
 #include "src/batch_session/batch_session_impl.h"
 
 namespace promptdistill {
@@ -44,6 +45,13 @@ Status RefBackend::to_f32(const T* src, float* dst, int64_t n, Stream) noexcept 
 template Status RefBackend::to_f32<float>(const float*, float*, int64_t, Stream) noexcept;
 template Status RefBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
 template Status RefBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
+template <class T>
+Status RefBackend::fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream) noexcept {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) dst[i] = num::from_f32<T>(detail::random_weight(uint64_t(i), seed, scale));
+  return Status::ok();
+}
+template Status RefBackend::fill_random<float>(float*, int64_t, float, uint64_t, Stream) noexcept;
 Status RefBackend::device_status(Workspace, Stream) noexcept { return Status::ok(); }
 Status RefBackend::accumulate_status(Workspace, void*, Stream) noexcept { return Status::ok(); }
 int64_t RefBackend::available_bytes() noexcept {

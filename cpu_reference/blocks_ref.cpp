@@ -39,12 +39,11 @@ void attend_row(const T* q, const KvCacheView<const T>& k, const KvCacheView<con
 
 }  // namespace
 
+// The can_implement and workspace_size members both backends define alike.
+#include "promptdistill/detail/block_op_checks.inc"
+
 // ---- Embed ------------------------------------------------------------------------------------------
 
-template <class T>
-Status Embed<T>::can_implement(const EmbedArgs<T>& a) noexcept {
-  return promptdistill::detail::check_embed(a);
-}
 template <class T>
 std::size_t Embed<T>::workspace_size(const EmbedArgs<T>&) noexcept {
   return 0;
@@ -62,14 +61,6 @@ Status Embed<T>::run(const EmbedArgs<T>& a, Workspace, Stream) noexcept {
 
 // ---- RmsNorm ----------------------------------------------------------------------------------------
 
-template <class T>
-Status RmsNorm<T>::can_implement(const RmsNormArgs<T>& a) noexcept {
-  return promptdistill::detail::check_rmsnorm(a);
-}
-template <class T>
-std::size_t RmsNorm<T>::workspace_size(const RmsNormArgs<T>&) noexcept {
-  return 0;
-}
 template <class T>
 Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
@@ -91,14 +82,6 @@ Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream) noexcept {
 // ---- Rope -------------------------------------------------------------------------------------------
 
 template <class T>
-Status Rope<T>::can_implement(const RopeArgs<T>& a) noexcept {
-  return promptdistill::detail::check_rope(a);
-}
-template <class T>
-std::size_t Rope<T>::workspace_size(const RopeArgs<T>&) noexcept {
-  return 0;
-}
-template <class T>
 Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   const int64_t half = a.x.extents[2] / 2;
@@ -116,14 +99,6 @@ Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream) noexcept {
 // ---- SwiGlu -----------------------------------------------------------------------------------------
 
 template <class T>
-Status SwiGlu<T>::can_implement(const SwiGluArgs<T>& a) noexcept {
-  return promptdistill::detail::check_swiglu(a);
-}
-template <class T>
-std::size_t SwiGlu<T>::workspace_size(const SwiGluArgs<T>&) noexcept {
-  return 0;
-}
-template <class T>
 Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   for (int64_t i = 0; i < a.gate.extents[0]; ++i)
@@ -137,10 +112,6 @@ Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream) noexcept {
 
 // ---- AppendKv ---------------------------------------------------------------------------------------
 
-template <class T>
-Status AppendKv<T>::can_implement(const AppendKvArgs<T>& a) noexcept {
-  return promptdistill::detail::check_append_kv(a);
-}
 template <class T>
 std::size_t AppendKv<T>::workspace_size(const AppendKvArgs<T>&) noexcept {
   return 0;

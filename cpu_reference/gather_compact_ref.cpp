@@ -25,9 +25,10 @@ Status Gather<T>::run(const GatherArgs<T>& a, Workspace, Stream) noexcept {
   DeviceStatusWord w{};
   const int64_t B = a.src.extents[0];
   for (int64_t b = 0; b < B && w.code == 0; ++b) {
-    if (!detail::count_ok(a.counts, b, 0, a.dst.extents[1], &w)) break;
-    for (int64_t i = 0; i < a.counts(b, 0); ++i)
-      if (!detail::index_ok(a.indices, b, 0, i, a.src.extents[1], false, &w)) break;
+    if (!detail::gather_request_ok(a, b, &w)) break;
+    for (int64_t r = 0; r < a.indices.extents[1] && w.code == 0; ++r)
+      for (int64_t i = 0; i < a.counts(b, r); ++i)
+        if (!detail::index_ok(a.indices, b, r, i, a.src.extents[1], false, &w)) break;
   }
   if (w.code != 0) return detail::status_from_word(w);
   for (int64_t b = 0; b < B; ++b)

@@ -17,17 +17,10 @@
 
 #include <type_traits>
 
-#include "cuda/check.cuh"
+#include "cuda/cublaslt_status.h"
 #include "promptdistill/blocks.h"
+#include "promptdistill/cuda/check.cuh"
 #include "promptdistill/detail/block_checks.h"
-
-#define PD_CUBLAS_TRY(expr)                                                                        \
-  do {                                                                                             \
-    const cublasStatus_t pd_st_ = (expr);                                                          \
-    if (pd_st_ != CUBLAS_STATUS_SUCCESS)                                                           \
-      return ::promptdistill::Status(::promptdistill::StatusCode::kCublasError, "%s: %s (%d)", #expr, \
-                                     cublasLtGetStatusString(pd_st_), int(pd_st_));               \
-  } while (0)
 
 namespace promptdistill {
 namespace cuda {
@@ -101,11 +94,9 @@ Status LinearPlan<T>::create(const LinearShape& shape, LinearPlan* plan) noexcep
       PD_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(st->preference, attr, &alignment, sizeof alignment));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    PD_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(st->handle, st->op, st->a, st->b, st->c, st->c, st->preference, 1,
-                                                 &result, &found));
-    if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS)
-      return Status(StatusCode::kUnsupported, "linear: cuBLASLt has no algorithm for rows %lld, in %lld, out %lld",
-                    (long long)shape.rows, (long long)shape.in, (long long)shape.out);
+    const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(st->handle, st->op, st->a, st->b, st->c, st->c,
+                                                                    st->preference, 1, &result, &found);
+    PD_RETURN_IF_ERROR(detail::heuristic_status(heuristic, found, result.state, shape.rows, shape.in, shape.out));
     st->algo = result.algo;
     st->workspace = result.workspaceSize;
   }

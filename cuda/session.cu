@@ -4,7 +4,8 @@
 //! `cuda::Session` (bf16), `cuda::SessionF16` and `cuda::SessionF32`. Allocation happens here, in the session, never
 //! inside an operation's run().
 
-#include "cuda/check.cuh"
+#include "promptdistill/cuda/check.cuh"
+#include "promptdistill/detail/random_weights.h"
 #include "src/batch_session/batch_session_impl.h"
 
 namespace promptdistill {
@@ -19,6 +20,12 @@ template <class T>
 __global__ void to_f32_kernel(const T* src, float* dst, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = num::to_f32(src[i]);
+}
+
+template <class T>
+__global__ void fill_random_kernel(T* dst, int64_t n, float scale, uint64_t seed) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = num::from_f32<T>(detail::random_weight(uint64_t(i), seed, scale));
 }
 
 }  // namespace
@@ -65,6 +72,16 @@ Status CudaBackend::to_f32(const T* src, float* dst, int64_t n, Stream s) noexce
 template Status CudaBackend::to_f32<float>(const float*, float*, int64_t, Stream) noexcept;
 template Status CudaBackend::to_f32<bf16>(const bf16*, float*, int64_t, Stream) noexcept;
 template Status CudaBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noexcept;
+template <class T>
+Status CudaBackend::fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept {
+  if (n == 0) return Status::ok();
+  fill_random_kernel<T><<<cuda::detail::blocks_for(n, 256), 256, 0, s>>>(dst, n, scale, seed);
+  PD_CUDA_CHECK_LAUNCH(s);
+  return Status::ok();
+}
+template Status CudaBackend::fill_random<float>(float*, int64_t, float, uint64_t, Stream) noexcept;
+template Status CudaBackend::fill_random<bf16>(bf16*, int64_t, float, uint64_t, Stream) noexcept;
+template Status CudaBackend::fill_random<f16>(f16*, int64_t, float, uint64_t, Stream) noexcept;
 Status CudaBackend::device_status(Workspace workspace, Stream s) noexcept { return cuda::read_device_status(workspace, s); }
 Status CudaBackend::accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept {
   if (workspace.ptr == nullptr || workspace.bytes < sizeof(promptdistill::detail::DeviceStatusWord))

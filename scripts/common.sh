@@ -11,6 +11,9 @@ export CCACHE_DIR="${CCACHE_DIR:-$ROOT/.cache/ccache}"
 configure() {
   local dir="$1"
   shift
+  # The log sits next to the build folder, whose parent (build/) is ignored and so missing on a
+  # fresh checkout or a GPU machine that received only the tracked files.
+  mkdir -p "$(dirname "$dir")"
   local launchers=()
   if command -v ccache >/dev/null 2>&1; then
     launchers=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)

@@ -127,9 +127,7 @@ Status check_append_kv(const AppendKvArgs<T>& a) noexcept {
              "append_kv: k and v caches must share layout and capacity");
   PD_REQUIRE(B == 0 || (a.q_lens != nullptr && a.kv_lens != nullptr), StatusCode::kInvalidArgument,
              "append_kv: q_lens and kv_lens are required");
-  PD_REQUIRE(a.k.data != a.v.data || a.k.stride_head != a.v.stride_head, StatusCode::kInvalidArgument,
-             "append_kv: k and v are the same buffer");
-  return Status::ok();
+  return check_kv_distinct("append_kv", a.k, a.v);
 }
 
 template <class T>

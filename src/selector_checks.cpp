@@ -180,7 +180,7 @@ Status check_compact(const CompactKvArgs<T>& a) noexcept {
   PD_REQUIRE(k.layout == KvLayout::kPagedIndptr || a.seq_lens != nullptr || B == 0, StatusCode::kInvalidArgument,
              "seq_lens is required for contiguous and block-table caches");
   PD_REQUIRE(a.new_lengths != nullptr || B == 0, StatusCode::kInvalidArgument, "new_lengths is null");
-  return Status::ok();
+  return check_kv_distinct("compaction", a.k, a.v);
 }
 
 template <class T>

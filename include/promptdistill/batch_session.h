@@ -77,6 +77,9 @@ struct BatchSessionOptions {
                           std::size_t width, std::size_t rows, Stream s) noexcept;                              \
   template <class T>                                                                                           \
   static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                                \
+  /* n weights detail::random_weight(i, seed, scale), rounded to T, drawn where the backend keeps them. */     \
+  template <class T>                                                                                           \
+  static Status fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept;                 \
   /* The validation result of the last run that used `workspace` (the CUDA status word; a host sync). */       \
   static Status device_status(Workspace workspace, Stream s) noexcept;                                         \
   /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds no error     \
@@ -106,6 +109,11 @@ class BatchSession {
   //! Uploads the weights (rounded to T; the LM head stays f32) and prepares an empty session.
   static Status create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
                        std::unique_ptr<BatchSession>* out) noexcept;
+  //! A session of `config`'s shape whose weights are drawn on the backend itself (unit norms,
+  //! random matrices scaled to keep activations O(1); detail/random_weights.h): the timings and
+  //! memory of a checkpoint of that shape without the checkpoint, and no host copy of it.
+  static Status create_random(const ModelConfig& config, uint64_t seed, const BatchSessionOptions& options, Stream stream,
+                              std::unique_ptr<BatchSession>* out) noexcept;
 
   //! Prefills every prompt with `config`'s method (one configuration for the whole batch; the
   //! selections are per request). `out[b]` is request b's result; ttft_ms is the batch's.
@@ -140,6 +148,9 @@ class BatchSession {
  private:
   struct Impl;  // src/batch_session/ (private, not installed)
   BatchSession() = default;
+  //! create() (`weights` uploaded) and create_random() (`weights` null: drawn from `seed`).
+  static Status create_session(const ModelConfig& config, const ModelWeights* weights, uint64_t seed,
+                               const BatchSessionOptions& options, Stream stream, std::unique_ptr<BatchSession>* out) noexcept;
   std::unique_ptr<Impl> impl_;
   int64_t batch_ = 0;
 };

@@ -125,7 +125,7 @@ struct TopKArgs {
 template <class T>
 struct GatherArgs {
   TensorView<const T, 3> src;             //!< [B, L, E]
-  TensorView<const int32_t, 3> indices;   //!< [B, rows, capacity]; row 0 is used
+  TensorView<const int32_t, 3> indices;   //!< [B, rows, capacity]; row 0 is used, every row validated
   TensorView<const int32_t, 2> counts;    //!< [B, rows]
   TensorView<T, 3> dst;                   //!< [B, capacity', E], capacity' >= counts
 };

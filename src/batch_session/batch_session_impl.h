@@ -56,13 +56,28 @@ int64_t BatchSession<Backend, T>::host_syncs() const noexcept {
 template <class Backend, class T>
 Status BatchSession<Backend, T>::create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
                                         std::unique_ptr<BatchSession>* out) noexcept {
+  if (weights == nullptr) return Status(StatusCode::kInvalidArgument, "session: weights is null");
+  return create_session(weights->config, weights, 0, options, stream, out);
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::create_random(const ModelConfig& config, uint64_t seed, const BatchSessionOptions& options,
+                                               Stream stream, std::unique_ptr<BatchSession>* out) noexcept {
+  return create_session(config, nullptr, seed, options, stream, out);
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::create_session(const ModelConfig& config, const ModelWeights* weights, uint64_t seed,
+                                                const BatchSessionOptions& options, Stream stream,
+                                                std::unique_ptr<BatchSession>* out) noexcept {
   try {
-    PD_RETURN_IF_ERROR(weights->config.validate());
+    PD_RETURN_IF_ERROR(config.validate());
     if (options.mlp_chunk_rows < 1 || options.decode_reserve < 0)
       return Status(StatusCode::kInvalidArgument, "session options: mlp_chunk_rows must be >= 1 and decode_reserve >= 0");
     std::unique_ptr<BatchSession> session(new BatchSession());
-    session->impl_ = std::make_unique<Impl>(weights->config, options, stream);
-    PD_RETURN_IF_ERROR(session->impl_->decoder.upload_weights(*weights));
+    session->impl_ = std::make_unique<Impl>(config, options, stream);
+    session::Decoder<Backend, T>& decoder = session->impl_->decoder;
+    PD_RETURN_IF_ERROR(weights ? decoder.upload_weights(*weights) : decoder.draw_weights(seed));
     *out = std::move(session);
     return Status::ok();
   } catch (const std::bad_alloc&) {

@@ -7,6 +7,7 @@
 //! over [B, n] rows with its KV append, and the greedy next token.
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -71,34 +72,37 @@ class Decoder {
 
   // ---- weights ---------------------------------------------------------------------------------
 
+  //! Uploads a checkpoint's weights, rounded to T (the LM head stays f32: logits decide greedy ties).
   Status upload_weights(const ModelWeights& weights) {
-    layer_weights_.resize(std::size_t(config.num_layers));
-    for (int64_t l = 0; l < config.num_layers; ++l) {
-      const LayerWeights& src = weights.layers[std::size_t(l)];
-      LayerWeightBuffers& dst = layer_weights_[std::size_t(l)];
-      for (Buffer* buffer : {&dst.attn_norm, &dst.wq, &dst.wk, &dst.wv, &dst.bq, &dst.bk, &dst.bv, &dst.wo, &dst.mlp_norm,
-                             &dst.gate, &dst.up, &dst.down})
-        buffer->set_ledger(ledger_);
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.attn_norm, src.attn_norm));
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.wq, src.wq));
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.wk, src.wk));
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.wv, src.wv));
-      if (!src.bq.empty()) {
-        PD_RETURN_IF_ERROR(upload_rounded(&dst.bq, src.bq));
-        PD_RETURN_IF_ERROR(upload_rounded(&dst.bk, src.bk));
-        PD_RETURN_IF_ERROR(upload_rounded(&dst.bv, src.bv));
-      }
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.wo, src.wo));
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.mlp_norm, src.mlp_norm));
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.gate, src.w_gate));
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.up, src.w_up));
-      PD_RETURN_IF_ERROR(upload_rounded(&dst.down, src.w_down));
-    }
-    PD_RETURN_IF_ERROR(upload_rounded(&embed_table_, weights.embed));
-    PD_RETURN_IF_ERROR(upload_rounded(&final_norm_, weights.final_norm));
-    PD_RETURN_IF_ERROR(lm_head_.upload(weights.output_matrix(), stream));  // f32: logits decide greedy ties
+    const auto upload = [&](Buffer* buffer, const std::vector<float>* host, int64_t, float) { return upload_rounded(buffer, *host); };
+    PD_RETURN_IF_ERROR(for_each_weight(&weights, upload));
+    PD_RETURN_IF_ERROR(lm_head_.upload(weights.output_matrix(), stream));
     weight_bytes += int64_t(lm_head_.bytes());
     return Status::ok();
+  }
+
+  //! Draws weights of the configuration's shape on the backend itself (detail/random_weights.h):
+  //! element i of tensor t is a function of (seed, t, i) alone, so every backend draws the same
+  //! bits and no host copy of the model exists. Norm weights are ones, biases zeros.
+  Status draw_weights(uint64_t seed) {
+    uint64_t tensor = 0;
+    const std::vector<float> ones(std::size_t(config.hidden), 1.0f);
+    const auto draw = [&](Buffer* buffer, const std::vector<float>*, int64_t n, float scale) -> Status {
+      const uint64_t tensor_seed = seed * 1000003u + tensor++;
+      if (scale == kOnes) return upload_rounded(buffer, ones);
+      const Status reserved = buffer->reserve(std::size_t(n) * sizeof(T), stream);  // zero-filled: the biases
+      if (!reserved.is_ok()) return reserved;
+      weight_bytes += int64_t(buffer->bytes());
+      return scale == 0.0f ? Status::ok() : Backend::fill_random(buffer->template as<T>(), n, scale, tensor_seed, stream);
+    };
+    PD_RETURN_IF_ERROR(for_each_weight(nullptr, draw));
+    // The f32 LM head: the embedding's draws when tied (as upload_weights copies the same table).
+    const int64_t head = config.vocab * config.hidden;
+    PD_RETURN_IF_ERROR(lm_head_.reserve(std::size_t(head) * sizeof(float), stream));
+    weight_bytes += int64_t(lm_head_.bytes());
+    const uint64_t head_seed = config.tied_embeddings ? seed * 1000003u + tensor - 2 : seed * 1000003u + tensor;
+    const float head_scale = config.tied_embeddings ? 1.0f : 1.0f / std::sqrt(float(config.hidden));
+    return Backend::fill_random(lm_head_.template as<float>(), head, head_scale, head_seed, stream);
   }
 
   // ---- running operations ------------------------------------------------------------------------
@@ -346,6 +350,43 @@ class Decoder {
   using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t>;  // rows, in, out, bias, residual, x stride
   template <class U>
   using PlanCache = std::map<PlanKey, std::unique_ptr<typename Backend::template LinearPlan<U>>>;
+
+  //! A `scale` that means "ones" (norm weights) to for_each_weight's loader.
+  static constexpr float kOnes = -1.0f;
+
+  //! Every weight of the model, in one fixed order: load(buffer, host tensor or null, elements,
+  //! random scale). Without a host tensor the scale says what to draw: > 0 random with that
+  //! scale (keeping activations O(1)), 0 zeros (biases), kOnes ones (norm weights).
+  template <class Load>
+  Status for_each_weight(const ModelWeights* host, Load&& load) {
+    const int64_t width = config.hidden, q_width = config.num_heads * config.head_dim;
+    const int64_t kv_width = config.num_kv_heads * config.head_dim, inner = config.intermediate;
+    const float in_scale = 1.0f / std::sqrt(float(width));
+    layer_weights_.resize(std::size_t(config.num_layers));
+    for (int64_t l = 0; l < config.num_layers; ++l) {
+      const LayerWeights* src = host ? &host->layers[std::size_t(l)] : nullptr;
+      LayerWeightBuffers& dst = layer_weights_[std::size_t(l)];
+      for (Buffer* buffer : {&dst.attn_norm, &dst.wq, &dst.wk, &dst.wv, &dst.bq, &dst.bk, &dst.bv, &dst.wo, &dst.mlp_norm,
+                             &dst.gate, &dst.up, &dst.down})
+        buffer->set_ledger(ledger_);
+      PD_RETURN_IF_ERROR(load(&dst.attn_norm, src ? &src->attn_norm : nullptr, width, kOnes));
+      PD_RETURN_IF_ERROR(load(&dst.wq, src ? &src->wq : nullptr, q_width * width, in_scale));
+      PD_RETURN_IF_ERROR(load(&dst.wk, src ? &src->wk : nullptr, kv_width * width, in_scale));
+      PD_RETURN_IF_ERROR(load(&dst.wv, src ? &src->wv : nullptr, kv_width * width, in_scale));
+      if (src ? !src->bq.empty() : config.qkv_bias) {
+        PD_RETURN_IF_ERROR(load(&dst.bq, src ? &src->bq : nullptr, q_width, 0.0f));
+        PD_RETURN_IF_ERROR(load(&dst.bk, src ? &src->bk : nullptr, kv_width, 0.0f));
+        PD_RETURN_IF_ERROR(load(&dst.bv, src ? &src->bv : nullptr, kv_width, 0.0f));
+      }
+      PD_RETURN_IF_ERROR(load(&dst.wo, src ? &src->wo : nullptr, width * q_width, 0.5f / std::sqrt(float(q_width))));
+      PD_RETURN_IF_ERROR(load(&dst.mlp_norm, src ? &src->mlp_norm : nullptr, width, kOnes));
+      PD_RETURN_IF_ERROR(load(&dst.gate, src ? &src->w_gate : nullptr, inner * width, in_scale));
+      PD_RETURN_IF_ERROR(load(&dst.up, src ? &src->w_up : nullptr, inner * width, in_scale));
+      PD_RETURN_IF_ERROR(load(&dst.down, src ? &src->w_down : nullptr, width * inner, 0.5f / std::sqrt(float(inner))));
+    }
+    PD_RETURN_IF_ERROR(load(&embed_table_, host ? &host->embed : nullptr, config.vocab * width, 1.0f));
+    return load(&final_norm_, host ? &host->final_norm : nullptr, width, kOnes);
+  }
 
   Status upload_rounded(Buffer* buffer, const std::vector<float>& src) {
     std::vector<T> host(src.size());

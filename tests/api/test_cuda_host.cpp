@@ -10,8 +10,10 @@
 
 #include <vector>
 
+#include "cuda/cublaslt_status.h"
 #include "promptdistill/batch_session.h"
 #include "promptdistill/blocks.h"
+#include "promptdistill/cuda/attention_tiles.h"
 #include "promptdistill/selector.h"
 #include "support/random_model.h"
 
@@ -113,4 +115,78 @@ TEST_CASE("cuda host: without a device, runs and sessions fail with a Status") {
   CHECK_FALSE(c.is_ok());
   MESSAGE("cuda::Session::create without a device: " << std::string(c.message()));
   CHECK(CudaBackend::available_bytes() == 0);
+}
+
+TEST_CASE("cuda host: K and V of one cache must not be the same buffer (the shared check)") {
+  std::vector<float> keys(8 * 2 * 16), values(keys.size());
+  std::vector<int32_t> lens = {8}, idx = {0, 3, 5}, counts = {3}, new_lengths = {-1};
+  CompactKvArgs<float> c;
+  c.k = c.v = KvCacheView<float>::contiguous_bshd(keys.data(), 1, 8, 2, 16);
+  c.seq_lens = lens.data();
+  c.indices = make_view<const int32_t>(idx.data(), 1, 1, 3);
+  c.counts = make_view<const int32_t>(counts.data(), 1, 1);
+  c.new_lengths = new_lengths.data();
+  CHECK(cuda::CompactKv<float>::can_implement(c).code() == StatusCode::kInvalidArgument);
+  CHECK(ref::CompactKv<float>::can_implement(c).code() == StatusCode::kInvalidArgument);
+  c.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, 8, 2, 16);
+  CHECK(cuda::CompactKv<float>::can_implement(c).is_ok());
+}
+
+TEST_CASE("cuda host: scoring launches must fit the grid (batch, heads, batch x KV heads)") {
+  // can_implement reads no memory: one small buffer stands behind views of any claimed size.
+  alignas(256) static float storage[64];
+  static const int32_t lengths[1] = {1};
+  auto args = [&](Method m, int64_t B, int64_t rows, int64_t H, int64_t Hkv) {
+    ScoreArgs<float> a;
+    a.method = m;
+    a.q = make_view<const float>(storage, B, rows, H, 64);
+    a.k = KvCacheView<const float>::contiguous_bshd(storage, B, 16, Hkv, 64);
+    a.lengths = lengths;
+    a.scores = make_view(storage, B, score_rows(m, HeadGrouping::kPerKvGroup, H, Hkv), 16);
+    return a;
+  };
+  CHECK(cuda::Score<float>::can_implement(args(Method::kH2O, 100, 16, 8, 4)).is_ok());
+  // The group mean's gridDim.y is B x H_kv: 20000 x 4 is over 65535.
+  const auto over = args(Method::kH2O, 20000, 16, 8, 4);
+  CHECK(ref::Score<float>::can_implement(over).is_ok());
+  CHECK(cuda::Score<float>::can_implement(over).code() == StatusCode::kUnsupported);
+  CHECK(cuda::Score<float>::can_implement(args(Method::kSnapKV, 20000, 8, 8, 4)).code() == StatusCode::kUnsupported);
+  CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 20000, 1, 8, 4)).is_ok());
+  CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).code() == StatusCode::kUnsupported);
+  CHECK(ref::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).is_ok());
+}
+
+TEST_CASE("cuda host: flash prefill tiles fit every architecture's shared memory per block") {
+  using promptdistill::cuda::detail::flash_keys_for;
+  using promptdistill::cuda::detail::flash_smem_bytes;
+  // 64 keys per step: 70 / 90 / 110 KiB at head dims 64 / 96 / 128.
+  CHECK(flash_smem_bytes(64, 64) == 70 * 1024);
+  CHECK(flash_smem_bytes(96, 64) == 90 * 1024);
+  CHECK(flash_smem_bytes(128, 64) == 110 * 1024);
+  const std::size_t kib99 = 99 * 1024, kib227 = 227 * 1024, kib163 = 163 * 1024, kib48 = 48 * 1024;
+  // sm_86, sm_89, sm_120 (99 KiB): head dim 128 steps 32 keys (81 KiB); 64 and 96 keep 64.
+  CHECK(flash_keys_for(128, kib99) == 32);
+  CHECK(flash_smem_bytes(128, 32) <= kib99);
+  CHECK(flash_keys_for(96, kib99) == 64);
+  CHECK(flash_keys_for(64, kib99) == 64);
+  // sm_80 (163 KiB), sm_90 and sm_100 (227 KiB): 64 keys everywhere.
+  for (int D : {64, 96, 128}) {
+    CHECK(flash_keys_for(D, kib163) == 64);
+    CHECK(flash_keys_for(D, kib227) == 64);
+  }
+  // Below any tile (48 KiB): no flash kernel, the exact kernel runs.
+  CHECK(flash_keys_for(128, kib48) == 0);
+  CHECK(flash_keys_for(64, kib48) == 0);
+}
+
+TEST_CASE("cuda host: cuBLASLt without an algorithm for a shape is kUnsupported, other failures kCublasError") {
+  using promptdistill::cuda::detail::heuristic_status;
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 1, CUBLAS_STATUS_SUCCESS, 8, 64, 64).is_ok());
+  // The heuristic may say "not supported" itself, return no algorithm, or one that is not usable.
+  CHECK(heuristic_status(CUBLAS_STATUS_NOT_SUPPORTED, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() == StatusCode::kUnsupported);
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() == StatusCode::kUnsupported);
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 1, CUBLAS_STATUS_NOT_SUPPORTED, 8, 64, 64).code() == StatusCode::kUnsupported);
+  const Status s = heuristic_status(CUBLAS_STATUS_INVALID_VALUE, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64);
+  CHECK(s.code() == StatusCode::kCublasError);
+  CHECK(std::string(s.message()).find("(" + std::to_string(int(CUBLAS_STATUS_INVALID_VALUE)) + ")") != std::string::npos);
 }

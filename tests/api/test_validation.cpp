@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "promptdistill/blocks.h"
 #include "promptdistill/promptdistill.h"
 #include "support/compare.h"
 #include "support/selector_cases.h"
@@ -116,12 +117,13 @@ TEST_CASE("validation: workspace too small and misaligned") {
 
 TEST_CASE("validation: paged caches: block table out of range, bad FlashInfer metadata") {
   const int64_t H = 2, D = 16, block = 4;
-  std::vector<float> data(std::size_t(6 * block * H * D), 1.0f);
+  std::vector<float> data(std::size_t(6 * block * H * D), 1.0f), values(data.size(), 2.0f);
   std::vector<int32_t> table = {0, 1, 7, 2}, lens = {10}, idx(12, -9), counts(1, -9), nl(1, -9), fp(1, -9);
   for (int i = 0; i < 10; ++i) idx[std::size_t(i)] = i;
   counts[0] = 10;
   CompactKvArgs<float> a;
-  a.k = a.v = KvCacheView<float>::paged_nhd(data.data(), 6, block, H, D, 1, table.data(), 4);
+  a.k = KvCacheView<float>::paged_nhd(data.data(), 6, block, H, D, 1, table.data(), 4);
+  a.v = KvCacheView<float>::paged_nhd(values.data(), 6, block, H, D, 1, table.data(), 4);
   a.seq_lens = lens.data();
   a.indices = make_view<const int32_t>(idx.data(), 1, 1, 12);
   a.counts = make_view<const int32_t>(counts.data(), 1, 1);
@@ -146,9 +148,50 @@ TEST_CASE("validation: paged caches: block table out of range, bad FlashInfer me
   CHECK(ref::CompactKv<float>::run(a, Workspace{}).is_ok());
 
   std::vector<int32_t> indptr = {0, 3}, indices = {4, 0, 5}, last = {5};
-  a.k = a.v = KvCacheView<float>::flashinfer_hnd(data.data(), 6, block, H, D, 1, indptr.data(), indices.data(), last.data());
-  CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kInvalidArgument);  // last page holds 5 of 4
+  a.k = KvCacheView<float>::flashinfer_hnd(data.data(), 6, block, H, D, 1, indptr.data(), indices.data(), last.data());
+  a.v = KvCacheView<float>::flashinfer_hnd(values.data(), 6, block, H, D, 1, indptr.data(), indices.data(), last.data());
+  s = ref::CompactKv<float>::run(a, Workspace{});
+  CHECK(s.code() == StatusCode::kInvalidArgument);  // last page holds 5 of 4
+  CHECK(std::string(s.message()).find("kv_last_page_len") != std::string::npos);
   last[0] = 2;
   indptr[1] = -1;
-  CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kInvalidArgument);
+  s = ref::CompactKv<float>::run(a, Workspace{});
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(s.message()).find("kv_indptr") != std::string::npos);
+}
+
+TEST_CASE("validation: K and V of one cache must not be the same buffer (compaction and append)") {
+  // Both caches compacted (or appended to) at once would move the same memory twice.
+  const int64_t H = 2, D = 16, S = 8;
+  std::vector<float> data(std::size_t(S * H * D), 1.0f), values(data.size(), 2.0f), news(std::size_t(H * D), 3.0f);
+  std::vector<int32_t> lens = {8}, idx = {0, 3, 5}, counts = {3}, nl = {-9}, q_lens = {1}, kv_lens = {8};
+  CompactKvArgs<float> c;
+  c.k = c.v = KvCacheView<float>::contiguous_bshd(data.data(), 1, S, H, D);
+  c.seq_lens = lens.data();
+  c.indices = make_view<const int32_t>(idx.data(), 1, 1, 3);
+  c.counts = make_view<const int32_t>(counts.data(), 1, 1);
+  c.new_lengths = nl.data();
+  const auto before = data;
+  Status s = ref::CompactKv<float>::run(c, Workspace{});
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(s.message()).find("same buffer") != std::string::npos);
+  CHECK(data == before);
+  CHECK(nl[0] == -9);
+  c.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, S, H, D);
+  CHECK(ref::CompactKv<float>::run(c, Workspace{}).is_ok());
+
+  AppendKvArgs<float> a;
+  a.k = a.v = KvCacheView<float>::contiguous_bshd(data.data(), 1, S, H, D);
+  a.k_new = make_view<const float>(news.data(), 1, 1, H, D);
+  a.v_new = a.k_new;
+  a.q_lens = q_lens.data();
+  a.kv_lens = kv_lens.data();
+  s = ref::AppendKv<float>::can_implement(a);
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(s.message()).find("same buffer") != std::string::npos);
+  // Other strides over the same memory still share the first element.
+  a.v = KvCacheView<float>::contiguous_bhsd(data.data(), 1, S, H, D);
+  CHECK(ref::AppendKv<float>::can_implement(a).code() == StatusCode::kInvalidArgument);
+  a.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, S, H, D);
+  CHECK(ref::AppendKv<float>::can_implement(a).is_ok());
 }

@@ -108,14 +108,16 @@ TEST_CASE("cuda/compact: out-of-range pages and bad indices are reported, cache 
   std::iota(idx.begin(), idx.begin() + 10, 0);
   idx[0] = 1;  // keep 1..9 after a shift: also exercises moves
   idx[1] = 2;
-  DeviceBuffer<float> d_data(data);
+  DeviceBuffer<float> d_data(data), d_values(data);
   DeviceBuffer<int32_t> d_table(table), d_lens(lens), d_idx(idx), d_counts(counts), d_nl(std::vector<int32_t>{-1});
-  auto view = KvCacheView<float>::paged_nhd(d_data.get(), 6, block, H, D, 1, d_table.get(), 4);
-  auto a = compact_args<float>(view, view, d_lens.get(), d_idx.get(), d_counts.get(), 1, 1, 12, d_nl.get(), nullptr);
+  auto keys = KvCacheView<float>::paged_nhd(d_data.get(), 6, block, H, D, 1, d_table.get(), 4);
+  auto values = KvCacheView<float>::paged_nhd(d_values.get(), 6, block, H, D, 1, d_table.get(), 4);
+  auto a = compact_args<float>(keys, values, d_lens.get(), d_idx.get(), d_counts.get(), 1, 1, 12, d_nl.get(), nullptr);
   pdtest::DeviceWorkspace ws(cuda::CompactKv<float>::workspace_size(a));
   REQUIRE(cuda::CompactKv<float>::run(a, ws.ws, nullptr).is_ok());
   CHECK(cuda::read_device_status(ws.ws, nullptr).code() == StatusCode::kOutOfRange);
   CHECK(pdtest::bitwise_equal(d_data.download(), data));
+  CHECK(pdtest::bitwise_equal(d_values.download(), data));
   CHECK(d_nl.download()[0] == -1);
   d_table.upload({0, 1, 3, 2});
   d_idx.upload({1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0});  // not strictly increasing
@@ -147,6 +149,22 @@ TEST_CASE("cuda/gather and cuda/remap equal the reference") {
   REQUIRE(cuda::Gather<bf16>::run(d, ws.ws, nullptr).is_ok());
   REQUIRE(cuda::read_device_status(ws.ws, nullptr).is_ok());
   CHECK(pdtest::bitwise_equal(d_dst.download(), want));
+
+  // Every row's count is validated (the index check reads every row), not only row 0's: a row
+  // beyond the indices' capacity is an error and nothing is written.
+  {
+    std::vector<int32_t> idx2(std::size_t(B * 2 * cap), 0), counts2(std::size_t(B * 2), 1);
+    counts2[1] = int32_t(cap + 1);  // request 0, row 1
+    DeviceBuffer<int32_t> d_idx2(idx2), d_counts2(counts2);
+    DeviceBuffer<bf16> d_untouched(std::vector<bf16>(want.size(), bf16{0}));
+    GatherArgs<bf16> bad = d;
+    bad.indices = make_view<const int32_t>(d_idx2.get(), B, 2, cap);
+    bad.counts = make_view<const int32_t>(d_counts2.get(), B, 2);
+    bad.dst = make_view(d_untouched.get(), B, cap, E);
+    REQUIRE(cuda::Gather<bf16>::run(bad, ws.ws, nullptr).is_ok());
+    CHECK(cuda::read_device_status(ws.ws, nullptr).code() == StatusCode::kCapacityExceeded);
+    CHECK(pdtest::bitwise_equal(d_untouched.download(), std::vector<bf16>(want.size(), bf16{0})));
+  }
 
   for (PositionMode mode : {PositionMode::kOriginal, PositionMode::kRenumber}) {
     std::vector<int32_t> pos_in(std::size_t(B * L));

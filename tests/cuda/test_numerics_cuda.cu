@@ -5,7 +5,7 @@
 
 #include <random>
 
-#include "cuda/reduce.cuh"
+#include "promptdistill/cuda/reduce.cuh"
 #include "promptdistill/detail/numerics.h"
 #include "support/compare.h"
 #include "support/device_buffer.cuh"

@@ -161,32 +161,18 @@ TEST_CASE("cuda/select: all-ties, small-integer and NaN rows") {
 }
 
 TEST_CASE("cuda/topk: batched ragged rows with per-request k (Tier A) at large n") {
-  const int64_t B = 3, R = 4, N = 131072 + 7;
-  std::vector<int32_t> lengths = {int32_t(N), 4097, 1}, kreq = {4096 + 32, 1000, 5};
-  std::vector<float> scores(std::size_t(B * R * N));
-  for (int64_t row = 0; row < B * R; ++row) {
-    const auto part = pdtest::tie_scores(std::size_t(N), row % 2 ? 7 : 0, pdtest::mix(pdtest::seed(), uint64_t(row)));
-    std::copy(part.begin(), part.end(), scores.begin() + row * N);
-  }
-  TopKArgs a;
-  a.k_per_request = kreq.data();
-  a.k_offset = 32;
-  a.keep_last = 32;
-  std::vector<int32_t> want_idx(std::size_t(B * R * N), -1), want_counts(std::size_t(B * R), -1);
-  a.scores = make_view<const float>(scores.data(), B, R, N);
-  a.lengths = lengths.data();
-  a.indices = make_view(want_idx.data(), B, R, N);
-  a.counts = make_view(want_counts.data(), B, R);
-  REQUIRE(ref::TopK::run(a, Workspace{}).is_ok());
-  DeviceBuffer<float> d_scores(scores);
-  DeviceBuffer<int32_t> d_len(lengths), d_k(kreq), d_idx(std::vector<int32_t>(want_idx.size(), -1)),
+  using Case = pdtest::LargeTopKCase;
+  const Case c(pdtest::seed());
+  std::vector<int32_t> want_idx(std::size_t(Case::kB * Case::kRows * Case::kN), -1),
+      want_counts(std::size_t(Case::kB * Case::kRows), -1);
+  REQUIRE(ref::TopK::run(Case::args(c.scores.data(), c.lengths.data(), c.budgets.data(), want_idx.data(),
+                                    want_counts.data()),
+                         Workspace{})
+              .is_ok());
+  DeviceBuffer<float> d_scores(c.scores);
+  DeviceBuffer<int32_t> d_len(c.lengths), d_k(c.budgets), d_idx(std::vector<int32_t>(want_idx.size(), -1)),
       d_counts(std::vector<int32_t>(want_counts.size(), -1));
-  TopKArgs d = a;
-  d.scores = make_view<const float>(d_scores.get(), B, R, N);
-  d.lengths = d_len.get();
-  d.k_per_request = d_k.get();
-  d.indices = make_view(d_idx.get(), B, R, N);
-  d.counts = make_view(d_counts.get(), B, R);
+  const TopKArgs d = Case::args(d_scores.get(), d_len.get(), d_k.get(), d_idx.get(), d_counts.get());
   pdtest::DeviceWorkspace ws(cuda::TopK::workspace_size(d));
   REQUIRE(cuda::TopK::run(d, ws.ws, nullptr).is_ok());
   REQUIRE(cuda::read_device_status(ws.ws, nullptr).is_ok());

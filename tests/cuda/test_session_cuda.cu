@@ -1,15 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CUDA session against the CPU batch session (the same pipeline code on the reference ops):
-// - f32 (cuda::SessionF32) on a random model, ragged batch, every method: the same first tokens,
-//   selections, cache lengths and greedy tokens; caches within 1e-4 of their largest entry
-//   (Tier C: cuBLASLt vs Eigen GEMMs, split-KV decode attention);
+// The CUDA session against the CPU batch session (the same pipeline code on the reference ops),
+// compared by what the exactness tiers promise:
+// - f32 (cuda::SessionF32), random model, ragged batch, every method (Tier C: cuBLASLt and Eigen
+//   GEMMs and the split-KV decode attention round differently): caches within 1e-4 of their
+//   largest entry wherever both sessions kept the same tokens; each stage's selection overlapping
+//   the reference's by at least 90 % (near-tie scores may swap a few tokens); first tokens equal
+//   in at least 3/4 of the (method, request) runs. Greedy continuations are reported, not compared.
+// - f32, exact where the tiers make it exact: on integer_model, layer 0's keys and values are
+//   exact on both backends, RoPE, scoring and pooling are Tier B and top-k Tier A, so every
+//   method's layer-0 selection and layer-0 caches equal the reference's bit for bit.
 // - bf16 (cuda::Session): caches within an NMSE of 1e-3 of the f32 reference and PromptDistill
 //   with truncation holding less device memory than full KV.
+// - create_random draws on the device the weights the reference draws on the host (the same
+//   bits): the f32 sessions' caches agree within the Tier C bound.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "promptdistill/batch_session.h"
+#include "support/compare.h"
 #include "support/generators.h"
 #include "support/random_model.h"
 #include "support/session_runs.h"
@@ -23,25 +33,72 @@ pdtest::SessionRun run(const ModelWeights& w, const std::vector<std::vector<int3
   return pdtest::run_session<Session>(w, prompts, cfg);
 }
 
+//! |a intersect b| / |b| for sorted position lists.
+double overlap(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  std::vector<int32_t> common;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(common));
+  return b.empty() ? 1.0 : double(common.size()) / double(b.size());
+}
+
 }  // namespace
 
-TEST_CASE("cuda/session f32: every method matches the CPU batch session on a ragged batch") {
+TEST_CASE("cuda/session f32: every method within the Tier C bounds of the CPU batch session on a ragged batch") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 1));
   const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 2)),
                                                      pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 3))};
+  int runs = 0, same_first = 0, same_tokens = 0;
   for (const auto& cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     const auto want = run<ref::BatchSession>(w, prompts, cfg);
     const auto got = run<cuda::SessionF32>(w, prompts, cfg);
     for (std::size_t b = 0; b < prompts.size(); ++b) {
       CAPTURE(b);
-      CHECK(got.prefill[b].first_token == want.prefill[b].first_token);
-      CHECK(got.prefill[b].selected == want.prefill[b].selected);
+      ++runs;
+      same_first += got.prefill[b].first_token == want.prefill[b].first_token;
+      same_tokens += got.tokens[b] == want.tokens[b];
+      REQUIRE(got.prefill[b].selected.size() == want.prefill[b].selected.size());
+      for (std::size_t stage = 0; stage < want.prefill[b].selected.size(); ++stage) {
+        CAPTURE(stage);
+        REQUIRE(got.prefill[b].selected[stage].size() == want.prefill[b].selected[stage].size());  // rows
+        for (std::size_t row = 0; row < want.prefill[b].selected[stage].size(); ++row) {
+          CAPTURE(row);
+          CHECK(got.prefill[b].selected[stage][row].size() == want.prefill[b].selected[stage][row].size());
+          CHECK(overlap(got.prefill[b].selected[stage][row], want.prefill[b].selected[stage][row]) >= 0.9);
+        }
+      }
+      // Caches hold the same tokens only where every selection agreed.
+      if (got.prefill[b].selected != want.prefill[b].selected) {
+        MESSAGE("request " << b << ": a near tie changed the selection; its caches are not compared");
+        continue;
+      }
       CHECK(got.prefill[b].cache_lengths == want.prefill[b].cache_lengths);
-      CHECK(got.tokens[b] == want.tokens[b]);
+      for (std::size_t l = 0; l < want.k[b].size(); ++l) {
+        CAPTURE(l);
+        CHECK(pdtest::max_rel_diff(got.k[b][l], want.k[b][l]) <= 1e-4f);
+      }
     }
-    for (std::size_t b = 0; b < want.k.size(); ++b)
-      for (std::size_t l = 0; l < want.k[b].size(); ++l) CHECK(pdtest::max_rel_diff(got.k[b][l], want.k[b][l]) <= 1e-4f);
+  }
+  MESSAGE("first tokens equal in " << same_first << " of " << runs << " runs, whole greedy continuations in " << same_tokens);
+  CHECK(4 * same_first >= 3 * runs);
+}
+
+TEST_CASE("cuda/session f32: layer-0 selections and caches equal the reference bit for bit on an integer-valued model") {
+  const ModelWeights w = pdtest::integer_model(pdtest::mix(pdtest::seed(), 6));
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 7)),
+                                                     pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 8))};
+  for (auto cfg : pdtest::every_method_small()) {
+    // Select at layer 0, whose queries and keys are exact on both backends.
+    if (!cfg.selection_layers.empty()) cfg.selection_layers[0] = 0;
+    CAPTURE(std::string(to_string(cfg.method)));
+    const auto want = run<ref::BatchSession>(w, prompts, cfg);
+    const auto got = run<cuda::SessionF32>(w, prompts, cfg);
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      CAPTURE(b);
+      if (!want.prefill[b].selected.empty()) CHECK(got.prefill[b].selected[0] == want.prefill[b].selected[0]);
+      CHECK(got.prefill[b].cache_lengths[0] == want.prefill[b].cache_lengths[0]);
+      CHECK(pdtest::bitwise_equal(got.k[b][0], want.k[b][0]));
+      CHECK(pdtest::bitwise_equal(got.v[b][0], want.v[b][0]));
+    }
   }
 }
 
@@ -68,4 +125,27 @@ TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less devi
   CHECK(small.prefill[0].peak_kv_cache_bytes < got.prefill[0].peak_kv_cache_bytes);
   MESSAGE("peak KV bytes (bf16): full " << got.prefill[0].peak_kv_cache_bytes << ", PromptDistill "
                                         << small.prefill[0].peak_kv_cache_bytes);
+}
+
+TEST_CASE("cuda/session: create_random draws the reference's weights on the device (Tier C caches)") {
+  const ModelConfig c = pdtest::random_model(1).config;
+  std::unique_ptr<ref::BatchSession> cpu;
+  std::unique_ptr<cuda::SessionF32> gpu;
+  REQUIRE(ref::BatchSession::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &cpu).is_ok());
+  const Status st = cuda::SessionF32::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &gpu);
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  CHECK(gpu->weight_bytes() == cpu->weight_bytes());
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(60, 12)};
+  std::vector<PrefillResult> want, got;
+  REQUIRE(cpu->prefill(prompts, PipelineConfig{}, &want).is_ok());
+  REQUIRE(gpu->prefill(prompts, PipelineConfig{}, &got).is_ok());
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    std::vector<float> wk, wv, gk, gv;
+    REQUIRE(cpu->read_cache(l, 0, &wk, &wv).is_ok());
+    REQUIRE(gpu->read_cache(l, 0, &gk, &gv).is_ok());
+    CAPTURE(l);
+    CHECK(pdtest::max_rel_diff(gk, wk) <= 1e-4f);
+  }
+  std::unique_ptr<cuda::Session> bf16_session;
+  CHECK(cuda::Session::create_random(c, 11, BatchSessionOptions{}, nullptr, &bf16_session).is_ok());
 }

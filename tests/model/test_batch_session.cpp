@@ -14,6 +14,7 @@
 
 #include "promptdistill/batch_session.h"
 #include "promptdistill/session_ref.h"
+#include "support/compare.h"
 #include "support/generators.h"
 #include "support/random_model.h"
 #include "support/session_runs.h"
@@ -217,4 +218,32 @@ TEST_CASE("generation: the prefill's token is always kept; a decoded stop token 
     CHECK(batch_tokens[0] == expected);
     CHECK(batch_tokens[1] == expected);
   }
+}
+
+TEST_CASE("batch session (cpu): create_random draws its weights from the seed alone, like a checkpoint of that shape") {
+  const ModelWeights host = pdtest::random_model(1);
+  const ModelConfig& c = host.config;
+  auto first_run = [&](uint64_t seed) {
+    std::unique_ptr<ref::BatchSession> s;
+    Status st = ref::BatchSession::create_random(c, seed, BatchSessionOptions{}, nullptr, &s);
+    REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+    std::vector<PrefillResult> res;
+    st = s->prefill({pdtest::random_prompt(50, 3)}, PipelineConfig{}, &res);
+    REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+    std::vector<float> k, v;
+    REQUIRE(s->read_cache(c.num_layers - 1, 0, &k, &v).is_ok());
+    return std::make_pair(k, s->weight_bytes());
+  };
+  const auto a = first_run(7), b = first_run(7), other = first_run(8);
+  CHECK(pdtest::bitwise_equal(a.first, b.first));
+  CHECK(a.first != other.first);
+  // The same tensors as create() uploads for a checkpoint of this shape.
+  std::unique_ptr<ref::BatchSession> from_host;
+  REQUIRE(ref::BatchSession::create(&host, BatchSessionOptions{}, nullptr, &from_host).is_ok());
+  CHECK(a.second == from_host->weight_bytes());
+  // Activations stay O(1) through every layer with the random scales.
+  float largest = 0;
+  for (float x : a.first) largest = std::max(largest, std::fabs(x));
+  CHECK(largest > 0.1f);
+  CHECK(largest < 100.0f);
 }

@@ -89,10 +89,11 @@ TEST_CASE("compact/ref: every layout, head-uniform and per-KV-head selections, m
 }
 
 TEST_CASE("compact/ref: per-query-head selections are rejected for an H_kv-head cache") {
-  std::vector<float> data(4 * 8 * 2 * 8);
+  std::vector<float> keys(4 * 8 * 2 * 8), values(keys.size());
   std::vector<int32_t> lens = {8}, idx(4 * 8, 0), counts(4, 1), nl(1, -1);
   CompactKvArgs<float> a;
-  a.k = a.v = KvCacheView<float>::contiguous_bshd(data.data(), 1, 8, 2, 8);
+  a.k = KvCacheView<float>::contiguous_bshd(keys.data(), 1, 8, 2, 8);
+  a.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, 8, 2, 8);
   a.seq_lens = lens.data();
   a.indices = make_view<const int32_t>(idx.data(), 1, 4, 8);  // 4 rows: query heads, G = 2
   a.counts = make_view<const int32_t>(counts.data(), 1, 4);
@@ -119,6 +120,32 @@ TEST_CASE("gather/ref and remap/ref: rows and positions at the kept indices") {
   CHECK(dst[std::size_t(1 * E + 2)] == src[std::size_t(17 * E + 2)]);
   CHECK(dst[std::size_t((cap + 1) * E + 4)] == src[std::size_t((L + 6) * E + 4)]);
   CHECK(dst[std::size_t(3 * E)] == -1.0f);  // beyond the count: untouched
+
+  // Every row's count and indices are validated (the CUDA backend checks every row's indices),
+  // row 0's count also against the indices' capacity; a bad request writes nothing.
+  {
+    std::vector<int32_t> idx2(std::size_t(B * 2 * cap), 0), counts2(std::size_t(B * 2), 1);
+    std::vector<float> untouched(dst.size(), -2.0f);
+    GatherArgs<float> bad = g;
+    bad.indices = make_view<const int32_t>(idx2.data(), B, 2, cap);
+    bad.counts = make_view<const int32_t>(counts2.data(), B, 2);
+    bad.dst = make_view(untouched.data(), B, cap, E);
+    REQUIRE(ref::Gather<float>::run(bad, Workspace{}).is_ok());
+    counts2[1] = int32_t(cap + 1);  // request 0, row 1: beyond the capacity
+    Status s = ref::Gather<float>::run(bad, Workspace{});
+    CHECK(s.code() == StatusCode::kCapacityExceeded);
+    counts2[1] = 1;
+    idx2[std::size_t(cap)] = int32_t(L);  // request 0, row 1, index 0: beyond the prompt
+    s = ref::Gather<float>::run(bad, Workspace{});
+    CHECK(s.code() == StatusCode::kOutOfRange);
+    idx2[std::size_t(cap)] = 0;
+    std::fill(untouched.begin(), untouched.end(), -2.0f);
+    bad.indices = make_view<const int32_t>(idx2.data(), B, 2, 2);  // capacity 2 < dst rows
+    counts2[0] = 3;
+    s = ref::Gather<float>::run(bad, Workspace{});
+    CHECK(s.code() == StatusCode::kCapacityExceeded);
+    CHECK(std::all_of(untouched.begin(), untouched.end(), [](float v) { return v == -2.0f; }));
+  }
 
   std::vector<int32_t> pos_in(std::size_t(B * L));
   for (std::size_t i = 0; i < pos_in.size(); ++i) pos_in[i] = int32_t(1000 + i);

@@ -11,6 +11,7 @@
 #include "promptdistill/detail/selector_checks.h"
 #include "support/compare.h"
 #include "support/generators.h"
+#include "support/selector_cases.h"
 
 using namespace promptdistill;
 
@@ -124,4 +125,26 @@ TEST_CASE("topk/ref: ragged batch with per-request k, rows per request and k_off
   CHECK(st.code() == StatusCode::kInvalidArgument);
   CHECK(std::string(st.message()).find("below the window") != std::string::npos);
   CHECK(std::all_of(idx.begin(), idx.end(), [](int32_t v) { return v == -5; }));
+}
+
+TEST_CASE("topk/ref: the CUDA test's large-n batched case is valid and equals brute force") {
+  // The CUDA test compares the device against this reference run, so the case must be one the
+  // reference accepts (a budget below the window would fail before any kernel ran).
+  using Case = pdtest::LargeTopKCase;
+  const Case c(pdtest::seed());
+  std::vector<int32_t> idx(std::size_t(Case::kB * Case::kRows * Case::kN), -1), counts(std::size_t(Case::kB * Case::kRows), -1);
+  const Status st = ref::TopK::run(Case::args(c.scores.data(), c.lengths.data(), c.budgets.data(), idx.data(), counts.data()),
+                                   Workspace{});
+  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+  for (int64_t b = 0; b < Case::kB; ++b)
+    for (int64_t r = 0; r < Case::kRows; ++r) {
+      const std::size_t row = std::size_t(b * Case::kRows + r);
+      const auto first = c.scores.begin() + std::ptrdiff_t(row * Case::kN);
+      const auto want = brute_topk(std::vector<float>(first, first + c.lengths[std::size_t(b)]),
+                                   c.budgets[std::size_t(b)] - Case::kWindow, 0, Case::kWindow);
+      const auto got_first = idx.begin() + std::ptrdiff_t(row * Case::kN);
+      CAPTURE(b);
+      CAPTURE(r);
+      CHECK(std::vector<int32_t>(got_first, got_first + counts[row]) == want);
+    }
 }

@@ -43,6 +43,27 @@ inline promptdistill::ModelWeights random_model(uint64_t seed, int64_t layers = 
   return w;
 }
 
+//! random_model's shape with values that make layer 0's keys and values exact in f32 on any
+//! backend: embeddings of +-1 (each row's mean square is 1), unit norm weights and rms_eps below
+//! half an ulp of 1 (so RMSNorm multiplies by exactly 1), and small-integer wq/wk/wv (every
+//! partial sum of the projections is an integer far below 2^24, whatever the GEMM's order).
+//! Later layers see non-integer activations: only layer 0 is exact.
+inline promptdistill::ModelWeights integer_model(uint64_t seed, int64_t layers = 6) {
+  promptdistill::ModelWeights w = random_model(seed, layers);
+  w.config.rms_eps = 1e-9;
+  std::mt19937_64 rng(seed ^ 0x5bd1e995u);
+  for (auto& x : w.embed) x = (rng() & 1) ? 1.0f : -1.0f;
+  auto small_ints = [&](std::vector<float>& v) {
+    for (auto& x : v) x = float(int64_t(rng() % 5) - 2);
+  };
+  for (auto& L : w.layers) {
+    small_ints(L.wq);
+    small_ints(L.wk);
+    small_ints(L.wv);
+  }
+  return w;
+}
+
 inline std::vector<int32_t> random_prompt(int64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<int32_t> p(static_cast<std::size_t>(n));

@@ -60,4 +60,35 @@ ScoreCase<T> make_score_case(promptdistill::Method method, promptdistill::HeadGr
   return c;
 }
 
+//! The batched top-k case of the CUDA test at large n: 3 requests x 4 rows, ragged lengths
+//! (128K + 7, 4097, 1), tie-free and 7-value rows, a window of 32 kept as forced positions and
+//! per-request budgets that include it (budget = window + k, so every k is valid: 4096, 1000, 5).
+struct LargeTopKCase {
+  static constexpr int64_t kB = 3, kRows = 4, kN = 131072 + 7;
+  static constexpr int32_t kWindow = 32;
+  std::vector<int32_t> lengths = {int32_t(kN), 4097, 1};
+  std::vector<int32_t> budgets = {kWindow + 4096, kWindow + 1000, kWindow + 5};
+  std::vector<float> scores;  //!< [B, rows, N]
+
+  explicit LargeTopKCase(uint64_t seed) : scores(std::size_t(kB * kRows * kN)) {
+    for (int64_t row = 0; row < kB * kRows; ++row) {
+      const auto part = tie_scores(std::size_t(kN), row % 2 ? 7 : 0, mix(seed, uint64_t(row)));
+      std::copy(part.begin(), part.end(), scores.begin() + row * kN);
+    }
+  }
+  //! The arguments over `scores`, `lengths`, `budgets` and outputs where the backend runs.
+  static promptdistill::TopKArgs args(const float* scores, const int32_t* lengths, const int32_t* budgets,
+                                      int32_t* indices, int32_t* counts) {
+    promptdistill::TopKArgs a;
+    a.scores = promptdistill::make_view(scores, kB, kRows, kN);
+    a.lengths = lengths;
+    a.k_per_request = budgets;
+    a.k_offset = kWindow;
+    a.keep_last = kWindow;
+    a.indices = promptdistill::make_view(indices, kB, kRows, kN);
+    a.counts = promptdistill::make_view(counts, kB, kRows);
+    return a;
+  }
+};
+
 }  // namespace pdtest

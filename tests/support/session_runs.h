@@ -20,6 +20,7 @@ struct SessionRun {
   std::vector<promptdistill::PrefillResult> prefill;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<std::vector<std::vector<float>>> k;  //!< [request][layer], f32
+  std::vector<std::vector<std::vector<float>>> v;  //!< [request][layer], f32
   int64_t peak_kv = 0, peak_memory = 0;
 };
 
@@ -47,11 +48,13 @@ SessionRun run_session(const promptdistill::ModelWeights& w, const std::vector<s
   r.peak_kv = r.prefill[0].peak_kv_cache_bytes;
   r.peak_memory = s->peak_memory_bytes();
   r.k.resize(prompts.size());
+  r.v.resize(prompts.size());
   for (std::size_t b = 0; b < prompts.size(); ++b)
     for (int64_t l = 0; l < w.config.num_layers; ++l) {
       std::vector<float> k, v;
       REQUIRE(s->read_cache(l, int64_t(b), &k, &v).is_ok());
       r.k[b].push_back(k);
+      r.v[b].push_back(v);
     }
   std::vector<int32_t> first;
   for (const auto& p : r.prefill) first.push_back(p.first_token);

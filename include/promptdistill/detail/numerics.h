@@ -13,7 +13,8 @@
 //! - `exp_f32`, one exponential implemented with those operations only (no libm, no `__expf`);
 //! - the canonical reduction orders: `dot` (sequential over the vector) and `canonical_sum` /
 //!   `canonical_max` (kReduceWidth lane-strided partial results, then a halving tree). The CUDA
-//!   block reduction in `cuda/reduce.cuh` follows exactly this order with kReduceWidth threads.
+//!   block reduction in `promptdistill/cuda/reduce.cuh` follows exactly this order with
+//!   kReduceWidth threads.
 
 #include <cstdint>
 #include <cstring>
@@ -140,7 +141,7 @@ PD_HOST_DEVICE inline float dot(const TA* a, const TB* b, int n) {
 //! ascending order; then partial[t] op= partial[t + s] for s = W/2, W/4, ..., 1.
 constexpr int kReduceWidth = 256;
 
-// Host-only (no PD_HOST_DEVICE): the device side is cuda/reduce.cuh's block reduction.
+// Host-only (no PD_HOST_DEVICE): the device side is promptdistill/cuda/reduce.cuh's block reduction.
 //! Host emulation of the canonical sum of term(j), j in [0, n).
 template <class Term> inline float canonical_sum(int64_t n, Term&& term) {
   float partial[kReduceWidth];

@@ -184,12 +184,23 @@ PD_HOST_DEVICE inline bool topk_request_ok(const TopKArgs& a, int64_t b, DeviceS
   return true;
 }
 
-//! Count of row 0 fits `capacity`.
+//! Count of row `row` in [0, capacity].
 PD_HOST_DEVICE inline bool count_ok(const TensorView<const int32_t, 2>& counts, int64_t b, int64_t row,
                                     int64_t capacity, DeviceStatusWord* w) {
   const int64_t count = counts(b, row);
   if (count < 0) return record(w, DataCheck::kLengthNegative, b, count, 0), false;
   if (count > capacity) return record(w, DataCheck::kCountBeyondCapacity, b, count, capacity), false;
+  return true;
+}
+
+//! Gather of request b: every row's count within the indices' capacity (every row's indices are
+//! validated), and row 0's, the one gathered, also within dst's rows.
+template <class T>
+PD_HOST_DEVICE inline bool gather_request_ok(const GatherArgs<T>& a, int64_t b, DeviceStatusWord* w) {
+  const int64_t capacity = a.indices.extents[2];
+  const int64_t gathered = a.dst.extents[1] < capacity ? a.dst.extents[1] : capacity;
+  for (int64_t r = 0; r < a.indices.extents[1]; ++r)
+    if (!count_ok(a.counts, b, r, r == 0 ? gathered : capacity, w)) return false;
   return true;
 }
 

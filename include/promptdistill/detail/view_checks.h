@@ -32,6 +32,15 @@ inline int64_t span_bytes(const TensorView<T, R>& v) {
   return (off + 1) * int64_t(sizeof(T));
 }
 
+//! K and V of one cache pair start at the same address, so they share at least their first element:
+//! AppendKv would write both into it and CompactKv would move the same memory twice at once.
+template <class T>
+inline Status check_kv_distinct(const char* op, const KvCacheView<T>& k, const KvCacheView<T>& v) {
+  PD_REQUIRE(k.data != v.data || k.batch == 0, StatusCode::kInvalidArgument,
+             "%s: k and v are the same buffer (they must not share memory)", op);
+  return Status::ok();
+}
+
 inline Status check_head_dim(int64_t d) {
   PD_REQUIRE(d >= 8 && d <= kMaxHeadDim && d % 8 == 0, StatusCode::kUnsupported,
              "head_dim %lld is not supported (multiples of 8 up to %lld)", (long long)d, (long long)kMaxHeadDim);

@@ -1,23 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
 //! Elementwise and row-wise decoder block kernels: Embed and AppendKv (Tier A), RmsNorm, Rope and
 //! SwiGlu (Tier B: the orders of blocks.h, on the shared numerics header; the CPU reference runs
-//! the same expressions, so results are bit-identical).
+//! the same expressions, so results are bit-identical). The operations are instantiated for
+//! float, f16 and bf16 in cuda/blocks_instances.cu.
 
-#include "cuda/launch.cuh"
-#include "cuda/reduce.cuh"
 #include "promptdistill/blocks.h"
+#include "promptdistill/cuda/launch.cuh"
+#include "promptdistill/cuda/reduce.cuh"
 #include "promptdistill/detail/block_checks.h"
 
 namespace promptdistill {
 namespace cuda {
-namespace {
+namespace detail {
 
-using promptdistill::detail::DeviceStatusWord;
+constexpr int kElementwiseThreads = 256;
+constexpr int kRowCopyThreads = 128;
 
-constexpr int kThreads = 256;
-
-__global__ void check_tokens_kernel(TensorView<const int32_t, 1> ids, int64_t vocab, DeviceStatusWord* status) {
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) check_tokens_kernel(TensorView<const int32_t, 1> ids, int64_t vocab, DeviceStatusWord* status) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < ids.extents[0]; i += int64_t(gridDim.x) * blockDim.x)
     promptdistill::detail::check_token(i, ids(i), vocab, status);
 }
@@ -103,14 +106,22 @@ __global__ void append_kv_kernel(AppendKvArgs<T> a, const DeviceStatusWord* stat
   }
 }
 
-}  // namespace
+//! One thread per element (grid-stride): Rope's and SwiGlu's launch.
+template <class Args>
+Status launch_elementwise(void (*kernel)(Args), const Args& a, int64_t total, cudaStream_t stream) {
+  if (total == 0) return Status::ok();
+  kernel<<<blocks_for(total, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(a);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
+}
+
+}  // namespace detail
+
+// The can_implement and workspace_size members both backends define alike.
+#include "promptdistill/detail/block_op_checks.inc"
 
 // ---- Embed ------------------------------------------------------------------------------------------
 
-template <class T>
-Status Embed<T>::can_implement(const EmbedArgs<T>& a) noexcept {
-  return promptdistill::detail::check_embed(a);
-}
 template <class T>
 std::size_t Embed<T>::workspace_size(const EmbedArgs<T>&) noexcept {
   return promptdistill::detail::status_only_workspace_size();
@@ -118,13 +129,15 @@ std::size_t Embed<T>::workspace_size(const EmbedArgs<T>&) noexcept {
 template <class T>
 Status Embed<T>::run(const EmbedArgs<T>& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  DeviceStatusWord* status = nullptr;
+  detail::DeviceStatusWord* status = nullptr;
   PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   const int64_t n = a.ids.extents[0];
   if (n == 0) return Status::ok();
-  check_tokens_kernel<<<detail::blocks_for(n, kThreads), kThreads, 0, stream>>>(a.ids, a.table.extents[0], status);
+  constexpr int kThreads = detail::kElementwiseThreads;
+  detail::check_tokens_kernel<kThreads>
+      <<<detail::blocks_for(n, kThreads), kThreads, 0, stream>>>(a.ids, a.table.extents[0], status);
   PD_CUDA_CHECK_LAUNCH(stream);
-  embed_kernel<<<unsigned(n < 65535 ? n : 65535), 128, 0, stream>>>(a, status);
+  detail::embed_kernel<<<detail::capped_blocks(n), detail::kRowCopyThreads, 0, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
@@ -132,19 +145,11 @@ Status Embed<T>::run(const EmbedArgs<T>& a, Workspace ws, Stream stream) noexcep
 // ---- RmsNorm ----------------------------------------------------------------------------------------
 
 template <class T>
-Status RmsNorm<T>::can_implement(const RmsNormArgs<T>& a) noexcept {
-  return promptdistill::detail::check_rmsnorm(a);
-}
-template <class T>
-std::size_t RmsNorm<T>::workspace_size(const RmsNormArgs<T>&) noexcept {
-  return 0;
-}
-template <class T>
 Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   const int64_t n = a.x.extents[0];
   if (n == 0) return Status::ok();
-  rmsnorm_kernel<<<unsigned(n < 65535 ? n : 65535), detail::kReduceThreads, 0, stream>>>(a);
+  detail::rmsnorm_kernel<<<detail::capped_blocks(n), detail::kReduceThreads, 0, stream>>>(a);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
@@ -152,49 +157,22 @@ Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream stream) noexce
 // ---- Rope -------------------------------------------------------------------------------------------
 
 template <class T>
-Status Rope<T>::can_implement(const RopeArgs<T>& a) noexcept {
-  return promptdistill::detail::check_rope(a);
-}
-template <class T>
-std::size_t Rope<T>::workspace_size(const RopeArgs<T>&) noexcept {
-  return 0;
-}
-template <class T>
 Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  const int64_t total = a.x.extents[0] * a.x.extents[1] * (a.x.extents[2] / 2);
-  if (total == 0) return Status::ok();
-  rope_kernel<<<detail::blocks_for(total, kThreads), kThreads, 0, stream>>>(a);
-  PD_CUDA_CHECK_LAUNCH(stream);
-  return Status::ok();
+  const int64_t pairs = a.x.extents[0] * a.x.extents[1] * (a.x.extents[2] / 2);
+  return detail::launch_elementwise(detail::rope_kernel<T>, a, pairs, stream);
 }
 
 // ---- SwiGlu -----------------------------------------------------------------------------------------
 
 template <class T>
-Status SwiGlu<T>::can_implement(const SwiGluArgs<T>& a) noexcept {
-  return promptdistill::detail::check_swiglu(a);
-}
-template <class T>
-std::size_t SwiGlu<T>::workspace_size(const SwiGluArgs<T>&) noexcept {
-  return 0;
-}
-template <class T>
 Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  const int64_t total = a.gate.extents[0] * a.gate.extents[1];
-  if (total == 0) return Status::ok();
-  swiglu_kernel<<<detail::blocks_for(total, kThreads), kThreads, 0, stream>>>(a);
-  PD_CUDA_CHECK_LAUNCH(stream);
-  return Status::ok();
+  return detail::launch_elementwise(detail::swiglu_kernel<T>, a, a.gate.extents[0] * a.gate.extents[1], stream);
 }
 
 // ---- AppendKv ---------------------------------------------------------------------------------------
 
-template <class T>
-Status AppendKv<T>::can_implement(const AppendKvArgs<T>& a) noexcept {
-  return promptdistill::detail::check_append_kv(a);
-}
 template <class T>
 std::size_t AppendKv<T>::workspace_size(const AppendKvArgs<T>&) noexcept {
   return promptdistill::detail::status_only_workspace_size();
@@ -202,26 +180,15 @@ std::size_t AppendKv<T>::workspace_size(const AppendKvArgs<T>&) noexcept {
 template <class T>
 Status AppendKv<T>::run(const AppendKvArgs<T>& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  DeviceStatusWord* status = nullptr;
+  detail::DeviceStatusWord* status = nullptr;
   PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   const int64_t B = a.k_new.extents[0], rows = B * a.k_new.extents[1];
   if (rows == 0) return Status::ok();
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(AppendCheck<T>{a}, B, status, stream));
-  append_kv_kernel<<<unsigned(rows < 65535 ? rows : 65535), 128, 0, stream>>>(a, status);
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::AppendCheck<T>{a}, B, status, stream));
+  detail::append_kv_kernel<<<detail::capped_blocks(rows), detail::kRowCopyThreads, 0, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
-
-#define PD_INSTANTIATE(T)       \
-  template struct Embed<T>;     \
-  template struct RmsNorm<T>;   \
-  template struct Rope<T>;      \
-  template struct SwiGlu<T>;    \
-  template struct AppendKv<T>;
-PD_INSTANTIATE(float)
-PD_INSTANTIATE(f16)
-PD_INSTANTIATE(bf16)
-#undef PD_INSTANTIATE
 
 }  // namespace cuda
 }  // namespace promptdistill

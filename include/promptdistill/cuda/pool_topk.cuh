@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! Pooling and the deterministic batched top-k.
+#pragma once
+//! @file
+//! Pooling and the deterministic batched top-k: kernels, launchers, and the bodies of `cuda::Pool`
+//! and `cuda::TopK` (`run_pool`, `run_topk`; the two operations are not templates, so their
+//! members are defined in cuda/pool_topk_instances.cu and call these).
 //!
 //! Top-k is our own radix select (the toolkit's CCCL 3.0.1 has no cub::DeviceTopK): one
 //! 1024-thread block per row (request x head), per-row length and k read on the device.
@@ -17,19 +21,19 @@
 
 #include <cub/block/block_scan.cuh>
 
-#include "cuda/launch.cuh"
+#include "promptdistill/cuda/launch.cuh"
 
 namespace promptdistill {
 namespace cuda {
 namespace detail {
-namespace {
 
 constexpr int kPoolThreads = 256;
 constexpr int kTopKThreads = 1024;
 constexpr int kRadixBits = 8;
 constexpr int kRadixBins = 1 << kRadixBits;
 
-__global__ void pool_kernel(PoolArgs a, const DeviceStatusWord* status) {
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) pool_kernel(PoolArgs a, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   const int64_t R = a.in.extents[1], row = blockIdx.y, b = row / R, r = row % R;
   const int64_t L = a.lengths[b];
@@ -63,9 +67,10 @@ __device__ __forceinline__ void warp_aggregated_increment(unsigned* hist, unsign
   if (int(threadIdx.x % 32) == leader) atomicAdd(&hist[digit], unsigned(__popc(peers)));
 }
 
-__global__ void __launch_bounds__(kTopKThreads) topk_kernel(TopKArgs a, const DeviceStatusWord* status) {
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) topk_kernel(TopKArgs a, const DeviceStatusWord* status) {
   if (status->code != 0) return;
-  using Scan = cub::BlockScan<int, kTopKThreads>;
+  using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ unsigned hist[kRadixBins];
   __shared__ uint32_t prefix_shared;
@@ -102,8 +107,12 @@ __global__ void __launch_bounds__(kTopKThreads) topk_kernel(TopKArgs a, const De
         }
         __syncthreads();
         if (threadIdx.x < 32) {
-          // Lane l owns bins 255 - 8l ... 248 - 8l (descending key order).
+          // Lane l owns bins 255 - 8l ... 248 - 8l (descending key order). Every lane reads the
+          // count still to place into a register before any lane of the warp can overwrite it
+          // below (lanes of a warp are not in lockstep: the barrier orders the read first).
           const int lane = threadIdx.x;
+          const int64_t rem = remaining_shared;
+          __syncwarp();
           unsigned own = 0;
           for (int q = 0; q < 8; ++q) own += hist[kRadixBins - 1 - lane * 8 - q];
           unsigned inclusive = own;
@@ -112,7 +121,6 @@ __global__ void __launch_bounds__(kTopKThreads) topk_kernel(TopKArgs a, const De
             if (lane >= s) inclusive += other;
           }
           const unsigned before = inclusive - own;
-          const int64_t rem = remaining_shared;
           if (int64_t(before) < rem && rem <= int64_t(inclusive)) {
             unsigned cum = before;
             for (int q = 0; q < 8; ++q) {
@@ -169,50 +177,54 @@ struct TopKRequestCheck {
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::topk_request_ok(a, b, w); }
 };
 
-}  // namespace
+//! The pooling grid has one row per (request, score row) along y: at most 65535 of them.
+inline Status check_pool_grid(const PoolArgs& a) {
+  const int64_t rows = a.in.extents[0] * a.in.extents[1];
+  if (rows > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "pool: %lld rows exceed the grid limit %lld", (long long)rows,
+                  (long long)kMaxGridYZ);
+  return Status::ok();
+}
 
-Status launch_pool(const PoolArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
+inline Status launch_pool(const PoolArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
   const int64_t rows = a.in.extents[0] * a.in.extents[1];
   if (rows == 0 || a.in.extents[2] == 0) return Status::ok();
-  if (rows > 65535) return Status(StatusCode::kUnsupported, "pool: more than 65535 rows");
-  pool_kernel<<<dim3(blocks_for(a.in.extents[2], kPoolThreads), unsigned(rows)), kPoolThreads, 0, stream>>>(a, status);
+  PD_RETURN_IF_ERROR(check_pool_grid(a));
+  pool_kernel<kPoolThreads>
+      <<<dim3(blocks_for(a.in.extents[2], kPoolThreads), unsigned(rows)), kPoolThreads, 0, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
 
-Status launch_topk(const TopKArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
+//! One block per row; the kernel loops over rows beyond the grid.
+inline Status launch_topk(const TopKArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
   const int64_t rows = a.scores.extents[0] * a.scores.extents[1];
   if (rows == 0) return Status::ok();
-  topk_kernel<<<unsigned(rows < 65535 * 16 ? rows : 65535 * 16), kTopKThreads, 0, stream>>>(a, status);
+  topk_kernel<kTopKThreads><<<capped_blocks(rows), kTopKThreads, 0, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
+}
+
+inline Status can_implement_pool(const PoolArgs& a) {
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_pool(a));
+  return check_pool_grid(a);
+}
+inline Status run_pool(const PoolArgs& a, Workspace ws, Stream stream) {
+  PD_RETURN_IF_ERROR(can_implement_pool(a));
+  DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(begin_status_only_run(ws, stream, &status));
+  PD_RETURN_IF_ERROR(launch_validate_requests(PoolRequestCheck{a}, a.in.extents[0], status, stream));
+  return launch_pool(a, status, stream);
+}
+
+inline Status run_topk(const TopKArgs& a, Workspace ws, Stream stream) {
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_topk(a));
+  DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(begin_status_only_run(ws, stream, &status));
+  PD_RETURN_IF_ERROR(launch_validate_requests(TopKRequestCheck{a}, a.scores.extents[0], status, stream));
+  return launch_topk(a, status, stream);
 }
 
 }  // namespace detail
-
-Status Pool::can_implement(const PoolArgs& a) noexcept { return promptdistill::detail::check_pool(a); }
-std::size_t Pool::workspace_size(const PoolArgs&) noexcept {
-  return promptdistill::detail::status_only_workspace_size();
-}
-Status Pool::run(const PoolArgs& a, Workspace ws, Stream stream) noexcept {
-  PD_RETURN_IF_ERROR(can_implement(a));
-  detail::DeviceStatusWord* status = nullptr;
-  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::PoolRequestCheck{a}, a.in.extents[0], status, stream));
-  return detail::launch_pool(a, status, stream);
-}
-
-Status TopK::can_implement(const TopKArgs& a) noexcept { return promptdistill::detail::check_topk(a); }
-std::size_t TopK::workspace_size(const TopKArgs&) noexcept {
-  return promptdistill::detail::status_only_workspace_size();
-}
-Status TopK::run(const TopKArgs& a, Workspace ws, Stream stream) noexcept {
-  PD_RETURN_IF_ERROR(can_implement(a));
-  detail::DeviceStatusWord* status = nullptr;
-  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::TopKRequestCheck{a}, a.scores.extents[0], status, stream));
-  return detail::launch_topk(a, status, stream);
-}
-
 }  // namespace cuda
 }  // namespace promptdistill

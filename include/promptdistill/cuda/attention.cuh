@@ -1,35 +1,38 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
 //! GQA causal attention over a KV cache view (contiguous or paged), three kernels:
 //! - exact (Tier B): one block per query row and head, the order of blocks.h, bit-identical to
 //!   ref::Attention. Slow on long rows (three passes over the keys); the oracle and the fallback.
 //! - flash (Tier C): tensor-core (WMMA bf16/f16, f32 accumulation) flash attention for prefill,
-//!   64 query rows x 64 keys per step, online softmax in f32, O kept in shared memory so the
-//!   per-row rescale needs no knowledge of the fragment layout.
+//!   64 query rows x 64 keys per step (32 where a block's shared memory is 99 KiB: see
+//!   attention_tiles.h), online softmax in f32, O kept in shared memory so the per-row rescale
+//!   needs no knowledge of the fragment layout.
 //! - split-KV (Tier C): decode rows (few queries, long caches) split into 512-key chunks, f32 on
 //!   CUDA cores, partial (max, sum, o) combined by a second kernel (flash-decoding).
 //! Every kernel returns at once when the status word holds an error, so a bad request leaves the
-//! output untouched.
+//! output untouched. `cuda::Attention<T>` is instantiated in cuda/attention_instances.cu (Tier C
+//! kernels, fused multiply-adds allowed) and its exact launcher in
+//! cuda/attention_exact_instances.cu (Tier B, compiled with --fmad=false).
 
 #include <mma.h>
 
-#include "cuda/launch.cuh"
-#include "cuda/reduce.cuh"
+#include <type_traits>
+
 #include "promptdistill/blocks.h"
+#include "promptdistill/cuda/attention_tiles.h"
+#include "promptdistill/cuda/launch.cuh"
+#include "promptdistill/cuda/reduce.cuh"
 #include "promptdistill/detail/block_checks.h"
 
 namespace promptdistill {
 namespace cuda {
-namespace {
-
-using promptdistill::detail::DeviceStatusWord;
+namespace detail {
 
 constexpr int64_t kDecodeRows = 8;    //!< kFast uses split-KV up to this many rows per request
 constexpr int kSplitKeys = 512;       //!< keys per split-KV chunk
 constexpr int kSplitThreads = 128;
-constexpr int kFlashRows = 64;        //!< query rows per flash block (16 per warp)
-constexpr int kFlashKeys = 64;        //!< keys per flash step
-constexpr int kFlashThreads = 128;
 
 __device__ __forceinline__ float attention_scale(float scale, int64_t D) {
   return scale > 0.0f ? scale : num::div(1.0f, num::sqrt(float(D)));
@@ -195,47 +198,51 @@ template <class T> struct WmmaType;
 template <> struct WmmaType<bf16> { using type = __nv_bfloat16; };
 template <> struct WmmaType<f16> { using type = __half; };
 
-template <int D>
+//! Shared-memory layout of a flash block at head dim D, stepping kKeys keys (attention_tiles.h).
+template <int D, int kKeys>
 struct FlashSmem {
-  static constexpr int kLdT = D + 8;             //!< row pitch of Q/K/V tiles (elements)
-  static constexpr int kLdS = kFlashKeys + 4;    //!< f32 scores
-  static constexpr int kLdP = kFlashKeys + 8;    //!< probabilities in T
-  static constexpr int kLdO = D + 4;             //!< f32 output accumulator
-  static constexpr int kWarps = kFlashThreads / 32;
-  static constexpr std::size_t kTile = std::size_t(kFlashRows) * kLdT * 2;  // bytes of one Q/K/V tile
-  static constexpr std::size_t kS = std::size_t(kWarps) * 16 * kLdS * 4;
-  static constexpr std::size_t kP = std::size_t(kWarps) * 16 * kLdP * 2;
-  static constexpr std::size_t kO = std::size_t(kWarps) * 16 * kLdO * 4;
-  static constexpr std::size_t kBytes = 3 * kTile + kS + kP + kO;
+  static constexpr int kLdT = D + 8;         //!< row pitch of Q/K/V tiles (elements)
+  static constexpr int kLdS = kKeys + 4;     //!< f32 scores
+  static constexpr int kLdP = kKeys + 8;     //!< probabilities in T
+  static constexpr int kLdO = D + 4;         //!< f32 output accumulator
+  static constexpr std::size_t kTileQ = std::size_t(kFlashRows) * kLdT * 2;  //!< bytes of the Q tile
+  static constexpr std::size_t kTileKV = std::size_t(kKeys) * kLdT * 2;      //!< bytes of a K or V tile
+  static constexpr std::size_t kS = std::size_t(kFlashWarps) * 16 * kLdS * 4;
+  static constexpr std::size_t kP = std::size_t(kFlashWarps) * 16 * kLdP * 2;
+  static constexpr std::size_t kO = std::size_t(kFlashWarps) * 16 * kLdO * 4;
+  static constexpr std::size_t kBytes = kTileQ + 2 * kTileKV + kS + kP + kO;
+  static_assert(kBytes == flash_smem_bytes(D, kKeys), "attention_tiles.h must describe this layout");
 };
 
-//! Copies row j of a cache (D elements of T, 16-byte aligned) into a tile row, 16 bytes per thread
-//! step; rows past `valid` become zeros.
-template <class T, int D, class RowPtr>
+//! Copies `kRows` rows starting at `first` (D elements of T each, 16-byte aligned) into a tile,
+//! 16 bytes per thread step; rows past `valid` become zeros.
+template <class T, int D, int kRows, class RowPtr>
 __device__ void load_tile(T* tile, int64_t first, int64_t valid, RowPtr row_ptr) {
   constexpr int kVec = 8;  // 16-bit elements per 16 bytes
-  for (int e = threadIdx.x; e < kFlashRows * (D / kVec); e += blockDim.x) {
+  for (int e = threadIdx.x; e < kRows * (D / kVec); e += blockDim.x) {
     const int r = e / (D / kVec), c = (e % (D / kVec)) * kVec;
     uint4 value = make_uint4(0, 0, 0, 0);
     if (first + r < valid) value = *reinterpret_cast<const uint4*>(row_ptr(first + r) + c);
-    *reinterpret_cast<uint4*>(tile + r * FlashSmem<D>::kLdT + c) = value;
+    *reinterpret_cast<uint4*>(tile + r * (D + 8) + c) = value;
   }
 }
 
-template <class T, int D>
+template <class T, int D, int kKeys>
 __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(AttentionArgs<T> a, const DeviceStatusWord* status) {
   using namespace nvcuda;
   using W = typename WmmaType<T>::type;
-  using Smem = FlashSmem<D>;
+  using Smem = FlashSmem<D, kKeys>;
+  constexpr int kHalf = kKeys / 2;  // columns of the step each lane of a pair owns
   if (status->code != 0) return;
   extern __shared__ __align__(128) unsigned char smem[];  // WMMA pointers need 32-byte alignment
   T* qs = reinterpret_cast<T*>(smem);
-  T* ks = reinterpret_cast<T*>(smem + Smem::kTile);
-  T* vs = reinterpret_cast<T*>(smem + 2 * Smem::kTile);
+  T* ks = reinterpret_cast<T*>(smem + Smem::kTileQ);
+  T* vs = reinterpret_cast<T*>(smem + Smem::kTileQ + Smem::kTileKV);
+  unsigned char* warp_area = smem + Smem::kTileQ + 2 * Smem::kTileKV;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* s_w = reinterpret_cast<float*>(smem + 3 * Smem::kTile) + warp * 16 * Smem::kLdS;
-  T* p_w = reinterpret_cast<T*>(smem + 3 * Smem::kTile + Smem::kS) + warp * 16 * Smem::kLdP;
-  float* o_w = reinterpret_cast<float*>(smem + 3 * Smem::kTile + Smem::kS + Smem::kP) + warp * 16 * Smem::kLdO;
+  float* s_w = reinterpret_cast<float*>(warp_area) + warp * 16 * Smem::kLdS;
+  T* p_w = reinterpret_cast<T*>(warp_area + Smem::kS) + warp * 16 * Smem::kLdP;
+  float* o_w = reinterpret_cast<float*>(warp_area + Smem::kS + Smem::kP) + warp * 16 * Smem::kLdO;
 
   const int64_t H = a.q.extents[2], group = H / a.k.num_heads;
   const int64_t b = blockIdx.z, h = blockIdx.y, g = h / group, row0 = int64_t(blockIdx.x) * kFlashRows;
@@ -247,22 +254,22 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
   const float scale = attention_scale(a.scale, D);
   constexpr float kLog2e = 1.4426950408889634f;
 
-  load_tile<T, D>(qs, row0, q_len, [&](int64_t i) { return &a.q(b, i, h, 0); });
+  load_tile<T, D, kFlashRows>(qs, row0, q_len, [&](int64_t i) { return &a.q(b, i, h, 0); });
   for (int e = lane; e < 16 * Smem::kLdO; e += 32) o_w[e] = 0.0f;
-  // Lane pair (2r, 2r+1) owns row r of the warp's 16 rows, columns [32 * (lane & 1), +32).
+  // Lane pair (2r, 2r+1) owns row r of the warp's 16 rows, columns [kHalf * (lane & 1), +kHalf).
   const int r = lane / 2, half = lane % 2;
   const int64_t my_row = row0 + warp * 16 + r;
   const int64_t my_last = offset + my_row;  // last key this row sees
   float m_run = -num::kInfinity, l_run = 0.0f;
 
-  for (int64_t t0 = 0; t0 < kv_end; t0 += kFlashKeys) {
+  for (int64_t t0 = 0; t0 < kv_end; t0 += kKeys) {
     __syncthreads();  // the previous step is done with ks/vs
-    load_tile<T, D>(ks, t0, kv_end, [&](int64_t j) { return a.k.token(b, j, g); });
-    load_tile<T, D>(vs, t0, kv_end, [&](int64_t j) { return a.v.token(b, j, g); });
+    load_tile<T, D, kKeys>(ks, t0, kv_end, [&](int64_t j) { return a.k.token(b, j, g); });
+    load_tile<T, D, kKeys>(vs, t0, kv_end, [&](int64_t j) { return a.v.token(b, j, g); });
     __syncthreads();
 
-    // S = Q_w K^T for this warp's 16 rows and the 64 keys.
-    for (int nt = 0; nt < kFlashKeys / 16; ++nt) {
+    // S = Q_w K^T for this warp's 16 rows and the step's keys.
+    for (int nt = 0; nt < kKeys / 16; ++nt) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::fill_fragment(acc, 0.0f);
       for (int kk = 0; kk < D / 16; ++kk) {
@@ -276,9 +283,9 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
     }
     __syncwarp();
 
-    // Online softmax for row r over this lane's 32 columns, combined with the partner lane.
+    // Online softmax for row r over this lane's columns, combined with the partner lane.
     float tile_max = -num::kInfinity;
-    for (int c = half * 32; c < half * 32 + 32; ++c) {
+    for (int c = half * kHalf; c < half * kHalf + kHalf; ++c) {
       const int64_t j = t0 + c;
       const bool visible = my_row < q_len && j <= my_last;
       const float x = visible ? s_w[r * Smem::kLdS + c] * scale : -num::kInfinity;
@@ -290,7 +297,7 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
     const bool none = m_new == -num::kInfinity;  // nothing visible yet: keep everything at zero
     const float alpha = none ? 1.0f : exp2f((m_run - m_new) * kLog2e);
     float sum = 0.0f;
-    for (int c = half * 32; c < half * 32 + 32; ++c) {
+    for (int c = half * kHalf; c < half * kHalf + kHalf; ++c) {
       const float e = none ? 0.0f : exp2f((s_w[r * Smem::kLdS + c] - m_new) * kLog2e);
       const T pe = num::from_f32<T>(e);
       p_w[r * Smem::kLdP + c] = pe;
@@ -306,7 +313,7 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
     for (int dt = 0; dt < D / 16; ++dt) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::load_matrix_sync(acc, o_w + dt * 16, Smem::kLdO, wmma::mem_row_major);
-      for (int kk = 0; kk < kFlashKeys / 16; ++kk) {
+      for (int kk = 0; kk < kKeys / 16; ++kk) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fa;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::row_major> fb;
         wmma::load_matrix_sync(fa, reinterpret_cast<const W*>(p_w + kk * 16), Smem::kLdP);
@@ -322,33 +329,84 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
       a.out(b, my_row, h, d) = num::from_f32<T>(o_w[r * Smem::kLdO + d] / l_run);
 }
 
-template <class T, int D>
+template <class T, int D, int kKeys>
 Status launch_flash(const AttentionArgs<T>& a, const DeviceStatusWord* status, cudaStream_t stream) {
-  constexpr std::size_t bytes = FlashSmem<D>::kBytes;
-  PD_CUDA_TRY(cudaFuncSetAttribute(attention_flash_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  constexpr std::size_t bytes = FlashSmem<D, kKeys>::kBytes;
+  PD_CUDA_TRY(cudaFuncSetAttribute(attention_flash_kernel<T, D, kKeys>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   int(bytes)));
   const dim3 grid(unsigned((a.q.extents[1] + kFlashRows - 1) / kFlashRows), unsigned(a.q.extents[2]), unsigned(a.q.extents[0]));
-  attention_flash_kernel<T, D><<<grid, kFlashThreads, bytes, stream>>>(a, status);
+  attention_flash_kernel<T, D, kKeys><<<grid, kFlashThreads, bytes, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
 
-enum class Kernel { kExact, kSplit, kFlash };
-
 template <class T>
-Kernel choose_kernel(const AttentionArgs<T>& a) {
-  if (a.algo == AttentionAlgo::kExact) return Kernel::kExact;
-  const int64_t n = a.q.extents[1], D = a.q.extents[3];
-  if (n <= kDecodeRows) return Kernel::kSplit;
-  const bool tensor_cores = !std::is_same<T, float>::value && (D == 64 || D == 96 || D == 128);
-  return tensor_cores ? Kernel::kFlash : Kernel::kExact;
+Status launch_attention_flash(const AttentionArgs<T>& a, int keys, const DeviceStatusWord* status, cudaStream_t stream) {
+  if constexpr (std::is_same<T, float>::value) {
+    return Status(StatusCode::kInternal, "attention: no flash kernel for f32");
+  } else {
+    const int64_t D = a.q.extents[3];
+    if (keys == 64) {
+      if (D == 64) return launch_flash<T, 64, 64>(a, status, stream);
+      if (D == 96) return launch_flash<T, 96, 64>(a, status, stream);
+      return launch_flash<T, 128, 64>(a, status, stream);
+    }
+    if (D == 64) return launch_flash<T, 64, 32>(a, status, stream);
+    if (D == 96) return launch_flash<T, 96, 32>(a, status, stream);
+    return launch_flash<T, 128, 32>(a, status, stream);
+  }
 }
 
-int64_t split_count(int64_t max_kv_len) { return max_kv_len < 1 ? 1 : (max_kv_len + kSplitKeys - 1) / kSplitKeys; }
+//! The Tier B kernel: one block per (request, row, head), the rows looped over a capped grid.
+template <class T>
+Status launch_attention_exact(const AttentionArgs<T>& a, const DeviceStatusWord* status, cudaStream_t stream) {
+  const int64_t rows = a.q.extents[0] * a.q.extents[1] * a.q.extents[2];
+  attention_exact_kernel<T><<<capped_blocks(rows), kReduceThreads, 0, stream>>>(a, status);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
+}
+
+enum class AttentionKernel { kExact, kSplit, kFlash };
+
+//! Which kernel runs `a` on the current device, and the flash tile's keys per step.
+struct AttentionPlan {
+  AttentionKernel kernel = AttentionKernel::kExact;
+  int flash_keys = 0;
+};
+
+//! kFast with at most kDecodeRows rows: split-KV (needs no device query).
+template <class T>
+bool uses_split_kv(const AttentionArgs<T>& a) {
+  return a.algo == AttentionAlgo::kFast && a.q.extents[1] <= kDecodeRows;
+}
+
+//! kFast prefill of bf16/f16 at head dims 64, 96, 128 runs the flash kernel when one of its tiles
+//! fits the shared memory a block of the current device may opt into; otherwise (f32, other head
+//! dims, no tile fits) the exact kernel.
+template <class T>
+Status plan_attention_kernel(const AttentionArgs<T>& a, AttentionPlan* plan) {
+  *plan = AttentionPlan{};
+  if (a.algo == AttentionAlgo::kExact) return Status::ok();
+  if (uses_split_kv(a)) {
+    plan->kernel = AttentionKernel::kSplit;
+    return Status::ok();
+  }
+  const int64_t D = a.q.extents[3];
+  if (std::is_same<T, float>::value || (D != 64 && D != 96 && D != 128)) return Status::ok();
+  int device = 0, optin = 0;
+  PD_CUDA_TRY(cudaGetDevice(&device));
+  PD_CUDA_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  plan->flash_keys = flash_keys_for(int(D), std::size_t(optin));
+  if (plan->flash_keys > 0) plan->kernel = AttentionKernel::kFlash;
+  return Status::ok();
+}
+
+inline int64_t split_count(int64_t max_kv_len) { return max_kv_len < 1 ? 1 : (max_kv_len + kSplitKeys - 1) / kSplitKeys; }
 
 template <class T>
-SplitBuffers plan_attention(const AttentionArgs<T>& a, WorkspacePlanner& planner) {
+SplitBuffers plan_split_buffers(const AttentionArgs<T>& a, WorkspacePlanner& planner) {
   SplitBuffers buf;
-  if (choose_kernel(a) != Kernel::kSplit) return buf;
+  if (!uses_split_kv(a)) return buf;
   const int64_t rows = a.q.extents[0] * a.q.extents[1] * a.q.extents[2] * split_count(a.max_kv_len);
   buf.o = planner.take<float>(std::size_t(rows * a.q.extents[3]));
   buf.m = planner.take<float>(std::size_t(rows));
@@ -356,67 +414,68 @@ SplitBuffers plan_attention(const AttentionArgs<T>& a, WorkspacePlanner& planner
   return buf;
 }
 
-}  // namespace
+template <class T>
+Status launch_attention_split(const AttentionArgs<T>& a, const SplitBuffers& buf, const DeviceStatusWord* status,
+                              cudaStream_t stream) {
+  const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2], splits = split_count(a.max_kv_len);
+  attention_split_kernel<T><<<dim3(unsigned(splits), unsigned(n * H), unsigned(B)), kSplitThreads, 0, stream>>>(a, buf, splits,
+                                                                                                          status);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  attention_combine_kernel<T><<<dim3(unsigned(n * H), unsigned(B)), 128, 0, stream>>>(a, buf, splits, status);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
+}
+
+//! Grid limits of the kernel `plan` chose.
+template <class T>
+Status check_attention_grid(const AttentionArgs<T>& a, const AttentionPlan& plan) {
+  const int64_t B = a.q.extents[0], rows_heads = a.q.extents[1] * a.q.extents[2];
+  if (B > kMaxGridYZ || (plan.kernel == AttentionKernel::kSplit && rows_heads > kMaxGridYZ) ||
+      (plan.kernel == AttentionKernel::kFlash && a.q.extents[2] > kMaxGridYZ))
+    return Status(StatusCode::kUnsupported, "attention: batch %lld or rows x heads %lld exceed the grid limits", (long long)B,
+                  (long long)rows_heads);
+  return Status::ok();
+}
+
+}  // namespace detail
 
 template <class T>
 Status Attention<T>::can_implement(const AttentionArgs<T>& a) noexcept {
   PD_RETURN_IF_ERROR(promptdistill::detail::check_attention(a));
-  const int64_t B = a.q.extents[0], rows_heads = a.q.extents[1] * a.q.extents[2];
-  const Kernel kernel = choose_kernel(a);
-  if (B > 65535 || (kernel == Kernel::kSplit && rows_heads > 65535) || (kernel == Kernel::kFlash && a.q.extents[2] > 65535))
-    return Status(StatusCode::kUnsupported, "attention: batch %lld or rows x heads %lld exceed the grid limits", (long long)B,
-                  (long long)rows_heads);
-  return Status::ok();
+  detail::AttentionPlan plan;
+  PD_RETURN_IF_ERROR(detail::plan_attention_kernel(a, &plan));
+  return detail::check_attention_grid(a, plan);
 }
 
 template <class T>
 std::size_t Attention<T>::workspace_size(const AttentionArgs<T>& a) noexcept {
   WorkspacePlanner planner;
   promptdistill::detail::take_status(planner);
-  plan_attention(a, planner);
+  detail::plan_split_buffers(a, planner);
   return planner.bytes_needed();
 }
 
 template <class T>
 Status Attention<T>::run(const AttentionArgs<T>& a, Workspace ws, Stream stream) noexcept {
-  PD_RETURN_IF_ERROR(can_implement(a));
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_attention(a));
+  detail::AttentionPlan plan;
+  PD_RETURN_IF_ERROR(detail::plan_attention_kernel(a, &plan));
+  PD_RETURN_IF_ERROR(detail::check_attention_grid(a, plan));
   WorkspacePlanner planner(ws);
-  DeviceStatusWord* status = promptdistill::detail::take_status(planner);
-  const SplitBuffers buf = plan_attention(a, planner);
+  detail::DeviceStatusWord* status = promptdistill::detail::take_status(planner);
+  const detail::SplitBuffers buf = detail::plan_split_buffers(a, planner);
   PD_RETURN_IF_ERROR(planner.status());
   PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
-  const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
+  const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2];
   if (B * n * H == 0) return Status::ok();
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(AttentionCheck<T>{a}, B, status, stream));
-  switch (choose_kernel(a)) {
-    case Kernel::kExact: {
-      const int64_t rows = B * n * H;
-      attention_exact_kernel<T><<<unsigned(rows < 65535 * 32 ? rows : 65535 * 32), detail::kReduceThreads, 0, stream>>>(a, status);
-      PD_CUDA_CHECK_LAUNCH(stream);
-      return Status::ok();
-    }
-    case Kernel::kSplit: {
-      const int64_t splits = split_count(a.max_kv_len);
-      attention_split_kernel<T><<<dim3(unsigned(splits), unsigned(n * H), unsigned(B)), kSplitThreads, 0, stream>>>(a, buf, splits, status);
-      PD_CUDA_CHECK_LAUNCH(stream);
-      attention_combine_kernel<T><<<dim3(unsigned(n * H), unsigned(B)), 128, 0, stream>>>(a, buf, splits, status);
-      PD_CUDA_CHECK_LAUNCH(stream);
-      return Status::ok();
-    }
-    case Kernel::kFlash:
-      if constexpr (!std::is_same<T, float>::value) {
-        if (D == 64) return launch_flash<T, 64>(a, status, stream);
-        if (D == 96) return launch_flash<T, 96>(a, status, stream);
-        return launch_flash<T, 128>(a, status, stream);
-      }
-      break;
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::AttentionCheck<T>{a}, B, status, stream));
+  switch (plan.kernel) {
+    case detail::AttentionKernel::kExact: return detail::launch_attention_exact(a, status, stream);
+    case detail::AttentionKernel::kSplit: return detail::launch_attention_split(a, buf, status, stream);
+    case detail::AttentionKernel::kFlash: return detail::launch_attention_flash(a, plan.flash_keys, status, stream);
   }
   return Status(StatusCode::kInternal, "attention: no kernel chosen");
 }
-
-template struct Attention<float>;
-template struct Attention<f16>;
-template struct Attention<bf16>;
 
 }  // namespace cuda
 }  // namespace promptdistill

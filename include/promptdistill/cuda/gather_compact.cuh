@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
 //! Gather of rows, position remap, and in-place KV-cache compaction (Tier A: pure data movement).
 //!
 //! In-place compaction without races: within a request and head the kept indices are strictly
@@ -11,13 +13,15 @@
 //! written), never of a later chunk (their sources are >= their own slots > s). Different blocks
 //! touch disjoint memory: another head, the other cache, or another request's pages (requests
 //! must not share pages; copy-on-write shared prefix pages before compacting).
+//!
+//! Kernels, launchers, `cuda::Gather<T>` and `cuda::CompactKv<T>` (instantiated in
+//! cuda/gather_compact_instances.cu) and the body of `cuda::RemapPositions` (`run_remap`).
 
-#include "cuda/launch.cuh"
+#include "promptdistill/cuda/launch.cuh"
 
 namespace promptdistill {
 namespace cuda {
 namespace detail {
-namespace {
 
 constexpr int kGatherThreads = 128;
 constexpr int kCompactThreads = 128;
@@ -33,7 +37,8 @@ __global__ void gather_rows_kernel(GatherArgs<T> a, const DeviceStatusWord* stat
   }
 }
 
-__global__ void remap_positions_kernel(RemapPositionsArgs a, const DeviceStatusWord* status) {
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) remap_positions_kernel(RemapPositionsArgs a, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   const int64_t R = a.indices.extents[1], row = blockIdx.y, b = row / R, r = row % R;
   const bool lookup = a.mode == PositionMode::kOriginal && a.positions_in.data != nullptr;
@@ -77,9 +82,7 @@ __global__ void __launch_bounds__(kCompactThreads) compact_kv_kernel(CompactKvAr
 template <class T>
 struct GatherRequestCheck {
   GatherArgs<T> a;
-  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
-    promptdistill::detail::count_ok(a.counts, b, 0, a.dst.extents[1] < a.indices.extents[2] ? a.dst.extents[1] : a.indices.extents[2], w);
-  }
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::gather_request_ok(a, b, w); }
 };
 struct RemapRequestCheck {
   RemapPositionsArgs a;
@@ -100,32 +103,73 @@ struct CompactRequestCheck {
   }
 };
 
-}  // namespace
+//! Grid limits: gather and remap put requests (rows) along y, compaction (request, head) along x.
+template <class T>
+Status check_gather_grid(const GatherArgs<T>& a) {
+  if (a.src.extents[0] > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "gather: batch %lld exceeds the grid limit %lld", (long long)a.src.extents[0],
+                  (long long)kMaxGridYZ);
+  return Status::ok();
+}
+inline Status check_remap_grid(const RemapPositionsArgs& a) {
+  const int64_t rows = a.indices.extents[0] * a.indices.extents[1];
+  if (rows > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "remap: %lld rows exceed the grid limit %lld", (long long)rows,
+                  (long long)kMaxGridYZ);
+  return Status::ok();
+}
+template <class T>
+Status check_compact_grid(const CompactKvArgs<T>& a) {
+  if (a.k.batch * a.k.num_heads > kMaxGridX)
+    return Status(StatusCode::kUnsupported, "compaction: batch x heads = %lld exceeds the grid limit",
+                  (long long)(a.k.batch * a.k.num_heads));
+  return Status::ok();
+}
 
 template <class T>
 Status launch_gather(const GatherArgs<T>& a, const DeviceStatusWord* status, cudaStream_t stream) {
   const int64_t B = a.src.extents[0], cap = a.indices.extents[2];
   if (B == 0 || cap == 0) return Status::ok();
-  if (B > 65535) return Status(StatusCode::kUnsupported, "gather: batch above 65535");
-  gather_rows_kernel<<<dim3(unsigned(cap < 65535 ? cap : 65535), unsigned(B)), kGatherThreads, 0, stream>>>(a, status);
+  PD_RETURN_IF_ERROR(check_gather_grid(a));
+  gather_rows_kernel<<<dim3(capped_blocks(cap), unsigned(B)), kGatherThreads, 0, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
 
-Status launch_remap(const RemapPositionsArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
+inline Status launch_remap(const RemapPositionsArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
+  constexpr int kThreads = 256;
   const int64_t rows = a.indices.extents[0] * a.indices.extents[1];
   if (rows == 0 || a.indices.extents[2] == 0) return Status::ok();
-  if (rows > 65535) return Status(StatusCode::kUnsupported, "remap: more than 65535 rows");
-  remap_positions_kernel<<<dim3(blocks_for(a.indices.extents[2], 256), unsigned(rows)), 256, 0, stream>>>(a, status);
+  PD_RETURN_IF_ERROR(check_remap_grid(a));
+  remap_positions_kernel<kThreads>
+      <<<dim3(blocks_for(a.indices.extents[2], kThreads), unsigned(rows)), kThreads, 0, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
+}
+
+inline Status can_implement_remap(const RemapPositionsArgs& a) {
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_remap(a));
+  return check_remap_grid(a);
+}
+inline Status run_remap(const RemapPositionsArgs& a, Workspace ws, Stream stream) {
+  PD_RETURN_IF_ERROR(can_implement_remap(a));
+  DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(begin_status_only_run(ws, stream, &status));
+  PD_RETURN_IF_ERROR(launch_validate_requests(RemapRequestCheck{a}, a.indices.extents[0], status, stream));
+  if (a.mode == PositionMode::kOriginal) {
+    const int64_t limit = a.positions_in.data != nullptr ? a.positions_in.extents[1] : INT32_MAX;
+    PD_RETURN_IF_ERROR(launch_validate_indices(a.indices, a.counts, nullptr, limit, false, status, stream));
+  }
+  return launch_remap(a, status, stream);
 }
 
 }  // namespace detail
 
-
 template <class T>
-Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept { return promptdistill::detail::check_gather(a); }
+Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_gather(a));
+  return detail::check_gather_grid(a);
+}
 template <class T>
 std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
 template <class T>
@@ -138,22 +182,11 @@ Status Gather<T>::run(const GatherArgs<T>& a, Workspace ws, Stream stream) noexc
   return detail::launch_gather(a, status, stream);
 }
 
-Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { return promptdistill::detail::check_remap(a); }
-std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
-Status RemapPositions::run(const RemapPositionsArgs& a, Workspace ws, Stream stream) noexcept {
-  PD_RETURN_IF_ERROR(can_implement(a));
-  detail::DeviceStatusWord* status = nullptr;
-  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::RemapRequestCheck{a}, a.indices.extents[0], status, stream));
-  if (a.mode == PositionMode::kOriginal) {
-    const int64_t limit = a.positions_in.data != nullptr ? a.positions_in.extents[1] : INT32_MAX;
-    PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, nullptr, limit, false, status, stream));
-  }
-  return detail::launch_remap(a, status, stream);
-}
-
 template <class T>
-Status CompactKv<T>::can_implement(const CompactKvArgs<T>& a) noexcept { return promptdistill::detail::check_compact(a); }
+Status CompactKv<T>::can_implement(const CompactKvArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_compact(a));
+  return detail::check_compact_grid(a);
+}
 template <class T>
 std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>& a) noexcept {
   WorkspacePlanner planner;
@@ -169,7 +202,6 @@ Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace ws, Stream stream)
   int32_t* lengths = planner.take<int32_t>(std::size_t(a.k.batch));
   PD_RETURN_IF_ERROR(planner.status());
   const int64_t B = a.k.batch, H = a.k.num_heads;
-  if (B * H > 2147483647) return Status(StatusCode::kUnsupported, "compaction: batch x heads too large");
   PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::CompactRequestCheck<T>{a, lengths}, B, status, stream));
   PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, lengths, 0, true, status, stream));
@@ -178,19 +210,6 @@ Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace ws, Stream stream)
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
-
-template struct Gather<float>;
-template struct Gather<f16>;
-template struct Gather<bf16>;
-template struct Gather<int32_t>;
-template struct CompactKv<float>;
-template struct CompactKv<f16>;
-template struct CompactKv<bf16>;
-#define PD_INSTANTIATE_GATHER(T) \
-  template Status detail::launch_gather<T>(const GatherArgs<T>&, const DeviceStatusWord*, cudaStream_t);
-PD_INSTANTIATE_GATHER(float)
-PD_INSTANTIATE_GATHER(f16)
-PD_INSTANTIATE_GATHER(bf16)
 
 }  // namespace cuda
 }  // namespace promptdistill

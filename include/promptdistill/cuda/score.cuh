@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! Scoring kernels. Every formula and reduction order is the one documented in selector.h and
+#pragma once
+//! @file
+//! Scoring kernels, their launcher and `cuda::Score<T>` (instantiated for float, f16 and bf16 in
+//! cuda/score_instances.cu). Every formula and reduction order is the one documented in selector.h and
 //! followed by cpu_reference/score_ref.cpp; the scores are compared bit for bit (Tier B).
 //!
 //! - PromptDistill / GemFilter: one thread per key j computes all H head logits against the
@@ -13,13 +16,12 @@
 //!   rows streamed through shared memory in tiles. Logits are recomputed rather than stored, so no
 //!   rows x L (for H2O: L x L) matrix ever exists.
 
-#include "cuda/launch.cuh"
-#include "cuda/reduce.cuh"
+#include "promptdistill/cuda/launch.cuh"
+#include "promptdistill/cuda/reduce.cuh"
 
 namespace promptdistill {
 namespace cuda {
 namespace detail {
-namespace {
 
 constexpr int kScoreThreads = 256;
 constexpr int kColumnThreads = 128;
@@ -93,39 +95,43 @@ __global__ void softmax_column_sums_kernel(ScoreArgs<T> a, float sqrt_d, const f
   extern __shared__ float tile[];  // kQueryTile * D query values, then max and sum per tile row
   const int64_t rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3], G = H / a.k.num_heads;
   const int64_t h = blockIdx.y, b = blockIdx.z, L = a.lengths[b];
-  const int64_t j0 = int64_t(blockIdx.x) * blockDim.x, j = j0 + threadIdx.x;
-  if (j0 >= L) return;
   float* tile_max = tile + kQueryTile * D;
   float* tile_sum = tile_max + kQueryTile;
-  // First row whose position can reach this block's keys (pos_i >= j0).
-  const int64_t first_row = a.method == Method::kSnapKV ? (L - rows > j0 ? 0 : j0 - (L - rows)) : j0;
-  const int64_t last_row = a.method == Method::kSnapKV ? rows : L;  // exclusive
-  float acc = 0.0f;
-  for (int64_t t0 = first_row; t0 < last_row; t0 += kQueryTile) {
-    const int64_t n = last_row - t0 < kQueryTile ? last_row - t0 : kQueryTile;
-    for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x)
-      tile[e] = num::to_f32(a.q(b, t0 + e / D, h, e % D));
-    if (threadIdx.x < n) {
-      tile_max[threadIdx.x] = row_max[(b * H + h) * rows + t0 + threadIdx.x];
-      tile_sum[threadIdx.x] = row_sum[(b * H + h) * rows + t0 + threadIdx.x];
-    }
-    __syncthreads();
-    if (j < L) {
-      const T* key = a.k.token(b, j, h / G);
-      for (int64_t u = 0; u < n; ++u) {
-        const int64_t pos = query_position(a.method, L, rows, t0 + u);
-        if (pos < j) continue;
-        const float z = num::div(dot_row(tile + u * D, key, int(D)), sqrt_d);
-        acc = num::add(acc, num::div(num::exp_f32(num::sub(z, tile_max[u])), tile_sum[u]));
+  // Grid-stride over blocks of keys (the grid is capped): j0 is uniform across the block, so the
+  // barriers below are reached by every thread.
+  for (int64_t j0 = int64_t(blockIdx.x) * blockDim.x; j0 < L; j0 += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = j0 + threadIdx.x;
+    // First row whose position can reach this block's keys (pos_i >= j0).
+    const int64_t first_row = a.method == Method::kSnapKV ? (L - rows > j0 ? 0 : j0 - (L - rows)) : j0;
+    const int64_t last_row = a.method == Method::kSnapKV ? rows : L;  // exclusive
+    float acc = 0.0f;
+    for (int64_t t0 = first_row; t0 < last_row; t0 += kQueryTile) {
+      const int64_t n = last_row - t0 < kQueryTile ? last_row - t0 : kQueryTile;
+      for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x)
+        tile[e] = num::to_f32(a.q(b, t0 + e / D, h, e % D));
+      if (threadIdx.x < n) {
+        tile_max[threadIdx.x] = row_max[(b * H + h) * rows + t0 + threadIdx.x];
+        tile_sum[threadIdx.x] = row_sum[(b * H + h) * rows + t0 + threadIdx.x];
       }
+      __syncthreads();
+      if (j < L) {
+        const T* key = a.k.token(b, j, h / G);
+        for (int64_t u = 0; u < n; ++u) {
+          const int64_t pos = query_position(a.method, L, rows, t0 + u);
+          if (pos < j) continue;
+          const float z = num::div(dot_row(tile + u * D, key, int(D)), sqrt_d);
+          acc = num::add(acc, num::div(num::exp_f32(num::sub(z, tile_max[u])), tile_sum[u]));
+        }
+      }
+      __syncthreads();
     }
-    __syncthreads();
+    if (j < L) {
+      if (a.grouping == HeadGrouping::kPerQueryHead)
+        a.scores(b, h, j) = acc;
+      else
+        head_scores[(b * H + h) * a.scores.extents[2] + j] = acc;
+    }
   }
-  if (j >= L) return;
-  if (a.grouping == HeadGrouping::kPerQueryHead)
-    a.scores(b, h, j) = acc;
-  else
-    head_scores[(b * H + h) * a.scores.extents[2] + j] = acc;
 }
 
 //! Per KV group: mean of the group's query-head rows, summed in ascending head order.
@@ -147,7 +153,24 @@ struct ScoreRequestCheck {
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::score_request_ok(a, b, w); }
 };
 
-}  // namespace
+//! The launch shapes of the scoring kernels fit the grid: the batch (gridDim.y or z) and, for
+//! SnapKV/H2O, the heads (gridDim.y) and batch x KV heads (the group mean's gridDim.y) at most
+//! 65535, and the query rows (gridDim.x of the row statistics) at most 2^31 - 1. Keys need no
+//! limit (the kernels loop over them). kUnsupported otherwise.
+inline Status check_score_grid(Method method, HeadGrouping grouping, int64_t batch, int64_t query_rows, int64_t heads,
+                        int64_t kv_heads) {
+  if (batch > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "score: batch %lld exceeds the grid limit %lld", (long long)batch,
+                  (long long)kMaxGridYZ);
+  if (method != Method::kSnapKV && method != Method::kH2O) return Status::ok();
+  if (heads > kMaxGridYZ || query_rows > kMaxGridX)
+    return Status(StatusCode::kUnsupported, "score: %lld query heads or %lld query rows exceed the grid limits", (long long)heads,
+                  (long long)query_rows);
+  if (grouping == HeadGrouping::kPerKvGroup && batch * kv_heads > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "score: batch x KV heads = %lld exceeds the grid limit %lld",
+                  (long long)(batch * kv_heads), (long long)kMaxGridYZ);
+  return Status::ok();
+}
 
 template <class T>
 Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuffers& buf,
@@ -155,6 +178,7 @@ Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuf
   const int64_t B = a.q.extents[0], rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
   const int64_t N = a.scores.extents[2];
   if (B == 0 || N == 0) return Status::ok();
+  PD_RETURN_IF_ERROR(check_score_grid(a.method, a.grouping, B, rows, H, a.k.num_heads));
   const float sqrt_d = num::sqrt(float(D));
   if (a.method == Method::kPromptDistill || a.method == Method::kGemFilter) {
     const dim3 grid(blocks_for(N, kScoreThreads), unsigned(B));
@@ -162,7 +186,6 @@ Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuf
     PD_CUDA_CHECK_LAUNCH(stream);
     return Status::ok();
   }
-  if (B > 65535 || H > 65535 || rows > 2147483647) return Status(StatusCode::kUnsupported, "batch or heads too large for the grid");
   softmax_row_stats_kernel<<<dim3(unsigned(rows), unsigned(H), unsigned(B)), kReduceThreads,
                              std::size_t(D) * sizeof(float), stream>>>(a, sqrt_d, buf.row_max, buf.row_sum, status);
   PD_CUDA_CHECK_LAUNCH(stream);
@@ -182,7 +205,8 @@ Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuf
 
 template <class T>
 Status Score<T>::can_implement(const ScoreArgs<T>& a) noexcept {
-  return promptdistill::detail::check_score(a);
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_score(a));
+  return detail::check_score_grid(a.method, a.grouping, a.q.extents[0], a.q.extents[1], a.q.extents[2], a.k.num_heads);
 }
 template <class T>
 std::size_t Score<T>::workspace_size(const ScoreArgs<T>& a) noexcept {
@@ -202,16 +226,6 @@ Status Score<T>::run(const ScoreArgs<T>& a, Workspace ws, Stream stream) noexcep
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ScoreRequestCheck<T>{a}, a.q.extents[0], status, stream));
   return detail::launch_score(a, buffers, status, stream);
 }
-
-template struct Score<float>;
-template struct Score<f16>;
-template struct Score<bf16>;
-template Status detail::launch_score<float>(const ScoreArgs<float>&, const promptdistill::detail::ScoreBuffers&,
-                                            const DeviceStatusWord*, cudaStream_t);
-template Status detail::launch_score<f16>(const ScoreArgs<f16>&, const promptdistill::detail::ScoreBuffers&,
-                                          const DeviceStatusWord*, cudaStream_t);
-template Status detail::launch_score<bf16>(const ScoreArgs<bf16>&, const promptdistill::detail::ScoreBuffers&,
-                                           const DeviceStatusWord*, cudaStream_t);
 
 }  // namespace cuda
 }  // namespace promptdistill
