@@ -95,10 +95,21 @@ int run_grid(const Args& a, const std::string& kind) {
       if (Status e = m.tokenizer.encode(ep.text, &p.ids); !e) fail_status(e);
       for (const auto& method : methods) {
         const bool full = method == "full";
-        for (int64_t budget : full ? std::vector<int64_t>{0} : budgets) {
+        const std::vector<int64_t> case_budgets = full ? std::vector<int64_t>{0} : budgets;
+        // On the CPU a budget sweep shares one prefill (ref::Session::prefill_sweep: the same
+        // results as one prefill per budget); the CUDA session runs each budget.
+        const bool sweep = !full && backend == "cpu" && case_budgets.size() > 1;
+        std::vector<RunOutput> runs;
+        if (sweep) {
+          for (int64_t budget : case_budgets)
+            if (Status v = with_budget(a, method, budget).validate(m.weights.config, int64_t(p.ids.size())); !v) fail_status(v);
+          runs = run_sweep(m, p, with_budget(a, method, case_budgets[0]), case_budgets, max_new, a.flag("ignore-eos"));
+        }
+        for (std::size_t index = 0; index < case_budgets.size(); ++index) {
+          const int64_t budget = case_budgets[index];
           const PipelineConfig c = with_budget(a, method, budget);
           if (Status v = c.validate(m.weights.config, int64_t(p.ids.size())); !v) fail_status(v);
-          const RunOutput r = run_one(m, p, c, max_new, backend, get(a, "dtype", ""), a.flag("ignore-eos"));
+          const RunOutput r = sweep ? runs[index] : run_one(m, p, c, max_new, backend, get(a, "dtype", ""), a.flag("ignore-eos"));
           nlohmann::json j;
           j["task"] = kind;
           j["method"] = method;
@@ -113,6 +124,7 @@ int run_grid(const Args& a, const std::string& kind) {
           j["generated"] = r.text;
           j["correct"] = answer_contains(r.text, ep.expected);
           j["ttft_ms"] = r.prefill.ttft_ms;
+          if (sweep) j["prefill_shared"] = true;  // ttft_ms: the shared prefill's time + this budget's own
           j["retained"] = r.prefill.retained;
           j["kept_ratio"] = kept_ratio(r);
           emit(out, j);

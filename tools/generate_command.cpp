@@ -254,6 +254,23 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
   return out;
 }
 
+std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const PipelineConfig& config,
+                                 const std::vector<int64_t>& budgets, int64_t max_new, bool ignore_eos) {
+  const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
+  std::vector<RunOutput> outputs(budgets.size());
+  ref::Session session(&m.weights);
+  const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
+    RunOutput& out = outputs[i];
+    out.prefill = result;
+    PD_RETURN_IF_ERROR(session.generate(result.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token));
+    out.memory_kind = "resident";  // one process serves every budget: no peak of its own
+    if (m.has_tokenizer) m.tokenizer.decode(out.generated, &out.text, /*skip_special=*/true);
+    return Status::ok();
+  });
+  if (!s) fail_status(s);
+  return outputs;
+}
+
 namespace {
 std::string join(const std::vector<int64_t>& v) {
   std::string s;

@@ -46,6 +46,11 @@ promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& m
 //! token, which is kept in the output as the reference generation loops keep it).
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& c, int64_t max_new,
                   const std::string& backend, const std::string& dtype = "", bool ignore_eos = false);
+//! One CPU prefill shared by every budget of a sweep (ref::Session::prefill_sweep), then each
+//! budget's greedy decode: what run_one gives for each budget, with ttft_ms the shared prefill's
+//! time plus the budget's own. `config` carries the method and every option but the budget.
+std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& config,
+                                 const std::vector<int64_t>& budgets, int64_t max_new, bool ignore_eos);
 //! Exits with an error line when an option is given that none of `methods` reads.
 void reject_inapplicable(const Args& a, const std::vector<std::string>& methods);
 //! `promptdistill eval passkey|needle|longbench`.
