@@ -35,7 +35,11 @@ def is_torch(x):
 def as_array(x, name):
     """NumPy arrays and PyTorch tensors as they are; any other DLPack producer (CuPy, JAX, ...) as a
     NumPy array (host memory) or a PyTorch tensor (device memory), without a copy."""
-    if isinstance(x, np.ndarray) or is_torch(x):
+    if isinstance(x, np.ndarray):
+        if x.dtype.hasobject or not x.dtype.isnative:
+            raise Error(f"{name} has dtype {x.dtype}; pass native-endian numeric arrays", "unsupported")
+        return x
+    if is_torch(x):
         return x
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
         if x.__dlpack_device__()[0] == 1:  # kDLCPU
@@ -57,6 +61,9 @@ def same_kind(reference, x, name, reference_name):
         kinds = ("a PyTorch tensor", "a NumPy array")
         raise Error(f"{name} is {kinds[not is_torch(x)]} but {reference_name} is {kinds[not is_torch(reference)]}: "
                     "pass the arrays of one call from one library")
+    if is_torch(x) and x.device != reference.device:
+        raise Error(f"{name} is on {x.device} but {reference_name} is on {reference.device}: every array of one call must be on "
+                    "the same device")
     return x
 
 

@@ -112,6 +112,7 @@ def select(q, k, topk, *, method="promptdistill", window=None, pool=None, pool_k
         q, k = q[None], k[None]
     if _backends.is_torch(q):
         torch = _backends.torch_module()
+        _backends.module_for(q, "q")  # a device we do not run on (meta, mps, ...) fails here, not in the fake kernel
         q, k = q.detach(), k.detach()
         if lengths is None:
             lengths = torch.full((k.shape[0],), k.shape[1], dtype=torch.int32, device=q.device)
@@ -151,6 +152,7 @@ def gather(hidden, selection):
     src = hidden if selection.batched else hidden[None]
     if _backends.is_torch(src):
         torch = _backends.torch_module()
+        _backends.module_for(src, "hidden")
         out, _ = torch.ops.promptdistill.gather(src.detach(), selection.rows_indices, selection.rows_counts)
     else:
         out = np.zeros((src.shape[0], selection.rows_indices.shape[2], src.shape[2]), src.dtype)
@@ -217,6 +219,7 @@ def compact_kv(k_cache, v_cache, selection, *, layout="bshd", seq_lens=None, blo
     order = ("seq_lens", "block_table", "kv_indptr", "kv_indices", "kv_last_page_len")
     if _backends.is_torch(ref):
         torch = _backends.torch_module()
+        _backends.module_for(k_cache, "k_cache")
         new_lengths, freed, status = torch.ops.promptdistill.compact_kv(
             k_cache.detach(), v_cache.detach(), ref, selection.rows_counts, layout, *(tables[n] for n in order))
         return KvCompaction(new_lengths=new_lengths, freed_pages=freed, status=status)

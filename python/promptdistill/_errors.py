@@ -10,5 +10,7 @@ class Error(ValueError):
     """
 
     def __init__(self, message, code="invalid argument"):
-        super().__init__(message)
+        # The C++ side passes the library's full "code: message"; checks made in Python get the
+        # same form.
+        super().__init__(message if message.startswith(code + ": ") else f"{code}: {message}")
         self.code = code

@@ -166,15 +166,20 @@ pd::KvCacheView<T> cache_view(const char* name, const InArray& c, const std::str
   if (!paged && !flashinfer && layout != "bshd" && layout != "bhsd")
     raise(pd::Status(pd::StatusCode::kInvalidArgument,
                      "layout must be bshd, bhsd, paged_nhd, paged_hnd, flashinfer_nhd or flashinfer_hnd, got '%.40s'", layout.c_str()));
+  if (!paged && pages.block_table) raise(pd::Status(pd::StatusCode::kInvalidArgument, "block_table is only used by the paged_* layouts"));
+  if (!flashinfer && (pages.kv_indptr || pages.kv_indices || pages.kv_last_page_len))
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "kv_indptr, kv_indices and kv_last_page_len are only used by the flashinfer_* layouts"));
+  if (paged && !pages.block_table)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "the %s layout needs block_table [B, max_blocks]", layout.c_str()));
+  if (flashinfer && (!pages.kv_indptr || !pages.kv_indices || !pages.kv_last_page_len))
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "the %s layout needs kv_indptr [B+1], kv_indices and kv_last_page_len [B]",
+                     layout.c_str()));
   require_device(name, c, dev);
   require_rank(name, c, 4, paged || flashinfer ? (head_major ? "[num_blocks, H_kv, block, D]" : "[num_blocks, block, H_kv, D]")
                                                : (head_major ? "[B, H_kv, S, D]" : "[B, S, H_kv, D]"));
   if (c.stride(3) != 1 && c.shape(3) > 1)
     raise(pd::Status(pd::StatusCode::kUnsupported, "%s: head_dim must be contiguous (stride 1), got stride %lld", name,
                      (long long)c.stride(3)));
-  if (!paged && pages.block_table) raise(pd::Status(pd::StatusCode::kInvalidArgument, "block_table is only used by the paged_* layouts"));
-  if (!flashinfer && (pages.kv_indptr || pages.kv_indices || pages.kv_last_page_len))
-    raise(pd::Status(pd::StatusCode::kInvalidArgument, "kv_indptr, kv_indices and kv_last_page_len are only used by the flashinfer_* layouts"));
   pd::KvCacheView<T> v;
   v.data = static_cast<T*>(const_cast<void*>(c.data()));
   v.head_dim = int64_t(c.shape(3));
@@ -190,7 +195,6 @@ pd::KvCacheView<T> cache_view(const char* name, const InArray& c, const std::str
   v.num_blocks = int64_t(c.shape(0));
   if (paged) {
     v.layout = pd::KvLayout::kPagedBlockTable;
-    if (!pages.block_table) raise(pd::Status(pd::StatusCode::kInvalidArgument, "the %s layout needs block_table [B, max_blocks]", layout.c_str()));
     const InArray& bt = *pages.block_table;
     require_device("block_table", bt, dev);
     require_rank("block_table", bt, 2, "[B, max_blocks]");
@@ -203,9 +207,6 @@ pd::KvCacheView<T> cache_view(const char* name, const InArray& c, const std::str
     return v;
   }
   v.layout = pd::KvLayout::kPagedIndptr;
-  if (!pages.kv_indptr || !pages.kv_indices || !pages.kv_last_page_len)
-    raise(pd::Status(pd::StatusCode::kInvalidArgument, "the %s layout needs kv_indptr [B+1], kv_indices and kv_last_page_len [B]",
-                     layout.c_str()));
   v.indptr = int_vector("kv_indptr", *pages.kv_indptr, dev);
   if (pages.kv_indptr->shape(0) < 1) raise(pd::Status(pd::StatusCode::kShapeMismatch, "kv_indptr must have B + 1 >= 1 elements"));
   v.batch = int64_t(pages.kv_indptr->shape(0)) - 1;
