@@ -15,6 +15,18 @@
 #include "binding_support.h"
 #include "promptdistill/detail/selector_checks.h"
 
+//! A backend namespace (promptdistill::ref or promptdistill::cuda, which declare the same
+//! operations) as a type the functions below are written over.
+#define PDPY_DEFINE_BACKEND(Name, ns, device_type, description) \
+  struct Name {                                                 \
+    static constexpr int kDeviceType = device_type;             \
+    static constexpr const char* kName = description;           \
+    template <class T> using Select = ns::Select<T>;            \
+    template <class T> using Gather = ns::Gather<T>;            \
+    template <class T> using CompactKv = ns::CompactKv<T>;      \
+    using RemapPositions = ns::RemapPositions;                  \
+  }
+
 namespace pdpy {
 
 //! Runs `Op` with `args`: the workspace size query when `workspace` is empty, the run otherwise.
@@ -255,10 +267,11 @@ std::size_t compact_kv(const InArray& k, const InArray& v, const std::string& la
   }
 }
 
-//! The operations of one backend, as module functions.
+//! The operations of one backend, as module functions (and the translation of their errors).
 template <class Backend>
 void define_ops(nb::module_& m) {
   using namespace nb::literals;
+  register_error_translator();
   m.def("select", &select<Backend>, "q"_a, "k"_a, "lengths"_a, "indices"_a, "counts"_a, "positions"_a, "scores"_a, "method"_a,
         "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "workspace"_a.none(), "stream"_a);
   m.def("gather", &gather<Backend>, "hidden"_a, "indices"_a, "counts"_a, "out"_a, "workspace"_a.none(), "stream"_a);

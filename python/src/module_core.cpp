@@ -15,14 +15,7 @@
 namespace pdpy {
 namespace {
 
-struct RefBackend {
-  static constexpr int kDeviceType = nb::device::cpu::value;
-  static constexpr const char* kName = "the CPU reference backend";
-  template <class T> using Select = pd::ref::Select<T>;
-  template <class T> using Gather = pd::ref::Gather<T>;
-  template <class T> using CompactKv = pd::ref::CompactKv<T>;
-  using RemapPositions = pd::ref::RemapPositions;
-};
+PDPY_DEFINE_BACKEND(RefBackend, pd::ref, nb::device::cpu::value, "the CPU reference backend");
 
 //! (rows per request, tokens kept from a prompt of `length`): the output shapes of `select`,
 //! computed from shapes alone (the fake implementations of the PyTorch ops use it too).
@@ -67,7 +60,6 @@ void check_pipeline(const std::string& method, const std::vector<int64_t>& selec
 NB_MODULE(_core, m) {
   namespace nb = nanobind;
   using namespace nb::literals;
-  pdpy::register_error_translator();
   pdpy::define_ops<pdpy::RefBackend>(m);
   m.def("geometry", &pdpy::geometry, "method"_a, "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_q_heads"_a,
         "num_kv_heads"_a, "length"_a);

@@ -8,14 +8,7 @@
 namespace pdpy {
 namespace {
 
-struct CudaBackend {
-  static constexpr int kDeviceType = nb::device::cuda::value;
-  static constexpr const char* kName = "the CUDA backend";
-  template <class T> using Select = pd::cuda::Select<T>;
-  template <class T> using Gather = pd::cuda::Gather<T>;
-  template <class T> using CompactKv = pd::cuda::CompactKv<T>;
-  using RemapPositions = pd::cuda::RemapPositions;
-};
+PDPY_DEFINE_BACKEND(CudaBackend, pd::cuda, nb::device::cuda::value, "the CUDA backend");
 
 //! Raises the error a CUDA run recorded in the status word at the start of `status` (a copy of
 //! the start of its workspace); synchronises with `stream`.
@@ -33,7 +26,6 @@ void check_status(const InArray& status, uintptr_t stream) {
 NB_MODULE(_cuda, m) {
   namespace nb = nanobind;
   using namespace nb::literals;
-  pdpy::register_error_translator();
   pdpy::define_ops<pdpy::CudaBackend>(m);
   m.def("check_status", &pdpy::check_status, "status"_a, "stream"_a);
   m.def("device_available", &promptdistill::cuda::device_available);
