@@ -78,9 +78,9 @@ def test_gather_remap_compact_cuda_equal_cpu(layout):
     for b, n in enumerate(res_cpu.new_lengths.tolist()):
         a, c = (k_cpu[b, :n], k_gpu[b, :n].cpu()) if layout == "bshd" else (k_cpu[b, :, :n], k_gpu[b, :, :n].cpu())
         assert torch.equal(a, c), f"layout={layout} request={b}"
-    hd = pd.select(*to_cuda(*batched_inputs(5, "promptdistill", [300, 120], torch.float32)[:2]), 40,
-                   lengths=torch.tensor([300, 120], dtype=torch.int32).cuda())
-    hc = pd.select(*batched_inputs(5, "promptdistill", [300, 120], torch.float32), 40)
+    q5, k5, lengths5 = batched_inputs(5, "promptdistill", [300, 120], torch.float32)
+    hc = pd.select(q5, k5, 40, lengths=lengths5)
+    hd = pd.select(q5.cuda(), k5.cuda(), 40, lengths=lengths5.cuda())
     hidden = torch.randn(2, 300, 96)
     assert torch.equal(pd.gather(hidden, hc), pd.gather(hidden.cuda(), hd).cpu())
     positions = torch.arange(1000, 1300, dtype=torch.int32).repeat(2, 1)
