@@ -96,11 +96,11 @@ def select(q, k, topk, *, method="promptdistill", window=None, pool=None, pool_k
     if q.ndim not in (3, 4) or k.ndim != q.ndim:
         raise _unbatched_rank_error(q, k)
     batched = q.ndim == 4
-    if not isinstance(topk, (int, np.integer)) or isinstance(topk, bool):
-        raise Error(f"topk must be an int, got {type(topk).__name__}")
-    for name, value in (("window", window), ("pool_kernel", pool_kernel)):
+    for name, value in (("topk", topk), ("window", window), ("pool_kernel", pool_kernel)):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
             raise Error(f"{name} must be an int, got {type(value).__name__}")
+        if value is not None and not -(2**63) <= value < 2**63:
+            raise Error(f"{name} = {value} does not fit int64")
     for name, value in (("method", method), ("pool", pool), ("per", per)):
         if value is not None and not isinstance(value, str):
             raise Error(f"{name} must be a string, got {type(value).__name__}")

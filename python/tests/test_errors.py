@@ -42,6 +42,8 @@ SELECT_ERRORS = [
     ("capacity below the window", lambda: pd.select(QW, K, 4, method="snapkv", window=8), "window"),
     ("even pool kernel", lambda: pd.select(Q1, K, 8, pool_kernel=4), "odd"),
     ("topk not an int", lambda: pd.select(Q1, K, 8.5), "topk must be an int"),
+    ("topk beyond int64", lambda: pd.select(torch.from_numpy(Q1), torch.from_numpy(K), 2**70), "does not fit int64"),
+    ("topk beyond int32", lambda: pd.select(Q1, K, 2**40), "does not fit int32"),
     ("lengths beyond the array", lambda: pd.select(QB, KB, 8, lengths=lengths(40, 41)), "exceeds"),
     ("negative length", lambda: pd.select(QB, KB, 8, lengths=lengths(-1, 40)), "negative"),
     ("lengths of the wrong dtype", lambda: pd.select(QB, KB, 8, lengths=np.array([40, 40], np.int64)), "int32"),
