@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs dependencies, builds everything (CUDA code
 # too when nvcc is present), runs every test with CTest (CUDA tests report "Skipped" without a
-# GPU), then rebuilds the CPU tests with ASan + UBSan and runs them again.
+# GPU), then the Python package's tests (scripts/run_python_tests.sh), then rebuilds the CPU tests
+# with ASan + UBSan and runs them again.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash "$ROOT/scripts/install_deps.sh"
@@ -11,14 +12,12 @@ start=$(date +%s)
 bash "$ROOT/scripts/fetch_model.sh" >/dev/null || echo "warning: could not fetch the model; its tests will report Skipped"
 
 echo "== build (default configuration) =="
-# CUDA machine code for this machine's GPU, or for sm_90 alone where there is none (CI): the
-# installed default, every architecture from sm_80 to sm_100, compiles each kernel five times.
-cuda_architectures=90
-if nvidia-smi -L >/dev/null 2>&1; then cuda_architectures=native; fi
-configure "$ROOT/build/default" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$cuda_architectures"
+configure "$ROOT/build/default" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$TEST_CUDA_ARCHITECTURES"
 cmake --build "$ROOT/build/default" -j "$JOBS"
 echo "== tests =="
 (cd "$ROOT/build/default" && ctest --output-on-failure -j "$JOBS")
+echo "== Python package (pip install . into build/python-venv, then pytest) =="
+bash "$ROOT/scripts/run_python_tests.sh"
 
 echo "== build (CPU tests with AddressSanitizer + UndefinedBehaviorSanitizer) =="
 configure "$ROOT/build/sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROMPTDISTILL_ENABLE_CUDA=OFF \

@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: Apache-2.0
+"""promptdistill: PromptDistill token selection (and GemFilter, SnapKV, H2O) for engines and models.
+
+Engine API (NumPy arrays run on the CPU reference; PyTorch tensors on the backend of their device):
+    select(q, k, topk, method=...) -> Selection    score, pool and top-k the prompt tokens
+    gather(hidden, selection)                      the kept rows of the hidden states
+    remap_positions(selection, positions)          the positions the kept tokens carry
+    compact_kv(k_cache, v_cache, selection, layout=...)   compact a KV cache in place
+The same operations are PyTorch custom operators: torch.ops.promptdistill.{select, gather,
+remap_positions, compact_kv}. Every bad input raises promptdistill.Error (a ValueError).
+
+Hugging Face models: promptdistill.hf.generate(model, input_ids, method=...).
+"""
+
+import importlib
+import importlib.util
+
+from ._core import VERSION as __version__
+from ._errors import Error
+from ._engine import KvCompaction, Selection, check_status, compact_kv, gather, remap_positions, select
+from . import _backends
+
+__all__ = ["Error", "KvCompaction", "Selection", "check_status", "compact_kv", "cuda_available", "gather", "hf",
+           "remap_positions", "select"]
+
+# The custom operators are registered whenever PyTorch is installed, so that code calling
+# torch.ops.promptdistill.* directly finds them after `import promptdistill`.
+if importlib.util.find_spec("torch") is not None:
+    from . import _torch_ops  # noqa: F401
+
+
+def cuda_available():
+    """True when the CUDA backend is built and loadable and a CUDA device is present."""
+    return _backends._cuda is not None and _backends._cuda.device_available()
+
+
+def __getattr__(name):  # `promptdistill.hf` imports transformers only when used
+    if name == "hf":
+        return importlib.import_module(".hf", __name__)
+    raise AttributeError(f"module 'promptdistill' has no attribute {name!r}")

@@ -1,0 +1,330 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Every method on Hugging Face transformers models, with the semantics of the C++ pipelines.
+
+``generate`` runs the model's own decoder layers one by one (no patched classes, no hooks) and
+selects between them with ``promptdistill.select``, so that with PromptDistill the layers after a
+selection layer run on the kept tokens only, at their original positions: the prefill compute that
+compressing the KV cache after the prefill cannot save. Batch 1, greedy decoding.
+
+- full: the stock prefill.
+- promptdistill: at each selection layer r (strictly increasing) the last token's query scores the
+  current tokens' keys (mean over heads, / sqrt(d), no softmax; pooled); the top ``n_topks[i]``
+  plus the last token are kept, layer r's output rows are gathered and the next layers run on
+  them. Stages i < ``cache_truncation_end`` (-1: all) also cut the caches of layers <= r to them.
+- gemfilter: layers 0..r without a cache, the top ``n_topks[0]`` tokens (sum over heads, pooled,
+  last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
+- snapkv / h2o: a full prefill; when the prompt has at least ``capacity`` tokens, each layer's
+  cache is compacted right after it runs to ``capacity`` tokens per KV group (window included),
+  ranked by the last ``window`` queries' softmax (snapkv) or by all queries' (h2o).
+"""
+
+import dataclasses
+import sys
+import time
+
+import torch
+
+from . import _core
+from ._engine import compact_kv, gather, remap_positions, select
+from ._errors import Error
+
+#: model_type -> the family it is (the architectures the C++ pipelines implement).
+SUPPORTED_MODEL_TYPES = {"llama": "Llama (and SmolLM2)", "mistral": "Mistral", "qwen2": "Qwen2", "phi3": "Phi-3"}
+
+
+@dataclasses.dataclass
+class Result:
+    """What ``generate`` did. ``selected_indices``: promptdistill: per stage, the original positions
+    it kept; gemfilter: the kept positions; snapkv/h2o: per layer, one list of kept positions per
+    KV group (or per query head); empty when nothing was selected."""
+
+    generated_ids: list
+    selected_indices: list
+    retained: list
+    cache_lengths: list
+    prompt_tokens: int
+    ttft_s: float
+    decode_s_per_token: float
+
+
+def _sliding_window(cfg):
+    """The sliding window the model's attention applies, or None."""
+    types = getattr(cfg, "layer_types", None)
+    if types is not None:
+        return getattr(cfg, "sliding_window", None) if "sliding_attention" in types else None
+    if cfg.model_type == "qwen2" and not getattr(cfg, "use_sliding_window", False):
+        return None
+    return getattr(cfg, "sliding_window", None)
+
+
+class _Model:
+    """The parts of a causal LM the pipelines drive: embeddings, decoder layers, RoPE, final norm, head."""
+
+    def __init__(self, model):
+        cfg = getattr(model, "config", None)
+        model_type = getattr(cfg, "model_type", None)
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise Error(f"hf.generate supports {', '.join(SUPPORTED_MODEL_TYPES.values())} models (model_type "
+                        f"{', '.join(SUPPORTED_MODEL_TYPES)}), got {model_type!r}", "unsupported")
+        self.cfg = cfg
+        self.decoder = model.get_decoder()
+        self.layers = self.decoder.layers
+        self.embed = model.get_input_embeddings()
+        self.lm_head = model.get_output_embeddings()
+        self.num_heads = cfg.num_attention_heads
+        self.num_kv_heads = getattr(cfg, "num_key_value_heads", None) or self.num_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.num_heads
+        # RoPE as the model's own modeling file applies it (Phi-3's handles partial rotary dims).
+        self.apply_rope = sys.modules[type(self.layers[0].self_attn).__module__].apply_rotary_pos_emb
+        self.device = self.embed.weight.device
+        impl = getattr(cfg, "_attn_implementation", None) or "eager"
+        if not (impl in ("eager", "sdpa") or impl.startswith("flash_attention")):
+            raise Error(f"hf.generate runs the eager, sdpa and flash_attention_* implementations, got {impl!r}", "unsupported")
+        self.attn_impl = impl
+
+    def rope(self, h, positions):
+        return self.decoder.rotary_emb(h, positions[None])
+
+    def causal_mask(self, n, dtype):
+        """What the layer needs to attend causally within n new tokens into an empty cache (or one
+        new token into a full one): sdpa and flash attention are causal without a mask; eager
+        adds it."""
+        if n == 1 or self.attn_impl != "eager":
+            return None
+        mask = torch.full((n, n), torch.finfo(dtype).min, dtype=dtype, device=self.device).triu(1)
+        return mask[None, None]
+
+    def run_layers(self, h, positions, layers, cache):
+        """h [1, n, hidden] through `layers` at `positions` (long [n]), appending to `cache` (or None)."""
+        rope = self.rope(h, positions)
+        mask = self.causal_mask(h.shape[1], h.dtype)
+        for l in layers:
+            out = self.layers[l](h, attention_mask=mask, position_ids=positions[None], past_key_values=cache,
+                                 use_cache=cache is not None, position_embeddings=rope)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+    def _project(self, l, x, which):
+        attn = self.layers[l].self_attn
+        if hasattr(attn, "qkv_proj"):  # Phi-3: fused q, k, v
+            qkv = attn.qkv_proj(x)
+            q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+            return qkv[..., :q_size] if which == "q" else qkv[..., q_size:q_size + kv_size]
+        return attn.q_proj(x) if which == "q" else attn.k_proj(x)
+
+    def queries(self, l, h_in, positions, rows):
+        """Post-RoPE queries [rows, H, D] of layer l for the last `rows` rows of its input."""
+        n = h_in.shape[1]
+        x = self.layers[l].input_layernorm(h_in[:, n - rows:])
+        q = self._project(l, x, "q").view(1, rows, self.num_heads, self.head_dim).transpose(1, 2)
+        cos, sin = self.rope(h_in, positions)  # all positions: LongRoPE picks its factors by the longest
+        q, _ = self.apply_rope(q, q, cos[:, n - rows:], sin[:, n - rows:])
+        return q[0].transpose(0, 1).contiguous()
+
+    def keys(self, l, h_in, positions):
+        """Post-RoPE keys [n, H_kv, D] of layer l for its input h_in (without running the layer)."""
+        n = h_in.shape[1]
+        x = self.layers[l].input_layernorm(h_in)
+        k = self._project(l, x, "k").view(1, n, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = self.rope(h_in, positions)
+        _, k = self.apply_rope(k, k, cos, sin)
+        return k[0].transpose(0, 1).contiguous()
+
+    def next_token(self, h):
+        logits = self.lm_head(self.decoder.norm(h[:, -1:]))
+        return int(torch.argmax(logits[0, -1]))
+
+
+def _cached_keys(cache, l):
+    """Layer l's cached keys as [n, H_kv, D] (the cache holds [1, H_kv, n, D])."""
+    return cache.layers[l].keys[0].transpose(0, 1).contiguous()
+
+
+def _compact_cache_layer(cache, l, selection, kept):
+    """Compacts layer l's cache in place with the library's compact_kv (the layout of Hugging Face's
+    cache is bhsd) and drops the tail."""
+    layer = cache.layers[l]
+    compact_kv(layer.keys, layer.values, selection, layout="bhsd")
+    layer.keys, layer.values = layer.keys[:, :, :kept], layer.values[:, :, :kept]
+
+
+def _synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _prompt_ids(input_ids, vocab):
+    if isinstance(input_ids, torch.Tensor):
+        if input_ids.ndim != 2 or input_ids.shape[0] != 1:
+            raise Error(f"input_ids must be a [1, L] tensor (batch 1) or a list of ids, got shape {tuple(input_ids.shape)}",
+                        "shape mismatch")
+        ids = [int(t) for t in input_ids[0].tolist()]
+    elif isinstance(input_ids, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in input_ids):
+        ids = list(input_ids)
+    else:
+        raise Error(f"input_ids must be a [1, L] tensor or a list of ints, got {type(input_ids).__name__}")
+    for t in ids:
+        if t < 0 or t >= vocab:
+            raise Error(f"prompt token {t} is outside the vocabulary [0, {vocab})")
+    return ids
+
+
+def _stop_tokens(model, eos_token_id):
+    if eos_token_id is None:
+        generation = getattr(model, "generation_config", None)
+        eos_token_id = getattr(generation, "eos_token_id", None)
+        if eos_token_id is None:
+            eos_token_id = getattr(model.config, "eos_token_id", None)
+    if eos_token_id is None:
+        return set()
+    return {int(eos_token_id)} if isinstance(eos_token_id, int) else {int(t) for t in eos_token_id}
+
+
+@torch.no_grad()
+def generate(model, input_ids, *, method="promptdistill", selection_layers=(13,), n_topks=(1024,), cache_truncation_end=1,
+             capacity=None, window=32, per="kv-group", max_new_tokens=50, eos_token_id=None):
+    """Prefill ``input_ids`` with ``method`` and decode greedily; returns a ``Result``.
+
+    model: a transformers causal LM (Llama, SmolLM2, Mistral, Qwen2, Phi-3), on any device and in
+    any dtype (the selection runs on the same device). input_ids: ``[1, L]`` (as a tokenizer
+    returns it) or a list of ids. selection_layers / n_topks: promptdistill stages (0-based
+    layers, tokens chosen besides the last); gemfilter uses the first pair. capacity: snapkv/h2o
+    tokens per KV group, window included (default ``n_topks[0]``, as the reference code sets it).
+    per: "kv-group" (default) or "head" (one selection per query head; models without grouped KV
+    heads only, as a grouped cache cannot hold per-query-head selections). eos_token_id: stop
+    tokens (default: the model's generation config).
+    """
+    m = _Model(model)
+    ids = _prompt_ids(input_ids, model.config.vocab_size)
+    L, N = len(ids), len(m.layers)
+    for name, value in (("selection_layers", selection_layers), ("n_topks", n_topks)):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise Error(f"{name} must be a list of ints, got {value!r}")
+    for name, value in (("cache_truncation_end", cache_truncation_end), ("window", window), ("max_new_tokens", max_new_tokens)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise Error(f"{name} must be an int, got {value!r}")
+    if capacity is None:
+        capacity = n_topks[0] if n_topks else 0
+    if not isinstance(capacity, int) or isinstance(capacity, bool):
+        raise Error(f"capacity must be an int, got {capacity!r}")
+    if not isinstance(method, str) or not isinstance(per, str):
+        raise Error("method and per must be strings")
+    _core.check_pipeline(method, list(selection_layers), list(n_topks), cache_truncation_end, capacity, window, "avg", 5, per, N,
+                         getattr(model.config, "max_position_embeddings", 1 << 30), L)
+    if per == "head" and m.num_kv_heads != m.num_heads and method in ("snapkv", "h2o"):
+        raise Error(f"per='head' keeps one selection per query head, which a cache of {m.num_kv_heads} KV heads for "
+                    f"{m.num_heads} query heads cannot hold; use per='kv-group'", "unsupported")
+    window_limit = _sliding_window(model.config)
+    if window_limit is not None and L + max(max_new_tokens, 0) > window_limit:
+        raise Error(f"{L} prompt tokens and {max_new_tokens} new ones exceed the model's sliding window of {window_limit}; "
+                    "hf.generate runs full attention, as the C++ pipelines do", "unsupported")
+
+    from transformers import DynamicCache  # a plain per-layer cache (no sliding-window layers)
+
+    result = Result(generated_ids=[], selected_indices=[], retained=[], cache_lengths=[], prompt_tokens=L, ttft_s=0.0,
+                    decode_s_per_token=0.0)
+    _synchronize(m.device)
+    start = time.perf_counter()
+    cache = DynamicCache()
+    prefill = {"full": _prefill_full, "promptdistill": _prefill_promptdistill, "gemfilter": _prefill_gemfilter,
+               "snapkv": _prefill_kv_compression, "h2o": _prefill_kv_compression}[method]
+    first, next_position, cache = prefill(m, ids, cache, result, method=method, selection_layers=selection_layers, n_topks=n_topks,
+                                          tt=cache_truncation_end, capacity=capacity, window=window, per=per)
+    _synchronize(m.device)
+    result.ttft_s = time.perf_counter() - start
+    result.cache_lengths = [cache.layers[l].keys.shape[-2] for l in range(N)]
+    result.generated_ids, result.decode_s_per_token = _decode(m, cache, first, next_position, max_new_tokens,
+                                                              _stop_tokens(model, eos_token_id))
+    return result
+
+
+def _embed(m, ids):
+    return m.embed(torch.tensor([ids], device=m.device))
+
+
+def _arange(m, n):
+    return torch.arange(n, device=m.device)
+
+
+def _prefill_full(m, ids, cache, result, **_):
+    h = m.run_layers(_embed(m, ids), _arange(m, len(ids)), range(len(m.layers)), cache)
+    return m.next_token(h), len(ids), cache
+
+
+def _prefill_promptdistill(m, ids, cache, result, *, selection_layers, n_topks, tt, **_):
+    L = len(ids)
+    h = _embed(m, ids)
+    positions = _arange(m, L).to(torch.int32)
+    stage = 0
+    for l in range(len(m.layers)):
+        selecting = stage < len(selection_layers) and l == selection_layers[stage]
+        long_positions = positions.long()
+        q = m.queries(l, h, long_positions, 1) if selecting else None
+        h = m.run_layers(h, long_positions, [l], cache)
+        if not selecting:
+            continue
+        sel = select(q, _cached_keys(cache, l), n_topks[stage], method="promptdistill")
+        kept = sel.indices.shape[0]  # min(k, n - 1) + 1, known without reading the device
+        h = gather(h[0], sel)[None]
+        positions = remap_positions(sel, positions)
+        result.retained.append(kept)
+        result.selected_indices.append([int(p) for p in positions.tolist()])
+        if tt == -1 or stage < tt:  # every layer up to here holds exactly this stage's input tokens
+            for ll in range(l + 1):
+                _compact_cache_layer(cache, ll, sel, kept)
+        stage += 1
+    return m.next_token(h), L, cache
+
+
+def _prefill_gemfilter(m, ids, cache, result, *, selection_layers, n_topks, **_):
+    layer, L = selection_layers[0], len(ids)
+    positions = _arange(m, L)
+    h = m.run_layers(_embed(m, ids), positions, range(layer), None)  # the filter pass writes no cache
+    sel = select(m.queries(layer, h, positions, 1), m.keys(layer, h, positions), n_topks[0], method="gemfilter")
+    kept = [int(i) for i in sel.indices.tolist()]
+    result.retained.append(len(kept))
+    result.selected_indices.append(kept)
+    sub = [ids[i] for i in kept]
+    h = m.run_layers(_embed(m, sub), _arange(m, len(sub)), range(len(m.layers)), cache)
+    return m.next_token(h), len(sub), cache
+
+
+def _prefill_kv_compression(m, ids, cache, result, *, method, capacity, window, per, **_):
+    L = len(ids)
+    positions = _arange(m, L)
+    h = _embed(m, ids)
+    compress = L >= capacity
+    for l in range(len(m.layers)):
+        q = m.queries(l, h, positions, min(window, L) if method == "snapkv" else L) if compress else None
+        h = m.run_layers(h, positions, [l], cache)
+        if not compress:  # L < C: every row keeps every token, and says so (as the C++ pipelines)
+            rows = m.num_heads if per == "head" else m.num_kv_heads
+            result.retained.append(L)
+            result.selected_indices.append([list(range(L)) for _ in range(rows)])
+            continue
+        sel = select(q, _cached_keys(cache, l), capacity, method=method, window=window, per=per)
+        kept = sel.indices.shape[-1]  # min(capacity, L) for every row
+        _compact_cache_layer(cache, l, sel, kept)
+        result.retained.append(kept)
+        result.selected_indices.append([[int(i) for i in row] for row in sel.indices.tolist()])
+    return m.next_token(h), L, cache
+
+
+def _decode(m, cache, first, next_position, max_new_tokens, stop):
+    """Greedy decoding after the prefill, as the reference generation loops do it: `first` is kept
+    whatever it is, then up to max_new_tokens - 1 more; a decoded stop token ends the output and is
+    not returned. Returns the tokens and the mean seconds per decode step."""
+    if max_new_tokens <= 0:
+        return [], 0.0
+    tokens, token, steps = [first], first, 0
+    start = time.perf_counter()
+    while len(tokens) < max_new_tokens:
+        h = m.run_layers(_embed(m, [token]), torch.tensor([next_position], device=m.device), range(len(m.layers)), cache)
+        token = m.next_token(h)
+        next_position += 1
+        steps += 1
+        if token in stop:
+            break
+        tokens.append(token)
+    _synchronize(m.device)
+    return tokens, (time.perf_counter() - start) / steps if steps else 0.0
