@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! CPU reference of gather, position remap, in-place KV compaction and the fused pipeline.
+//! CPU reference of gather, position remap, in-place KV compaction, the fused pipeline and the
+//! tensor-parallel finishing stage.
 
 #include <cstring>
 
@@ -140,6 +141,34 @@ Status Select<T>::run(const SelectArgs<T>& a, Workspace ws, Stream stream) noexc
   PD_RETURN_IF_ERROR(TopK::run(s.topk, ws, stream));
   if (s.has_positions) PD_RETURN_IF_ERROR(RemapPositions::run(s.remap, ws, stream));
   if (s.has_gather) PD_RETURN_IF_ERROR(Gather<T>::run(s.gather, ws, stream));
+  return Status::ok();
+}
+
+// ---- tensor parallelism: the finishing stage ------------------------------------------------------
+
+Status FinishSelect::can_implement(const FinishSelectArgs& a) noexcept { return detail::check_finish_select(a); }
+std::size_t FinishSelect::workspace_size(const FinishSelectArgs& a) noexcept {
+  WorkspacePlanner planner;
+  detail::take_status(planner);
+  detail::plan_finish(a, planner);
+  return planner.bytes_needed();
+}
+Status FinishSelect::run(const FinishSelectArgs& a, Workspace ws, Stream stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  WorkspacePlanner planner(ws);
+  detail::take_status(planner);
+  const detail::FinishBuffers buffers = detail::plan_finish(a, planner);
+  PD_RETURN_IF_ERROR(planner.status());
+  const detail::FinishStages s = detail::finish_stages(a, buffers);
+  DeviceStatusWord w{};
+  for (int64_t b = 0; b < a.summed.extents[0]; ++b) detail::finish_request_ok(s, b, &w);
+  if (w.code != 0) return detail::status_from_word(w);
+  for (int64_t b = 0; b < a.summed.extents[0]; ++b)
+    for (int64_t j = 0; j < a.lengths[b]; ++j)
+      s.normalised(b, 0, j) = s.divide ? num::div(s.summed(b, 0, j), s.divisor) : s.summed(b, 0, j);
+  PD_RETURN_IF_ERROR(Pool::run(s.pool, ws, stream));
+  PD_RETURN_IF_ERROR(TopK::run(s.topk, ws, stream));
+  if (s.has_positions) PD_RETURN_IF_ERROR(RemapPositions::run(s.remap, ws, stream));
   return Status::ok();
 }
 

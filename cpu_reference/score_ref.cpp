@@ -24,17 +24,20 @@ std::vector<Eigen::VectorXf> widen_queries(const TensorView<const T, 4>& q, int6
   return out;
 }
 
+//! PromptDistill / GemFilter: the sum over q's heads of each key's head terms; PromptDistill's
+//! mean divides it by the head count unless `partial` (a tensor-parallel rank's partial sum).
 template <class T>
-void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d) {
+void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d, bool partial) {
   const int64_t H = a.q.extents[2], D = a.q.extents[3], G = H / a.k.num_heads, L = a.lengths[b];
+  const bool mean = a.method == Method::kPromptDistill;
   const auto q = widen_queries(a.q, b);
   for (int64_t j = 0; j < L; ++j) {
     float acc = 0.0f;
     for (int64_t h = 0; h < H; ++h) {
       const float logit = num::dot(q[std::size_t(h)].data(), a.k.token(b, j, h / G), int(D));
-      acc = num::add(acc, a.method == Method::kPromptDistill ? num::div(logit, sqrt_d) : logit);
+      acc = num::add(acc, mean ? num::div(logit, sqrt_d) : logit);
     }
-    a.scores(b, 0, j) = a.method == Method::kPromptDistill ? num::div(acc, float(H)) : acc;
+    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H)) : acc;
   }
 }
 
@@ -149,10 +152,33 @@ Status Score<T>::run(const ScoreArgs<T>& a, Workspace, Stream) noexcept {
   try {
     for (int64_t b = 0; b < a.q.extents[0]; ++b) {
       if (a.method == Method::kPromptDistill || a.method == Method::kGemFilter)
-        score_last_token(a, b, sqrt_d);
+        score_last_token(a, b, sqrt_d, /*partial=*/false);
       else
         score_softmax_columns(a, b, sqrt_d);
     }
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "reference scoring ran out of host memory");
+  }
+  return Status::ok();
+}
+
+template <class T>
+Status ScorePartial<T>::can_implement(const ScorePartialArgs<T>& a) noexcept {
+  return detail::check_score_partial(a);
+}
+template <class T>
+std::size_t ScorePartial<T>::workspace_size(const ScorePartialArgs<T>&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
+template <class T>
+Status ScorePartial<T>::run(const ScorePartialArgs<T>& a, Workspace, Stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  const ScoreArgs<T> s = detail::partial_as_score(a);
+  DeviceStatusWord w{};
+  for (int64_t b = 0; b < a.q.extents[0]; ++b) detail::score_request_ok(s, b, &w);
+  if (w.code != 0) return detail::status_from_word(w);
+  try {
+    for (int64_t b = 0; b < a.q.extents[0]; ++b) score_last_token(s, b, num::sqrt(float(a.q.extents[3])), /*partial=*/true);
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "reference scoring ran out of host memory");
   }
@@ -197,6 +223,9 @@ Status Pool::run(const PoolArgs& a, Workspace, Stream) noexcept {
 template struct Score<float>;
 template struct Score<f16>;
 template struct Score<bf16>;
+template struct ScorePartial<float>;
+template struct ScorePartial<f16>;
+template struct ScorePartial<bf16>;
 
 }  // namespace ref
 }  // namespace promptdistill

@@ -211,11 +211,71 @@ Status check_select(const SelectArgs<T>& a) noexcept {
   return Status::ok();
 }
 
+namespace {
+
+//! PromptDistill and GemFilter are the methods whose scores sum over every head.
+Status require_head_sum_method(const char* op, Method method) {
+  if (method == Method::kPromptDistill || method == Method::kGemFilter) return Status::ok();
+  if (method == Method::kSnapKV || method == Method::kH2O)
+    return Status(StatusCode::kUnsupported,
+                  "%s: %s selects per KV group (or per query head), which needs no all-reduce under tensor "
+                  "parallelism: run Select on the rank's own heads",
+                  op, to_string(method));
+  return Status(StatusCode::kInvalidArgument, "%s: unknown method %d", op, int(method));
+}
+
+}  // namespace
+
+template <class T>
+Status check_score_partial(const ScorePartialArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(require_head_sum_method("score_partial", a.method));
+  PD_RETURN_IF_ERROR(check_score(partial_as_score(a)));
+  const long long H_r = a.q.extents[2], offset = a.head_offset, total = a.total_heads;
+  PD_REQUIRE(total >= H_r, StatusCode::kInvalidArgument,
+             "total_heads %lld is below the rank's %lld query heads (pass the model's query heads, not the rank's)",
+             total, H_r);
+  PD_REQUIRE(total % H_r == 0, StatusCode::kInvalidArgument,
+             "total_heads %lld is not a multiple of the rank's %lld query heads (ranks hold equal shards)", total, H_r);
+  PD_REQUIRE(offset >= 0 && offset % H_r == 0 && offset + H_r <= total, StatusCode::kInvalidArgument,
+             "head_offset %lld must be rank * %lld with the rank's heads inside [0, %lld)", offset, H_r, total);
+  return Status::ok();
+}
+
+Status check_finish_select(const FinishSelectArgs& a) noexcept {
+  PD_RETURN_IF_ERROR(require_head_sum_method("finish_select", a.config.method));
+  MethodPlan plan;
+  PD_RETURN_IF_ERROR(plan_method(a.config, &plan));
+  PD_RETURN_IF_ERROR(check_any_view("scores", a.summed));
+  const int64_t B = a.summed.extents[0], N = a.summed.extents[2];
+  PD_REQUIRE(a.summed.extents[1] == 1, StatusCode::kShapeMismatch,
+             "the summed partial scores must be [B, 1, N] (one row per request), got %lld rows",
+             (long long)a.summed.extents[1]);
+  PD_REQUIRE(N >= 1 && N <= INT32_MAX, StatusCode::kInvalidArgument, "score rows must hold 1 to 2^31-1 tokens, got %lld",
+             (long long)N);
+  PD_REQUIRE(a.total_heads >= 1, StatusCode::kInvalidArgument, "total_heads must be >= 1, got %lld",
+             (long long)a.total_heads);
+  // The divisor is a float: an exact integer below 2^24, as the single-device Score divides.
+  PD_REQUIRE(a.total_heads <= (int64_t(1) << 24), StatusCode::kInvalidArgument, "total_heads %lld exceeds 2^24",
+             (long long)a.total_heads);
+  if (a.final_scores.data != nullptr) {
+    PD_RETURN_IF_ERROR(check_any_view("final_scores", a.final_scores));
+    PD_REQUIRE(a.final_scores.extents[0] == B && a.final_scores.extents[1] == 1 && a.final_scores.extents[2] >= N,
+               StatusCode::kShapeMismatch, "final_scores must be [B, 1, >= %lld]", (long long)N);
+  }
+  alignas(WorkspacePlanner::kAlignment) static float scratch_stand_in[1];
+  FinishBuffers stand_in{scratch_stand_in, scratch_stand_in};
+  const FinishStages s = finish_stages(a, stand_in);
+  PD_RETURN_IF_ERROR(check_topk(s.topk));
+  if (s.has_positions) PD_RETURN_IF_ERROR(check_remap(s.remap));
+  return Status::ok();
+}
+
 #define PD_INSTANTIATE(T)                                                             \
   template Status check_score<T>(const ScoreArgs<T>&) noexcept;                       \
   template Status check_gather<T>(const GatherArgs<T>&) noexcept;                     \
   template Status check_compact<T>(const CompactKvArgs<T>&) noexcept;                 \
-  template Status check_select<T>(const SelectArgs<T>&) noexcept;
+  template Status check_select<T>(const SelectArgs<T>&) noexcept;                     \
+  template Status check_score_partial<T>(const ScorePartialArgs<T>&) noexcept;
 PD_INSTANTIATE(float)
 PD_INSTANTIATE(f16)
 PD_INSTANTIATE(bf16)

@@ -145,10 +145,60 @@ SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner) {
   return b;
 }
 
+namespace {
+
+//! Pool -> top-k -> positions over score rows `in`, as `plan` says; the pooled rows go to
+//! `ranked`. Select and FinishSelect share it, so the finishing stage ranks exactly as Select.
+struct RankingStages {
+  PoolArgs pool;
+  TopKArgs topk;
+  RemapPositionsArgs remap;
+  bool has_positions;
+};
+RankingStages ranking_stages(const MethodPlan& plan, int64_t budget, TensorView<const float, 3> in,
+                             TensorView<float, 3> ranked, const int32_t* lengths, const int32_t* budget_per_request,
+                             TensorView<const int32_t, 2> positions_in, TensorView<int32_t, 3> indices,
+                             TensorView<int32_t, 2> counts, TensorView<int32_t, 3> positions) {
+  RankingStages r{};
+  r.pool.mode = plan.pool;
+  r.pool.kernel = plan.pool_kernel;
+  r.pool.zero_tail = plan.zero_tail;
+  r.pool.exclude_tail = plan.exclude_tail;
+  r.pool.in = in;
+  r.pool.out = ranked;
+  r.pool.lengths = lengths;
+
+  r.topk.scores = ranked;
+  r.topk.lengths = lengths;
+  r.topk.k = plan.topk_k;
+  r.topk.k_per_request = budget_per_request;
+  r.topk.k_offset = int32_t(budget - plan.topk_k);
+  r.topk.keep_last = plan.keep_last;
+  r.topk.indices = indices;
+  r.topk.counts = counts;
+
+  r.has_positions = positions.data != nullptr;
+  r.remap.mode = plan.positions;
+  r.remap.positions_in = positions_in;
+  r.remap.indices = indices;
+  r.remap.counts = counts;
+  r.remap.positions_out = positions;
+  return r;
+}
+
+//! The plan of an invalid configuration: harmless stages that can_implement rejects anyway.
+MethodPlan plan_or_inert(const MethodConfig& config) {
+  MethodPlan plan;
+  if (!plan_method(config, &plan).is_ok()) plan = MethodPlan{PoolMode::kNone, 1, 0, 0, 0, 0, PositionMode::kOriginal};
+  return plan;
+}
+
+}  // namespace
+
 template <class T>
 SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buf) {
   SelectStages<T> s{};
-  if (!plan_method(a.config, &s.plan).is_ok()) s.plan = MethodPlan{PoolMode::kNone, 1, 0, 0, 0, 0, PositionMode::kOriginal};
+  s.plan = plan_or_inert(a.config);
   const int64_t B = a.q.extents[0];
   const int64_t R = score_rows(a.config.method, a.config.grouping, a.q.extents[2], a.k.num_heads);
   const int64_t N = a.max_length;
@@ -162,35 +212,45 @@ SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buf) 
 
   TensorView<float, 3> ranked =
       a.final_scores.data != nullptr ? a.final_scores : make_view(buf.pooled, B, R, N);
-  s.pool.mode = s.plan.pool;
-  s.pool.kernel = s.plan.pool_kernel;
-  s.pool.zero_tail = s.plan.zero_tail;
-  s.pool.exclude_tail = s.plan.exclude_tail;
-  s.pool.in = s.score.scores;
-  s.pool.out = ranked;
-  s.pool.lengths = a.lengths;
-
-  s.topk.scores = ranked;
-  s.topk.lengths = a.lengths;
-  s.topk.k = s.plan.topk_k;
-  s.topk.k_per_request = a.budget_per_request;
-  s.topk.k_offset = int32_t(a.config.budget - s.plan.topk_k);
-  s.topk.keep_last = s.plan.keep_last;
-  s.topk.indices = a.indices;
-  s.topk.counts = a.counts;
-
-  s.has_positions = a.positions.data != nullptr;
-  s.remap.mode = s.plan.positions;
-  s.remap.positions_in = a.positions_in;
-  s.remap.indices = a.indices;
-  s.remap.counts = a.counts;
-  s.remap.positions_out = a.positions;
+  const RankingStages r = ranking_stages(s.plan, a.config.budget, s.score.scores.as_const(), ranked, a.lengths,
+                                         a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
+  s.pool = r.pool;
+  s.topk = r.topk;
+  s.remap = r.remap;
+  s.has_positions = r.has_positions;
 
   s.has_gather = a.hidden_in.data != nullptr && a.hidden_out.data != nullptr;
   s.gather.src = a.hidden_in;
   s.gather.indices = a.indices;
   s.gather.counts = a.counts;
   s.gather.dst = a.hidden_out;
+  return s;
+}
+
+FinishBuffers plan_finish(const FinishSelectArgs& a, WorkspacePlanner& planner) {
+  FinishBuffers b;
+  const auto n = std::size_t(a.summed.extents[0] * a.summed.extents[1] * a.summed.extents[2]);
+  b.normalised = planner.take<float>(n);
+  if (a.final_scores.data == nullptr) b.pooled = planner.take<float>(n);
+  return b;
+}
+
+FinishStages finish_stages(const FinishSelectArgs& a, const FinishBuffers& buf) {
+  FinishStages s{};
+  s.plan = plan_or_inert(a.config);
+  const int64_t B = a.summed.extents[0], R = a.summed.extents[1], N = a.summed.extents[2];
+  s.summed = a.summed;
+  s.normalised = make_view(buf.normalised, B, R, N);
+  s.divide = a.config.method == Method::kPromptDistill;
+  s.divisor = float(a.total_heads);
+  s.lengths = a.lengths;
+  TensorView<float, 3> ranked = a.final_scores.data != nullptr ? a.final_scores : make_view(buf.pooled, B, R, N);
+  const RankingStages r = ranking_stages(s.plan, a.config.budget, s.normalised.as_const(), ranked, a.lengths,
+                                         a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
+  s.pool = r.pool;
+  s.topk = r.topk;
+  s.remap = r.remap;
+  s.has_positions = r.has_positions;
   return s;
 }
 

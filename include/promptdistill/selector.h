@@ -206,6 +206,65 @@ struct SelectArgs {
   TensorView<T, 3> hidden_out;             //!< optional [B, capacity, hidden]
 };
 
+// ---- tensor parallelism: heads sharded across ranks -----------------------------------------------
+
+//! PromptDistill and GemFilter rank tokens by a sum over *all* query heads, so under tensor
+//! parallelism (rank r of R holds query heads [head_offset, head_offset + H_r) and their KV heads)
+//! a selection takes three calls per selection layer, the same on every rank:
+//!   1. `ScorePartial` writes the rank's un-normalised sum over its own heads, f32 [B, 1, N];
+//!   2. the engine all-reduces (sums) that buffer with its own communicator (NCCL, gloo, ...);
+//!   3. `FinishSelect` normalises by the global head count, pools and takes the top-k.
+//! Step 3 is deterministic, so every rank that receives the same sums (any all-reduce that returns
+//! the same bits to every rank, as NCCL's and gloo's do) makes the same selection, with no broadcast.
+//!
+//! Exactness (docs/algorithms.md §9): the head terms z_h[j] (the dot products, / sqrt_d for
+//! PromptDistill) are computed exactly as by `Score`; only the order of the sum over heads differs
+//! (rank by rank instead of head by head). With R = 1, or wherever the sums are exact (integer-valued
+//! data, for example), the partials added in rank order give the single-device scores, pooled scores
+//! and selection bit for bit. Otherwise each pooled score differs from the single-device one by at
+//! most delta[j] = 2 * gamma(H + K) * A[j], gamma(m) = m u / (1 - m u), u = 2^-24, K the pool kernel
+//! (1 without pooling), A[j] = the pool (average, or max) over the taps of (1/H) sum_h |z_h| (no 1/H
+//! for GemFilter), so the two selections differ only in tokens whose single-device score is within
+//! 2 max_j delta[j] of the k-th best (near ties).
+//!
+//! SnapKV and H2O need no all-reduce: their rows are per KV group (or per query head), so each rank
+//! runs `Select` on its own heads and gets exactly the unsharded rows of those heads, which it
+//! compacts in its own cache.
+
+//! One rank's partial scores (PromptDistill or GemFilter):
+//! partial[b, 0, j] = sum over the rank's heads h (ascending, from +0) of z_h[j], where
+//! z_h[j] = div(dot(q_h, k_{g(h),j}), sqrt_d) for PromptDistill and dot(q_h, k_{g(h),j}) for
+//! GemFilter, g(h) = h / (H_r / H_kv_r). Positions j >= L_b are left untouched.
+template <class T>
+struct ScorePartialArgs {
+  Method method = Method::kPromptDistill;
+  TensorView<const T, 4> q;          //!< [B, 1, H_r, D]: the rank's query heads of the last prompt token
+  KvCacheView<const T> k;            //!< the rank's H_kv_r KV heads (replicated when R > H_kv)
+  const int32_t* lengths = nullptr;  //!< [B]
+  //! Global index of q's first head and the query heads of all ranks. Equal shards in rank order
+  //! (Megatron): total_heads a multiple of H_r and head_offset = rank * H_r. They are checked, so
+  //! that a rank cannot pass its local head count where the global one is meant; the partial itself
+  //! does not depend on them.
+  int64_t head_offset = 0;
+  int64_t total_heads = 0;
+  TensorView<float, 3> partial;      //!< [B, 1, N] f32, N >= max L_b
+};
+
+//! The finishing stage on every rank: s[j] = div(summed[b, 0, j], total_heads) for PromptDistill
+//! (GemFilter: s = summed), then the method's pooling, top-k and positions exactly as `Select`.
+struct FinishSelectArgs {
+  MethodConfig config;                          //!< kPromptDistill or kGemFilter
+  TensorView<const float, 3> summed;            //!< [B, 1, N]: the all-reduced partials
+  int64_t total_heads = 0;                      //!< H, the divisor of PromptDistill's mean
+  const int32_t* lengths = nullptr;             //!< [B], L_b <= N
+  const int32_t* budget_per_request = nullptr;  //!< optional [B], overrides config.budget
+  TensorView<const int32_t, 2> positions_in;    //!< optional [B, L] (multi-stage: survivors' positions)
+  TensorView<int32_t, 3> indices;               //!< [B, 1, capacity]
+  TensorView<int32_t, 2> counts;                //!< [B, 1]
+  TensorView<int32_t, 3> positions;             //!< optional [B, 1, capacity]
+  TensorView<float, 3> final_scores;            //!< optional [B, 1, >= N]: the pooled scores that ranked
+};
+
 // ---- backends ---------------------------------------------------------------------------------------
 
 namespace ref {

@@ -7,11 +7,13 @@
 #include "promptdistill/cuda/blocks.cuh"
 #include "promptdistill/cuda/pool_topk.cuh"
 #include "promptdistill/cuda/score.cuh"
+#include "promptdistill/cuda/select.cuh"
 
 namespace promptdistill {
 namespace cuda {
 
 template struct Score<float>;
+template struct ScorePartial<float>;
 template struct RmsNorm<float>;
 template struct Rope<float>;
 template struct SwiGlu<float>;
@@ -19,6 +21,7 @@ template Status detail::launch_attention_exact<float>(const AttentionArgs<float>
                                                       cudaStream_t);
 
 Status probe_pool(const PoolArgs& a, Workspace ws, Stream stream) { return detail::run_pool(a, ws, stream); }
+Status probe_finish(const FinishSelectArgs& a, Workspace ws, Stream stream) { return detail::run_finish_select(a, ws, stream); }
 
 }  // namespace cuda
 }  // namespace promptdistill

@@ -15,7 +15,8 @@ if(NOT rc EQUAL 0)
 endif()
 file(READ ${WORK_DIR}/fmad_probe.ptx ptx)
 foreach(kernel score_last_token_kernel softmax_row_stats_kernel softmax_column_sums_kernel group_mean_kernel
-               rmsnorm_kernel rope_kernel swiglu_kernel attention_exact_kernel pool_kernel)
+               rmsnorm_kernel rope_kernel swiglu_kernel attention_exact_kernel pool_kernel
+               normalise_summed_kernel)
   string(FIND "${ptx}" "${kernel}" at)
   if(at EQUAL -1)
     message(FATAL_ERROR "the probe's PTX holds no ${kernel}: the check would prove nothing")

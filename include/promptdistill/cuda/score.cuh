@@ -2,8 +2,8 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
-//! Scoring kernels, their launcher and `cuda::Score<T>` (instantiated for float, f16 and bf16 in
-//! cuda/score_instances.cu). Every formula and reduction order is the one documented in selector.h and
+//! Scoring kernels, their launcher, `cuda::Score<T>` and the tensor-parallel `cuda::ScorePartial<T>`
+//! (instantiated for float, f16 and bf16 in cuda/score_instances.cu). Every formula and reduction order is the one documented in selector.h and
 //! followed by cpu_reference/score_ref.cpp; the scores are compared bit for bit (Tier B).
 //!
 //! - PromptDistill / GemFilter: one thread per key j computes all H head logits against the
@@ -34,8 +34,10 @@ __device__ void load_query_f32(const TensorView<const T, 4>& q, int64_t b, int64
   for (int64_t e = threadIdx.x; e < heads * D; e += blockDim.x) out[e] = num::to_f32(q(b, row, h0 + e / D, e % D));
 }
 
+//! `partial`: a tensor-parallel rank's sum over its heads, without PromptDistill's final division
+//! by the head count (FinishSelect divides by the global count after the all-reduce).
 template <class T>
-__global__ void score_last_token_kernel(ScoreArgs<T> a, float sqrt_d, const DeviceStatusWord* status) {
+__global__ void score_last_token_kernel(ScoreArgs<T> a, float sqrt_d, bool partial, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   extern __shared__ float q_shared[];
   const int64_t b = blockIdx.y, H = a.q.extents[2], D = a.q.extents[3], G = H / a.k.num_heads;
@@ -49,7 +51,7 @@ __global__ void score_last_token_kernel(ScoreArgs<T> a, float sqrt_d, const Devi
       const float logit = dot_row(q_shared + h * D, a.k.token(b, j, h / G), int(D));
       acc = num::add(acc, mean ? num::div(logit, sqrt_d) : logit);
     }
-    a.scores(b, 0, j) = mean ? num::div(acc, float(H)) : acc;
+    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H)) : acc;
   }
 }
 
@@ -174,7 +176,7 @@ inline Status check_score_grid(Method method, HeadGrouping grouping, int64_t bat
 
 template <class T>
 Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuffers& buf,
-                    const DeviceStatusWord* status, cudaStream_t stream) {
+                    const DeviceStatusWord* status, cudaStream_t stream, bool partial = false) {
   const int64_t B = a.q.extents[0], rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
   const int64_t N = a.scores.extents[2];
   if (B == 0 || N == 0) return Status::ok();
@@ -182,7 +184,8 @@ Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuf
   const float sqrt_d = num::sqrt(float(D));
   if (a.method == Method::kPromptDistill || a.method == Method::kGemFilter) {
     const dim3 grid(blocks_for(N, kScoreThreads), unsigned(B));
-    score_last_token_kernel<<<grid, kScoreThreads, std::size_t(H * D) * sizeof(float), stream>>>(a, sqrt_d, status);
+    score_last_token_kernel<<<grid, kScoreThreads, std::size_t(H * D) * sizeof(float), stream>>>(a, sqrt_d, partial,
+                                                                                                  status);
     PD_CUDA_CHECK_LAUNCH(stream);
     return Status::ok();
   }
@@ -225,6 +228,25 @@ Status Score<T>::run(const ScoreArgs<T>& a, Workspace ws, Stream stream) noexcep
   PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ScoreRequestCheck<T>{a}, a.q.extents[0], status, stream));
   return detail::launch_score(a, buffers, status, stream);
+}
+
+template <class T>
+Status ScorePartial<T>::can_implement(const ScorePartialArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(promptdistill::detail::check_score_partial(a));
+  return detail::check_score_grid(a.method, HeadGrouping::kPerKvGroup, a.q.extents[0], 1, a.q.extents[2], a.k.num_heads);
+}
+template <class T>
+std::size_t ScorePartial<T>::workspace_size(const ScorePartialArgs<T>&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
+template <class T>
+Status ScorePartial<T>::run(const ScorePartialArgs<T>& a, Workspace ws, Stream stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  const ScoreArgs<T> s = promptdistill::detail::partial_as_score(a);
+  detail::DeviceStatusWord* status = nullptr;
+  PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ScoreRequestCheck<T>{s}, a.q.extents[0], status, stream));
+  return detail::launch_score(s, promptdistill::detail::ScoreBuffers{}, status, stream, /*partial=*/true);
 }
 
 }  // namespace cuda

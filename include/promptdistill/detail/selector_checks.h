@@ -128,6 +128,8 @@ template <class T> Status check_gather(const GatherArgs<T>& a) noexcept;
 Status check_remap(const RemapPositionsArgs& a) noexcept;
 template <class T> Status check_compact(const CompactKvArgs<T>& a) noexcept;
 template <class T> Status check_select(const SelectArgs<T>& a) noexcept;
+template <class T> Status check_score_partial(const ScorePartialArgs<T>& a) noexcept;
+Status check_finish_select(const FinishSelectArgs& a) noexcept;
 
 //! Carves the status word first, then whatever `plan` asks for.
 inline DeviceStatusWord* take_status(WorkspacePlanner& planner) {
@@ -236,30 +238,45 @@ PD_HOST_DEVICE inline bool compact_request_ok(const CompactKvArgs<T>& a, int64_t
   return true;
 }
 
+//! Kept tokens of request b (its k from the top-k arguments) fit `capacity`.
+PD_HOST_DEVICE inline bool kept_fit(const TopKArgs& topk, int64_t b, int64_t L, int64_t capacity, DeviceStatusWord* w) {
+  int64_t k = 0;
+  topk_k_of(topk, b, &k, w);
+  const int64_t count = topk_row(L, k, topk.keep_first, topk.keep_last).count();
+  if (count > capacity) return record(w, DataCheck::kCountBeyondCapacity, b, count, capacity), false;
+  return true;
+}
+
+//! The top-k and positions of request b (prompt length L), as the fused pipeline and the
+//! finishing stage run them.
+PD_HOST_DEVICE inline bool ranking_request_ok(const TopKArgs& topk, const RemapPositionsArgs& remap, bool has_positions,
+                                              int64_t b, int64_t L, DeviceStatusWord* w) {
+  if (!topk_request_ok(topk, b, w)) return false;
+  if (has_positions && remap.positions_in.data != nullptr && L > remap.positions_in.extents[1])
+    return record(w, DataCheck::kLengthBeyondCapacity, b, L, remap.positions_in.extents[1]), false;
+  if (has_positions && remap.positions_out.extents[2] < topk.indices.extents[2])
+    return kept_fit(topk, b, L, remap.positions_out.extents[2], w);
+  return true;
+}
+
 //! Everything the fused pipeline needs of request b, checked before any stage writes.
 template <class T>
 PD_HOST_DEVICE inline bool select_request_ok(const SelectStages<T>& s, int64_t b, DeviceStatusWord* w) {
-  if (!score_request_ok(s.score, b, w) || !topk_request_ok(s.topk, b, w)) return false;
+  if (!score_request_ok(s.score, b, w)) return false;
   const int64_t L = s.score.lengths[b];
-  if (s.has_positions && s.remap.positions_in.data != nullptr && L > s.remap.positions_in.extents[1])
-    return record(w, DataCheck::kLengthBeyondCapacity, b, L, s.remap.positions_in.extents[1]), false;
-  if (s.has_positions && s.remap.positions_out.extents[2] < s.topk.indices.extents[2]) {
-    int64_t k = 0;
-    topk_k_of(s.topk, b, &k, w);
-    const int64_t count = topk_row(L, k, s.topk.keep_first, s.topk.keep_last).count();
-    if (count > s.remap.positions_out.extents[2])
-      return record(w, DataCheck::kCountBeyondCapacity, b, count, s.remap.positions_out.extents[2]), false;
-  }
+  if (!ranking_request_ok(s.topk, s.remap, s.has_positions, b, L, w)) return false;
   if (s.has_gather) {
     if (L > s.gather.src.extents[1])
       return record(w, DataCheck::kLengthBeyondCapacity, b, L, s.gather.src.extents[1]), false;
-    int64_t k = 0;
-    topk_k_of(s.topk, b, &k, w);
-    const int64_t count = topk_row(L, k, s.topk.keep_first, s.topk.keep_last).count();
-    if (count > s.gather.dst.extents[1])
-      return record(w, DataCheck::kCountBeyondCapacity, b, count, s.gather.dst.extents[1]), false;
+    return kept_fit(s.topk, b, L, s.gather.dst.extents[1], w);
   }
   return true;
+}
+
+//! The finishing stage of request b: 1 <= L <= the summed rows' length, then its ranking.
+PD_HOST_DEVICE inline bool finish_request_ok(const FinishStages& s, int64_t b, DeviceStatusWord* w) {
+  const int64_t L = s.lengths[b];
+  return check_length(b, L, s.summed.extents[2], true, w) && ranking_request_ok(s.topk, s.remap, s.has_positions, b, L, w);
 }
 
 }  // namespace detail

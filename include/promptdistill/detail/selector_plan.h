@@ -75,5 +75,43 @@ struct SelectStages {
 template <class T>
 SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buffers);
 
+// ---- tensor parallelism -----------------------------------------------------------------------------
+
+//! The Score arguments a rank's partial scoring runs as (the same kernels and reduction order,
+//! without the final division by the head count).
+template <class T>
+ScoreArgs<T> partial_as_score(const ScorePartialArgs<T>& a) {
+  ScoreArgs<T> s;
+  s.method = a.method;
+  s.q = a.q;
+  s.k = a.k;
+  s.lengths = a.lengths;
+  s.scores = a.partial;
+  return s;
+}
+
+//! Scratch of the finishing stage.
+struct FinishBuffers {
+  float* normalised = nullptr;  //!< [B, 1, N]
+  float* pooled = nullptr;      //!< [B, 1, N] unless the caller passed final_scores
+};
+FinishBuffers plan_finish(const FinishSelectArgs& a, WorkspacePlanner& planner);
+
+//! The stages the finishing step runs: normalise (summed -> normalised), then pool, top-k and
+//! positions with the arguments `Select` would use.
+struct FinishStages {
+  MethodPlan plan;
+  TensorView<const float, 3> summed;
+  TensorView<float, 3> normalised;
+  float divisor;  //!< total_heads for PromptDistill, 1 (no division) for GemFilter
+  bool divide;
+  const int32_t* lengths;
+  PoolArgs pool;
+  TopKArgs topk;
+  RemapPositionsArgs remap;
+  bool has_positions;
+};
+FinishStages finish_stages(const FinishSelectArgs& a, const FinishBuffers& buffers);
+
 }  // namespace detail
 }  // namespace promptdistill
