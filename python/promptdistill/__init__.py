@@ -6,8 +6,13 @@ Engine API (NumPy arrays run on the CPU reference; PyTorch tensors on the backen
     gather(hidden, selection)                      the kept rows of the hidden states
     remap_positions(selection, positions)          the positions the kept tokens carry
     compact_kv(k_cache, v_cache, selection, layout=...)   compact a KV cache in place
+Tensor parallelism (heads sharded across ranks), three calls per selection layer on every rank:
+    score_partial(q, k, total_heads=H)             the rank's partial scores
+    (the engine's all-reduce of them)
+    finish_select(scores, topk, total_heads=H)     the same Selection on every rank
 The same operations are PyTorch custom operators: torch.ops.promptdistill.{select, gather,
-remap_positions, compact_kv}. Every bad input raises promptdistill.Error (a ValueError).
+remap_positions, compact_kv, score_partial, finish_select}. Every bad input raises
+promptdistill.Error (a ValueError).
 
 Hugging Face models: promptdistill.hf.generate(model, input_ids, method=...).
 """
@@ -18,10 +23,11 @@ import importlib.util
 from ._core import VERSION as __version__
 from ._errors import Error
 from ._engine import KvCompaction, Selection, check_status, compact_kv, gather, remap_positions, select
+from ._tensor_parallel import finish_select, score_partial
 from . import _backends
 
-__all__ = ["Error", "KvCompaction", "Selection", "check_status", "compact_kv", "cuda_available", "gather", "hf",
-           "remap_positions", "select"]
+__all__ = ["Error", "KvCompaction", "Selection", "check_status", "compact_kv", "cuda_available", "finish_select", "gather",
+           "hf", "remap_positions", "score_partial", "select"]
 
 # The custom operators are registered whenever PyTorch is installed, so that code calling
 # torch.ops.promptdistill.* directly finds them after `import promptdistill`.

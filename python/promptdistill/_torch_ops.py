@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The Selector as PyTorch custom operators (namespace ``promptdistill``), each with a fake
-implementation, so that ``torch.compile(fullgraph=True)`` traces code that calls them and CUDA
-graphs capture them.
+"""The Selector (and the tensor-parallel score_partial and finish_select) as PyTorch custom
+operators (namespace ``promptdistill``), each with a fake implementation, so that
+``torch.compile(fullgraph=True)`` traces code that calls them and CUDA graphs capture them.
 
 Every output is padded to what the longest request can keep (ragged requests leave -1 / 0 in the
 tail; ``counts`` says how many are real) so that output shapes depend on input shapes only. The
@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 
 from . import _backends, _core
+from ._tensor_parallel import finish_geometry
 
 _LIB = "promptdistill"
 
@@ -106,3 +107,48 @@ def compact_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, indices: torch.Tens
 def _compact_fake(k_cache, v_cache, indices, counts, layout, seq_lens, block_table, kv_indptr, kv_indices, kv_last_page_len):
     B = counts.shape[0]
     return (counts.new_empty((B,), dtype=torch.int32), counts.new_empty((B,), dtype=torch.int32), _status_like(k_cache.device))
+
+
+@torch.library.custom_op(f"{_LIB}::score_partial", mutates_args=())
+def score_partial(q: torch.Tensor, k: torch.Tensor, lengths: torch.Tensor, method: str, head_offset: int,
+                  total_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tensor-parallel rank's partial scores: q [B, 1, H_r, D], k [B, L, H_kv_r, D], lengths int32
+    [B] -> partial float32 [B, L] (zeros past each length), status."""
+    module = _backends.module_for(q, "q")
+    partial = torch.zeros((k.shape[0], k.shape[1]), dtype=torch.float32, device=q.device)
+    status = _backends.run_torch(module.score_partial, (q, k, lengths, partial, method, head_offset, total_heads), q.device)
+    return partial, status
+
+
+@score_partial.register_fake
+def _score_partial_fake(q, k, lengths, method, head_offset, total_heads):
+    return q.new_empty((k.shape[0], k.shape[1]), dtype=torch.float32), _status_like(q.device)
+
+
+@torch.library.custom_op(f"{_LIB}::finish_select", mutates_args=())
+def finish_select(scores: torch.Tensor, lengths: torch.Tensor, budget: int, method: str, total_heads: int, pool: str,
+                  pool_kernel: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The summed partial scores float32 [B, L] -> indices int32 [B, 1, C] (ascending, -1 padded),
+    counts int32 [B, 1], positions int32 [B, 1, C], the pooled scores float32 [B, 1, L], status."""
+    module = _backends.module_for(scores, "scores")
+    B, L = scores.shape[0], scores.shape[1]
+    _, capacity = finish_geometry(method, budget, pool, pool_kernel, L)
+    indices = torch.full((B, 1, capacity), -1, dtype=torch.int32, device=scores.device)
+    counts = torch.zeros((B, 1), dtype=torch.int32, device=scores.device)
+    positions = torch.full((B, 1, capacity), -1, dtype=torch.int32, device=scores.device)
+    final = torch.zeros((B, 1, L), dtype=torch.float32, device=scores.device)
+    status = _backends.run_torch(module.finish_select, (scores, lengths, indices, counts, positions, final, method, budget, pool,
+                                                        pool_kernel, total_heads), scores.device)
+    return indices, counts, positions, final, status
+
+
+@finish_select.register_fake
+def _finish_select_fake(scores, lengths, budget, method, total_heads, pool, pool_kernel):
+    B, L = scores.shape[0], scores.shape[1]
+    if isinstance(L, int):
+        _, capacity = finish_geometry(method, budget, pool, pool_kernel, L)
+    else:  # a symbolic prompt length: the kept count is a new size
+        capacity = torch.library.get_ctx().new_dynamic_size()
+    return (scores.new_empty((B, 1, capacity), dtype=torch.int32), scores.new_empty((B, 1), dtype=torch.int32),
+            scores.new_empty((B, 1, capacity), dtype=torch.int32), scores.new_empty((B, 1, L), dtype=torch.float32),
+            _status_like(scores.device))

@@ -24,7 +24,9 @@
     template <class T> using Select = ns::Select<T>;            \
     template <class T> using Gather = ns::Gather<T>;            \
     template <class T> using CompactKv = ns::CompactKv<T>;      \
+    template <class T> using ScorePartial = ns::ScorePartial<T>; \
     using RemapPositions = ns::RemapPositions;                  \
+    using FinishSelect = ns::FinishSelect;                      \
   }
 
 namespace pdpy {
@@ -62,6 +64,23 @@ pd::KvCacheView<const T> key_view(const InArray& k) {
   return v;
 }
 
+//! The q and k of one call: same device as the backend, 4 dimensions, one float dtype, tokens present.
+template <class Backend>
+Elem query_key_checks(const InArray& q, const InArray& k, Device* dev) {
+  *dev = backend_device<Backend>("q", q);
+  require_device("k", k, *dev);
+  require_rank("q", q, 4, "[B, rows, H, D]");
+  require_rank("k", k, 4, "[B, L, H_kv, D]");
+  const Elem e = require_float("q", q);
+  require_float("k", k);
+  if (elem_of(k.dtype()) != e)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "q and k must have the same dtype, got %s and %s", dtype_name(q.dtype()).c_str(),
+                     dtype_name(k.dtype()).c_str()));
+  if (k.shape(1) == 0) raise(pd::Status(pd::StatusCode::kInvalidArgument, "k has no tokens (empty prompt)"));
+  if (q.shape(1) == 0) raise(pd::Status(pd::StatusCode::kInvalidArgument, "q has no query rows"));
+  return e;
+}
+
 template <class Backend, class T>
 std::size_t select_typed(const InArray& q, const InArray& k, const InArray& lengths, const InArray& indices, const InArray& counts,
                          const InArray& positions, const InArray& scores, const pd::MethodConfig& cfg,
@@ -85,22 +104,73 @@ std::size_t select(const InArray& q, const InArray& k, const InArray& lengths, c
                    const std::string& pool, int64_t pool_kernel, const std::string& per, const std::optional<InArray>& workspace,
                    uintptr_t stream) {
   const pd::MethodConfig cfg = method_config(method, budget, window, pool, pool_kernel, per);
-  const Device dev = backend_device<Backend>("q", q);
-  require_device("k", k, dev);
-  require_rank("q", q, 4, "[B, rows, H, D]");
-  require_rank("k", k, 4, "[B, L, H_kv, D]");
-  const Elem e = require_float("q", q);
-  require_float("k", k);
-  if (elem_of(k.dtype()) != e)
-    raise(pd::Status(pd::StatusCode::kInvalidArgument, "q and k must have the same dtype, got %s and %s", dtype_name(q.dtype()).c_str(),
-                     dtype_name(k.dtype()).c_str()));
-  if (k.shape(1) == 0) raise(pd::Status(pd::StatusCode::kInvalidArgument, "k has no tokens (empty prompt)"));
-  if (q.shape(1) == 0) raise(pd::Status(pd::StatusCode::kInvalidArgument, "q has no query rows"));
-  switch (e) {
+  Device dev;
+  switch (query_key_checks<Backend>(q, k, &dev)) {
     case Elem::kF32: return select_typed<Backend, float>(q, k, lengths, indices, counts, positions, scores, cfg, workspace, dev, stream);
     case Elem::kF16: return select_typed<Backend, pd::f16>(q, k, lengths, indices, counts, positions, scores, cfg, workspace, dev, stream);
     default: return select_typed<Backend, pd::bf16>(q, k, lengths, indices, counts, positions, scores, cfg, workspace, dev, stream);
   }
+}
+
+// ---- tensor parallelism -------------------------------------------------------------------------
+
+//! A [B, L] float32 array as the [B, 1, L] rows the tensor-parallel operations take.
+template <class T>
+pd::TensorView<T, 3> score_rows_view(const char* name, const InArray& a, const Device& dev) {
+  const auto v = checked_view<T, 2>(name, a, dev, Elem::kF32, "float32", "[B, L]");
+  return pd::make_strided_view<T, 3>(v.data, {v.extents[0], 1, v.extents[1]}, {v.strides[0], v.strides[0], v.strides[1]});
+}
+
+template <class Backend, class T>
+std::size_t score_partial_typed(const InArray& q, const InArray& k, const InArray& lengths, const InArray& partial, pd::Method method,
+                                int64_t head_offset, int64_t total_heads, const std::optional<InArray>& workspace, const Device& dev,
+                                uintptr_t stream) {
+  pd::ScorePartialArgs<T> a;
+  a.method = method;
+  a.q = view_of<const T, 4>(q);
+  a.k = key_view<T>(k);
+  a.lengths = int_vector("lengths", lengths, dev, int64_t(q.shape(0)));
+  a.head_offset = head_offset;
+  a.total_heads = total_heads;
+  a.partial = score_rows_view<float>("partial", partial, dev);
+  return plan_or_run<typename Backend::template ScorePartial<T>>(a, workspace, dev, stream);
+}
+
+template <class Backend>
+std::size_t score_partial(const InArray& q, const InArray& k, const InArray& lengths, const InArray& partial, const std::string& method,
+                          int64_t head_offset, int64_t total_heads, const std::optional<InArray>& workspace, uintptr_t stream) {
+  const pd::Method m = parse_or_raise<pd::Method>(method);
+  Device dev;
+  switch (query_key_checks<Backend>(q, k, &dev)) {
+    case Elem::kF32: return score_partial_typed<Backend, float>(q, k, lengths, partial, m, head_offset, total_heads, workspace, dev, stream);
+    case Elem::kF16: return score_partial_typed<Backend, pd::f16>(q, k, lengths, partial, m, head_offset, total_heads, workspace, dev, stream);
+    default: return score_partial_typed<Backend, pd::bf16>(q, k, lengths, partial, m, head_offset, total_heads, workspace, dev, stream);
+  }
+}
+
+template <class Backend>
+std::size_t finish_select(const InArray& scores, const InArray& lengths, const InArray& indices, const InArray& counts,
+                          const InArray& positions, const InArray& final_scores, const std::string& method, int64_t budget,
+                          const std::string& pool, int64_t pool_kernel, int64_t total_heads, const std::optional<InArray>& workspace,
+                          uintptr_t stream) {
+  pd::FinishSelectArgs a;
+  // The configuration is checked by can_implement, which names a method that needs no finishing
+  // stage before anything else.
+  a.config.method = parse_or_raise<pd::Method>(method);
+  a.config.budget = budget;
+  a.config.pool = parse_or_raise<pd::PoolMode>(pool);
+  if (pool_kernel < 1 || pool_kernel > INT32_MAX)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "pool kernel must be odd and >= 1, got %lld", (long long)pool_kernel));
+  a.config.pool_kernel = int32_t(pool_kernel);
+  const Device dev = backend_device<Backend>("scores", scores);
+  a.summed = score_rows_view<const float>("scores", scores, dev);
+  a.total_heads = total_heads;
+  a.lengths = int_vector("lengths", lengths, dev, int64_t(scores.shape(0)));
+  a.indices = checked_view<int32_t, 3>("indices", indices, dev, Elem::kI32, "int32", "[B, 1, capacity]");
+  a.counts = checked_view<int32_t, 2>("counts", counts, dev, Elem::kI32, "int32", "[B, 1]");
+  a.positions = checked_view<int32_t, 3>("positions", positions, dev, Elem::kI32, "int32", "[B, 1, capacity]");
+  a.final_scores = checked_view<float, 3>("final_scores", final_scores, dev, Elem::kF32, "float32", "[B, 1, L]");
+  return plan_or_run<typename Backend::FinishSelect>(a, workspace, dev, stream);
 }
 
 //! Rows of a selection ([B, rows, capacity] indices) and their counts, checked against `dev`.
@@ -280,6 +350,10 @@ void define_ops(nb::module_& m) {
   m.def("compact_kv", &compact_kv<Backend>, "k_cache"_a, "v_cache"_a, "layout"_a, "seq_lens"_a.none(), "block_table"_a.none(),
         "kv_indptr"_a.none(), "kv_indices"_a.none(), "kv_last_page_len"_a.none(), "indices"_a, "counts"_a, "new_lengths"_a,
         "freed_pages"_a.none(), "workspace"_a.none(), "stream"_a);
+  m.def("score_partial", &score_partial<Backend>, "q"_a, "k"_a, "lengths"_a, "partial"_a, "method"_a, "head_offset"_a, "total_heads"_a,
+        "workspace"_a.none(), "stream"_a);
+  m.def("finish_select", &finish_select<Backend>, "scores"_a, "lengths"_a, "indices"_a, "counts"_a, "positions"_a, "final_scores"_a,
+        "method"_a, "budget"_a, "pool"_a, "pool_kernel"_a, "total_heads"_a, "workspace"_a.none(), "stream"_a);
   m.attr("STATUS_BYTES") = sizeof(pd::detail::DeviceStatusWord);
 }
 

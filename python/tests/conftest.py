@@ -39,6 +39,23 @@ def smollm2_path():
     return MODEL
 
 
+@pytest.fixture(scope="session")
+def smollm2_model(smollm2_path):
+    """SmolLM2 from the embedded GGUF in transformers, float32, loaded once for every test file."""
+    import torch
+    import transformers
+    return transformers.AutoModelForCausalLM.from_pretrained(smollm2_path.parent, gguf_file=smollm2_path.name,
+                                                             dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_prompt():
+    """The golden haystack prompt cut in the middle (as the reference drivers truncate): the fact
+    and the question stay, and H2O's quadratic scoring stays cheap."""
+    ids = json.loads((GOLDEN / "smollm2_methods.json").read_text())["ids"]
+    return ids[:200] + ids[-100:]
+
+
 def selected_rows(cli_entry):
     """A layer's selection as the CLI's JSON gives it: a list of rows (one per KV group or query
     head), or only row 0 as a flat list (older CLIs). Returned as a list of rows."""

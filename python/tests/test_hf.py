@@ -5,7 +5,6 @@ greedy tokens for every method, on the tiny random checkpoints (Llama-3.1, Qwen2
 SmolLM2 loaded from the embedded GGUF in float32. Mistral (which the C++ loader does not read) is
 checked against the same weights run as Llama, and `full` against transformers' own generate."""
 
-import json
 import random
 
 import pytest
@@ -136,14 +135,8 @@ def test_eager_attention_gives_what_sdpa_gives():
 
 
 @pytest.fixture(scope="module")
-def smollm2(smollm2_path):
-    model = transformers.AutoModelForCausalLM.from_pretrained(smollm2_path.parent, gguf_file=smollm2_path.name,
-                                                              dtype=torch.float32).eval()
-    golden = json.loads((GOLDEN / "smollm2_methods.json").read_text())
-    # The golden haystack prompt cut in the middle (as the reference drivers truncate): the fact
-    # and the question stay, and H2O's quadratic scoring stays cheap.
-    ids = golden["ids"][:200] + golden["ids"][-100:]
-    return model, ids
+def smollm2(smollm2_model, smollm2_prompt):
+    return smollm2_model, smollm2_prompt
 
 
 SMOLLM2_CASES = [
