@@ -152,3 +152,38 @@ def test_hf_generate_on_cuda_matches_cpu():
         assert len(kept_cpu & kept_gpu) >= 0.9 * len(kept_cpu), f"method={method}: {kept_cpu ^ kept_gpu} differ"
         assert a.generated_ids[0] == b.generated_ids[0], f"method={method}"
         assert a.cache_lengths == b.cache_lengths and a.retained == b.retained, f"method={method}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["promptdistill", "gemfilter"])
+def test_tensor_parallel_calls_cuda_equal_cpu_and_capture(method, dtype):
+    """Two simulated ranks of 4 heads: score_partial per rank, the sum in rank order, finish_select:
+    the same bits as on the CPU, without a synchronising call, and inside a CUDA graph."""
+    q, k, lengths = batched_inputs(7, method, [600, 311], dtype)
+
+    def layer(q, k, lengths):
+        partials = [pd.score_partial(q[:, :, 4 * r:4 * r + 4], k[:, :, r:r + 1], method=method, total_heads=H, head_offset=4 * r,
+                                     lengths=lengths) for r in range(2)]
+        return pd.finish_select(partials[0] + partials[1], 100, method=method, total_heads=H, lengths=lengths)
+
+    cpu = layer(q, k, lengths)
+    qc, kc, lc = to_cuda(q, k, lengths)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu = layer(qc, kc, lc)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    gpu.check()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs recommends
+        layer(qc, kc, lc)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = layer(qc, kc, lc)
+    graph.replay()
+    torch.cuda.synchronize()
+    for name in ("indices", "counts", "positions", "scores"):
+        assert torch.equal(getattr(cpu, name), getattr(gpu, name).cpu()), f"method={method} dtype={dtype}: {name} differs"
+        assert torch.equal(getattr(cpu, name), getattr(captured, name).cpu()), f"method={method} dtype={dtype}: graph {name}"
