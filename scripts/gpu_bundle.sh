@@ -42,6 +42,7 @@ executables=(
   tests/promptdistill.test.cuda_numerics
   tests/promptdistill.test.cuda_selector
   tests/promptdistill.test.cuda_graph_capture
+  tests/promptdistill.test.cuda_tensor_parallel
   tests/promptdistill.test.cuda_blocks
   tests/promptdistill.test.cuda_session
   tests/promptdistill.test.cuda_session_smollm2

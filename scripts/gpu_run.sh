@@ -217,7 +217,7 @@ step environment 5 90 environment_report
 dry_run=$dry
 
 # 2. Every CUDA test, once.
-for test in numerics selector graph_capture blocks session header_only session_smollm2; do
+for test in numerics selector graph_capture tensor_parallel blocks session header_only session_smollm2; do
   budget=60
   case "$test" in selector | blocks) budget=150 ;; session) budget=120 ;; esac
   step "test_$test" 10 "$budget" with_libs "$bin/promptdistill.test.cuda_$test"
