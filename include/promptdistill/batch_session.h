@@ -26,6 +26,7 @@
 //! supported here (kUnsupported); everything else follows the same configuration.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -38,6 +39,12 @@
 
 namespace promptdistill {
 
+//! Sums `count` elements of type `dtype` at `data` (this backend's memory: device memory on CUDA)
+//! over every rank of a tensor-parallel group, in place, ordered on `stream` (NCCL's
+//! ncclAllReduce with ncclSum, torch.distributed's all_reduce, ...). Every rank must receive the
+//! same bits; the session calls it at the same points, in the same order, on every rank.
+using AllReduce = std::function<Status(void* data, int64_t count, DType dtype, Stream stream)>;
+
 struct BatchSessionOptions {
   int64_t decode_reserve = 64;     //!< cache tokens reserved per request for decoding (grows on demand)
   int64_t mlp_chunk_rows = 2048;   //!< MLP rows per step, bounding the [rows, intermediate] activations
@@ -49,6 +56,19 @@ struct BatchSessionOptions {
   //! reports as available (free device memory; MemAvailable on the CPU). A prefill whose
   //! estimated caches and activations exceed it fails before any work with kOutOfMemory.
   int64_t memory_limit_bytes = 0;
+  //! Tensor parallelism (Megatron-style; docs/algorithms.md §9): this session is rank `tp_rank`
+  //! of `tp_size`. It holds query heads [r H/R, (r+1) H/R) with their KV heads (H_kv/R of them, or
+  //! the one they share when R > H_kv, replicated) and caches, the matching rows of the q/k/v
+  //! projections, columns of the output projection, and 1/R of the MLP's intermediate columns;
+  //! embeddings, norms and the LM head are replicated. It calls `all_reduce` after the attention
+  //! output projection and after the MLP (on the residual stream, type T) and on PromptDistill's
+  //! and GemFilter's partial scores (f32), so every rank selects and generates the same tokens.
+  //! SnapKV/H2O select per KV group on each rank's own heads (`PrefillResult::selected` holds the
+  //! rank's rows). Needs the checkpoint's weights (`create`); H, the intermediate size and H_kv
+  //! (or R, when R > H_kv) multiples of R.
+  int64_t tp_size = 1;
+  int64_t tp_rank = 0;
+  AllReduce all_reduce;  //!< required when tp_size > 1
 };
 
 //! A backend's table: its namespace's operations as member alias templates, and the memory
@@ -63,6 +83,8 @@ struct BatchSessionOptions {
   template <class T> using LinearPlan = ns::LinearPlan<T>;                                                     \
   template <class T> using Gather = ns::Gather<T>;                                                             \
   template <class T> using Select = ns::Select<T>;                                                             \
+  template <class T> using ScorePartial = ns::ScorePartial<T>;                                                 \
+  using FinishSelect = ns::FinishSelect;                                                                       \
   template <class T> using CompactKv = ns::CompactKv<T>;                                                       \
   static const char* name() noexcept { return backend_name; }                                                  \
   /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */           \
@@ -144,6 +166,9 @@ class BatchSession {
   //! when truncate_after_last_layer composes the stage maps on the host); each decode step adds 1
   //! (its logits). Allocation is stream-ordered on CUDA, so re-sizing a cache does not synchronise.
   int64_t host_syncs() const noexcept;
+  //! The f32 logits [B, vocab] the last prefill or decode step took its greedy tokens from (the
+  //! host copy it made for them; reading it does not synchronise).
+  const std::vector<float>& last_logits() const noexcept;
 
  private:
   struct Impl;  // src/batch_session/ (private, not installed)

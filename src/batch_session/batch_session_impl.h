@@ -19,9 +19,10 @@ template <class Backend, class T>
 struct BatchSession<Backend, T>::Impl {
   using Clock = std::chrono::steady_clock;
 
-  Impl(const ModelConfig& config, const BatchSessionOptions& options, Stream stream)
+  //! `config`: what this rank runs (session::plan_shard).
+  Impl(const ModelConfig& config, const session::TensorShard& shard, const BatchSessionOptions& options, Stream stream)
       : caches(&ledger, config.num_kv_heads, config.head_dim, stream),
-        decoder(config, options, stream, &ledger, &caches),
+        decoder(config, shard, options, stream, &ledger, &caches),
         pipelines(&decoder, &caches, &ledger) {}
 
   // Declared first so that it outlives every buffer that reports to it.
@@ -54,6 +55,12 @@ int64_t BatchSession<Backend, T>::host_syncs() const noexcept {
 }
 
 template <class Backend, class T>
+const std::vector<float>& BatchSession<Backend, T>::last_logits() const noexcept {
+  static const std::vector<float> none;
+  return impl_ ? impl_->decoder.last_logits : none;
+}
+
+template <class Backend, class T>
 Status BatchSession<Backend, T>::create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
                                         std::unique_ptr<BatchSession>* out) noexcept {
   if (weights == nullptr) return Status(StatusCode::kInvalidArgument, "session: weights is null");
@@ -74,10 +81,22 @@ Status BatchSession<Backend, T>::create_session(const ModelConfig& config, const
     PD_RETURN_IF_ERROR(config.validate());
     if (options.mlp_chunk_rows < 1 || options.decode_reserve < 0)
       return Status(StatusCode::kInvalidArgument, "session options: mlp_chunk_rows must be >= 1 and decode_reserve >= 0");
+    session::TensorShard shard;
+    ModelConfig local;
+    PD_RETURN_IF_ERROR(session::plan_shard(config, options, &shard, &local));
+    if (shard.parallel() && weights == nullptr)
+      return Status(StatusCode::kUnsupported,
+                    "tensor parallelism slices a checkpoint's weights: create the session from weights (create_random "
+                    "draws whole tensors)");
     std::unique_ptr<BatchSession> session(new BatchSession());
-    session->impl_ = std::make_unique<Impl>(config, options, stream);
+    session->impl_ = std::make_unique<Impl>(local, shard, options, stream);
     session::Decoder<Backend, T>& decoder = session->impl_->decoder;
-    PD_RETURN_IF_ERROR(weights ? decoder.upload_weights(*weights) : decoder.draw_weights(seed));
+    if (shard.parallel()) {
+      const std::vector<LayerWeights> layers = session::shard_layers(*weights, shard, local);
+      PD_RETURN_IF_ERROR(decoder.upload_weights(*weights, &layers));
+    } else {
+      PD_RETURN_IF_ERROR(weights ? decoder.upload_weights(*weights) : decoder.draw_weights(seed));
+    }
     *out = std::move(session);
     return Status::ok();
   } catch (const std::bad_alloc&) {
@@ -103,6 +122,13 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
     }
     PipelinePlan plan;
     PD_RETURN_IF_ERROR(plan_pipeline(config, &plan));
+    if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerKvGroup &&
+        decoder.shard.splits_kv_groups())
+      return Status(StatusCode::kUnsupported,
+                    "%s per KV group under tensor parallelism needs whole KV groups on every rank: %lld ranks split the "
+                    "query heads of %lld KV heads (use at most %lld ranks)",
+                    to_string(plan.compression.method), (long long)decoder.shard.size, (long long)decoder.shard.total_kv_heads,
+                    (long long)decoder.shard.total_kv_heads);
     if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerQueryHead &&
         model.num_heads != model.num_kv_heads)
       return Status(StatusCode::kUnsupported,

@@ -17,6 +17,7 @@
 #include "promptdistill/detail/numerics.h"
 #include "promptdistill/detail/selector_checks.h"
 #include "src/batch_session/layer_caches.h"
+#include "src/batch_session/tensor_parallel.h"
 
 namespace promptdistill {
 namespace session {
@@ -32,9 +33,12 @@ class Decoder {
     Buffer attn_norm, wq, wk, wv, bq, bk, bv, wo, mlp_norm, gate, up, down;
   };
 
-  Decoder(const ModelConfig& model_config, const BatchSessionOptions& session_options, Stream session_stream,
-          MemoryLedger* ledger, LayerCaches<Backend, T>* caches)
-      : config(model_config), options(session_options), stream(session_stream), ledger_(ledger), caches_(caches) {
+  //! `model_config` is what this rank runs: the whole model, or under tensor parallelism its heads
+  //! and intermediate columns (`tensor_shard` says which).
+  Decoder(const ModelConfig& model_config, const TensorShard& tensor_shard, const BatchSessionOptions& session_options,
+          Stream session_stream, MemoryLedger* ledger, LayerCaches<Backend, T>* caches)
+      : config(model_config), shard(tensor_shard), options(session_options), stream(session_stream), ledger_(ledger),
+        caches_(caches) {
     for (Buffer* buffer : activation_buffers()) buffer->set_ledger(ledger);
     for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &rope_cos_next_,
                            &rope_sin_next_, &last_rows_, &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_,
@@ -43,6 +47,7 @@ class Decoder {
   }
 
   const ModelConfig config;
+  const TensorShard shard;
   const BatchSessionOptions options;
   const Stream stream;
 
@@ -63,6 +68,8 @@ class Decoder {
   int64_t weight_bytes = 0;
   //! Host synchronisations (downloads and status reads) since the last `reset_status()`.
   int64_t host_syncs = 0;
+  //! [B, vocab] f32: the logits the last greedy step chose from.
+  std::vector<float> last_logits;
 
   //! The buffers a new prefill frees first (so that each prefill's peak is its own).
   std::vector<Buffer*> activation_buffers() {
@@ -72,10 +79,11 @@ class Decoder {
 
   // ---- weights ---------------------------------------------------------------------------------
 
-  //! Uploads a checkpoint's weights, rounded to T (the LM head stays f32: logits decide greedy ties).
-  Status upload_weights(const ModelWeights& weights) {
+  //! Uploads a checkpoint's weights, rounded to T (the LM head stays f32: logits decide greedy ties);
+  //! `layers`, when given, replaces the checkpoint's layers (a tensor-parallel rank's slices).
+  Status upload_weights(const ModelWeights& weights, const std::vector<LayerWeights>* layers = nullptr) {
     const auto upload = [&](Buffer* buffer, const std::vector<float>* host, int64_t, float) { return upload_rounded(buffer, *host); };
-    PD_RETURN_IF_ERROR(for_each_weight(&weights, upload));
+    PD_RETURN_IF_ERROR(for_each_weight(&weights, upload, layers));
     PD_RETURN_IF_ERROR(lm_head_.upload(weights.output_matrix(), stream));
     weight_bytes += int64_t(lm_head_.bytes());
     return Status::ok();
@@ -123,6 +131,13 @@ class Decoder {
     if (!options.check_every_op) return Status::ok();
     ++host_syncs;
     return Backend::device_status(workspace_view(), stream);
+  }
+
+  //! Sums `count` elements of `buffer` over the tensor-parallel ranks, in place (nothing with one rank).
+  template <class U>
+  Status all_reduce(U* data, int64_t count) {
+    if (!shard.parallel()) return Status::ok();
+    return options.all_reduce(data, count, dtype_of<U>::value, stream);
   }
 
   //! Clears the sticky status word and the sync counter (every prefill's start).
@@ -274,8 +289,13 @@ class Decoder {
     attention.out = make_view<T>(attention_out.template as<T>(), batch, n, config.num_heads, head_dim);
     PD_RETURN_IF_ERROR(run<typename Backend::template Attention<T>>(attention));
     for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = kv_lens[std::size_t(b)];
+    // Under tensor parallelism the output and down projections give each rank's partial sums over
+    // its heads / intermediate columns: rank 0 adds them to the residual stream, the others write
+    // theirs over it (its input is already normalised), and the all-reduce sums them.
+    const bool add_residual = shard.rank == 0;
     PD_RETURN_IF_ERROR(linear(attention_out.template as<const T>(), rows, q_width, weights.wo, width, Buffer{},
-                              hidden.template as<T>(), true));
+                              hidden.template as<T>(), add_residual));
+    PD_RETURN_IF_ERROR(all_reduce(hidden.template as<T>(), rows * width));
 
     norm.weight = make_view<const T>(weights.mlp_norm.template as<const T>(), width);
     PD_RETURN_IF_ERROR(run<typename Backend::template RmsNorm<T>>(norm));
@@ -290,9 +310,9 @@ class Decoder {
       activation.out = make_view<T>(mlp_gate.template as<T>(), chunk, config.intermediate);
       PD_RETURN_IF_ERROR(run<typename Backend::template SwiGlu<T>>(activation));
       PD_RETURN_IF_ERROR(linear(mlp_gate.template as<const T>(), chunk, config.intermediate, weights.down, width, Buffer{},
-                                hidden.template as<T>() + first_row * width, true));
+                                hidden.template as<T>() + first_row * width, add_residual));
     }
-    return Status::ok();
+    return all_reduce(hidden.template as<T>(), rows * width);
   }
 
   // ---- rows and tokens ------------------------------------------------------------------------------
@@ -333,11 +353,10 @@ class Decoder {
     PD_RETURN_IF_ERROR(linear_with<float>(lm_head_plans_, last_rows_f32_.template as<const float>(), batch, config.hidden,
                                           lm_head_.template as<const float>(), config.vocab, nullptr,
                                           logits_.template as<float>(), false));
-    std::vector<float> host_logits;
-    PD_RETURN_IF_ERROR(download(logits_, std::size_t(batch * config.vocab), &host_logits));
+    PD_RETURN_IF_ERROR(download(logits_, std::size_t(batch * config.vocab), &last_logits));
     out->assign(std::size_t(batch), 0);
     for (int64_t b = 0; b < batch; ++b) {
-      const float* row = host_logits.data() + b * config.vocab;
+      const float* row = last_logits.data() + b * config.vocab;
       int32_t best = 0;
       for (int64_t v = 1; v < config.vocab; ++v)
         if (row[v] > row[best]) best = int32_t(v);
@@ -358,13 +377,13 @@ class Decoder {
   //! random scale). Without a host tensor the scale says what to draw: > 0 random with that
   //! scale (keeping activations O(1)), 0 zeros (biases), kOnes ones (norm weights).
   template <class Load>
-  Status for_each_weight(const ModelWeights* host, Load&& load) {
+  Status for_each_weight(const ModelWeights* host, Load&& load, const std::vector<LayerWeights>* host_layers = nullptr) {
     const int64_t width = config.hidden, q_width = config.num_heads * config.head_dim;
     const int64_t kv_width = config.num_kv_heads * config.head_dim, inner = config.intermediate;
     const float in_scale = 1.0f / std::sqrt(float(width));
     layer_weights_.resize(std::size_t(config.num_layers));
     for (int64_t l = 0; l < config.num_layers; ++l) {
-      const LayerWeights* src = host ? &host->layers[std::size_t(l)] : nullptr;
+      const LayerWeights* src = host ? &(host_layers ? *host_layers : host->layers)[std::size_t(l)] : nullptr;
       LayerWeightBuffers& dst = layer_weights_[std::size_t(l)];
       for (Buffer* buffer : {&dst.attn_norm, &dst.wq, &dst.wk, &dst.wv, &dst.bq, &dst.bk, &dst.bv, &dst.wo, &dst.mlp_norm,
                              &dst.gate, &dst.up, &dst.down})

@@ -25,7 +25,7 @@ class Pipelines {
   Pipelines(Decoder<Backend, T>* decoder, LayerCaches<Backend, T>* caches, MemoryLedger* ledger)
       : decoder_(*decoder), caches_(*caches), ledger_(ledger) {
     for (Buffer* buffer : {&lengths_, &positions_, &selected_indices_, &selected_counts_, &selected_positions_, &cache_lengths_,
-                           &new_lengths_, &compact_indices_, &compact_counts_, &kept_ids_, &packed_})
+                           &new_lengths_, &compact_indices_, &compact_counts_, &kept_ids_, &packed_, &partial_scores_})
       buffer->set_ledger(ledger);
   }
 
@@ -294,7 +294,46 @@ class Pipelines {
       args.hidden_in = make_view<const T>(decoder_.hidden.template as<const T>(), batch, n, config.hidden);
       args.hidden_out = make_view<T>(decoder_.kept_hidden.template as<T>(), batch, n, config.hidden);
     }
+    const bool sums_every_head = method.method == Method::kPromptDistill || method.method == Method::kGemFilter;
+    if (decoder_.shard.parallel() && sums_every_head) return select_across_ranks(args);
     return decoder_.template run<typename Backend::template Select<T>>(args);
+  }
+
+  //! PromptDistill / GemFilter under tensor parallelism: the rank's partial scores over its own
+  //! heads, their all-reduce, and the finishing stage, which every rank runs on the same sums and
+  //! so ends with the same selection; then the hidden-state gather Select would have fused.
+  Status select_across_ranks(const SelectArgs<T>& select) {
+    const int64_t batch = decoder_.batch, n = select.max_length;
+    PD_RETURN_IF_ERROR(partial_scores_.reserve(std::size_t(batch * n) * sizeof(float), decoder_.stream));
+    // Past each length the partials are not written; zeros keep the all-reduce's inputs defined.
+    PD_RETURN_IF_ERROR(Backend::fill_zero(partial_scores_.data(), std::size_t(batch * n) * sizeof(float), decoder_.stream));
+    ScorePartialArgs<T> partial;
+    partial.method = select.config.method;
+    partial.q = select.q;
+    partial.k = select.k;
+    partial.lengths = select.lengths;
+    partial.head_offset = decoder_.shard.q_first;
+    partial.total_heads = decoder_.shard.total_heads;
+    partial.partial = make_view<float>(partial_scores_.template as<float>(), batch, 1, n);
+    PD_RETURN_IF_ERROR(decoder_.template run<typename Backend::template ScorePartial<T>>(partial));
+    PD_RETURN_IF_ERROR(decoder_.all_reduce(partial_scores_.template as<float>(), batch * n));
+    FinishSelectArgs finish;
+    finish.config = select.config;
+    finish.summed = make_view<const float>(partial_scores_.template as<const float>(), batch, 1, n);
+    finish.total_heads = decoder_.shard.total_heads;
+    finish.lengths = select.lengths;
+    finish.positions_in = select.positions_in;
+    finish.indices = select.indices;
+    finish.counts = select.counts;
+    finish.positions = select.positions;
+    PD_RETURN_IF_ERROR(decoder_.template run<typename Backend::FinishSelect>(finish));
+    if (select.hidden_in.data == nullptr) return Status::ok();
+    GatherArgs<T> gather;
+    gather.src = select.hidden_in;
+    gather.indices = select.indices;
+    gather.counts = select.counts;
+    gather.dst = select.hidden_out;
+    return decoder_.template run<typename Backend::template Gather<T>>(gather);
   }
 
   //! Keeps, in `cache`, the tokens `indices` lists (1 row: every head; H_kv rows: per head), in
@@ -436,6 +475,7 @@ class Pipelines {
   MemoryLedger* ledger_;
   Buffer lengths_, positions_, selected_indices_, selected_counts_, selected_positions_;
   Buffer cache_lengths_, new_lengths_, compact_indices_, compact_counts_, kept_ids_, packed_;
+  Buffer partial_scores_;  //!< [B, 1, n] f32: a tensor-parallel rank's partial scores, then their sum
   std::vector<Recorded> recorded_;  //!< what the results report, in order
 };
 
