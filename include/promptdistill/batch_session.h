@@ -153,7 +153,8 @@ class BatchSession {
   static const char* backend_name() noexcept { return Backend::name(); }
   //! Tokens in layer l's cache for request b.
   int64_t cache_length(int64_t layer, int64_t b) const noexcept;
-  //! Layer l's keys and values of request b as f32 [length, H_kv, D] (host copies, for tests).
+  //! Layer l's keys and values of request b as f32 [length, H_kv, D] (host copies, for tests; a
+  //! tensor-parallel rank's own KV heads).
   Status read_cache(int64_t layer, int64_t b, std::vector<float>* k, std::vector<float>* v) const noexcept;
   //! Memory this session holds now / at most since the last prefill began (weights included).
   int64_t memory_bytes() const noexcept;
