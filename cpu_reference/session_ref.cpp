@@ -138,25 +138,37 @@ Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const 
 //! GemFilter: filter pass over layers 0..r without a KV cache, top-k of the unscaled head-summed
 //! logits (last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
 Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
-  const ModelConfig& mc = weights_->config;
-  const int64_t L = int64_t(prompt.size()), layer = plan.stages[0].layer;
+  LayerTaps taps;
+  PD_RETURN_IF_ERROR(gemfilter_filter_pass(prompt, plan.stages[0].layer, &taps));
+  return gemfilter_select_and_reprefill(prompt, plan.stages[0].select, taps, r);
+}
+
+Status Session::gemfilter_filter_pass(const std::vector<int32_t>& prompt, int64_t layer, LayerTaps* taps) {
+  const int64_t L = int64_t(prompt.size());
   std::vector<float> x;
   PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
   const std::vector<int32_t> positions = arange(L);
   PD_RETURN_IF_ERROR(run_layers(&x, L, positions, 0, layer, false, nullptr));
-  LayerTaps taps;
-  taps.q_rows = 1;
-  taps.want_keys = true;
-  PD_RETURN_IF_ERROR(model_.layer(layer, &x, L, positions.data(), L, nullptr, &taps));
+  taps->q_rows = 1;
+  taps->want_keys = true;
+  PD_RETURN_IF_ERROR(model_.layer(layer, &x, L, positions.data(), L, nullptr, taps));
   tick();
+  return Status::ok();
+}
+
+Status Session::gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const MethodConfig& select,
+                                               const LayerTaps& taps, PrefillResult* r) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size());
   Selection s;
-  PD_RETURN_IF_ERROR(select_tokens(plan.stages[0].select, mc, taps.q, 1, taps.keys, L, positions, &s));
+  PD_RETURN_IF_ERROR(select_tokens(select, mc, taps.q, 1, taps.keys, L, arange(L), &s));
   const std::vector<int32_t>& idx = s.indices[0];
   r->retained.push_back(int64_t(idx.size()));
   r->selected.push_back({idx});
   std::vector<int32_t> ids(idx.size());
   for (std::size_t i = 0; i < idx.size(); ++i) ids[i] = prompt[std::size_t(idx[i])];
   const int64_t k = int64_t(ids.size());
+  std::vector<float> x;
   PD_RETURN_IF_ERROR(model_.embed(ids.data(), k, &x));
   PD_RETURN_IF_ERROR(run_layers(&x, k, arange(k), 0, mc.num_layers, true, &r->peak_kv_cache_bytes));
   PD_RETURN_IF_ERROR(first_token(x, k, &r->first_token));

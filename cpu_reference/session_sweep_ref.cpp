@@ -136,10 +136,7 @@ Status Session::sweep_kv_compression(const std::vector<int32_t>& prompt, const s
     }
     r.first_token = first;
     r.next_position = L;
-    for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
-    r.ttft_ms = shared_ms + ms_since(own_start);
-    next_position_ = L;
-    PD_RETURN_IF_ERROR(visit(i, r));
+    PD_RETURN_IF_ERROR(finish_budget(i, shared_ms + ms_since(own_start), &r, visit));
   }
   return Status::ok();
 }
@@ -191,10 +188,7 @@ Status Session::sweep_promptdistill(const std::vector<int32_t>& prompt, const st
     }
     PD_RETURN_IF_ERROR(first_token(kept_x, n, &r.first_token));
     r.next_position = L;
-    for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
-    r.ttft_ms = shared_ms + ms_since(own_start);
-    next_position_ = L;
-    PD_RETURN_IF_ERROR(visit(i, r));
+    PD_RETURN_IF_ERROR(finish_budget(i, shared_ms + ms_since(own_start), &r, visit));
   }
   return Status::ok();
 }
@@ -203,44 +197,30 @@ Status Session::sweep_promptdistill(const std::vector<int32_t>& prompt, const st
 //! selects and re-prefills its own kept ids.
 Status Session::sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
                                 const SweepVisitor& visit) {
-  const ModelConfig& mc = weights_->config;
-  const int64_t L = int64_t(prompt.size()), N = mc.num_layers, r_layer = plans[0].stages[0].layer;
+  const int64_t N = weights_->config.num_layers, r_layer = plans[0].stages[0].layer;
   layers_total_ = (r_layer + 1) + int64_t(plans.size()) * N;
   const auto start = Clock::now();
-  std::vector<float> x;
-  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
-  const std::vector<int32_t> positions = arange(L);
-  PD_RETURN_IF_ERROR(run_layers(&x, L, positions, 0, r_layer, false, nullptr));
   LayerTaps taps;
-  taps.q_rows = 1;
-  taps.want_keys = true;
-  PD_RETURN_IF_ERROR(model_.layer(r_layer, &x, L, positions.data(), L, nullptr, &taps));
-  tick();
+  PD_RETURN_IF_ERROR(gemfilter_filter_pass(prompt, r_layer, &taps));
   const double shared_ms = ms_since(start);
   for (std::size_t i = 0; i < plans.size(); ++i) {
     const auto own_start = Clock::now();
     PrefillResult r;
-    r.prompt_tokens = L;
-    Selection s;
-    PD_RETURN_IF_ERROR(select_tokens(plans[i].stages[0].select, mc, taps.q, 1, taps.keys, L, positions, &s));
-    const std::vector<int32_t>& idx = s.indices[0];
-    r.retained.push_back(int64_t(idx.size()));
-    r.selected.push_back({idx});
-    std::vector<int32_t> ids(idx.size());
-    for (std::size_t t = 0; t < idx.size(); ++t) ids[t] = prompt[std::size_t(idx[t])];
-    const int64_t k = int64_t(ids.size());
+    r.prompt_tokens = int64_t(prompt.size());
     caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
-    std::vector<float> kept_x;
-    PD_RETURN_IF_ERROR(model_.embed(ids.data(), k, &kept_x));
-    PD_RETURN_IF_ERROR(run_layers(&kept_x, k, arange(k), 0, N, true, &r.peak_kv_cache_bytes));
-    PD_RETURN_IF_ERROR(first_token(kept_x, k, &r.first_token));
-    r.next_position = k;
-    for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
-    r.ttft_ms = shared_ms + ms_since(own_start);
-    next_position_ = k;
-    PD_RETURN_IF_ERROR(visit(i, r));
+    PD_RETURN_IF_ERROR(gemfilter_select_and_reprefill(prompt, plans[i].stages[0].select, taps, &r));
+    PD_RETURN_IF_ERROR(finish_budget(i, shared_ms + ms_since(own_start), &r, visit));
   }
   return Status::ok();
+}
+
+//! What every budget of a sweep ends with: its result's cache lengths and time, the session's next
+//! position, and the visit.
+Status Session::finish_budget(std::size_t index, double ttft_ms, PrefillResult* r, const SweepVisitor& visit) {
+  for (const auto& cache : caches_) r->cache_lengths.push_back(cache.length);
+  r->ttft_ms = ttft_ms;
+  next_position_ = r->next_position;
+  return visit(index, *r);
 }
 
 }  // namespace ref

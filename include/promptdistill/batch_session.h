@@ -22,8 +22,9 @@
 //! re-allocated to their new size, so the full-length K/V is freed while later layers run.
 //! GemFilter's filter pass keeps no per-layer cache: one layer's K/V (the attention input) lives
 //! in a scratch buffer that the next layer overwrites and that is freed before pass 2.
-//! Differences from `ref::Session`: SnapKV/H2O per query head (GQA-expanded caches) is not
-//! supported here (kUnsupported); everything else follows the same configuration.
+//! SnapKV/H2O per query head (the published variant) GQA-expand a layer's cache to H heads when
+//! they compress it (query head h then reads head h), as the reference code stores it; the new
+//! tokens of such a layer are expanded on append. Everything follows `ref::Session`'s semantics.
 
 #include <cstdint>
 #include <functional>
@@ -63,9 +64,9 @@ struct BatchSessionOptions {
   //! embeddings, norms and the LM head are replicated. It calls `all_reduce` after the attention
   //! output projection and after the MLP (on the residual stream, type T) and on PromptDistill's
   //! and GemFilter's partial scores (f32), so every rank selects and generates the same tokens.
-  //! SnapKV/H2O select per KV group on each rank's own heads (`PrefillResult::selected` holds the
-  //! rank's rows). Needs the checkpoint's weights (`create`); H, the intermediate size and H_kv
-  //! (or R, when R > H_kv) multiples of R.
+  //! SnapKV/H2O select on each rank's own heads (`PrefillResult::selected` holds the rank's rows;
+  //! per KV group needs R <= H_kv). Needs the checkpoint's weights (`create`); H, the intermediate
+  //! size and H_kv (or R, when R > H_kv) multiples of R.
   int64_t tp_size = 1;
   int64_t tp_rank = 0;
   AllReduce all_reduce;  //!< required when tp_size > 1
@@ -153,8 +154,9 @@ class BatchSession {
   static const char* backend_name() noexcept { return Backend::name(); }
   //! Tokens in layer l's cache for request b.
   int64_t cache_length(int64_t layer, int64_t b) const noexcept;
-  //! Layer l's keys and values of request b as f32 [length, H_kv, D] (host copies, for tests; a
-  //! tensor-parallel rank's own KV heads).
+  //! Layer l's keys and values of request b as f32 [length, heads, D] (host copies, for tests;
+  //! heads is H_kv, or H for a layer SnapKV/H2O compressed per query head; a tensor-parallel
+  //! rank's own heads).
   Status read_cache(int64_t layer, int64_t b, std::vector<float>* k, std::vector<float>* v) const noexcept;
   //! Memory this session holds now / at most since the last prefill began (weights included).
   int64_t memory_bytes() const noexcept;

@@ -62,6 +62,10 @@ class Session {
   Status sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
   Status sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
   Status sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status gemfilter_filter_pass(const std::vector<int32_t>& prompt, int64_t layer, LayerTaps* taps);
+  Status gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const MethodConfig& select, const LayerTaps& taps,
+                                        PrefillResult* r);
+  Status finish_budget(std::size_t index, double ttft_ms, PrefillResult* r, const SweepVisitor& visit);
   Status first_token(const std::vector<float>& x, int64_t n, int32_t* token);
   int64_t cache_bytes() const;
 

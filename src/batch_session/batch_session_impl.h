@@ -129,11 +129,6 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
                     "query heads of %lld KV heads (use at most %lld ranks)",
                     to_string(plan.compression.method), (long long)decoder.shard.size, (long long)decoder.shard.total_kv_heads,
                     (long long)decoder.shard.total_kv_heads);
-    if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerQueryHead &&
-        model.num_heads != model.num_kv_heads)
-      return Status(StatusCode::kUnsupported,
-                    "the batch session compresses per KV group; per-query-head selection needs a GQA-expanded cache "
-                    "(use ref::Session for that reference-fidelity mode)");
     batch_ = int64_t(prompts.size());
     {
       // Memory check before any work. The previous prefill's caches and activations are freed
@@ -275,7 +270,7 @@ Status BatchSession<Backend, T>::read_cache(int64_t layer, int64_t b, std::vecto
     if (layer < 0 || layer >= int64_t(impl.caches.layers.size()) || b < 0 || b >= batch_)
       return Status(StatusCode::kOutOfRange, "read_cache: layer %lld / request %lld out of range", (long long)layer, (long long)b);
     const auto& cache = impl.caches.layers[std::size_t(layer)];
-    const std::size_t token_elements = std::size_t(impl.decoder.config.num_kv_heads * impl.decoder.config.head_dim);
+    const std::size_t token_elements = std::size_t(cache.heads * impl.decoder.config.head_dim);
     const std::size_t length = std::size_t(cache.lengths[std::size_t(b)]);
     for (auto [dst, part] : {std::pair<std::vector<float>*, const session::DeviceBuffer<Backend>*>{k, &cache.keys}, {v, &cache.values}}) {
       std::vector<T> host(length * token_elements);

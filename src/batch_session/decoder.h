@@ -42,7 +42,8 @@ class Decoder {
     for (Buffer* buffer : activation_buffers()) buffer->set_ledger(ledger);
     for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &rope_cos_next_,
                            &rope_sin_next_, &last_rows_, &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_,
-                           &gather_counts_, &sticky_status_})
+                           &gather_counts_, &sticky_status_, &expand_indices_, &expand_counts_, &expanded_keys_,
+                           &expanded_values_})
       buffer->set_ledger(ledger);
   }
 
@@ -270,9 +271,21 @@ class Decoder {
       rope.sin = make_view<const float>(rope_sin_.template as<const float>(), rows, head_dim / 2);
       PD_RETURN_IF_ERROR(run<typename Backend::template Rope<T>>(rope));
     }
+    // A GQA-expanded cache (SnapKV/H2O per query head) takes the new rows expanded the same way.
+    const T* append_keys = new_keys.template as<const T>();
+    const T* append_values = new_values.template as<const T>();
+    if (cache->heads != config.num_kv_heads) {
+      const std::size_t expanded = std::size_t(rows * cache->heads * head_dim) * sizeof(T);
+      PD_RETURN_IF_ERROR(expanded_keys_.reserve(expanded, stream));
+      PD_RETURN_IF_ERROR(expanded_values_.reserve(expanded, stream));
+      PD_RETURN_IF_ERROR(expand_heads(new_keys.template as<const T>(), expanded_keys_.template as<T>(), n));
+      PD_RETURN_IF_ERROR(expand_heads(new_values.template as<const T>(), expanded_values_.template as<T>(), n));
+      append_keys = expanded_keys_.template as<const T>();
+      append_values = expanded_values_.template as<const T>();
+    }
     AppendKvArgs<T> append;
-    append.k_new = make_view<const T>(new_keys.template as<const T>(), batch, n, config.num_kv_heads, head_dim);
-    append.v_new = make_view<const T>(new_values.template as<const T>(), batch, n, config.num_kv_heads, head_dim);
+    append.k_new = make_view<const T>(append_keys, batch, n, cache->heads, head_dim);
+    append.v_new = make_view<const T>(append_values, batch, n, cache->heads, head_dim);
     append.k = caches_->view(*cache, cache->keys);
     append.v = caches_->view(*cache, cache->values);
     append.q_lens = q_lens_.template as<const int32_t>();
@@ -316,6 +329,26 @@ class Decoder {
   }
 
   // ---- rows and tokens ------------------------------------------------------------------------------
+
+  //! dst[b, t, h] = src[b, t, h / G] for t < tokens: K or V rows of H_kv heads GQA-expanded to the
+  //! H heads of a per-query-head cache (each (token, head) a row of D for Gather). src and dst
+  //! are [B, tokens, heads, D] with a request pitch of `tokens` tokens.
+  Status expand_heads(const T* src, T* dst, int64_t tokens) {
+    const int64_t kv_heads = config.num_kv_heads, heads = config.num_heads, group = heads / kv_heads;
+    std::vector<int32_t> rows(std::size_t(tokens * heads));
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < heads; ++h) rows[std::size_t(t * heads + h)] = int32_t(t * kv_heads + h / group);
+    PD_RETURN_IF_ERROR(expand_indices_.upload(rows, stream));
+    PD_RETURN_IF_ERROR(expand_counts_.upload(std::vector<int32_t>(std::size_t(batch), int32_t(tokens * heads)), stream));
+    GatherArgs<T> gather;
+    gather.src = make_view<const T>(src, batch, tokens * kv_heads, config.head_dim);
+    // The same rows for every request: a batch stride of 0.
+    gather.indices = make_strided_view<const int32_t, 3>(expand_indices_.template as<const int32_t>(), {batch, 1, tokens * heads},
+                                                         {0, tokens * heads, 1});
+    gather.counts = make_view<const int32_t>(expand_counts_.template as<const int32_t>(), batch, 1);
+    gather.dst = make_view<T>(dst, batch, tokens * heads, config.head_dim);
+    return run<typename Backend::template Gather<T>>(gather);
+  }
 
   //! Copies rows rows[b] (the same count for every request) of src [B, n, width] into
   //! dst [B, count, width].
@@ -453,6 +486,7 @@ class Decoder {
   Buffer embed_table_, final_norm_, lm_head_;
   Buffer token_ids_, rope_cos_, rope_sin_, rope_cos_next_, rope_sin_next_, last_rows_, last_rows_f32_, logits_;
   Buffer q_lens_, kv_lens_, gather_indices_, gather_counts_, sticky_status_;
+  Buffer expand_indices_, expand_counts_, expanded_keys_, expanded_values_;
   PlanCache<T> plans_;
   PlanCache<float> lm_head_plans_;
   std::vector<int32_t> uploaded_q_lens_, uploaded_kv_lens_;  //!< what q_lens_ / kv_lens_ hold on the backend

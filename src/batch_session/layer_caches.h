@@ -20,6 +20,9 @@ struct LayerCache {
   DeviceBuffer<Backend> keys, values;
   int64_t capacity = 0;          //!< tokens each request can hold
   std::vector<int64_t> lengths;  //!< tokens each request holds
+  //! H_kv, or H once SnapKV/H2O per query head has GQA-expanded it (query head h then reads
+  //! head h: the published baselines' cache, G times larger).
+  int64_t heads = 0;
 };
 
 //! Every layer's cache, plus GemFilter's scratch cache (one layer's K/V during its filter pass,
@@ -52,23 +55,24 @@ class LayerCaches {
     cache->values.release();
     cache->capacity = 0;
     cache->lengths.assign(std::size_t(batch_), 0);
+    cache->heads = num_kv_heads_;
   }
 
   KvCacheView<T> view(const LayerCache<Backend>& cache, const DeviceBuffer<Backend>& part) const {
-    return KvCacheView<T>::contiguous_bshd(part.template as<T>(), batch_, cache.capacity, num_kv_heads_, head_dim_);
+    return KvCacheView<T>::contiguous_bshd(part.template as<T>(), batch_, cache.capacity, cache.heads, head_dim_);
   }
-  std::size_t bytes_for(int64_t capacity) const {
-    return std::size_t(batch_ * capacity * num_kv_heads_ * head_dim_) * sizeof(T);
+  std::size_t bytes_for(int64_t capacity, int64_t heads) const {
+    return std::size_t(batch_ * capacity * heads * head_dim_) * sizeof(T);
   }
 
   //! Re-allocates `cache` to `capacity` tokens per request, keeping the first min(old, new) tokens.
   Status resize(LayerCache<Backend>* cache, int64_t capacity) {
     if (capacity == cache->capacity && cache->keys) return Status::ok();
-    const std::size_t token_bytes = std::size_t(num_kv_heads_ * head_dim_) * sizeof(T);
+    const std::size_t token_bytes = std::size_t(cache->heads * head_dim_) * sizeof(T);
     const int64_t keep = std::min(capacity, cache->capacity);
     for (DeviceBuffer<Backend>* part : {&cache->keys, &cache->values}) {
       DeviceBuffer<Backend> fresh(ledger_);
-      PD_RETURN_IF_ERROR(fresh.allocate(bytes_for(capacity), stream_));
+      PD_RETURN_IF_ERROR(fresh.allocate(bytes_for(capacity, cache->heads), stream_));
       if (*part && keep > 0)
         PD_RETURN_IF_ERROR(Backend::copy_rows(fresh.data(), std::size_t(capacity) * token_bytes, part->data(),
                                               std::size_t(cache->capacity) * token_bytes, std::size_t(keep) * token_bytes,

@@ -52,6 +52,9 @@ class Pipelines {
     const int64_t token_bytes = batch * 2 * config.num_kv_heads * head_dim * element;
     const int64_t layers = config.num_layers, reserve = decoder_.options.decode_reserve;
     int64_t tokens = layers * (n + reserve);  // full KV, SnapKV, H2O (compression happens after each layer)
+    // SnapKV/H2O per query head keep G-times larger (expanded) caches.
+    if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerQueryHead)
+      tokens *= config.num_heads / config.num_kv_heads;
     if (plan.method == PipelineMethod::kPromptDistill) {
       const int64_t layer = plan.stages[0].layer, kept = std::min(n, plan.stages[0].select.budget + 1);
       tokens = (layer + 1) * (n + reserve) + (layers - layer - 1) * (kept + reserve);
@@ -251,6 +254,9 @@ class Pipelines {
         queries = decoder_.selection_queries.template as<const T>();
       }
       PD_RETURN_IF_ERROR(select(method, queries, query_rows, caches_.layers[std::size_t(l)], prompt_lengths, n, false));
+      // Per query head (the published variant): every query head keeps its own tokens, so the
+      // cache is GQA-expanded to H heads first, as the reference code stores it.
+      if (rows != caches_.layers[std::size_t(l)].heads) PD_RETURN_IF_ERROR(expand_cache(&caches_.layers[std::size_t(l)]));
       PD_RETURN_IF_ERROR(compact(&caches_.layers[std::size_t(l)], selected_indices_view(rows, n), selected_counts_view(rows), kept));
       PD_RETURN_IF_ERROR(record(selected_indices_, rows, n, kept, &recorded_));
     }
@@ -355,6 +361,20 @@ class Pipelines {
     PD_RETURN_IF_ERROR(decoder_.template run<typename Backend::template CompactKv<T>>(args));
     for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = kept[std::size_t(b)];
     return caches_.resize(cache, max_of(kept) + decoder_.options.decode_reserve);
+  }
+
+  //! The cache's K and V GQA-expanded from H_kv to H heads (query head h gets KV head h / G).
+  Status expand_cache(Cache* cache) {
+    const int64_t heads = decoder_.config.num_heads;
+    for (Buffer* part : {&cache->keys, &cache->values}) {
+      Buffer expanded(ledger_);
+      PD_RETURN_IF_ERROR(expanded.allocate(caches_.bytes_for(cache->capacity, heads), decoder_.stream));
+      PD_RETURN_IF_ERROR(decoder_.expand_heads(part->template as<const T>(), expanded.template as<T>(), cache->capacity));
+      *part = std::move(expanded);
+    }
+    cache->heads = heads;
+    caches_.account();
+    return Status::ok();
   }
 
   //! Copies the first max(kept) entries of every row of a selection output ([B, rows, n]) aside.

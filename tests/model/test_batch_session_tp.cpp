@@ -4,9 +4,10 @@
 // adds the ranks' buffers in rank order (support/thread_ranks.h). On the random model, for every
 // method with R = 2 and R = 4 (KV heads replicated): every rank reports the same selections and
 // generates the same tokens (Tier A: they finish the same all-reduced sums), equal to the unsharded
-// session's; SnapKV/H2O ranks report their own KV groups' rows (refused when R > H_kv); the logits differ from the
-// unsharded ones only by the order of the sharded sums (Tier C, bound below). Bad options fail at
-// create. SmolLM2 with R = 3: test_batch_session_tp_smollm2.cpp.
+// session's; SnapKV/H2O ranks report the unsharded rows of their own KV groups (refused when
+// R > H_kv splits a group) or query heads; the logits differ from the unsharded ones only by the
+// order of the sharded sums (Tier C, bound below). Bad options fail at create. SmolLM2 with R = 3:
+// test_batch_session_tp_smollm2.cpp.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -30,11 +31,14 @@ TEST_CASE("batch session tp (cpu): every method, R = 2 and 4 ranks of the random
   for (const PipelineConfig& cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     CAPTURE(cfg.cache_truncation_end);
+    CAPTURE(std::string(to_string(cfg.grouping)));
+    const bool per_group = cfg.grouping == HeadGrouping::kPerKvGroup;
     const auto unsharded = pdtest::run_ranks<ref::BatchSession>(w, 1, prompts, cfg, 6, pdtest::thorough_session_options());
     for (int64_t R : {2, 4}) {  // 4 ranks of 4 query heads and 2 KV heads: each KV head on two ranks
       CAPTURE(R);
       const auto ranks = pdtest::run_ranks<ref::BatchSession>(w, R, prompts, cfg, 6, pdtest::thorough_session_options());
-      if (!head_uniform(cfg.method) && cfg.method != PipelineMethod::kFull && R > w.config.num_kv_heads) {
+      const bool compresses_every_layer = !head_uniform(cfg.method) && cfg.method != PipelineMethod::kFull;
+      if (compresses_every_layer && per_group && R > w.config.num_kv_heads) {
         // A KV group's query heads on two ranks: its mean is on no rank. Refused, by every rank.
         for (const pdtest::RankRun& run : ranks) {
           CHECK(run.status.code() == StatusCode::kUnsupported);
@@ -44,11 +48,10 @@ TEST_CASE("batch session tp (cpu): every method, R = 2 and 4 ranks of the random
         continue;
       }
       worst = std::max(worst, check_ranks(ranks, unsharded[0], cfg.method, /*same_syncs=*/false));
-      if (head_uniform(cfg.method) || cfg.method == PipelineMethod::kFull) continue;
-      // SnapKV/H2O: a rank's rows are its own KV groups' (the unsharded rows of those heads).
-      const int64_t kv_per_rank = w.config.num_kv_heads / R;
+      if (!compresses_every_layer) continue;
+      // SnapKV/H2O: a rank's rows are its own KV groups' or query heads' (the unsharded rows of those heads).
+      const int64_t rows_per_rank = (per_group ? w.config.num_kv_heads : w.config.num_heads) / R;
       for (int64_t r = 0; r < R; ++r) {
-        const int64_t first = r * kv_per_rank;
         for (std::size_t b = 0; b < prompts.size(); ++b) {
           const auto& mine = ranks[std::size_t(r)].prefill[b].selected;
           const auto& all = unsharded[0].prefill[b].selected;
@@ -56,8 +59,8 @@ TEST_CASE("batch session tp (cpu): every method, R = 2 and 4 ranks of the random
           for (std::size_t layer = 0; layer < all.size(); ++layer) {
             CAPTURE(r);
             CAPTURE(layer);
-            REQUIRE(int64_t(mine[layer].size()) == kv_per_rank);
-            CHECK(std::equal(mine[layer].begin(), mine[layer].end(), all[layer].begin() + first));
+            REQUIRE(int64_t(mine[layer].size()) == rows_per_rank);
+            CHECK(std::equal(mine[layer].begin(), mine[layer].end(), all[layer].begin() + r * rows_per_rank));
           }
         }
       }

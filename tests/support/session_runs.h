@@ -94,6 +94,11 @@ inline std::vector<promptdistill::PipelineConfig> every_method_small() {
   cs.push_back(c);
   c.method = promptdistill::PipelineMethod::kH2O;
   cs.push_back(c);
+  // The published variants: one selection per query head, GQA-expanded caches.
+  c.grouping = promptdistill::HeadGrouping::kPerQueryHead;
+  cs.push_back(c);
+  c.method = promptdistill::PipelineMethod::kSnapKV;
+  cs.push_back(c);
   return cs;
 }
 
