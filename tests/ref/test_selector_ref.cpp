@@ -9,6 +9,7 @@
 
 #include "promptdistill/promptdistill.h"
 #include "support/compare.h"
+#include "support/ref_select.h"
 #include "support/selector_cases.h"
 
 using namespace promptdistill;
@@ -245,49 +246,7 @@ TEST_CASE("pool/ref: hand-checked avg and max with zeroed and excluded tails") {
   CHECK(with_nan[3] == 4.0f);
 }
 
-namespace {
-
-template <class T>
-struct SelectRun {
-  std::vector<int32_t> indices, counts, positions;
-  std::vector<float> final_scores;
-  std::vector<T> hidden_out;
-  Status status;
-};
-
-template <class T>
-SelectRun<T> run_select(const pdtest::ScoreCase<T>& c, MethodConfig cfg, const std::vector<T>* hidden = nullptr,
-                        int64_t hidden_dim = 0, const std::vector<int32_t>* positions_in = nullptr) {
-  auto kv = pdtest::make_kv<T>(Layout::kBSHD, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 1);
-  const int64_t R = score_rows(cfg.method, cfg.grouping, c.H, c.Hkv);
-  SelectRun<T> r;
-  r.indices.assign(std::size_t(c.B * R * c.N), -1);
-  r.counts.assign(std::size_t(c.B * R), -1);
-  r.positions.assign(std::size_t(c.B * R * c.N), -1);
-  r.final_scores.assign(std::size_t(c.B * R * c.N), 0.0f);
-  SelectArgs<T> a;
-  a.config = cfg;
-  a.q = c.q_view(c.q.data());
-  a.k = kv.view();
-  a.lengths = c.lengths.data();
-  a.max_length = c.N;
-  a.indices = make_view(r.indices.data(), c.B, R, c.N);
-  a.counts = make_view(r.counts.data(), c.B, R);
-  a.positions = make_view(r.positions.data(), c.B, R, c.N);
-  a.final_scores = make_view(r.final_scores.data(), c.B, R, c.N);
-  if (positions_in) a.positions_in = make_view(positions_in->data(), c.B, c.N);
-  if (hidden) {
-    r.hidden_out.assign(std::size_t(c.B * c.N * hidden_dim), num::from_f32<T>(0.0f));
-    a.hidden_in = make_view(hidden->data(), c.B, c.N, hidden_dim);
-    a.hidden_out = make_view(r.hidden_out.data(), c.B, c.N, hidden_dim);
-  }
-  HostWorkspace ws;
-  REQUIRE(ws.reserve(ref::Select<T>::workspace_size(a)).is_ok());
-  r.status = ref::Select<T>::run(a, ws.workspace());
-  return r;
-}
-
-}  // namespace
+using pdtest::run_select;
 
 TEST_CASE("select/ref: PromptDistill keeps min(k, L-1)+1 tokens, the last always, original positions") {
   for (int64_t L : {1, 2, 5, 33, 200}) {

@@ -15,6 +15,7 @@
 
 #include "promptdistill/promptdistill.h"
 #include "support/compare.h"
+#include "support/ref_select.h"
 #include "support/selector_cases.h"
 #include "support/tensor_parallel.h"
 
@@ -24,31 +25,13 @@ using pdtest::Layout;
 
 namespace {
 
-struct Selected {
-  std::vector<int32_t> indices, counts, positions;
-  std::vector<float> scores;  //!< the pooled scores that ranked
-};
+using Selected = pdtest::SelectRun<float>;
 
+//! The unsharded selection (Select on every head), which must succeed.
 template <class T>
-Selected unsharded(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg) {
-  auto kv = pdtest::make_kv<T>(Layout::kBSHD, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 1);
-  const int64_t R = score_rows(cfg.method, cfg.grouping, c.H, c.Hkv);
-  Selected s{std::vector<int32_t>(std::size_t(c.B * R * c.N), -1), std::vector<int32_t>(std::size_t(c.B * R), -1),
-             std::vector<int32_t>(std::size_t(c.B * R * c.N), -1), std::vector<float>(std::size_t(c.B * R * c.N), 0.0f)};
-  SelectArgs<T> a;
-  a.config = cfg;
-  a.q = c.q_view(c.q.data());
-  a.k = kv.view();
-  a.lengths = c.lengths.data();
-  a.max_length = c.N;
-  a.indices = make_view(s.indices.data(), c.B, R, c.N);
-  a.counts = make_view(s.counts.data(), c.B, R);
-  a.positions = make_view(s.positions.data(), c.B, R, c.N);
-  a.final_scores = make_view(s.scores.data(), c.B, R, c.N);
-  HostWorkspace ws;
-  REQUIRE(ws.reserve(ref::Select<T>::workspace_size(a)).is_ok());
-  const Status st = ref::Select<T>::run(a, ws.workspace());
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+pdtest::SelectRun<T> unsharded(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg) {
+  pdtest::SelectRun<T> s = pdtest::run_select(c, cfg);
+  REQUIRE_MESSAGE(s.status.is_ok(), std::string(s.status.message()));
   return s;
 }
 
@@ -75,8 +58,11 @@ std::vector<float> partial_of(const pdtest::ScoreCase<T>& c, Method method, cons
 Selected finish(const std::vector<float>& summed, const std::vector<int32_t>& lengths, int64_t N, int64_t total_heads,
                 const MethodConfig& cfg) {
   const int64_t B = int64_t(lengths.size());
-  Selected s{std::vector<int32_t>(std::size_t(B * N), -1), std::vector<int32_t>(std::size_t(B), -1),
-             std::vector<int32_t>(std::size_t(B * N), -1), std::vector<float>(std::size_t(B * N), 0.0f)};
+  Selected s;
+  s.indices.assign(std::size_t(B * N), -1);
+  s.counts.assign(std::size_t(B), -1);
+  s.positions.assign(std::size_t(B * N), -1);
+  s.final_scores.assign(std::size_t(B * N), 0.0f);
   FinishSelectArgs a;
   a.config = cfg;
   a.summed = make_view(summed.data(), B, 1, N);
@@ -85,7 +71,7 @@ Selected finish(const std::vector<float>& summed, const std::vector<int32_t>& le
   a.indices = make_view(s.indices.data(), B, 1, N);
   a.counts = make_view(s.counts.data(), B, 1);
   a.positions = make_view(s.positions.data(), B, 1, N);
-  a.final_scores = make_view(s.scores.data(), B, 1, N);
+  a.final_scores = make_view(s.final_scores.data(), B, 1, N);
   HostWorkspace ws;
   REQUIRE(ws.reserve(ref::FinishSelect::workspace_size(a)).is_ok());
   const Status st = ref::FinishSelect::run(a, ws.workspace());
@@ -111,7 +97,7 @@ Selected sharded(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, int64_t
     const Selected again = finish(summed, c.lengths, c.N, c.H, cfg);
     CAPTURE(r);
     CHECK(again.indices == first.indices);
-    CHECK(pdtest::bitwise_equal(again.scores, first.scores));
+    CHECK(pdtest::bitwise_equal(again.final_scores, first.final_scores));
   }
   return first;
 }
@@ -167,11 +153,11 @@ TEST_CASE("tensor parallel/ref: R = 1 is Select itself, on random data (Tier B)"
                                             pdtest::mix(pdtest::seed(), 1, uint64_t(method)));
     const MethodConfig cfg = config_of(method, 24, PoolMode::kAvg);
     CAPTURE(c.describe());
-    const Selected want = unsharded(c, cfg), got = sharded(c, cfg, 1);
+    const auto want = unsharded(c, cfg), got = sharded(c, cfg, 1);
     CHECK(got.indices == want.indices);
     CHECK(got.counts == want.counts);
     CHECK(got.positions == want.positions);
-    CHECK(pdtest::bitwise_equal(got.scores, want.scores));
+    CHECK(pdtest::bitwise_equal(got.final_scores, want.final_scores));
   }
 }
 
@@ -186,7 +172,7 @@ TEST_CASE_TEMPLATE("tensor parallel/ref: partials in rank order give the unshard
                                           pdtest::mix(pdtest::seed(), 2, uint64_t(H), uint64_t(method)));
       for (PoolMode pool : {PoolMode::kAvg, PoolMode::kMax, PoolMode::kNone}) {
         const MethodConfig cfg = config_of(method, 40, pool);
-        const Selected want = unsharded(c, cfg);
+        const auto want = unsharded(c, cfg);
         for (int64_t ranks : {1, 2, 4, 8, 16}) {  // 16 over 32/8: two query heads a rank, KV heads replicated
           if (H / ranks < 1 || (ranks == 16 && H != 32)) continue;
           CAPTURE(c.describe());
@@ -196,7 +182,7 @@ TEST_CASE_TEMPLATE("tensor parallel/ref: partials in rank order give the unshard
           CHECK(got.indices == want.indices);
           CHECK(got.counts == want.counts);
           CHECK(got.positions == want.positions);
-          CHECK(pdtest::bitwise_equal(got.scores, want.scores));
+          CHECK(pdtest::bitwise_equal(got.final_scores, want.final_scores));
         }
       }
     }
@@ -214,7 +200,7 @@ TEST_CASE("tensor parallel/ref: on random data the scores stay within the stated
       const uint64_t seed = pdtest::mix(pdtest::seed(), 3, uint64_t(H), uint64_t(method));
       auto c = pdtest::make_score_case<float>(method, HeadGrouping::kPerKvGroup, {512, 300}, H, Hkv, 128, 0, Fill::kNormal, seed);
       const MethodConfig cfg = config_of(method, 64, PoolMode::kAvg);
-      const Selected want = unsharded(c, cfg);
+      const auto want = unsharded(c, cfg);
       const std::vector<double> bound = score_bound(c, cfg);
       for (int64_t ranks : {2, 4, 8}) {
         CAPTURE(c.describe());
@@ -225,7 +211,7 @@ TEST_CASE("tensor parallel/ref: on random data the scores stay within the stated
           double max_bound = 0.0;
           for (int64_t j = 0; j < L; ++j) {
             const std::size_t i = std::size_t(b * c.N + j);
-            const double diff = std::fabs(double(got.scores[i]) - double(want.scores[i]));
+            const double diff = std::fabs(double(got.final_scores[i]) - double(want.final_scores[i]));
             CAPTURE(j);
             REQUIRE(diff <= bound[i]);
             differing_scores += diff > 0;
@@ -234,7 +220,7 @@ TEST_CASE("tensor parallel/ref: on random data the scores stay within the stated
           }
           // The unsharded k-th best candidate score (PromptDistill: the last token is forced).
           const int64_t candidates = method == Method::kPromptDistill ? L - 1 : L;
-          std::vector<float> ranked(want.scores.begin() + b * c.N, want.scores.begin() + b * c.N + candidates);
+          std::vector<float> ranked(want.final_scores.begin() + b * c.N, want.final_scores.begin() + b * c.N + candidates);
           const int64_t k = std::min<int64_t>(cfg.budget, candidates);
           std::nth_element(ranked.begin(), ranked.begin() + (k - 1), ranked.end(), std::greater<float>());
           const double kth = ranked[std::size_t(k - 1)];
@@ -246,7 +232,7 @@ TEST_CASE("tensor parallel/ref: on random data the scores stay within the stated
           differing_selections += !only.empty();
           for (int32_t j : only) {
             CAPTURE(j);
-            CHECK(std::fabs(double(want.scores[std::size_t(b * c.N + j)]) - kth) <= 2.0 * max_bound);
+            CHECK(std::fabs(double(want.final_scores[std::size_t(b * c.N + j)]) - kth) <= 2.0 * max_bound);
           }
         }
       }
@@ -268,7 +254,7 @@ TEST_CASE("tensor parallel/ref: SnapKV and H2O per KV group and per head: a rank
         cfg.window = 8;
         cfg.grouping = grouping;
         const int64_t rows = score_rows(method, grouping, H, Hkv);
-        const Selected want = unsharded(c, cfg);
+        const auto want = unsharded(c, cfg);
         for (int64_t ranks : {1, 2, 4, 8}) {
           CAPTURE(c.describe());
           CAPTURE(ranks);
@@ -287,7 +273,7 @@ TEST_CASE("tensor parallel/ref: SnapKV and H2O per KV group and per head: a rank
             for (int64_t i = 0; i < c.B * c.N; ++i)
               mine.k_logical.insert(mine.k_logical.end(), c.k_logical.begin() + (i * Hkv + shard.kv_first) * c.D,
                                     c.k_logical.begin() + (i * Hkv + shard.kv_first + shard.kv_count) * c.D);
-            const Selected got = unsharded(mine, cfg);
+            const auto got = unsharded(mine, cfg);
             const int64_t my_rows = score_rows(method, grouping, mine.H, mine.Hkv);
             const int64_t first_row = grouping == HeadGrouping::kPerKvGroup ? shard.kv_first : shard.q_first;
             for (int64_t b = 0; b < c.B; ++b) {
@@ -296,8 +282,8 @@ TEST_CASE("tensor parallel/ref: SnapKV and H2O per KV group and per head: a rank
                 CHECK(got.counts[std::size_t(mine_at)] == want.counts[std::size_t(at)]);
                 CHECK(std::equal(got.indices.begin() + mine_at * c.N, got.indices.begin() + (mine_at + 1) * c.N,
                                  want.indices.begin() + at * c.N));
-                const std::vector<float> a(got.scores.begin() + mine_at * c.N, got.scores.begin() + (mine_at + 1) * c.N),
-                    w(want.scores.begin() + at * c.N, want.scores.begin() + (at + 1) * c.N);
+                const std::vector<float> a(got.final_scores.begin() + mine_at * c.N, got.final_scores.begin() + (mine_at + 1) * c.N),
+                    w(want.final_scores.begin() + at * c.N, want.final_scores.begin() + (at + 1) * c.N);
                 CHECK(pdtest::bitwise_equal(a, w));
               }
             }
