@@ -5,7 +5,9 @@
 // - cuda::Attention's workspace plan: the status word alone for the exact and flash kernels, plus
 //   the split-KV partials (B x rows x H x splits x (D + 2) floats) for decode rows;
 // - without a device, CUDA runs and sessions return a Status (never crash); with one, this test
-//   checks nothing device-side (tests/cuda does).
+//   checks nothing device-side (tests/cuda does);
+// - the tensor-parallel ScorePartial and FinishSelect accept and refuse what the reference does,
+//   and refuse batches beyond the grid.
 #include <doctest/doctest.h>
 
 #include <vector>
@@ -154,6 +156,53 @@ TEST_CASE("cuda host: scoring launches must fit the grid (batch, heads, batch x 
   CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 20000, 1, 8, 4)).is_ok());
   CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).code() == StatusCode::kUnsupported);
   CHECK(ref::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).is_ok());
+}
+
+TEST_CASE("cuda host: the tensor-parallel operations check like the reference and fit the grid") {
+  alignas(256) static float storage[64];
+  static const int32_t lengths[1] = {1};
+  static int32_t indices[64], counts[64];
+  auto partial = [&](Method m, int64_t B, int64_t heads, int64_t offset, int64_t total) {
+    ScorePartialArgs<float> a;
+    a.method = m;
+    a.q = make_view<const float>(storage, B, 1, heads, 64);
+    a.k = KvCacheView<const float>::contiguous_bshd(storage, B, 16, 1, 64);
+    a.lengths = lengths;
+    a.head_offset = offset;
+    a.total_heads = total;
+    a.partial = make_view(storage, B, 1, 16);
+    return a;
+  };
+  for (const auto& a : {partial(Method::kPromptDistill, 2, 4, 4, 8), partial(Method::kGemFilter, 2, 4, 0, 8),
+                        partial(Method::kSnapKV, 2, 4, 0, 8), partial(Method::kPromptDistill, 2, 4, 2, 8),
+                        partial(Method::kPromptDistill, 2, 4, 0, 3)})
+    CHECK(cuda::ScorePartial<float>::can_implement(a).code() == ref::ScorePartial<float>::can_implement(a).code());
+  CHECK(cuda::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 2, 4, 4, 8)).is_ok());
+  CHECK(ref::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 70000, 4, 0, 8)).is_ok());
+  CHECK(cuda::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 70000, 4, 0, 8)).code() == StatusCode::kUnsupported);
+
+  auto finish = [&](Method m, int64_t B, int64_t total) {
+    FinishSelectArgs a;
+    a.config.method = m;
+    a.config.budget = 40;
+    a.summed = make_view<const float>(storage, B, 1, 16);
+    a.total_heads = total;
+    a.lengths = lengths;
+    a.indices = make_view(indices, B, 1, 16);
+    a.counts = make_view(counts, B, 1);
+    return a;
+  };
+  for (const auto& a : {finish(Method::kPromptDistill, 2, 8), finish(Method::kH2O, 2, 8), finish(Method::kGemFilter, 2, 0)})
+    CHECK(cuda::FinishSelect::can_implement(a).code() == ref::FinishSelect::can_implement(a).code());
+  CHECK(cuda::FinishSelect::can_implement(finish(Method::kGemFilter, 2, 8)).is_ok());
+  CHECK(ref::FinishSelect::can_implement(finish(Method::kPromptDistill, 70000, 8)).is_ok());
+  CHECK(cuda::FinishSelect::can_implement(finish(Method::kPromptDistill, 70000, 8)).code() == StatusCode::kUnsupported);
+  if (!cuda::device_available()) {
+    const FinishSelectArgs a = finish(Method::kPromptDistill, 2, 8);
+    alignas(256) static unsigned char workspace[4096];
+    REQUIRE(cuda::FinishSelect::workspace_size(a) <= sizeof workspace);
+    CHECK(cuda::FinishSelect::run(a, Workspace{workspace, sizeof workspace}, nullptr).code() == StatusCode::kCudaError);
+  }
 }
 
 TEST_CASE("cuda host: flash prefill tiles fit every architecture's shared memory per block") {
