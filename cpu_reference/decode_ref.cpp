@@ -31,9 +31,9 @@ int default_threads() {
 
 using matvec::Product;
 
-Product product(const matvec::Matrix& m, const float* x, const matvec::QuantizedInput* xq, float* y) {
+Product product(const matvec::Matrix& m, const float* x, const float* block_sums, float* y) {
   Product p;
-  p.m = &m, p.x = x, p.xq = xq, p.y = y;
+  p.m = &m, p.x = x, p.block_sums = block_sums, p.y = y;
   return p;
 }
 
@@ -102,7 +102,7 @@ Status DecodeWorkspace::reserve(const ModelConfig& c, int64_t max_context) noexc
     const int64_t widest = std::max({c.hidden, H * D, c.intermediate});
     for (auto* v : {&w.x, &w.h, &w.q, &w.k, &w.v, &w.attn, &w.o, &w.gate, &w.up, &w.down}) v->resize(std::size_t(widest));
     w.logits.resize(std::size_t(c.vocab));
-    w.xq.reserve((widest + matvec::kBlock - 1) / matvec::kBlock * matvec::kBlock);
+    w.block_sums.resize(std::size_t(widest / matvec::kBlock + 1));
     w.score_stride = (max_context + 15) / 16 * 16;
     w.scores.resize(std::size_t(H * w.score_stride));
     w.partials.resize(std::size_t(H * ((max_context + 255) / 256) * (2 + D)));
@@ -160,14 +160,13 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       views[6] = matvec::Matrix::view_f32(L.w_down.data(), hd, c.intermediate);
       for (int i = 0; i < 7; ++i) m[i] = &views[i];
     };
-    // The input of block-format products, quantized once for all the products that read it.
-    const auto input = [&](std::initializer_list<const matvec::Matrix*> readers, const float* v,
-                           int64_t n) -> const matvec::QuantizedInput* {
+    // Q4_1's per-block input sums, computed once for all the products that read the input.
+    const auto input = [&](std::initializer_list<const matvec::Matrix*> readers, const float* v, int64_t n) -> const float* {
       bool any = false;
-      for (const matvec::Matrix* r : readers) any = any || matvec::is_quantized(r->format());
+      for (const matvec::Matrix* r : readers) any = any || matvec::needs_block_sums(r->format());
       if (!any) return nullptr;
-      matvec::quantize_input(v, n, &w.xq);
-      return &w.xq;
+      matvec::block_sums(v, n, w.block_sums.data());
+      return w.block_sums.data();
     };
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const LayerWeights& L = w_->layers[std::size_t(l)];
@@ -177,7 +176,7 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       matrices(l, m, views);
 
       ops::rmsnorm(x, 1, hd, L.attn_norm, c.rms_eps, w.h.data());
-      const matvec::QuantizedInput* hq = input({m[0], m[1], m[2]}, w.h.data(), hd);
+      const float* hq = input({m[0], m[1], m[2]}, w.h.data(), hd);
       const Product qkv[3] = {product(*m[0], w.h.data(), hq, w.q.data()), product(*m[1], w.h.data(), hq, w.k.data()),
                               product(*m[2], w.h.data(), hq, w.v.data())};
       matvec::run(qkv, 3);
@@ -213,7 +212,7 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       for (int64_t i = 0; i < hd; ++i) x[i] += w.o[std::size_t(i)];
 
       ops::rmsnorm(x, 1, hd, L.mlp_norm, c.rms_eps, w.h.data());
-      const matvec::QuantizedInput* mq = input({m[4], m[5]}, w.h.data(), hd);
+      const float* mq = input({m[4], m[5]}, w.h.data(), hd);
       const Product gate_up[2] = {product(*m[4], w.h.data(), mq, w.gate.data()), product(*m[5], w.h.data(), mq, w.up.data())};
       matvec::run(gate_up, 2);
       ops::swiglu(w.gate.data(), w.up.data(), c.intermediate);

@@ -44,17 +44,21 @@ float hsum(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
-//! Eight partial sums of w[i] * x[i] over 32 signed bytes each.
-__m256 dot_i8(__m256i w, __m256i x) {
-  const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
-}
 //! The 32 nibbles of a Q4 block as bytes 0..15, in element order.
 __m256i unpack_nibbles(const uint8_t* q) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
   return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
 }
-__m256i load_i8(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+//! sum_j q_j x_j over one block of 32 signed (or, with Unsigned, unsigned) bytes, 8 lanes.
+template <bool Unsigned>
+__m256 block_dot(__m256i q, const float* x) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const auto widen = [](__m128i v) { return _mm256_cvtepi32_ps(Unsigned ? _mm256_cvtepu8_epi32(v) : _mm256_cvtepi8_epi32(v)); };
+  __m256 acc = _mm256_mul_ps(widen(lo), _mm256_loadu_ps(x));
+  acc = _mm256_fmadd_ps(widen(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(x + 8), acc);
+  acc = _mm256_fmadd_ps(widen(hi), _mm256_loadu_ps(x + 16), acc);
+  return _mm256_fmadd_ps(widen(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(x + 24), acc);
+}
 #endif
 
 float row_f16(const uint8_t* w, const float* x, int64_t cols) {
@@ -78,70 +82,68 @@ float row_f16(const uint8_t* w, const float* x, int64_t cols) {
   return total;
 }
 
-float row_q8_0(const uint8_t* w, const QuantizedInput& xq, int64_t blocks) {
+// The block rows below compute d * sum_j q_j x_j per block (+ m * sum_j x_j for Q4_1): the
+// weights' own values in f32 arithmetic, in another order than the dequantized f32 product.
+
+float row_q8_0(const uint8_t* w, const float* x, int64_t blocks) {
 #if defined(PD_MATVEC_AVX2)
   __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes) {
-    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), dot_i8(wq, load_i8(&xq.q[std::size_t(b * kBlock)])), acc);
-  }
+  for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes)
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w)),
+                          block_dot<false>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2)), x + b * kBlock), acc);
   return hsum(acc);
 #else
   float total = 0;
   for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes) {
-    int32_t s = 0;
-    for (int64_t j = 0; j < kBlock; ++j) s += int32_t(int8_t(w[2 + j])) * int32_t(xq.q[std::size_t(b * kBlock + j)]);
-    total += half_to_float(w) * xq.d[std::size_t(b)] * float(s);
+    float s = 0;
+    for (int64_t j = 0; j < kBlock; ++j) s += float(int8_t(w[2 + j])) * x[b * kBlock + j];
+    total += half_to_float(w) * s;
   }
   return total;
 #endif
 }
 
-float row_q4_0(const uint8_t* w, const QuantizedInput& xq, int64_t blocks) {
+float row_q4_0(const uint8_t* w, const float* x, int64_t blocks) {
 #if defined(PD_MATVEC_AVX2)
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_0Bytes) {
-    const __m256i wq = _mm256_sub_epi8(unpack_nibbles(w + 2), _mm256_set1_epi8(8));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), dot_i8(wq, load_i8(&xq.q[std::size_t(b * kBlock)])), acc);
+    const __m256i q = _mm256_sub_epi8(unpack_nibbles(w + 2), _mm256_set1_epi8(8));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w)), block_dot<false>(q, x + b * kBlock), acc);
   }
   return hsum(acc);
 #else
   float total = 0;
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_0Bytes) {
-    int32_t s = 0;
+    float s = 0;
     for (int64_t j = 0; j < 16; ++j) {
-      s += (int32_t(w[2 + j] & 0x0f) - 8) * int32_t(xq.q[std::size_t(b * kBlock + j)]);
-      s += (int32_t(w[2 + j] >> 4) - 8) * int32_t(xq.q[std::size_t(b * kBlock + j + 16)]);
+      s += float(int(w[2 + j] & 0x0f) - 8) * x[b * kBlock + j];
+      s += float(int(w[2 + j] >> 4) - 8) * x[b * kBlock + j + 16];
     }
-    total += half_to_float(w) * xq.d[std::size_t(b)] * float(s);
+    total += half_to_float(w) * s;
   }
   return total;
 #endif
 }
 
-//! sum_j (q_j d + m) x_j = d dx sum_j q_j xq_j + m (dx sum_j xq_j).
-float row_q4_1(const uint8_t* w, const QuantizedInput& xq, int64_t blocks) {
+float row_q4_1(const uint8_t* w, const float* x, const float* sums, int64_t blocks) {
   float offsets = 0;
 #if defined(PD_MATVEC_AVX2)
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_1Bytes) {
-    // Nibbles are unsigned: maddubs takes them as its unsigned operand directly.
-    const __m256i products = _mm256_maddubs_epi16(unpack_nibbles(w + 4), load_i8(&xq.q[std::size_t(b * kBlock)]));
-    const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), sums, acc);
-    offsets += half_to_float(w + 2) * xq.d_sum[std::size_t(b)];
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w)), block_dot<true>(unpack_nibbles(w + 4), x + b * kBlock), acc);
+    offsets += half_to_float(w + 2) * sums[b];
   }
   return hsum(acc) + offsets;
 #else
   float total = 0;
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_1Bytes) {
-    int32_t s = 0;
+    float s = 0;
     for (int64_t j = 0; j < 16; ++j) {
-      s += int32_t(w[4 + j] & 0x0f) * int32_t(xq.q[std::size_t(b * kBlock + j)]);
-      s += int32_t(w[4 + j] >> 4) * int32_t(xq.q[std::size_t(b * kBlock + j + 16)]);
+      s += float(w[4 + j] & 0x0f) * x[b * kBlock + j];
+      s += float(w[4 + j] >> 4) * x[b * kBlock + j + 16];
     }
-    total += half_to_float(w) * xq.d[std::size_t(b)] * float(s);
-    offsets += half_to_float(w + 2) * xq.d_sum[std::size_t(b)];
+    total += half_to_float(w) * s;
+    offsets += half_to_float(w + 2) * sums[b];
   }
   return total + offsets;
 #endif
@@ -161,6 +163,7 @@ const char* to_string(Format f) noexcept {
 }
 
 bool is_quantized(Format f) noexcept { return f == Format::kQ8_0 || f == Format::kQ4_0 || f == Format::kQ4_1; }
+bool needs_block_sums(Format f) noexcept { return f == Format::kQ4_1; }
 
 int64_t row_bytes(Format f, int64_t cols) noexcept {
   switch (f) {
@@ -225,25 +228,11 @@ Status Matrix::from_gguf(GgmlType type, std::vector<uint8_t> bytes, int64_t rows
   return Status::ok();
 }
 
-void QuantizedInput::reserve(int64_t n) {
-  if (int64_t(q.size()) < n) q.resize(std::size_t(n));
-  if (int64_t(d.size()) < n / kBlock) d.resize(std::size_t(n / kBlock)), d_sum.resize(std::size_t(n / kBlock));
-}
-
-void quantize_input(const float* x, int64_t n, QuantizedInput* out) noexcept {
+void block_sums(const float* x, int64_t n, float* sums) noexcept {
   for (int64_t b = 0; b < n / kBlock; ++b) {
-    const float* v = x + b * kBlock;
-    float amax = 0;
-    for (int64_t j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(v[j]));
-    const float d = amax / 127.0f, inv = d != 0.0f ? 1.0f / d : 0.0f;
-    int32_t sum = 0;
-    for (int64_t j = 0; j < kBlock; ++j) {
-      const int8_t q = int8_t(std::nearbyint(v[j] * inv));
-      out->q[std::size_t(b * kBlock + j)] = q;
-      sum += q;
-    }
-    out->d[std::size_t(b)] = d;
-    out->d_sum[std::size_t(b)] = d * float(sum);
+    float s = 0;
+    for (int64_t j = 0; j < kBlock; ++j) s += x[b * kBlock + j];
+    sums[b] = s;
   }
 }
 
@@ -263,13 +252,13 @@ void run_rows(const Product& p, int64_t r0, int64_t r1) noexcept {
       for (int64_t r = r0; r < r1; ++r) p.y[r] = row_f16(m.row(r), p.x, cols);
       return;
     case Format::kQ8_0:
-      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q8_0(m.row(r), *p.xq, blocks);
+      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q8_0(m.row(r), p.x, blocks);
       return;
     case Format::kQ4_0:
-      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_0(m.row(r), *p.xq, blocks);
+      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_0(m.row(r), p.x, blocks);
       return;
     case Format::kQ4_1:
-      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_1(m.row(r), *p.xq, blocks);
+      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_1(m.row(r), p.x, p.block_sums, blocks);
       return;
   }
 }

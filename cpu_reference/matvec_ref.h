@@ -4,7 +4,10 @@
 //! @file
 //! Private to the CPU decoder: matrix-vector products of single-token steps on weights held in
 //! f32 (the exact reference: Eigen's own GEMV on row slices), f16, or GGUF quantized blocks
-//! (Q8_0, Q4_0, Q4_1, dotted with the input quantized to 8-bit blocks, as llama.cpp does).
+//! (Q8_0, Q4_0, Q4_1). The input stays f32: a block's d * sum(q x) (+ m * sum(x) for Q4_1) uses
+//! the weights' own values, so the result differs from the exact product only by the order of
+//! f32 roundings (llama.cpp quantizes the input to int8 blocks instead, which moved greedy tokens
+//! on the golden prompts).
 //!
 //! Threads split the output rows in slices whose starts are multiples of kRowSlice; each output
 //! is one dot product computed by one thread in a fixed order, so the result does not depend on
@@ -63,22 +66,15 @@ class Matrix {
   std::vector<uint8_t> storage_;
 };
 
-//! An input vector quantized to 8-bit blocks for the block formats: per block of 32, scale d, the
-//! int8 values and d * sum(q) (Q4_1's offset term).
-struct QuantizedInput {
-  std::vector<int8_t> q;
-  std::vector<float> d, d_sum;
-  //! Sizes the buffers for `n` elements (n a multiple of kBlock); allocates only when they grow.
-  void reserve(int64_t n);
-};
-//! Quantizes x[n] (n a multiple of kBlock) into `out`, reserved for at least n.
-void quantize_input(const float* x, int64_t n, QuantizedInput* out) noexcept;
+bool needs_block_sums(Format f) noexcept;
+//! sums[b] = sum of x over block b (n a multiple of kBlock): Q4_1's offset term.
+void block_sums(const float* x, int64_t n, float* sums) noexcept;
 
-//! One product y[rows] = M x. `xq` is x quantized (needed when M is a block format).
+//! One product y[rows] = M x. `block_sums`: block_sums of x, when needs_block_sums(M's format).
 struct Product {
   const Matrix* m = nullptr;
   const float* x = nullptr;
-  const QuantizedInput* xq = nullptr;
+  const float* block_sums = nullptr;
   float* y = nullptr;
 };
 //! Runs `count` products in one parallel loop over their row slices (one OpenMP region).

@@ -74,10 +74,11 @@ struct LayerTaps {
 };
 
 //! Weight formats of the decode path. kF32: the model's own f32 weights (the exact reference).
-//! kF16: rounded to f16, dotted in f32 with f32 activations. kGguf: the GGUF file's own tensors
-//! (Q4_0, Q4_1, Q8_0 blocks; F16) as stored, so that a Q4_1 file's decode reads 4.5-bit weights;
-//! blocks are dotted with the activation quantized to int8 blocks of 32 (as llama.cpp does), F16
-//! rows as kF16. Prefill always computes in f32 on the f32 weights.
+//! kF16: rounded to f16 (their only change), dotted with the f32 activations. kGguf: the GGUF
+//! file's own tensors (Q4_0, Q4_1, Q8_0 blocks; F16) as stored, so that a Q4_1 file's decode
+//! reads 4.5-bit weights: the same weight values as the exact mode's dequantized ones, dotted with
+//! the f32 activations block by block (d * sum(q x) + m * sum(x)), so only the order of f32
+//! roundings differs. Prefill always computes in f32 on the f32 weights.
 enum class DecodeWeightFormat : int32_t { kF32 = 0, kF16 = 1, kGguf = 2 };
 const char* to_string(DecodeWeightFormat f) noexcept;
 //! "f32", "f16", "gguf".
