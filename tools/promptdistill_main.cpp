@@ -54,9 +54,9 @@ constexpr CommandUsage kCommands[] = {
       session, bf16 unless --dtype; --weights-dtype: round the weights (the CPU then computes with
       what a 16-bit backend stores). --threads: CPU threads (default OMP_NUM_THREADS, else one per
       core). --decode-weights and --kv-cache: how the CPU decodes (prefill stays exact f32): f32 is
-      the exact reference; f16 rounds the weights, gguf dots the file's own blocks (Q4_0/Q4_1/Q8_0,
-      F16) with int8-quantized activations; --kv-cache f16 halves the cache decoding reads. The
-      fast modes are Tier C (docs/design.md §4). Without a prompt: the built-in long prompt (a
+      the exact reference; f16 rounds the weights; gguf reads the file's own blocks (Q4_0/Q4_1/Q8_0,
+      F16): the same weight values, a quarter to half the bytes; --kv-cache f16 halves the cache
+      decoding reads. The fast modes are Tier C (docs/design.md §4). Without a prompt: the built-in long prompt (a
       fact hidden in a few thousand tokens of filler, and a question about it).
 )"},
     {"compare", R"(  promptdistill compare [--methods full promptdistill ...] [generate's options]
