@@ -50,8 +50,11 @@ void unpermute_rows(uint8_t* rows, int64_t heads, int64_t head_dim, std::size_t 
       }
   std::memcpy(rows, out.data(), out.size());
 }
-void unpermute_rows(std::vector<float>* w, int64_t heads, int64_t head_dim, int64_t cols) {
-  unpermute_rows(reinterpret_cast<uint8_t*>(w->data()), heads, head_dim, std::size_t(cols) * sizeof(float));
+void unpermute_rows(std::vector<float>& w, int64_t heads, int64_t head_dim) {
+  unpermute_rows(reinterpret_cast<uint8_t*>(w.data()), heads, head_dim, w.size() * sizeof(float) / std::size_t(heads * head_dim));
+}
+void unpermute_rows(BlockMatrix& m, int64_t heads, int64_t head_dim) {
+  unpermute_rows(m.bytes.data(), heads, head_dim, m.bytes.size() / std::size_t(heads * head_dim));
 }
 
 Status read_config(const GgufFile& f, ModelConfig* c) {
@@ -94,6 +97,37 @@ Status read_config(const GgufFile& f, ModelConfig* c) {
   return Status::ok();
 }
 
+//! Every linear weight of layer prefix `b` ("blk.N."), in any storage: load(name, rows, cols, &m)
+//! reads a tensor, rows(m, r0, r1) takes rows of one (Phi-3's fused qkv and gate_up are split),
+//! and Llama Q/K rows are permuted back (unpermute_rows).
+template <class Layer, class Load, class Rows>
+Status load_linears(const ModelConfig& c, const std::string& b, const Load& load, const Rows& rows, Layer* L) {
+  const int64_t hd = c.hidden, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  PD_RETURN_IF_ERROR(load(b + "attn_output.weight", hd, qd, &L->wo));
+  PD_RETURN_IF_ERROR(load(b + "ffn_down.weight", hd, c.intermediate, &L->w_down));
+  if (c.arch == Architecture::kPhi3) {
+    decltype(L->wq) qkv, gate_up;
+    PD_RETURN_IF_ERROR(load(b + "attn_qkv.weight", qd + 2 * kvd, hd, &qkv));
+    L->wq = rows(qkv, 0, qd);
+    L->wk = rows(qkv, qd, qd + kvd);
+    L->wv = rows(qkv, qd + kvd, qd + 2 * kvd);
+    PD_RETURN_IF_ERROR(load(b + "ffn_up.weight", 2 * c.intermediate, hd, &gate_up));
+    L->w_gate = rows(gate_up, 0, c.intermediate);
+    L->w_up = rows(gate_up, c.intermediate, 2 * c.intermediate);
+    return Status::ok();
+  }
+  PD_RETURN_IF_ERROR(load(b + "attn_q.weight", qd, hd, &L->wq));
+  PD_RETURN_IF_ERROR(load(b + "attn_k.weight", kvd, hd, &L->wk));
+  PD_RETURN_IF_ERROR(load(b + "attn_v.weight", kvd, hd, &L->wv));
+  PD_RETURN_IF_ERROR(load(b + "ffn_gate.weight", c.intermediate, hd, &L->w_gate));
+  PD_RETURN_IF_ERROR(load(b + "ffn_up.weight", c.intermediate, hd, &L->w_up));
+  if (c.arch == Architecture::kLlama) {
+    unpermute_rows(L->wq, c.num_heads, c.head_dim);
+    unpermute_rows(L->wk, c.num_kv_heads, c.head_dim);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status load_gguf_model(const std::string& path, ModelWeights* out) noexcept {
@@ -109,34 +143,19 @@ Status load_gguf_model(const std::string& path, ModelWeights* out) noexcept {
     PD_RETURN_IF_ERROR(load_tensor(f, "token_embd.weight", c.vocab, hd, &w.embed));
     PD_RETURN_IF_ERROR(load_tensor(f, "output_norm.weight", 1, hd, &w.final_norm));
     if (!c.tied_embeddings) PD_RETURN_IF_ERROR(load_tensor(f, "output.weight", c.vocab, hd, &w.lm_head));
+    const auto load_f32 = [&](const std::string& name, int64_t rows, int64_t cols, std::vector<float>* into) {
+      return load_tensor(f, name, rows, cols, into);
+    };
+    const auto f32_rows = [&](const std::vector<float>& m, int64_t r0, int64_t r1) {
+      return std::vector<float>(m.begin() + std::ptrdiff_t(r0 * hd), m.begin() + std::ptrdiff_t(r1 * hd));
+    };
     w.layers.resize(std::size_t(c.num_layers));
     for (int64_t l = 0; l < c.num_layers; ++l) {
       LayerWeights& L = w.layers[std::size_t(l)];
       const std::string b = "blk." + std::to_string(l) + ".";
       PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_norm.weight", 1, hd, &L.attn_norm));
       PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_norm.weight", 1, hd, &L.mlp_norm));
-      PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_output.weight", hd, qd, &L.wo));
-      PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_down.weight", hd, c.intermediate, &L.w_down));
-      if (c.arch == Architecture::kPhi3) {
-        std::vector<float> qkv, gate_up;
-        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_qkv.weight", qd + 2 * kvd, hd, &qkv));
-        L.wq.assign(qkv.begin(), qkv.begin() + qd * hd);
-        L.wk.assign(qkv.begin() + qd * hd, qkv.begin() + (qd + kvd) * hd);
-        L.wv.assign(qkv.begin() + (qd + kvd) * hd, qkv.end());
-        PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_up.weight", 2 * c.intermediate, hd, &gate_up));
-        L.w_gate.assign(gate_up.begin(), gate_up.begin() + c.intermediate * hd);
-        L.w_up.assign(gate_up.begin() + c.intermediate * hd, gate_up.end());
-      } else {
-        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_q.weight", qd, hd, &L.wq));
-        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_k.weight", kvd, hd, &L.wk));
-        PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_v.weight", kvd, hd, &L.wv));
-        PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_gate.weight", c.intermediate, hd, &L.w_gate));
-        PD_RETURN_IF_ERROR(load_tensor(f, b + "ffn_up.weight", c.intermediate, hd, &L.w_up));
-        if (c.arch == Architecture::kLlama) {
-          unpermute_rows(&L.wq, c.num_heads, c.head_dim, hd);
-          unpermute_rows(&L.wk, c.num_kv_heads, c.head_dim, hd);
-        }
-      }
+      PD_RETURN_IF_ERROR(load_linears(c, b, load_f32, f32_rows, &L));
       if (c.qkv_bias) {
         PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_q.bias", 1, qd, &L.bq));
         PD_RETURN_IF_ERROR(load_tensor(f, b + "attn_k.bias", 1, kvd, &L.bk));
@@ -188,34 +207,15 @@ Status load_gguf_blocks(const std::string& path, const ModelConfig& c, ModelBloc
     GgufFile f;
     PD_RETURN_IF_ERROR(GgufFile::open(path, &f));
     ModelBlocks m;
-    const int64_t hd = c.hidden, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
-    PD_RETURN_IF_ERROR(load_blocks(f, c.tied_embeddings ? "token_embd.weight" : "output.weight", c.vocab, hd, &m.output));
+    const auto load = [&](const std::string& name, int64_t rows, int64_t cols, BlockMatrix* into) {
+      return load_blocks(f, name, rows, cols, into);
+    };
+    PD_RETURN_IF_ERROR(load(c.tied_embeddings ? "token_embd.weight" : "output.weight", c.vocab, c.hidden, &m.output));
     m.layers.resize(std::size_t(c.num_layers));
     for (int64_t l = 0; l < c.num_layers; ++l) {
       LayerBlocks& L = m.layers[std::size_t(l)];
       const std::string b = "blk." + std::to_string(l) + ".";
-      PD_RETURN_IF_ERROR(load_blocks(f, b + "attn_output.weight", hd, qd, &L.wo));
-      PD_RETURN_IF_ERROR(load_blocks(f, b + "ffn_down.weight", hd, c.intermediate, &L.w_down));
-      if (c.arch == Architecture::kPhi3) {
-        BlockMatrix qkv, gate_up;
-        PD_RETURN_IF_ERROR(load_blocks(f, b + "attn_qkv.weight", qd + 2 * kvd, hd, &qkv));
-        L.wq = row_range(qkv, 0, qd);
-        L.wk = row_range(qkv, qd, qd + kvd);
-        L.wv = row_range(qkv, qd + kvd, qd + 2 * kvd);
-        PD_RETURN_IF_ERROR(load_blocks(f, b + "ffn_up.weight", 2 * c.intermediate, hd, &gate_up));
-        L.w_gate = row_range(gate_up, 0, c.intermediate);
-        L.w_up = row_range(gate_up, c.intermediate, 2 * c.intermediate);
-      } else {
-        PD_RETURN_IF_ERROR(load_blocks(f, b + "attn_q.weight", qd, hd, &L.wq));
-        PD_RETURN_IF_ERROR(load_blocks(f, b + "attn_k.weight", kvd, hd, &L.wk));
-        PD_RETURN_IF_ERROR(load_blocks(f, b + "attn_v.weight", kvd, hd, &L.wv));
-        PD_RETURN_IF_ERROR(load_blocks(f, b + "ffn_gate.weight", c.intermediate, hd, &L.w_gate));
-        PD_RETURN_IF_ERROR(load_blocks(f, b + "ffn_up.weight", c.intermediate, hd, &L.w_up));
-        if (c.arch == Architecture::kLlama) {
-          unpermute_rows(L.wq.bytes.data(), c.num_heads, c.head_dim, L.wq.bytes.size() / std::size_t(qd));
-          unpermute_rows(L.wk.bytes.data(), c.num_kv_heads, c.head_dim, L.wk.bytes.size() / std::size_t(kvd));
-        }
-      }
+      PD_RETURN_IF_ERROR(load_linears(c, b, load, row_range, &L));
     }
     *out = std::move(m);
     return Status::ok();

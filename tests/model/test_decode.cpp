@@ -94,6 +94,13 @@ std::vector<std::vector<float>> steps_by_decode(const ModelWeights& w, Prefilled
   return out;
 }
 
+//! f16 weights and an f16 cache: both fast options.
+DecodeOptions fast_options(const DecodeWeights& f16) {
+  DecodeOptions o;
+  o.weights = &f16, o.kv = KvStorage::kF16;
+  return o;
+}
+
 bool same_bits(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)
@@ -151,10 +158,10 @@ TEST_CASE("decode/fast: f16 weights and an f16 cache stay within their bounds, w
     DecodeOptions options;
     double bound;  // max |logit - exact| over the steps, relative to the largest |logit|
   };
-  DecodeOptions weights16, cache16, both;
+  DecodeOptions weights16, cache16;
   weights16.weights = &f16;
   cache16.kv = KvStorage::kF16;
-  both.weights = &f16, both.kv = KvStorage::kF16;
+  const DecodeOptions both = fast_options(f16);
   for (const Mode& m : {Mode{"f16 weights", weights16, 4e-3}, Mode{"f16 cache", cache16, 4e-3}, Mode{"both", both, 6e-3}}) {
     INFO(std::string(m.name));
     CHECK_FALSE(m.options.exact());
@@ -177,9 +184,7 @@ TEST_CASE("decode: a reserved step allocates nothing") {
   const ModelWeights w = pdtest::random_model(24);
   DecodeWeights f16;
   REQUIRE(DecodeWeights::create(w, DecodeWeightFormat::kF16, "", &f16).is_ok());
-  DecodeOptions fast;
-  fast.weights = &f16, fast.kv = KvStorage::kF16;
-  for (const DecodeOptions& options : {DecodeOptions{}, fast}) {
+  for (const DecodeOptions& options : {DecodeOptions{}, fast_options(f16)}) {
     Session s(&w);
     s.set_decode_options(options);
     PrefillResult r;
@@ -230,10 +235,8 @@ TEST_CASE("decode: a session's sweep and generation run in the fast modes") {
   const ModelWeights w = pdtest::random_model(26);
   DecodeWeights f16;
   REQUIRE(DecodeWeights::create(w, DecodeWeightFormat::kF16, "", &f16).is_ok());
-  DecodeOptions fast;
-  fast.weights = &f16, fast.kv = KvStorage::kF16;
   Session s(&w);
-  s.set_decode_options(fast);
+  s.set_decode_options(fast_options(f16));
   PipelineConfig c;
   c.method = PipelineMethod::kSnapKV;
   c.window = 8;
