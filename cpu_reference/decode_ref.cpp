@@ -31,9 +31,15 @@ int default_threads() {
 
 using matvec::Product;
 
-Product product(const matvec::Matrix& m, const float* x, const float* block_sums, float* y) {
+//! What block-format products read besides x: its int16 blocks and (Q4_1) its block sums.
+struct BlockInput {
+  const matvec::Input16* xq = nullptr;
+  const float* sums = nullptr;
+};
+
+Product product(const matvec::Matrix& m, const float* x, const BlockInput& in, float* y) {
   Product p;
-  p.m = &m, p.x = x, p.block_sums = block_sums, p.y = y;
+  p.m = &m, p.x = x, p.xq = in.xq, p.block_sums = in.sums, p.y = y;
   return p;
 }
 
@@ -103,6 +109,7 @@ Status DecodeWorkspace::reserve(const ModelConfig& c, int64_t max_context) noexc
     for (auto* v : {&w.x, &w.h, &w.q, &w.k, &w.v, &w.attn, &w.o, &w.gate, &w.up, &w.down}) v->resize(std::size_t(widest));
     w.logits.resize(std::size_t(c.vocab));
     w.block_sums.resize(std::size_t(widest / matvec::kBlock + 1));
+    w.xq.reserve(widest / matvec::kBlock * matvec::kBlock);
     w.score_stride = (max_context + 15) / 16 * 16;
     w.scores.resize(std::size_t(H * w.score_stride));
     w.partials.resize(std::size_t(H * ((max_context + 255) / 256) * (2 + D)));
@@ -160,13 +167,24 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       views[6] = matvec::Matrix::view_f32(L.w_down.data(), hd, c.intermediate);
       for (int i = 0; i < 7; ++i) m[i] = &views[i];
     };
-    // Q4_1's per-block input sums, computed once for all the products that read the input.
-    const auto input = [&](std::initializer_list<const matvec::Matrix*> readers, const float* v, int64_t n) -> const float* {
-      bool any = false;
-      for (const matvec::Matrix* r : readers) any = any || matvec::needs_block_sums(r->format());
-      if (!any) return nullptr;
-      matvec::block_sums(v, n, w.block_sums.data());
-      return w.block_sums.data();
+    // The input of block-format products, quantized (and summed, for Q4_1) once for all the
+    // products that read it.
+    const auto input = [&](std::initializer_list<const matvec::Matrix*> readers, const float* v, int64_t n) {
+      BlockInput in;
+      bool blocks = false, sums = false;
+      for (const matvec::Matrix* r : readers) {
+        blocks = blocks || matvec::is_quantized(r->format());
+        sums = sums || matvec::needs_block_sums(r->format());
+      }
+      if (blocks) {
+        matvec::quantize_input(v, n, &w.xq);
+        in.xq = &w.xq;
+      }
+      if (sums) {
+        matvec::block_sums(v, n, w.block_sums.data());
+        in.sums = w.block_sums.data();
+      }
+      return in;
     };
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const LayerWeights& L = w_->layers[std::size_t(l)];
@@ -176,7 +194,7 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       matrices(l, m, views);
 
       ops::rmsnorm(x, 1, hd, L.attn_norm, c.rms_eps, w.h.data());
-      const float* hq = input({m[0], m[1], m[2]}, w.h.data(), hd);
+      const BlockInput hq = input({m[0], m[1], m[2]}, w.h.data(), hd);
       const Product qkv[3] = {product(*m[0], w.h.data(), hq, w.q.data()), product(*m[1], w.h.data(), hq, w.k.data()),
                               product(*m[2], w.h.data(), hq, w.v.data())};
       matvec::run(qkv, 3);
@@ -212,7 +230,7 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       for (int64_t i = 0; i < hd; ++i) x[i] += w.o[std::size_t(i)];
 
       ops::rmsnorm(x, 1, hd, L.mlp_norm, c.rms_eps, w.h.data());
-      const float* mq = input({m[4], m[5]}, w.h.data(), hd);
+      const BlockInput mq = input({m[4], m[5]}, w.h.data(), hd);
       const Product gate_up[2] = {product(*m[4], w.h.data(), mq, w.gate.data()), product(*m[5], w.h.data(), mq, w.up.data())};
       matvec::run(gate_up, 2);
       ops::swiglu(w.gate.data(), w.up.data(), c.intermediate);

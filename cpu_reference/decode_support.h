@@ -46,6 +46,7 @@ struct DecodeWorkspace::Impl {
   int64_t rope_half = 0;
   std::vector<float> rope_cos, rope_sin;  //!< [max_context, D/2]: row p is position p's (at length p + 1)
   std::vector<float> x, h, q, k, v, attn, o, gate, up, down, logits;
+  matvec::Input16 xq;             //!< block-format weights: the input in int16 blocks
   std::vector<float> block_sums;  //!< Q4_1 weights: the input's sum per block of 32
   AlignedFloats scores;          //!< exact attention: one row of max_context per query head
   int64_t score_stride = 0;      //!< floats between heads' rows (a multiple of 16)

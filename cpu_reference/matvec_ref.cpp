@@ -48,20 +48,20 @@ float hsum(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
-//! The 32 nibbles of a Q4 block as bytes 0..15, in element order.
-__m256i unpack_nibbles(const uint8_t* q) {
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
-}
-//! sum_j q_j x_j over one block of 32 signed (or, with Unsigned, unsigned) bytes, 8 lanes.
+//! sum_j q_j x_j over one block: 32 weights widened to int16 (from bytes, signed or not) times the
+//! block's 32 int16 inputs, in int32 (exact: |sum| < 2^31), 8 lanes.
 template <bool Unsigned>
-__m256 block_dot(__m256i q, const float* x) {
-  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-  const auto widen = [](__m128i v) { return _mm256_cvtepi32_ps(Unsigned ? _mm256_cvtepu8_epi32(v) : _mm256_cvtepi8_epi32(v)); };
-  __m256 acc = _mm256_mul_ps(widen(lo), _mm256_loadu_ps(x));
-  acc = _mm256_fmadd_ps(widen(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(x + 8), acc);
-  acc = _mm256_fmadd_ps(widen(hi), _mm256_loadu_ps(x + 16), acc);
-  return _mm256_fmadd_ps(widen(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(x + 24), acc);
+__m256i block_dot(__m128i w_lo, __m128i w_hi, const int16_t* x) {
+  const auto widen = [](__m128i v) { return Unsigned ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v); };
+  const __m256i a = _mm256_madd_epi16(widen(w_lo), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+  const __m256i b = _mm256_madd_epi16(widen(w_hi), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
+  return _mm256_add_epi32(a, b);
+}
+//! A Q4 block's nibbles: elements 0..15 (low nibbles) and 16..31 (high nibbles) as bytes.
+void nibbles(const uint8_t* q, __m128i* lo, __m128i* hi) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)), mask = _mm_set1_epi8(0x0f);
+  *lo = _mm_and_si128(raw, mask);
+  *hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
 }
 #endif
 
@@ -86,67 +86,75 @@ float row_f16(const uint8_t* w, const float* x, int64_t cols) {
   return total;
 }
 
-// The block rows below compute d * sum_j q_j x_j per block (+ m * sum_j x_j for Q4_1): the
-// weights' own values in f32 arithmetic, in another order than the dequantized f32 product.
+// The block rows below compute d_w d_x sum_j q_j xq_j per block (+ m sum_j x_j for Q4_1, with the
+// exact f32 input sums): the weights' own values against the input quantized to int16.
 
-float row_q8_0(const uint8_t* w, const float* x, int64_t blocks) {
+float row_q8_0(const uint8_t* w, const Input16& xq, int64_t blocks) {
 #if defined(PD_MATVEC_AVX2)
   __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes)
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w)),
-                          block_dot<false>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2)), x + b * kBlock), acc);
+  for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
+    const __m256i dot = block_dot<false>(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1), &xq.q[std::size_t(b * kBlock)]);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), _mm256_cvtepi32_ps(dot), acc);
+  }
   return hsum(acc);
 #else
   float total = 0;
   for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes) {
-    float s = 0;
-    for (int64_t j = 0; j < kBlock; ++j) s += float(int8_t(w[2 + j])) * x[b * kBlock + j];
-    total += half_to_float(w) * s;
+    int32_t s = 0;
+    for (int64_t j = 0; j < kBlock; ++j) s += int32_t(int8_t(w[2 + j])) * xq.q[std::size_t(b * kBlock + j)];
+    total += half_to_float(w) * xq.d[std::size_t(b)] * float(s);
   }
   return total;
 #endif
 }
 
-float row_q4_0(const uint8_t* w, const float* x, int64_t blocks) {
+float row_q4_0(const uint8_t* w, const Input16& xq, int64_t blocks) {
 #if defined(PD_MATVEC_AVX2)
   __m256 acc = _mm256_setzero_ps();
+  const __m128i eight = _mm_set1_epi8(8);
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_0Bytes) {
-    const __m256i q = _mm256_sub_epi8(unpack_nibbles(w + 2), _mm256_set1_epi8(8));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w)), block_dot<false>(q, x + b * kBlock), acc);
+    __m128i lo, hi;
+    nibbles(w + 2, &lo, &hi);
+    const __m256i dot = block_dot<false>(_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight), &xq.q[std::size_t(b * kBlock)]);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), _mm256_cvtepi32_ps(dot), acc);
   }
   return hsum(acc);
 #else
   float total = 0;
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_0Bytes) {
-    float s = 0;
+    int32_t s = 0;
     for (int64_t j = 0; j < 16; ++j) {
-      s += float(int(w[2 + j] & 0x0f) - 8) * x[b * kBlock + j];
-      s += float(int(w[2 + j] >> 4) - 8) * x[b * kBlock + j + 16];
+      s += (int32_t(w[2 + j] & 0x0f) - 8) * xq.q[std::size_t(b * kBlock + j)];
+      s += (int32_t(w[2 + j] >> 4) - 8) * xq.q[std::size_t(b * kBlock + j + 16)];
     }
-    total += half_to_float(w) * s;
+    total += half_to_float(w) * xq.d[std::size_t(b)] * float(s);
   }
   return total;
 #endif
 }
 
-float row_q4_1(const uint8_t* w, const float* x, const float* sums, int64_t blocks) {
+float row_q4_1(const uint8_t* w, const Input16& xq, const float* sums, int64_t blocks) {
   float offsets = 0;
 #if defined(PD_MATVEC_AVX2)
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_1Bytes) {
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w)), block_dot<true>(unpack_nibbles(w + 4), x + b * kBlock), acc);
+    __m128i lo, hi;
+    nibbles(w + 4, &lo, &hi);
+    const __m256i dot = block_dot<true>(lo, hi, &xq.q[std::size_t(b * kBlock)]);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), _mm256_cvtepi32_ps(dot), acc);
     offsets += half_to_float(w + 2) * sums[b];
   }
   return hsum(acc) + offsets;
 #else
   float total = 0;
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_1Bytes) {
-    float s = 0;
+    int32_t s = 0;
     for (int64_t j = 0; j < 16; ++j) {
-      s += float(w[4 + j] & 0x0f) * x[b * kBlock + j];
-      s += float(w[4 + j] >> 4) * x[b * kBlock + j + 16];
+      s += int32_t(w[4 + j] & 0x0f) * xq.q[std::size_t(b * kBlock + j)];
+      s += int32_t(w[4 + j] >> 4) * xq.q[std::size_t(b * kBlock + j + 16)];
     }
-    total += half_to_float(w) * s;
+    total += half_to_float(w) * xq.d[std::size_t(b)] * float(s);
     offsets += half_to_float(w + 2) * sums[b];
   }
   return total + offsets;
@@ -232,6 +240,23 @@ Status Matrix::from_gguf(GgmlType type, std::vector<uint8_t> bytes, int64_t rows
   return Status::ok();
 }
 
+void Input16::reserve(int64_t n) {
+  if (int64_t(q.size()) < n) q.resize(std::size_t(n));
+  if (int64_t(d.size()) < n / kBlock) d.resize(std::size_t(n / kBlock));
+}
+
+void quantize_input(const float* x, int64_t n, Input16* out) noexcept {
+  for (int64_t b = 0; b < n / kBlock; ++b) {
+    const float* v = x + b * kBlock;
+    float amax = 0;
+    for (int64_t j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(v[j]));
+    const float d = amax / 32767.0f, inv = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int64_t j = 0; j < kBlock; ++j)
+      out->q[std::size_t(b * kBlock + j)] = int16_t(std::max(-32767.0f, std::min(32767.0f, std::nearbyint(v[j] * inv))));
+    out->d[std::size_t(b)] = d;
+  }
+}
+
 void block_sums(const float* x, int64_t n, float* sums) noexcept {
   for (int64_t b = 0; b < n / kBlock; ++b) {
     float s = 0;
@@ -256,13 +281,13 @@ void run_rows(const Product& p, int64_t r0, int64_t r1) noexcept {
       for (int64_t r = r0; r < r1; ++r) p.y[r] = row_f16(m.row(r), p.x, cols);
       return;
     case Format::kQ8_0:
-      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q8_0(m.row(r), p.x, blocks);
+      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q8_0(m.row(r), *p.xq, blocks);
       return;
     case Format::kQ4_0:
-      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_0(m.row(r), p.x, blocks);
+      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_0(m.row(r), *p.xq, blocks);
       return;
     case Format::kQ4_1:
-      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_1(m.row(r), p.x, p.block_sums, blocks);
+      for (int64_t r = r0; r < r1; ++r) p.y[r] = row_q4_1(m.row(r), *p.xq, p.block_sums, blocks);
       return;
   }
 }

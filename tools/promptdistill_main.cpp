@@ -55,8 +55,8 @@ constexpr CommandUsage kCommands[] = {
       what a 16-bit backend stores). --threads: CPU threads (default OMP_NUM_THREADS, else one per
       core). --decode-weights and --kv-cache: how the CPU decodes (prefill stays exact f32): f32 is
       the exact reference; f16 rounds the weights; gguf reads the file's own blocks (Q4_0/Q4_1/Q8_0,
-      F16): the same weight values, a quarter to half the bytes; --kv-cache f16 halves the cache
-      decoding reads. The fast modes are Tier C (docs/design.md §4). Without a prompt: the built-in long prompt (a
+      F16): the same weight values, a quarter to half the bytes, with int16-quantized activations;
+      --kv-cache f16 halves the cache decoding reads. The fast modes are Tier C (docs/design.md §4). Without a prompt: the built-in long prompt (a
       fact hidden in a few thousand tokens of filler, and a question about it).
 )"},
     {"compare", R"(  promptdistill compare [--methods full promptdistill ...] [generate's options]

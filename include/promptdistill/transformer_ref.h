@@ -77,8 +77,8 @@ struct LayerTaps {
 //! kF16: rounded to f16 (their only change), dotted with the f32 activations. kGguf: the GGUF
 //! file's own tensors (Q4_0, Q4_1, Q8_0 blocks; F16) as stored, so that a Q4_1 file's decode
 //! reads 4.5-bit weights: the same weight values as the exact mode's dequantized ones, dotted with
-//! the f32 activations block by block (d * sum(q x) + m * sum(x)), so only the order of f32
-//! roundings differs. Prefill always computes in f32 on the f32 weights.
+//! the activations quantized to int16 per block of 32 (within 2^-16 of the block's largest) in
+//! exact integer arithmetic; F16 tensors as kF16. Prefill always computes in f32 on the f32 weights.
 enum class DecodeWeightFormat : int32_t { kF32 = 0, kF16 = 1, kGguf = 2 };
 const char* to_string(DecodeWeightFormat f) noexcept;
 //! "f32", "f16", "gguf".

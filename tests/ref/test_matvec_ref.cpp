@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The decode path's matrix-vector products (cpu_reference/matvec_ref.h). f32: Tier A against
 // Eigen's own single-threaded GEMV (row slices across threads give the same bits). f16 and the
-// GGUF blocks (Q8_0, Q4_0, Q4_1): Tier C against a double-precision sum over the dequantized
-// weights, and bit-identical at every thread count.
+// GGUF blocks (Q8_0, Q4_0, Q4_1, int16 input blocks): Tier C against a double-precision sum over
+// the dequantized weights and the f32 input, and bit-identical at every thread count.
 #include <doctest/doctest.h>
 
 #include <Eigen/Core>
@@ -31,9 +31,12 @@ std::vector<float> normal_values(std::size_t n, uint64_t seed, float scale = 1.0
 std::vector<float> run_product(const matvec::Matrix& m, const std::vector<float>& x, int threads) {
   std::vector<float> sums(std::size_t(m.cols() / matvec::kBlock + 1));
   matvec::block_sums(x.data(), m.cols(), sums.data());
+  matvec::Input16 xq;
+  xq.reserve(m.cols() / matvec::kBlock * matvec::kBlock);
+  if (matvec::is_quantized(m.format())) matvec::quantize_input(x.data(), m.cols(), &xq);
   std::vector<float> y(std::size_t(m.rows()));
   matvec::Product p;
-  p.m = &m, p.x = x.data(), p.block_sums = sums.data(), p.y = y.data();
+  p.m = &m, p.x = x.data(), p.xq = &xq, p.block_sums = sums.data(), p.y = y.data();
   set_threads(threads);
   matvec::run(&p, 1);
   set_threads(0);
@@ -81,6 +84,12 @@ TEST_CASE("matvec/f32: row slices across threads equal Eigen's single-threaded G
 TEST_CASE("matvec/f16 and GGUF blocks: within bounds of the exact sum, the same bits at every thread count") {
   const int64_t rows = 70, cols = 576;
   const auto x = normal_values(std::size_t(cols), 11);
+  matvec::Input16 xq;
+  xq.reserve(cols);
+  matvec::quantize_input(x.data(), cols, &xq);
+  // The int16 input: per block of 32, |x - d q| <= d / 2 with d = max|x| / 32767.
+  for (int64_t i = 0; i < cols; ++i)
+    CHECK(std::fabs(x[std::size_t(i)] - xq.d[std::size_t(i / 32)] * xq.q[std::size_t(i)]) <= 0.5001f * xq.d[std::size_t(i / 32)]);
   for (GgmlType type : {GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_1}) {
     INFO(to_string(type));
     std::vector<uint8_t> blocks;
@@ -104,8 +113,9 @@ TEST_CASE("matvec/f16 and GGUF blocks: within bounds of the exact sum, the same 
         want += double(dequantized[std::size_t(r * cols + j)]) * xv;
         scale += std::fabs(double(dequantized[std::size_t(r * cols + j)]) * xv);
       }
-      // f32 accumulation of cols products: a few ulps of the sum of magnitudes.
-      CHECK(std::fabs(double(one[std::size_t(r)]) - want) <= 1e-5 * scale + 1e-6);
+      // f32 accumulation: a few ulps of the sum of magnitudes; the int16 input: 2^-16 of each
+      // block's largest input times the block's weights, bounded by 3e-5 of the magnitudes here.
+      CHECK(std::fabs(double(one[std::size_t(r)]) - want) <= 3e-5 * scale + 1e-6);
     }
   }
 }
