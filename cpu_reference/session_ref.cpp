@@ -76,6 +76,8 @@ Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig
       case PipelineMethod::kSnapKV:
       case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(prefill_kv_compression(prompt, plan, &r)); break;
     }
+    if (decode_options_.kv == KvStorage::kF16)
+      for (auto& cache : caches_) cache.to_half();
     r.ttft_ms = ms_since(t0);
     for (const auto& cache : caches_) r.cache_lengths.push_back(cache.length);
     next_position_ = r.next_position;
@@ -211,23 +213,33 @@ Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const
   return Status::ok();
 }
 
-Status Session::decode_step(int32_t token, int32_t* next) noexcept {
+Status Session::prepare_decode(int64_t max_new_tokens) noexcept {
   try {
-    if (caches_.empty()) return Status(StatusCode::kInvalidArgument, "decode_step before prefill");
+    if (caches_.empty()) return Status(StatusCode::kInvalidArgument, "decode before prefill");
     const ModelConfig& mc = weights_->config;
-    if (next_position_ >= mc.max_positions)
-      return Status(StatusCode::kInvalidArgument, "position %lld reaches the model's context of %lld", (long long)next_position_,
-                    (long long)mc.max_positions);
-    std::vector<float> x;
-    PD_RETURN_IF_ERROR(model_.embed(&token, 1, &x));
-    const int32_t pos = int32_t(next_position_);
-    for (int64_t l = 0; l < mc.num_layers; ++l)
-      PD_RETURN_IF_ERROR(model_.layer(l, &x, 1, &pos, next_position_ + 1, &caches_[std::size_t(l)], nullptr));
-    ++next_position_;
-    return first_token(x, 1, next);
+    const int64_t context = std::min(mc.max_positions, next_position_ + std::max<int64_t>(max_new_tokens, 1));
+    PD_RETURN_IF_ERROR(decode_ws_.reserve(mc, context));
+    for (auto& cache : caches_) {
+      if (decode_options_.kv == KvStorage::kF16) cache.to_half();
+      // Each cache grows by one token per step from its own length (selections shorten some).
+      cache.reserve(cache.length + (context - next_position_), mc.head_dim);
+    }
+    return Status::ok();
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "decode: out of host memory");
   }
+}
+
+Status Session::decode_step(int32_t token, int32_t* next) noexcept {
+  if (caches_.empty()) return Status(StatusCode::kInvalidArgument, "decode_step before prefill");
+  const ModelConfig& mc = weights_->config;
+  if (next_position_ >= mc.max_positions)
+    return Status(StatusCode::kInvalidArgument, "position %lld reaches the model's context of %lld", (long long)next_position_,
+                  (long long)mc.max_positions);
+  if (decode_options_.kv == KvStorage::kF16 && !caches_[0].half) PD_RETURN_IF_ERROR(prepare_decode(1));
+  PD_RETURN_IF_ERROR(model_.decode(token, next_position_, &caches_, decode_options_, &decode_ws_, next));
+  ++next_position_;
+  return Status::ok();
 }
 
 Status Session::generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
@@ -236,6 +248,7 @@ Status Session::generate(int32_t first, int64_t max_new_tokens, const std::vecto
     out->clear();
     *decode_ms_per_token = 0;
     if (max_new_tokens <= 0) return Status::ok();
+    PD_RETURN_IF_ERROR(prepare_decode(max_new_tokens));
     int32_t token = first;
     const auto t0 = Clock::now();
     int64_t steps = 0;

@@ -5,6 +5,9 @@
 
 #include "promptdistill/transformer_ref.h"
 
+#include "cpu_reference/decoder_ops.h"
+#include "cpu_reference/matvec_ref.h"
+
 #include <Eigen/Core>
 #include <cmath>
 #include <cstring>
@@ -17,74 +20,103 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 using MapM = Eigen::Map<RowMajor>;
 using MapC = Eigen::Map<const RowMajor>;
 
-//! out[n, out_dim] = x[n, in] * W^T (W row-major [out_dim, in]) (+ bias).
+//! out[n, out_dim] = x[n, in] * W^T (W row-major [out_dim, in]) (+ bias). One row is a
+//! matrix-vector product split across threads by output rows (matvec_ref.h: the same bits as
+//! Eigen's single-threaded GEMV, which Eigen never splits).
 void linear(const float* x, int64_t n, int64_t in, const std::vector<float>& w, int64_t out_dim,
             const std::vector<float>& bias, float* out) {
   MapM y(out, n, out_dim);
-  y.noalias() = MapC(x, n, in) * MapC(w.data(), out_dim, in).transpose();
+  if (n == 1) {
+    const matvec::Matrix m = matvec::Matrix::view_f32(w.data(), out_dim, in);
+    matvec::Product p;
+    p.m = &m, p.x = x, p.y = out;
+    matvec::run(&p, 1);
+  } else {
+    y.noalias() = MapC(x, n, in) * MapC(w.data(), out_dim, in).transpose();
+  }
   if (!bias.empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), out_dim);
 }
 
-//! HF LlamaRMSNorm in f32: x * 1/sqrt(mean(x^2) + eps) * weight.
-void rmsnorm(const float* x, int64_t n, int64_t d, const std::vector<float>& weight, double eps, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float* r = x + i * d;
-    float ss = 0.0f;
-    for (int64_t j = 0; j < d; ++j) ss += r[j] * r[j];
-    const float inv = 1.0f / std::sqrt(ss / float(d) + float(eps));
-    for (int64_t j = 0; j < d; ++j) out[i * d + j] = weight[std::size_t(j)] * (r[j] * inv);
+}  // namespace
+
+namespace {
+
+//! KvLayerCache::keep on one storage (f32 or f16 bits).
+template <class T>
+void keep_rows(std::vector<T>* values, const std::vector<int32_t>& indices, std::size_t row) {
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] == int32_t(i)) continue;  // ascending indices: idx[i] >= i, so this is safe in place
+    std::memmove(&(*values)[i * row], &(*values)[std::size_t(indices[i]) * row], row * sizeof(T));
   }
+  values->resize(indices.size() * row);
+  values->shrink_to_fit();
 }
 
-//! Half-split RoPE in place on [n, heads, D] with per-token cos/sin tables [n, D/2].
-void rope(float* x, int64_t n, int64_t heads, int64_t d, const std::vector<float>& cos, const std::vector<float>& sin) {
-  const int64_t half = d / 2;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t h = 0; h < heads; ++h) {
-      float* v = x + (i * heads + h) * d;
-      for (int64_t f = 0; f < half; ++f) {
-        const float c = cos[std::size_t(i * half + f)], s = sin[std::size_t(i * half + f)];
-        const float a = v[f], b = v[f + half];
-        v[f] = a * c - b * s;
-        v[f + half] = b * c + a * s;
-      }
+//! KvLayerCache::keep_per_head on one storage.
+template <class T>
+void keep_heads(std::vector<T>* values, const std::vector<std::vector<int32_t>>& rows, int64_t heads, int64_t out_heads,
+                int64_t head_dim) {
+  const int64_t group = out_heads / heads;
+  const int64_t count = rows.empty() ? 0 : int64_t(rows[0].size());
+  std::vector<T> out(std::size_t(count * out_heads * head_dim));
+  for (int64_t h = 0; h < out_heads; ++h) {
+    const auto& sel = rows[std::size_t(rows.size() == std::size_t(out_heads) ? h : h / group)];
+    for (int64_t i = 0; i < count; ++i) {
+      const std::size_t from = std::size_t((int64_t(sel[std::size_t(i)]) * heads + h / group) * head_dim);
+      const std::size_t to = std::size_t((i * out_heads + h) * head_dim);
+      std::memcpy(&out[to], &(*values)[from], std::size_t(head_dim) * sizeof(T));
     }
+  }
+  values->swap(out);
 }
 
 }  // namespace
 
 void KvLayerCache::keep(const std::vector<int32_t>& indices, int64_t head_dim) {
   const std::size_t row = std::size_t(heads * head_dim);
-  for (std::size_t i = 0; i < indices.size(); ++i) {
-    if (indices[i] == int32_t(i)) continue;  // ascending indices: idx[i] >= i, so this is safe in place
-    std::memmove(&k[i * row], &k[std::size_t(indices[i]) * row], row * sizeof(float));
-    std::memmove(&v[i * row], &v[std::size_t(indices[i]) * row], row * sizeof(float));
+  if (half) {
+    keep_rows(&k16, indices, row);
+    keep_rows(&v16, indices, row);
+  } else {
+    keep_rows(&k, indices, row);
+    keep_rows(&v, indices, row);
   }
   length = int64_t(indices.size());
-  k.resize(std::size_t(length) * row);
-  v.resize(std::size_t(length) * row);
-  k.shrink_to_fit();
-  v.shrink_to_fit();
 }
 
 void KvLayerCache::keep_per_head(const std::vector<std::vector<int32_t>>& rows, int64_t head_dim, int64_t expand_to) {
   const int64_t out_heads = expand_to > heads ? expand_to : heads;
-  const int64_t group = out_heads / heads;
-  const int64_t count = rows.empty() ? 0 : int64_t(rows[0].size());
-  std::vector<float> nk(std::size_t(count * out_heads * head_dim)), nv(nk.size());
-  for (int64_t h = 0; h < out_heads; ++h) {
-    const auto& sel = rows[std::size_t(rows.size() == std::size_t(out_heads) ? h : h / group)];
-    for (int64_t i = 0; i < count; ++i) {
-      const std::size_t from = std::size_t((int64_t(sel[std::size_t(i)]) * heads + h / group) * head_dim);
-      const std::size_t to = std::size_t((i * out_heads + h) * head_dim);
-      std::memcpy(&nk[to], &k[from], std::size_t(head_dim) * sizeof(float));
-      std::memcpy(&nv[to], &v[from], std::size_t(head_dim) * sizeof(float));
-    }
+  if (half) {
+    keep_heads(&k16, rows, heads, out_heads, head_dim);
+    keep_heads(&v16, rows, heads, out_heads, head_dim);
+  } else {
+    keep_heads(&k, rows, heads, out_heads, head_dim);
+    keep_heads(&v, rows, heads, out_heads, head_dim);
   }
-  k.swap(nk);
-  v.swap(nv);
   heads = out_heads;
-  length = count;
+  length = rows.empty() ? 0 : int64_t(rows[0].size());
+}
+
+void KvLayerCache::to_half() {
+  if (half) return;
+  k16.resize(k.size());
+  v16.resize(v.size());
+  for (std::size_t i = 0; i < k.size(); ++i) k16[i] = to_f16(k[i]).bits;
+  for (std::size_t i = 0; i < v.size(); ++i) v16[i] = to_f16(v[i]).bits;
+  std::vector<float>().swap(k);
+  std::vector<float>().swap(v);
+  half = true;
+}
+
+void KvLayerCache::reserve(int64_t tokens, int64_t head_dim) {
+  const std::size_t values = std::size_t(tokens * heads * head_dim);
+  if (half) {
+    k16.reserve(values);
+    v16.reserve(values);
+  } else {
+    k.reserve(values);
+    v.reserve(values);
+  }
 }
 
 Status Transformer::embed(const int32_t* ids, int64_t n, std::vector<float>* x) const noexcept {
@@ -107,6 +139,8 @@ Status Transformer::embed(const int32_t* ids, int64_t n, std::vector<float>* x) 
 Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const int32_t* positions, int64_t total_length,
                           KvLayerCache* cache, LayerTaps* taps) const noexcept {
   try {
+    if (cache != nullptr && cache->half)
+      return Status(StatusCode::kInvalidArgument, "layer %lld: the cache holds f16 decode storage; only decode appends to it", (long long)l);
     const ModelConfig& c = w_->config;
     const LayerWeights& L = w_->layers[std::size_t(l)];
     const int64_t hd = c.hidden, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
@@ -114,14 +148,14 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
     float* x = xs->data();
 
     std::vector<float> h(std::size_t(n * hd)), q(std::size_t(n * qd)), k(std::size_t(n * kvd)), v(std::size_t(n * kvd));
-    rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h.data());
+    ops::rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h.data());
     linear(h.data(), n, hd, L.wq, qd, L.bq, q.data());
     linear(h.data(), n, hd, L.wk, kvd, L.bk, k.data());
     linear(h.data(), n, hd, L.wv, kvd, L.bv, v.data());
     std::vector<float> cos, sin;
     PD_RETURN_IF_ERROR(rope_tables(c, positions, n, total_length, &cos, &sin));
-    rope(q.data(), n, H, D, cos, sin);
-    rope(k.data(), n, Hkv, D, cos, sin);
+    ops::rope(q.data(), n, H, D, cos.data(), sin.data());
+    ops::rope(k.data(), n, Hkv, D, cos.data(), sin.data());
     if (taps != nullptr) {
       const int64_t rows = taps->q_rows < n ? taps->q_rows : n;
       taps->q.assign(q.end() - rows * qd, q.end());
@@ -187,16 +221,13 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
 
     // MLP in row chunks so that the [rows, intermediate] activations stay bounded.
     constexpr int64_t kChunk = 512;
-    rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h.data());
+    ops::rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h.data());
     std::vector<float> gate(std::size_t(std::min(n, kChunk) * c.intermediate)), up(gate.size()), down(std::size_t(std::min(n, kChunk) * hd));
     for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
       const int64_t rows = std::min(kChunk, n - r0);
       linear(h.data() + r0 * hd, rows, hd, L.w_gate, c.intermediate, {}, gate.data());
       linear(h.data() + r0 * hd, rows, hd, L.w_up, c.intermediate, {}, up.data());
-      for (int64_t i = 0; i < rows * c.intermediate; ++i) {
-        const float g = gate[std::size_t(i)];
-        gate[std::size_t(i)] = g / (1.0f + std::exp(-g)) * up[std::size_t(i)];
-      }
+      ops::swiglu(gate.data(), up.data(), rows * c.intermediate);
       linear(gate.data(), rows, c.intermediate, L.w_down, hd, {}, down.data());
       for (int64_t i = 0; i < rows * hd; ++i) x[r0 * hd + i] += down[std::size_t(i)];
     }
@@ -210,7 +241,7 @@ Status Transformer::logits(const float* row, std::vector<float>* out) const noex
   try {
     const ModelConfig& c = w_->config;
     std::vector<float> h(std::size_t(c.hidden));
-    rmsnorm(row, 1, c.hidden, w_->final_norm, c.rms_eps, h.data());
+    ops::rmsnorm(row, 1, c.hidden, w_->final_norm, c.rms_eps, h.data());
     out->resize(std::size_t(c.vocab));
     linear(h.data(), 1, c.hidden, w_->output_matrix(), c.vocab, {}, out->data());
     return Status::ok();

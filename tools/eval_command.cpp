@@ -127,6 +127,7 @@ int run_grid(const Args& a, const std::string& kind) {
           if (sweep) j["prefill_shared"] = true;  // ttft_ms: the shared prefill's time + this budget's own
           j["retained"] = r.prefill.retained;
           j["kept_ratio"] = kept_ratio(r);
+          describe_cpu_settings(m, &j);
           emit(out, j);
         }
       }
@@ -204,6 +205,7 @@ int run_longbench(const Args& a) {
           j["generated"] = r.text;
           j["score"] = score;
           j["ttft_ms"] = r.prefill.ttft_ms;
+          describe_cpu_settings(m, &j);
           emit(out, j);
         }
       }
@@ -221,10 +223,11 @@ int run_longbench(const Args& a) {
 int cmd_eval(const Args& a, const std::string& kind) {
   reject_unknown(a, {"model", "lengths", "depths", "methods", "budgets", "selection-layers", "cache-truncation-end", "window",
                      "per", "pool", "pool-kernel", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples",
-                     "backend", "weights-dtype", "dtype"});
+                     "backend", "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache"});
   std::vector<std::string> methods = {"full", "promptdistill", "gemfilter", "snapkv", "h2o"};
   if (a.values.count("methods")) methods = a.values.at("methods");
   reject_inapplicable(a, methods);
+  apply_threads(a);
   if (kind == "passkey" || kind == "needle") return run_grid(a, kind);
   if (kind == "longbench") return run_longbench(a);
   fail("eval takes passkey, needle or longbench, got '" + kind + "'");

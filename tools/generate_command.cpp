@@ -26,7 +26,7 @@ namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
     "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "capacity", "window", "per", "pool",
     "pool-kernel", "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods",
-    "weights-dtype", "dtype"};
+    "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache"};
 
 }  // namespace
 
@@ -72,6 +72,34 @@ void load_model(const Args& a, LoadedModel* m) {
   else if (dtype != "f32") fail("--weights-dtype must be f32, bf16 or f16, got '" + dtype + "'");
   const Status s = round_weights(&m->weights, t);
   if (!s) fail_status(s);
+  // The CPU decode modes (transformer_ref.h): exact f32 unless asked.
+  ref::DecodeWeightFormat format = ref::DecodeWeightFormat::kF32;
+  if (Status p = ref::parse(get(a, "decode-weights", "f32"), &format); !p) fail("--decode-weights: " + std::string(p.message()));
+  if (Status p = ref::parse(get(a, "kv-cache", "f32"), &m->decode.kv); !p) fail("--kv-cache: " + std::string(p.message()));
+  if (get(a, "backend", "cpu") != "cpu" && (a.values.count("decode-weights") || a.values.count("kv-cache")))
+    fail("--decode-weights and --kv-cache choose how the CPU backend decodes");
+  if (format == ref::DecodeWeightFormat::kGguf && dtype != "f32")
+    fail("--decode-weights gguf keeps the file's own tensors; it cannot follow --weights-dtype " + dtype);
+  if (format != ref::DecodeWeightFormat::kF32) {
+    struct stat st {};
+    const bool gguf_file = stat(m->path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
+    const Status d = ref::DecodeWeights::create(m->weights, format, gguf_file ? m->path : std::string(), &m->decode_weights);
+    if (!d) fail_status(d);
+    m->decode.weights = &m->decode_weights;
+  }
+}
+
+int apply_threads(const Args& a) {
+  const int64_t n = get_int(a, "threads", 0);
+  if (n < 0 || n > 4096) fail("--threads must be between 1 and 4096 (0 keeps the default), got " + std::to_string(n));
+  ref::set_threads(int(n));
+  return ref::threads();
+}
+
+void describe_cpu_settings(const LoadedModel& m, nlohmann::json* j) {
+  (*j)["threads"] = ref::threads();
+  (*j)["decode_weights"] = m.decode.weights != nullptr ? m.decode.weights->describe() : std::string("f32");
+  (*j)["kv_cache"] = to_string(m.decode.kv);
 }
 
 namespace {
@@ -235,6 +263,7 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
   } else {
     reset_peak_rss();
     ref::Session session(&m.weights);
+    session.set_decode_options(m.decode);
     const bool bar = isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
     if (bar)
       session.set_progress([&](int64_t done, int64_t total) {
@@ -259,6 +288,7 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const Pi
   const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
   std::vector<RunOutput> outputs(budgets.size());
   ref::Session session(&m.weights);
+  session.set_decode_options(m.decode);
   const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
     RunOutput& out = outputs[i];
     out.prefill = result;
@@ -284,6 +314,7 @@ int cmd_generate(const Args& a) {
   reject_unknown(a, kGenerateOptions);
   if (a.values.count("methods")) fail("generate runs one --method (compare runs several --methods)");
   reject_inapplicable(a, {get(a, "method", "full")});
+  apply_threads(a);
   LoadedModel m;
   load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
@@ -321,6 +352,7 @@ int cmd_generate(const Args& a) {
     j["peak_memory_bytes"] = r.peak_memory;
     j["peak_memory_kind"] = r.memory_kind;
     j["backend"] = get(a, "backend", "cpu");
+    describe_cpu_settings(m, &j);
     j["peak_kv_cache_bytes"] = r.prefill.peak_kv_cache_bytes;
     if (!p.expected.empty()) j["expected"] = p.expected;
     std::printf("%s\n", j.dump().c_str());
@@ -339,12 +371,16 @@ int cmd_compare(const Args& a) {
   std::vector<std::string> methods = {"full", "promptdistill"};
   if (a.values.count("methods")) methods = a.values.at("methods");
   reject_inapplicable(a, methods);
+  const int threads = apply_threads(a);
   LoadedModel m;
   load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
   const int64_t max_new = get_int(a, "max-new-tokens", 12);
   std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
               p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
+  if (get(a, "backend", "cpu") == "cpu")
+    std::printf("CPU: %d threads, decode weights %s, KV cache %s\n", threads,
+                m.decode.weights != nullptr ? m.decode.weights->describe().c_str() : "f32 (exact)", to_string(m.decode.kv));
   std::printf("%-22s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
   for (const auto& method : methods) {
     const PipelineConfig c = parse_pipeline(a, method);

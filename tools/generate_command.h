@@ -6,10 +6,13 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_args.h"
 #include "promptdistill/model.h"
 #include "promptdistill/pipeline.h"
 #include "promptdistill/tokenizer.h"
+#include "promptdistill/transformer_ref.h"
 
 namespace pdcli {
 
@@ -19,6 +22,9 @@ struct LoadedModel {
   std::string tokenizer_problem;  //!< why a tokenizer.json could not be used
   promptdistill::Tokenizer tokenizer;
   std::string path;
+  //! --decode-weights / --kv-cache: how the CPU sessions decode (exact f32 by default).
+  promptdistill::ref::DecodeWeights decode_weights;
+  promptdistill::ref::DecodeOptions decode;
 };
 struct Prompt {
   std::vector<int32_t> ids;
@@ -36,8 +42,14 @@ struct RunOutput {
 std::string default_model_path();
 //! "default", a .gguf file or a Hugging Face folder; exits with an error line on failure.
 void load_model(const std::string& spec, LoadedModel* m);
-//! --model (and --weights-dtype, which rounds the weights to bf16/f16) from a command's options.
+//! --model (and --weights-dtype, which rounds the weights to bf16/f16; --decode-weights and
+//! --kv-cache, the CPU decode modes) from a command's options.
 void load_model(const Args& a, LoadedModel* m);
+//! --threads N (every command): the CPU threads; 0 or absent keeps the default (OMP_NUM_THREADS,
+//! else one per core). Returns the count in use, which the JSON outputs record.
+int apply_threads(const Args& a);
+//! The decode settings a JSON result records: threads, decode_weights, kv_cache.
+void describe_cpu_settings(const LoadedModel& m, nlohmann::json* j);
 //! The method's configuration from generate's options.
 promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& method);
 //! One prefill + greedy decode on the backend; exits with an error line on failure.

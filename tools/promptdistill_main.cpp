@@ -31,7 +31,7 @@ struct CommandUsage {
 constexpr CommandUsage kCommands[] = {
     {"select", R"(  promptdistill select --method promptdistill|gemfilter|snapkv|h2o --q Q.npy --k K.npy --budget N
                        [--window 32] [--pool avg|max|none] [--pool-kernel 5] [--per kv-group|head]
-                       [--dtype f32|f16|bf16] [--backend cpu|cuda] [--json]
+                       [--dtype f32|f16|bf16] [--backend cpu|cuda] [--threads N] [--json]
       Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
       for snapkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
       --budget (or --topk): the budget as the reference code counts it: promptdistill: tokens
@@ -44,6 +44,7 @@ constexpr CommandUsage kCommands[] = {
                        [--pool avg|max|none] [--pool-kernel 5]
                        [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50] [--ignore-eos]
                        [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
+                       [--threads N] [--decode-weights f32|f16|gguf] [--kv-cache f32|f16]
                        [--dump-selection] [--json]
       Prefill with the method, then greedy decoding (stopping after the model's end-of-sequence
       token, or exactly --max-new-tokens tokens with --ignore-eos). Options that the method does not
@@ -51,8 +52,12 @@ constexpr CommandUsage kCommands[] = {
       --cache-truncation-end (promptdistill), --capacity, --window and --per (snapkv, h2o),
       --pool and --pool-kernel (promptdistill, gemfilter, snapkv). --backend cuda: the GPU
       session, bf16 unless --dtype; --weights-dtype: round the weights (the CPU then computes with
-      what a 16-bit backend stores). Without a prompt: the built-in long prompt (a fact hidden in a
-      few thousand tokens of filler, and a question about it).
+      what a 16-bit backend stores). --threads: CPU threads (default OMP_NUM_THREADS, else one per
+      core). --decode-weights and --kv-cache: how the CPU decodes (prefill stays exact f32): f32 is
+      the exact reference; f16 rounds the weights; gguf reads the file's own blocks (Q4_0/Q4_1/Q8_0,
+      F16): the same weight values, a quarter to half the bytes, with int16-quantized activations;
+      --kv-cache f16 halves the cache decoding reads. The fast modes are Tier C (docs/design.md §4). Without a prompt: the built-in long prompt (a
+      fact hidden in a few thousand tokens of filler, and a question about it).
 )"},
     {"compare", R"(  promptdistill compare [--methods full promptdistill ...] [generate's options]
       The same prompt through several methods, side by side (the main job). An option must apply
@@ -60,14 +65,15 @@ constexpr CommandUsage kCommands[] = {
 )"},
     {"eval", R"(  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
                        [--methods full promptdistill gemfilter snapkv h2o] [--budgets 64 128 256 512 1024]
-                       [--selection-layers 20] [--haystack FILE] [--out results.jsonl]
+                       [--selection-layers 20] [--haystack FILE] [--out results.jsonl] [--threads N]
+                       [--decode-weights f32|f16|gguf] [--kv-cache f32|f16]
   promptdistill eval longbench --data DIR_OR_FILE [--templates dataset2prompt.json] [--methods ...]
                        [--budgets 1024] [--max-samples N] [--out results.jsonl]
       One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,
       retained); LongBench lines carry the dataset metric's score. The budgets are the methods'
       budgets (promptdistill/gemfilter: k; snapkv/h2o: capacity). generate's method options apply.
 )"},
-    {"demo", R"(  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7]
+    {"demo", R"(  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7] [--threads N]
       Every method on a synthetic prompt whose planted "fact" tokens answer the last query.
 )"},
 };
@@ -125,7 +131,8 @@ std::vector<float> load_f32(const std::string& path, const char* what, std::vect
 }
 
 int cmd_select(const Args& a) {
-  reject_unknown(a, {"method", "q", "k", "budget", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend"});
+  reject_unknown(a, {"method", "q", "k", "budget", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend", "threads"});
+  const int threads = pdcli::apply_threads(a);
   if (get(a, "q", "").empty() || get(a, "k", "").empty() || (get(a, "topk", "").empty() && get(a, "budget", "").empty()))
     fail("select needs --q Q.npy, --k K.npy and --budget N (or --topk N)");
   const MethodConfig cfg = parse_config(a, 0);
@@ -146,6 +153,7 @@ int cmd_select(const Args& a) {
     nlohmann::json j;
     j["method"] = to_string(cfg.method);
     j["prompt_tokens"] = in.L;
+    j["threads"] = threads;
     if (per_row) {
       j["indices"] = out.indices;
       j["positions"] = out.positions;
@@ -169,7 +177,8 @@ int cmd_select(const Args& a) {
 //! A synthetic layer: random keys, a 16-token "fact" at 37% depth whose keys align with the last
 //! queries, and the last queries themselves.
 int cmd_demo(const Args& a) {
-  reject_unknown(a, {"length", "budget", "backend", "dtype", "seed"});
+  reject_unknown(a, {"length", "budget", "backend", "dtype", "seed", "threads"});
+  const int threads = pdcli::apply_threads(a);
   const int64_t L = get_int(a, "length", 2048), budget = get_int(a, "budget", 128);
   const int64_t H = 9, Hkv = 3, D = 64, W = 32, fact_len = 16;  // SmolLM2-135M attention shape
   if (L < 64 || L > 65536) fail("--length must be in [64, 65536]");
@@ -190,9 +199,9 @@ int cmd_demo(const Args& a) {
       k[std::size_t(t * Hkv * D + i)] = 0.5f * normal(rng) + (fact ? 1.2f * direction[std::size_t(i % D)] : 0.0f);
     }
   std::printf("promptdistill demo: synthetic prompt of %lld tokens (H=%lld, H_kv=%lld, D=%lld), a %lld-token fact at "
-              "position %lld, budget %lld, backend %s, dtype %s\n",
+              "position %lld, budget %lld, backend %s, dtype %s, %d CPU threads\n",
               (long long)L, (long long)H, (long long)Hkv, (long long)D, (long long)fact_len, (long long)fact_at,
-              (long long)budget, get(a, "backend", "cpu").c_str(), get(a, "dtype", "f32").c_str());
+              (long long)budget, get(a, "backend", "cpu").c_str(), get(a, "dtype", "f32").c_str(), threads);
   std::printf("%-14s %-10s %8s %12s %10s %10s\n", "method", "rows", "kept/row", "fact kept", "last kept", "time ms");
   for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
     MethodConfig cfg;

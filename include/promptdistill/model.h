@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "promptdistill/dtype.h"
+#include "promptdistill/gguf.h"
 #include "promptdistill/status.h"
 
 namespace promptdistill {
@@ -85,6 +86,27 @@ struct ModelWeights {
 //! tensor to f32. llama.cpp stores Llama Q/K rows permuted for its interleaved RoPE; they are
 //! permuted back to the Hugging Face half-split layout here.
 Status load_gguf_model(const std::string& path, ModelWeights* out) noexcept;
+
+//! A weight matrix as the GGUF file stores it: row-major [rows, cols] in the file's own type
+//! (whole blocks per row), rows in the order load_gguf_model gives them (Llama Q/K rows permuted
+//! back, Phi-3's fused projections split).
+struct BlockMatrix {
+  GgmlType type = GgmlType::kF32;
+  int64_t rows = 0, cols = 0;
+  std::vector<uint8_t> bytes;
+};
+struct LayerBlocks {
+  BlockMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+//! The linear weights of a GGUF model in the file's own blocks (the fast decode modes dot them
+//! directly); `output` is the LM head (the embedding matrix when tied).
+struct ModelBlocks {
+  std::vector<LayerBlocks> layers;
+  BlockMatrix output;
+};
+//! Reads the linear weights of the GGUF file at `path` without dequantising them; `config` is the
+//! configuration load_gguf_model read from the same file.
+Status load_gguf_blocks(const std::string& path, const ModelConfig& config, ModelBlocks* out) noexcept;
 
 //! Loads a Hugging Face folder: config.json + model.safetensors or a sharded
 //! model.safetensors.index.json, for LlamaForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM (f32, f16,

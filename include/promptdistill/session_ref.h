@@ -47,6 +47,15 @@ class Session {
   Status prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
                        const SweepVisitor& visit) noexcept;
 
+  //! How decode steps run (Transformer::decode): the exact f32 reference by default, or faster
+  //! weights and a 16-bit cache (Tier C). `options.weights` must outlive the session. With a
+  //! 16-bit cache, prefill converts its caches at its end (inside ttft_ms).
+  void set_decode_options(const DecodeOptions& options) { decode_options_ = options; }
+  const DecodeOptions& decode_options() const { return decode_options_; }
+  //! Sizes the decode workspace and the caches for `max_new_tokens` more tokens (generate does
+  //! it), so that the steps allocate nothing; converts the caches to the decode storage.
+  Status prepare_decode(int64_t max_new_tokens) noexcept;
+
   const std::vector<KvLayerCache>& caches() const { return caches_; }
   //! Called after every layer of a prefill with (layers done, layers in total), e.g. for a
   //! progress bar. Never called when empty.
@@ -72,6 +81,8 @@ class Session {
   const ModelWeights* weights_;
   Transformer model_;
   std::vector<KvLayerCache> caches_;
+  DecodeOptions decode_options_;
+  DecodeWorkspace decode_ws_;
   int64_t next_position_ = 0;
   std::function<void(int64_t, int64_t)> progress_;
   int64_t layers_done_ = 0, layers_total_ = 0;

@@ -7,8 +7,16 @@
 //! on f32 weights, Eigen GEMMs (multithreaded with OpenMP), explicit position ids, per-layer KV
 //! caches whose lengths may differ from layer to layer. It is the oracle for the CUDA blocks and
 //! the engine of the CPU pipelines. GEMMs and attention are Tier C (no bitwise claim).
+//!
+//! Single-token steps (decode) have their own path, `Transformer::decode`: allocation-free after
+//! DecodeWorkspace::reserve, matrix-vector products split across threads by output rows. With the
+//! default DecodeOptions it computes exactly what `layer` computes for one token (the exact f32
+//! reference: same bits, whatever the thread count). Opt-in fast modes, Tier C against it
+//! (docs/design.md §4): weights in f16 or in GGUF blocks (DecodeWeights), a 16-bit KV cache.
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "promptdistill/model.h"
@@ -17,19 +25,38 @@
 namespace promptdistill {
 namespace ref {
 
+//! The CPU decoder's thread count (OpenMP regions and Eigen's GEMMs); n <= 0 restores the default
+//! (OMP_NUM_THREADS, else one per core). The exact path's prefill GEMMs are Eigen's, whose
+//! blocking depends on the thread count: prefill bits are those of a given thread count. Decode
+//! products split output rows only, so their bits do not depend on it.
+void set_threads(int n) noexcept;
+//! The thread count the decoder's parallel regions use now.
+int threads() noexcept;
+
 //! One layer's cache: post-RoPE keys and values, [length, heads, D] each, in token order.
 //! `heads` is the model's H_kv, or H for a GQA-expanded cache (SnapKV/H2O per query head, as the
 //! reference code stores it); tokens appended to an expanded cache are expanded too.
+//! Prefill fills `k`/`v` (f32); `to_half` moves a cache to `k16`/`v16` (f16 bits, round to nearest
+//! even) for a 16-bit decode cache, after which only Transformer::decode appends to it.
 struct KvLayerCache {
   std::vector<float> k, v;
+  std::vector<uint16_t> k16, v16;
+  bool half = false;
   int64_t length = 0;
   int64_t heads = 0;  //!< 0 until the first append (then H_kv)
   void clear() {
     k.clear();
     v.clear();
+    k16.clear();
+    v16.clear();
+    half = false;
     length = 0;
   }
-  std::size_t bytes() const { return (k.capacity() + v.capacity()) * sizeof(float); }
+  std::size_t bytes() const { return (k.capacity() + v.capacity()) * sizeof(float) + (k16.capacity() + v16.capacity()) * 2; }
+  //! Rounds the cache to f16 and frees the f32 copy (no-op when already half).
+  void to_half();
+  //! Capacity for `tokens` tokens in the current storage, so that appends up to it never allocate.
+  void reserve(int64_t tokens, int64_t head_dim);
   //! Keeps only the tokens at `indices` (ascending), in order; frees the rest.
   void keep(const std::vector<int32_t>& indices, int64_t head_dim);
   //! Per-head selections (`rows` = heads lists of equal length, ascending): head h keeps
@@ -44,6 +71,78 @@ struct LayerTaps {
   std::vector<float> q;      //!< [q_rows, H, D]
   bool want_keys = false;    //!< keep this forward's post-RoPE keys
   std::vector<float> keys;   //!< [n, H_kv, D]
+};
+
+//! Weight formats of the decode path. kF32: the model's own f32 weights (the exact reference).
+//! kF16: rounded to f16 (their only change), dotted with the f32 activations. kGguf: the GGUF
+//! file's own tensors (Q4_0, Q4_1, Q8_0 blocks; F16) as stored, so that a Q4_1 file's decode
+//! reads 4.5-bit weights: the same weight values as the exact mode's dequantized ones, dotted with
+//! the activations quantized to int16 per block of 32 (within 2^-16 of the block's largest) in
+//! exact integer arithmetic; F16 tensors as kF16. Prefill always computes in f32 on the f32 weights.
+enum class DecodeWeightFormat : int32_t { kF32 = 0, kF16 = 1, kGguf = 2 };
+const char* to_string(DecodeWeightFormat f) noexcept;
+//! "f32", "f16", "gguf".
+Status parse(const std::string& name, DecodeWeightFormat* out) noexcept;
+
+//! A model's linear weights in a decode format (the attention, MLP and LM-head matrices; the f32
+//! weights stay in ModelWeights for prefill and embedding). Built once per model; read-only after.
+class DecodeWeights {
+ public:
+  DecodeWeights();
+  ~DecodeWeights();
+  DecodeWeights(DecodeWeights&&) noexcept;
+  DecodeWeights& operator=(DecodeWeights&&) noexcept;
+
+  //! kF32 views `weights` (no copy); kF16 converts them; kGguf reads `gguf_path` (the
+  //! file `weights` was loaded from) and fails with kInvalidArgument without one. A matrix whose
+  //! file type has no kernel (F32, BF16) is held as f16. `weights` must outlive the result.
+  static Status create(const ModelWeights& weights, DecodeWeightFormat format, const std::string& gguf_path,
+                       DecodeWeights* out) noexcept;
+  DecodeWeightFormat format() const;
+  //! Bytes held besides the f32 weights.
+  int64_t bytes() const;
+  //! Which storage each matrix kind has, e.g. "q4_1 (layers), q8_0 (lm head)".
+  std::string describe() const;
+
+  struct Impl;
+  const Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+//! The storage of decode caches: kF32 (exact) or kF16 (converted after the prefill; decode reads
+//! half the bytes).
+enum class KvStorage : int32_t { kF32 = 0, kF16 = 1 };
+const char* to_string(KvStorage s) noexcept;
+Status parse(const std::string& name, KvStorage* out) noexcept;
+
+struct DecodeOptions {
+  const DecodeWeights* weights = nullptr;  //!< null: the model's f32 weights (exact)
+  KvStorage kv = KvStorage::kF32;
+  //! True when every choice is the exact reference.
+  bool exact() const;
+};
+
+//! Scratch of decode steps, sized once by `reserve` for a context length; a step within it
+//! allocates nothing. Not shared between threads.
+class DecodeWorkspace {
+ public:
+  DecodeWorkspace();
+  ~DecodeWorkspace();
+  DecodeWorkspace(DecodeWorkspace&&) noexcept;
+  DecodeWorkspace& operator=(DecodeWorkspace&&) noexcept;
+  //! Buffers for contexts up to `max_context` tokens (RoPE rows included).
+  Status reserve(const ModelConfig& config, int64_t max_context) noexcept;
+  int64_t max_context() const;
+  //! The logits of the last step.
+  const std::vector<float>& logits() const;
+
+  struct Impl;
+  Impl* impl() { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
 };
 
 class Transformer {
@@ -63,6 +162,13 @@ class Transformer {
 
   //! Final norm and LM head of one hidden row: logits [vocab].
   Status logits(const float* row, std::vector<float>* out) const noexcept;
+
+  //! One decode step: `token` at `position` through every layer (appending to `caches`, whose
+  //! storage `options.kv` must match: see KvLayerCache::to_half), then the logits (in
+  //! `ws->logits()`) and the greedy next token. Needs ws->reserve(config, position + 1) and cache
+  //! capacity (KvLayerCache::reserve) for no allocation; grows them otherwise.
+  Status decode(int32_t token, int64_t position, std::vector<KvLayerCache>* caches, const DecodeOptions& options,
+                DecodeWorkspace* ws, int32_t* next) const noexcept;
 
  private:
   const ModelWeights* w_;

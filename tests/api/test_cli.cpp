@@ -306,3 +306,39 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
   CHECK(stopping["stop_token_in_output"] == false);
   for (std::size_t i = 1; i < stopping["generated_ids"].size(); ++i) CHECK(stopping["generated_ids"][i] != 2);  // [0] is kept whatever it is
 }
+
+TEST_CASE("cli: --threads on every command, recorded in the JSON; the CPU decode modes and their errors") {
+  const TinyRun tiny;
+  const auto one = run_cli(tiny.base + " --max-new-tokens 3 --threads 1");
+  CAPTURE(one.err);
+  REQUIRE(one.exit_code == 0);
+  const auto j = nlohmann::json::parse(one.out);
+  CHECK(j["threads"] == 1);
+  CHECK(j["decode_weights"] == "f32");
+  CHECK(j["kv_cache"] == "f32");
+  const auto fast = run_cli(tiny.base + " --max-new-tokens 3 --threads 2 --decode-weights f16 --kv-cache f16");
+  CAPTURE(fast.err);
+  REQUIRE(fast.exit_code == 0);
+  const auto f = nlohmann::json::parse(fast.out);
+  CHECK(f["threads"] == 2);
+  CHECK(f["decode_weights"] == "f16 (layers), f16 (lm head)");
+  CHECK(f["kv_cache"] == "f16");
+  CHECK(f["generated_ids"].size() == 3u);
+  struct Bad {
+    std::string args, mentions;
+  };
+  for (const Bad& bad : {Bad{" --threads -1", "--threads"}, Bad{" --decode-weights q2", "--decode-weights"},
+                         Bad{" --kv-cache f8", "--kv-cache"}, Bad{" --decode-weights gguf", "GGUF"},
+                         Bad{" --kv-cache f16 --backend cuda", "CPU backend"}}) {
+    const auto r = run_cli(tiny.base + " --max-new-tokens 2" + bad.args);
+    CAPTURE(bad.args);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(bad.mentions) != std::string::npos);
+  }
+  for (const char* command : {"compare", "demo --length 256", "eval passkey --lengths 64"}) {
+    const auto r = run_cli(std::string(command) + " --threads 0 --nonsense 1");
+    CAPTURE(command);
+    CHECK(r.err.find("--threads") == std::string::npos);  // --threads is known: the unknown option is the other one
+    CHECK(r.err.find("--nonsense") != std::string::npos);
+  }
+}

@@ -50,6 +50,8 @@ struct RunResult {
   std::vector<float> last_logits;
   std::vector<std::vector<float>> layer_inputs;  //!< hidden states entering each layer
   std::vector<int32_t> greedy;
+  std::vector<promptdistill::ref::KvLayerCache> prefill_caches;  //!< as the prefill left them
+  std::vector<std::vector<float>> step_logits;                   //!< each decode step's logits
 };
 
 inline RunResult run_reference(const promptdistill::ModelWeights& w, const std::vector<int32_t>& ids, int n_greedy) {
@@ -68,6 +70,7 @@ inline RunResult run_reference(const promptdistill::ModelWeights& w, const std::
     REQUIRE_MESSAGE(s.is_ok(), std::string(s.message()));
   }
   REQUIRE(t.logits(&x[std::size_t((n - 1) * w.config.hidden)], &r.last_logits).is_ok());
+  r.prefill_caches = cache;
   int32_t next = ref::argmax(r.last_logits);
   std::vector<float> logits;
   for (int step = 0; step < n_greedy; ++step) {
@@ -77,6 +80,7 @@ inline RunResult run_reference(const promptdistill::ModelWeights& w, const std::
     for (int64_t l = 0; l < w.config.num_layers; ++l)
       REQUIRE(t.layer(l, &x, 1, &p, p + 1, &cache[std::size_t(l)], nullptr).is_ok());
     REQUIRE(t.logits(x.data(), &logits).is_ok());
+    if (step + 1 < n_greedy) r.step_logits.push_back(logits);  // the steps whose tokens are compared
     next = ref::argmax(logits);
   }
   return r;
@@ -85,8 +89,8 @@ inline RunResult run_reference(const promptdistill::ModelWeights& w, const std::
 //! Tier C against transformers (f32 on both sides, different summation orders): the same greedy
 //! tokens; the same top-5 logit ids; top-20 logit values within `logit_tol`; hidden-state
 //! summaries within `hidden_tol` relative to the row scale.
-inline void compare_with_golden(const promptdistill::ModelWeights& w, const nlohmann::json& c, double logit_tol,
-                                double hidden_tol) {
+inline RunResult compare_with_golden(const promptdistill::ModelWeights& w, const nlohmann::json& c, double logit_tol,
+                                     double hidden_tol) {
   const auto ids = c["ids"].get<std::vector<int32_t>>();
   const auto want_greedy = c["greedy"].get<std::vector<int32_t>>();
   INFO("case " << c["name"].get<std::string>() << " (" << ids.size() << " tokens)");
@@ -123,6 +127,7 @@ inline void compare_with_golden(const promptdistill::ModelWeights& w, const nloh
     }
     CHECK(std::fabs(mean - hidden[l]["mean"].get<double>()) <= hidden_tol * (std::fabs(hidden[l]["std"].get<double>()) + 1e-6));
   }
+  return r;
 }
 
 }  // namespace pdtest
