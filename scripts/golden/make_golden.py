@@ -268,6 +268,7 @@ def main():
     write_smollm2_golden(gguf_path, tok)
     write_tiny_goldens()
     write_method_goldens(gguf_path, tok)
+    write_published_goldens(gguf_path, tok)
 
 
 # ---- reference algorithms on top of transformers (docs/algorithms.md §2-§6, as the public code runs them) ----
@@ -304,8 +305,15 @@ def _avg_pool(s):
     return torch.nn.functional.avg_pool1d(s.view(1, 1, -1), kernel_size=5, stride=1, padding=2, count_include_pad=True).view(-1)
 
 
+def _topk_indices(scores, k):
+    """The k largest along the last dimension, ties to the smaller index. torch.topk (what the
+    published code calls) orders ties arbitrarily, which max pooling makes common (a local maximum
+    covers up to `kernel` positions); this is the rule the library documents."""
+    return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+
+
 def _topk_sorted(scores, k):
-    return torch.sort(torch.topk(scores, k).indices).values
+    return torch.sort(_topk_indices(scores, k)).values
 
 
 def _greedy(model, first, cache, start, steps):
@@ -372,9 +380,18 @@ def reference_gemfilter(model, ids, layer, k):
     return kept, _greedy(model, first, cache, len(sub), 16)
 
 
+def _pool(s, kind, kernel):
+    """SnapKV's pooling of per-head scores [H, n]: avgpool (count_include_pad, zero padding) or maxpool
+    (padding that never wins), kernel odd, stride 1."""
+    if kind == "max":
+        return torch.nn.functional.max_pool1d(s.unsqueeze(1), kernel, 1, kernel // 2).squeeze(1)
+    return torch.nn.functional.avg_pool1d(s.unsqueeze(1), kernel, 1, kernel // 2, count_include_pad=True).squeeze(1)
+
+
 @torch.no_grad()
-def reference_kv_compression(model, ids, method, capacity, window=32):
-    """SnapKV / H2O per query head (K/V GQA-expanded before scoring and caching), every layer."""
+def reference_kv_compression(model, ids, method, capacity, window=32, pool="avg", kernel=5, record_layers=(0,)):
+    """SnapKV / H2O per query head (K/V GQA-expanded before scoring and caching), every layer.
+    Returns the kept rows of every layer in `record_layers` and 16 greedy tokens."""
     from transformers import DynamicCache
 
     cfg, L = model.config, len(ids)
@@ -383,7 +400,7 @@ def reference_kv_compression(model, ids, method, capacity, window=32):
     pos = list(range(L))
     cos, sin = _rope(model, pos)
     cache = DynamicCache(config=cfg)
-    first_layer_rows = None
+    layer_rows = {}
     for l in range(cfg.num_hidden_layers):
         q, kk = _qk(model.model.layers[l], h, cos, sin, cfg)
         h = _run_layers(model, h, pos, [l], cache)
@@ -396,18 +413,17 @@ def reference_kv_compression(model, ids, method, capacity, window=32):
                 mask = torch.full((window, window), float("-inf")).triu(1)
                 w[:, :, L - window:] += mask
                 a = torch.softmax(w.float(), dim=-1)
-                s = a[:, :, : L - window].sum(1)
-                s = torch.nn.functional.avg_pool1d(s.unsqueeze(1), 5, 1, 2, count_include_pad=True).squeeze(1)
+                s = _pool(a[:, :, : L - window].sum(1), pool, kernel)
                 recent = window
             else:
                 w = q @ kx.transpose(1, 2) / (cfg.head_dim ** 0.5)                  # [H, L, L]
                 w += torch.full((L, L), float("-inf")).triu(1)
                 s = torch.softmax(w.float(), dim=-1).sum(1)[:, : L - 32]
                 recent = 32
-            top = torch.sort(torch.topk(s, capacity - recent, dim=-1).indices, dim=-1).values
+            top = torch.sort(_topk_indices(s, capacity - recent), dim=-1).values
             sel = torch.cat([top, torch.arange(L - recent, L).expand(top.shape[0], recent)], dim=-1)
-            if first_layer_rows is None:
-                first_layer_rows = [[int(i) for i in row] for row in sel]
+            if l in record_layers:
+                layer_rows[l] = [[int(i) for i in row] for row in sel]
             keys = torch.gather(keys, 2, sel[None, :, :, None].expand(1, -1, -1, cfg.head_dim))
             values = torch.gather(values, 2, sel[None, :, :, None].expand(1, -1, -1, cfg.head_dim))
         lay.keys, lay.values = keys, values
@@ -422,7 +438,7 @@ def reference_kv_compression(model, ids, method, capacity, window=32):
     finally:
         for layer, g in zip(model.model.layers, saved):
             layer.self_attn.num_key_value_groups = g
-    return first_layer_rows, greedy
+    return layer_rows, greedy
 
 
 def write_method_goldens(gguf_path, tok):
@@ -440,14 +456,49 @@ def write_method_goldens(gguf_path, tok):
     cases.append({"method": "gemfilter", "layer": 13, "k": 256, "selected": kept, "greedy": greedy})
     for m in ("snapkv", "h2o"):
         rows, greedy = reference_kv_compression(model, ids, m, 256)
-        cases.append({"method": m, "capacity": 256, "window": 32, "layer0_rows": rows, "greedy": greedy})
+        cases.append({"method": m, "capacity": 256, "window": 32, "layer0_rows": rows[0], "greedy": greedy})
     for c in cases:
         print(f"reference {c['method']}: greedy {c['greedy'][:6]}...")
     (OUT / "smollm2_methods.json").write_text(json.dumps({"ids": ids, "text": text, "cases": cases}))
 
 
+def write_published_goldens(gguf_path, tok):
+    """Every method's published default on a prompt longer than the budgets: PromptDistill (layer
+    13, k 1024, tt 0 as its drivers default and tt 1 as its README runs it), GemFilter (13, 1024),
+    SnapKV as the PromptDistill/GemFilter baselines run it (C 1024, W 32, avg pool 5, per head)
+    and as SnapKV's own LongBench configuration (kernel 7, max pool), H2O (C 1024, recent 32, per
+    head). SnapKV/H2O record the rows of the first, middle and last layers."""
+    from transformers import AutoModelForCausalLM
+
+    d, name = os.path.split(gguf_path)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
+    text = haystack_prompt(random.Random(11), 2400, tok)
+    ids = tok.encode(text, add_special_tokens=False).ids
+    N = model.config.num_hidden_layers
+    record = (0, N // 2, N - 1)
+    cases = []
+    for tt in (0, 1):
+        kept, greedy = reference_promptdistill(model, ids, 13, 1024, tt)
+        cases.append({"method": "promptdistill", "layer": 13, "k": 1024, "tt": tt, "selected": kept, "greedy": greedy})
+    kept, greedy = reference_gemfilter(model, ids, 13, 1024)
+    cases.append({"method": "gemfilter", "layer": 13, "k": 1024, "selected": kept, "greedy": greedy})
+    for method, pool, kernel in (("snapkv", "avg", 5), ("snapkv", "max", 7), ("h2o", "avg", 5)):
+        rows, greedy = reference_kv_compression(model, ids, method, 1024, 32, pool, kernel, record)
+        case = {"method": method, "capacity": 1024, "window": 32, "layer_rows": {str(l): r for l, r in rows.items()},
+                "greedy": greedy}
+        if method == "snapkv":
+            case.update(pool=pool, pool_kernel=kernel)
+        cases.append(case)
+    for c in cases:
+        print(f"published {c['method']}: greedy {c['greedy'][:6]}...")
+    (OUT / "smollm2_published.json").write_text(json.dumps({"ids": ids, "cases": cases}))
+
+
 if __name__ == "__main__":
-    if os.environ.get("PD_GOLDEN_METHODS_ONLY"):
+    if os.environ.get("PD_GOLDEN_PUBLISHED_ONLY"):
+        _path = subprocess.check_output(["bash", str(ROOT / "scripts" / "fetch_model.sh")], text=True).strip()
+        write_published_goldens(_path, hf_tokenizer(_path))
+    elif os.environ.get("PD_GOLDEN_METHODS_ONLY"):
         _path = subprocess.check_output(["bash", str(ROOT / "scripts" / "fetch_model.sh")], text=True).strip()
         write_method_goldens(_path, hf_tokenizer(_path))
     else:

@@ -34,6 +34,8 @@ inline promptdistill::PipelineConfig golden_method_config(const nlohmann::json& 
     cfg.capacity = c["capacity"].get<int64_t>();
     cfg.window = c["window"].get<int32_t>();
     cfg.grouping = HeadGrouping::kPerQueryHead;
+    if (c.contains("pool")) REQUIRE(parse(c["pool"].get<std::string>(), &cfg.pool).is_ok());
+    if (c.contains("pool_kernel")) cfg.pool_kernel = c["pool_kernel"].get<int32_t>();
   }
   return cfg;
 }
