@@ -19,22 +19,44 @@ namespace {
 using promptdistill::detail::DeviceStatusWord;
 using promptdistill::detail::status_from_word;
 
-//! Tier-B attention of one query row (q: D values of T) over keys 0..last of head g.
+//! Tier-B attention of one query row (q: D values of T) over keys 0..last of head g. Every score
+//! is num::dot's sequential sum and every output element adds its terms in ascending key order, as
+//! the formula reads; the loops only run several of those sums side by side (eight keys' dot
+//! products at once, all D output elements at once), which changes no bit and removes the
+//! add-latency chain of one sum at a time.
 template <class T>
 void attend_row(const T* q, const KvCacheView<const T>& k, const KvCacheView<const T>& v, int64_t b, int64_t g,
-                int64_t last, float scale, T* out, std::vector<float>& z) {
+                int64_t last, float scale, T* out, std::vector<float>& z, std::vector<float>& row) {
   const int64_t D = k.head_dim, count = last + 1;
+  constexpr int64_t kKeys = 8;
   z.resize(std::size_t(count));
-  for (int64_t j = 0; j < count; ++j) z[std::size_t(j)] = num::mul(num::dot(q, k.token(b, j, g), int(D)), scale);
-  const float m = num::canonical_max(count, [&](int64_t j) { return z[std::size_t(j)]; });
-  for (int64_t j = 0; j < count; ++j) z[std::size_t(j)] = num::exp_f32(num::sub(z[std::size_t(j)], m));
-  const float l = num::canonical_sum(count, [&](int64_t j) { return z[std::size_t(j)]; });
-  for (int64_t d = 0; d < D; ++d) {
-    float acc = 0.0f;
-    for (int64_t j = 0; j < count; ++j)
-      acc = num::add(acc, num::mul(num::div(z[std::size_t(j)], l), num::to_f32(v.token(b, j, g)[d])));
-    out[d] = num::from_f32<T>(acc);
+  row.resize(std::size_t(2 * D));
+  float* qf = row.data();
+  float* acc = row.data() + D;
+  for (int64_t d = 0; d < D; ++d) qf[d] = num::to_f32(q[d]);
+  int64_t j = 0;
+  for (; j + kKeys <= count; j += kKeys) {
+    const T* keys[kKeys];
+    float s[kKeys];
+    for (int64_t t = 0; t < kKeys; ++t) {
+      keys[t] = k.token(b, j + t, g);
+      s[t] = 0.0f;
+    }
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t t = 0; t < kKeys; ++t) s[t] = num::add(s[t], num::mul(qf[d], num::to_f32(keys[t][d])));
+    for (int64_t t = 0; t < kKeys; ++t) z[std::size_t(j + t)] = num::mul(s[t], scale);
   }
+  for (; j < count; ++j) z[std::size_t(j)] = num::mul(num::dot(q, k.token(b, j, g), int(D)), scale);
+  const float m = num::canonical_max(count, [&](int64_t i) { return z[std::size_t(i)]; });
+  for (int64_t i = 0; i < count; ++i) z[std::size_t(i)] = num::exp_f32(num::sub(z[std::size_t(i)], m));
+  const float l = num::canonical_sum(count, [&](int64_t i) { return z[std::size_t(i)]; });
+  for (int64_t d = 0; d < D; ++d) acc[d] = 0.0f;
+  for (int64_t i = 0; i < count; ++i) {
+    const float p = num::div(z[std::size_t(i)], l);
+    const T* value = v.token(b, i, g);
+    for (int64_t d = 0; d < D; ++d) acc[d] = num::add(acc[d], num::mul(p, num::to_f32(value[d])));
+  }
+  for (int64_t d = 0; d < D; ++d) out[d] = num::from_f32<T>(acc[d]);
 }
 
 }  // namespace
@@ -166,14 +188,14 @@ Status Attention<T>::run(const AttentionArgs<T>& a, Workspace, Stream) noexcept 
 #pragma omp parallel
   {
     try {
-      std::vector<float> z;
+      std::vector<float> z, scratch;
       std::vector<T> q_row(std::size_t(D), T{}), o_row(std::size_t(D), T{});
 #pragma omp for schedule(dynamic, 4)
       for (int64_t row = 0; row < B * n * H; ++row) {
         const int64_t h = row % H, i = (row / H) % n, b = row / (H * n);
         if (i >= a.q_lens[b]) continue;
         for (int64_t d = 0; d < D; ++d) q_row[std::size_t(d)] = a.q(b, i, h, d);
-        attend_row(q_row.data(), a.k, a.v, b, h / group, a.kv_lens[b] - a.q_lens[b] + i, scale, o_row.data(), z);
+        attend_row(q_row.data(), a.k, a.v, b, h / group, a.kv_lens[b] - a.q_lens[b] + i, scale, o_row.data(), z, scratch);
         for (int64_t d = 0; d < D; ++d) a.out(b, i, h, d) = o_row[std::size_t(d)];
       }
     } catch (const std::bad_alloc&) {

@@ -186,6 +186,66 @@ TEST_CASE("blocks/ref: Attention kExact against double, bit-identical in every K
   }
 }
 
+namespace {
+
+//! The Tier-B attention formula term by term, one sum at a time: scores num::dot(q, k_j) * scale in
+//! key order, the canonical max and sum, and each output element adding p_j * v_j in key order.
+template <class T>
+std::vector<T> attention_formula(const pdtest::AttentionShape& s, const pdtest::AttentionData<T>& d) {
+  const int64_t n = s.rows(), cap = s.capacity(), G = s.H / s.Hkv;
+  const float scale = num::div(1.0f, num::sqrt(float(s.D)));
+  std::vector<T> out(d.q.size(), T{});
+  for (int64_t b = 0; b < s.B(); ++b)
+    for (int64_t i = 0; i < s.q_lens[std::size_t(b)]; ++i)
+      for (int64_t h = 0; h < s.H; ++h) {
+        const int64_t last = s.kv_lens[std::size_t(b)] - s.q_lens[std::size_t(b)] + i, g = h / G;
+        const T* q = &d.q[std::size_t(((b * n + i) * s.H + h) * s.D)];
+        auto key = [&](int64_t j) { return &d.k[std::size_t(((b * cap + j) * s.Hkv + g) * s.D)]; };
+        auto value = [&](int64_t j) { return &d.v[std::size_t(((b * cap + j) * s.Hkv + g) * s.D)]; };
+        std::vector<float> z(std::size_t(last + 1));
+        for (int64_t j = 0; j <= last; ++j) z[std::size_t(j)] = num::mul(num::dot(q, key(j), int(s.D)), scale);
+        const float m = num::canonical_max(last + 1, [&](int64_t j) { return z[std::size_t(j)]; });
+        for (float& x : z) x = num::exp_f32(num::sub(x, m));
+        const float l = num::canonical_sum(last + 1, [&](int64_t j) { return z[std::size_t(j)]; });
+        for (int64_t e = 0; e < s.D; ++e) {
+          float acc = 0.0f;
+          for (int64_t j = 0; j <= last; ++j) acc = num::add(acc, num::mul(num::div(z[std::size_t(j)], l), num::to_f32(value(j)[e])));
+          out[std::size_t(((b * n + i) * s.H + h) * s.D + e)] = num::from_f32<T>(acc);
+        }
+      }
+  return out;
+}
+
+template <class T>
+void check_attention_formula() {
+  for (const auto& shape : pdtest::attention_shapes()) {
+    CAPTURE(shape.describe());
+    const auto data = pdtest::attention_data<T>(shape, pdtest::mix(pdtest::seed(), 9, uint64_t(shape.D)));
+    std::vector<T> out(data.q.size(), T{});
+    AttentionArgs<T> a;
+    a.algo = AttentionAlgo::kExact;
+    a.q = make_view<const T>(data.q.data(), shape.B(), shape.rows(), shape.H, shape.D);
+    a.k = KvCacheView<const T>::contiguous_bshd(data.k.data(), shape.B(), shape.capacity(), shape.Hkv, shape.D);
+    a.v = KvCacheView<const T>::contiguous_bshd(data.v.data(), shape.B(), shape.capacity(), shape.Hkv, shape.D);
+    a.q_lens = shape.q_lens.data();
+    a.kv_lens = shape.kv_lens.data();
+    a.max_kv_len = shape.capacity();
+    a.out = make_view(out.data(), shape.B(), shape.rows(), shape.H, shape.D);
+    REQUIRE(ref::Attention<T>::run(a, Workspace{}).is_ok());
+    CHECK(pdtest::bitwise_equal(out, attention_formula(shape, data)));
+  }
+}
+
+}  // namespace
+
+// The op computes eight keys' dot products and all output elements side by side; this pins that
+// it is still the formula, bit for bit (Tier B), in f32 and in the 16-bit types.
+TEST_CASE("blocks/ref: Attention kExact equals the Tier-B formula written one sum at a time, bit for bit") {
+  SUBCASE("f32") { check_attention_formula<float>(); }
+  SUBCASE("f16") { check_attention_formula<f16>(); }
+  SUBCASE("bf16") { check_attention_formula<bf16>(); }
+}
+
 TEST_CASE("blocks/ref: a decode row equals the same row of a prefill, bit for bit") {
   const pdtest::AttentionShape prefill{4, 2, 64, {40}, {40}};
   const auto data = pdtest::attention_data<float>(prefill, pdtest::mix(pdtest::seed(), 6));
