@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tools/json_line.h"
 #include "generate_command.h"
 #include "tools/eval.h"
 
@@ -53,7 +54,7 @@ double kept_ratio(const RunOutput& r) {
 }
 
 void emit(std::FILE* out, nlohmann::json j) {
-  std::fprintf(out, "%s\n", j.dump().c_str());
+  std::fprintf(out, "%s\n", pdcli::json_line(j).c_str());
   std::fflush(out);
 }
 

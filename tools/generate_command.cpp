@@ -2,6 +2,8 @@
 // Copyright 2026 The promptdistill authors.
 #include "generate_command.h"
 
+#include "tools/json_line.h"
+
 #include <sys/stat.h>
 
 #include <chrono>
@@ -355,7 +357,7 @@ int cmd_generate(const Args& a) {
     describe_cpu_settings(m, &j);
     j["peak_kv_cache_bytes"] = r.prefill.peak_kv_cache_bytes;
     if (!p.expected.empty()) j["expected"] = p.expected;
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", pdcli::json_line(j).c_str());
     return 0;
   }
   std::printf("%s: %lld prompt tokens, kept %s, TTFT %.0f ms, decode %.1f ms/token, peak %s memory %.0f MiB, peak KV %.1f MiB\n",

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tools/json_line.h"
 #include "cli_args.h"
 #include "generate_command.h"
 #include "select_runner.h"
@@ -162,7 +163,7 @@ int cmd_select(const Args& a) {
       j["positions"] = out.positions[0];
       j["scores"] = out.scores;
     }
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", pdcli::json_line(j).c_str());
   } else {
     std::printf("%s: %lld prompt tokens, %lld row(s)\n", to_string(cfg.method), (long long)in.L, (long long)out.rows);
     for (int64_t r = 0; r < out.rows; ++r) {

@@ -16,6 +16,7 @@
 #include "support/generators.h"
 #include "support/random_model.h"
 #include "support/temp_dir.h"
+#include "tools/json_line.h"
 
 using namespace promptdistill;
 
@@ -341,4 +342,18 @@ TEST_CASE("cli: --threads on every command, recorded in the JSON; the CPU decode
     CHECK(r.err.find("--threads") == std::string::npos);  // --threads is known: the unknown option is the other one
     CHECK(r.err.find("--nonsense") != std::string::npos);
   }
+}
+
+TEST_CASE("cli: a JSON line whose generated text stops inside a UTF-8 character is written, not thrown") {
+  // A 7,900-token random prompt made generate --json abort with nlohmann's type_error 316: the
+  // text of its two tokens ended with the lead byte 0xD7 of a two-byte character.
+  nlohmann::json j;
+  j["text"] = std::string("ok \xD7");
+  j["generated"] = std::string("\xE2\x82");
+  const std::string line = pdcli::json_line(j);
+  CHECK(line.find('\n') == std::string::npos);
+  const auto back = nlohmann::json::parse(line);
+  CHECK(back["text"] == "ok \xEF\xBF\xBD");  // U+FFFD
+  CHECK(back["generated"] == "\xEF\xBF\xBD");
+  CHECK_THROWS(j.dump());  // what the plain dump does with the same object
 }
