@@ -1,12 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! doctest main shared by every test binary.
+//! doctest main shared by every test binary, compiled once (the promptdistill_test_main library).
 //! - `--seed=N` (or PROMPTDISTILL_SEED=N) replays a run; the seed is printed at start and in every
 //!   failure's context (tests CAPTURE it).
-//! - Model test binaries (built with PD_TEST_MODEL) are skipped the same way when the model file
-//!   is missing.
-//! - CUDA test binaries (built with PD_TEST_CUDA) probe for a device once; without one they print
-//!   a SKIPPED line and exit with code 77, which CTest reports as "Skipped" (SKIP_RETURN_CODE).
+//! - What a binary needs before it can run (a model file, a CUDA device) is checked by
+//!   support/test_requirements.cpp, compiled into each binary with its own definitions; a binary
+//!   that cannot run prints a SKIPPED line and exits with 77, which CTest reports as "Skipped".
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -18,9 +17,9 @@
 
 #include "support/generators.h"
 
-#if defined(PD_TEST_CUDA)
-#include <cuda_runtime.h>
-#endif
+namespace pdtest {
+int check_requirements();  // support/test_requirements.cpp, compiled into each test binary
+}
 
 namespace pdtest {
 namespace {
@@ -41,26 +40,7 @@ int main(int argc, char** argv) {
   }
   std::printf("[promptdistill tests] seed=%llu (replay with --seed=%llu)\n",
               static_cast<unsigned long long>(pdtest::g_seed), static_cast<unsigned long long>(pdtest::g_seed));
-#if defined(PD_TEST_MODEL)
-  if (FILE* f = std::fopen(PD_TEST_MODEL, "rb")) {
-    std::fclose(f);
-  } else {
-    std::printf("SKIPPED: model file %s is missing (run scripts/fetch_model.sh)\n", PD_TEST_MODEL);
-    return 77;
-  }
-#endif
-#if defined(PD_TEST_CUDA)
-  int devices = 0;
-  const cudaError_t e = cudaGetDeviceCount(&devices);
-  if (e != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device (%s); CUDA tests need a GPU\n",
-                e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
-    return 77;
-  }
-  cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, 0);
-  std::printf("[promptdistill tests] device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
-#endif
+  if (const int skip = pdtest::check_requirements()) return skip;
   doctest::Context context;
   context.applyCommandLine(int(args.size()), args.data());
   return context.run();
