@@ -6,7 +6,8 @@
 #
 # PyPI's torch wheel brings several GB of CUDA libraries. Downloaded wheels are kept in a
 # wheelhouse outside the repository (PROMPTDISTILL_WHEELHOUSE, default ~/.cache/promptdistill/wheels),
-# so that later runs, fresh clones included, install offline from it.
+# so that later runs, fresh clones included, install offline from it. `--prefetch` only fills the
+# wheelhouse (run_tests.sh runs it in the background during the C++ build).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 VENV="${PROMPTDISTILL_VENV:-$ROOT/build/python-venv}"
@@ -23,6 +24,14 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 mapfile -t build_requires < <(python3 -c 'import tomllib, sys
 print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$ROOT/pyproject.toml")
 requirements=(-r "$ROOT/python/requirements-test.txt" "${build_requires[@]}")
+if [ "${1:-}" = "--prefetch" ]; then
+  # run_tests.sh starts this while it builds: the download (mostly network time) overlaps the
+  # compilation instead of following it. Wheels already in the wheelhouse are not fetched again.
+  "${pip[@]}" download --dest "$WHEELS" --find-links "$WHEELS" "${requirements[@]}" >"$log.prefetch" 2>&1 \
+    || { tail -20 "$log.prefetch"; exit 1; }
+  echo "python: test dependencies fetched into $WHEELS in $(($(date +%s) - start)) s"
+  exit 0
+fi
 if ! "${pip[@]}" install --no-index --find-links "$WHEELS" "${requirements[@]}" >"$log" 2>&1; then
   echo "downloading the test dependencies into $WHEELS (torch with its CUDA libraries: several GB)"
   "${pip[@]}" download --dest "$WHEELS" "${requirements[@]}" >>"$log" 2>&1 || { tail -20 "$log"; exit 1; }
