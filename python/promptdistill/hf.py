@@ -140,6 +140,16 @@ def _cached_keys(cache, l):
     return cache.layers[l].keys[0].transpose(0, 1).contiguous()
 
 
+def _expand_cache_layer(cache, l, groups):
+    """Repeats layer l's cached K/V heads `groups` times (head h serves query head h) and makes the
+    layer expand the keys and values appended to it later the same way."""
+    layer = cache.layers[l]
+    layer.keys, layer.values = layer.keys.repeat_interleave(groups, 1), layer.values.repeat_interleave(groups, 1)
+    update = layer.update
+    layer.update = lambda k, v, *args, **kwargs: update(k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1),
+                                                         *args, **kwargs)
+
+
 def _compact_cache_layer(cache, l, selection, kept):
     """Compacts layer l's cache in place with the library's compact_kv (the layout of Hugging Face's
     cache is bhsd) and drops the tail."""
@@ -190,8 +200,9 @@ def generate(model, input_ids, *, method="promptdistill", selection_layers=(13,)
     returns it) or a list of ids. selection_layers / n_topks: promptdistill stages (0-based
     layers, tokens chosen besides the last); gemfilter uses the first pair. capacity: snapkv/h2o
     tokens per KV group, window included (default ``n_topks[0]``, as the reference code sets it).
-    per: "kv-group" (default) or "head" (one selection per query head; models without grouped KV
-    heads only, as a grouped cache cannot hold per-query-head selections). eos_token_id: stop
+    per: "kv-group" (default) or "head" (one selection per query head, the published variant; on
+    models with grouped KV heads the compressed caches are GQA-expanded to one head per query
+    head, as the reference code does). eos_token_id: stop
     tokens (default: the model's generation config).
     """
     m = _Model(model)
@@ -211,9 +222,6 @@ def generate(model, input_ids, *, method="promptdistill", selection_layers=(13,)
         raise Error("method and per must be strings")
     _core.check_pipeline(method, list(selection_layers), list(n_topks), cache_truncation_end, capacity, window, "avg", 5, per, N,
                          getattr(model.config, "max_position_embeddings", 1 << 30), L)
-    if per == "head" and m.num_kv_heads != m.num_heads and method in ("snapkv", "h2o"):
-        raise Error(f"per='head' keeps one selection per query head, which a cache of {m.num_kv_heads} KV heads for "
-                    f"{m.num_heads} query heads cannot hold; use per='kv-group'", "unsupported")
     window_limit = _sliding_window(model.config)
     if window_limit is not None and L + max(max_new_tokens, 0) > window_limit:
         raise Error(f"{L} prompt tokens and {max_new_tokens} new ones exceed the model's sliding window of {window_limit}; "
@@ -233,8 +241,17 @@ def generate(model, input_ids, *, method="promptdistill", selection_layers=(13,)
     _synchronize(m.device)
     result.ttft_s = time.perf_counter() - start
     result.cache_lengths = [cache.layers[l].keys.shape[-2] for l in range(N)]
-    result.generated_ids, result.decode_s_per_token = _decode(m, cache, first, next_position, max_new_tokens,
-                                                              _stop_tokens(model, eos_token_id))
+    # A cache compressed per query head holds H heads (GQA-expanded): attention then repeats none.
+    expanded = cache.layers[0].keys.shape[1] != m.num_kv_heads
+    saved = [layer.self_attn.num_key_value_groups for layer in m.layers] if expanded else []
+    try:
+        for layer in m.layers if expanded else []:
+            layer.self_attn.num_key_value_groups = 1
+        result.generated_ids, result.decode_s_per_token = _decode(m, cache, first, next_position, max_new_tokens,
+                                                                  _stop_tokens(model, eos_token_id))
+    finally:
+        for layer, groups in zip(m.layers, saved):
+            layer.self_attn.num_key_value_groups = groups
     return result
 
 
@@ -302,7 +319,17 @@ def _prefill_kv_compression(m, ids, cache, result, *, method, capacity, window, 
             result.retained.append(L)
             result.selected_indices.append([list(range(L)) for _ in range(rows)])
             continue
-        sel = select(q, _cached_keys(cache, l), capacity, method=method, window=window, per=per)
+        keys = _cached_keys(cache, l)
+        if per == "head" and m.num_kv_heads != m.num_heads:
+            # The published variant on grouped KV heads: the cache is GQA-expanded to one head per
+            # query head, each compacted with its own row, and later tokens are expanded as they are
+            # appended (as the SnapKV/H2O reference code does). One query head per expanded KV head
+            # makes per-KV-group selection on the expanded keys the per-head selection.
+            _expand_cache_layer(cache, l, m.num_heads // m.num_kv_heads)
+            keys, per_rows = _cached_keys(cache, l), "kv-group"
+        else:
+            per_rows = per
+        sel = select(q, keys, capacity, method=method, window=window, per=per_rows)
         kept = sel.indices.shape[-1]  # min(capacity, L) for every row
         _compact_cache_layer(cache, l, sel, kept)
         result.retained.append(kept)

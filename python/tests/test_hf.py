@@ -146,6 +146,9 @@ SMOLLM2_CASES = [
     ("gemfilter", dict(selection_layers=[13], n_topks=[64])),
     ("snapkv", dict(capacity=96)),
     ("h2o", dict(capacity=96)),
+    # The published variant: SmolLM2 has 9 query heads over 3 KV heads, so the caches are GQA-expanded.
+    ("snapkv", dict(capacity=96, per="head")),
+    ("h2o", dict(capacity=96, per="head")),
 ]
 
 
@@ -166,7 +169,7 @@ HF_ERRORS = [
     ("decreasing selection layers", dict(selection_layers=[1, 0], n_topks=[8, 4]), "strictly increasing"),
     ("unpaired budgets", dict(selection_layers=[0, 1], n_topks=[8]), "n_topks has 1"),
     ("capacity below the window", dict(method="snapkv", capacity=8, window=16), "window"),
-    ("one selection per query head with grouped KV heads", dict(method="snapkv", capacity=40, per="head"), "kv-group"),
+    ("an unknown grouping", dict(method="snapkv", capacity=40, per="layer"), "per"),
     ("selection layers not a list", dict(selection_layers=13), "list of ints"),
 ]
 
