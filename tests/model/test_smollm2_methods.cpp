@@ -11,6 +11,20 @@
 
 using namespace promptdistill;
 
+namespace {
+
+//! One golden case on ref::Session: the prefill of `ids` with the case's configuration and the 16
+//! greedy tokens the goldens hold.
+void run_reference_session(const ModelWeights& w, const std::vector<int32_t>& ids, const nlohmann::json& c, PrefillResult* r,
+                           std::vector<int32_t>* tokens) {
+  ref::Session s(&w);
+  REQUIRE(s.prefill(ids, pdtest::golden_method_config(c), r).is_ok());
+  double ms = 0;
+  REQUIRE(s.generate(r->first_token, 16, {}, tokens, &ms).is_ok());
+}
+
+}  // namespace
+
 TEST_CASE("pipeline/smollm2: PromptDistill, GemFilter, SnapKV and H2O match the reference algorithms") {
   ModelWeights w;
   REQUIRE(load_gguf_model(PD_TEST_MODEL, &w).is_ok());
@@ -18,13 +32,9 @@ TEST_CASE("pipeline/smollm2: PromptDistill, GemFilter, SnapKV and H2O match the 
   const auto ids = golden["ids"].get<std::vector<int32_t>>();
   for (const auto& c : golden["cases"]) {
     const std::string method = c["method"].get<std::string>();
-    const PipelineConfig cfg = pdtest::golden_method_config(c);
-    ref::Session s(&w);
     PrefillResult r;
-    REQUIRE(s.prefill(ids, cfg, &r).is_ok());
     std::vector<int32_t> tokens;
-    double ms = 0;
-    REQUIRE(s.generate(r.first_token, 16, {}, &tokens, &ms).is_ok());
+    run_reference_session(w, ids, c, &r, &tokens);
     INFO(method << " " << c.dump().substr(0, 80));
     if (c.contains("selected")) CHECK(r.selected[0][0] == c["selected"].get<std::vector<int32_t>>());
     // SnapKV/H2O per query head: every head's row of layer 0.
@@ -68,14 +78,10 @@ TEST_CASE("pipeline/smollm2: every method's published default equals the referen
   const auto golden = pdtest::read_json_file(std::string(PD_GOLDEN_DIR) + "/smollm2_published.json");
   const auto ids = golden["ids"].get<std::vector<int32_t>>();
   for (const auto& c : golden["cases"]) {
-    const PipelineConfig cfg = pdtest::golden_method_config(c);
     INFO(c.dump().substr(0, 100));
-    ref::Session s(&w);
     PrefillResult r;
-    REQUIRE(s.prefill(ids, cfg, &r).is_ok());
     std::vector<int32_t> tokens;
-    double ms = 0;
-    REQUIRE(s.generate(r.first_token, 16, {}, &tokens, &ms).is_ok());
+    run_reference_session(w, ids, c, &r, &tokens);
     if (c.contains("selected")) CHECK(r.selected[0][0] == c["selected"].get<std::vector<int32_t>>());
     if (c.contains("layer_rows"))
       for (const auto& [layer, rows] : c["layer_rows"].items()) {
