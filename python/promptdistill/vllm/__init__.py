@@ -68,6 +68,17 @@ def engine_kwargs(model_dir, *, method="promptdistill", selection_layers=(13,), 
     return kwargs
 
 
+def serve_args(model_dir, **config):
+    """The same as ``engine_kwargs`` for ``vllm serve``: the command line arguments after ``vllm``
+    (``["serve", DIR, "--hf-overrides", JSON, ...]``)."""
+    kw = engine_kwargs(model_dir, **config)
+    args = ["serve", kw["model"], "--hf-overrides", json.dumps(kw["hf_overrides"]), "--no-enable-prefix-caching",
+            "--no-enable-chunked-prefill", "--enforce-eager", "--no-async-scheduling"]
+    if "max_num_batched_tokens" in kw:
+        args += ["--max-num-batched-tokens", str(kw["max_num_batched_tokens"])]
+    return args
+
+
 def selections(llm):
     """What the plugin did in the prefill of each recent request of an ``LLM``: request id ->
     {"prompt_tokens", "selected_indices" (per stage, the original positions kept; GemFilter: the

@@ -112,8 +112,12 @@ class StepRun:
                 self.reqs[i] = self._new_request(i)
                 L = self.reqs[i].prompt_tokens
                 segs.append(_Seg(i, int(starts[i]), L, "prefill"))
+                if counts[i] < L:
+                    raise RuntimeError(f"promptdistill: request {req_id}'s prompt of {L} tokens is split over steps "
+                                       "(chunked prefill)")
                 if counts[i] > L:  # resumed after preemption: its generated tokens follow
                     cont.append(_Seg(i, int(starts[i]) + L, int(counts[i]) - L, "continue"))
+                    self.m.promptdistill_resumed += 1
             else:
                 if req_id not in self.requests:
                     raise RuntimeError(f"promptdistill: request {req_id} decodes but its prefill was not seen")

