@@ -129,7 +129,7 @@ Status Session::sweep_kv_compression(const std::vector<int32_t>& prompt, const s
         continue;
       }
       std::vector<std::vector<int32_t>> kept;
-      PD_RETURN_IF_ERROR(choose_from_scores(plans[i].compression, ranked[std::size_t(l)], rows, L, &kept));
+      PD_RETURN_IF_ERROR(choose_from_scores(plans[i].compression_plan, ranked[std::size_t(l)], rows, L, &kept));
       caches_[std::size_t(l)].keep_per_head(kept, D, method.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
       r.retained.push_back(int64_t(kept[0].size()));
       r.selected.push_back(std::move(kept));

@@ -64,8 +64,7 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
           stage.select.pool_kernel = config.pool_kernel;
           stage.truncates_cache =
               !gemfilter && (config.cache_truncation_end == -1 || int64_t(i) < config.cache_truncation_end);
-          MethodPlan checked;
-          PD_RETURN_IF_ERROR(plan_method(stage.select, &checked));
+          PD_RETURN_IF_ERROR(plan_method(stage.select, &stage.plan));
           plan.stages.push_back(stage);
         }
         plan.truncate_after_last_layer = !gemfilter && config.truncate_after_last_layer;
@@ -85,8 +84,7 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
         plan.compression.pool = config.pool;
         plan.compression.pool_kernel = config.pool_kernel;
         plan.compression.grouping = config.grouping;
-        MethodPlan checked;
-        PD_RETURN_IF_ERROR(plan_method(plan.compression, &checked));
+        PD_RETURN_IF_ERROR(plan_method(plan.compression, &plan.compression_plan));
         break;
       }
       default: return Status(StatusCode::kInvalidArgument, "unknown pipeline method %d", int(config.method));

@@ -117,6 +117,10 @@ Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
   return Status::ok();
 }
 
+int64_t kept_tokens(const MethodPlan& plan, int64_t prompt_length) noexcept {
+  return detail::topk_row(prompt_length > 0 ? prompt_length : 0, plan.topk_k, 0, plan.keep_last).count();
+}
+
 namespace detail {
 
 template <class T>

@@ -67,6 +67,9 @@ struct PipelineConfig {
 struct SelectionStage {
   int64_t layer = 0;
   MethodConfig select;
+  //! What `select` stands for (plan_method of it): kept_tokens(plan, n) is the count the stage
+  //! keeps from n current tokens.
+  MethodPlan plan{};
   //! PromptDistill: this stage truncates the caches of every layer up to `layer` to the tokens it
   //! keeps (stage i truncates when cache_truncation_end is -1 or i < cache_truncation_end).
   bool truncates_cache = false;
@@ -84,6 +87,7 @@ struct PipelinePlan {
   //! prompts of at least `compression.budget` tokens (shorter prompts keep every token).
   bool compresses_every_layer = false;
   MethodConfig compression;
+  MethodPlan compression_plan{};  //!< plan_method(compression)
   //! PromptDistill: gather the truncating stages' caches after the last layer, in the reference
   //! code's order (`compose_stage_maps`), instead of at each selection point.
   bool truncate_after_last_layer = false;

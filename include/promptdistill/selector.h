@@ -183,6 +183,11 @@ struct MethodPlan {
 };
 //! Validates `cfg` and derives the stage parameters.
 Status plan_method(const MethodConfig& cfg, MethodPlan* plan) noexcept;
+//! Tokens a selection planned as `plan` keeps per row of a prompt of `prompt_length` tokens: the
+//! forced ones plus the candidates chosen (PromptDistill min(k, L-1) + 1, GemFilter min(k, L),
+//! SnapKV/H2O min(C, L)); 0 for an empty prompt. Every driver that must know the size of a
+//! selection before reading it (allocation, host bookkeeping, output shapes) asks this.
+int64_t kept_tokens(const MethodPlan& plan, int64_t prompt_length) noexcept;
 
 //! Rows of scores / selections per request: 1 for PromptDistill/GemFilter, H_kv or H for
 //! SnapKV/H2O.

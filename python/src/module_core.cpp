@@ -28,7 +28,7 @@ std::tuple<int64_t, int64_t> geometry(const std::string& method, int64_t budget,
   // Shapes that the run will reject still get non-negative sizes, so that allocation succeeds
   // and the run reports the library's message.
   const int64_t rows = std::max<int64_t>(0, pd::score_rows(cfg.method, cfg.grouping, num_q_heads, num_kv_heads));
-  const int64_t kept = pd::detail::topk_row(std::max<int64_t>(0, length), plan.topk_k, 0, plan.keep_last).count();
+  const int64_t kept = pd::kept_tokens(plan, length);
   return {rows, kept};
 }
 

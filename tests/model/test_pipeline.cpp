@@ -265,6 +265,40 @@ TEST_CASE("pipeline/plan: every method's plan, as both executors read it") {
   CHECK(std::string(st.message()).find("without pooling") != std::string::npos);
 }
 
+TEST_CASE("pipeline/plan: kept_tokens of a stage's plan is what the selection keeps (Tier A)") {
+  // The counts of docs/algorithms.md: PromptDistill min(k, n-1) + 1, GemFilter min(k, n),
+  // SnapKV/H2O min(C, n); and what a prefill actually keeps equals them.
+  PipelinePlan plan;
+  REQUIRE(plan_pipeline(pd({2, 4}, {16, 8}, 0), &plan).is_ok());
+  for (int64_t n : {0, 1, 2, 8, 9, 16, 17, 18, 33, 1025}) {
+    CAPTURE(n);
+    CHECK(kept_tokens(plan.stages[0].plan, n) == (n == 0 ? 0 : std::min<int64_t>(16, n - 1) + 1));
+    CHECK(kept_tokens(plan.stages[1].plan, n) == (n == 0 ? 0 : std::min<int64_t>(8, n - 1) + 1));
+  }
+  PipelineConfig gem = pd({3}, {10}, 0);
+  gem.method = PipelineMethod::kGemFilter;
+  REQUIRE(plan_pipeline(gem, &plan).is_ok());
+  for (int64_t n : {1, 9, 10, 11, 500}) CHECK(kept_tokens(plan.stages[0].plan, n) == std::min<int64_t>(10, n));
+  for (PipelineMethod m : {PipelineMethod::kSnapKV, PipelineMethod::kH2O}) {
+    PipelineConfig c;
+    c.method = m;
+    c.capacity = 40;
+    c.window = 8;
+    c.pool = PoolMode::kAvg;
+    c.pool_kernel = 5;
+    REQUIRE(plan_pipeline(c, &plan).is_ok());
+    for (int64_t n : {1, 7, 8, 9, 39, 40, 41, 300}) {
+      CAPTURE(n);
+      CHECK(kept_tokens(plan.compression_plan, n) == std::min<int64_t>(40, n));
+    }
+  }
+  const ModelWeights w = random_model(37);
+  const std::vector<int32_t> prompt = random_prompt(45, 5);
+  const Run r = run(w, prompt, pd({1, 3}, {20, 6}, 0), 1);
+  REQUIRE(plan_pipeline(pd({1, 3}, {20, 6}, 0), &plan).is_ok());
+  CHECK(r.prefill.retained == std::vector<int64_t>{kept_tokens(plan.stages[0].plan, 45), kept_tokens(plan.stages[1].plan, 21)});
+}
+
 TEST_CASE("pipeline/plan: compose_stage_maps walks the last stage's kept tokens back to each stage's input") {
   // Stage 0 keeps 5 of 10 tokens, stage 1 keeps 3 of those 5, stage 2 keeps 2 of those 3.
   const std::vector<std::vector<int32_t>> maps = {{0, 2, 5, 7, 9}, {1, 3, 4}, {0, 2}};
