@@ -30,6 +30,12 @@ Status parse(std::string_view text, PipelineMethod* out) noexcept {
                 int(text.size() < 40 ? text.size() : 40), text.data());
 }
 
+PipelineConfig PipelineConfig::published_default(PipelineMethod method) {
+  PipelineConfig config;
+  config.method = method;
+  return config;
+}
+
 Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
   try {
     PipelinePlan plan;

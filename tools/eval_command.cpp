@@ -34,7 +34,6 @@ std::string default_haystack() {
 PipelineConfig with_budget(const Args& a, const std::string& method, int64_t budget) {
   PipelineConfig c = parse_pipeline(a, method);
   if (c.method == PipelineMethod::kPromptDistill || c.method == PipelineMethod::kGemFilter) {
-    c.selection_layers = get_ints(a, "selection-layers", {20});
     c.n_topks = {budget};
     if (c.method == PipelineMethod::kGemFilter) c.selection_layers.resize(1);
   } else {
@@ -164,7 +163,7 @@ int run_longbench(const Args& a) {
   if (!out_path.empty() && !(out = std::fopen(out_path.c_str(), "w"))) fail("cannot write --out '" + out_path + "'");
   std::vector<std::string> methods = {"full", "promptdistill"};
   if (a.values.count("methods")) methods = a.values.at("methods");
-  const std::vector<int64_t> budgets = get_ints(a, "budgets", {1024});
+  const std::vector<int64_t> budgets = get_ints(a, "budgets", PipelineConfig{}.n_topks);
   const int64_t max_new = get_int(a, "max-new-tokens", 64), max_samples = get_int(a, "max-samples", 1 << 30);
   std::map<std::string, std::pair<double, int64_t>> totals;
   for (const auto& file : files) {

@@ -146,20 +146,22 @@ Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
 }  // namespace
 
 PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
-  PipelineConfig c;
-  Status s = parse(method, &c.method);
+  PipelineMethod parsed;
+  Status s = parse(method, &parsed);
   if (!s) fail_status(s);
-  c.selection_layers = get_ints(a, "selection-layers", {13});
-  c.n_topks = get_ints(a, "n-topks", {1024});
-  c.cache_truncation_end = get_int(a, "cache-truncation-end", 1);
-  c.capacity = get_int(a, "capacity", 1024);
-  c.window = int32_t(get_int(a, "window", 32));
-  parse_option(a, "per", "kv-group", &c.grouping);
+  // The published settings (the only defaults), then what the command line gives.
+  PipelineConfig c = PipelineConfig::published_default(parsed);
+  c.selection_layers = get_ints(a, "selection-layers", c.selection_layers);
+  c.n_topks = get_ints(a, "n-topks", c.n_topks);
+  c.cache_truncation_end = get_int(a, "cache-truncation-end", c.cache_truncation_end);
+  c.capacity = get_int(a, "capacity", c.capacity);
+  c.window = int32_t(get_int(a, "window", c.window));
+  parse_option(a, "per", to_string(c.grouping), &c.grouping);
   // Pooling applies to the methods that pool (in compare and eval, to those among several);
   // H2O never pools, and reject_inapplicable refuses --pool when no method reads it.
   if (c.method != PipelineMethod::kH2O) {
-    parse_option(a, "pool", "avg", &c.pool);
-    c.pool_kernel = int32_t(get_int(a, "pool-kernel", 5));
+    parse_option(a, "pool", to_string(c.pool), &c.pool);
+    c.pool_kernel = int32_t(get_int(a, "pool-kernel", c.pool_kernel));
   }
   return c;
 }

@@ -37,26 +37,37 @@ enum class PipelineMethod : int32_t { kFull = 0, kPromptDistill = 1, kGemFilter 
 const char* to_string(PipelineMethod m) noexcept;
 Status parse(std::string_view text, PipelineMethod* out) noexcept;
 
+//! A pipeline's settings. The member defaults are the published settings of every method (one set,
+//! `published_default`), which the CLI, `eval`, the Python package and docs/algorithms.md read.
 struct PipelineConfig {
   PipelineMethod method = PipelineMethod::kFull;
   //! PromptDistill: strictly increasing 0-based layers (none the last one) paired with the number
   //! of tokens chosen at each besides the always-kept last token. GemFilter uses the first pair
-  //! (its filter layer and the number of tokens kept).
+  //! (its filter layer and the number of tokens kept). Published: layer 13 (of Llama-3.1-8B's
+  //! 32), k 1024, for both.
   std::vector<int64_t> selection_layers = {13};
   std::vector<int64_t> n_topks = {1024};
   //! PromptDistill: stages i < tt truncate the caches of every layer up to their selection layer
-  //! to the tokens they keep; -1 = every stage; 0 = none.
-  int64_t cache_truncation_end = 0;
+  //! to the tokens they keep; -1 = every stage; 0 = none. Published: 1, as the authors' README
+  //! commands run it (their drivers' own argument default is 0).
+  int64_t cache_truncation_end = 1;
   //! Reference-fidelity switch: truncate after the last layer (same result, higher peak memory).
   bool truncate_after_last_layer = false;
-  //! SnapKV/H2O: capacity per row (window included), observation/recent window.
+  //! SnapKV/H2O: capacity per row (window included), observation/recent window. Published: C 1024
+  //! (the baselines' --n-topks), W 32.
   int64_t capacity = 1024;
   int32_t window = 32;
   //! Pooling of the scores before top-k, for every method that selects: PromptDistill and GemFilter
   //! stages and SnapKV. H2O never pools (any other value than the default is rejected).
   PoolMode pool = PoolMode::kAvg;
   int32_t pool_kernel = 5;
-  HeadGrouping grouping = HeadGrouping::kPerKvGroup;
+  //! SnapKV/H2O rows. Published: one per query head, the cache GQA-expanded as the reference code
+  //! keeps it; kPerKvGroup is the library's variant that never expands (G times less KV memory).
+  HeadGrouping grouping = HeadGrouping::kPerQueryHead;
+
+  //! The published settings of `method`: the member defaults above with `method` set
+  //! (docs/algorithms.md has them as a table, which a test compares with this function).
+  static PipelineConfig published_default(PipelineMethod method);
 
   //! Checks the configuration against a model and a prompt length (before any work).
   Status validate(const ModelConfig& model, int64_t prompt_length) const noexcept;

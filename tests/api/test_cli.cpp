@@ -196,7 +196,7 @@ TEST_CASE("cli: an HF folder's tokenizer.json is used, and a tokenizer larger th
 }
 
 TEST_CASE("cli: every command's --help prints its own usage and exits 0") {
-  for (const char* command : {"select", "generate", "compare", "eval", "demo"}) {
+  for (const char* command : {"select", "generate", "compare", "eval", "demo", "defaults"}) {
     CAPTURE(command);
     for (const char* help : {" --help", " -h", " --method nope --help"}) {
       const auto r = run_cli(std::string(command) + help);
@@ -208,8 +208,50 @@ TEST_CASE("cli: every command's --help prints its own usage and exits 0") {
   }
   const auto all = run_cli("--help");
   CHECK(all.exit_code == 0);
-  for (const char* command : {"select", "generate", "compare", "eval", "demo"})
+  for (const char* command : {"select", "generate", "compare", "eval", "demo", "defaults"})
     CHECK(all.out.find(std::string("promptdistill ") + command) != std::string::npos);
+}
+
+TEST_CASE("cli/defaults: one set of published defaults, printed, in the help and in docs/algorithms.md") {
+  const auto table = run_cli("defaults");
+  REQUIRE(table.exit_code == 0);
+  // The documented table is the command's output, line for line.
+  const std::string doc = slurp(std::string(PD_GOLDEN_DIR) + "/../../docs/algorithms.md");
+  const std::string begin = "<!-- published-defaults:begin -->\n", end = "<!-- published-defaults:end -->";
+  const std::size_t at = doc.find(begin), stop = doc.find(end);
+  REQUIRE(at != std::string::npos);
+  REQUIRE(stop != std::string::npos);
+  CHECK(doc.substr(at + begin.size(), stop - at - begin.size()) == table.out);
+  // Each JSON line is PipelineConfig::published_default of its method.
+  const auto json = run_cli("defaults --json");
+  REQUIRE(json.exit_code == 0);
+  std::istringstream lines(json.out);
+  std::string line;
+  int methods = 0;
+  while (std::getline(lines, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    PipelineMethod m;
+    REQUIRE(parse(j.at("method").get<std::string>(), &m).is_ok());
+    const PipelineConfig c = PipelineConfig::published_default(m);
+    CHECK(c.method == m);
+    if (j.contains("selection_layers")) {
+      CHECK(j["selection_layers"].get<std::vector<int64_t>>() == c.selection_layers);
+      CHECK(j["n_topks"].get<std::vector<int64_t>>() == c.n_topks);
+    } else {
+      CHECK(j.at("capacity").get<int64_t>() == c.capacity);
+      CHECK(j.at("window").get<int64_t>() == c.window);
+      CHECK(j.at("per").get<std::string>() == to_string(c.grouping));
+    }
+    ++methods;
+  }
+  CHECK(methods == 4);
+  // generate's help writes the same numbers as its defaults.
+  const PipelineConfig d;
+  const auto help = run_cli("generate --help");
+  CHECK(help.out.find("[--selection-layers " + std::to_string(d.selection_layers[0]) + " ...]") != std::string::npos);
+  CHECK(help.out.find("[--cache-truncation-end " + std::to_string(d.cache_truncation_end) + "]") != std::string::npos);
+  CHECK(help.out.find("{") == std::string::npos);  // every placeholder replaced
+  CHECK(run_cli("defaults --nope").exit_code == 2);
 }
 
 namespace {
@@ -286,14 +328,16 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
       CHECK(dumped == want.selected);
       CHECK(nlohmann::json::parse(r.out)["per"] == per);  // every result says which variant ran
     }
-  // A capacity at least the prompt's length keeps every token of every layer: the dump says so.
+  // A capacity at least the prompt's length keeps every token of every layer: the dump says so,
+  // with a row per query head (the published default, --per head).
   const auto uncut = run_cli(tiny.base + " --method snapkv --capacity 100 --window 4 --max-new-tokens 1 --dump-selection");
   REQUIRE(uncut.exit_code == 0);
   std::vector<int32_t> every(tiny.prompt.size());
   for (std::size_t i = 0; i < every.size(); ++i) every[i] = int32_t(i);
   const auto uncut_json = nlohmann::json::parse(uncut.out);
+  CHECK(uncut_json["per"] == "head");
   CHECK(uncut_json["selected_indices"] ==
-        nlohmann::json(std::vector<std::vector<std::vector<int32_t>>>(2, std::vector<std::vector<int32_t>>(2, every))));
+        nlohmann::json(std::vector<std::vector<std::vector<int32_t>>>(2, std::vector<std::vector<int32_t>>(4, every))));
   CHECK(uncut_json["retained"] == std::vector<int64_t>(2, int64_t(every.size())));
   const auto r = run_cli(tiny.base + " --max-new-tokens 7 --ignore-eos");
   REQUIRE(r.exit_code == 0);
