@@ -19,18 +19,25 @@ TINY = ["tiny_llama31", "tiny_qwen2", "tiny_phi35"]
 TINY_ARGS = dict(selection_layers=[0], n_topks=[32], capacity=48, window=16, max_new_tokens=16)
 
 
-def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_topks, cache_truncation_end=1, capacity=None,
-                 window=32, per="kv-group", max_new_tokens=16):
+def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_topks, cache_truncation_end=None, capacity=None,
+                 window=None, per=None, pool=None, pool_kernel=None, max_new_tokens=16):
+    """The CLI's run of the same configuration: each setting given is passed, the others are the
+    published defaults on both sides."""
     ids_file = tmp_path / f"ids_{method}.txt"
     ids_file.write_text(" ".join(map(str, ids)))
     # Only the options the method reads: the CLI refuses the others.
     options = []
     if method in ("promptdistill", "gemfilter"):
         options += ["--selection-layers", *selection_layers, "--n-topks", *n_topks]
+    given = dict(capacity=capacity, window=window, per=per, pool=pool, pool_kernel=pool_kernel)
     if method == "promptdistill":
-        options += ["--cache-truncation-end", cache_truncation_end]
-    if method in ("snapkv", "h2o"):
-        options += ["--capacity", capacity if capacity is not None else n_topks[0], "--window", window, "--per", per]
+        given["cache_truncation_end"] = cache_truncation_end
+    readers = {"capacity": ("snapkv", "h2o"), "window": ("snapkv", "h2o"), "per": ("snapkv", "h2o"),
+               "pool": ("promptdistill", "gemfilter", "snapkv"), "pool_kernel": ("promptdistill", "gemfilter", "snapkv"),
+               "cache_truncation_end": ("promptdistill",)}
+    for name, value in given.items():
+        if value is not None and method in readers[name]:
+            options += ["--" + name.replace("_", "-"), value]
     return cli("generate", "--model", model_path, "--prompt-ids", ids_file, "--method", method, *options, "--max-new-tokens",
                max_new_tokens, "--dump-selection")
 
@@ -142,12 +149,14 @@ def smollm2(smollm2_model, smollm2_prompt):
 SMOLLM2_CASES = [
     ("full", {}),
     ("promptdistill", dict(selection_layers=[13], n_topks=[64], cache_truncation_end=1)),
+    ("promptdistill", dict(selection_layers=[20], n_topks=[64], cache_truncation_end=0, pool="max", pool_kernel=7)),
     ("promptdistill", dict(selection_layers=[10, 20], n_topks=[128, 48], cache_truncation_end=-1)),
     ("gemfilter", dict(selection_layers=[13], n_topks=[64])),
+    ("snapkv", dict(capacity=96, per="kv-group")),
+    ("h2o", dict(capacity=96, per="kv-group")),
+    # The published variant (the default): SmolLM2 has 9 query heads over 3 KV heads, so the caches
+    # are GQA-expanded.
     ("snapkv", dict(capacity=96)),
-    ("h2o", dict(capacity=96)),
-    # The published variant: SmolLM2 has 9 query heads over 3 KV heads, so the caches are GQA-expanded.
-    ("snapkv", dict(capacity=96, per="head")),
     ("h2o", dict(capacity=96, per="head")),
 ]
 
