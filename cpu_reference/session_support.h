@@ -83,7 +83,7 @@ inline Status choose_from_scores(const MethodPlan& plan, const std::vector<float
   TopKArgs a;
   a.scores = make_view<const float>(ranked_scores.data(), 1, rows, n);
   a.lengths = lengths.data();
-  a.k = plan.topk_k;
+  a.k = plan.k;
   a.keep_last = plan.keep_last;
   a.indices = make_view(idx.data(), 1, rows, n);
   a.counts = make_view(counts.data(), 1, rows);

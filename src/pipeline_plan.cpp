@@ -2,7 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 //! The pipeline planner: a PipelineConfig is checked and turned into the selections a prefill
 //! runs (`plan_pipeline`), and truncating stages' index maps are composed in one place
-//! (`compose_stage_maps`). `ref::Session` and `BatchSession` both execute plans made here.
+//! (`compose_stage_maps`). `ref::EigenSession` and `BatchSession` both execute plans made here.
 
 #include "promptdistill/pipeline.h"
 
@@ -78,14 +78,14 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
       }
       case PipelineMethod::kSnapKV:
       case PipelineMethod::kH2O: {
-        if (config.capacity <= 0)
-          return Status(StatusCode::kInvalidArgument, "capacity must be > 0, got %lld", (long long)config.capacity);
+        if (config.budget <= 0)
+          return Status(StatusCode::kInvalidArgument, "budget must be > 0, got %lld", (long long)config.budget);
         if (config.method == PipelineMethod::kH2O && (config.pool != PoolMode::kAvg || config.pool_kernel != 5))
           return Status(StatusCode::kInvalidArgument,
                         "h2o ranks accumulated attention without pooling: pool and pool_kernel do not apply");
         plan.compresses_every_layer = true;
         plan.compression.method = config.method == PipelineMethod::kSnapKV ? Method::kSnapKV : Method::kH2O;
-        plan.compression.budget = config.capacity;
+        plan.compression.budget = config.budget;
         plan.compression.window = config.window;
         plan.compression.pool = config.pool;
         plan.compression.pool_kernel = config.pool_kernel;

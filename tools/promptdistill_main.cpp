@@ -35,13 +35,14 @@ constexpr CommandUsage kCommands[] = {
                        [--dtype f32|f16|bf16] [--backend cpu|cuda] [--threads N] [--json]
       Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
       for snapkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
-      --budget (or --topk): the budget as the reference code counts it: promptdistill: tokens
-      chosen besides the always-kept last one; gemfilter: tokens kept; snapkv/h2o: capacity per
-      row, window included. (generate's --n-topks and --capacity are the same number.)
+      --budget: the budget as the reference code counts it: promptdistill: tokens chosen besides
+      the always-kept last one; gemfilter: tokens kept; snapkv/h2o: tokens per row, window
+      included. (generate's --n-topks and --budget are the same number; --topk is its former
+      name here, accepted with a warning.)
 )"},
     {"generate", R"(  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o
                        [--selection-layers {layers} ...] [--n-topks {n_topks} ...] [--cache-truncation-end {tt}]
-                       [--capacity {capacity}] [--window {window}] [--per {per}]
+                       [--budget {budget}] [--window {window}] [--per {per}]
                        [--pool {pool}] [--pool-kernel {pool_kernel}]
                        [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50] [--ignore-eos]
                        [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
@@ -53,7 +54,7 @@ constexpr CommandUsage kCommands[] = {
       layer 20 instead, since SmolLM2 has 30 layers where the paper's models have 32 and layer 13
       drops its fact. Options that the method does not
       use are refused: --selection-layers and --n-topks (promptdistill, gemfilter),
-      --cache-truncation-end (promptdistill), --capacity, --window and --per (snapkv, h2o),
+      --cache-truncation-end (promptdistill), --budget, --window and --per (snapkv, h2o),
       --pool and --pool-kernel (promptdistill, gemfilter, snapkv). --backend cuda: the GPU
       session, bf16 unless --dtype; --weights-dtype: round the weights (the CPU then computes with
       what a 16-bit backend stores). --threads: CPU threads (default OMP_NUM_THREADS, else one per
@@ -75,7 +76,7 @@ constexpr CommandUsage kCommands[] = {
                        [--budgets {n_topks}] [--max-samples N] [--out results.jsonl]
       One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,
       retained); LongBench lines carry the dataset metric's score. The budgets are the methods'
-      budgets (promptdistill/gemfilter: k; snapkv/h2o: capacity). generate's method options apply,
+      budgets (promptdistill/gemfilter: k; snapkv/h2o: C per row). generate's method options apply,
       with the same published defaults (the committed SmolLM2 grids pass --selection-layers 20).
 )"},
     {"defaults", R"(  promptdistill defaults [--json]
@@ -99,7 +100,7 @@ std::string usage_of(const std::string& command) {
   const PipelineConfig d;
   const std::pair<const char*, std::string> values[] = {
       {"{layers}", join_ints(d.selection_layers, " ")}, {"{n_topks}", join_ints(d.n_topks, " ")},
-      {"{tt}", std::to_string(d.cache_truncation_end)},  {"{capacity}", std::to_string(d.capacity)},
+      {"{tt}", std::to_string(d.cache_truncation_end)},  {"{budget}", std::to_string(d.budget)},
       {"{window}", std::to_string(d.window)},            {"{per}", std::string(to_string(d.grouping)) + "|" +
                                                                      to_string(d.grouping == HeadGrouping::kPerQueryHead
                                                                                    ? HeadGrouping::kPerKvGroup
@@ -130,7 +131,7 @@ int cmd_defaults(const pdcli::Args& a) {
         j["n_topks"] = c.n_topks;
         if (m == PipelineMethod::kPromptDistill) j["cache_truncation_end"] = c.cache_truncation_end;
       } else {
-        j["capacity"] = c.capacity;
+        j["budget"] = c.budget;
         j["window"] = c.window;
         j["per"] = to_string(c.grouping);
       }
@@ -140,7 +141,7 @@ int cmd_defaults(const pdcli::Args& a) {
     }
     return 0;
   }
-  std::printf("| method | selection layers | n_topks | cache_truncation_end | capacity | window | per | pool |\n");
+  std::printf("| method | selection layers | n_topks | cache_truncation_end | budget | window | per | pool |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (PipelineMethod m : methods) {
     const PipelineConfig c = PipelineConfig::published_default(m);
@@ -150,7 +151,7 @@ int cmd_defaults(const pdcli::Args& a) {
     std::printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", to_string(m),
                 staged ? join_ints(c.selection_layers, ", ").c_str() : "-", staged ? join_ints(c.n_topks, ", ").c_str() : "-",
                 m == PipelineMethod::kPromptDistill ? std::to_string(c.cache_truncation_end).c_str() : "-",
-                staged ? "-" : std::to_string(c.capacity).c_str(), staged ? "-" : std::to_string(c.window).c_str(),
+                staged ? "-" : std::to_string(c.budget).c_str(), staged ? "-" : std::to_string(c.window).c_str(),
                 staged ? "-" : to_string(c.grouping), pool.c_str());
   }
   return 0;
@@ -166,9 +167,7 @@ using pdcli::reject_unknown;
 MethodConfig parse_config(const Args& a, int64_t default_budget) {
   MethodConfig c;
   pdcli::parse_option(a, "method", "promptdistill", &c.method);
-  // --budget, or --topk (the name the Python API and engines use for the same number).
-  if (a.values.count("budget") && a.values.count("topk")) fail("give --budget or --topk, not both");
-  c.budget = get_int(a, a.values.count("topk") ? "topk" : "budget", default_budget);
+  c.budget = get_int(a, pdcli::renamed_option(a, "budget", "topk"), default_budget);
   // The Selector's own defaults (MethodConfig): one selection on the caller's cache, so per KV
   // group (per query head needs a GQA-expanded cache).
   c.window = int32_t(get_int(a, "window", c.window));
@@ -207,7 +206,7 @@ int cmd_select(const Args& a) {
   reject_unknown(a, {"method", "q", "k", "budget", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend", "threads"});
   const int threads = pdcli::apply_threads(a);
   if (get(a, "q", "").empty() || get(a, "k", "").empty() || (get(a, "topk", "").empty() && get(a, "budget", "").empty()))
-    fail("select needs --q Q.npy, --k K.npy and --budget N (or --topk N)");
+    fail("select needs --q Q.npy, --k K.npy and --budget N");
   const MethodConfig cfg = parse_config(a, 0);
   pdcli::SelectInput in;
   std::vector<int64_t> qs, ks;

@@ -53,9 +53,10 @@ struct PipelineConfig {
   int64_t cache_truncation_end = 1;
   //! Reference-fidelity switch: truncate after the last layer (same result, higher peak memory).
   bool truncate_after_last_layer = false;
-  //! SnapKV/H2O: capacity per row (window included), observation/recent window. Published: C 1024
-  //! (the baselines' --n-topks), W 32.
-  int64_t capacity = 1024;
+  //! SnapKV/H2O: the budget C of every row (the tokens each keeps, window included; the reference
+  //! code's max_capacity_prompt) and the observation/recent window W. Published: C 1024 (the
+  //! baselines' --n-topks), W 32.
+  int64_t budget = 1024;
   int32_t window = 32;
   //! Pooling of the scores before top-k, for every method that selects: PromptDistill and GemFilter
   //! stages and SnapKV. H2O never pools (any other value than the default is rejected).
@@ -87,7 +88,7 @@ struct SelectionStage {
 };
 
 //! What a pipeline does, derived once from a PipelineConfig by `plan_pipeline`. Both executors
-//! (`ref::Session` and `BatchSession`) run from a plan, so they cannot read a configuration
+//! (`ref::EigenSession` and `BatchSession`) run from a plan, so they cannot read a configuration
 //! differently.
 struct PipelinePlan {
   PipelineMethod method = PipelineMethod::kFull;

@@ -29,7 +29,7 @@ class PipelineConfig:
     ``method``: one of ``METHODS``. ``selection_layers`` / ``n_topks``: promptdistill stages
     (strictly increasing 0-based layers, tokens chosen besides the last one); gemfilter uses the
     first pair. ``cache_truncation_end``: promptdistill stages i < tt truncate the caches below
-    them (-1: every stage). ``capacity``, ``window``, ``per``: snapkv/h2o tokens per row (window
+    them (-1: every stage). ``budget``, ``window``, ``per``: snapkv/h2o tokens per row (window
     included), observation/recent window, ``"head"`` or ``"kv-group"`` rows. ``pool`` /
     ``pool_kernel``: the pooling of every selecting method but h2o.
     """
@@ -38,7 +38,7 @@ class PipelineConfig:
     selection_layers: tuple
     n_topks: tuple
     cache_truncation_end: int
-    capacity: int
+    budget: int
     window: int
     pool: str
     pool_kernel: int
@@ -179,7 +179,7 @@ def plan(config, num_layers):
     if not _is_int(num_layers):
         raise Error(f"num_layers must be an int, got {num_layers!r}")
     raw = _core.pipeline_plan(config.method, list(config.selection_layers), list(config.n_topks), config.cache_truncation_end,
-                              config.capacity, config.window, config.pool, config.pool_kernel, config.per, num_layers)
+                              config.budget, config.window, config.pool, config.pool_kernel, config.per, num_layers)
     stages = tuple(Stage(layer=s["layer"], truncates_cache=s["truncates_cache"],
                          selection=SelectionPlan(**{k: v for k, v in s.items() if k not in ("layer", "truncates_cache")}))
                    for s in raw["stages"])

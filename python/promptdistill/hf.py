@@ -13,8 +13,8 @@ compressing the KV cache after the prefill cannot save. Batch 1, greedy decoding
   them. Stages i < ``cache_truncation_end`` (-1: all) also cut the caches of layers <= r to them.
 - gemfilter: layers 0..r without a cache, the top ``n_topks[0]`` tokens (sum over heads, pooled,
   last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
-- snapkv / h2o: a full prefill; when the prompt has at least ``capacity`` tokens, each layer's
-  cache is compacted right after it runs to ``capacity`` tokens per KV group (window included),
+- snapkv / h2o: a full prefill; when the prompt has at least ``budget`` tokens, each layer's
+  cache is compacted right after it runs to ``budget`` tokens per row (window included),
   ranked by the last ``window`` queries' softmax (snapkv) or by all queries' (h2o).
 """
 
@@ -25,6 +25,7 @@ import time
 import torch
 
 from . import _core
+from ._compat import renamed_argument
 from ._engine import compact_kv, gather, remap_positions, select
 from ._errors import Error
 from ._pipeline import pipeline_config, plan
@@ -193,7 +194,8 @@ def _stop_tokens(model, eos_token_id):
 
 @torch.no_grad()
 def generate(model, input_ids, config=None, *, method=None, selection_layers=None, n_topks=None, cache_truncation_end=None,
-             capacity=None, window=None, pool=None, pool_kernel=None, per=None, max_new_tokens=50, eos_token_id=None):
+             budget=None, window=None, pool=None, pool_kernel=None, per=None, max_new_tokens=50, eos_token_id=None,
+             capacity=None):
     """Prefill ``input_ids`` with a pipeline and decode greedily; returns a ``Result``.
 
     model: a transformers causal LM (Llama, SmolLM2, Mistral, Qwen2, Phi-3), on any device and in
@@ -202,7 +204,8 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     settings; the keyword settings override it, and every setting not given is the published
     default of the method (``promptdistill.published_default``; method default "promptdistill").
     selection_layers / n_topks: promptdistill stages (0-based layers, tokens chosen besides the
-    last); gemfilter uses the first pair. capacity: snapkv/h2o tokens per row, window included.
+    last); gemfilter uses the first pair. budget: snapkv/h2o tokens per row, window included
+    (``capacity`` is its former name, accepted with a DeprecationWarning).
     per: "head" (one selection per query head, the published variant; on models with grouped KV
     heads the compressed caches are GQA-expanded to one head per query head, as the reference code
     does) or "kv-group". pool / pool_kernel: the pooling of every selecting method but h2o.
@@ -214,12 +217,13 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     L, N = len(ids), len(m.layers)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
         raise Error(f"max_new_tokens must be an int, got {max_new_tokens!r}")
+    budget = renamed_argument(budget, capacity, "budget", "capacity", "hf.generate")
     cfg = pipeline_config(config, method=method, selection_layers=selection_layers, n_topks=n_topks,
-                          cache_truncation_end=cache_truncation_end, capacity=capacity, window=window, pool=pool,
+                          cache_truncation_end=cache_truncation_end, budget=budget, window=window, pool=pool,
                           pool_kernel=pool_kernel, per=per)
     # The prompt against the model (empty, past the context) and the configuration, as the C++
     # pipelines check them before any work; then the plan the prefill runs.
-    _core.check_pipeline(cfg.method, list(cfg.selection_layers), list(cfg.n_topks), cfg.cache_truncation_end, cfg.capacity,
+    _core.check_pipeline(cfg.method, list(cfg.selection_layers), list(cfg.n_topks), cfg.cache_truncation_end, cfg.budget,
                          cfg.window, cfg.pool, cfg.pool_kernel, cfg.per, N,
                          getattr(model.config, "max_position_embeddings", 1 << 30), L)
     p = plan(cfg, N)
@@ -333,7 +337,7 @@ def _prefill_kv_compression(m, ids, cache, result, plan):
             _expand_cache_layer(cache, l, m.num_heads // m.num_kv_heads)
             keys, per_rows = _cached_keys(cache, l), "kv-group"
         sel = _select(q, keys, selection, per=per_rows)
-        kept = selection.kept(L)  # min(capacity, L) for every row
+        kept = selection.kept(L)  # min(budget, L) for every row
         _compact_cache_layer(cache, l, sel, kept)
         result.retained.append(kept)
         result.selected_indices.append([[int(i) for i in row] for row in sel.indices.tolist()])

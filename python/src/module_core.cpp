@@ -38,14 +38,14 @@ std::tuple<int64_t, int64_t> geometry(const std::string& method, int64_t budget,
 
 //! A PipelineConfig from the Python keywords (every name as the C++ member).
 pd::PipelineConfig pipeline_config(const std::string& method, const std::vector<int64_t>& selection_layers,
-                                   const std::vector<int64_t>& n_topks, int64_t cache_truncation_end, int64_t capacity, int64_t window,
+                                   const std::vector<int64_t>& n_topks, int64_t cache_truncation_end, int64_t budget, int64_t window,
                                    const std::string& pool, int64_t pool_kernel, const std::string& per) {
   pd::PipelineConfig c;
   c.method = parse_or_raise<pd::PipelineMethod>(method);
   c.selection_layers = selection_layers;
   c.n_topks = n_topks;
   c.cache_truncation_end = cache_truncation_end;
-  c.capacity = capacity;
+  c.budget = budget;
   if (window < 1 || window > INT32_MAX)
     raise(pd::Status(pd::StatusCode::kInvalidArgument, "window must be in [1, 2^31-1], got %lld", (long long)window));
   c.window = int32_t(window);
@@ -65,7 +65,7 @@ nb::dict published_default(const std::string& method) {
   d["selection_layers"] = nb::cast(c.selection_layers);
   d["n_topks"] = nb::cast(c.n_topks);
   d["cache_truncation_end"] = c.cache_truncation_end;
-  d["capacity"] = c.capacity;
+  d["budget"] = c.budget;
   d["window"] = int64_t(c.window);
   d["pool"] = std::string(pd::to_string(c.pool));
   d["pool_kernel"] = int64_t(c.pool_kernel);
@@ -75,10 +75,10 @@ nb::dict published_default(const std::string& method) {
 
 //! `PipelineConfig::validate` for a model of `num_layers` layers and `max_positions` positions.
 void check_pipeline(const std::string& method, const std::vector<int64_t>& selection_layers, const std::vector<int64_t>& n_topks,
-                    int64_t cache_truncation_end, int64_t capacity, int64_t window, const std::string& pool, int64_t pool_kernel,
+                    int64_t cache_truncation_end, int64_t budget, int64_t window, const std::string& pool, int64_t pool_kernel,
                     const std::string& per, int64_t num_layers, int64_t max_positions, int64_t prompt_length) {
   const pd::PipelineConfig c =
-      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, capacity, window, pool, pool_kernel, per);
+      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel, per);
   pd::ModelConfig model;
   model.num_layers = num_layers;
   model.max_positions = max_positions;
@@ -95,7 +95,7 @@ nb::dict describe_selection(const pd::MethodConfig& c, const pd::MethodPlan& pla
   d["pool"] = std::string(pd::to_string(plan.pool));
   d["pool_kernel"] = int64_t(plan.pool_kernel);
   d["per"] = std::string(pd::to_string(c.grouping));
-  d["k"] = plan.topk_k;
+  d["k"] = plan.k;
   d["keep_last"] = int64_t(plan.keep_last);
   return d;
 }
@@ -103,10 +103,10 @@ nb::dict describe_selection(const pd::MethodConfig& c, const pd::MethodPlan& pla
 //! plan_pipeline of a configuration checked against a model of `num_layers` layers: the stages
 //! (layer, truncates_cache and the selection) and the SnapKV/H2O compression, as dicts.
 nb::dict pipeline_plan(const std::string& method, const std::vector<int64_t>& selection_layers, const std::vector<int64_t>& n_topks,
-                       int64_t cache_truncation_end, int64_t capacity, int64_t window, const std::string& pool, int64_t pool_kernel,
+                       int64_t cache_truncation_end, int64_t budget, int64_t window, const std::string& pool, int64_t pool_kernel,
                        const std::string& per, int64_t num_layers) {
   const pd::PipelineConfig c =
-      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, capacity, window, pool, pool_kernel, per);
+      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel, per);
   if (num_layers < 1)
     raise(pd::Status(pd::StatusCode::kInvalidArgument, "num_layers must be >= 1, got %lld", (long long)num_layers));
   pd::ModelConfig model;
@@ -136,7 +136,7 @@ nb::dict pipeline_plan(const std::string& method, const std::vector<int64_t>& se
 //! kept_tokens of the MethodPlan with candidates chosen `k` and forced tail `keep_last`.
 int64_t kept_tokens(int64_t k, int64_t keep_last, int64_t prompt_length) {
   pd::MethodPlan plan{};
-  plan.topk_k = k;
+  plan.k = k;
   plan.keep_last = int32_t(std::min<int64_t>(std::max<int64_t>(keep_last, 0), INT32_MAX));
   return pd::kept_tokens(plan, prompt_length);
 }
@@ -152,10 +152,10 @@ NB_MODULE(_core, m) {
         "num_kv_heads"_a, "length"_a);
   m.def("published_default", &pdpy::published_default, "method"_a);
   m.def("pipeline_plan", &pdpy::pipeline_plan, "method"_a, "selection_layers"_a, "n_topks"_a, "cache_truncation_end"_a,
-        "capacity"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a);
+        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a);
   m.def("kept_tokens", &pdpy::kept_tokens, "k"_a, "keep_last"_a, "prompt_length"_a);
   m.def("check_pipeline", &pdpy::check_pipeline, "method"_a, "selection_layers"_a, "n_topks"_a, "cache_truncation_end"_a,
-        "capacity"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "max_positions"_a, "prompt_length"_a);
+        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "max_positions"_a, "prompt_length"_a);
   m.attr("VERSION") = std::to_string(PROMPTDISTILL_VERSION_MAJOR) + "." + std::to_string(PROMPTDISTILL_VERSION_MINOR) + "." +
                       std::to_string(PROMPTDISTILL_VERSION_PATCH);
 }

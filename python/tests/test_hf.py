@@ -16,10 +16,10 @@ from conftest import GOLDEN, selected_rows
 
 TINY = ["tiny_llama31", "tiny_qwen2", "tiny_phi35"]
 # Tiny models have two layers: the selection layer is 0; budgets well below the 100-token prompt.
-TINY_ARGS = dict(selection_layers=[0], n_topks=[32], capacity=48, window=16, max_new_tokens=16)
+TINY_ARGS = dict(selection_layers=[0], n_topks=[32], budget=48, window=16, max_new_tokens=16)
 
 
-def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_topks, cache_truncation_end=None, capacity=None,
+def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_topks, cache_truncation_end=None, budget=None,
                  window=None, per=None, pool=None, pool_kernel=None, max_new_tokens=16):
     """The CLI's run of the same configuration: each setting given is passed, the others are the
     published defaults on both sides."""
@@ -29,10 +29,10 @@ def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_
     options = []
     if method in ("promptdistill", "gemfilter"):
         options += ["--selection-layers", *selection_layers, "--n-topks", *n_topks]
-    given = dict(capacity=capacity, window=window, per=per, pool=pool, pool_kernel=pool_kernel)
+    given = dict(budget=budget, window=window, per=per, pool=pool, pool_kernel=pool_kernel)
     if method == "promptdistill":
         given["cache_truncation_end"] = cache_truncation_end
-    readers = {"capacity": ("snapkv", "h2o"), "window": ("snapkv", "h2o"), "per": ("snapkv", "h2o"),
+    readers = {"budget": ("snapkv", "h2o"), "window": ("snapkv", "h2o"), "per": ("snapkv", "h2o"),
                "pool": ("promptdistill", "gemfilter", "snapkv"), "pool_kernel": ("promptdistill", "gemfilter", "snapkv"),
                "cache_truncation_end": ("promptdistill",)}
     for name, value in given.items():
@@ -120,7 +120,7 @@ def tiny_pair(sliding_window=None):
 @pytest.mark.parametrize("method,kwargs", [("full", {}), ("promptdistill", dict(selection_layers=[0, 1], n_topks=[40, 16],
                                                                                 cache_truncation_end=-1)),
                                            ("gemfilter", dict(selection_layers=[1], n_topks=[24])),
-                                           ("snapkv", dict(capacity=40, window=8)), ("h2o", dict(capacity=40, window=8))])
+                                           ("snapkv", dict(budget=40, window=8)), ("h2o", dict(budget=40, window=8))])
 def test_mistral_runs_like_the_same_weights_as_llama(method, kwargs):
     mistral, llama = tiny_pair()
     ids = random_prompt(13, 80, vocab=256)
@@ -152,12 +152,12 @@ SMOLLM2_CASES = [
     ("promptdistill", dict(selection_layers=[20], n_topks=[64], cache_truncation_end=0, pool="max", pool_kernel=7)),
     ("promptdistill", dict(selection_layers=[10, 20], n_topks=[128, 48], cache_truncation_end=-1)),
     ("gemfilter", dict(selection_layers=[13], n_topks=[64])),
-    ("snapkv", dict(capacity=96, per="kv-group")),
-    ("h2o", dict(capacity=96, per="kv-group")),
+    ("snapkv", dict(budget=96, per="kv-group")),
+    ("h2o", dict(budget=96, per="kv-group")),
     # The published variant (the default): SmolLM2 has 9 query heads over 3 KV heads, so the caches
     # are GQA-expanded.
-    ("snapkv", dict(capacity=96)),
-    ("h2o", dict(capacity=96, per="head")),
+    ("snapkv", dict(budget=96)),
+    ("h2o", dict(budget=96, per="head")),
 ]
 
 
@@ -177,8 +177,8 @@ HF_ERRORS = [
     ("the last layer as selection layer", dict(selection_layers=[2], n_topks=[8]), "last layer"),
     ("decreasing selection layers", dict(selection_layers=[1, 0], n_topks=[8, 4]), "strictly increasing"),
     ("unpaired budgets", dict(selection_layers=[0, 1], n_topks=[8]), "n_topks has 1"),
-    ("capacity below the window", dict(method="snapkv", capacity=8, window=16), "window"),
-    ("an unknown grouping", dict(method="snapkv", capacity=40, per="layer"), "per"),
+    ("budget below the window", dict(method="snapkv", budget=8, window=16), "window"),
+    ("an unknown grouping", dict(method="snapkv", budget=40, per="layer"), "per"),
     ("selection layers not a list", dict(selection_layers=13), "list of ints"),
 ]
 

@@ -36,7 +36,7 @@ def test_pipeline_config_fills_what_is_not_given_with_the_published_default():
     assert c.cache_truncation_end == base.cache_truncation_end and c.pool == base.pool
     assert pd.pipeline_config(c, pool_kernel=7).pool_kernel == 7
     assert c.replace(n_topks=[64]).n_topks == (64,)
-    assert pd.pipeline_config({"method": "snapkv"}, capacity=None) == pd.published_default("snapkv")  # None: not given
+    assert pd.pipeline_config({"method": "snapkv"}, budget=None) == pd.published_default("snapkv")  # None: not given
     for bad, words in [({"method": "snapkv", "budgett": 3}, "unknown pipeline setting"), ({"n_topks": 5}, "list of ints"),
                        ({"window": "32"}, "must be an int"), ({"method": 3}, "must be a string"),
                        ({"method": "streamingllm"}, "method must be one of")]:
@@ -62,7 +62,7 @@ def test_plan_of_every_method():
     assert g.stages[0].selection.method == "gemfilter" and not g.stages[0].truncates_cache
     assert [g.kept_tokens(L) for L in (10, 64, 65, 1000)] == [[10], [64], [64], [64]]
     for method in ("snapkv", "h2o"):
-        s = pd.plan({"method": method, "capacity": 96, "window": 16, "per": "kv-group"}, 12)
+        s = pd.plan({"method": method, "budget": 96, "window": 16, "per": "kv-group"}, 12)
         assert s.stages == () and s.compression.method == method and s.compression.per == "kv-group"
         assert s.compression.pool == ("none" if method == "h2o" else "avg")
         assert not s.compresses(95) and s.compresses(96)
@@ -80,9 +80,26 @@ def test_plan_refuses_what_the_pipelines_refuse():
         ({"selection_layers": [3, 3], "n_topks": [8, 4]}, 12, "strictly increasing"),
         ({"selection_layers": [3], "n_topks": [0]}, 12, "must be > 0"),
         ({"method": "gemfilter", "selection_layers": [1, 2], "n_topks": [8, 4]}, 12, "one filter layer"),
-        ({"method": "snapkv", "capacity": 8, "window": 16}, 12, "window"),
+        ({"method": "snapkv", "budget": 8, "window": 16}, 12, "window"),
         ({"method": "h2o", "pool": "max"}, 12, "without pooling"),
         ({"method": "promptdistill"}, 0, "num_layers"),
     ]:
         with pytest.raises(pd.Error, match=words):
             pd.plan(config, num_layers)
+
+
+def test_former_argument_names_warn_and_mean_the_same():
+    import numpy as np
+    rng = np.random.default_rng(3)
+    q, k = rng.standard_normal((1, 4, 16), dtype=np.float32), rng.standard_normal((50, 2, 16), dtype=np.float32)
+    with pytest.warns(DeprecationWarning, match="topk= is deprecated, use budget="):
+        old = pd.select(q, k, topk=12)
+    assert old.indices.tolist() == pd.select(q, k, 12).indices.tolist()
+    with pytest.raises(pd.Error, match="not also topk"):
+        pd.select(q, k, 12, topk=12)
+    with pytest.raises(pd.Error, match="needs a budget"):
+        pd.select(q, k)
+    summed = rng.standard_normal(50).astype(np.float32)
+    with pytest.warns(DeprecationWarning, match="topk= is deprecated"):
+        old = pd.finish_select(summed, topk=9, total_heads=4)
+    assert old.indices.tolist() == pd.finish_select(summed, 9, total_heads=4).indices.tolist()

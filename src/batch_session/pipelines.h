@@ -455,7 +455,7 @@ class Pipelines {
 
   //! The reference code's order (PipelineConfig::truncate_after_last_layer): each truncating
   //! stage's map, composed with the later stages' on the host (`compose_stage_maps`, shared with
-  //! ref::Session), gathers its segment's caches after the last layer.
+  //! ref::EigenSession), gathers its segment's caches after the last layer.
   Status truncate_in_reference_order(const PipelinePlan& plan, const std::vector<Recorded>& maps) {
     std::vector<std::vector<int32_t>> host;
     PD_RETURN_IF_ERROR(download_all(maps, &host));
