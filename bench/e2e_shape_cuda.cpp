@@ -83,8 +83,8 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   const ModelConfig config = shape_config(shape, layers);
-  std::unique_ptr<cuda::Session> session;
-  Status s = cuda::Session::create_random(config, 1, BatchSessionOptions{}, nullptr, &session);
+  std::unique_ptr<cuda::BatchSession> session;
+  Status s = cuda::BatchSession::create_random(config, 1, BatchSessionOptions{}, nullptr, &session);
   if (!s) die(s);
   const int64_t selection_layer = std::min<int64_t>(13, config.num_layers - 2);
   for (int64_t L : lengths) {
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
       cfg.selection_layers = {selection_layer};
       cfg.n_topks = {1024};
       cfg.cache_truncation_end = 1;
-      cfg.capacity = 1024;
+      cfg.budget = 1024;
       std::vector<PrefillResult> res;
       s = session->prefill({prompt}, cfg, &res);
       if (!s) {

@@ -185,7 +185,7 @@ TEST_CASE("decode: a reserved step allocates nothing") {
   DecodeWeights f16;
   REQUIRE(DecodeWeights::create(w, DecodeWeightFormat::kF16, "", &f16).is_ok());
   for (const DecodeOptions& options : {DecodeOptions{}, fast_options(f16)}) {
-    Session s(&w);
+    EigenSession s(&w);
     s.set_decode_options(options);
     PrefillResult r;
     PipelineConfig c;
@@ -227,7 +227,7 @@ TEST_CASE("decode: bad input gets a Status") {
   CHECK(parse("q3", &f).code() == StatusCode::kInvalidArgument);
   KvStorage k;
   CHECK(parse("bf8", &k).code() == StatusCode::kInvalidArgument);
-  Session s(&w);
+  EigenSession s(&w);
   CHECK(s.prepare_decode(4).code() == StatusCode::kInvalidArgument);  // before any prefill
 }
 
@@ -235,7 +235,7 @@ TEST_CASE("decode: a session's sweep and generation run in the fast modes") {
   const ModelWeights w = pdtest::random_model(26);
   DecodeWeights f16;
   REQUIRE(DecodeWeights::create(w, DecodeWeightFormat::kF16, "", &f16).is_ok());
-  Session s(&w);
+  EigenSession s(&w);
   s.set_decode_options(fast_options(f16));
   PipelineConfig c;
   c.method = PipelineMethod::kSnapKV;
