@@ -98,7 +98,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def prompts(tokenizer, needle):
-    lengths = [1024, 512, 256, 128] * 4
+    lengths = [600, 300, 150, 75] * 4
     return [needle] + [needle_prompt(tokenizer, n, seed=100 + i, code=str(1000 + 37 * i)) for i, n in enumerate(lengths)]
 
 

@@ -39,14 +39,15 @@ def register():
     _requests.install()
 
 
-def engine_kwargs(model_dir, *, method="promptdistill", selection_layers=(13,), n_topks=(1024,), cache_truncation_end=0,
-                  pool="avg", pool_kernel=5):
+def engine_kwargs(model_dir, *, method="promptdistill", selection_layers=None, n_topks=None, cache_truncation_end=None,
+                  pool=None, pool_kernel=None):
     """Keyword arguments for ``vllm.LLM(**kwargs)`` that serve the Hugging Face folder
-    ``model_dir`` with ``method`` ("full", "promptdistill" or "gemfilter"): ``model``, the
+    ``model_dir`` with ``method`` ("full", "promptdistill" or "gemfilter"; the settings left None
+    are the method's published defaults, ``promptdistill.published_default``): ``model``, the
     ``hf_overrides`` that choose the plugin's class for the folder's architecture and carry the
     configuration, and the engine settings the plugin needs (no prefix caching, no chunked prefill,
     a token budget of the whole context, eager execution). The configuration is checked here
-    against the model (``promptdistill.Error`` with the library's message) as the engine would."""
+    against the model (``promptdistill.Error`` with the library's message), as the engine does."""
     folder = pathlib.Path(model_dir)
     try:
         hf = json.loads((folder / "config.json").read_text())
@@ -55,12 +56,13 @@ def engine_kwargs(model_dir, *, method="promptdistill", selection_layers=(13,), 
     archs = hf.get("architectures") or []
     if len(archs) != 1 or archs[0] not in ARCHITECTURES:
         raise Error(f"the promptdistill plugin runs {', '.join(ARCHITECTURES)}; {folder} is {archs}", "unsupported")
-    config = _plan.parse_config({"method": method, "selection_layers": list(selection_layers), "n_topks": list(n_topks),
-                                 "cache_truncation_end": cache_truncation_end, "pool": pool, "pool_kernel": pool_kernel})
+    given = {"method": method, "selection_layers": selection_layers, "n_topks": n_topks,
+             "cache_truncation_end": cache_truncation_end, "pool": pool, "pool_kernel": pool_kernel}
+    config = _plan.parse_config({k: (list(v) if isinstance(v, tuple) else v) for k, v in given.items()})
     context = int(hf.get("max_position_embeddings") or 0)
-    _plan.read_plan(config, int(hf["num_hidden_layers"]), context or 1 << 30)
+    _plan.Layout(config, int(hf["num_hidden_layers"]), context or 1 << 30)
     kwargs = {"model": str(folder),
-              "hf_overrides": {"architectures": ["PromptDistill" + archs[0]], "promptdistill": config},
+              "hf_overrides": {"architectures": ["PromptDistill" + archs[0]], "promptdistill": _plan.as_dict(config)},
               "enable_prefix_caching": False, "enable_chunked_prefill": False, "enforce_eager": True,
               "async_scheduling": False}
     if context:

@@ -17,7 +17,7 @@ Requests are of three kinds, told apart by what vLLM already computed for them:
   so the request continues exactly as if it had not been preempted.
 
 Where each layer keeps its tokens in the request's blocks (and why) is in ``_views`` and
-``_plan.kv_start``; the per-request state between steps is a ``Request``.
+``_plan.Layout.kv_start``; the per-request state between steps is a ``Request``.
 """
 
 import dataclasses
@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from .. import _engine
-from . import _plan
 from ._views import Rows, Views
 
 
@@ -61,12 +60,12 @@ class StepRun:
         self.device = input_ids.device
         self.views = Views(step, self.device)
         self.requests = model.promptdistill_requests
-        self.last_truncating = max((s.layer for s in self.plan.stages if s.truncates), default=-1)
+        self.last_truncating = self.plan.last_truncating
 
     # ---- per-request bookkeeping ------------------------------------------------------------
     def _new_request(self, i):
         L = int(self.step.num_prompt[i])
-        return Request(prompt_tokens=L, kv_start=_plan.kv_start(self.plan, L, self.step.block_size),
+        return Request(prompt_tokens=L, kv_start=self.plan.kv_start(L, self.step.block_size),
                        cache_lengths=self.plan.cache_lengths(L), position_offset=self.plan.position_offset(L), selected=[])
 
     def _layer_view(self, seg, layer):
@@ -215,8 +214,7 @@ class StepRun:
         lengths = torch.tensor([s.count for s in pre], dtype=torch.int32, device=self.device)
         q_last = torch.stack([q[s.start + s.count - 1] for s in pre]).view(len(pre), 1, attn.num_heads, attn.head_dim)
         keys = self._padded(k.view(k.shape[0], attn.num_kv_heads, attn.head_dim), pre, width)
-        sel = _engine.select(q_last, keys, stage.budget, method="promptdistill", pool=self.plan.pool,
-                             pool_kernel=self.plan.pool_kernel, lengths=lengths)
+        sel = _engine.select(q_last, keys, stage.selection.budget, lengths=lengths, **stage.selection.select_kwargs())
         kept_h = _engine.gather(self._padded(hidden, pre, width), sel)
         kept_r = _engine.gather(self._padded(residual, pre, width), sel)
         kept_p = _engine.remap_positions(sel, self._padded(positions.to(torch.int32), pre, width))
@@ -224,7 +222,7 @@ class StepRun:
         indices = sel.indices.cpu().numpy()
         for b, s in enumerate(pre):
             self.maps.setdefault(s.req, []).append(indices[b, :counts[b]])
-        if stage.truncates and stage.layer == self.last_truncating:
+        if stage.truncates_cache and stage.layer == self.last_truncating:
             self._truncate(pre, stage_index)
         parts_h, parts_r, parts_p, new_segs, b = [], [], [], [], 0
         for s in segs:
@@ -282,8 +280,7 @@ class StepRun:
             lengths = torch.tensor([s.count for s in pre], dtype=torch.int32, device=self.device)
             q_last = torch.stack([q[s.start + s.count - 1] for s in pre]).view(len(pre), 1, attn.num_heads, attn.head_dim)
             keys = self._padded(k.view(k.shape[0], attn.num_kv_heads, attn.head_dim), pre, width)
-            sel = _engine.select(q_last, keys, stage.budget, method="gemfilter", pool=self.plan.pool,
-                                 pool_kernel=self.plan.pool_kernel, lengths=lengths)
+            sel = _engine.select(q_last, keys, stage.selection.budget, lengths=lengths, **stage.selection.select_kwargs())
             counts, indices = sel.counts.tolist(), sel.indices.cpu().numpy()
             kept = {}
             for b, s in enumerate(pre):

@@ -5,7 +5,7 @@ blocks of dropped tokens.
 vLLM's KV manager gives a request blocks for all L + t of its tokens, shared by every layer of the
 group. After a PromptDistill prefill each layer keeps at most n_max = max(cache lengths) prompt
 tokens, stored at logical slots [s, s + n) with s = the largest block boundary <= L - n_max
-(``_plan.kv_start``), and decodes right after them. The blocks before s are read by no layer
+(``_plan.Layout.kv_start``), and decodes right after them. The blocks before s are read by no layer
 again. The manager frees them the way vLLM's sliding-window manager frees blocks outside its
 window: it replaces them with the null block in the request's list (``_remove_blocks_in_range``),
 so block indices stay aligned with the worker's block table, which only ever grows at its end.
@@ -60,7 +60,7 @@ class PromptDistillKVManager(FullAttentionManager):
     def __init__(self, kv_cache_spec, **kwargs):
         super().__init__(kv_cache_spec, **kwargs)
         info = json.loads(kv_cache_spec.promptdistill)
-        self.plan = _plan.read_plan(_plan.parse_config(info["config"]), info["num_layers"], info["max_positions"])
+        self.layout = _plan.read_plan(info["config"], info["num_layers"], info["max_positions"])
         self.report = collections.OrderedDict()  # request id -> (blocks held, blocks freed) after its prefill
 
     def remove_skipped_blocks(self, request_id, processed_computed_tokens, num_prompt_tokens=None):
@@ -70,7 +70,7 @@ class PromptDistillKVManager(FullAttentionManager):
         blocks = self.req_to_blocks.get(request_id)
         if not blocks:
             return
-        skip = _plan.kv_start(self.plan, num_prompt_tokens, self.block_size) // self.block_size
+        skip = self.layout.kv_start(num_prompt_tokens, self.block_size) // self.block_size
         if skip and not blocks[skip - 1].is_null:
             self._remove_blocks_in_range(request_id, 0, skip)
             held = sum(not b.is_null for b in blocks)

@@ -89,7 +89,7 @@ class PromptDistillMixin:
         config = _plan.parse_config(getattr(hf_config, "promptdistill", None))
         num_layers = hf_config.num_hidden_layers
         max_positions = vllm_config.model_config.max_model_len
-        plan = _plan.read_plan(config, num_layers, max_positions)
+        plan = _plan.Layout(config, num_layers, max_positions)
         if plan.method != "full":
             problems = engine_errors(vllm_config) + _model_errors(hf_config)
             if problems:
@@ -110,7 +110,7 @@ class PromptDistillMixin:
             raise Error(f"the promptdistill plugin writes kept K/V with the attention backend's own cache update; "
                         f"{backend.get_name()} has none (CPU_ATTN and FLASH_ATTN do)")
         self.promptdistill_block_size = vllm_config.cache_config.block_size
-        spec_json = json.dumps({"config": config, "num_layers": num_layers, "max_positions": max_positions})
+        spec_json = json.dumps({"config": _plan.as_dict(config), "num_layers": num_layers, "max_positions": max_positions})
         for a in attns:  # the KV manager of these layers frees the blocks no layer reads after the prefill
             a.get_kv_cache_spec = types.MethodType(_spec_with(spec_json, type(a).get_kv_cache_spec), a)
         self._promptdistill_captured = {}

@@ -20,7 +20,7 @@ def plugin_method(model_config):
     if not any(a.startswith("PromptDistill") for a in archs):
         return None
     try:
-        return _plan.parse_config(getattr(model_config.hf_config, "promptdistill", None))["method"]
+        return _plan.parse_config(getattr(model_config.hf_config, "promptdistill", None)).method
     except Exception:  # the engine refuses the configuration itself, with its message
         return None
 
