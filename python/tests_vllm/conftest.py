@@ -17,6 +17,8 @@ import pytest
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+# Idle OpenMP threads sleep (scripts/run_vllm_tests.sh says why); read when OpenMP starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed here (scripts/run_vllm_tests.sh makes its environment)")
 
