@@ -9,13 +9,14 @@ plugin's class), then, interleaved with the machine's load average recorded at e
     the wall time of llm.generate(max_tokens=1), the median of --repeats runs;
   - decode: llm.generate(max_tokens=65) on the same prompt; (time - TTFT) / 64 per token;
   - a batch of 8 prompts of 2,048 tokens in one llm.generate(max_tokens=1): time to the last
-    first token.
+    first token (--batch, --batch-length).
 Writes vllm_ttft.json (every run, medians, ratios to full, the targets and whether they are met,
 machine and date) and vllm_ttft.png to OUT_DIR (bench/results/<machine>-<date>/vllm/).
 
-  VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=2 VLLM_ENABLE_V1_MULTIPROCESSING=0 OMP_NUM_THREADS=2 \\
+  VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=2 VLLM_ENABLE_V1_MULTIPROCESSING=0 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE \\
       build/vllm-venv/bin/python bench/vllm_ttft.py OUT_DIR [--lengths 2048 4096 8000] [--repeats 3]
-  python bench/vllm_ttft.py --plot OUT_DIR/vllm_ttft.json     # the PNG again (needs matplotlib)
+  python bench/vllm_ttft.py --plot OUT_DIR/vllm_ttft.json     # the PNG again
+The PNG needs matplotlib in the same environment (uv pip install -p build/vllm-venv/bin/python matplotlib).
 """
 import argparse
 import datetime
@@ -74,10 +75,14 @@ def run(args):
 
     rng = random.Random(1234)
     prompts = {L: [rng.randrange(100, 49000) for _ in range(L)] for L in args.lengths}
-    batch = [[rng.randrange(100, 49000) for _ in range(2048)] for _ in range(8)]
+    batch = [[rng.randrange(100, 49000) for _ in range(args.batch_length)] for _ in range(args.batch)]
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "vllm": vllm.__version__,
-               "torch": torch.__version__, "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
-               "lengths": args.lengths, "repeats": args.repeats, "methods": {}, "targets": TARGETS}
+               "torch": torch.__version__, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "lengths": args.lengths, "repeats": args.repeats,
+               "batch": {"prompts": args.batch, "tokens": args.batch_length}, "configs": METHODS,
+               "engine": "engine_kwargs' settings for every method (no prefix caching, no chunked prefill, "
+                         "max_num_batched_tokens 8192, eager); full runs vLLM's own LlamaForCausalLM",
+               "methods": {}, "targets": TARGETS}
     for method in METHODS:
         llm = engine(method, args.model)
         results["threads_in_engine"] = llm.apply_model(lambda m: torch.get_num_threads())[0]
@@ -92,8 +97,8 @@ def run(args):
             entry["decode_ms_per_token"][L] = 1000 * (total - entry["ttft_s"][L]) / 64
             print(method, L, f"TTFT {entry['ttft_s'][L]:.2f} s", f"decode {entry['decode_ms_per_token'][L]:.1f} ms/t",
                   f"load {entry['load'][L]}", flush=True)
-        entry["batch8_2048_s"], entry["batch8_load"] = timed(llm, batch, 1)
-        print(method, "batch of 8", f"{entry['batch8_2048_s']:.2f} s", flush=True)
+        entry["batch_s"], entry["batch_load"] = timed(llm, batch, 1)
+        print(method, f"batch of {args.batch}", f"{entry['batch_s']:.2f} s", flush=True)
         results["methods"][method] = entry
         llm.llm_engine.engine_core.shutdown()
         del llm
@@ -102,7 +107,7 @@ def run(args):
     results["ratios"] = {m: {"ttft": {L: e["ttft_s"][L] / full["ttft_s"][L] for L in args.lengths},
                              "decode_ms_per_token": {L: e["decode_ms_per_token"][L] / full["decode_ms_per_token"][L]
                                                      for L in args.lengths},
-                             "batch8": e["batch8_2048_s"] / full["batch8_2048_s"]}
+                             "batch": e["batch_s"] / full["batch_s"]}
                          for m, e in results["methods"].items()}
     pd_ratio = results["ratios"]["promptdistill"]
     met = {}
@@ -128,15 +133,16 @@ def plot(results, png):
     for i, (m, e) in enumerate(results["methods"].items()):
         xs = [j + i * width for j in range(len(lengths))]
         a.bar(xs, [e["ttft_s"][L] for L in lengths], width, label=m)
-        b.bar([i], [e["batch8_2048_s"]], 0.6, label=m)
+        b.bar([i], [e["batch_s"]], 0.6, label=m)
     a.set_xticks([j + width for j in range(len(lengths))], [f"{L} tokens" for L in lengths])
     a.set_ylabel("time to first token, s")
     a.set_title("one prompt")
     a.legend()
     b.set_xticks(range(len(results["methods"])), list(results["methods"]))
     b.set_ylabel("s")
-    b.set_title("batch of 8 × 2,048 tokens, to the last first token")
-    fig.suptitle(f"vLLM {results['vllm']} CPU, SmolLM2-135M f32, {results.get('threads_in_engine')} threads, "
+    b.set_title(f"batch of {results['batch']['prompts']} × {results['batch']['tokens']} tokens, to the last first token")
+    fig.suptitle(f"vLLM {results['vllm']} CPU, SmolLM2-135M f32, {results.get('threads_in_engine')} threads "
+                 f"(OMP_WAIT_POLICY {results.get('omp_wait_policy')}), "
                  f"{results['machine']['cpu']} ({results['date']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -147,6 +153,8 @@ def main():
     p.add_argument("out", type=pathlib.Path, nargs="?")
     p.add_argument("--lengths", type=int, nargs="+", default=[2048, 4096, 8000])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch", type=int, default=8, help="prompts in the batch (default 8)")
+    p.add_argument("--batch-length", type=int, default=2048, help="tokens per batch prompt (default 2048)")
     p.add_argument("--model", type=pathlib.Path, default=MODEL_DIR)
     p.add_argument("--plot", type=pathlib.Path, help="redraw the PNG of a JSON file")
     args = p.parse_args()
