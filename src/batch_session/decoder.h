@@ -42,7 +42,7 @@ class Decoder {
     for (Buffer* buffer : activation_buffers()) buffer->set_ledger(ledger);
     for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &rope_cos_next_,
                            &rope_sin_next_, &last_rows_, &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_,
-                           &gather_counts_, &sticky_status_, &expand_indices_, &expand_counts_, &expanded_keys_,
+                           &gather_counts_, &sticky_status_, &expanded_keys_,
                            &expanded_values_})
       buffer->set_ledger(ledger);
   }
@@ -331,23 +331,18 @@ class Decoder {
   // ---- rows and tokens ------------------------------------------------------------------------------
 
   //! dst[b, t, h] = src[b, t, h / G] for t < tokens: K or V rows of H_kv heads GQA-expanded to the
-  //! H heads of a per-query-head cache (each (token, head) a row of D for Gather). src and dst
-  //! are [B, tokens, heads, D] with a request pitch of `tokens` tokens.
+  //! H heads of a per-query-head cache. src and dst are [B, tokens, heads, D] with a request pitch
+  //! of `tokens` tokens. Row r = (b, t, KV head) of src is rows r G .. r G + G - 1 of dst, so query
+  //! head g of every group is one pitched copy of all of src: G copies on the stream, no index
+  //! table (nothing uploaded, no host synchronisation), capturable.
   Status expand_heads(const T* src, T* dst, int64_t tokens) {
-    const int64_t kv_heads = config.num_kv_heads, heads = config.num_heads, group = heads / kv_heads;
-    std::vector<int32_t> rows(std::size_t(tokens * heads));
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t h = 0; h < heads; ++h) rows[std::size_t(t * heads + h)] = int32_t(t * kv_heads + h / group);
-    PD_RETURN_IF_ERROR(expand_indices_.upload(rows, stream));
-    PD_RETURN_IF_ERROR(expand_counts_.upload(std::vector<int32_t>(std::size_t(batch), int32_t(tokens * heads)), stream));
-    GatherArgs<T> gather;
-    gather.src = make_view<const T>(src, batch, tokens * kv_heads, config.head_dim);
-    // The same rows for every request: a batch stride of 0.
-    gather.indices = make_strided_view<const int32_t, 3>(expand_indices_.template as<const int32_t>(), {batch, 1, tokens * heads},
-                                                         {0, tokens * heads, 1});
-    gather.counts = make_view<const int32_t>(expand_counts_.template as<const int32_t>(), batch, 1);
-    gather.dst = make_view<T>(dst, batch, tokens * heads, config.head_dim);
-    return run<typename Backend::template Gather<T>>(gather);
+    const int64_t group = config.num_heads / config.num_kv_heads;
+    const std::size_t row_bytes = std::size_t(config.head_dim) * sizeof(T);
+    const std::size_t rows = std::size_t(batch * tokens * config.num_kv_heads);
+    for (int64_t g = 0; g < group; ++g)
+      PD_RETURN_IF_ERROR(Backend::copy_rows(dst + g * config.head_dim, std::size_t(group) * row_bytes, src, row_bytes,
+                                            row_bytes, rows, stream));
+    return Status::ok();
   }
 
   //! Copies rows rows[b] (the same count for every request) of src [B, n, width] into
@@ -486,7 +481,7 @@ class Decoder {
   Buffer embed_table_, final_norm_, lm_head_;
   Buffer token_ids_, rope_cos_, rope_sin_, rope_cos_next_, rope_sin_next_, last_rows_, last_rows_f32_, logits_;
   Buffer q_lens_, kv_lens_, gather_indices_, gather_counts_, sticky_status_;
-  Buffer expand_indices_, expand_counts_, expanded_keys_, expanded_values_;
+  Buffer expanded_keys_, expanded_values_;
   PlanCache<T> plans_;
   PlanCache<float> lm_head_plans_;
   std::vector<int32_t> uploaded_q_lens_, uploaded_kv_lens_;  //!< what q_lens_ / kv_lens_ hold on the backend
