@@ -53,6 +53,16 @@ struct BatchSessionOptions {
   //! Read the device status word after every operation (a host sync each; for tests and
   //! debugging). Selections, gathers and compactions are always checked.
   bool check_every_op = false;
+  //! Record one decode step (embedding, every layer, the final norm, the LM head and the argmax)
+  //! as a CUDA graph and replay it for the next steps, as long as nothing is re-allocated (a
+  //! cache growing past its reserve records the step again). The step's inputs (ids, positions'
+  //! RoPE rows, cache lengths) go up in one copy from pinned memory before the replay; only the
+  //! B next tokens come back. Not with tensor parallelism (the caller's all-reduce may not be
+  //! capturable) or check_every_op. The CPU reference records the step as a call and replays it
+  //! under the same rules (nothing allocated, uploaded or downloaded inside), so ref::BatchSession
+  //! tests the recorded path on any machine. If recording fails, the session decodes without a
+  //! graph and decode_graph_status() says why.
+  bool decode_graph = true;
   //! Memory a prefill may plan to use on top of what the session holds; 0 = what the backend
   //! reports as available (free device memory; MemAvailable on the CPU). A prefill whose
   //! estimated caches and activations exceed it fails before any work with kOutOfMemory.
@@ -87,6 +97,7 @@ struct BatchSessionOptions {
   template <class T> using ScorePartial = ns::ScorePartial<T>;                                                 \
   using FinishSelect = ns::FinishSelect;                                                                       \
   template <class T> using CompactKv = ns::CompactKv<T>;                                                       \
+  template <class T> using ArgMax = ns::ArgMax<T>;                                                             \
   static const char* name() noexcept { return backend_name; }                                                  \
   /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */           \
   static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                                    \
@@ -103,6 +114,15 @@ struct BatchSessionOptions {
   /* n weights detail::random_weight(i, seed, scale), rounded to T, drawn where the backend keeps them. */     \
   template <class T>                                                                                           \
   static Status fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept;                 \
+  /* Host memory this backend copies from asynchronously (pinned on CUDA). */                                 \
+  static Status allocate_host(std::size_t bytes, void** out) noexcept;                                         \
+  static void release_host(void* p) noexcept;                                                                  \
+  /* Records the stream work `body` issues on the stream it is given as a graph that launch_graph replays on    \
+     a stream: a CUDA graph (captured on a stream of its own, so `s` may be the legacy default stream; nothing  \
+     runs while recording); the CPU reference keeps `body` and calls it again on each launch. */               \
+  static Status record_graph(Stream s, const std::function<Status(Stream)>& body,                              \
+                             std::shared_ptr<void>* graph) noexcept;                                           \
+  static Status launch_graph(const std::shared_ptr<void>& graph, Stream s) noexcept;                           \
   /* The validation result of the last run that used `workspace` (the CUDA status word; a host sync). */       \
   static Status device_status(Workspace workspace, Stream s) noexcept;                                         \
   /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds no error     \
@@ -167,10 +187,16 @@ class BatchSession {
   //! stay on the backend and the results come back once at its end (3 for a method that selects:
   //! the status word, the recorded selections, the first tokens' logits; 2 for full KV; 2 more
   //! when truncate_after_last_layer composes the stage maps on the host); each decode step adds 1
-  //! (its logits). Allocation is stream-ordered on CUDA, so re-sizing a cache does not synchronise.
+  //! (its B next tokens: the argmax runs on the backend). Allocation is stream-ordered on CUDA, so
+  //! re-sizing a cache does not synchronise, and a step's inputs go up from pinned memory.
   int64_t host_syncs() const noexcept;
-  //! The f32 logits [B, vocab] the last prefill or decode step took its greedy tokens from (the
-  //! host copy it made for them; reading it does not synchronise).
+  //! Decode steps since the last prefill that replayed a recorded step (decode_graph) instead of
+  //! issuing its operations one by one.
+  int64_t decode_graph_replays() const noexcept;
+  //! Why decoding stopped recording steps (ok while it records, or with decode_graph off).
+  Status decode_graph_status() const noexcept;
+  //! The f32 logits [B, vocab] the last prefill took its first tokens from (the host copy it made
+  //! for them; reading it does not synchronise). Decode steps keep their logits on the backend.
   const std::vector<float>& last_logits() const noexcept;
 
  private:
