@@ -93,7 +93,7 @@ void BM_SmolLM2Prefill(benchmark::State& state) {
     c.cache_truncation_end = 1;
   }
   for (auto _ : state) {
-    ref::Session s(w);
+    ref::EigenSession s(w);
     PrefillResult r;
     if (!s.prefill(prompt, c, &r).is_ok()) return state.SkipWithError("prefill failed");
     benchmark::DoNotOptimize(r.first_token);

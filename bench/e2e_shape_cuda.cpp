@@ -79,7 +79,7 @@ int run_all(const Plan& plan, const ModelConfig& config, const std::string& devi
       cfg.selection_layers = {selection_layer};
       cfg.n_topks = {1024};
       cfg.cache_truncation_end = 1;
-      cfg.capacity = 1024;
+      cfg.budget = 1024;
       std::vector<PrefillResult> res;
       s = session->prefill({prompt}, cfg, &res);
       std::vector<std::vector<int32_t>> out;
@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
     }
     cudaDeviceProp prop{};
     cudaGetDeviceProperties(&prop, 0);
-    failures = run_all<cuda::Session>(plan, config, prop.name);
+    failures = run_all<cuda::BatchSession>(plan, config, prop.name);
   }
   if (failures != 0) std::fprintf(stderr, "error: %s\n", failures < 0 ? "no session" : "some runs failed (see the error lines)");
   return failures != 0 ? 1 : 0;

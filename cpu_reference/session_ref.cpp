@@ -21,13 +21,13 @@ using session_support::ms_since;
 using session_support::select_tokens;
 using session_support::Selection;
 
-int64_t Session::cache_bytes() const {
+int64_t EigenSession::cache_bytes() const {
   int64_t total = 0;
   for (const auto& c : caches_) total += int64_t(c.bytes());
   return total;
 }
 
-Status Session::run_layers(std::vector<float>* x, int64_t n, const std::vector<int32_t>& positions, int64_t first, int64_t last,
+Status EigenSession::run_layers(std::vector<float>* x, int64_t n, const std::vector<int32_t>& positions, int64_t first, int64_t last,
                            bool write_cache, int64_t* peak) {
   const int64_t total = positions.empty() ? 0 : int64_t(positions.back()) + 1;
   for (int64_t l = first; l < last; ++l) {
@@ -38,14 +38,14 @@ Status Session::run_layers(std::vector<float>* x, int64_t n, const std::vector<i
   return Status::ok();
 }
 
-Status Session::first_token(const std::vector<float>& x, int64_t n, int32_t* token) {
+Status EigenSession::first_token(const std::vector<float>& x, int64_t n, int32_t* token) {
   std::vector<float> logits;
   PD_RETURN_IF_ERROR(model_.logits(&x[std::size_t((n - 1) * weights_->config.hidden)], &logits));
   *token = argmax(logits);
   return Status::ok();
 }
 
-Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out) noexcept {
+Status EigenSession::prefill(const std::vector<int32_t>& prompt, const PipelineConfig& c, PrefillResult* out) noexcept {
   try {
     PD_RETURN_IF_ERROR(c.validate(weights_->config, int64_t(prompt.size())));
     PipelinePlan plan;
@@ -91,7 +91,7 @@ Status Session::prefill(const std::vector<int32_t>& prompt, const PipelineConfig
 //! PromptDistill (single and multi-stage): layers up to each selection layer on the current
 //! tokens, select (last token forced), gather the selection layer's output rows and original
 //! positions, continue on the kept rows.
-Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
+Status EigenSession::prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t N = mc.num_layers, D = mc.head_dim;
   int64_t n = int64_t(prompt.size());
@@ -139,13 +139,13 @@ Status Session::prefill_promptdistill(const std::vector<int32_t>& prompt, const 
 
 //! GemFilter: filter pass over layers 0..r without a KV cache, top-k of the unscaled head-summed
 //! logits (last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
-Status Session::prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
+Status EigenSession::prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
   LayerTaps taps;
   PD_RETURN_IF_ERROR(gemfilter_filter_pass(prompt, plan.stages[0].layer, &taps));
   return gemfilter_select_and_reprefill(prompt, plan.stages[0].select, taps, r);
 }
 
-Status Session::gemfilter_filter_pass(const std::vector<int32_t>& prompt, int64_t layer, LayerTaps* taps) {
+Status EigenSession::gemfilter_filter_pass(const std::vector<int32_t>& prompt, int64_t layer, LayerTaps* taps) {
   const int64_t L = int64_t(prompt.size());
   std::vector<float> x;
   PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
@@ -158,7 +158,7 @@ Status Session::gemfilter_filter_pass(const std::vector<int32_t>& prompt, int64_
   return Status::ok();
 }
 
-Status Session::gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const MethodConfig& select,
+Status EigenSession::gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const MethodConfig& select,
                                                const LayerTaps& taps, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size());
@@ -181,7 +181,7 @@ Status Session::gemfilter_select_and_reprefill(const std::vector<int32_t>& promp
 //! SnapKV/H2O: a full prefill; every layer's cache is compressed right after its forward (SnapKV:
 //! the last W queries' softmax; H2O: column sums over all queries), per KV group or per query
 //! head, when L >= C.
-Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
+Status EigenSession::prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size()), D = mc.head_dim;
   const MethodConfig& sel = plan.compression;
@@ -213,7 +213,7 @@ Status Session::prefill_kv_compression(const std::vector<int32_t>& prompt, const
   return Status::ok();
 }
 
-Status Session::prepare_decode(int64_t max_new_tokens) noexcept {
+Status EigenSession::prepare_decode(int64_t max_new_tokens) noexcept {
   try {
     if (caches_.empty()) return Status(StatusCode::kInvalidArgument, "decode before prefill");
     const ModelConfig& mc = weights_->config;
@@ -230,7 +230,7 @@ Status Session::prepare_decode(int64_t max_new_tokens) noexcept {
   }
 }
 
-Status Session::decode_step(int32_t token, int32_t* next) noexcept {
+Status EigenSession::decode_step(int32_t token, int32_t* next) noexcept {
   if (caches_.empty()) return Status(StatusCode::kInvalidArgument, "decode_step before prefill");
   const ModelConfig& mc = weights_->config;
   if (next_position_ >= mc.max_positions)
@@ -242,7 +242,7 @@ Status Session::decode_step(int32_t token, int32_t* next) noexcept {
   return Status::ok();
 }
 
-Status Session::generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
+Status EigenSession::generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
                          double* decode_ms_per_token) noexcept {
   try {
     out->clear();

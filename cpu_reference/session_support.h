@@ -75,16 +75,15 @@ inline std::vector<int32_t> arange(int64_t n) {
 }
 
 //! The rows a selection keeps when its pooled scores are known: TopK alone, as Select would run it
-//! for `cfg` (the budget is the only difference between the selections of a sweep).
-inline Status choose_from_scores(const MethodConfig& cfg, const std::vector<float>& ranked_scores, int64_t rows, int64_t n,
+//! for the configuration `plan` stands for (the budget is the only difference between the
+//! selections of a sweep).
+inline Status choose_from_scores(const MethodPlan& plan, const std::vector<float>& ranked_scores, int64_t rows, int64_t n,
                                  std::vector<std::vector<int32_t>>* out) {
-  MethodPlan plan;
-  PD_RETURN_IF_ERROR(plan_method(cfg, &plan));
   std::vector<int32_t> lengths{int32_t(n)}, idx(std::size_t(rows * n)), counts(static_cast<std::size_t>(rows));
   TopKArgs a;
   a.scores = make_view<const float>(ranked_scores.data(), 1, rows, n);
   a.lengths = lengths.data();
-  a.k = plan.topk_k;
+  a.k = plan.k;
   a.keep_last = plan.keep_last;
   a.indices = make_view(idx.data(), 1, rows, n);
   a.counts = make_view(counts.data(), 1, rows);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! ref::Session::prefill_sweep: one prefill serving every budget of a sweep. Each budget's result
-//! is built by the same operations, in the same order, as ref::Session::prefill would run them
+//! ref::EigenSession::prefill_sweep: one prefill serving every budget of a sweep. Each budget's result
+//! is built by the same operations, in the same order, as ref::EigenSession::prefill would run them
 //! (the same Selector calls on the same scores, the same cache gathers, the same peak
 //! accounting), so the results are equal bit for bit; only the work that does not depend on the
 //! budget is done once.
@@ -23,10 +23,10 @@ using session_support::Selection;
 
 namespace {
 
-//! `config` with `budget` as its budget (the single stage's k, or the capacity).
+//! `config` with `budget` as its budget (the single stage's k, or SnapKV/H2O's budget).
 PipelineConfig with_budget(PipelineConfig config, int64_t budget) {
   if (config.method == PipelineMethod::kSnapKV || config.method == PipelineMethod::kH2O)
-    config.capacity = budget;
+    config.budget = budget;
   else
     config.n_topks = {budget};
   return config;
@@ -34,7 +34,7 @@ PipelineConfig with_budget(PipelineConfig config, int64_t budget) {
 
 }  // namespace
 
-Status Session::prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
+Status EigenSession::prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
                               const SweepVisitor& visit) noexcept {
   try {
     if ((config.method == PipelineMethod::kPromptDistill || config.method == PipelineMethod::kGemFilter) &&
@@ -76,11 +76,11 @@ Status Session::prefill_sweep(const std::vector<int32_t>& prompt, const Pipeline
   }
 }
 
-//! SnapKV/H2O: the forward never depends on the capacity (the prefill attends over every token;
+//! SnapKV/H2O: the forward never depends on the budget (the prefill attends over every token;
 //! only the caches kept for decoding are compressed). So every layer runs once, its scores are
 //! ranked once (Select, whose pooled scores are kept), and each budget's rows are chosen from
 //! those scores with TopK, as Select would choose them.
-Status Session::sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
+Status EigenSession::sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
                                      const SweepVisitor& visit) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers;
@@ -129,7 +129,7 @@ Status Session::sweep_kv_compression(const std::vector<int32_t>& prompt, const s
         continue;
       }
       std::vector<std::vector<int32_t>> kept;
-      PD_RETURN_IF_ERROR(choose_from_scores(plans[i].compression, ranked[std::size_t(l)], rows, L, &kept));
+      PD_RETURN_IF_ERROR(choose_from_scores(plans[i].compression_plan, ranked[std::size_t(l)], rows, L, &kept));
       caches_[std::size_t(l)].keep_per_head(kept, D, method.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
       r.retained.push_back(int64_t(kept[0].size()));
       r.selected.push_back(std::move(kept));
@@ -143,7 +143,7 @@ Status Session::sweep_kv_compression(const std::vector<int32_t>& prompt, const s
 
 //! PromptDistill, one stage: layers 0..r are the same for every k; from the selection on, each
 //! budget continues from a copy of that state.
-Status Session::sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
+Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
                                     const SweepVisitor& visit) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers, r_layer = plans[0].stages[0].layer;
@@ -195,7 +195,7 @@ Status Session::sweep_promptdistill(const std::vector<int32_t>& prompt, const st
 
 //! GemFilter: the filter pass (layers 0..r, no cache) and its scores are shared; each budget
 //! selects and re-prefills its own kept ids.
-Status Session::sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
+Status EigenSession::sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
                                 const SweepVisitor& visit) {
   const int64_t N = weights_->config.num_layers, r_layer = plans[0].stages[0].layer;
   layers_total_ = (r_layer + 1) + int64_t(plans.size()) * N;
@@ -216,7 +216,7 @@ Status Session::sweep_gemfilter(const std::vector<int32_t>& prompt, const std::v
 
 //! What every budget of a sweep ends with: its result's cache lengths and time, the session's next
 //! position, and the visit.
-Status Session::finish_budget(std::size_t index, double ttft_ms, PrefillResult* r, const SweepVisitor& visit) {
+Status EigenSession::finish_budget(std::size_t index, double ttft_ms, PrefillResult* r, const SweepVisitor& visit) {
   for (const auto& cache : caches_) r->cache_lengths.push_back(cache.length);
   r->ttft_ms = ttft_ms;
   next_position_ = r->next_position;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 //! The CUDA backend of BatchSession (device memory, the caller's stream) and its instantiations,
-//! `cuda::Session` (bf16), `cuda::SessionF16` and `cuda::SessionF32`. Allocation happens here, in the session, never
+//! `cuda::BatchSession` (bf16), `cuda::BatchSessionF16` and `cuda::BatchSessionF32`. Allocation happens here, in the session, never
 //! inside an operation's run().
 
 #include "promptdistill/cuda/check.cuh"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Two prompts of different lengths through PromptDistill in one batch, then greedy decoding,
-// with the library API only (no CLI): on the GPU (cuda::Session, bf16) when the build has CUDA
+// with the library API only (no CLI): on the GPU (cuda::BatchSession, bf16) when the build has CUDA
 // and a device is present, on the CPU reference ops (ref::BatchSession) otherwise.
 //
 //   promptdistill.example.batch_generate [MODEL.gguf]   (default: the embedded SmolLM2)
@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
              &prompts[0]);
   tok.encode("<|im_start|>user\nName three colours of the rainbow.<|im_end|>\n<|im_start|>assistant\n", &prompts[1]);
 #if defined(PD_EXAMPLE_CUDA)
-  if (pd::cuda::device_available()) return run<pd::cuda::Session>(w, tok, prompts);
+  if (pd::cuda::device_available()) return run<pd::cuda::BatchSession>(w, tok, prompts);
 #endif
   return run<pd::ref::BatchSession>(w, tok, prompts);
 }

@@ -6,7 +6,7 @@ its heads' queries and keys of a real model's selection layer.
     # 1. The selection layer's post-RoPE queries and keys of a prompt, cut into R head shards
     #    (rank r: query heads [r H/R, (r+1) H/R) and their KV heads), and the single-process selection:
     python examples/tp_gloo_select.py prepare --model .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf \\
-        --ranks 3 --layer 13 --topk 64 --dir /tmp/tp
+        --ranks 3 --layer 13 --budget 64 --dir /tmp/tp
     # 2. R processes: each scores its own heads, all-reduces, finishes the selection:
     python -m torch.distributed.run --standalone --nproc-per-node 3 examples/tp_gloo_select.py run --dir /tmp/tp
 
@@ -50,7 +50,7 @@ def layer_queries_and_keys(model, ids, layer):
     return (q[0, :, -1:].transpose(0, 1).float().contiguous().numpy(), k[0].transpose(0, 1).float().contiguous().numpy())
 
 
-def write_shards(q, k, ranks, topk, directory, method="promptdistill"):
+def write_shards(q, k, ranks, budget, directory, method="promptdistill"):
     """Rank r's head shard of q [1, H, D] and k [L, H_kv, D] to DIR/shard<r>.npz, and the
     single-process selection (promptdistill.select on every head) to DIR/single.npz."""
     import promptdistill as pd
@@ -66,9 +66,9 @@ def write_shards(q, k, ranks, topk, directory, method="promptdistill"):
         kv_count = max(per_rank // group, 1)  # more ranks than KV heads: each KV head is replicated
         np.savez(directory / f"shard{r}.npz", q=q[:, r * per_rank:(r + 1) * per_rank], k=k[:, kv_first:kv_first + kv_count],
                  head_offset=r * per_rank, total_heads=heads)
-    single = pd.select(q, k, topk, method=method)
+    single = pd.select(q, k, budget, method=method)
     np.savez(directory / "single.npz", indices=single.indices, scores=single.scores)
-    (directory / "config.json").write_text(json.dumps({"ranks": ranks, "topk": topk, "method": method}))
+    (directory / "config.json").write_text(json.dumps({"ranks": ranks, "budget": budget, "method": method}))
 
 
 def run_rank(directory):
@@ -91,7 +91,7 @@ def run_rank(directory):
     # The three calls of a selection layer.
     partial = pd.score_partial(q, k, method=config["method"], total_heads=total_heads, head_offset=head_offset)
     dist.all_reduce(partial)  # sum over the ranks, with the runtime's own communicator
-    selection = pd.finish_select(partial, config["topk"], method=config["method"], total_heads=total_heads)
+    selection = pd.finish_select(partial, config["budget"], method=config["method"], total_heads=total_heads)
     elapsed = time.perf_counter() - start
     np.savez(directory / f"rank{rank}.npz", indices=selection.indices.numpy(), scores=selection.scores.numpy(),
              summed=partial.numpy(), heads=np.array([head_offset, q.shape[1], k.shape[1]]), seconds=elapsed)
@@ -114,7 +114,7 @@ def main():
     prepare.add_argument("--model", required=True, help="a GGUF file or a Hugging Face model folder")
     prepare.add_argument("--ranks", type=int, default=3)
     prepare.add_argument("--layer", type=int, default=13)
-    prepare.add_argument("--topk", type=int, default=64)
+    prepare.add_argument("--budget", type=int, default=64)
     prepare.add_argument("--prompt-ids", help="a file of whitespace-separated token ids (default: a built-in text)")
     prepare.add_argument("--dir", required=True)
     run = sub.add_parser("run", help="one rank (launch with python -m torch.distributed.run)")
@@ -137,7 +137,7 @@ def main():
         text = " ".join(f"Line {i}: the sky is blue and the grass is green." for i in range(40))
         ids = tokenizer(text + " The pass key is 71432. What is the pass key?").input_ids
     q, k = layer_queries_and_keys(model, ids, args.layer)
-    write_shards(q, k, args.ranks, args.topk, args.dir)
+    write_shards(q, k, args.ranks, args.budget, args.dir)
     print(f"{len(ids)} tokens, layer {args.layer}: q {tuple(q.shape)}, k {tuple(k.shape)} cut into {args.ranks} shards in {args.dir}")
 
 

@@ -2,7 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 //! The pipeline planner: a PipelineConfig is checked and turned into the selections a prefill
 //! runs (`plan_pipeline`), and truncating stages' index maps are composed in one place
-//! (`compose_stage_maps`). `ref::Session` and `BatchSession` both execute plans made here.
+//! (`compose_stage_maps`). `ref::EigenSession` and `BatchSession` both execute plans made here.
 
 #include "promptdistill/pipeline.h"
 
@@ -28,6 +28,12 @@ Status parse(std::string_view text, PipelineMethod* out) noexcept {
     }
   return Status(StatusCode::kInvalidArgument, "method must be one of full, promptdistill, gemfilter, snapkv, h2o, got '%.*s'",
                 int(text.size() < 40 ? text.size() : 40), text.data());
+}
+
+PipelineConfig PipelineConfig::published_default(PipelineMethod method) {
+  PipelineConfig config;
+  config.method = method;
+  return config;
 }
 
 Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
@@ -64,8 +70,7 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
           stage.select.pool_kernel = config.pool_kernel;
           stage.truncates_cache =
               !gemfilter && (config.cache_truncation_end == -1 || int64_t(i) < config.cache_truncation_end);
-          MethodPlan checked;
-          PD_RETURN_IF_ERROR(plan_method(stage.select, &checked));
+          PD_RETURN_IF_ERROR(plan_method(stage.select, &stage.plan));
           plan.stages.push_back(stage);
         }
         plan.truncate_after_last_layer = !gemfilter && config.truncate_after_last_layer;
@@ -73,20 +78,19 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
       }
       case PipelineMethod::kSnapKV:
       case PipelineMethod::kH2O: {
-        if (config.capacity <= 0)
-          return Status(StatusCode::kInvalidArgument, "capacity must be > 0, got %lld", (long long)config.capacity);
+        if (config.budget <= 0)
+          return Status(StatusCode::kInvalidArgument, "budget must be > 0, got %lld", (long long)config.budget);
         if (config.method == PipelineMethod::kH2O && (config.pool != PoolMode::kAvg || config.pool_kernel != 5))
           return Status(StatusCode::kInvalidArgument,
                         "h2o ranks accumulated attention without pooling: pool and pool_kernel do not apply");
         plan.compresses_every_layer = true;
         plan.compression.method = config.method == PipelineMethod::kSnapKV ? Method::kSnapKV : Method::kH2O;
-        plan.compression.budget = config.capacity;
+        plan.compression.budget = config.budget;
         plan.compression.window = config.window;
         plan.compression.pool = config.pool;
         plan.compression.pool_kernel = config.pool_kernel;
         plan.compression.grouping = config.grouping;
-        MethodPlan checked;
-        PD_RETURN_IF_ERROR(plan_method(plan.compression, &checked));
+        PD_RETURN_IF_ERROR(plan_method(plan.compression, &plan.compression_plan));
         break;
       }
       default: return Status(StatusCode::kInvalidArgument, "unknown pipeline method %d", int(config.method));

@@ -80,9 +80,9 @@ int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, in
 
 Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
   if (c.budget < 0)
-    return Status(StatusCode::kInvalidArgument, "budget (k) must be >= 0, got %lld", (long long)c.budget);
+    return Status(StatusCode::kInvalidArgument, "budget must be >= 0, got %lld", (long long)c.budget);
   if (c.budget > INT32_MAX)
-    return Status(StatusCode::kInvalidArgument, "budget (k) %lld does not fit int32", (long long)c.budget);
+    return Status(StatusCode::kInvalidArgument, "budget %lld does not fit int32", (long long)c.budget);
   if (c.pool_kernel < 1 || c.pool_kernel % 2 == 0)
     return Status(StatusCode::kInvalidArgument, "pool kernel must be odd and >= 1, got %d", c.pool_kernel);
   MethodPlan p{c.pool, c.pool_kernel, 0, 0, c.budget, 0, PositionMode::kOriginal};
@@ -100,10 +100,10 @@ Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
         return Status(StatusCode::kInvalidArgument, "window must be >= 1, got %d", c.window);
       if (c.budget < c.window)
         return Status(StatusCode::kInvalidArgument,
-                      "%s capacity %lld must be >= the window %d (the window is part of the capacity)",
+                      "%s budget %lld must be >= the window %d (the window is part of the budget)",
                       to_string(c.method), (long long)c.budget, c.window);
       p.keep_last = c.window;
-      p.topk_k = c.budget - c.window;
+      p.k = c.budget - c.window;
       if (c.method == Method::kSnapKV) {
         p.exclude_tail = c.window;
       } else {
@@ -115,6 +115,10 @@ Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
   }
   *plan = p;
   return Status::ok();
+}
+
+int64_t kept_tokens(const MethodPlan& plan, int64_t prompt_length) noexcept {
+  return detail::topk_row(prompt_length > 0 ? prompt_length : 0, plan.k, 0, plan.keep_last).count();
 }
 
 namespace detail {
@@ -170,9 +174,9 @@ RankingStages ranking_stages(const MethodPlan& plan, int64_t budget, TensorView<
 
   r.topk.scores = ranked;
   r.topk.lengths = lengths;
-  r.topk.k = plan.topk_k;
+  r.topk.k = plan.k;
   r.topk.k_per_request = budget_per_request;
-  r.topk.k_offset = int32_t(budget - plan.topk_k);
+  r.topk.k_offset = int32_t(budget - plan.k);
   r.topk.keep_last = plan.keep_last;
   r.topk.indices = indices;
   r.topk.counts = counts;

@@ -61,6 +61,15 @@ inline Args parse_args(int argc, char** argv, std::initializer_list<const char*>
   return a;
 }
 
+//! An option's former name, accepted for one release: `--old` reads as `--current`, with a warning
+//! on stderr; giving both is an error. Returns the name to read.
+inline std::string renamed_option(const Args& a, const std::string& current, const std::string& old) {
+  if (!a.values.count(old)) return current;
+  if (a.values.count(current)) fail("give --" + current + ", not also --" + old + " (its former name)");
+  std::fprintf(stderr, "warning: --%s is deprecated, use --%s (the same number)\n", old.c_str(), current.c_str());
+  return old;
+}
+
 inline std::string get(const Args& a, const std::string& key, const std::string& fallback) {
   const auto it = a.values.find(key);
   return it == a.values.end() ? fallback : it->second.back();

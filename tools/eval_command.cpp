@@ -29,16 +29,15 @@ std::string default_haystack() {
   return PD_DEFAULT_HAYSTACK;
 }
 
-//! The configuration of `method` with `budget` (k for PromptDistill/GemFilter, capacity for
-//! SnapKV/H2O; ignored by full).
+//! The configuration of `method` with `budget` (k for PromptDistill/GemFilter, the budget C
+//! of SnapKV/H2O; ignored by full).
 PipelineConfig with_budget(const Args& a, const std::string& method, int64_t budget) {
   PipelineConfig c = parse_pipeline(a, method);
   if (c.method == PipelineMethod::kPromptDistill || c.method == PipelineMethod::kGemFilter) {
-    c.selection_layers = get_ints(a, "selection-layers", {20});
     c.n_topks = {budget};
     if (c.method == PipelineMethod::kGemFilter) c.selection_layers.resize(1);
   } else {
-    c.capacity = budget;
+    c.budget = budget;
   }
   return c;
 }
@@ -97,7 +96,7 @@ int run_grid(const Args& a, const std::string& kind) {
       for (const auto& method : methods) {
         const bool full = method == "full";
         const std::vector<int64_t> case_budgets = full ? std::vector<int64_t>{0} : budgets;
-        // On the CPU a budget sweep shares one prefill (ref::Session::prefill_sweep: the same
+        // On the CPU a budget sweep shares one prefill (ref::EigenSession::prefill_sweep: the same
         // results as one prefill per budget); the CUDA session runs each budget.
         const bool sweep = !full && backend == "cpu" && case_budgets.size() > 1;
         std::vector<RunOutput> runs;
@@ -164,7 +163,7 @@ int run_longbench(const Args& a) {
   if (!out_path.empty() && !(out = std::fopen(out_path.c_str(), "w"))) fail("cannot write --out '" + out_path + "'");
   std::vector<std::string> methods = {"full", "promptdistill"};
   if (a.values.count("methods")) methods = a.values.at("methods");
-  const std::vector<int64_t> budgets = get_ints(a, "budgets", {1024});
+  const std::vector<int64_t> budgets = get_ints(a, "budgets", PipelineConfig{}.n_topks);
   const int64_t max_new = get_int(a, "max-new-tokens", 64), max_samples = get_int(a, "max-samples", 1 << 30);
   std::map<std::string, std::pair<double, int64_t>> totals;
   for (const auto& file : files) {

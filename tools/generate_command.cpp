@@ -26,7 +26,7 @@ using namespace promptdistill;
 
 namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
-    "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "capacity", "window", "per", "pool",
+    "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "budget", "capacity", "window", "per", "pool",
     "pool-kernel", "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods",
     "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache"};
 
@@ -146,20 +146,22 @@ Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
 }  // namespace
 
 PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
-  PipelineConfig c;
-  Status s = parse(method, &c.method);
+  PipelineMethod parsed;
+  Status s = parse(method, &parsed);
   if (!s) fail_status(s);
-  c.selection_layers = get_ints(a, "selection-layers", {13});
-  c.n_topks = get_ints(a, "n-topks", {1024});
-  c.cache_truncation_end = get_int(a, "cache-truncation-end", 1);
-  c.capacity = get_int(a, "capacity", 1024);
-  c.window = int32_t(get_int(a, "window", 32));
-  parse_option(a, "per", "kv-group", &c.grouping);
+  // The published settings (the only defaults), then what the command line gives.
+  PipelineConfig c = PipelineConfig::published_default(parsed);
+  c.selection_layers = get_ints(a, "selection-layers", c.selection_layers);
+  c.n_topks = get_ints(a, "n-topks", c.n_topks);
+  c.cache_truncation_end = get_int(a, "cache-truncation-end", c.cache_truncation_end);
+  c.budget = get_int(a, renamed_option(a, "budget", "capacity"), c.budget);
+  c.window = int32_t(get_int(a, "window", c.window));
+  parse_option(a, "per", to_string(c.grouping), &c.grouping);
   // Pooling applies to the methods that pool (in compare and eval, to those among several);
   // H2O never pools, and reject_inapplicable refuses --pool when no method reads it.
   if (c.method != PipelineMethod::kH2O) {
-    parse_option(a, "pool", "avg", &c.pool);
-    c.pool_kernel = int32_t(get_int(a, "pool-kernel", 5));
+    parse_option(a, "pool", to_string(c.pool), &c.pool);
+    c.pool_kernel = int32_t(get_int(a, "pool-kernel", c.pool_kernel));
   }
   return c;
 }
@@ -175,7 +177,8 @@ void reject_inapplicable(const Args& a, const std::vector<std::string>& methods)
       {"selection-layers", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}},
       {"n-topks", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}},
       {"cache-truncation-end", {PipelineMethod::kPromptDistill}},
-      {"capacity", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
+      {"budget", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
+      {"capacity", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},  // the former name of --budget
       {"window", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
       {"per", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
       {"pool", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV}},
@@ -255,16 +258,16 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
     // bf16 (or --dtype f16/f32) weights and activations, f32 accumulation and logits; peak
     // memory = device memory the session held (weights, caches, activations, workspaces).
     if (!cuda::device_available()) fail("--backend cuda: no CUDA device is available on this machine");
-    if (dtype == "f16") run_cuda<cuda::SessionF16>(m, p, c, max_new, stop, &out);
-    else if (dtype == "f32") run_cuda<cuda::SessionF32>(m, p, c, max_new, stop, &out);
-    else run_cuda<cuda::Session>(m, p, c, max_new, stop, &out);
+    if (dtype == "f16") run_cuda<cuda::BatchSessionF16>(m, p, c, max_new, stop, &out);
+    else if (dtype == "f32") run_cuda<cuda::BatchSessionF32>(m, p, c, max_new, stop, &out);
+    else run_cuda<cuda::BatchSession>(m, p, c, max_new, stop, &out);
     out.memory_kind = "device";
 #else
     fail("--backend cuda: this build has no CUDA backend (configure where nvcc is available)");
 #endif
   } else {
     reset_peak_rss();
-    ref::Session session(&m.weights);
+    ref::EigenSession session(&m.weights);
     session.set_decode_options(m.decode);
     const bool bar = isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
     if (bar)
@@ -289,7 +292,7 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const Pi
                                  const std::vector<int64_t>& budgets, int64_t max_new, bool ignore_eos) {
   const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
   std::vector<RunOutput> outputs(budgets.size());
-  ref::Session session(&m.weights);
+  ref::EigenSession session(&m.weights);
   session.set_decode_options(m.decode);
   const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
     RunOutput& out = outputs[i];

@@ -58,7 +58,7 @@ promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& m
 //! token, which is kept in the output as the reference generation loops keep it).
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& c, int64_t max_new,
                   const std::string& backend, const std::string& dtype = "", bool ignore_eos = false);
-//! One CPU prefill shared by every budget of a sweep (ref::Session::prefill_sweep), then each
+//! One CPU prefill shared by every budget of a sweep (ref::EigenSession::prefill_sweep), then each
 //! budget's greedy decode: what run_one gives for each budget, with ttft_ms the shared prefill's
 //! time plus the budget's own. `config` carries the method and every option but the budget.
 std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& config,

@@ -35,22 +35,26 @@ constexpr CommandUsage kCommands[] = {
                        [--dtype f32|f16|bf16] [--backend cpu|cuda] [--threads N] [--json]
       Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
       for snapkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
-      --budget (or --topk): the budget as the reference code counts it: promptdistill: tokens
-      chosen besides the always-kept last one; gemfilter: tokens kept; snapkv/h2o: capacity per
-      row, window included. (generate's --n-topks and --capacity are the same number.)
+      --budget: the budget as the reference code counts it: promptdistill: tokens chosen besides
+      the always-kept last one; gemfilter: tokens kept; snapkv/h2o: tokens per row, window
+      included. (generate's --n-topks and --budget are the same number; --topk is its former
+      name here, accepted with a warning.)
 )"},
     {"generate", R"(  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o
-                       [--selection-layers 13 ...] [--n-topks 1024 ...] [--cache-truncation-end 1]
-                       [--capacity 1024] [--window 32] [--per kv-group|head]
-                       [--pool avg|max|none] [--pool-kernel 5]
+                       [--selection-layers {layers} ...] [--n-topks {n_topks} ...] [--cache-truncation-end {tt}]
+                       [--budget {budget}] [--window {window}] [--per {per}]
+                       [--pool {pool}] [--pool-kernel {pool_kernel}]
                        [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50] [--ignore-eos]
                        [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
                        [--threads N] [--decode-weights f32|f16|gguf] [--kv-cache f32|f16]
                        [--dump-selection] [--json]
       Prefill with the method, then greedy decoding (stopping after the model's end-of-sequence
-      token, or exactly --max-new-tokens tokens with --ignore-eos). Options that the method does not
+      token, or exactly --max-new-tokens tokens with --ignore-eos). The defaults are every method's
+      published settings (`promptdistill defaults`); the main job (scripts/run_main.sh) selects at
+      layer 20 instead, since SmolLM2 has 30 layers where the paper's models have 32 and layer 13
+      drops its fact. Options that the method does not
       use are refused: --selection-layers and --n-topks (promptdistill, gemfilter),
-      --cache-truncation-end (promptdistill), --capacity, --window and --per (snapkv, h2o),
+      --cache-truncation-end (promptdistill), --budget, --window and --per (snapkv, h2o),
       --pool and --pool-kernel (promptdistill, gemfilter, snapkv). --backend cuda: the GPU
       session, bf16 unless --dtype; --weights-dtype: round the weights (the CPU then computes with
       what a 16-bit backend stores). --threads: CPU threads (default OMP_NUM_THREADS, else one per
@@ -66,24 +70,91 @@ constexpr CommandUsage kCommands[] = {
 )"},
     {"eval", R"(  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
                        [--methods full promptdistill gemfilter snapkv h2o] [--budgets 64 128 256 512 1024]
-                       [--selection-layers 20] [--haystack FILE] [--out results.jsonl] [--threads N]
+                       [--selection-layers {layers}] [--haystack FILE] [--out results.jsonl] [--threads N]
                        [--decode-weights f32|f16|gguf] [--kv-cache f32|f16]
   promptdistill eval longbench --data DIR_OR_FILE [--templates dataset2prompt.json] [--methods ...]
-                       [--budgets 1024] [--max-samples N] [--out results.jsonl]
+                       [--budgets {n_topks}] [--max-samples N] [--out results.jsonl]
       One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,
       retained); LongBench lines carry the dataset metric's score. The budgets are the methods'
-      budgets (promptdistill/gemfilter: k; snapkv/h2o: capacity). generate's method options apply.
+      budgets (promptdistill/gemfilter: k; snapkv/h2o: C per row). generate's method options apply,
+      with the same published defaults (the committed SmolLM2 grids pass --selection-layers 20).
+)"},
+    {"defaults", R"(  promptdistill defaults [--json]
+      Every method's published settings: the defaults of generate, compare, eval, the C++
+      PipelineConfig and the Python package (a table, or one JSON line per method).
 )"},
     {"demo", R"(  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7] [--threads N]
       Every method on a synthetic prompt whose planted "fact" tokens answer the last query.
 )"},
 };
 
+std::string join_ints(const std::vector<int64_t>& values, const char* separator) {
+  std::string text;
+  for (int64_t v : values) text += (text.empty() ? "" : separator) + std::to_string(v);
+  return text;
+}
+
+//! The usage texts with the published defaults written in (`{name}` placeholders), so that the
+//! help cannot drift from PipelineConfig.
 std::string usage_of(const std::string& command) {
+  const PipelineConfig d;
+  const std::pair<const char*, std::string> values[] = {
+      {"{layers}", join_ints(d.selection_layers, " ")}, {"{n_topks}", join_ints(d.n_topks, " ")},
+      {"{tt}", std::to_string(d.cache_truncation_end)},  {"{budget}", std::to_string(d.budget)},
+      {"{window}", std::to_string(d.window)},            {"{per}", std::string(to_string(d.grouping)) + "|" +
+                                                                     to_string(d.grouping == HeadGrouping::kPerQueryHead
+                                                                                   ? HeadGrouping::kPerKvGroup
+                                                                                   : HeadGrouping::kPerQueryHead)},
+      {"{pool}", std::string(to_string(d.pool)) + "|max|none"}, {"{pool_kernel}", std::to_string(d.pool_kernel)}};
   std::string text = "usage:\n";
   for (const CommandUsage& c : kCommands)
     if (command.empty() || command == c.name) text += c.usage;
+  for (const auto& [name, value] : values)
+    for (std::size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + value.size()))
+      text.replace(at, std::string(name).size(), value);
   return text;
+}
+
+//! `promptdistill defaults`: PipelineConfig::published_default of every method that has settings,
+//! as the Markdown table docs/algorithms.md carries (a test compares the two) or as JSON lines.
+int cmd_defaults(const pdcli::Args& a) {
+  pdcli::reject_unknown(a, {});
+  const PipelineMethod methods[] = {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV,
+                                    PipelineMethod::kH2O};
+  if (a.flag("json")) {
+    for (PipelineMethod m : methods) {
+      const PipelineConfig c = PipelineConfig::published_default(m);
+      nlohmann::json j;
+      j["method"] = to_string(m);
+      if (m == PipelineMethod::kPromptDistill || m == PipelineMethod::kGemFilter) {
+        j["selection_layers"] = c.selection_layers;
+        j["n_topks"] = c.n_topks;
+        if (m == PipelineMethod::kPromptDistill) j["cache_truncation_end"] = c.cache_truncation_end;
+      } else {
+        j["budget"] = c.budget;
+        j["window"] = c.window;
+        j["per"] = to_string(c.grouping);
+      }
+      j["pool"] = m == PipelineMethod::kH2O ? "none" : to_string(c.pool);
+      if (m != PipelineMethod::kH2O) j["pool_kernel"] = c.pool_kernel;
+      std::printf("%s\n", pdcli::json_line(j).c_str());
+    }
+    return 0;
+  }
+  std::printf("| method | selection layers | n_topks | cache_truncation_end | budget | window | per | pool |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (PipelineMethod m : methods) {
+    const PipelineConfig c = PipelineConfig::published_default(m);
+    const bool staged = m == PipelineMethod::kPromptDistill || m == PipelineMethod::kGemFilter;
+    const std::string pool =
+        m == PipelineMethod::kH2O ? "none" : std::string(to_string(c.pool)) + " " + std::to_string(c.pool_kernel);
+    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", to_string(m),
+                staged ? join_ints(c.selection_layers, ", ").c_str() : "-", staged ? join_ints(c.n_topks, ", ").c_str() : "-",
+                m == PipelineMethod::kPromptDistill ? std::to_string(c.cache_truncation_end).c_str() : "-",
+                staged ? "-" : std::to_string(c.budget).c_str(), staged ? "-" : std::to_string(c.window).c_str(),
+                staged ? "-" : to_string(c.grouping), pool.c_str());
+  }
+  return 0;
 }
 
 using pdcli::Args;
@@ -96,13 +167,13 @@ using pdcli::reject_unknown;
 MethodConfig parse_config(const Args& a, int64_t default_budget) {
   MethodConfig c;
   pdcli::parse_option(a, "method", "promptdistill", &c.method);
-  // --budget, or --topk (the name the Python API and engines use for the same number).
-  if (a.values.count("budget") && a.values.count("topk")) fail("give --budget or --topk, not both");
-  c.budget = get_int(a, a.values.count("topk") ? "topk" : "budget", default_budget);
-  c.window = int32_t(get_int(a, "window", 32));
-  pdcli::parse_option(a, "pool", "avg", &c.pool);
-  c.pool_kernel = int32_t(get_int(a, "pool-kernel", 5));
-  pdcli::parse_option(a, "per", "kv-group", &c.grouping);
+  c.budget = get_int(a, pdcli::renamed_option(a, "budget", "topk"), default_budget);
+  // The Selector's own defaults (MethodConfig): one selection on the caller's cache, so per KV
+  // group (per query head needs a GQA-expanded cache).
+  c.window = int32_t(get_int(a, "window", c.window));
+  pdcli::parse_option(a, "pool", to_string(c.pool), &c.pool);
+  c.pool_kernel = int32_t(get_int(a, "pool-kernel", c.pool_kernel));
+  pdcli::parse_option(a, "per", to_string(c.grouping), &c.grouping);
   MethodPlan plan;
   const Status s = plan_method(c, &plan);
   if (!s.is_ok()) fail_status(s);
@@ -135,7 +206,7 @@ int cmd_select(const Args& a) {
   reject_unknown(a, {"method", "q", "k", "budget", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend", "threads"});
   const int threads = pdcli::apply_threads(a);
   if (get(a, "q", "").empty() || get(a, "k", "").empty() || (get(a, "topk", "").empty() && get(a, "budget", "").empty()))
-    fail("select needs --q Q.npy, --k K.npy and --budget N (or --topk N)");
+    fail("select needs --q Q.npy, --k K.npy and --budget N");
   const MethodConfig cfg = parse_config(a, 0);
   pdcli::SelectInput in;
   std::vector<int64_t> qs, ks;
@@ -260,6 +331,7 @@ int main(int argc, char** argv) {
   if (a.command == "generate") return pdcli::cmd_generate(a);
   if (a.command == "compare") return pdcli::cmd_compare(a);
   if (a.command == "demo") return cmd_demo(a);
+  if (a.command == "defaults") return cmd_defaults(a);
   if (a.command == "version" || a.command == "--version") {
     std::printf("promptdistill %d.%d.%d (CUDA backend: %s)\n", PROMPTDISTILL_VERSION_MAJOR, PROMPTDISTILL_VERSION_MINOR,
                 PROMPTDISTILL_VERSION_PATCH, pdcli::cuda_backend_built() ? "built" : "not built");

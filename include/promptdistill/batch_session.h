@@ -2,15 +2,15 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
-//! Provided by promptdistill::cpu_pipelines (ref::BatchSession) and promptdistill::cuda_pipelines (cuda::Session, SessionF16, SessionF32).
+//! Provided by promptdistill::cpu_pipelines (ref::BatchSession) and promptdistill::cuda_pipelines (cuda::BatchSession, BatchSessionF16, BatchSessionF32).
 //! `BatchSession<Backend, T>`: the pipelines of docs/algorithms.md (full KV, PromptDistill multi-stage
 //! with cache truncation, GemFilter, SnapKV, H2O) and greedy decoding for a batch of prompts of
 //! different lengths, composed only of the block operations (blocks.h) and the Selector API
 //! (selector.h) of one backend. The same code runs on
 //! - `ref::BatchSession` (CPU reference ops, f32, host memory): testable on any machine against
-//!   `ref::Session`, the Eigen decoder;
-//! - `cuda::Session` (CUDA ops, bf16 weights and activations, f32 accumulation and f32 logits,
-//!   device memory), `cuda::SessionF16` and `cuda::SessionF32`.
+//!   `ref::EigenSession`, the Eigen decoder;
+//! - `cuda::BatchSession` (CUDA ops, bf16 weights and activations, f32 accumulation and f32 logits,
+//!   device memory), `cuda::BatchSessionF16` and `cuda::BatchSessionF32`.
 //!
 //! The implementation is private (src/batch_session/: RAII buffers, the decoder, the pipelines)
 //! and compiled into the library for the instantiations below.
@@ -24,7 +24,7 @@
 //! in a scratch buffer that the next layer overwrites and that is freed before pass 2.
 //! SnapKV/H2O per query head (the published variant) GQA-expand a layer's cache to H heads when
 //! they compress it (query head h then reads head h), as the reference code stores it; the new
-//! tokens of such a layer are expanded on append. Everything follows `ref::Session`'s semantics.
+//! tokens of such a layer are expanded on append. Everything follows `ref::EigenSession`'s semantics.
 
 #include <cstdint>
 #include <functional>
@@ -164,7 +164,7 @@ class BatchSession {
                  std::vector<PrefillResult>* out) noexcept;
   //! Feeds tokens[b] to request b at its next position; next[b] is its greedy next token.
   Status decode_step(const std::vector<int32_t>& tokens, std::vector<int32_t>* next) noexcept;
-  //! Greedy generation for every request after a prefill, as ref::Session::generate: first[b]
+  //! Greedy generation for every request after a prefill, as ref::EigenSession::generate: first[b]
   //! always kept, at most max_new_tokens in all, a decoded stop token ends the request and is not
   //! returned; decode_ms_per_step is the mean time of one batched step.
   Status generate(const std::vector<int32_t>& first, int64_t max_new_tokens, const std::vector<int32_t>& stop,
@@ -213,9 +213,13 @@ namespace ref {
 using BatchSession = promptdistill::BatchSession<RefBackend, float>;
 }  // namespace ref
 namespace cuda {
-using Session = promptdistill::BatchSession<CudaBackend, bf16>;
-using SessionF16 = promptdistill::BatchSession<CudaBackend, f16>;
-using SessionF32 = promptdistill::BatchSession<CudaBackend, float>;
+using BatchSession = promptdistill::BatchSession<CudaBackend, bf16>;
+using BatchSessionF16 = promptdistill::BatchSession<CudaBackend, f16>;
+using BatchSessionF32 = promptdistill::BatchSession<CudaBackend, float>;
+//! The former names, kept for one release.
+using Session [[deprecated("cuda::Session was renamed cuda::BatchSession")]] = BatchSession;
+using SessionF16 [[deprecated("cuda::SessionF16 was renamed cuda::BatchSessionF16")]] = BatchSessionF16;
+using SessionF32 [[deprecated("cuda::SessionF32 was renamed cuda::BatchSessionF32")]] = BatchSessionF32;
 }  // namespace cuda
 
 extern template class BatchSession<RefBackend, float>;

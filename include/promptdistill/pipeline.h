@@ -37,26 +37,38 @@ enum class PipelineMethod : int32_t { kFull = 0, kPromptDistill = 1, kGemFilter 
 const char* to_string(PipelineMethod m) noexcept;
 Status parse(std::string_view text, PipelineMethod* out) noexcept;
 
+//! A pipeline's settings. The member defaults are the published settings of every method (one set,
+//! `published_default`), which the CLI, `eval`, the Python package and docs/algorithms.md read.
 struct PipelineConfig {
   PipelineMethod method = PipelineMethod::kFull;
   //! PromptDistill: strictly increasing 0-based layers (none the last one) paired with the number
   //! of tokens chosen at each besides the always-kept last token. GemFilter uses the first pair
-  //! (its filter layer and the number of tokens kept).
+  //! (its filter layer and the number of tokens kept). Published: layer 13 (of Llama-3.1-8B's
+  //! 32), k 1024, for both.
   std::vector<int64_t> selection_layers = {13};
   std::vector<int64_t> n_topks = {1024};
   //! PromptDistill: stages i < tt truncate the caches of every layer up to their selection layer
-  //! to the tokens they keep; -1 = every stage; 0 = none.
-  int64_t cache_truncation_end = 0;
+  //! to the tokens they keep; -1 = every stage; 0 = none. Published: 1, as the authors' README
+  //! commands run it (their drivers' own argument default is 0).
+  int64_t cache_truncation_end = 1;
   //! Reference-fidelity switch: truncate after the last layer (same result, higher peak memory).
   bool truncate_after_last_layer = false;
-  //! SnapKV/H2O: capacity per row (window included), observation/recent window.
-  int64_t capacity = 1024;
+  //! SnapKV/H2O: the budget C of every row (the tokens each keeps, window included; the reference
+  //! code's max_capacity_prompt) and the observation/recent window W. Published: C 1024 (the
+  //! baselines' --n-topks), W 32.
+  int64_t budget = 1024;
   int32_t window = 32;
   //! Pooling of the scores before top-k, for every method that selects: PromptDistill and GemFilter
   //! stages and SnapKV. H2O never pools (any other value than the default is rejected).
   PoolMode pool = PoolMode::kAvg;
   int32_t pool_kernel = 5;
-  HeadGrouping grouping = HeadGrouping::kPerKvGroup;
+  //! SnapKV/H2O rows. Published: one per query head, the cache GQA-expanded as the reference code
+  //! keeps it; kPerKvGroup is the library's variant that never expands (G times less KV memory).
+  HeadGrouping grouping = HeadGrouping::kPerQueryHead;
+
+  //! The published settings of `method`: the member defaults above with `method` set
+  //! (docs/algorithms.md has them as a table, which a test compares with this function).
+  static PipelineConfig published_default(PipelineMethod method);
 
   //! Checks the configuration against a model and a prompt length (before any work).
   Status validate(const ModelConfig& model, int64_t prompt_length) const noexcept;
@@ -67,13 +79,16 @@ struct PipelineConfig {
 struct SelectionStage {
   int64_t layer = 0;
   MethodConfig select;
+  //! What `select` stands for (plan_method of it): kept_tokens(plan, n) is the count the stage
+  //! keeps from n current tokens.
+  MethodPlan plan{};
   //! PromptDistill: this stage truncates the caches of every layer up to `layer` to the tokens it
   //! keeps (stage i truncates when cache_truncation_end is -1 or i < cache_truncation_end).
   bool truncates_cache = false;
 };
 
 //! What a pipeline does, derived once from a PipelineConfig by `plan_pipeline`. Both executors
-//! (`ref::Session` and `BatchSession`) run from a plan, so they cannot read a configuration
+//! (`ref::EigenSession` and `BatchSession`) run from a plan, so they cannot read a configuration
 //! differently.
 struct PipelinePlan {
   PipelineMethod method = PipelineMethod::kFull;
@@ -84,6 +99,7 @@ struct PipelinePlan {
   //! prompts of at least `compression.budget` tokens (shorter prompts keep every token).
   bool compresses_every_layer = false;
   MethodConfig compression;
+  MethodPlan compression_plan{};  //!< plan_method(compression)
   //! PromptDistill: gather the truncating stages' caches after the last layer, in the reference
   //! code's order (`compose_stage_maps`), instead of at each selection point.
   bool truncate_after_last_layer = false;

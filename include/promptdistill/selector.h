@@ -158,10 +158,10 @@ struct CompactKvArgs {
 // ---- the fused pipeline -----------------------------------------------------------------------------
 
 //! A method and its budget. The budget is one number with the reference code's meaning for each
-//! method (the CLI's `--topk`/`--budget`, `--n-topks` and `--capacity`, and the Python `topk`,
-//! `n_topks` and `capacity`, are all this number; docs/algorithms.md has the table):
+//! method (the CLI's `--budget` and `--n-topks` (one per stage), the Python `budget` and
+//! `n_topks`, are all this number; docs/algorithms.md has the vocabulary):
 //! PromptDistill: tokens chosen besides the always-kept last token (min(k, L-1) + 1 are kept);
-//! GemFilter: tokens kept (min(k, L)); SnapKV/H2O: the capacity C per row, window included.
+//! GemFilter: tokens kept (min(k, L)); SnapKV/H2O: the budget C per row, window included.
 struct MethodConfig {
   Method method = Method::kPromptDistill;
   int64_t budget = 1024;
@@ -177,12 +177,17 @@ struct MethodPlan {
   int32_t pool_kernel;
   int32_t zero_tail;
   int32_t exclude_tail;
-  int64_t topk_k;     //!< candidates chosen
+  int64_t k;          //!< candidates TopK chooses (the budget less the forced window for SnapKV/H2O)
   int32_t keep_last;  //!< forced tail
   PositionMode positions;
 };
 //! Validates `cfg` and derives the stage parameters.
 Status plan_method(const MethodConfig& cfg, MethodPlan* plan) noexcept;
+//! Tokens a selection planned as `plan` keeps per row of a prompt of `prompt_length` tokens: the
+//! forced ones plus the candidates chosen (PromptDistill min(k, L-1) + 1, GemFilter min(k, L),
+//! SnapKV/H2O min(C, L)); 0 for an empty prompt. Every driver that must know the size of a
+//! selection before reading it (allocation, host bookkeeping, output shapes) asks this.
+int64_t kept_tokens(const MethodPlan& plan, int64_t prompt_length) noexcept;
 
 //! Rows of scores / selections per request: 1 for PromptDistill/GemFilter, H_kv or H for
 //! SnapKV/H2O.

@@ -3,7 +3,7 @@
 #pragma once
 //! @file
 //! Provided by promptdistill::cpu_pipelines.
-//! `ref::Session`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O) and greedy decoding
+//! `ref::EigenSession`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O) and greedy decoding
 //! on the CPU reference decoder, batch 1. Token selection runs through the Selector API
 //! (`ref::Select`), the same operation the CUDA backend and the engines use.
 
@@ -17,9 +17,11 @@
 namespace promptdistill {
 namespace ref {
 
-class Session {
+//! The batch-1 pipelines on the Eigen decoder (`ref::Transformer`): the CPU path of the CLI and
+//! the quality grids. (`BatchSession` is the other driver: ragged batches on the block ops.)
+class EigenSession {
  public:
-  explicit Session(const ModelWeights* weights) : weights_(weights), model_(weights) {}
+  explicit EigenSession(const ModelWeights* weights) : weights_(weights), model_(weights) {}
 
   //! Runs the prompt through the model with `config`'s method; leaves the per-layer caches ready
   //! for decoding. Fails before any work on a bad configuration or prompt.
@@ -36,7 +38,7 @@ class Session {
   //! budget leaves it (so the visitor can `generate`). An error it returns ends the sweep.
   using SweepVisitor = std::function<Status(std::size_t budget_index, const PrefillResult& result)>;
   //! One prefill for several budgets of one method, as a budget sweep needs them: for budgets[i]
-  //! (PromptDistill/GemFilter: the k of `config`'s single stage; SnapKV/H2O: the capacity), the
+  //! (PromptDistill/GemFilter: the k of `config`'s single stage; SnapKV/H2O: the budget C), the
   //! result and the caches equal those of `prefill` with that budget, bit for bit. What does not
   //! depend on the budget runs once: SnapKV/H2O's whole forward and scoring (only the top-k and
   //! the compaction are per budget), PromptDistill's layers up to the selection layer, GemFilter's
@@ -90,6 +92,9 @@ class Session {
     if (progress_) progress_(++layers_done_, layers_total_);
   }
 };
+
+//! The former name of EigenSession, kept for one release.
+using Session [[deprecated("ref::Session was renamed ref::EigenSession")]] = EigenSession;
 
 }  // namespace ref
 }  // namespace promptdistill

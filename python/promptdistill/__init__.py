@@ -14,7 +14,9 @@ The same operations are PyTorch custom operators: torch.ops.promptdistill.{selec
 remap_positions, compact_kv, score_partial, finish_select}. Every bad input raises
 promptdistill.Error (a ValueError).
 
-Hugging Face models: promptdistill.hf.generate(model, input_ids, method=...).
+Pipelines: published_default(method) -> PipelineConfig (the one set of defaults), plan(config,
+num_layers) -> Plan (what a prefill does: stages, budgets, kept_tokens), as the C++ pipelines read them.
+Hugging Face models: promptdistill.hf.generate(model, input_ids, method=...), driven by the plan.
 """
 
 import importlib
@@ -24,10 +26,12 @@ from ._core import VERSION as __version__
 from ._errors import Error
 from ._engine import KvCompaction, Selection, check_status, compact_kv, gather, remap_positions, select
 from ._tensor_parallel import finish_select, score_partial
+from ._pipeline import Plan, PipelineConfig, SelectionPlan, Stage, pipeline_config, plan, published_default
 from . import _backends
 
-__all__ = ["Error", "KvCompaction", "Selection", "check_status", "compact_kv", "cuda_available", "finish_select", "gather",
-           "hf", "remap_positions", "score_partial", "select"]
+__all__ = ["Error", "KvCompaction", "PipelineConfig", "Plan", "Selection", "SelectionPlan", "Stage", "check_status",
+           "compact_kv", "cuda_available", "finish_select", "gather", "hf", "pipeline_config", "plan", "published_default",
+           "remap_positions", "score_partial", "select"]
 
 # The custom operators are registered whenever PyTorch is installed, so that code calling
 # torch.ops.promptdistill.* directly finds them after `import promptdistill`.

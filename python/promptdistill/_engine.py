@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from . import _backends, _core
+from ._compat import renamed_argument
 from ._errors import Error
 
 #: Methods whose selection is one row per request (every head keeps the same tokens).
@@ -78,25 +79,30 @@ def _unbatched_rank_error(q, k):
                  f"and k with {k.ndim} dimensions", "shape mismatch")
 
 
-def select(q, k, topk, *, method="promptdistill", window=None, pool=None, pool_kernel=None, per="kv-group", lengths=None):
+def select(q, k, budget=None, *, method="promptdistill", window=None, pool=None, pool_kernel=None, per="kv-group", lengths=None,
+           topk=None):
     """Selects the prompt tokens to keep, as ``promptdistill select`` does on the CLI.
 
     q: ``[Lq, H, D]`` post-RoPE queries (the last token for promptdistill/gemfilter, the last W for
     snapkv, all L for h2o); k: ``[L, H_kv, D]`` post-RoPE keys; float32, float16 or bfloat16.
     Batched: ``[B, Lq, H, D]`` and ``[B, L_max, H_kv, D]`` with int32 ``lengths [B]`` (request b's
-    query rows end at its own last token). topk: promptdistill: tokens chosen besides the
-    always-kept last one; gemfilter: tokens kept; snapkv/h2o: capacity per row, window included.
+    query rows end at its own last token). budget: promptdistill: tokens chosen besides the
+    always-kept last one; gemfilter: tokens kept; snapkv/h2o: tokens per row, window included
+    (``topk`` is its former name, accepted with a DeprecationWarning).
     window (32), pool ("avg", "max" or "none"; h2o never pools), pool_kernel (5), per
     ("kv-group" or "head"): as on the CLI. NumPy in, NumPy out (CPU reference); PyTorch in, PyTorch
     out on the same device (CUDA: the current stream, no synchronisation; see Selection.check).
     """
+    budget = renamed_argument(budget, topk, "budget", "topk", "select")
+    if budget is None:
+        raise Error("select needs a budget (the tokens to keep; see the docstring for each method's meaning)")
     q, k = _backends.as_array(q, "q"), _backends.as_array(k, "k")
     k = _backends.same_kind(q, k, "k", "q")
     lengths = _backends.same_kind(q, lengths, "lengths", "q")
     if q.ndim not in (3, 4) or k.ndim != q.ndim:
         raise _unbatched_rank_error(q, k)
     batched = q.ndim == 4
-    for name, value in (("topk", topk), ("window", window), ("pool_kernel", pool_kernel)):
+    for name, value in (("budget", budget), ("window", window), ("pool_kernel", pool_kernel)):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
             raise Error(f"{name} must be an int, got {type(value).__name__}")
         if value is not None and not -(2**63) <= value < 2**63:
@@ -104,7 +110,7 @@ def select(q, k, topk, *, method="promptdistill", window=None, pool=None, pool_k
     for name, value in (("method", method), ("pool", pool), ("per", per)):
         if value is not None and not isinstance(value, str):
             raise Error(f"{name} must be a string, got {type(value).__name__}")
-    budget, window = int(topk), 32 if window is None else int(window)
+    budget, window = int(budget), 32 if window is None else int(window)
     pool, pool_kernel = "avg" if pool is None else pool, 5 if pool_kernel is None else int(pool_kernel)
     if not batched:
         if lengths is not None:

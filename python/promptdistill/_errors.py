@@ -5,7 +5,7 @@
 class Error(ValueError):
     """A bad input, or a failure the library reports: the library's Status message.
 
-    ``str(error)`` is the message ("invalid argument: budget (k) must be >= 0, got -1");
+    ``str(error)`` is the message ("invalid argument: budget must be >= 0, got -1");
     ``error.code`` names the Status code ("invalid argument", "shape mismatch", "unsupported", ...).
     """
 

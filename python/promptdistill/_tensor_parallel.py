@@ -5,7 +5,7 @@ same on every rank::
 
     partial = promptdistill.score_partial(q_rank, k_rank, total_heads=H, head_offset=rank * H_r)
     torch.distributed.all_reduce(partial)            # the engine's own communicator
-    sel = promptdistill.finish_select(partial, topk, total_heads=H)
+    sel = promptdistill.finish_select(partial, budget, total_heads=H)
 
 ``finish_select`` is deterministic, so every rank that receives the same sums makes the same
 selection, with no broadcast. SnapKV and H2O select per KV group: each rank calls ``select`` on its
@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _backends, _core
 from ._engine import Selection, _shape_of_rows
+from ._compat import renamed_argument
 from ._errors import Error
 
 _HEAD_SUM_METHODS = ("promptdistill", "gemfilter")
@@ -77,18 +78,21 @@ def score_partial(q, k, *, method="promptdistill", total_heads, head_offset=0, l
     return partial if batched else partial[0]
 
 
-def finish_select(scores, topk, *, method="promptdistill", total_heads, pool=None, pool_kernel=None, lengths=None):
+def finish_select(scores, budget=None, *, method="promptdistill", total_heads, pool=None, pool_kernel=None, lengths=None,
+                  topk=None):
     """The selection from the ranks' summed partial scores: normalise by ``total_heads``
     (promptdistill's mean; gemfilter sums), pool, top-k. Returns the ``Selection`` that
     ``promptdistill.select`` gives on all heads, the same on every rank that passes the same sums.
 
     scores: float32 ``[L]`` (``[B, L]`` batched, with int32 ``lengths [B]``), the all-reduced output
-    of ``score_partial``. topk, pool ("avg", "max" or "none"), pool_kernel: as for ``select``.
+    of ``score_partial``. budget (former name ``topk``), pool ("avg", "max" or "none"), pool_kernel:
+    as for ``select``.
     """
     scores = _backends.as_array(scores, "scores")
     lengths = _backends.same_kind(scores, lengths, "lengths", "scores")
     _require_method(method, "finish_select")
-    budget, total_heads = _require_int("topk", topk), _require_int("total_heads", total_heads)
+    budget = renamed_argument(budget, topk, "budget", "topk", "finish_select")
+    budget, total_heads = _require_int("budget", budget), _require_int("total_heads", total_heads)
     pool_kernel = 5 if pool_kernel is None else _require_int("pool_kernel", pool_kernel)
     pool = "avg" if pool is None else pool
     if not isinstance(pool, str):

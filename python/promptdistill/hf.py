@@ -13,8 +13,8 @@ compressing the KV cache after the prefill cannot save. Batch 1, greedy decoding
   them. Stages i < ``cache_truncation_end`` (-1: all) also cut the caches of layers <= r to them.
 - gemfilter: layers 0..r without a cache, the top ``n_topks[0]`` tokens (sum over heads, pooled,
   last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
-- snapkv / h2o: a full prefill; when the prompt has at least ``capacity`` tokens, each layer's
-  cache is compacted right after it runs to ``capacity`` tokens per KV group (window included),
+- snapkv / h2o: a full prefill; when the prompt has at least ``budget`` tokens, each layer's
+  cache is compacted right after it runs to ``budget`` tokens per row (window included),
   ranked by the last ``window`` queries' softmax (snapkv) or by all queries' (h2o).
 """
 
@@ -25,8 +25,10 @@ import time
 import torch
 
 from . import _core
+from ._compat import renamed_argument
 from ._engine import compact_kv, gather, remap_positions, select
 from ._errors import Error
+from ._pipeline import pipeline_config, plan
 
 #: model_type -> the family it is (the architectures the C++ pipelines implement).
 SUPPORTED_MODEL_TYPES = {"llama": "Llama (and SmolLM2)", "mistral": "Mistral", "qwen2": "Qwen2", "phi3": "Phi-3"}
@@ -191,37 +193,40 @@ def _stop_tokens(model, eos_token_id):
 
 
 @torch.no_grad()
-def generate(model, input_ids, *, method="promptdistill", selection_layers=(13,), n_topks=(1024,), cache_truncation_end=1,
-             capacity=None, window=32, per="kv-group", max_new_tokens=50, eos_token_id=None):
-    """Prefill ``input_ids`` with ``method`` and decode greedily; returns a ``Result``.
+def generate(model, input_ids, config=None, *, method=None, selection_layers=None, n_topks=None, cache_truncation_end=None,
+             budget=None, window=None, pool=None, pool_kernel=None, per=None, max_new_tokens=50, eos_token_id=None,
+             capacity=None):
+    """Prefill ``input_ids`` with a pipeline and decode greedily; returns a ``Result``.
 
     model: a transformers causal LM (Llama, SmolLM2, Mistral, Qwen2, Phi-3), on any device and in
     any dtype (the selection runs on the same device). input_ids: ``[1, L]`` (as a tokenizer
-    returns it) or a list of ids. selection_layers / n_topks: promptdistill stages (0-based
-    layers, tokens chosen besides the last); gemfilter uses the first pair. capacity: snapkv/h2o
-    tokens per KV group, window included (default ``n_topks[0]``, as the reference code sets it).
-    per: "kv-group" (default) or "head" (one selection per query head, the published variant; on
-    models with grouped KV heads the compressed caches are GQA-expanded to one head per query
-    head, as the reference code does). eos_token_id: stop
-    tokens (default: the model's generation config).
+    returns it) or a list of ids. config: a ``promptdistill.PipelineConfig`` or a mapping of its
+    settings; the keyword settings override it, and every setting not given is the published
+    default of the method (``promptdistill.published_default``; method default "promptdistill").
+    selection_layers / n_topks: promptdistill stages (0-based layers, tokens chosen besides the
+    last); gemfilter uses the first pair. budget: snapkv/h2o tokens per row, window included
+    (``capacity`` is its former name, accepted with a DeprecationWarning).
+    per: "head" (one selection per query head, the published variant; on models with grouped KV
+    heads the compressed caches are GQA-expanded to one head per query head, as the reference code
+    does) or "kv-group". pool / pool_kernel: the pooling of every selecting method but h2o.
+    eos_token_id: stop tokens (default: the model's generation config). The prefill runs
+    ``promptdistill.plan`` of the configuration, as the C++ pipelines run theirs.
     """
     m = _Model(model)
     ids = _prompt_ids(input_ids, model.config.vocab_size)
     L, N = len(ids), len(m.layers)
-    for name, value in (("selection_layers", selection_layers), ("n_topks", n_topks)):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise Error(f"{name} must be a list of ints, got {value!r}")
-    for name, value in (("cache_truncation_end", cache_truncation_end), ("window", window), ("max_new_tokens", max_new_tokens)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise Error(f"{name} must be an int, got {value!r}")
-    if capacity is None:
-        capacity = n_topks[0] if n_topks else 0
-    if not isinstance(capacity, int) or isinstance(capacity, bool):
-        raise Error(f"capacity must be an int, got {capacity!r}")
-    if not isinstance(method, str) or not isinstance(per, str):
-        raise Error("method and per must be strings")
-    _core.check_pipeline(method, list(selection_layers), list(n_topks), cache_truncation_end, capacity, window, "avg", 5, per, N,
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
+        raise Error(f"max_new_tokens must be an int, got {max_new_tokens!r}")
+    budget = renamed_argument(budget, capacity, "budget", "capacity", "hf.generate")
+    cfg = pipeline_config(config, method=method, selection_layers=selection_layers, n_topks=n_topks,
+                          cache_truncation_end=cache_truncation_end, budget=budget, window=window, pool=pool,
+                          pool_kernel=pool_kernel, per=per)
+    # The prompt against the model (empty, past the context) and the configuration, as the C++
+    # pipelines check them before any work; then the plan the prefill runs.
+    _core.check_pipeline(cfg.method, list(cfg.selection_layers), list(cfg.n_topks), cfg.cache_truncation_end, cfg.budget,
+                         cfg.window, cfg.pool, cfg.pool_kernel, cfg.per, N,
                          getattr(model.config, "max_position_embeddings", 1 << 30), L)
+    p = plan(cfg, N)
     window_limit = _sliding_window(model.config)
     if window_limit is not None and L + max(max_new_tokens, 0) > window_limit:
         raise Error(f"{L} prompt tokens and {max_new_tokens} new ones exceed the model's sliding window of {window_limit}; "
@@ -235,9 +240,8 @@ def generate(model, input_ids, *, method="promptdistill", selection_layers=(13,)
     start = time.perf_counter()
     cache = DynamicCache()
     prefill = {"full": _prefill_full, "promptdistill": _prefill_promptdistill, "gemfilter": _prefill_gemfilter,
-               "snapkv": _prefill_kv_compression, "h2o": _prefill_kv_compression}[method]
-    first, next_position, cache = prefill(m, ids, cache, result, method=method, selection_layers=selection_layers, n_topks=n_topks,
-                                          tt=cache_truncation_end, capacity=capacity, window=window, per=per)
+               "snapkv": _prefill_kv_compression, "h2o": _prefill_kv_compression}[p.method]
+    first, next_position, cache = prefill(m, ids, cache, result, p)
     _synchronize(m.device)
     result.ttft_s = time.perf_counter() - start
     result.cache_lengths = [cache.layers[l].keys.shape[-2] for l in range(N)]
@@ -263,41 +267,45 @@ def _arange(m, n):
     return torch.arange(n, device=m.device)
 
 
-def _prefill_full(m, ids, cache, result, **_):
+def _prefill_full(m, ids, cache, result, plan):
     h = m.run_layers(_embed(m, ids), _arange(m, len(ids)), range(len(m.layers)), cache)
     return m.next_token(h), len(ids), cache
 
 
-def _prefill_promptdistill(m, ids, cache, result, *, selection_layers, n_topks, tt, **_):
+def _select(q, keys, selection, **changes):
+    """promptdistill.select with a plan's selection (``changes`` override its keywords)."""
+    return select(q, keys, selection.budget, **{**selection.select_kwargs(), **changes})
+
+
+def _prefill_promptdistill(m, ids, cache, result, plan):
     L = len(ids)
     h = _embed(m, ids)
     positions = _arange(m, L).to(torch.int32)
-    stage = 0
+    stages = {stage.layer: stage for stage in plan.stages}
     for l in range(len(m.layers)):
-        selecting = stage < len(selection_layers) and l == selection_layers[stage]
+        stage = stages.get(l)
         long_positions = positions.long()
-        q = m.queries(l, h, long_positions, 1) if selecting else None
+        q = m.queries(l, h, long_positions, 1) if stage else None
         h = m.run_layers(h, long_positions, [l], cache)
-        if not selecting:
+        if stage is None:
             continue
-        sel = select(q, _cached_keys(cache, l), n_topks[stage], method="promptdistill")
-        kept = sel.indices.shape[0]  # min(k, n - 1) + 1, known without reading the device
+        sel = _select(q, _cached_keys(cache, l), stage.selection)
+        kept = stage.kept(h.shape[1])  # known without reading the device
         h = gather(h[0], sel)[None]
         positions = remap_positions(sel, positions)
         result.retained.append(kept)
         result.selected_indices.append([int(p) for p in positions.tolist()])
-        if tt == -1 or stage < tt:  # every layer up to here holds exactly this stage's input tokens
+        if stage.truncates_cache:  # every layer up to here holds exactly this stage's input tokens
             for ll in range(l + 1):
                 _compact_cache_layer(cache, ll, sel, kept)
-        stage += 1
     return m.next_token(h), L, cache
 
 
-def _prefill_gemfilter(m, ids, cache, result, *, selection_layers, n_topks, **_):
-    layer, L = selection_layers[0], len(ids)
+def _prefill_gemfilter(m, ids, cache, result, plan):
+    stage, L = plan.stages[0], len(ids)
     positions = _arange(m, L)
-    h = m.run_layers(_embed(m, ids), positions, range(layer), None)  # the filter pass writes no cache
-    sel = select(m.queries(layer, h, positions, 1), m.keys(layer, h, positions), n_topks[0], method="gemfilter")
+    h = m.run_layers(_embed(m, ids), positions, range(stage.layer), None)  # the filter pass writes no cache
+    sel = _select(m.queries(stage.layer, h, positions, 1), m.keys(stage.layer, h, positions), stage.selection)
     kept = [int(i) for i in sel.indices.tolist()]
     result.retained.append(len(kept))
     result.selected_indices.append(kept)
@@ -306,31 +314,30 @@ def _prefill_gemfilter(m, ids, cache, result, *, selection_layers, n_topks, **_)
     return m.next_token(h), len(sub), cache
 
 
-def _prefill_kv_compression(m, ids, cache, result, *, method, capacity, window, per, **_):
-    L = len(ids)
+def _prefill_kv_compression(m, ids, cache, result, plan):
+    L, selection = len(ids), plan.compression
     positions = _arange(m, L)
     h = _embed(m, ids)
-    compress = L >= capacity
+    compress = plan.compresses(L)
     for l in range(len(m.layers)):
-        q = m.queries(l, h, positions, min(window, L) if method == "snapkv" else L) if compress else None
+        q = m.queries(l, h, positions, min(selection.window, L) if selection.method == "snapkv" else L) if compress else None
         h = m.run_layers(h, positions, [l], cache)
         if not compress:  # L < C: every row keeps every token, and says so (as the C++ pipelines)
-            rows = m.num_heads if per == "head" else m.num_kv_heads
+            rows = m.num_heads if selection.per == "head" else m.num_kv_heads
             result.retained.append(L)
             result.selected_indices.append([list(range(L)) for _ in range(rows)])
             continue
         keys = _cached_keys(cache, l)
-        if per == "head" and m.num_kv_heads != m.num_heads:
+        per_rows = selection.per
+        if selection.per == "head" and m.num_kv_heads != m.num_heads:
             # The published variant on grouped KV heads: the cache is GQA-expanded to one head per
             # query head, each compacted with its own row, and later tokens are expanded as they are
             # appended (as the SnapKV/H2O reference code does). One query head per expanded KV head
             # makes per-KV-group selection on the expanded keys the per-head selection.
             _expand_cache_layer(cache, l, m.num_heads // m.num_kv_heads)
             keys, per_rows = _cached_keys(cache, l), "kv-group"
-        else:
-            per_rows = per
-        sel = select(q, keys, capacity, method=method, window=window, per=per_rows)
-        kept = sel.indices.shape[-1]  # min(capacity, L) for every row
+        sel = _select(q, keys, selection, per=per_rows)
+        kept = selection.kept(L)  # min(budget, L) for every row
         _compact_cache_layer(cache, l, sel, kept)
         result.retained.append(kept)
         result.selected_indices.append([[int(i) for i in row] for row in sel.indices.tolist()])

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 //! `promptdistill._core`: the Selector on the CPU reference backend (host memory), the geometry
-//! of a selection (what to allocate before running it) and the pipeline checks of `hf.generate`.
+//! of a selection (what to allocate before running it), and the pipelines' published defaults,
+//! checks and plans that `promptdistill.plan` and the drivers written in Python read.
 
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
+
+#include <algorithm>
+#include <climits>
 
 #include <tuple>
 #include <vector>
@@ -28,30 +32,113 @@ std::tuple<int64_t, int64_t> geometry(const std::string& method, int64_t budget,
   // Shapes that the run will reject still get non-negative sizes, so that allocation succeeds
   // and the run reports the library's message.
   const int64_t rows = std::max<int64_t>(0, pd::score_rows(cfg.method, cfg.grouping, num_q_heads, num_kv_heads));
-  const int64_t kept = pd::detail::topk_row(std::max<int64_t>(0, length), plan.topk_k, 0, plan.keep_last).count();
+  const int64_t kept = pd::kept_tokens(plan, length);
   return {rows, kept};
 }
 
-//! `PipelineConfig::validate` for a model of `num_layers` layers and `max_positions` positions.
-void check_pipeline(const std::string& method, const std::vector<int64_t>& selection_layers, const std::vector<int64_t>& n_topks,
-                    int64_t cache_truncation_end, int64_t capacity, int64_t window, const std::string& pool, int64_t pool_kernel,
-                    const std::string& per, int64_t num_layers, int64_t max_positions, int64_t prompt_length) {
+//! A PipelineConfig from the Python keywords (every name as the C++ member).
+pd::PipelineConfig pipeline_config(const std::string& method, const std::vector<int64_t>& selection_layers,
+                                   const std::vector<int64_t>& n_topks, int64_t cache_truncation_end, int64_t budget, int64_t window,
+                                   const std::string& pool, int64_t pool_kernel, const std::string& per) {
   pd::PipelineConfig c;
   c.method = parse_or_raise<pd::PipelineMethod>(method);
   c.selection_layers = selection_layers;
   c.n_topks = n_topks;
   c.cache_truncation_end = cache_truncation_end;
-  c.capacity = capacity;
+  c.budget = budget;
   if (window < 1 || window > INT32_MAX)
     raise(pd::Status(pd::StatusCode::kInvalidArgument, "window must be in [1, 2^31-1], got %lld", (long long)window));
   c.window = int32_t(window);
   c.pool = parse_or_raise<pd::PoolMode>(pool);
-  c.pool_kernel = int32_t(std::min<int64_t>(pool_kernel, INT32_MAX));
+  if (pool_kernel < 1 || pool_kernel > INT32_MAX)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "pool kernel must be odd and >= 1, got %lld", (long long)pool_kernel));
+  c.pool_kernel = int32_t(pool_kernel);
   c.grouping = parse_or_raise<pd::HeadGrouping>(per);
+  return c;
+}
+
+//! PipelineConfig::published_default(method) as a dict of the Python keywords.
+nb::dict published_default(const std::string& method) {
+  const pd::PipelineConfig c = pd::PipelineConfig::published_default(parse_or_raise<pd::PipelineMethod>(method));
+  nb::dict d;
+  d["method"] = std::string(pd::to_string(c.method));
+  d["selection_layers"] = nb::cast(c.selection_layers);
+  d["n_topks"] = nb::cast(c.n_topks);
+  d["cache_truncation_end"] = c.cache_truncation_end;
+  d["budget"] = c.budget;
+  d["window"] = int64_t(c.window);
+  d["pool"] = std::string(pd::to_string(c.pool));
+  d["pool_kernel"] = int64_t(c.pool_kernel);
+  d["per"] = std::string(pd::to_string(c.grouping));
+  return d;
+}
+
+//! `PipelineConfig::validate` for a model of `num_layers` layers and `max_positions` positions.
+void check_pipeline(const std::string& method, const std::vector<int64_t>& selection_layers, const std::vector<int64_t>& n_topks,
+                    int64_t cache_truncation_end, int64_t budget, int64_t window, const std::string& pool, int64_t pool_kernel,
+                    const std::string& per, int64_t num_layers, int64_t max_positions, int64_t prompt_length) {
+  const pd::PipelineConfig c =
+      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel, per);
   pd::ModelConfig model;
   model.num_layers = num_layers;
   model.max_positions = max_positions;
   raise_if_error(c.validate(model, prompt_length));
+}
+
+//! What a MethodPlan tells a driver, as a dict: the selection method and the Selector settings,
+//! the candidates chosen (k) and forced tail (keep_last) that kept_tokens reads.
+nb::dict describe_selection(const pd::MethodConfig& c, const pd::MethodPlan& plan) {
+  nb::dict d;
+  d["method"] = std::string(pd::to_string(c.method));
+  d["budget"] = c.budget;
+  d["window"] = int64_t(c.window);
+  d["pool"] = std::string(pd::to_string(plan.pool));
+  d["pool_kernel"] = int64_t(plan.pool_kernel);
+  d["per"] = std::string(pd::to_string(c.grouping));
+  d["k"] = plan.k;
+  d["keep_last"] = int64_t(plan.keep_last);
+  return d;
+}
+
+//! plan_pipeline of a configuration checked against a model of `num_layers` layers: the stages
+//! (layer, truncates_cache and the selection) and the SnapKV/H2O compression, as dicts.
+nb::dict pipeline_plan(const std::string& method, const std::vector<int64_t>& selection_layers, const std::vector<int64_t>& n_topks,
+                       int64_t cache_truncation_end, int64_t budget, int64_t window, const std::string& pool, int64_t pool_kernel,
+                       const std::string& per, int64_t num_layers) {
+  const pd::PipelineConfig c =
+      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel, per);
+  if (num_layers < 1)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "num_layers must be >= 1, got %lld", (long long)num_layers));
+  pd::ModelConfig model;
+  model.num_layers = num_layers;
+  model.max_positions = INT64_MAX;
+  raise_if_error(c.validate(model, 1));  // the layers against the model; the prompt is checked per request
+  pd::PipelinePlan plan;
+  raise_if_error(pd::plan_pipeline(c, &plan));
+  nb::list stages;
+  for (const pd::SelectionStage& stage : plan.stages) {
+    nb::dict d = describe_selection(stage.select, stage.plan);
+    d["layer"] = stage.layer;
+    d["truncates_cache"] = stage.truncates_cache;
+    stages.append(d);
+  }
+  nb::dict out;
+  out["method"] = std::string(pd::to_string(plan.method));
+  out["stages"] = stages;
+  out["compression"] = plan.compresses_every_layer ? nb::object(describe_selection(plan.compression, plan.compression_plan))
+                                                   : nb::none();
+  out["truncate_after_last_layer"] = plan.truncate_after_last_layer;
+  // PipelinePlan::compresses(L) holds exactly from this prompt length on.
+  out["compresses_from"] = plan.compresses_every_layer ? nb::object(nb::int_(plan.compression.budget)) : nb::none();
+  return out;
+}
+
+//! kept_tokens of the MethodPlan with candidates chosen `k` and forced tail `keep_last`.
+int64_t kept_tokens(int64_t k, int64_t keep_last, int64_t prompt_length) {
+  pd::MethodPlan plan{};
+  plan.k = k;
+  plan.keep_last = int32_t(std::min<int64_t>(std::max<int64_t>(keep_last, 0), INT32_MAX));
+  return pd::kept_tokens(plan, prompt_length);
 }
 
 }  // namespace
@@ -63,8 +150,12 @@ NB_MODULE(_core, m) {
   pdpy::define_ops<pdpy::RefBackend>(m);
   m.def("geometry", &pdpy::geometry, "method"_a, "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_q_heads"_a,
         "num_kv_heads"_a, "length"_a);
+  m.def("published_default", &pdpy::published_default, "method"_a);
+  m.def("pipeline_plan", &pdpy::pipeline_plan, "method"_a, "selection_layers"_a, "n_topks"_a, "cache_truncation_end"_a,
+        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a);
+  m.def("kept_tokens", &pdpy::kept_tokens, "k"_a, "keep_last"_a, "prompt_length"_a);
   m.def("check_pipeline", &pdpy::check_pipeline, "method"_a, "selection_layers"_a, "n_topks"_a, "cache_truncation_end"_a,
-        "capacity"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "max_positions"_a, "prompt_length"_a);
+        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "max_positions"_a, "prompt_length"_a);
   m.attr("VERSION") = std::to_string(PROMPTDISTILL_VERSION_MAJOR) + "." + std::to_string(PROMPTDISTILL_VERSION_MINOR) + "." +
                       std::to_string(PROMPTDISTILL_VERSION_PATCH);
 }

@@ -145,7 +145,7 @@ def test_hf_generate_on_cuda_matches_cpu():
     gpu_model = transformers.AutoModelForCausalLM.from_pretrained(GOLDEN / "tiny_llama31", dtype=torch.float32).cuda().eval()
     ids = list(np.random.default_rng(7).integers(3, 512, 100).tolist())
     for method in ("promptdistill", "gemfilter", "snapkv", "h2o"):
-        args = dict(method=method, selection_layers=[0], n_topks=[32], capacity=48, window=16, max_new_tokens=8)
+        args = dict(method=method, selection_layers=[0], n_topks=[32], budget=48, window=16, max_new_tokens=8)
         a, b = pd.hf.generate(cpu_model, ids, **args), pd.hf.generate(gpu_model, ids, **args)
         # Different GEMMs (Tier C): the selections agree up to near-ties, the first token exactly.
         kept_cpu, kept_gpu = flat_tokens(a.selected_indices), flat_tokens(b.selected_indices)

@@ -16,21 +16,28 @@ from conftest import GOLDEN, selected_rows
 
 TINY = ["tiny_llama31", "tiny_qwen2", "tiny_phi35"]
 # Tiny models have two layers: the selection layer is 0; budgets well below the 100-token prompt.
-TINY_ARGS = dict(selection_layers=[0], n_topks=[32], capacity=48, window=16, max_new_tokens=16)
+TINY_ARGS = dict(selection_layers=[0], n_topks=[32], budget=48, window=16, max_new_tokens=16)
 
 
-def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_topks, cache_truncation_end=1, capacity=None,
-                 window=32, per="kv-group", max_new_tokens=16):
+def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_topks, cache_truncation_end=None, budget=None,
+                 window=None, per=None, pool=None, pool_kernel=None, max_new_tokens=16):
+    """The CLI's run of the same configuration: each setting given is passed, the others are the
+    published defaults on both sides."""
     ids_file = tmp_path / f"ids_{method}.txt"
     ids_file.write_text(" ".join(map(str, ids)))
     # Only the options the method reads: the CLI refuses the others.
     options = []
     if method in ("promptdistill", "gemfilter"):
         options += ["--selection-layers", *selection_layers, "--n-topks", *n_topks]
+    given = dict(budget=budget, window=window, per=per, pool=pool, pool_kernel=pool_kernel)
     if method == "promptdistill":
-        options += ["--cache-truncation-end", cache_truncation_end]
-    if method in ("snapkv", "h2o"):
-        options += ["--capacity", capacity if capacity is not None else n_topks[0], "--window", window, "--per", per]
+        given["cache_truncation_end"] = cache_truncation_end
+    readers = {"budget": ("snapkv", "h2o"), "window": ("snapkv", "h2o"), "per": ("snapkv", "h2o"),
+               "pool": ("promptdistill", "gemfilter", "snapkv"), "pool_kernel": ("promptdistill", "gemfilter", "snapkv"),
+               "cache_truncation_end": ("promptdistill",)}
+    for name, value in given.items():
+        if value is not None and method in readers[name]:
+            options += ["--" + name.replace("_", "-"), value]
     return cli("generate", "--model", model_path, "--prompt-ids", ids_file, "--method", method, *options, "--max-new-tokens",
                max_new_tokens, "--dump-selection")
 
@@ -113,7 +120,7 @@ def tiny_pair(sliding_window=None):
 @pytest.mark.parametrize("method,kwargs", [("full", {}), ("promptdistill", dict(selection_layers=[0, 1], n_topks=[40, 16],
                                                                                 cache_truncation_end=-1)),
                                            ("gemfilter", dict(selection_layers=[1], n_topks=[24])),
-                                           ("snapkv", dict(capacity=40, window=8)), ("h2o", dict(capacity=40, window=8))])
+                                           ("snapkv", dict(budget=40, window=8)), ("h2o", dict(budget=40, window=8))])
 def test_mistral_runs_like_the_same_weights_as_llama(method, kwargs):
     mistral, llama = tiny_pair()
     ids = random_prompt(13, 80, vocab=256)
@@ -142,13 +149,15 @@ def smollm2(smollm2_model, smollm2_prompt):
 SMOLLM2_CASES = [
     ("full", {}),
     ("promptdistill", dict(selection_layers=[13], n_topks=[64], cache_truncation_end=1)),
+    ("promptdistill", dict(selection_layers=[20], n_topks=[64], cache_truncation_end=0, pool="max", pool_kernel=7)),
     ("promptdistill", dict(selection_layers=[10, 20], n_topks=[128, 48], cache_truncation_end=-1)),
     ("gemfilter", dict(selection_layers=[13], n_topks=[64])),
-    ("snapkv", dict(capacity=96)),
-    ("h2o", dict(capacity=96)),
-    # The published variant: SmolLM2 has 9 query heads over 3 KV heads, so the caches are GQA-expanded.
-    ("snapkv", dict(capacity=96, per="head")),
-    ("h2o", dict(capacity=96, per="head")),
+    ("snapkv", dict(budget=96, per="kv-group")),
+    ("h2o", dict(budget=96, per="kv-group")),
+    # The published variant (the default): SmolLM2 has 9 query heads over 3 KV heads, so the caches
+    # are GQA-expanded.
+    ("snapkv", dict(budget=96)),
+    ("h2o", dict(budget=96, per="head")),
 ]
 
 
@@ -168,8 +177,8 @@ HF_ERRORS = [
     ("the last layer as selection layer", dict(selection_layers=[2], n_topks=[8]), "last layer"),
     ("decreasing selection layers", dict(selection_layers=[1, 0], n_topks=[8, 4]), "strictly increasing"),
     ("unpaired budgets", dict(selection_layers=[0, 1], n_topks=[8]), "n_topks has 1"),
-    ("capacity below the window", dict(method="snapkv", capacity=8, window=16), "window"),
-    ("an unknown grouping", dict(method="snapkv", capacity=40, per="layer"), "per"),
+    ("budget below the window", dict(method="snapkv", budget=8, window=16), "window"),
+    ("an unknown grouping", dict(method="snapkv", budget=40, per="layer"), "per"),
     ("selection layers not a list", dict(selection_layers=13), "list of ints"),
 ]
 

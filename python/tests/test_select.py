@@ -40,7 +40,7 @@ def test_select_matches_cli(cli, tmp_path, method, per, pool, dtype):
         q, k = q.astype(np.float16), k.astype(np.float16)
     np.save(tmp_path / "q.npy", q)
     np.save(tmp_path / "k.npy", k)
-    expected = cli("select", "--method", method, "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--topk", BUDGETS[method],
+    expected = cli("select", "--method", method, "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--budget", BUDGETS[method],
                    "--window", WINDOW, "--per", per, "--pool", pool, "--dtype", {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[dtype])
     if dtype == "bfloat16":  # the CLI rounds to nearest even, as PyTorch does
         sel = pd.select(torch.from_numpy(q).bfloat16(), torch.from_numpy(k).bfloat16(), BUDGETS[method], method=method, window=WINDOW,
@@ -135,10 +135,10 @@ def test_selection_shapes():
     assert short.indices.tolist() == [list(range(30))] * H_KV
     # PromptDistill keeps min(k, L - 1) + 1 tokens, the last one always.
     q1, k1 = random_qk(8, "promptdistill", 70)
-    for topk, kept in ((0, 1), (10, 11), (69, 70), (500, 70)):
-        sel = pd.select(q1, k1, topk)
-        assert sel.indices.shape == (kept,) and sel.indices[-1] == 69, f"topk={topk}"
-        assert (np.diff(sel.indices) > 0).all(), f"topk={topk}: not ascending"
+    for budget, kept in ((0, 1), (10, 11), (69, 70), (500, 70)):
+        sel = pd.select(q1, k1, budget)
+        assert sel.indices.shape == (kept,) and sel.indices[-1] == 69, f"budget={budget}"
+        assert (np.diff(sel.indices) > 0).all(), f"budget={budget}: not ascending"
     # GemFilter renumbers the kept tokens (its second pass is a fresh prefill).
     sel = pd.select(q1, k1, 10, method="gemfilter")
     assert sel.positions.tolist() == list(range(10))

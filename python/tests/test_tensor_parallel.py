@@ -33,14 +33,14 @@ def shard(q, k, ranks, rank):
     return q[..., rank * hq:(rank + 1) * hq, :], k[..., rank * hkv:(rank + 1) * hkv, :], rank * hq
 
 
-def sharded_select(q, k, topk, ranks, method, **kwargs):
+def sharded_select(q, k, budget, ranks, method, **kwargs):
     """Every rank's partial scores, summed in rank order (the all-reduce), then finish_select."""
     summed = None
     for r in range(ranks):
         q_r, k_r, offset = shard(q, k, ranks, r)
         partial = pd.score_partial(q_r, k_r, method=method, total_heads=H, head_offset=offset, lengths=kwargs.get("lengths"))
         summed = partial if summed is None else summed + partial
-    return pd.finish_select(summed, topk, method=method, total_heads=H, **kwargs)
+    return pd.finish_select(summed, budget, method=method, total_heads=H, **kwargs)
 
 
 def assert_same_selection(got, want, case):
@@ -117,7 +117,7 @@ ERRORS = [
     ("no heads", lambda q, k, s: pd.finish_select(s, 10, total_heads=0), "total_heads must be >= 1"),
     ("scores of 3 dimensions", lambda q, k, s: pd.finish_select(s[None, None], 10, total_heads=H), "[L] or [B, L]"),
     ("float64 scores", lambda q, k, s: pd.finish_select(s.astype(np.float64), 10, total_heads=H), "float32"),
-    ("a float topk", lambda q, k, s: pd.finish_select(s, 2.5, total_heads=H), "topk must be an int"),
+    ("a float budget", lambda q, k, s: pd.finish_select(s, 2.5, total_heads=H), "budget must be an int"),
     ("lengths unbatched", lambda q, k, s: pd.finish_select(s, 10, total_heads=H, lengths=np.array([5], np.int32)), "batched"),
 ]
 

@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT
 
 EXAMPLE = ROOT / "examples" / "tp_gloo_select.py"
-RANKS, LAYER, TOPK, KERNEL = 3, 13, 64, 5
+RANKS, LAYER, BUDGET, KERNEL = 3, 13, 64, 5
 TIME_LIMIT_S = 180  # the whole launch: three interpreters importing torch, a gloo rendezvous, one selection
 
 
@@ -49,7 +49,7 @@ def test_gloo_ranks_select_like_one_process(tmp_path, smollm2_model, smollm2_pro
     example = example_module()
     q, k = example.layer_queries_and_keys(smollm2_model, smollm2_prompt, LAYER)
     assert q.shape == (1, 9, 64) and k.shape == (len(smollm2_prompt), 3, 64)
-    example.write_shards(q, k, RANKS, TOPK, tmp_path)
+    example.write_shards(q, k, RANKS, BUDGET, tmp_path)
     env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={RANKS}", str(EXAMPLE), "run",
                "--dir", str(tmp_path)]
@@ -64,7 +64,7 @@ def test_gloo_ranks_select_like_one_process(tmp_path, smollm2_model, smollm2_pro
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(RANKS)]
     single = np.load(tmp_path / "single.npz")
     for r, result in enumerate(ranks):
-        case = f"rank {r} of {RANKS}, layer {LAYER}, topk {TOPK}, {len(smollm2_prompt)} tokens"
+        case = f"rank {r} of {RANKS}, layer {LAYER}, budget {BUDGET}, {len(smollm2_prompt)} tokens"
         assert result["heads"].tolist() == [3 * r, 3, 1], f"{case}: a rank holds its 3 query heads and 1 KV head"
         assert result["summed"].tobytes() == ranks[0]["summed"].tobytes(), f"{case}: the all-reduce gave other bits"
         assert result["scores"].tobytes() == ranks[0]["scores"].tobytes(), case

@@ -456,7 +456,7 @@ def write_method_goldens(gguf_path, tok):
     cases.append({"method": "gemfilter", "layer": 13, "k": 256, "selected": kept, "greedy": greedy})
     for m in ("snapkv", "h2o"):
         rows, greedy = reference_kv_compression(model, ids, m, 256)
-        cases.append({"method": m, "capacity": 256, "window": 32, "layer0_rows": rows[0], "greedy": greedy})
+        cases.append({"method": m, "budget": 256, "window": 32, "layer0_rows": rows[0], "greedy": greedy})
     for c in cases:
         print(f"reference {c['method']}: greedy {c['greedy'][:6]}...")
     (OUT / "smollm2_methods.json").write_text(json.dumps({"ids": ids, "text": text, "cases": cases}))
@@ -484,7 +484,7 @@ def write_published_goldens(gguf_path, tok):
     cases.append({"method": "gemfilter", "layer": 13, "k": 1024, "selected": kept, "greedy": greedy})
     for method, pool, kernel in (("snapkv", "avg", 5), ("snapkv", "max", 7), ("h2o", "avg", 5)):
         rows, greedy = reference_kv_compression(model, ids, method, 1024, 32, pool, kernel, record)
-        case = {"method": method, "capacity": 1024, "window": 32, "layer_rows": {str(l): r for l, r in rows.items()},
+        case = {"method": method, "budget": 1024, "window": 32, "layer_rows": {str(l): r for l, r in rows.items()},
                 "greedy": greedy}
         if method == "snapkv":
             case.update(pool=pool, pool_kernel=kernel)

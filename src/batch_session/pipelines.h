@@ -56,10 +56,10 @@ class Pipelines {
     if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerQueryHead)
       tokens *= config.num_heads / config.num_kv_heads;
     if (plan.method == PipelineMethod::kPromptDistill) {
-      const int64_t layer = plan.stages[0].layer, kept = std::min(n, plan.stages[0].select.budget + 1);
+      const int64_t layer = plan.stages[0].layer, kept = kept_tokens(plan.stages[0].plan, n);
       tokens = (layer + 1) * (n + reserve) + (layers - layer - 1) * (kept + reserve);
     } else if (plan.method == PipelineMethod::kGemFilter) {
-      tokens = std::max(n, layers * (std::min(n, plan.stages[0].select.budget) + reserve));
+      tokens = std::max(n, layers * (kept_tokens(plan.stages[0].plan, n) + reserve));
     }
     return activations + tokens * token_bytes;
   }
@@ -96,7 +96,7 @@ class Pipelines {
                                               decoder_.selection_queries.template as<T>()));
       PD_RETURN_IF_ERROR(select(selection.select, decoder_.selection_queries.template as<const T>(), 1,
                                 caches_.layers[std::size_t(l)], current_lengths, n, /*gather_hidden=*/true));
-      const std::vector<int64_t> kept = kept_counts(selection.select, current_lengths);
+      const std::vector<int64_t> kept = kept_counts(selection.plan, current_lengths);
       const int64_t kept_rows = max_of(kept);
       PD_RETURN_IF_ERROR(record(selected_positions_, 1, n, kept, &recorded_));  // the stage's original positions
       for (int64_t b = 0; b < batch; ++b) (*results)[std::size_t(b)].retained.push_back(kept[std::size_t(b)]);
@@ -151,7 +151,7 @@ class Pipelines {
     PD_RETURN_IF_ERROR(select(plan.stages[0].select, decoder_.selection_queries.template as<const T>(), 1, caches_.scratch,
                               prompt_lengths, n, /*gather_hidden=*/false));
     caches_.empty(&caches_.scratch);
-    const std::vector<int64_t> kept = kept_counts(plan.stages[0].select, prompt_lengths);
+    const std::vector<int64_t> kept = kept_counts(plan.stages[0].plan, prompt_lengths);
     const int64_t kept_rows = max_of(kept);
     PD_RETURN_IF_ERROR(record(selected_indices_, 1, n, kept, &recorded_));
     for (int64_t b = 0; b < batch; ++b) (*results)[std::size_t(b)].retained.push_back(kept[std::size_t(b)]);
@@ -182,13 +182,11 @@ class Pipelines {
     return values;
   }
 
-  //! Tokens a selection keeps of a request of `length` tokens (the top-k geometry of the
-  //! Selector, so the host knows it without reading the backend).
-  static std::vector<int64_t> kept_counts(const MethodConfig& method, const std::vector<int64_t>& lengths) {
-    MethodPlan stages;
+  //! Tokens a selection keeps of each request (kept_tokens), so the host knows them without
+  //! reading the backend.
+  static std::vector<int64_t> kept_counts(const MethodPlan& plan, const std::vector<int64_t>& lengths) {
     std::vector<int64_t> kept;
-    if (!plan_method(method, &stages).is_ok()) return kept;  // the plan was checked before the prefill
-    for (int64_t length : lengths) kept.push_back(detail::topk_row(length, stages.topk_k, 0, stages.keep_last).count());
+    for (int64_t length : lengths) kept.push_back(kept_tokens(plan, length));
     return kept;
   }
 
@@ -231,7 +229,7 @@ class Pipelines {
     // also what the selection returns for them).
     const bool compress_any = compression_plan != nullptr && compression_plan->compresses(n);
     const MethodConfig method = compress_any ? compression_plan->compression : MethodConfig{};
-    const std::vector<int64_t> kept = compress_any ? kept_counts(method, prompt_lengths) : prompt_lengths;
+    const std::vector<int64_t> kept = compress_any ? kept_counts(compression_plan->compression_plan, prompt_lengths) : prompt_lengths;
     const int64_t rows = score_rows(method.method, method.grouping, num_heads, decoder_.config.num_kv_heads);
     int64_t query_rows = 0;
     if (compress_any) {
@@ -457,7 +455,7 @@ class Pipelines {
 
   //! The reference code's order (PipelineConfig::truncate_after_last_layer): each truncating
   //! stage's map, composed with the later stages' on the host (`compose_stage_maps`, shared with
-  //! ref::Session), gathers its segment's caches after the last layer.
+  //! ref::EigenSession), gathers its segment's caches after the last layer.
   Status truncate_in_reference_order(const PipelinePlan& plan, const std::vector<Recorded>& maps) {
     std::vector<std::vector<int32_t>> host;
     PD_RETURN_IF_ERROR(download_all(maps, &host));

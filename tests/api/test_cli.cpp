@@ -80,7 +80,7 @@ TEST_CASE("cli/select: JSON output equals the reference selection for every meth
     const auto q = pdtest::generate<float>(std::size_t(Lq * H * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 2, uint64_t(m)));
     REQUIRE(write_npy(tmp("q.npy"), DType::kF32, {Lq, H, D}, q.data()).is_ok());
     const auto r = run_cli(std::string("select --method ") + to_string(m) + " --q " + tmp("q.npy") + " --k " +
-                           tmp("k.npy") + " --topk 20 --window 4 --json");
+                           tmp("k.npy") + " --budget 20 --window 4 --json");
     INFO(std::string(to_string(m)));
     CAPTURE(r.err);
     REQUIRE(r.exit_code == 0);
@@ -96,19 +96,22 @@ TEST_CASE("cli/select: JSON output equals the reference selection for every meth
         CHECK(j["indices"][std::size_t(row)].get<std::vector<int32_t>>() == ref_select(m, q, Lq, k, L, H, Hkv, D, 20, row));
     }
   }
-  // --budget is --topk's other spelling; --pool none is accepted as in every command.
+  // --topk is --budget's former name: the same selection, with a deprecation warning; --pool none
+  // is accepted as in every command.
   const auto q1 = pdtest::generate<float>(std::size_t(H * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 3));
   REQUIRE(write_npy(tmp("q.npy"), DType::kF32, {1, H, D}, q1.data()).is_ok());
   const std::string pd_args = "select --method promptdistill --q " + tmp("q.npy") + " --k " + tmp("k.npy") + " --json";
   const auto by_topk = run_cli(pd_args + " --topk 7"), by_budget = run_cli(pd_args + " --budget 7");
   REQUIRE(by_topk.exit_code == 0);
+  CHECK(by_topk.err.find("warning: --topk is deprecated, use --budget") != std::string::npos);
+  CHECK(by_budget.err.empty());
   REQUIRE(by_budget.exit_code == 0);
   CHECK(nlohmann::json::parse(by_topk.out)["indices"] == nlohmann::json::parse(by_budget.out)["indices"]);
   CHECK(run_cli(pd_args + " --budget 7 --pool none").exit_code == 0);
   // float16 input and bf16 compute run too.
   std::vector<uint16_t> qh(std::size_t(H * D), 0x3c00);
   REQUIRE(write_npy(tmp("qh.npy"), DType::kF16, {1, H, D}, qh.data()).is_ok());
-  const auto r = run_cli("select --method promptdistill --q " + tmp("qh.npy") + " --k " + tmp("k.npy") + " --topk 5 --dtype bf16 --json");
+  const auto r = run_cli("select --method promptdistill --q " + tmp("qh.npy") + " --k " + tmp("k.npy") + " --budget 5 --dtype bf16 --json");
   CHECK(r.exit_code == 0);
   CHECK(nlohmann::json::parse(r.out)["indices"].size() == 6u);
 }
@@ -127,20 +130,20 @@ TEST_CASE("cli/select: bad files and options fail with a one-line error") {
     std::string args, expect;
   };
   const Bad cases[] = {
-      {"select --q " + tmp("missing.npy") + " --k " + tmp("k1.npy") + " --topk 2", "cannot open"},
-      {"select --q " + tmp("junk.npy") + " --k " + tmp("k1.npy") + " --topk 2", "magic"},
-      {"select --q " + tmp("flat.npy") + " --k " + tmp("k1.npy") + " --topk 2", "3 dimensions"},
-      {base + " --topk -1", "k) must be >= 0"},
-      {base + " --topk 2 --method nope", "--method: method must be one of promptdistill, gemfilter, snapkv, h2o"},
-      {base + " --topk 2 --pool mean", "--pool: pool must be one of none, avg, max"},
-      {base + " --topk 2 --per group", "--per: per (head grouping) must be one of kv-group, head"},
-      {base + " --topk 2 --budget 2", "not both"},
-      {base + " --topk 2 --pool-kernel 4", "odd"},
-      {base + " --topk two", "integer"},
-      {base + " --topk 2 --dtype f64", "--dtype"},
-      {base + " --topk 2 --bogus 1", "unknown option"},
+      {"select --q " + tmp("missing.npy") + " --k " + tmp("k1.npy") + " --budget 2", "cannot open"},
+      {"select --q " + tmp("junk.npy") + " --k " + tmp("k1.npy") + " --budget 2", "magic"},
+      {"select --q " + tmp("flat.npy") + " --k " + tmp("k1.npy") + " --budget 2", "3 dimensions"},
+      {base + " --budget -1", "budget must be >= 0"},
+      {base + " --budget 2 --method nope", "--method: method must be one of promptdistill, gemfilter, snapkv, h2o"},
+      {base + " --budget 2 --pool mean", "--pool: pool must be one of none, avg, max"},
+      {base + " --budget 2 --per group", "--per: per (head grouping) must be one of kv-group, head"},
+      {base + " --topk 2 --budget 2", "not also --topk (its former name)"},
+      {base + " --budget 2 --pool-kernel 4", "odd"},
+      {base + " --budget two", "integer"},
+      {base + " --budget 2 --dtype f64", "--dtype"},
+      {base + " --budget 2 --bogus 1", "unknown option"},
       {base, "needs"},
-      {"select --q " + tmp("k1.npy") + " --k " + tmp("k1.npy") + " --topk 2", "last token"},
+      {"select --q " + tmp("k1.npy") + " --k " + tmp("k1.npy") + " --budget 2", "last token"},
   };
   for (const Bad& c : cases) {
     const auto r = run_cli(c.args);
@@ -196,7 +199,7 @@ TEST_CASE("cli: an HF folder's tokenizer.json is used, and a tokenizer larger th
 }
 
 TEST_CASE("cli: every command's --help prints its own usage and exits 0") {
-  for (const char* command : {"select", "generate", "compare", "eval", "demo"}) {
+  for (const char* command : {"select", "generate", "compare", "eval", "demo", "defaults"}) {
     CAPTURE(command);
     for (const char* help : {" --help", " -h", " --method nope --help"}) {
       const auto r = run_cli(std::string(command) + help);
@@ -208,8 +211,50 @@ TEST_CASE("cli: every command's --help prints its own usage and exits 0") {
   }
   const auto all = run_cli("--help");
   CHECK(all.exit_code == 0);
-  for (const char* command : {"select", "generate", "compare", "eval", "demo"})
+  for (const char* command : {"select", "generate", "compare", "eval", "demo", "defaults"})
     CHECK(all.out.find(std::string("promptdistill ") + command) != std::string::npos);
+}
+
+TEST_CASE("cli/defaults: one set of published defaults, printed, in the help and in docs/algorithms.md") {
+  const auto table = run_cli("defaults");
+  REQUIRE(table.exit_code == 0);
+  // The documented table is the command's output, line for line.
+  const std::string doc = slurp(std::string(PD_GOLDEN_DIR) + "/../../docs/algorithms.md");
+  const std::string begin = "<!-- published-defaults:begin -->\n", end = "<!-- published-defaults:end -->";
+  const std::size_t at = doc.find(begin), stop = doc.find(end);
+  REQUIRE(at != std::string::npos);
+  REQUIRE(stop != std::string::npos);
+  CHECK(doc.substr(at + begin.size(), stop - at - begin.size()) == table.out);
+  // Each JSON line is PipelineConfig::published_default of its method.
+  const auto json = run_cli("defaults --json");
+  REQUIRE(json.exit_code == 0);
+  std::istringstream lines(json.out);
+  std::string line;
+  int methods = 0;
+  while (std::getline(lines, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    PipelineMethod m;
+    REQUIRE(parse(j.at("method").get<std::string>(), &m).is_ok());
+    const PipelineConfig c = PipelineConfig::published_default(m);
+    CHECK(c.method == m);
+    if (j.contains("selection_layers")) {
+      CHECK(j["selection_layers"].get<std::vector<int64_t>>() == c.selection_layers);
+      CHECK(j["n_topks"].get<std::vector<int64_t>>() == c.n_topks);
+    } else {
+      CHECK(j.at("budget").get<int64_t>() == c.budget);
+      CHECK(j.at("window").get<int64_t>() == c.window);
+      CHECK(j.at("per").get<std::string>() == to_string(c.grouping));
+    }
+    ++methods;
+  }
+  CHECK(methods == 4);
+  // generate's help writes the same numbers as its defaults.
+  const PipelineConfig d;
+  const auto help = run_cli("generate --help");
+  CHECK(help.out.find("[--selection-layers " + std::to_string(d.selection_layers[0]) + " ...]") != std::string::npos);
+  CHECK(help.out.find("[--cache-truncation-end " + std::to_string(d.cache_truncation_end) + "]") != std::string::npos);
+  CHECK(help.out.find("{") == std::string::npos);  // every placeholder replaced
+  CHECK(run_cli("defaults --nope").exit_code == 2);
 }
 
 namespace {
@@ -227,7 +272,7 @@ struct TinyRun {
     base = "generate --model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " + tmp("tiny_ids.txt") + " --json";
   }
   PrefillResult reference(const PipelineConfig& c) const {
-    ref::Session s(&weights);
+    ref::EigenSession s(&weights);
     PrefillResult r;
     REQUIRE(s.prefill(prompt, c, &r).is_ok());
     return r;
@@ -255,7 +300,7 @@ TEST_CASE("cli: --pool and --pool-kernel are honoured where a method pools and r
     CHECK(dumped == std::vector<std::vector<int32_t>>{tiny.reference(c).selected[0][0]});
   }
   for (const std::string& bad : {std::string(" --method h2o --pool max"), std::string(" --method full --pool-kernel 3"),
-                                 std::string(" --method promptdistill --selection-layers 0 --capacity 8"),
+                                 std::string(" --method promptdistill --selection-layers 0 --budget 8"),
                                  std::string(" --method snapkv --n-topks 4"), std::string(" --method gemfilter --cache-truncation-end 0")}) {
     const auto r = run_cli(tiny.base + bad);
     CAPTURE(bad);
@@ -271,13 +316,13 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
       CAPTURE(method);
       CAPTURE(per);
       const auto r = run_cli(tiny.base + " --method " + method + " --per " + per +
-                             " --capacity 24 --window 4 --max-new-tokens 1 --dump-selection");
+                             " --budget 24 --window 4 --max-new-tokens 1 --dump-selection");
       CAPTURE(r.err);
       REQUIRE(r.exit_code == 0);
       PipelineConfig c;
       REQUIRE(parse(method, &c.method).is_ok());
       REQUIRE(parse(per, &c.grouping).is_ok());
-      c.capacity = 24;
+      c.budget = 24;
       c.window = 4;
       const auto dumped = nlohmann::json::parse(r.out)["selected_indices"].get<std::vector<std::vector<std::vector<int32_t>>>>();
       const PrefillResult want = tiny.reference(c);
@@ -286,15 +331,24 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
       CHECK(dumped == want.selected);
       CHECK(nlohmann::json::parse(r.out)["per"] == per);  // every result says which variant ran
     }
-  // A capacity at least the prompt's length keeps every token of every layer: the dump says so.
-  const auto uncut = run_cli(tiny.base + " --method snapkv --capacity 100 --window 4 --max-new-tokens 1 --dump-selection");
+  // A budget at least the prompt's length keeps every token of every layer: the dump says so,
+  // with a row per query head (the published default, --per head).
+  const auto uncut = run_cli(tiny.base + " --method snapkv --budget 100 --window 4 --max-new-tokens 1 --dump-selection");
   REQUIRE(uncut.exit_code == 0);
   std::vector<int32_t> every(tiny.prompt.size());
   for (std::size_t i = 0; i < every.size(); ++i) every[i] = int32_t(i);
   const auto uncut_json = nlohmann::json::parse(uncut.out);
+  CHECK(uncut_json["per"] == "head");
   CHECK(uncut_json["selected_indices"] ==
-        nlohmann::json(std::vector<std::vector<std::vector<int32_t>>>(2, std::vector<std::vector<int32_t>>(2, every))));
+        nlohmann::json(std::vector<std::vector<std::vector<int32_t>>>(2, std::vector<std::vector<int32_t>>(4, every))));
   CHECK(uncut_json["retained"] == std::vector<int64_t>(2, int64_t(every.size())));
+  // --capacity is --budget's former name: the same run, with a deprecation warning.
+  const auto by_budget = run_cli(tiny.base + " --method h2o --budget 24 --window 4 --max-new-tokens 2 --dump-selection");
+  const auto by_capacity = run_cli(tiny.base + " --method h2o --capacity 24 --window 4 --max-new-tokens 2 --dump-selection");
+  REQUIRE(by_capacity.exit_code == 0);
+  CHECK(by_capacity.err.find("warning: --capacity is deprecated, use --budget") != std::string::npos);
+  CHECK(nlohmann::json::parse(by_capacity.out)["selected_indices"] == nlohmann::json::parse(by_budget.out)["selected_indices"]);
+  CHECK(run_cli(tiny.base + " --method h2o --capacity 24 --budget 24").exit_code == 2);
   const auto r = run_cli(tiny.base + " --max-new-tokens 7 --ignore-eos");
   REQUIRE(r.exit_code == 0);
   const auto j = nlohmann::json::parse(r.out);

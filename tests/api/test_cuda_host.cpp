@@ -112,10 +112,10 @@ TEST_CASE("cuda host: without a device, runs and sessions fail with a Status") {
   CHECK(s.code() == StatusCode::kCudaError);
   MESSAGE("RmsNorm without a device: " << std::string(s.message()));
   const ModelWeights model = pdtest::random_model(1, 2);
-  std::unique_ptr<cuda::Session> session;
-  const Status c = cuda::Session::create(&model, BatchSessionOptions{}, nullptr, &session);
+  std::unique_ptr<cuda::BatchSession> session;
+  const Status c = cuda::BatchSession::create(&model, BatchSessionOptions{}, nullptr, &session);
   CHECK_FALSE(c.is_ok());
-  MESSAGE("cuda::Session::create without a device: " << std::string(c.message()));
+  MESSAGE("cuda::BatchSession::create without a device: " << std::string(c.message()));
   CHECK(CudaBackend::available_bytes() == 0);
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA session against the CPU batch session (the same pipeline code on the reference ops),
 // compared by what the exactness tiers promise:
-// - f32 (cuda::SessionF32), random model, ragged batch, every method (Tier C: cuBLASLt and Eigen
+// - f32 (cuda::BatchSessionF32), random model, ragged batch, every method (Tier C: cuBLASLt and Eigen
 //   GEMMs and the split-KV decode attention round differently): caches within 1e-4 of their
 //   largest entry wherever both sessions kept the same tokens; each stage's selection overlapping
 //   the reference's by at least 90 % (near-tie scores may swap a few tokens); first tokens equal
@@ -9,7 +9,7 @@
 // - f32, exact where the tiers make it exact: on integer_model, layer 0's keys and values are
 //   exact on both backends, RoPE, scoring and pooling are Tier B and top-k Tier A, so every
 //   method's layer-0 selection and layer-0 caches equal the reference's bit for bit.
-// - bf16 (cuda::Session): caches within an NMSE of 1e-3 of the f32 reference and PromptDistill
+// - bf16 (cuda::BatchSession): caches within an NMSE of 1e-3 of the f32 reference and PromptDistill
 //   with truncation holding less device memory than full KV.
 // - create_random draws on the device the weights the reference draws on the host (the same
 //   bits): the f32 sessions' caches agree within the Tier C bound.
@@ -53,7 +53,7 @@ TEST_CASE("cuda/session f32: every method within the Tier C bounds of the CPU ba
   for (const auto& cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     const auto want = run<ref::BatchSession>(w, prompts, cfg);
-    const auto got = run<cuda::SessionF32>(w, prompts, cfg);
+    const auto got = run<cuda::BatchSessionF32>(w, prompts, cfg);
     for (std::size_t b = 0; b < prompts.size(); ++b) {
       CAPTURE(b);
       ++runs;
@@ -94,7 +94,7 @@ TEST_CASE("cuda/session f32: layer-0 selections and caches equal the reference b
     if (!cfg.selection_layers.empty()) cfg.selection_layers[0] = 0;
     CAPTURE(std::string(to_string(cfg.method)));
     const auto want = run<ref::BatchSession>(w, prompts, cfg);
-    const auto got = run<cuda::SessionF32>(w, prompts, cfg);
+    const auto got = run<cuda::BatchSessionF32>(w, prompts, cfg);
     for (std::size_t b = 0; b < prompts.size(); ++b) {
       CAPTURE(b);
       if (!want.prefill[b].selected.empty()) CHECK(got.prefill[b].selected[0] == want.prefill[b].selected[0]);
@@ -110,7 +110,7 @@ TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less devi
   const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(300, pdtest::mix(pdtest::seed(), 5))};
   PipelineConfig full;
   const auto want = run<ref::BatchSession>(w, prompts, full);
-  const auto got = run<cuda::Session>(w, prompts, full);
+  const auto got = run<cuda::BatchSession>(w, prompts, full);
   for (std::size_t l = 0; l < want.k[0].size(); ++l) {
     double err = 0, ref = 0;
     for (std::size_t j = 0; j < want.k[0][l].size(); ++j) {
@@ -124,7 +124,7 @@ TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less devi
   pd.selection_layers = {1};
   pd.n_topks = {32};
   pd.cache_truncation_end = 1;
-  const auto small = run<cuda::Session>(w, prompts, pd);
+  const auto small = run<cuda::BatchSession>(w, prompts, pd);
   CHECK(small.prefill[0].peak_kv_cache_bytes < got.prefill[0].peak_kv_cache_bytes);
   MESSAGE("peak KV bytes (bf16): full " << got.prefill[0].peak_kv_cache_bytes << ", PromptDistill "
                                         << small.prefill[0].peak_kv_cache_bytes);
@@ -133,9 +133,9 @@ TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less devi
 TEST_CASE("cuda/session: create_random draws the reference's weights on the device (Tier C caches)") {
   const ModelConfig c = pdtest::random_model(1).config;
   std::unique_ptr<ref::BatchSession> cpu;
-  std::unique_ptr<cuda::SessionF32> gpu;
+  std::unique_ptr<cuda::BatchSessionF32> gpu;
   REQUIRE(ref::BatchSession::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &cpu).is_ok());
-  const Status st = cuda::SessionF32::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &gpu);
+  const Status st = cuda::BatchSessionF32::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &gpu);
   REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
   CHECK(gpu->weight_bytes() == cpu->weight_bytes());
   const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(60, 12)};
@@ -149,8 +149,8 @@ TEST_CASE("cuda/session: create_random draws the reference's weights on the devi
     CAPTURE(l);
     CHECK(pdtest::max_rel_diff(gk, wk) <= 1e-4f);
   }
-  std::unique_ptr<cuda::Session> bf16_session;
-  CHECK(cuda::Session::create_random(c, 11, BatchSessionOptions{}, nullptr, &bf16_session).is_ok());
+  std::unique_ptr<cuda::BatchSession> bf16_session;
+  CHECK(cuda::BatchSession::create_random(c, 11, BatchSessionOptions{}, nullptr, &bf16_session).is_ok());
 }
 
 template <class Session>
@@ -203,6 +203,6 @@ TEST_CASE("cuda/session: decode steps replayed from a CUDA graph equal op-by-op 
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 11));
   const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 12)),
                                                      pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 13))};
-  check_graph_decode<cuda::SessionF32>(w, prompts);
-  check_graph_decode<cuda::Session>(w, prompts);
+  check_graph_decode<cuda::BatchSessionF32>(w, prompts);
+  check_graph_decode<cuda::BatchSession>(w, prompts);
 }

@@ -13,14 +13,14 @@ using namespace promptdistill;
 
 namespace {
 
-std::unique_ptr<cuda::Session> make_session(const ModelWeights& w) {
-  std::unique_ptr<cuda::Session> s;
-  const Status st = cuda::Session::create(&w, BatchSessionOptions{}, nullptr, &s);
+std::unique_ptr<cuda::BatchSession> make_session(const ModelWeights& w) {
+  std::unique_ptr<cuda::BatchSession> s;
+  const Status st = cuda::BatchSession::create(&w, BatchSessionOptions{}, nullptr, &s);
   REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
   return s;
 }
 
-std::vector<std::vector<int32_t>> greedy(cuda::Session& s, const std::vector<std::vector<int32_t>>& prompts,
+std::vector<std::vector<int32_t>> greedy(cuda::BatchSession& s, const std::vector<std::vector<int32_t>>& prompts,
                                          const PipelineConfig& cfg, int64_t n, std::vector<PrefillResult>* res) {
   REQUIRE(s.prefill(prompts, cfg, res).is_ok());
   std::vector<int32_t> first;

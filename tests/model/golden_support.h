@@ -31,7 +31,7 @@ inline promptdistill::PipelineConfig golden_method_config(const nlohmann::json& 
     cfg.n_topks = {c["k"].get<int64_t>()};
     cfg.cache_truncation_end = c.value("tt", 0);
   } else {
-    cfg.capacity = c["capacity"].get<int64_t>();
+    cfg.budget = c["budget"].get<int64_t>();
     cfg.window = c["window"].get<int32_t>();
     cfg.grouping = HeadGrouping::kPerQueryHead;
     if (c.contains("pool")) REQUIRE(parse(c["pool"].get<std::string>(), &cfg.pool).is_ok());

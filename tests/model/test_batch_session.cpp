@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The batch session (block ops + Selector API, the code the CUDA session runs) on the CPU backend:
-// - against ref::Session, the independent Eigen decoder, for every method at batch 1: the same
+// - against ref::EigenSession, the independent Eigen decoder, for every method at batch 1: the same
 //   first token, selections, cache lengths and greedy tokens; caches within 2e-5 of their largest
 //   entry (Tier C: the two decoders round attention and GEMMs differently);
 // - ragged batches: every request gets what it gets alone (tokens, selections, cache lengths);
@@ -45,7 +45,7 @@ std::vector<float> expanded_to_query_heads(const std::vector<float>& k, const Mo
 
 }  // namespace
 
-TEST_CASE("batch session (cpu): every method matches ref::Session at batch 1 (Tier C caches, same tokens)") {
+TEST_CASE("batch session (cpu): every method matches ref::EigenSession at batch 1 (Tier C caches, same tokens)") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 11));
   for (int64_t L : {1, 33, 71}) {
     const auto prompt = pdtest::random_prompt(L, pdtest::mix(pdtest::seed(), 12, uint64_t(L)));
@@ -54,7 +54,7 @@ TEST_CASE("batch session (cpu): every method matches ref::Session at batch 1 (Ti
       CAPTURE(L);
       CAPTURE(std::string(to_string(cfg.method)));
       CAPTURE(cfg.cache_truncation_end);
-      ref::Session s(&w);
+      ref::EigenSession s(&w);
       PrefillResult want;
       REQUIRE(s.prefill(prompt, cfg, &want).is_ok());
       std::vector<int32_t> want_tokens;
@@ -98,7 +98,7 @@ TEST_CASE("batch session (cpu): a ragged batch gives every request what it gets 
       CHECK(all.tokens[b] == one.tokens[0]);
       for (int64_t l = 0; l < w.config.num_layers; ++l) {
         // Per query head, a layer compressed for some request of the batch is GQA-expanded for
-        // all of them: a request the capacity leaves whole holds the same tokens, expanded.
+        // all of them: a request the budget leaves whole holds the same tokens, expanded.
         std::vector<float> got = all.k[b][std::size_t(l)], want = one.k[0][std::size_t(l)];
         if (got.size() > want.size()) want = expanded_to_query_heads(want, w.config);
         CHECK(max_rel_diff(got, want) <= 1e-5f);
@@ -151,7 +151,7 @@ TEST_CASE("batch session (cpu): bad input fails with a message") {
   std::vector<int32_t> next;
   CHECK(s->decode_step({1}, &next).code() == StatusCode::kInvalidArgument);  // before any prefill
   cfg.method = PipelineMethod::kSnapKV;
-  cfg.capacity = 8;
+  cfg.budget = 8;
   cfg.window = 4;
   REQUIRE(s->prefill({pdtest::random_prompt(20, 1), pdtest::random_prompt(9, 2)}, cfg, &out).is_ok());
   CHECK(s->decode_step({1}, &next).code() == StatusCode::kShapeMismatch);
@@ -269,7 +269,7 @@ TEST_CASE("generation: the prefill's token is always kept; a decoded stop token 
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 47));
   const std::vector<int32_t> prompt = pdtest::random_prompt(40, 5);
   const PipelineConfig cfg;
-  ref::Session reference(&w);
+  ref::EigenSession reference(&w);
   PrefillResult pre;
   REQUIRE(reference.prefill(prompt, cfg, &pre).is_ok());
   std::vector<int32_t> free_run;
@@ -282,7 +282,7 @@ TEST_CASE("generation: the prefill's token is always kept; a decoded stop token 
     for (std::size_t i = 1; i < free_run.size() && std::find(stop.begin(), stop.end(), free_run[i]) == stop.end(); ++i)
       expected.push_back(free_run[i]);
     CAPTURE(stop[0]);
-    ref::Session again(&w);
+    ref::EigenSession again(&w);
     REQUIRE(again.prefill(prompt, cfg, &pre).is_ok());
     std::vector<int32_t> got;
     REQUIRE(again.generate(pre.first_token, 8, stop, &got, &ms).is_ok());

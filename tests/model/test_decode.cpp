@@ -186,7 +186,7 @@ TEST_CASE("decode: a reserved step allocates nothing") {
   DecodeWeights f16;
   REQUIRE(DecodeWeights::create(w, DecodeWeightFormat::kF16, "", &f16).is_ok());
   for (const DecodeOptions& options : {DecodeOptions{}, fast_options(f16)}) {
-    Session s(&w);
+    EigenSession s(&w);
     s.set_decode_options(options);
     PrefillResult r;
     PipelineConfig c;
@@ -228,7 +228,7 @@ TEST_CASE("decode: bad input gets a Status") {
   CHECK(parse("q3", &f).code() == StatusCode::kInvalidArgument);
   KvStorage k;
   CHECK(parse("bf8", &k).code() == StatusCode::kInvalidArgument);
-  Session s(&w);
+  EigenSession s(&w);
   CHECK(s.prepare_decode(4).code() == StatusCode::kInvalidArgument);  // before any prefill
 }
 
@@ -236,7 +236,7 @@ TEST_CASE("decode: a session's sweep and generation run in the fast modes") {
   const ModelWeights w = pdtest::random_model(26);
   DecodeWeights f16;
   REQUIRE(DecodeWeights::create(w, DecodeWeightFormat::kF16, "", &f16).is_ok());
-  Session s(&w);
+  EigenSession s(&w);
   s.set_decode_options(fast_options(f16));
   PipelineConfig c;
   c.method = PipelineMethod::kSnapKV;
@@ -254,7 +254,7 @@ TEST_CASE("decode: a session's sweep and generation run in the fast modes") {
   CHECK(runs == 2);
 }
 
-TEST_CASE("decode: the decoder's argmax (ref::Session's greedy step) follows ArgMax's rule") {
+TEST_CASE("decode: the decoder's argmax (ref::EigenSession's greedy step) follows ArgMax's rule") {
   const auto x = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kNaN, pdtest::mix(pdtest::seed(), 92));
   CHECK(ref::argmax(x) == pdtest::argmax_oracle(x, 1, 1025, 1025)[0]);
   const auto ties = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kTiedMax, pdtest::mix(pdtest::seed(), 93));

@@ -27,7 +27,7 @@ struct Run {
 };
 
 Run run(const ModelWeights& w, const std::vector<int32_t>& prompt, const PipelineConfig& c, int64_t new_tokens = 6) {
-  ref::Session s(&w);
+  ref::EigenSession s(&w);
   Run r;
   Status st = s.prefill(prompt, c, &r.prefill);
   REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
@@ -134,7 +134,7 @@ TEST_CASE("pipeline/snapkv and h2o: every layer holds exactly C entries with its
       for (int64_t L : {30, 90}) {
         PipelineConfig c;
         c.method = m;
-        c.capacity = 40;
+        c.budget = 40;
         c.window = 8;
         c.grouping = g;
         const Run r = run(w, random_prompt(L, uint64_t(L) + 1), c);
@@ -176,7 +176,7 @@ TEST_CASE("pipeline: bad configurations fail before any work") {
       {"longer than context", PipelineConfig{}, std::vector<int32_t>(5000, 5), "exceeds the model's context"},
   };
   for (const Bad& b : cases) {
-    ref::Session s(&w);
+    ref::EigenSession s(&w);
     PrefillResult r;
     const Status st = s.prefill(b.prompt, b.c, &r);
     INFO(std::string(b.what) << ": " << st.message());
@@ -186,13 +186,13 @@ TEST_CASE("pipeline: bad configurations fail before any work") {
   }
   PipelineConfig snap;
   snap.method = PipelineMethod::kSnapKV;
-  snap.capacity = 16;
+  snap.budget = 16;
   snap.window = 32;
-  ref::Session s(&w);
+  ref::EigenSession s(&w);
   PrefillResult r;
   CHECK(s.prefill(prompt, snap, &r).code() == StatusCode::kInvalidArgument);
   int32_t next;
-  ref::Session fresh(&w);
+  ref::EigenSession fresh(&w);
   CHECK(fresh.decode_step(5, &next).code() == StatusCode::kInvalidArgument);
 }
 
@@ -203,7 +203,7 @@ TEST_CASE("pipeline: progress reports every layer forward of the prefill") {
     c.method = m;
     c.selection_layers = {2};
     c.n_topks = {5};
-    ref::Session s(&w);
+    ref::EigenSession s(&w);
     std::vector<std::pair<int64_t, int64_t>> calls;
     s.set_progress([&](int64_t done, int64_t total) { calls.emplace_back(done, total); });
     PrefillResult r;
@@ -249,7 +249,7 @@ TEST_CASE("pipeline/plan: every method's plan, as both executors read it") {
 
   PipelineConfig h2o;
   h2o.method = PipelineMethod::kH2O;
-  h2o.capacity = 64;
+  h2o.budget = 64;
   h2o.window = 8;
   h2o.grouping = HeadGrouping::kPerQueryHead;
   REQUIRE(plan_pipeline(h2o, &plan).is_ok());
@@ -263,6 +263,40 @@ TEST_CASE("pipeline/plan: every method's plan, as both executors read it") {
   const Status st = plan_pipeline(h2o, &plan);
   CHECK(st.code() == StatusCode::kInvalidArgument);
   CHECK(std::string(st.message()).find("without pooling") != std::string::npos);
+}
+
+TEST_CASE("pipeline/plan: kept_tokens of a stage's plan is what the selection keeps (Tier A)") {
+  // The counts of docs/algorithms.md: PromptDistill min(k, n-1) + 1, GemFilter min(k, n),
+  // SnapKV/H2O min(C, n); and what a prefill actually keeps equals them.
+  PipelinePlan plan;
+  REQUIRE(plan_pipeline(pd({2, 4}, {16, 8}, 0), &plan).is_ok());
+  for (int64_t n : {0, 1, 2, 8, 9, 16, 17, 18, 33, 1025}) {
+    CAPTURE(n);
+    CHECK(kept_tokens(plan.stages[0].plan, n) == (n == 0 ? 0 : std::min<int64_t>(16, n - 1) + 1));
+    CHECK(kept_tokens(plan.stages[1].plan, n) == (n == 0 ? 0 : std::min<int64_t>(8, n - 1) + 1));
+  }
+  PipelineConfig gem = pd({3}, {10}, 0);
+  gem.method = PipelineMethod::kGemFilter;
+  REQUIRE(plan_pipeline(gem, &plan).is_ok());
+  for (int64_t n : {1, 9, 10, 11, 500}) CHECK(kept_tokens(plan.stages[0].plan, n) == std::min<int64_t>(10, n));
+  for (PipelineMethod m : {PipelineMethod::kSnapKV, PipelineMethod::kH2O}) {
+    PipelineConfig c;
+    c.method = m;
+    c.budget = 40;
+    c.window = 8;
+    c.pool = PoolMode::kAvg;
+    c.pool_kernel = 5;
+    REQUIRE(plan_pipeline(c, &plan).is_ok());
+    for (int64_t n : {1, 7, 8, 9, 39, 40, 41, 300}) {
+      CAPTURE(n);
+      CHECK(kept_tokens(plan.compression_plan, n) == std::min<int64_t>(40, n));
+    }
+  }
+  const ModelWeights w = random_model(37);
+  const std::vector<int32_t> prompt = random_prompt(45, 5);
+  const Run r = run(w, prompt, pd({1, 3}, {20, 6}, 0), 1);
+  REQUIRE(plan_pipeline(pd({1, 3}, {20, 6}, 0), &plan).is_ok());
+  CHECK(r.prefill.retained == std::vector<int64_t>{kept_tokens(plan.stages[0].plan, 45), kept_tokens(plan.stages[1].plan, 21)});
 }
 
 TEST_CASE("pipeline/plan: compose_stage_maps walks the last stage's kept tokens back to each stage's input") {
@@ -304,13 +338,13 @@ TEST_CASE("pipeline/sweep: one prefill for every budget gives what each prefill 
       sweeps.push_back({c, {16, 24, 40, 200}});  // 200 > L: nothing is evicted
     }
   for (const Sweep& sweep : sweeps) {
-    ref::Session session(&w);
+    ref::EigenSession session(&w);
     std::size_t visited = 0;
     const Status st = session.prefill_sweep(prompt, sweep.config, sweep.budgets, [&](std::size_t i, const PrefillResult& got) {
       ++visited;
       PipelineConfig expected_config = sweep.config;  // the single prefill of this budget
       if (expected_config.method == PipelineMethod::kSnapKV || expected_config.method == PipelineMethod::kH2O)
-        expected_config.capacity = sweep.budgets[i];
+        expected_config.budget = sweep.budgets[i];
       else
         expected_config.n_topks = {sweep.budgets[i]};
       INFO(std::string(to_string(expected_config.method)) << " budget " << sweep.budgets[i] << " tt "
@@ -334,7 +368,7 @@ TEST_CASE("pipeline/sweep: one prefill for every budget gives what each prefill 
     CHECK(visited == sweep.budgets.size());
   }
   // Every budget is checked before any work, and a visitor's error ends the sweep.
-  ref::Session session(&w);
+  ref::EigenSession session(&w);
   int calls = 0;
   const Status bad = session.prefill_sweep(prompt, pd({2}, {1}, 1), {4, 0}, [&](std::size_t, const PrefillResult&) {
     ++calls;

@@ -13,11 +13,11 @@ using namespace promptdistill;
 
 namespace {
 
-//! One golden case on ref::Session: the prefill of `ids` with the case's configuration and the 16
+//! One golden case on ref::EigenSession: the prefill of `ids` with the case's configuration and the 16
 //! greedy tokens the goldens hold.
 void run_reference_session(const ModelWeights& w, const std::vector<int32_t>& ids, const nlohmann::json& c, PrefillResult* r,
                            std::vector<int32_t>* tokens) {
-  ref::Session s(&w);
+  ref::EigenSession s(&w);
   REQUIRE(s.prefill(ids, pdtest::golden_method_config(c), r).is_ok());
   double ms = 0;
   REQUIRE(s.generate(r->first_token, 16, {}, tokens, &ms).is_ok());

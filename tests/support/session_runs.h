@@ -89,7 +89,7 @@ inline std::vector<promptdistill::PipelineConfig> every_method_small() {
   cs.push_back(c);
   c = promptdistill::PipelineConfig{};
   c.method = promptdistill::PipelineMethod::kSnapKV;
-  c.capacity = 40;
+  c.budget = 40;
   c.window = 8;
   cs.push_back(c);
   c.method = promptdistill::PipelineMethod::kH2O;
