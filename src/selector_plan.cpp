@@ -7,33 +7,12 @@
 
 #include <string>
 
+#include "promptdistill/detail/parse_enum.h"
 #include "promptdistill/detail/selector_plan.h"
 
 namespace promptdistill {
 
-namespace {
-
-//! The value whose to_string() is `text`, or kInvalidArgument listing every spelling.
-template <class Enum, std::size_t N>
-Status parse_enum(std::string_view text, const Enum (&values)[N], const char* what, Enum* out) noexcept {
-  try {
-    std::string choices;
-    for (Enum value : values) {
-      if (text == to_string(value)) {
-        *out = value;
-        return Status::ok();
-      }
-      choices += choices.empty() ? "" : ", ";
-      choices += to_string(value);
-    }
-    return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%.*s'", what, choices.c_str(),
-                  int(text.size() < 40 ? text.size() : 40), text.data());
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
-  }
-}
-
-}  // namespace
+using detail::parse_enum;
 
 const char* to_string(Method m) noexcept {
   switch (m) {

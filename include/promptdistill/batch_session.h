@@ -33,6 +33,7 @@
 #include <tuple>
 #include <vector>
 
+#include "promptdistill/backend.h"
 #include "promptdistill/blocks.h"
 #include "promptdistill/model.h"
 #include "promptdistill/pipeline.h"
@@ -82,66 +83,6 @@ struct BatchSessionOptions {
   AllReduce all_reduce;  //!< required when tp_size > 1
 };
 
-//! A backend's table: its namespace's operations as member alias templates, and the memory
-//! functions the session needs (implemented next to the backend: cpu_reference/, cuda/).
-#define PD_BACKEND_TABLE(ns, backend_name)                                                                     \
-  template <class T> using Embed = ns::Embed<T>;                                                               \
-  template <class T> using RmsNorm = ns::RmsNorm<T>;                                                           \
-  template <class T> using Rope = ns::Rope<T>;                                                                 \
-  template <class T> using SwiGlu = ns::SwiGlu<T>;                                                             \
-  template <class T> using AppendKv = ns::AppendKv<T>;                                                         \
-  template <class T> using Attention = ns::Attention<T>;                                                       \
-  template <class T> using LinearPlan = ns::LinearPlan<T>;                                                     \
-  template <class T> using Gather = ns::Gather<T>;                                                             \
-  template <class T> using Select = ns::Select<T>;                                                             \
-  template <class T> using ScorePartial = ns::ScorePartial<T>;                                                 \
-  using FinishSelect = ns::FinishSelect;                                                                       \
-  template <class T> using CompactKv = ns::CompactKv<T>;                                                       \
-  template <class T> using ArgMax = ns::ArgMax<T>;                                                             \
-  static const char* name() noexcept { return backend_name; }                                                  \
-  /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */           \
-  static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                                    \
-  static void release(void* p, Stream s) noexcept;                                                             \
-  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;                                      \
-  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                      \
-  /* Waits for the stream, then copies to the host: a host synchronisation. */                                 \
-  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                    \
-  /* rows x width bytes between pitched buffers of this backend. */                                            \
-  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,            \
-                          std::size_t width, std::size_t rows, Stream s) noexcept;                              \
-  template <class T>                                                                                           \
-  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                                \
-  /* n weights detail::random_weight(i, seed, scale), rounded to T, drawn where the backend keeps them. */     \
-  template <class T>                                                                                           \
-  static Status fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept;                 \
-  /* Host memory this backend copies from asynchronously (pinned on CUDA). */                                 \
-  static Status allocate_host(std::size_t bytes, void** out) noexcept;                                         \
-  static void release_host(void* p) noexcept;                                                                  \
-  /* Records the stream work `body` issues on the stream it is given as a graph that launch_graph replays on    \
-     a stream: a CUDA graph (captured on a stream of its own, so `s` may be the legacy default stream; nothing  \
-     runs while recording); the CPU reference keeps `body` and calls it again on each launch. */               \
-  static Status record_graph(Stream s, const std::function<Status(Stream)>& body,                              \
-                             std::shared_ptr<void>* graph) noexcept;                                           \
-  static Status launch_graph(const std::shared_ptr<void>& graph, Stream s) noexcept;                           \
-  /* The validation result of the last run that used `workspace` (the CUDA status word; a host sync). */       \
-  static Status device_status(Workspace workspace, Stream s) noexcept;                                         \
-  /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds no error     \
-     and the status word at the start of `workspace` does, copies it into `sticky`. The CPU reference          \
-     returns validation errors from run() and writes no status word: a no-op there. */                         \
-  static Status accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept;                       \
-  /* Bytes that can still be allocated (an estimate). */                                                       \
-  static int64_t available_bytes() noexcept;
-
-//! The CPU reference: host memory, "stream" ignored, validation errors returned by run().
-struct RefBackend {
-  PD_BACKEND_TABLE(ref, "cpu")
-};
-
-//! CUDA: device memory, the caller's stream, validation errors in the workspace status word.
-struct CudaBackend {
-  PD_BACKEND_TABLE(cuda, "cuda")
-};
-
 template <class Backend, class T>
 class BatchSession {
  public:
@@ -171,7 +112,7 @@ class BatchSession {
                   std::vector<std::vector<int32_t>>* out, double* decode_ms_per_step) noexcept;
 
   int64_t batch() const noexcept { return batch_; }
-  static const char* backend_name() noexcept { return Backend::name(); }
+  static const char* backend_name() noexcept { return Backend::kName; }
   //! Tokens in layer l's cache for request b.
   int64_t cache_length(int64_t layer, int64_t b) const noexcept;
   //! Layer l's keys and values of request b as f32 [length, heads, D] (host copies, for tests;
