@@ -175,7 +175,8 @@ class Transformer {
   const ModelWeights* w_;
 };
 
-//! Index of the largest logit (the first one on ties).
+//! Index of the largest logit in ArgMax's order (blocks.h): the first one on ties, the first NaN
+//! if there is one (what both batch sessions' device-side greedy step picks).
 int32_t argmax(const std::vector<float>& logits) noexcept;
 
 }  // namespace ref
