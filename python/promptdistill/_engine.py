@@ -9,9 +9,10 @@ import numpy as np
 from . import _backends, _core
 from ._compat import renamed_argument
 from ._errors import Error
+from ._geometry import HEAD_SUM_METHODS, batched_form, require_int, require_str, select_geometry, selection_outputs
 
 #: Methods whose selection is one row per request (every head keeps the same tokens).
-HEAD_UNIFORM = ("promptdistill", "gemfilter")
+HEAD_UNIFORM = HEAD_SUM_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,37 +103,19 @@ def select(q, k, budget=None, *, method="promptdistill", window=None, pool=None,
     if q.ndim not in (3, 4) or k.ndim != q.ndim:
         raise _unbatched_rank_error(q, k)
     batched = q.ndim == 4
-    for name, value in (("budget", budget), ("window", window), ("pool_kernel", pool_kernel)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
-            raise Error(f"{name} must be an int, got {type(value).__name__}")
-        if value is not None and not -(2**63) <= value < 2**63:
-            raise Error(f"{name} = {value} does not fit int64")
-    for name, value in (("method", method), ("pool", pool), ("per", per)):
-        if value is not None and not isinstance(value, str):
-            raise Error(f"{name} must be a string, got {type(value).__name__}")
-    budget, window = int(budget), 32 if window is None else int(window)
-    pool, pool_kernel = "avg" if pool is None else pool, 5 if pool_kernel is None else int(pool_kernel)
-    if not batched:
-        if lengths is not None:
-            raise Error("lengths is for the batched form ([B, Lq, H, D] queries); an unbatched call selects over all of k")
-        q, k = q[None], k[None]
+    budget = require_int("budget", budget)
+    window, pool_kernel = require_int("window", window, 32), require_int("pool_kernel", pool_kernel, 5)
+    method, pool, per = require_str("method", method), require_str("pool", pool, "avg"), require_str("per", per)
+    q, k, lengths = batched_form((q, k), "q", batched, lengths,
+                                 "lengths is for the batched form ([B, Lq, H, D] queries); an unbatched call selects over all of k")
     if _backends.is_torch(q):
         torch = _backends.torch_module()
-        _backends.module_for(q, "q")  # a device we do not run on (meta, mps, ...) fails here, not in the fake kernel
-        q, k = q.detach(), k.detach()
-        if lengths is None:
-            lengths = torch.full((k.shape[0],), k.shape[1], dtype=torch.int32, device=q.device)
         indices, counts, positions, scores, status = torch.ops.promptdistill.select(q, k, lengths, budget, method, window, pool,
                                                                                     pool_kernel, per)
     else:
-        if lengths is None:
-            lengths = np.full((k.shape[0],), k.shape[1], np.int32)
         B, L = k.shape[0], k.shape[1]
-        rows, capacity = _backends.call(_core.geometry, method, budget, window, pool, pool_kernel, per, q.shape[2], k.shape[2], L)
-        indices = np.full((B, rows, capacity), -1, np.int32)
-        counts = np.zeros((B, rows), np.int32)
-        positions = np.full((B, rows, capacity), -1, np.int32)
-        scores = np.zeros((B, rows, L), np.float32)
+        rows, kept = select_geometry(method, budget, window, pool, pool_kernel, per, q.shape[2], k.shape[2], L)
+        indices, counts, positions, scores = selection_outputs(q, B, rows, kept, L)
         _backends.run_numpy(_core.select, (q, k, lengths, indices, counts, positions, scores, method, budget, window, pool,
                                            pool_kernel, per))
         status = None

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright 2026 The promptdistill authors.
+#pragma once
+//! @file
+//! Provided by promptdistill::core. One parser for every enum that has a `to_string`: the
+//! `parse()` functions of the Selector's and the pipelines' enums are this, so every spelling
+//! error reads the same and lists the accepted names.
+
+#include <cstddef>
+#include <new>
+#include <string>
+#include <string_view>
+
+#include "promptdistill/status.h"
+
+namespace promptdistill {
+namespace detail {
+
+//! The value among `values` whose to_string() is `text`, or kInvalidArgument "<what> must be one
+//! of <every spelling>, got '<text>'".
+template <class Enum, std::size_t N>
+Status parse_enum(std::string_view text, const Enum (&values)[N], const char* what, Enum* out) noexcept {
+  try {
+    std::string choices;
+    for (Enum value : values) {
+      if (text == to_string(value)) {
+        *out = value;
+        return Status::ok();
+      }
+      choices += choices.empty() ? "" : ", ";
+      choices += to_string(value);
+    }
+    return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%.*s'", what, choices.c_str(),
+                  int(text.size() < 40 ? text.size() : 40), text.data());
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
+  }
+}
+
+}  // namespace detail
+}  // namespace promptdistill
