@@ -3,8 +3,9 @@
 (PromptDistill at layer 20 with k 1024, and GemFilter at layer 20 with k 1024) on the embedded
 SmolLM2 (float32 folder from scripts/gguf_to_hf.py), vLLM's CPU backend, 2 threads.
 
-For each method, one engine (as engine_kwargs sets it up; full: the same settings, without the
-plugin's class), then, interleaved with the machine's load average recorded at every run:
+One engine per method (as engine_kwargs sets it up; full: the same settings with vLLM's own
+class), all alive at once, the runs interleaved across methods, the machine's load average
+recorded at every run:
   - TTFT of one prompt of L = 2,048 / 4,096 / 8,000 tokens (random token ids, a fixed seed):
     the wall time of llm.generate(max_tokens=1), the median of --repeats runs;
   - decode: llm.generate(max_tokens=65) on the same prompt; (time - TTFT) / 64 per token;
@@ -83,26 +84,36 @@ def run(args):
                "engine": "engine_kwargs' settings for every method (no prefix caching, no chunked prefill, "
                          "max_num_batched_tokens 8192, eager); full runs vLLM's own LlamaForCausalLM",
                "methods": {}, "targets": TARGETS}
-    for method in METHODS:
-        llm = engine(method, args.model)
-        results["threads_in_engine"] = llm.apply_model(lambda m: torch.get_num_threads())[0]
+    # All three engines live at once and the runs are interleaved (full, promptdistill, gemfilter,
+    # full, ...), so that a change in the machine's load hits every method alike.
+    engines = {m: engine(m, args.model) for m in METHODS}
+    results["threads_in_engine"] = engines["full"].apply_model(lambda m: torch.get_num_threads())[0]
+    entries = {m: {"ttft_s": {}, "ttft_runs": {}, "decode_ms_per_token": {}, "load": {}} for m in METHODS}
+    for llm in engines.values():
         timed(llm, [prompts[args.lengths[0]][:256]], 1)  # warm-up
-        entry = {"ttft_s": {}, "ttft_runs": {}, "decode_ms_per_token": {}, "load": {}}
-        for L in args.lengths:
-            runs = [timed(llm, [prompts[L]], 1) for _ in range(args.repeats)]
-            entry["ttft_runs"][L] = [t for t, _ in runs]
-            entry["load"][L] = [l for _, l in runs]
-            entry["ttft_s"][L] = statistics.median(entry["ttft_runs"][L])
+    for L in args.lengths:
+        for m in METHODS:
+            entries[m]["ttft_runs"][L], entries[m]["load"][L] = [], []
+        for _ in range(args.repeats):
+            for m, llm in engines.items():
+                t, load = timed(llm, [prompts[L]], 1)
+                entries[m]["ttft_runs"][L].append(t)
+                entries[m]["load"][L].append(load)
+        for m, llm in engines.items():
+            e = entries[m]
+            e["ttft_s"][L] = statistics.median(e["ttft_runs"][L])
             total, _ = timed(llm, [prompts[L]], 65)
-            entry["decode_ms_per_token"][L] = 1000 * (total - entry["ttft_s"][L]) / 64
-            print(method, L, f"TTFT {entry['ttft_s'][L]:.2f} s", f"decode {entry['decode_ms_per_token'][L]:.1f} ms/t",
-                  f"load {entry['load'][L]}", flush=True)
-        entry["batch_s"], entry["batch_load"] = timed(llm, batch, 1)
-        print(method, f"batch of {args.batch}", f"{entry['batch_s']:.2f} s", flush=True)
-        results["methods"][method] = entry
+            e["decode_ms_per_token"][L] = 1000 * (total - e["ttft_s"][L]) / 64
+            print(m, L, f"TTFT {e['ttft_s'][L]:.2f} s", f"decode {e['decode_ms_per_token'][L]:.1f} ms/t", f"load {e['load'][L]}",
+                  flush=True)
+    for m, llm in engines.items():
+        entries[m]["batch_s"], entries[m]["batch_load"] = timed(llm, batch, 1)
+        print(m, f"batch of {args.batch}", f"{entries[m]['batch_s']:.2f} s", flush=True)
+    results["methods"] = entries
+    for llm in engines.values():
         llm.llm_engine.engine_core.shutdown()
-        del llm
-        gc.collect()
+    del engines
+    gc.collect()
     full = results["methods"]["full"]
     results["ratios"] = {m: {"ttft": {L: e["ttft_s"][L] / full["ttft_s"][L] for L in args.lengths},
                              "decode_ms_per_token": {L: e["decode_ms_per_token"][L] / full["decode_ms_per_token"][L]
