@@ -7,7 +7,9 @@ One engine per method (as engine_kwargs sets it up; full: the same settings with
 class), all alive at once, the runs interleaved across methods, the machine's load average
 recorded at every run:
   - TTFT of one prompt of L = 2,048 / 4,096 / 8,000 tokens (random token ids, a fixed seed):
-    the wall time of llm.generate(max_tokens=1), the median of --repeats runs;
+    the wall time of llm.generate(max_tokens=1), the median of --repeats runs, and the process's
+    CPU time over the same call (the engine runs in this process), which other jobs on the
+    machine disturb much less than the wall time (idle OpenMP threads sleep: PASSIVE);
   - decode: llm.generate(max_tokens=65) on the same prompt; (time - TTFT) / 64 per token;
   - a batch of 8 prompts of 2,048 tokens in one llm.generate(max_tokens=1): time to the last
     first token (--batch, --batch-length).
@@ -65,9 +67,9 @@ def timed(llm, prompts, max_tokens):
 
     params = vllm.SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
     load = os.getloadavg()[0]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     llm.generate([vllm.TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-    return time.perf_counter() - start, load
+    return time.perf_counter() - start, load, time.process_time() - cpu
 
 
 def run(args):
@@ -88,26 +90,29 @@ def run(args):
     # full, ...), so that a change in the machine's load hits every method alike.
     engines = {m: engine(m, args.model) for m in METHODS}
     results["threads_in_engine"] = engines["full"].apply_model(lambda m: torch.get_num_threads())[0]
-    entries = {m: {"ttft_s": {}, "ttft_runs": {}, "decode_ms_per_token": {}, "load": {}} for m in METHODS}
+    entries = {m: {"ttft_s": {}, "ttft_runs": {}, "ttft_cpu_s": {}, "ttft_cpu_runs": {}, "decode_ms_per_token": {}, "load": {}}
+               for m in METHODS}
     for llm in engines.values():
         timed(llm, [prompts[args.lengths[0]][:256]], 1)  # warm-up
     for L in args.lengths:
         for m in METHODS:
-            entries[m]["ttft_runs"][L], entries[m]["load"][L] = [], []
+            entries[m]["ttft_runs"][L], entries[m]["load"][L], entries[m]["ttft_cpu_runs"][L] = [], [], []
         for _ in range(args.repeats):
             for m, llm in engines.items():
-                t, load = timed(llm, [prompts[L]], 1)
+                t, load, cpu = timed(llm, [prompts[L]], 1)
                 entries[m]["ttft_runs"][L].append(t)
                 entries[m]["load"][L].append(load)
+                entries[m]["ttft_cpu_runs"][L].append(cpu)
         for m, llm in engines.items():
             e = entries[m]
             e["ttft_s"][L] = statistics.median(e["ttft_runs"][L])
-            total, _ = timed(llm, [prompts[L]], 65)
+            e["ttft_cpu_s"][L] = statistics.median(e["ttft_cpu_runs"][L])
+            total, _, _ = timed(llm, [prompts[L]], 65)
             e["decode_ms_per_token"][L] = 1000 * (total - e["ttft_s"][L]) / 64
-            print(m, L, f"TTFT {e['ttft_s'][L]:.2f} s", f"decode {e['decode_ms_per_token'][L]:.1f} ms/t", f"load {e['load'][L]}",
+            print(m, L, f"TTFT {e['ttft_s'][L]:.2f} s (CPU {e['ttft_cpu_s'][L]:.2f} s)", f"decode {e['decode_ms_per_token'][L]:.1f} ms/t", f"load {e['load'][L]}",
                   flush=True)
     for m, llm in engines.items():
-        entries[m]["batch_s"], entries[m]["batch_load"] = timed(llm, batch, 1)
+        entries[m]["batch_s"], entries[m]["batch_load"], entries[m]["batch_cpu_s"] = timed(llm, batch, 1)
         print(m, f"batch of {args.batch}", f"{entries[m]['batch_s']:.2f} s", flush=True)
     results["methods"] = entries
     for llm in engines.values():
@@ -116,6 +121,8 @@ def run(args):
     gc.collect()
     full = results["methods"]["full"]
     results["ratios"] = {m: {"ttft": {L: e["ttft_s"][L] / full["ttft_s"][L] for L in args.lengths},
+                             "ttft_cpu": {L: e["ttft_cpu_s"][L] / full["ttft_cpu_s"][L] for L in args.lengths},
+                             "batch_cpu": e["batch_cpu_s"] / full["batch_cpu_s"],
                              "decode_ms_per_token": {L: e["decode_ms_per_token"][L] / full["decode_ms_per_token"][L]
                                                      for L in args.lengths},
                              "batch": e["batch_s"] / full["batch_s"]}
@@ -125,7 +132,8 @@ def run(args):
     for key, bound in TARGETS.items():
         L = int(key.rsplit("_", 1)[1])
         if L in pd_ratio["ttft"]:
-            met[key] = {"measured": pd_ratio["ttft"][L], "bound": bound, "met": pd_ratio["ttft"][L] <= bound}
+            met[key] = {"measured": pd_ratio["ttft"][L], "measured_cpu_time": pd_ratio["ttft_cpu"][L], "bound": bound,
+                        "met": pd_ratio["ttft"][L] <= bound, "met_in_cpu_time": pd_ratio["ttft_cpu"][L] <= bound}
     met["promptdistill_decode_not_slower"] = {"measured": max(pd_ratio["decode_ms_per_token"].values()), "bound": 1.0,
                                               "met": max(pd_ratio["decode_ms_per_token"].values()) <= 1.0}
     results["targets_met"] = met

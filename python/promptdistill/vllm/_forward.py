@@ -122,6 +122,8 @@ class StepRun:
                     raise RuntimeError(f"promptdistill: request {req_id} decodes but its prefill was not seen")
                 self.reqs[i] = self.requests[req_id]
                 segs.append(_Seg(i, int(starts[i]), int(counts[i]), "decode"))
+        if cont or any(s.kind == "decode" for s in segs) and any(s.kind == "prefill" for s in segs):
+            self.m.promptdistill_mixed_steps += 1
         self.filtering = False
         if self.plan.method == "gemfilter":
             hidden, residual, segs = self._gemfilter(segs)
@@ -191,8 +193,8 @@ class StepRun:
             if capture is None:
                 continue
             q, k, v = capture.take()
-            if keep_kv:
-                self.kept_kv[layer] = (k, v, segs)
+            if keep_kv:  # copies: views would keep the layer's whole q/k/v projection alive
+                self.kept_kv[layer] = (k.contiguous(), v.contiguous(), segs)
             if selecting:
                 hidden, residual, positions, segs = self._select(layer, *stages[layer], segs, q, k, hidden, residual,
                                                                  positions)

@@ -100,6 +100,7 @@ class PromptDistillMixin:
         self.promptdistill_requests = {}
         self.promptdistill_report = {}
         self.promptdistill_resumed = 0  # prefills of preempted requests that recomputed generated tokens
+        self.promptdistill_mixed_steps = 0  # steps that prefilled some requests while decoding others
         self.promptdistill_layers = list(self.model.layers)
         attns = [layer.self_attn.attn for layer in self.promptdistill_layers]
         self.promptdistill_attn_names = [a.layer_name for a in attns]
