@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Per-layer attention metadata and KV moves in vLLM's paged caches.
+"""Per-layer attention metadata and slots in vLLM's paged caches.
 
 vLLM gives every layer of a KV cache group the same view of a request: one sequence length, one
 block table row, one slot per new token. After a selection, layers hold different numbers of
