@@ -26,8 +26,9 @@ Status parse(std::string_view text, PipelineMethod* out) noexcept {
       *out = m;
       return Status::ok();
     }
-  return Status(StatusCode::kInvalidArgument, "method must be one of full, promptdistill, gemfilter, snapkv, h2o, got '%.*s'",
-                int(text.size() < 40 ? text.size() : 40), text.data());
+  return Status(StatusCode::kInvalidArgument,
+                "method must be one of full, promptdistill, gemfilter, snapkv, h2o, got '%s'",
+                Quoted(text, 40).c_str());
 }
 
 PipelineConfig PipelineConfig::published_default(PipelineMethod method) {

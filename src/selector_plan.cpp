@@ -26,8 +26,8 @@ Status parse_enum(std::string_view text, const Enum (&values)[N], const char* wh
       choices += choices.empty() ? "" : ", ";
       choices += to_string(value);
     }
-    return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%.*s'", what, choices.c_str(),
-                  int(text.size() < 40 ? text.size() : 40), text.data());
+    return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%s'", what, choices.c_str(),
+                  Quoted(text, 40).c_str());
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
   }

@@ -158,11 +158,11 @@ Status run_typed(const SelectInput& in, const MethodConfig& cfg, const std::stri
 Status run_select(const SelectInput& in, const MethodConfig& cfg, const std::string& backend, const std::string& dtype,
                   SelectOutput* out) {
   if (backend != "cpu" && backend != "cuda")
-    return Status(StatusCode::kInvalidArgument, "--backend must be cpu or cuda, got '%.40s'", backend.c_str());
+    return Status(StatusCode::kInvalidArgument, "--backend must be cpu or cuda, got '%s'", Quoted(backend, 40).c_str());
   if (dtype == "f32") return run_typed<float>(in, cfg, backend, out);
   if (dtype == "f16") return run_typed<f16>(in, cfg, backend, out);
   if (dtype == "bf16") return run_typed<bf16>(in, cfg, backend, out);
-  return Status(StatusCode::kInvalidArgument, "--dtype must be f32, f16 or bf16, got '%.40s'", dtype.c_str());
+  return Status(StatusCode::kInvalidArgument, "--dtype must be f32, f16 or bf16, got '%s'", Quoted(dtype, 40).c_str());
 }
 
 }  // namespace pdcli
