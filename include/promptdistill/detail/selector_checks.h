@@ -39,6 +39,8 @@ enum class DataCheck : int32_t {
   kTokenOutOfVocab,         //!< a = row, b = token id, c = vocabulary size
   kRowsBeyondView,          //!< a = request, b = new rows, c = rows the view holds
   kKvBelowRows,             //!< a = request, b = kv length, c = new rows
+  kIndptrOutOfRange,        //!< a = request, b = indptr[b], c = indptr[b+1]
+  kPageShared,              //!< a = request, b = page, c = the request that holds it already
 };
 
 struct DeviceStatusWord {
@@ -53,6 +55,7 @@ PD_HOST_DEVICE inline StatusCode code_of(DataCheck check) {
     case DataCheck::kLengthBeyondCapacity:
     case DataCheck::kCountBeyondCapacity: return StatusCode::kCapacityExceeded;
     case DataCheck::kPageOutOfRange:
+    case DataCheck::kIndptrOutOfRange:
     case DataCheck::kIndexOutOfRange:
     case DataCheck::kTokenOutOfVocab: return StatusCode::kOutOfRange;
     case DataCheck::kRowsBeyondView: return StatusCode::kCapacityExceeded;
@@ -97,11 +100,36 @@ PD_HOST_DEVICE inline bool check_pages(const KvCacheView<T>& v, int64_t b, int64
   if (!v.paged()) return true;
   if (v.layout == KvLayout::kPagedIndptr) {
     if (v.indptr[b + 1] < v.indptr[b]) return record(w, DataCheck::kBadIndptr, b, v.indptr[b], v.indptr[b + 1]), false;
+    // The pages must be entries of `indices`: a negative start or one past its end would read
+    // outside it.
+    if (v.indptr[b] < 0 || (v.num_indices >= 0 && v.indptr[b + 1] > v.num_indices))
+      return record(w, DataCheck::kIndptrOutOfRange, b, v.indptr[b], v.indptr[b + 1]), false;
   }
   const int64_t pages = (length + v.capacity - 1) / v.capacity;
   for (int64_t p = 0; p < pages && p < v.pages_of(b); ++p) {
     const int64_t page = v.page_of(b, p);
     if (page < 0 || page >= v.num_blocks) return record(w, DataCheck::kPageOutOfRange, b, page, v.num_blocks), false;
+  }
+  return true;
+}
+
+//! Claims the pages that hold request b's first `length` tokens in `owner` ([num_blocks], -1 =
+//! free; checked to be in range before): a page claimed already, by another request or by this
+//! one at another position, is shared, which an in-place compaction cannot write.
+template <class T>
+PD_HOST_DEVICE inline bool claim_pages(const KvCacheView<T>& v, int64_t b, int64_t length, int32_t* owner,
+                                       DeviceStatusWord* w) {
+  if (!v.paged()) return true;
+  const int64_t pages = (length + v.capacity - 1) / v.capacity;
+  for (int64_t p = 0; p < pages; ++p) {
+    const int64_t page = v.page_of(b, p);
+#if defined(__CUDA_ARCH__)
+    const int32_t before = atomicCAS(&owner[page], -1, int32_t(b));
+#else
+    const int32_t before = owner[page];
+    if (before == -1) owner[page] = int32_t(b);
+#endif
+    if (before != -1) return record(w, DataCheck::kPageShared, b, page, before), false;
   }
   return true;
 }
