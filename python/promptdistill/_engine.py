@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from . import _backends, _core
+from ._args import require_int, require_name
 from ._compat import renamed_argument
 from ._errors import Error
 
@@ -102,16 +103,11 @@ def select(q, k, budget=None, *, method="promptdistill", window=None, pool=None,
     if q.ndim not in (3, 4) or k.ndim != q.ndim:
         raise _unbatched_rank_error(q, k)
     batched = q.ndim == 4
-    for name, value in (("budget", budget), ("window", window), ("pool_kernel", pool_kernel)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
-            raise Error(f"{name} must be an int, got {type(value).__name__}")
-        if value is not None and not -(2**63) <= value < 2**63:
-            raise Error(f"{name} = {value} does not fit int64")
-    for name, value in (("method", method), ("pool", pool), ("per", per)):
-        if value is not None and not isinstance(value, str):
-            raise Error(f"{name} must be a string, got {type(value).__name__}")
-    budget, window = int(budget), 32 if window is None else int(window)
-    pool, pool_kernel = "avg" if pool is None else pool, 5 if pool_kernel is None else int(pool_kernel)
+    budget = require_int("budget", budget)
+    window, pool_kernel = require_int("window", window, True), require_int("pool_kernel", pool_kernel, True)
+    method, pool, per = require_name("method", method), require_name("pool", pool, True), require_name("per", per)
+    window = 32 if window is None else window
+    pool, pool_kernel = "avg" if pool is None else pool, 5 if pool_kernel is None else pool_kernel
     if not batched:
         if lengths is not None:
             raise Error("lengths is for the batched form ([B, Lq, H, D] queries); an unbatched call selects over all of k")
@@ -210,8 +206,7 @@ def compact_kv(k_cache, v_cache, selection, *, layout="bshd", seq_lens=None, blo
     tables = {name: _backends.same_kind(ref, value, name, "the selection") for name, value in
               (("seq_lens", seq_lens), ("block_table", block_table), ("kv_indptr", kv_indptr), ("kv_indices", kv_indices),
                ("kv_last_page_len", kv_last_page_len))}
-    if not isinstance(layout, str):
-        raise Error(f"layout must be a string, got {type(layout).__name__}")
+    layout = require_name("layout", layout)
     for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
         if isinstance(cache, np.ndarray) and not cache.flags.writeable:
             raise Error(f"{name} is read-only; compact_kv compacts it in place")

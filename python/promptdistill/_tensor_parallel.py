@@ -14,6 +14,7 @@ own heads and gets the unsharded rows of those heads."""
 import numpy as np
 
 from . import _backends, _core
+from ._args import require_int, require_name
 from ._engine import Selection, _shape_of_rows
 from ._compat import renamed_argument
 from ._errors import Error
@@ -21,17 +22,8 @@ from ._errors import Error
 _HEAD_SUM_METHODS = ("promptdistill", "gemfilter")
 
 
-def _require_int(name, value):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise Error(f"{name} must be an int, got {type(value).__name__}")
-    if not -(2**63) <= value < 2**63:
-        raise Error(f"{name} = {value} does not fit int64")
-    return int(value)
-
-
 def _require_method(method, call):
-    if not isinstance(method, str):
-        raise Error(f"method must be a string, got {type(method).__name__}")
+    require_name("method", method)
     if method in ("snapkv", "h2o"):
         raise Error(f"{call}: {method} selects per KV group (or per query head), which needs no all-reduce under tensor "
                     "parallelism: call promptdistill.select on the rank's own heads", "unsupported")
@@ -54,7 +46,7 @@ def score_partial(q, k, *, method="promptdistill", total_heads, head_offset=0, l
     k = _backends.same_kind(q, k, "k", "q")
     lengths = _backends.same_kind(q, lengths, "lengths", "q")
     _require_method(method, "score_partial")
-    total_heads, head_offset = _require_int("total_heads", total_heads), _require_int("head_offset", head_offset)
+    total_heads, head_offset = require_int("total_heads", total_heads), require_int("head_offset", head_offset)
     if q.ndim not in (3, 4) or k.ndim != q.ndim:
         raise Error(f"q must be [1, H_r, D] and k [L, H_kv_r, D], or both with a leading batch dimension; got q with {q.ndim} "
                     f"and k with {k.ndim} dimensions", "shape mismatch")
@@ -92,11 +84,9 @@ def finish_select(scores, budget=None, *, method="promptdistill", total_heads, p
     lengths = _backends.same_kind(scores, lengths, "lengths", "scores")
     _require_method(method, "finish_select")
     budget = renamed_argument(budget, topk, "budget", "topk", "finish_select")
-    budget, total_heads = _require_int("budget", budget), _require_int("total_heads", total_heads)
-    pool_kernel = 5 if pool_kernel is None else _require_int("pool_kernel", pool_kernel)
-    pool = "avg" if pool is None else pool
-    if not isinstance(pool, str):
-        raise Error(f"pool must be a string, got {type(pool).__name__}")
+    budget, total_heads = require_int("budget", budget), require_int("total_heads", total_heads)
+    pool_kernel = 5 if pool_kernel is None else require_int("pool_kernel", pool_kernel)
+    pool = "avg" if pool is None else require_name("pool", pool)
     if scores.ndim not in (1, 2):
         raise Error(f"scores must be [L] or [B, L] (the summed partial scores), got {scores.ndim} dimensions", "shape mismatch")
     batched = scores.ndim == 2

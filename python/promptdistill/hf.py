@@ -170,6 +170,8 @@ def _prompt_ids(input_ids, vocab):
         if input_ids.ndim != 2 or input_ids.shape[0] != 1:
             raise Error(f"input_ids must be a [1, L] tensor (batch 1) or a list of ids, got shape {tuple(input_ids.shape)}",
                         "shape mismatch")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+            raise Error(f"input_ids must hold integer token ids, got a {input_ids.dtype} tensor", "unsupported")
         ids = [int(t) for t in input_ids[0].tolist()]
     elif isinstance(input_ids, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in input_ids):
         ids = list(input_ids)
@@ -182,6 +184,10 @@ def _prompt_ids(input_ids, vocab):
 
 
 def _stop_tokens(model, eos_token_id):
+    if eos_token_id is not None:
+        given = [eos_token_id] if not isinstance(eos_token_id, (list, tuple, set)) else list(eos_token_id)
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in given):
+            raise Error(f"eos_token_id must be a token id or a list of them, got {eos_token_id!r}")
     if eos_token_id is None:
         generation = getattr(model, "generation_config", None)
         eos_token_id = getattr(generation, "eos_token_id", None)
@@ -215,8 +221,9 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     m = _Model(model)
     ids = _prompt_ids(input_ids, model.config.vocab_size)
     L, N = len(ids), len(m.layers)
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
-        raise Error(f"max_new_tokens must be an int, got {max_new_tokens!r}")
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+        raise Error(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    stop = _stop_tokens(model, eos_token_id)  # checked before any work
     budget = renamed_argument(budget, capacity, "budget", "capacity", "hf.generate")
     cfg = pipeline_config(config, method=method, selection_layers=selection_layers, n_topks=n_topks,
                           cache_truncation_end=cache_truncation_end, budget=budget, window=window, pool=pool,
@@ -251,8 +258,7 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     try:
         for layer in m.layers if expanded else []:
             layer.self_attn.num_key_value_groups = 1
-        result.generated_ids, result.decode_s_per_token = _decode(m, cache, first, next_position, max_new_tokens,
-                                                                  _stop_tokens(model, eos_token_id))
+        result.generated_ids, result.decode_s_per_token = _decode(m, cache, first, next_position, max_new_tokens, stop)
     finally:
         for layer, groups in zip(m.layers, saved):
             layer.self_attn.num_key_value_groups = groups
