@@ -89,12 +89,13 @@ def pipeline_config(config=None, **changes):
     if unknown:
         raise Error(f"unknown pipeline setting(s) {', '.join(unknown)}; the settings are {', '.join(_FIELDS)}")
     # None is "not given" on both sides: a keyword left at None must not erase the config's value
-    # (hf.generate passes every keyword, most of them None).
-    given = {k: v for k, v in given.items() if v is not None}
-    given.update({k: v for k, v in changes.items() if v is not None})
-    method = _checked("method", given.get("method", "promptdistill"))
+    # (hf.generate passes every keyword, most of them None). Every value given is checked, also
+    # one a keyword overrides.
+    given = {k: _checked(k, v) for k, v in given.items() if v is not None}
+    given.update({k: _checked(k, v) for k, v in changes.items() if v is not None})
+    method = given.get("method", "promptdistill")
     base = dataclasses.asdict(published_default(method))
-    base.update({k: _checked(k, v) for k, v in given.items()})
+    base.update(given)
     return PipelineConfig(**base)
 
 

@@ -136,14 +136,14 @@ def run_remap(spec):
 
 
 @seeded
-@fuzz_settings(400)
+@fuzz_settings(300)
 @given(gather_specs())
 def test_gather_fuzz(spec):
     check("gather", spec, run_gather)
 
 
 @seeded
-@fuzz_settings(400)
+@fuzz_settings(300)
 @given(gather_specs())
 def test_remap_positions_fuzz(spec):
     check("remap_positions", spec, run_remap)

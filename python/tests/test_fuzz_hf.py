@@ -181,7 +181,7 @@ def run_generate(spec):
 
 
 @seeded
-@fuzz_settings(200)
+@fuzz_settings(150)
 @given(generate_specs())
 def test_hf_generate_fuzz(spec):
     check("hf_generate", spec, run_generate)

@@ -289,7 +289,7 @@ def run_compact(spec):
 
 
 @seeded
-@fuzz_settings(900)
+@fuzz_settings(700)
 @given(compact_specs())
 def test_compact_kv_fuzz(spec):
     check("compact_kv", spec, run_compact)

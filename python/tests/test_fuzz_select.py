@@ -86,7 +86,7 @@ def run_select(spec):
 
 
 @seeded
-@fuzz_settings(1500)
+@fuzz_settings(1000)
 @given(select_specs())
 def test_select_fuzz(spec):
     check("select", spec, run_select)

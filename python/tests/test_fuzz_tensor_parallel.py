@@ -164,14 +164,14 @@ def run_finish_select(spec):
 
 
 @seeded
-@fuzz_settings(500)
+@fuzz_settings(400)
 @given(partial_specs())
 def test_score_partial_fuzz(spec):
     check("score_partial", spec, run_score_partial)
 
 
 @seeded
-@fuzz_settings(700)
+@fuzz_settings(500)
 @given(finish_specs())
 def test_finish_select_fuzz(spec):
     check("finish_select", spec, run_finish_select)
