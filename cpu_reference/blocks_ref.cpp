@@ -120,15 +120,50 @@ Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream) noexcept {
 
 // ---- SwiGlu -----------------------------------------------------------------------------------------
 
+namespace {
+template <class T>
+PD_FORCEINLINE T swiglu_value(T gate, T up) {
+  const float g = num::to_f32(gate), u = num::to_f32(up);
+  const float silu = num::round_through<T>(num::div(g, num::add(1.0f, num::exp_f32(-g))));
+  return num::from_f32<T>(num::mul(silu, u));
+}
+//! One row of unit-stride values: the same arithmetic as the strided loop, in a loop the compiler
+//! vectorises (exp_f32 has no calls; this file is compiled with AVX2 and -fno-trapping-math).
+template <class T>
+void swiglu_row(const T* gate, const T* up, T* out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = swiglu_value(gate[j], up[j]);
+}
+}  // namespace
+
 template <class T>
 Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  for (int64_t i = 0; i < a.gate.extents[0]; ++i)
-    for (int64_t j = 0; j < a.gate.extents[1]; ++j) {
-      const float g = num::to_f32(a.gate(i, j)), u = num::to_f32(a.up(i, j));
-      const float silu = num::round_through<T>(num::div(g, num::add(1.0f, num::exp_f32(-g))));
-      a.out(i, j) = num::from_f32<T>(num::mul(silu, u));
+  const int64_t width = a.gate.extents[1];
+  const bool unit = a.gate.strides[1] == 1 && a.up.strides[1] == 1 && a.out.strides[1] == 1;
+  for (int64_t i = 0; i < a.gate.extents[0]; ++i) {
+    if (unit && width > 0) {
+      swiglu_row(&a.gate(i, 0), &a.up(i, 0), &a.out(i, 0), width);
+      continue;
     }
+    for (int64_t j = 0; j < width; ++j) a.out(i, j) = swiglu_value(a.gate(i, j), a.up(i, j));
+  }
+  return Status::ok();
+}
+
+// ---- ArgMax -----------------------------------------------------------------------------------------
+
+template <class T>
+Status ArgMax<T>::run(const ArgMaxArgs<T>& a, Workspace, Stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  for (int64_t i = 0; i < a.x.extents[0]; ++i) {
+    float best = num::to_f32(a.x(i, 0));
+    int64_t best_j = 0;
+    for (int64_t j = 1; j < a.x.extents[1]; ++j) {
+      const float v = num::to_f32(a.x(i, j));
+      if (promptdistill::detail::argmax_ranks_before(v, j, best, best_j)) best = v, best_j = j;
+    }
+    a.out(i) = int32_t(best_j);
+  }
   return Status::ok();
 }
 
@@ -266,6 +301,7 @@ Status LinearPlan<T>::run(const LinearArgs<T>& a, Workspace, Stream) const noexc
   template struct Rope<T>;          \
   template struct SwiGlu<T>;        \
   template struct AppendKv<T>;      \
+  template struct ArgMax<T>;        \
   template struct Attention<T>;     \
   template class LinearPlan<T>;
 PD_INSTANTIATE(float)

@@ -13,6 +13,7 @@
 #include <omp.h>
 #endif
 
+#include "promptdistill/detail/parse_enum.h"
 #include "cpu_reference/decode_support.h"
 #include "cpu_reference/decoder_ops.h"
 
@@ -64,11 +65,9 @@ int threads() noexcept {
 
 const char* to_string(KvStorage s) noexcept { return s == KvStorage::kF16 ? "f16" : "f32"; }
 
-Status parse(const std::string& name, KvStorage* out) noexcept {
-  if (name == "f32") *out = KvStorage::kF32;
-  else if (name == "f16") *out = KvStorage::kF16;
-  else return Status(StatusCode::kInvalidArgument, "unknown KV cache storage '%.40s' (f32, f16)", name.c_str());
-  return Status::ok();
+Status parse(std::string_view name, KvStorage* out) noexcept {
+  static constexpr KvStorage kAll[] = {KvStorage::kF32, KvStorage::kF16};
+  return detail::parse_enum(name, kAll, "KV cache storage", out);
 }
 
 bool DecodeOptions::exact() const {
@@ -193,7 +192,7 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       matvec::Matrix views[7];
       matrices(l, m, views);
 
-      ops::rmsnorm(x, 1, hd, L.attn_norm, c.rms_eps, w.h.data());
+      PD_RETURN_IF_ERROR(ops::rmsnorm(x, 1, hd, L.attn_norm, c.rms_eps, w.h.data()));
       const BlockInput hq = input({m[0], m[1], m[2]}, w.h.data(), hd);
       const Product qkv[3] = {product(*m[0], w.h.data(), hq, w.q.data()), product(*m[1], w.h.data(), hq, w.k.data()),
                               product(*m[2], w.h.data(), hq, w.v.data())};
@@ -204,8 +203,8 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
         for (int64_t i = 0; i < kvd; ++i) w.k[std::size_t(i)] += L.bk[std::size_t(i)];
       if (!L.bv.empty())
         for (int64_t i = 0; i < kvd; ++i) w.v[std::size_t(i)] += L.bv[std::size_t(i)];
-      ops::rope(w.q.data(), 1, H, D, cos, sin);
-      ops::rope(w.k.data(), 1, Hkv, D, cos, sin);
+      PD_RETURN_IF_ERROR(ops::rope(w.q.data(), 1, H, D, cos, sin));
+      PD_RETURN_IF_ERROR(ops::rope(w.k.data(), 1, Hkv, D, cos, sin));
 
       // Append (GQA-expanded caches repeat each KV head for its query group).
       if (cache.heads == 0) cache.heads = Hkv;
@@ -229,16 +228,16 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
       matvec::run(&o, 1);
       for (int64_t i = 0; i < hd; ++i) x[i] += w.o[std::size_t(i)];
 
-      ops::rmsnorm(x, 1, hd, L.mlp_norm, c.rms_eps, w.h.data());
+      PD_RETURN_IF_ERROR(ops::rmsnorm(x, 1, hd, L.mlp_norm, c.rms_eps, w.h.data()));
       const BlockInput mq = input({m[4], m[5]}, w.h.data(), hd);
       const Product gate_up[2] = {product(*m[4], w.h.data(), mq, w.gate.data()), product(*m[5], w.h.data(), mq, w.up.data())};
       matvec::run(gate_up, 2);
-      ops::swiglu(w.gate.data(), w.up.data(), c.intermediate);
+      PD_RETURN_IF_ERROR(ops::swiglu(w.gate.data(), w.up.data(), c.intermediate));
       const Product down = product(*m[6], w.gate.data(), input({m[6]}, w.gate.data(), c.intermediate), w.down.data());
       matvec::run(&down, 1);
       for (int64_t i = 0; i < hd; ++i) x[i] += w.down[std::size_t(i)];
     }
-    ops::rmsnorm(x, 1, hd, w_->final_norm, c.rms_eps, w.h.data());
+    PD_RETURN_IF_ERROR(ops::rmsnorm(x, 1, hd, w_->final_norm, c.rms_eps, w.h.data()));
     const matvec::Matrix head_view = matvec::Matrix::view_f32(w_->output_matrix().data(), c.vocab, hd);
     const matvec::Matrix& head = dw != nullptr ? dw->output : head_view;
     const Product lm = product(head, w.h.data(), input({&head}, w.h.data(), hd), w.logits.data());

@@ -7,6 +7,7 @@
 
 #include "cpu_reference/decoder_ops.h"
 #include "cpu_reference/matvec_ref.h"
+#include "promptdistill/detail/block_checks.h"
 
 #include <Eigen/Core>
 #include <cmath>
@@ -148,14 +149,14 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
     float* x = xs->data();
 
     std::vector<float> h(std::size_t(n * hd)), q(std::size_t(n * qd)), k(std::size_t(n * kvd)), v(std::size_t(n * kvd));
-    ops::rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h.data());
+    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h.data()));
     linear(h.data(), n, hd, L.wq, qd, L.bq, q.data());
     linear(h.data(), n, hd, L.wk, kvd, L.bk, k.data());
     linear(h.data(), n, hd, L.wv, kvd, L.bv, v.data());
     std::vector<float> cos, sin;
     PD_RETURN_IF_ERROR(rope_tables(c, positions, n, total_length, &cos, &sin));
-    ops::rope(q.data(), n, H, D, cos.data(), sin.data());
-    ops::rope(k.data(), n, Hkv, D, cos.data(), sin.data());
+    PD_RETURN_IF_ERROR(ops::rope(q.data(), n, H, D, cos.data(), sin.data()));
+    PD_RETURN_IF_ERROR(ops::rope(k.data(), n, Hkv, D, cos.data(), sin.data()));
     if (taps != nullptr) {
       const int64_t rows = taps->q_rows < n ? taps->q_rows : n;
       taps->q.assign(q.end() - rows * qd, q.end());
@@ -221,13 +222,13 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
 
     // MLP in row chunks so that the [rows, intermediate] activations stay bounded.
     constexpr int64_t kChunk = 512;
-    ops::rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h.data());
+    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h.data()));
     std::vector<float> gate(std::size_t(std::min(n, kChunk) * c.intermediate)), up(gate.size()), down(std::size_t(std::min(n, kChunk) * hd));
     for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
       const int64_t rows = std::min(kChunk, n - r0);
       linear(h.data() + r0 * hd, rows, hd, L.w_gate, c.intermediate, {}, gate.data());
       linear(h.data() + r0 * hd, rows, hd, L.w_up, c.intermediate, {}, up.data());
-      ops::swiglu(gate.data(), up.data(), rows * c.intermediate);
+      PD_RETURN_IF_ERROR(ops::swiglu(gate.data(), up.data(), rows * c.intermediate));
       linear(gate.data(), rows, c.intermediate, L.w_down, hd, {}, down.data());
       for (int64_t i = 0; i < rows * hd; ++i) x[r0 * hd + i] += down[std::size_t(i)];
     }
@@ -241,7 +242,7 @@ Status Transformer::logits(const float* row, std::vector<float>* out) const noex
   try {
     const ModelConfig& c = w_->config;
     std::vector<float> h(std::size_t(c.hidden));
-    ops::rmsnorm(row, 1, c.hidden, w_->final_norm, c.rms_eps, h.data());
+    PD_RETURN_IF_ERROR(ops::rmsnorm(row, 1, c.hidden, w_->final_norm, c.rms_eps, h.data()));
     out->resize(std::size_t(c.vocab));
     linear(h.data(), 1, c.hidden, w_->output_matrix(), c.vocab, {}, out->data());
     return Status::ok();
@@ -253,7 +254,7 @@ Status Transformer::logits(const float* row, std::vector<float>* out) const noex
 int32_t argmax(const std::vector<float>& logits) noexcept {
   int32_t best = 0;
   for (std::size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[std::size_t(best)]) best = int32_t(i);
+    if (detail::argmax_ranks_before(logits[i], int64_t(i), logits[std::size_t(best)], best)) best = int32_t(i);
   return best;
 }
 

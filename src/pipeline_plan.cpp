@@ -6,6 +6,8 @@
 
 #include "promptdistill/pipeline.h"
 
+#include "promptdistill/detail/parse_enum.h"
+
 namespace promptdistill {
 
 const char* to_string(PipelineMethod m) noexcept {
@@ -20,15 +22,9 @@ const char* to_string(PipelineMethod m) noexcept {
 }
 
 Status parse(std::string_view text, PipelineMethod* out) noexcept {
-  for (PipelineMethod m : {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
-                           PipelineMethod::kSnapKV, PipelineMethod::kH2O})
-    if (text == to_string(m)) {
-      *out = m;
-      return Status::ok();
-    }
-  return Status(StatusCode::kInvalidArgument,
-                "method must be one of full, promptdistill, gemfilter, snapkv, h2o, got '%s'",
-                Quoted(text, 40).c_str());
+  static constexpr PipelineMethod kAll[] = {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
+                                            PipelineMethod::kSnapKV, PipelineMethod::kH2O};
+  return detail::parse_enum(text, kAll, "method", out);
 }
 
 PipelineConfig PipelineConfig::published_default(PipelineMethod method) {

@@ -223,51 +223,50 @@ int64_t peak_rss_bytes() {
 
 }  // namespace
 
-#if defined(PD_CLI_CUDA)
 namespace {
-//! One prefill + greedy decode on a CUDA session of the chosen storage type.
+//! One prefill + greedy decode on a device backend's BatchSession with storage type T.
 template <class Session>
-void run_cuda(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::vector<int32_t>& stop,
-              RunOutput* out) {
+Status run_session(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new,
+                   const std::vector<int32_t>& stop, RunOutput* out) {
   std::unique_ptr<Session> session;
   BatchSessionOptions options;
   options.memory_limit_bytes = m.max_memory_bytes;  // 0: the device's free memory
-  Status s = Session::create(&m.weights, options, nullptr, &session);
-  if (!s) fail_status(s);
+  PD_RETURN_IF_ERROR(Session::create(&m.weights, options, nullptr, &session));
   std::vector<PrefillResult> res;
-  s = session->prefill({p.ids}, c, &res);
-  if (!s) fail_status(s);
+  PD_RETURN_IF_ERROR(session->prefill({p.ids}, c, &res));
   out->prefill = res[0];
   std::vector<std::vector<int32_t>> generated;
-  s = session->generate({out->prefill.first_token}, max_new, stop, &generated, &out->decode_ms_per_token);
-  if (!s) fail_status(s);
+  PD_RETURN_IF_ERROR(session->generate({out->prefill.first_token}, max_new, stop, &generated, &out->decode_ms_per_token));
   out->generated = generated[0];
   out->peak_memory = session->peak_memory_bytes();
+  return Status::ok();
 }
 }  // namespace
-#endif
 
 RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend,
                   const std::string& dtype, bool ignore_eos) {
   const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
-  if (backend != "cpu" && backend != "cuda") fail("--backend must be cpu or cuda, got '" + backend + "'");
   if (!dtype.empty() && dtype != "bf16" && dtype != "f16" && dtype != "f32")
     fail("--dtype must be bf16, f16 or f32, got '" + dtype + "'");
   if (backend == "cpu" && !dtype.empty())
-    fail("--dtype is for --backend cuda; the CPU backend computes in f32 (--weights-dtype rounds its weights)");
+    fail("--dtype is for a device backend (--backend cuda); the CPU backend computes in f32 (--weights-dtype rounds its weights)");
   RunOutput out;
-  if (backend == "cuda") {
-#if defined(PD_CLI_CUDA)
-    // bf16 (or --dtype f16/f32) weights and activations, f32 accumulation and logits; peak
-    // memory = device memory the session held (weights, caches, activations, workspaces).
-    if (!cuda::device_available()) fail("--backend cuda: no CUDA device is available on this machine");
-    if (dtype == "f16") run_cuda<cuda::BatchSessionF16>(m, p, c, max_new, stop, &out);
-    else if (dtype == "f32") run_cuda<cuda::BatchSessionF32>(m, p, c, max_new, stop, &out);
-    else run_cuda<cuda::BatchSession>(m, p, c, max_new, stop, &out);
+  if (backend != "cpu") {
+    // A device backend runs the batch session: bf16 (or --dtype f16/f32) weights and activations,
+    // f32 accumulation and logits; peak memory = device memory the session held (weights,
+    // caches, activations, workspaces).
+    const Status s = with_backend(backend, [&](auto device) -> Status {
+      using B = decltype(device);
+      if constexpr (B::kHostMemory) {
+        return Status(StatusCode::kInternal, "--backend %s runs the Eigen session", B::kName);
+      } else {
+        if (dtype == "f16") return run_session<BatchSession<B, f16>>(m, p, c, max_new, stop, &out);
+        if (dtype == "f32") return run_session<BatchSession<B, float>>(m, p, c, max_new, stop, &out);
+        return run_session<BatchSession<B, bf16>>(m, p, c, max_new, stop, &out);
+      }
+    });
+    if (!s) fail_status(s);
     out.memory_kind = "device";
-#else
-    fail("--backend cuda: this build has no CUDA backend (configure where nvcc is available)");
-#endif
   } else {
     check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1, "the prefill");
     reset_peak_rss();

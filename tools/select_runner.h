@@ -23,10 +23,10 @@ struct SelectOutput {
   std::vector<std::vector<int32_t>> indices;    //!< per row, ascending
   std::vector<std::vector<int32_t>> positions;  //!< per row
   std::vector<float> scores;                    //!< final scores of row 0 ([0, L))
-  double milliseconds = 0;                      //!< wall time of run() (device time on CUDA)
+  double milliseconds = 0;                      //!< wall time of run() and the wait for its device
 };
 
-//! backend: "cpu" or "cuda"; dtype: "f32", "f16" or "bf16".
+//! backend: a built backend's name (backend.h: "cpu", "cuda"); dtype: "f32", "f16" or "bf16".
 promptdistill::Status run_select(const SelectInput& in, const promptdistill::MethodConfig& cfg,
                                  const std::string& backend, const std::string& dtype, SelectOutput* out);
 

@@ -33,6 +33,7 @@
 #include <tuple>
 #include <vector>
 
+#include "promptdistill/backend.h"
 #include "promptdistill/blocks.h"
 #include "promptdistill/model.h"
 #include "promptdistill/pipeline.h"
@@ -53,6 +54,16 @@ struct BatchSessionOptions {
   //! Read the device status word after every operation (a host sync each; for tests and
   //! debugging). Selections, gathers and compactions are always checked.
   bool check_every_op = false;
+  //! Record one decode step (embedding, every layer, the final norm, the LM head and the argmax)
+  //! as a CUDA graph and replay it for the next steps, as long as nothing is re-allocated (a
+  //! cache growing past its reserve records the step again). The step's inputs (ids, positions'
+  //! RoPE rows, cache lengths) go up in one copy from pinned memory before the replay; only the
+  //! B next tokens come back. Not with tensor parallelism (the caller's all-reduce may not be
+  //! capturable) or check_every_op. The CPU reference records the step as a call and replays it
+  //! under the same rules (nothing allocated, uploaded or downloaded inside), so ref::BatchSession
+  //! tests the recorded path on any machine. If recording fails, the session decodes without a
+  //! graph and decode_graph_status() says why.
+  bool decode_graph = true;
   //! Memory a prefill may plan to use on top of what the session holds; 0 = what the backend
   //! reports as available (free device memory; MemAvailable on the CPU). A prefill whose
   //! estimated caches and activations exceed it fails before any work with kOutOfMemory.
@@ -70,56 +81,6 @@ struct BatchSessionOptions {
   int64_t tp_size = 1;
   int64_t tp_rank = 0;
   AllReduce all_reduce;  //!< required when tp_size > 1
-};
-
-//! A backend's table: its namespace's operations as member alias templates, and the memory
-//! functions the session needs (implemented next to the backend: cpu_reference/, cuda/).
-#define PD_BACKEND_TABLE(ns, backend_name)                                                                     \
-  template <class T> using Embed = ns::Embed<T>;                                                               \
-  template <class T> using RmsNorm = ns::RmsNorm<T>;                                                           \
-  template <class T> using Rope = ns::Rope<T>;                                                                 \
-  template <class T> using SwiGlu = ns::SwiGlu<T>;                                                             \
-  template <class T> using AppendKv = ns::AppendKv<T>;                                                         \
-  template <class T> using Attention = ns::Attention<T>;                                                       \
-  template <class T> using LinearPlan = ns::LinearPlan<T>;                                                     \
-  template <class T> using Gather = ns::Gather<T>;                                                             \
-  template <class T> using Select = ns::Select<T>;                                                             \
-  template <class T> using ScorePartial = ns::ScorePartial<T>;                                                 \
-  using FinishSelect = ns::FinishSelect;                                                                       \
-  template <class T> using CompactKv = ns::CompactKv<T>;                                                       \
-  static const char* name() noexcept { return backend_name; }                                                  \
-  /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */           \
-  static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                                    \
-  static void release(void* p, Stream s) noexcept;                                                             \
-  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;                                      \
-  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                      \
-  /* Waits for the stream, then copies to the host: a host synchronisation. */                                 \
-  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                    \
-  /* rows x width bytes between pitched buffers of this backend. */                                            \
-  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,            \
-                          std::size_t width, std::size_t rows, Stream s) noexcept;                              \
-  template <class T>                                                                                           \
-  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                                \
-  /* n weights detail::random_weight(i, seed, scale), rounded to T, drawn where the backend keeps them. */     \
-  template <class T>                                                                                           \
-  static Status fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept;                 \
-  /* The validation result of the last run that used `workspace` (the CUDA status word; a host sync). */       \
-  static Status device_status(Workspace workspace, Stream s) noexcept;                                         \
-  /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds no error     \
-     and the status word at the start of `workspace` does, copies it into `sticky`. The CPU reference          \
-     returns validation errors from run() and writes no status word: a no-op there. */                         \
-  static Status accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept;                       \
-  /* Bytes that can still be allocated (an estimate). */                                                       \
-  static int64_t available_bytes() noexcept;
-
-//! The CPU reference: host memory, "stream" ignored, validation errors returned by run().
-struct RefBackend {
-  PD_BACKEND_TABLE(ref, "cpu")
-};
-
-//! CUDA: device memory, the caller's stream, validation errors in the workspace status word.
-struct CudaBackend {
-  PD_BACKEND_TABLE(cuda, "cuda")
 };
 
 template <class Backend, class T>
@@ -151,7 +112,7 @@ class BatchSession {
                   std::vector<std::vector<int32_t>>* out, double* decode_ms_per_step) noexcept;
 
   int64_t batch() const noexcept { return batch_; }
-  static const char* backend_name() noexcept { return Backend::name(); }
+  static const char* backend_name() noexcept { return Backend::kName; }
   //! Tokens in layer l's cache for request b.
   int64_t cache_length(int64_t layer, int64_t b) const noexcept;
   //! Layer l's keys and values of request b as f32 [length, heads, D] (host copies, for tests;
@@ -167,10 +128,16 @@ class BatchSession {
   //! stay on the backend and the results come back once at its end (3 for a method that selects:
   //! the status word, the recorded selections, the first tokens' logits; 2 for full KV; 2 more
   //! when truncate_after_last_layer composes the stage maps on the host); each decode step adds 1
-  //! (its logits). Allocation is stream-ordered on CUDA, so re-sizing a cache does not synchronise.
+  //! (its B next tokens: the argmax runs on the backend). Allocation is stream-ordered on CUDA, so
+  //! re-sizing a cache does not synchronise, and a step's inputs go up from pinned memory.
   int64_t host_syncs() const noexcept;
-  //! The f32 logits [B, vocab] the last prefill or decode step took its greedy tokens from (the
-  //! host copy it made for them; reading it does not synchronise).
+  //! Decode steps since the last prefill that replayed a recorded step (decode_graph) instead of
+  //! issuing its operations one by one.
+  int64_t decode_graph_replays() const noexcept;
+  //! Why decoding stopped recording steps (ok while it records, or with decode_graph off).
+  Status decode_graph_status() const noexcept;
+  //! The f32 logits [B, vocab] the last prefill took its first tokens from (the host copy it made
+  //! for them; reading it does not synchronise). Decode steps keep their logits on the backend.
   const std::vector<float>& last_logits() const noexcept;
 
  private:

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 
 from . import _backends, _core
-from ._args import require_int, require_name
 from ._compat import renamed_argument
 from ._errors import Error
+from ._geometry import HEAD_SUM_METHODS, batched_form, require_int, require_str, select_geometry, selection_outputs
 
 #: Methods whose selection is one row per request (every head keeps the same tokens).
-HEAD_UNIFORM = ("promptdistill", "gemfilter")
+HEAD_UNIFORM = HEAD_SUM_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,31 +104,18 @@ def select(q, k, budget=None, *, method="promptdistill", window=None, pool=None,
         raise _unbatched_rank_error(q, k)
     batched = q.ndim == 4
     budget = require_int("budget", budget)
-    window, pool_kernel = require_int("window", window, True), require_int("pool_kernel", pool_kernel, True)
-    method, pool, per = require_name("method", method), require_name("pool", pool, True), require_name("per", per)
-    window = 32 if window is None else window
-    pool, pool_kernel = "avg" if pool is None else pool, 5 if pool_kernel is None else pool_kernel
-    if not batched:
-        if lengths is not None:
-            raise Error("lengths is for the batched form ([B, Lq, H, D] queries); an unbatched call selects over all of k")
-        q, k = q[None], k[None]
+    window, pool_kernel = require_int("window", window, 32), require_int("pool_kernel", pool_kernel, 5)
+    method, pool, per = require_str("method", method), require_str("pool", pool, "avg"), require_str("per", per)
+    q, k, lengths = batched_form((q, k), "q", batched, lengths,
+                                 "lengths is for the batched form ([B, Lq, H, D] queries); an unbatched call selects over all of k")
     if _backends.is_torch(q):
         torch = _backends.torch_module()
-        _backends.module_for(q, "q")  # a device we do not run on (meta, mps, ...) fails here, not in the fake kernel
-        q, k = q.detach(), k.detach()
-        if lengths is None:
-            lengths = torch.full((k.shape[0],), k.shape[1], dtype=torch.int32, device=q.device)
         indices, counts, positions, scores, status = torch.ops.promptdistill.select(q, k, lengths, budget, method, window, pool,
                                                                                     pool_kernel, per)
     else:
-        if lengths is None:
-            lengths = np.full((k.shape[0],), k.shape[1], np.int32)
         B, L = k.shape[0], k.shape[1]
-        rows, capacity = _backends.call(_core.geometry, method, budget, window, pool, pool_kernel, per, q.shape[2], k.shape[2], L)
-        indices = np.full((B, rows, capacity), -1, np.int32)
-        counts = np.zeros((B, rows), np.int32)
-        positions = np.full((B, rows, capacity), -1, np.int32)
-        scores = np.zeros((B, rows, L), np.float32)
+        rows, kept = select_geometry(method, budget, window, pool, pool_kernel, per, q.shape[2], k.shape[2], L)
+        indices, counts, positions, scores = selection_outputs(q, B, rows, kept, L)
         _backends.run_numpy(_core.select, (q, k, lengths, indices, counts, positions, scores, method, budget, window, pool,
                                            pool_kernel, per))
         status = None
@@ -206,7 +193,7 @@ def compact_kv(k_cache, v_cache, selection, *, layout="bshd", seq_lens=None, blo
     tables = {name: _backends.same_kind(ref, value, name, "the selection") for name, value in
               (("seq_lens", seq_lens), ("block_table", block_table), ("kv_indptr", kv_indptr), ("kv_indices", kv_indices),
                ("kv_last_page_len", kv_last_page_len))}
-    layout = require_name("layout", layout)
+    layout = require_str("layout", layout)
     for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
         if isinstance(cache, np.ndarray) and not cache.flags.writeable:
             raise Error(f"{name} is read-only; compact_kv compacts it in place")

@@ -5,7 +5,7 @@ estimate the CLI, the C++ sessions and ``hf.generate`` use), and what the system
 import dataclasses
 
 from . import _core
-from ._args import require_int
+from ._geometry import require_int
 from ._errors import Error
 from ._pipeline import pipeline_config, published_default
 
@@ -39,7 +39,13 @@ def _model_dims(model):
     missing = [f"{ours} ({theirs})" for ours, theirs in _DIMS if found[ours] is None]
     if missing:
         raise Error(f"model lacks {', '.join(missing)}: give a mapping with ModelConfig's names or a transformers config")
-    return [require_int(ours, found[ours]) for ours, _ in _DIMS]
+    return [_required_int(ours, found[ours]) for ours, _ in _DIMS]
+
+
+def _required_int(name, value):
+    if value is None:
+        raise Error(f"{name} must be an int, got None")
+    return require_int(name, value)
 
 
 def estimate_prefill_bytes(config, model, prompt_length, *, batch=1, element_bytes=4, mlp_chunk_rows=512,
@@ -52,7 +58,7 @@ def estimate_prefill_bytes(config, model, prompt_length, *, batch=1, element_byt
     prompt, ``attention_rows`` f32 rows of attention probabilities held at once, and ``budgets``
     > 1 for a sweep sharing one prefill. Returns a ``PrefillMemory``."""
     c = published_default(config) if isinstance(config, str) else pipeline_config(config)
-    ints = [require_int(name, value) for name, value in (("prompt_length", prompt_length), ("batch", batch),
+    ints = [_required_int(name, value) for name, value in (("prompt_length", prompt_length), ("batch", batch),
                                                          ("element_bytes", element_bytes), ("mlp_chunk_rows", mlp_chunk_rows),
                                                          ("decode_reserve", decode_reserve), ("attention_rows", attention_rows),
                                                          ("budgets", budgets))]

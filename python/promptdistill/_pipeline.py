@@ -12,7 +12,7 @@ cannot read a configuration differently from the C++ pipelines.
 import dataclasses
 
 from . import _core
-from ._args import require_name
+from ._geometry import require_str
 from ._errors import Error
 
 #: The methods a pipeline runs.
@@ -56,7 +56,9 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(PipelineConfig))
 
 def published_default(method="promptdistill"):
     """The published settings of ``method`` (``promptdistill defaults`` prints them)."""
-    d = _core.published_default(require_name("method", method))
+    if not isinstance(method, str):
+        raise Error(f"method must be a string, got {type(method).__name__}")
+    d = _core.published_default(require_str("method", method))
     return PipelineConfig(**{**d, "selection_layers": tuple(d["selection_layers"]), "n_topks": tuple(d["n_topks"])})
 
 
@@ -66,7 +68,7 @@ def _checked(name, value):
             raise Error(f"{name} must be a list of ints (int64), got {value!r}")
         return tuple(value)
     if name in ("method", "pool", "per"):
-        return require_name(name, value)
+        return require_str(name, value)
     if not _is_int(value):
         raise Error(f"{name} must be an int (int64), got {value!r}")
     return value

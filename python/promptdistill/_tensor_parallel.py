@@ -14,16 +14,14 @@ own heads and gets the unsharded rows of those heads."""
 import numpy as np
 
 from . import _backends, _core
-from ._args import require_int, require_name
-from ._engine import Selection, _shape_of_rows
 from ._compat import renamed_argument
+from ._engine import Selection, _shape_of_rows
 from ._errors import Error
-
-_HEAD_SUM_METHODS = ("promptdistill", "gemfilter")
+from ._geometry import batched_form, finish_geometry, require_int, require_str, selection_outputs
 
 
 def _require_method(method, call):
-    require_name("method", method)
+    require_str("method", method)
     if method in ("snapkv", "h2o"):
         raise Error(f"{call}: {method} selects per KV group (or per query head), which needs no all-reduce under tensor "
                     "parallelism: call promptdistill.select on the rank's own heads", "unsupported")
@@ -51,20 +49,12 @@ def score_partial(q, k, *, method="promptdistill", total_heads, head_offset=0, l
         raise Error(f"q must be [1, H_r, D] and k [L, H_kv_r, D], or both with a leading batch dimension; got q with {q.ndim} "
                     f"and k with {k.ndim} dimensions", "shape mismatch")
     batched = q.ndim == 4
-    if not batched:
-        if lengths is not None:
-            raise Error("lengths is for the batched form ([B, 1, H_r, D] queries); an unbatched call scores all of k")
-        q, k = q[None], k[None]
+    q, k, lengths = batched_form((q, k), "q", batched, lengths,
+                                 "lengths is for the batched form ([B, 1, H_r, D] queries); an unbatched call scores all of k")
     if _backends.is_torch(q):
         torch = _backends.torch_module()
-        _backends.module_for(q, "q")
-        q, k = q.detach(), k.detach()
-        if lengths is None:
-            lengths = torch.full((k.shape[0],), k.shape[1], dtype=torch.int32, device=q.device)
         partial, _ = torch.ops.promptdistill.score_partial(q, k, lengths, method, head_offset, total_heads)
     else:
-        if lengths is None:
-            lengths = np.full((k.shape[0],), k.shape[1], np.int32)
         partial = np.zeros((k.shape[0], k.shape[1]), np.float32)
         _backends.run_numpy(_core.score_partial, (q, k, lengths, partial, method, head_offset, total_heads))
     return partial if batched else partial[0]
@@ -85,43 +75,23 @@ def finish_select(scores, budget=None, *, method="promptdistill", total_heads, p
     _require_method(method, "finish_select")
     budget = renamed_argument(budget, topk, "budget", "topk", "finish_select")
     budget, total_heads = require_int("budget", budget), require_int("total_heads", total_heads)
-    pool_kernel = 5 if pool_kernel is None else require_int("pool_kernel", pool_kernel)
-    pool = "avg" if pool is None else require_name("pool", pool)
+    pool_kernel, pool = require_int("pool_kernel", pool_kernel, 5), require_str("pool", pool, "avg")
     if scores.ndim not in (1, 2):
         raise Error(f"scores must be [L] or [B, L] (the summed partial scores), got {scores.ndim} dimensions", "shape mismatch")
     batched = scores.ndim == 2
-    if not batched:
-        if lengths is not None:
-            raise Error("lengths is for the batched form ([B, L] scores); an unbatched call selects over all of scores")
-        scores = scores[None]
+    scores, lengths = batched_form((scores,), "scores", batched, lengths,
+                                   "lengths is for the batched form ([B, L] scores); an unbatched call selects over all of scores")
     if _backends.is_torch(scores):
         torch = _backends.torch_module()
-        _backends.module_for(scores, "scores")
-        scores = scores.detach()
-        if lengths is None:
-            lengths = torch.full((scores.shape[0],), scores.shape[1], dtype=torch.int32, device=scores.device)
         indices, counts, positions, final, status = torch.ops.promptdistill.finish_select(scores, lengths, budget, method,
                                                                                           total_heads, pool, pool_kernel)
     else:
-        if lengths is None:
-            lengths = np.full((scores.shape[0],), scores.shape[1], np.int32)
         B, L = scores.shape
-        _, capacity = finish_geometry(method, budget, pool, pool_kernel, L)
-        indices = np.full((B, 1, capacity), -1, np.int32)
-        counts = np.zeros((B, 1), np.int32)
-        positions = np.full((B, 1, capacity), -1, np.int32)
-        final = np.zeros((B, 1, L), np.float32)
+        _, kept = finish_geometry(method, budget, pool, pool_kernel, L)
+        indices, counts, positions, final = selection_outputs(scores, B, 1, kept, L)
         _backends.run_numpy(_core.finish_select, (scores, lengths, indices, counts, positions, final, method, budget, pool,
                                                   pool_kernel, total_heads))
         status = None
     return Selection(indices=_shape_of_rows(indices, method, batched), positions=_shape_of_rows(positions, method, batched),
                      scores=_shape_of_rows(final, method, batched), counts=_shape_of_rows(counts, method, batched),
                      lengths=lengths, method=method, batched=batched, rows_indices=indices, rows_counts=counts, status=status)
-
-
-def finish_geometry(method, budget, pool, pool_kernel, length):
-    """(1, tokens kept of `length`): the output shapes of finish_select from its arguments alone
-    (the fake implementation of the PyTorch operator uses it too)."""
-    if method not in _HEAD_SUM_METHODS:  # let the library name the problem
-        return 1, 0
-    return _backends.call(_core.geometry, method, budget, 32, pool, pool_kernel, "kv-group", 1, 1, length)

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from . import _backends, _core
-from ._tensor_parallel import finish_geometry
+from ._geometry import finish_geometry, select_geometry, selection_outputs
 
 _LIB = "promptdistill"
 
@@ -34,11 +34,8 @@ def select(q: torch.Tensor, k: torch.Tensor, lengths: torch.Tensor, budget: int,
     -1 padded), counts int32 [B, R], positions int32 [B, R, C], scores float32 [B, R, L], status."""
     module = _backends.module_for(q, "q")
     B, L = k.shape[0], k.shape[1]
-    rows, capacity = _backends.call(_core.geometry, method, budget, window, pool, pool_kernel, per, q.shape[2], k.shape[2], L)
-    indices = torch.full((B, rows, capacity), -1, dtype=torch.int32, device=q.device)
-    counts = torch.zeros((B, rows), dtype=torch.int32, device=q.device)
-    positions = torch.full((B, rows, capacity), -1, dtype=torch.int32, device=q.device)
-    scores = torch.zeros((B, rows, L), dtype=torch.float32, device=q.device)
+    rows, kept = select_geometry(method, budget, window, pool, pool_kernel, per, q.shape[2], k.shape[2], L)
+    indices, counts, positions, scores = selection_outputs(q, B, rows, kept, L)
     status = _backends.run_torch(module.select, (q, k, lengths, indices, counts, positions, scores, method, budget, window, pool,
                                                  pool_kernel, per), q.device)
     return indices, counts, positions, scores, status
@@ -49,12 +46,12 @@ def _select_fake(q, k, lengths, budget, method, window, pool, pool_kernel, per):
     B, L = k.shape[0], k.shape[1]
     sizes = _concrete(q.shape[2], k.shape[2], L)
     if sizes is not None:
-        rows, capacity = _core.geometry(method, budget, window, pool, pool_kernel, per, *sizes)
+        rows, kept = select_geometry(method, budget, window, pool, pool_kernel, per, *sizes)
     else:  # a symbolic prompt length: the kept count is a new size the compiler must not assume
-        rows, _ = _core.geometry(method, budget, window, pool, pool_kernel, per, int(q.shape[2]), int(k.shape[2]), 1)
-        capacity = torch.library.get_ctx().new_dynamic_size()
-    return (q.new_empty((B, rows, capacity), dtype=torch.int32), q.new_empty((B, rows), dtype=torch.int32),
-            q.new_empty((B, rows, capacity), dtype=torch.int32), q.new_empty((B, rows, L), dtype=torch.float32),
+        rows, _ = select_geometry(method, budget, window, pool, pool_kernel, per, int(q.shape[2]), int(k.shape[2]), 1)
+        kept = torch.library.get_ctx().new_dynamic_size()
+    return (q.new_empty((B, rows, kept), dtype=torch.int32), q.new_empty((B, rows), dtype=torch.int32),
+            q.new_empty((B, rows, kept), dtype=torch.int32), q.new_empty((B, rows, L), dtype=torch.float32),
             _status_like(q.device))
 
 
@@ -132,11 +129,8 @@ def finish_select(scores: torch.Tensor, lengths: torch.Tensor, budget: int, meth
     counts int32 [B, 1], positions int32 [B, 1, C], the pooled scores float32 [B, 1, L], status."""
     module = _backends.module_for(scores, "scores")
     B, L = scores.shape[0], scores.shape[1]
-    _, capacity = finish_geometry(method, budget, pool, pool_kernel, L)
-    indices = torch.full((B, 1, capacity), -1, dtype=torch.int32, device=scores.device)
-    counts = torch.zeros((B, 1), dtype=torch.int32, device=scores.device)
-    positions = torch.full((B, 1, capacity), -1, dtype=torch.int32, device=scores.device)
-    final = torch.zeros((B, 1, L), dtype=torch.float32, device=scores.device)
+    _, kept = finish_geometry(method, budget, pool, pool_kernel, L)
+    indices, counts, positions, final = selection_outputs(scores, B, 1, kept, L)
     status = _backends.run_torch(module.finish_select, (scores, lengths, indices, counts, positions, final, method, budget, pool,
                                                         pool_kernel, total_heads), scores.device)
     return indices, counts, positions, final, status
@@ -146,9 +140,9 @@ def finish_select(scores: torch.Tensor, lengths: torch.Tensor, budget: int, meth
 def _finish_select_fake(scores, lengths, budget, method, total_heads, pool, pool_kernel):
     B, L = scores.shape[0], scores.shape[1]
     if isinstance(L, int):
-        _, capacity = finish_geometry(method, budget, pool, pool_kernel, L)
+        _, kept = finish_geometry(method, budget, pool, pool_kernel, L)
     else:  # a symbolic prompt length: the kept count is a new size
-        capacity = torch.library.get_ctx().new_dynamic_size()
-    return (scores.new_empty((B, 1, capacity), dtype=torch.int32), scores.new_empty((B, 1), dtype=torch.int32),
-            scores.new_empty((B, 1, capacity), dtype=torch.int32), scores.new_empty((B, 1, L), dtype=torch.float32),
+        kept = torch.library.get_ctx().new_dynamic_size()
+    return (scores.new_empty((B, 1, kept), dtype=torch.int32), scores.new_empty((B, 1), dtype=torch.int32),
+            scores.new_empty((B, 1, kept), dtype=torch.int32), scores.new_empty((B, 1, L), dtype=torch.float32),
             _status_like(scores.device))

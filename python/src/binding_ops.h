@@ -13,21 +13,8 @@
 //! both come from the caller's allocator (PyTorch's in practice).
 
 #include "binding_support.h"
+#include "promptdistill/backend.h"
 #include "promptdistill/detail/selector_checks.h"
-
-//! A backend namespace (promptdistill::ref or promptdistill::cuda, which declare the same
-//! operations) as a type the functions below are written over.
-#define PDPY_DEFINE_BACKEND(Name, ns, device_type, description) \
-  struct Name {                                                 \
-    static constexpr int kDeviceType = device_type;             \
-    static constexpr const char* kName = description;           \
-    template <class T> using Select = ns::Select<T>;            \
-    template <class T> using Gather = ns::Gather<T>;            \
-    template <class T> using CompactKv = ns::CompactKv<T>;      \
-    template <class T> using ScorePartial = ns::ScorePartial<T>; \
-    using RemapPositions = ns::RemapPositions;                  \
-    using FinishSelect = ns::FinishSelect;                      \
-  }
 
 namespace pdpy {
 
@@ -51,12 +38,13 @@ std::size_t plan_or_run(const Args& args, const std::optional<InArray>& workspac
   return 0;
 }
 
-//! The device of the call, which must be the backend's.
+//! The device of the call, which must be the backend's (its DLPack device type).
 template <class Backend>
 Device backend_device(const char* name, const InArray& a) {
   Device d = device_of(a);
-  if (d.type != Backend::kDeviceType)
-    raise(pd::Status(pd::StatusCode::kInvalidArgument, "%s is on %s, but this call runs %s", name, d.name.c_str(), Backend::kName));
+  if (d.type != Backend::kDLPackDevice)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "%s is on %s, but this call runs %s", name, d.name.c_str(),
+                     Backend::kDescription));
   return d;
 }
 

@@ -19,7 +19,7 @@
 namespace pdpy {
 namespace {
 
-PDPY_DEFINE_BACKEND(RefBackend, pd::ref, nb::device::cpu::value, "the CPU reference backend");
+static_assert(pd::RefBackend::kDLPackDevice == nb::device::cpu::value, "the CPU backend's arrays are DLPack CPU arrays");
 
 //! (rows per request, tokens kept from a prompt of `length`): the output shapes of `select`,
 //! computed from shapes alone (the fake implementations of the PyTorch ops use it too).
@@ -189,7 +189,7 @@ nb::dict estimate_prefill_bytes(const std::string& method, const std::vector<int
 NB_MODULE(_core, m) {
   namespace nb = nanobind;
   using namespace nb::literals;
-  pdpy::define_ops<pdpy::RefBackend>(m);
+  pdpy::define_ops<promptdistill::RefBackend>(m);
   m.def("geometry", &pdpy::geometry, "method"_a, "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_q_heads"_a,
         "num_kv_heads"_a, "length"_a);
   m.def("published_default", &pdpy::published_default, "method"_a);

@@ -8,7 +8,7 @@
 namespace pdpy {
 namespace {
 
-PDPY_DEFINE_BACKEND(CudaBackend, pd::cuda, nb::device::cuda::value, "the CUDA backend");
+static_assert(pd::CudaBackend::kDLPackDevice == nb::device::cuda::value, "the CUDA backend's arrays are DLPack CUDA arrays");
 
 //! Raises the error a CUDA run recorded in the status word at the start of `status` (a copy of
 //! the start of its workspace); synchronises with `stream`.
@@ -26,7 +26,7 @@ void check_status(const InArray& status, uintptr_t stream) {
 NB_MODULE(_cuda, m) {
   namespace nb = nanobind;
   using namespace nb::literals;
-  pdpy::define_ops<pdpy::CudaBackend>(m);
+  pdpy::define_ops<promptdistill::CudaBackend>(m);
   m.def("check_status", &pdpy::check_status, "status"_a, "stream"_a);
   m.def("device_available", &promptdistill::cuda::device_available);
 }
