@@ -39,9 +39,16 @@ def selection_outputs(like, batch, rows, kept, length):
             full((batch, rows, length), 0, f32))
 
 
-def require_int(name, value, default=None):
-    """``value`` (or ``default`` when None) as an int: a Python or NumPy integer within int64."""
+#: The default of an argument that must be given.
+REQUIRED = object()
+
+
+def require_int(name, value, default=REQUIRED):
+    """``value`` (or ``default`` when None) as an int: a Python or NumPy integer within int64. An
+    argument without a default must be given (None is an Error, not a value for C++)."""
     if value is None:
+        if default is REQUIRED:
+            raise Error(f"{name} must be an int, got None")
         return default
     if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
         raise Error(f"{name} must be an int, got {type(value).__name__}")

@@ -149,23 +149,36 @@ PD_HOST_DEVICE inline bool check_pages(const KvCacheView<T>& v, int64_t b, int64
   return true;
 }
 
-//! Claims the pages that hold request b's first `length` tokens in `owner` ([num_blocks], -1 =
-//! free; checked to be in range before): a page claimed already, by another request or by this
-//! one at another position, is shared, which an in-place compaction cannot write.
+//! Whether a page is written by one compaction step only: every page holding one of request b's
+//! first `length` tokens must belong to b alone, at one position of its table (a page shared with
+//! another request, or listed twice, would be moved twice at once). Two passes over every
+//! request, after every other check has passed (pages in range), so both backends report the same
+//! error: `claim_pages` lowers owner[page] (starting at ~0) to the first claim of it in (request,
+//! position) order; `check_page_owner` then records kPageShared for each later claim, and the word
+//! keeps the lowest (request, position), the first the CPU's loops meet.
+PD_HOST_DEVICE inline uint64_t page_claim(int64_t b, int64_t position) { return (uint64_t(b) << 32) | uint64_t(position); }
+
 template <class T>
-PD_HOST_DEVICE inline bool claim_pages(const KvCacheView<T>& v, int64_t b, int64_t length, int32_t* owner,
-                                       DeviceStatusWord* w) {
-  if (!v.paged()) return true;
-  const int64_t pages = (length + v.capacity - 1) / v.capacity;
-  for (int64_t p = 0; p < pages; ++p) {
-    const int64_t page = v.page_of(b, p);
+PD_HOST_DEVICE inline void claim_pages(const KvCacheView<T>& v, int64_t b, int64_t length, unsigned long long* owner) {
+  if (!v.paged()) return;
+  for (int64_t p = 0, pages = (length + v.capacity - 1) / v.capacity; p < pages; ++p) {
+    unsigned long long* slot = &owner[v.page_of(b, p)];
 #if defined(__CUDA_ARCH__)
-    const int32_t before = atomicCAS(&owner[page], -1, int32_t(b));
+    atomicMin(slot, (unsigned long long)page_claim(b, p));
 #else
-    const int32_t before = owner[page];
-    if (before == -1) owner[page] = int32_t(b);
+    if (page_claim(b, p) < *slot) *slot = page_claim(b, p);
 #endif
-    if (before != -1) return record(w, DataCheck::kPageShared, b, page, before), false;
+  }
+}
+
+template <class T>
+PD_HOST_DEVICE inline bool check_page_owner(const KvCacheView<T>& v, int64_t b, int64_t length, const unsigned long long* owner,
+                                            DeviceStatusWord* w) {
+  if (!v.paged()) return true;
+  for (int64_t p = 0, pages = (length + v.capacity - 1) / v.capacity; p < pages; ++p) {
+    const int64_t page = v.page_of(b, p);
+    if (owner[page] != page_claim(b, p))
+      return record(w, DataCheck::kPageShared, b, page, int64_t(owner[page] >> 32), p), false;
   }
   return true;
 }
