@@ -83,15 +83,8 @@ Status RefBackend::device_status(Workspace, Stream) noexcept { return Status::ok
 Status RefBackend::accumulate_status(Workspace, void*, Stream) noexcept { return Status::ok(); }
 int64_t RefBackend::available_bytes() noexcept {
   // MemAvailable: what Linux can hand out without swapping (free + reclaimable cache).
-  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
-    char line[256];
-    long long kib = -1;
-    while (std::fgets(line, sizeof line, f))
-      if (std::sscanf(line, "MemAvailable: %lld kB", &kib) == 1) break;
-    std::fclose(f);
-    if (kib >= 0) return int64_t(kib) * 1024;
-  }
-  return INT64_MAX / 4;  // unknown: do not refuse
+  const int64_t available = available_memory_bytes();
+  return available >= 0 ? available : INT64_MAX / 4;  // unknown: do not refuse
 }
 
 template class BatchSession<RefBackend, float>;

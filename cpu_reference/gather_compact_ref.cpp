@@ -4,6 +4,7 @@
 //! tensor-parallel finishing stage.
 
 #include <cstring>
+#include <vector>
 
 #include "cpu_reference/eigen_views.h"
 #include "promptdistill/detail/selector_checks.h"
@@ -89,6 +90,21 @@ Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace, Stream) noexcept 
         if (!detail::index_ok(a.indices, b, r, i, length, true, &w)) break;
   }
   if (w.code != 0) return detail::status_from_word(w);
+  if (a.k.paged()) {  // every page written belongs to one request, once
+    try {
+      std::vector<unsigned long long> owner(std::size_t(a.k.num_blocks), ~0ull);
+      std::vector<int64_t> lengths(static_cast<std::size_t>(B));
+      for (int64_t b = 0; b < B; ++b) {
+        detail::compact_request_ok(a, b, &lengths[std::size_t(b)], &w);
+        detail::claim_pages(a.k, b, lengths[std::size_t(b)], owner.data());
+      }
+      for (int64_t b = 0; b < B && w.code == 0; ++b)
+        detail::check_page_owner(a.k, b, lengths[std::size_t(b)], owner.data(), &w);
+    } catch (const std::bad_alloc&) {
+      return Status(StatusCode::kOutOfMemory, "compaction: out of host memory for the page check");
+    }
+    if (w.code != 0) return detail::status_from_word(w);
+  }
   for (int64_t b = 0; b < B; ++b) {
     int64_t length = 0;
     detail::compact_request_ok(a, b, &length, &w);

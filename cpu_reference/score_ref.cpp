@@ -203,15 +203,12 @@ Status Pool::run(const PoolArgs& a, Workspace, Stream) noexcept {
     for (int64_t r = 0; r < R; ++r) {
       auto x = [&](int64_t j) { return j < zero_from ? a.in(b, r, j) : 0.0f; };
       for (int64_t j = 0; j < n; ++j) {
+        // Only the taps inside [0, n): a padding tap adds +0 to a sum that starts at +0 and so
+        // is never -0, which leaves its bits unchanged; skipping them keeps a huge kernel (up to
+        // 2^31 - 1) from costing its width per position.
         float acc = a.mode == PoolMode::kAvg ? 0.0f : -num::kInfinity;
-        for (int64_t t = -radius; t <= radius; ++t) {
-          const int64_t jj = j + t;
-          const bool inside = jj >= 0 && jj < n;
-          if (a.mode == PoolMode::kAvg)
-            acc = num::add(acc, inside ? x(jj) : 0.0f);
-          else if (inside)
-            acc = num::max_nan(acc, x(jj));
-        }
+        for (int64_t jj = std::max<int64_t>(0, j - radius), last = std::min(n - 1, j + radius); jj <= last; ++jj)
+          acc = a.mode == PoolMode::kAvg ? num::add(acc, x(jj)) : num::max_nan(acc, x(jj));
         a.out(b, r, j) = a.mode == PoolMode::kAvg ? num::div(acc, float(a.kernel)) : acc;
       }
       for (int64_t j = n; j < L; ++j) a.out(b, r, j) = a.in(b, r, j);

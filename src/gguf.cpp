@@ -119,29 +119,29 @@ Status read_value(Reader& r, GgufValue::Kind kind, const std::string& key, uint3
     case GgufValue::Kind::kBool: {
       uint8_t x = 0;
       PD_RETURN_IF_ERROR(r.read(&x, key.c_str()));
-      if (x > 1) return Status(StatusCode::kCorruptFile, "gguf: key '%.100s': bool value %u", key.c_str(), unsigned(x));
+      if (x > 1) return Status(StatusCode::kCorruptFile, "gguf: key '%s': bool value %u", Quoted(key, 100).c_str(), unsigned(x));
       v->i = x, v->u = x;
       return Status::ok();
     }
     case GgufValue::Kind::kString: return r.read_string(&v->s, key.c_str());
     case GgufValue::Kind::kArray: {
-      if (depth >= kMaxArrayDepth) return Status(StatusCode::kCorruptFile, "gguf: key '%.100s': arrays nested too deep", key.c_str());
+      if (depth >= kMaxArrayDepth) return Status(StatusCode::kCorruptFile, "gguf: key '%s': arrays nested too deep", Quoted(key, 100).c_str());
       uint32_t element = 0;
       uint64_t count = 0;
       PD_RETURN_IF_ERROR(r.read(&element, key.c_str()));
       if (element > uint32_t(GgufValue::Kind::kF64))
-        return Status(StatusCode::kCorruptFile, "gguf: key '%.100s': unknown array element type %u", key.c_str(), element);
+        return Status(StatusCode::kCorruptFile, "gguf: key '%s': unknown array element type %u", Quoted(key, 100).c_str(), element);
       PD_RETURN_IF_ERROR(r.read(&count, key.c_str()));
       v->element = GgufValue::Kind(element);
       if (count > r.remaining() / min_encoded_size(v->element))
-        return Status(StatusCode::kCorruptFile, "gguf: key '%.100s': array of %llu elements runs past the end of the file",
-                      key.c_str(), static_cast<unsigned long long>(count));
+        return Status(StatusCode::kCorruptFile, "gguf: key '%s': array of %llu elements runs past the end of the file",
+                      Quoted(key, 100).c_str(), static_cast<unsigned long long>(count));
       v->array.resize(std::size_t(count));
       for (auto& e : v->array) PD_RETURN_IF_ERROR(read_value(r, v->element, key, depth + 1, &e));
       return Status::ok();
     }
   }
-  return Status(StatusCode::kCorruptFile, "gguf: key '%.100s': unknown value type %u", key.c_str(), unsigned(kind));
+  return Status(StatusCode::kCorruptFile, "gguf: key '%s': unknown value type %u", Quoted(key, 100).c_str(), unsigned(kind));
 }
 
 }  // namespace
@@ -213,11 +213,11 @@ Status GgufFile::parse(std::vector<uint8_t> bytes, GgufFile* out) noexcept {
       uint32_t kind = 0;
       PD_RETURN_IF_ERROR(r.read(&kind, key.c_str()));
       if (kind > uint32_t(GgufValue::Kind::kF64))
-        return Status(StatusCode::kCorruptFile, "gguf: key '%.100s' has unknown value type %u", key.c_str(), kind);
+        return Status(StatusCode::kCorruptFile, "gguf: key '%s' has unknown value type %u", Quoted(key, 100).c_str(), kind);
       GgufValue v;
       PD_RETURN_IF_ERROR(read_value(r, GgufValue::Kind(kind), key, 0, &v));
       if (!f.metadata_.emplace(key, std::move(v)).second)
-        return Status(StatusCode::kCorruptFile, "gguf: duplicate metadata key '%.100s'", key.c_str());
+        return Status(StatusCode::kCorruptFile, "gguf: duplicate metadata key '%s'", Quoted(key, 100).c_str());
     }
     if (const GgufValue* a = f.find("general.alignment")) {
       if (!a->is_integer() || a->u == 0 || (a->u & (a->u - 1)) != 0 || a->u > 65536)
@@ -230,13 +230,13 @@ Status GgufFile::parse(std::vector<uint8_t> bytes, GgufFile* out) noexcept {
       uint32_t n_dims = 0;
       PD_RETURN_IF_ERROR(r.read(&n_dims, t.name.c_str()));
       if (n_dims == 0 || n_dims > kMaxDims)
-        return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' has %u dimensions (1..4)", t.name.c_str(), n_dims);
+        return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' has %u dimensions (1..4)", Quoted(t.name, 100).c_str(), n_dims);
       int64_t count = 1;
       for (uint32_t d = 0; d < n_dims; ++d) {
         uint64_t extent = 0;
         PD_RETURN_IF_ERROR(r.read(&extent, t.name.c_str()));
         if (extent == 0 || extent > uint64_t(std::numeric_limits<int64_t>::max() / count))
-          return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' has a bad extent %llu", t.name.c_str(),
+          return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' has a bad extent %llu", Quoted(t.name, 100).c_str(),
                         static_cast<unsigned long long>(extent));
         count *= int64_t(extent);
         t.dims.push_back(int64_t(extent));
@@ -246,30 +246,30 @@ Status GgufFile::parse(std::vector<uint8_t> bytes, GgufFile* out) noexcept {
       t.type = GgmlType(type);
       int64_t qk = 0, block_bytes = 0;
       if (!ggml_block_geometry(t.type, &qk, &block_bytes))
-        return Status(StatusCode::kUnsupported, "gguf: tensor '%.100s' has type %u (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
-                      t.name.c_str(), type);
+        return Status(StatusCode::kUnsupported, "gguf: tensor '%s' has type %u (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                      Quoted(t.name, 100).c_str(), type);
       if (t.dims[0] % qk != 0)
-        return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' rows of %lld are not whole %s blocks", t.name.c_str(),
+        return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' rows of %lld are not whole %s blocks", Quoted(t.name, 100).c_str(),
                       (long long)t.dims[0], to_string(t.type));
       if (count / qk > std::numeric_limits<int64_t>::max() / block_bytes)
-        return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' is too large", t.name.c_str());
+        return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' is too large", Quoted(t.name, 100).c_str());
       t.bytes = uint64_t(count / qk * block_bytes);
       PD_RETURN_IF_ERROR(r.read(&t.offset, t.name.c_str()));
       if (t.offset % f.alignment_ != 0)
-        return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' offset %llu is not %llu-aligned", t.name.c_str(),
+        return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' offset %llu is not %llu-aligned", Quoted(t.name, 100).c_str(),
                       static_cast<unsigned long long>(t.offset), static_cast<unsigned long long>(f.alignment_));
     }
     const uint64_t data_start = (uint64_t(r.pos()) + f.alignment_ - 1) / f.alignment_ * f.alignment_;
     for (auto& t : f.tensors_) {
       if (t.offset > f.bytes_.size() || data_start > f.bytes_.size() - t.offset || t.bytes > f.bytes_.size() - data_start - t.offset)
-        return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' data (%llu bytes at %llu) runs past the end of the file",
-                      t.name.c_str(), static_cast<unsigned long long>(t.bytes), static_cast<unsigned long long>(t.offset));
+        return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' data (%llu bytes at %llu) runs past the end of the file",
+                      Quoted(t.name, 100).c_str(), static_cast<unsigned long long>(t.bytes), static_cast<unsigned long long>(t.offset));
       t.offset += data_start;
     }
     std::set<std::string> names;
     for (const auto& t : f.tensors_)
       if (!names.insert(t.name).second)
-        return Status(StatusCode::kCorruptFile, "gguf: duplicate tensor '%.100s'", t.name.c_str());
+        return Status(StatusCode::kCorruptFile, "gguf: duplicate tensor '%s'", Quoted(t.name, 100).c_str());
     *out = std::move(f);
     return Status::ok();
   } catch (const std::bad_alloc&) {
@@ -293,21 +293,21 @@ const GgufValue* GgufFile::find(const std::string& key) const {
 
 Status GgufFile::get_int(const std::string& key, int64_t* out) const noexcept {
   const GgufValue* v = find(key);
-  if (!v || !v->is_integer()) return Status(StatusCode::kCorruptFile, "gguf: missing integer key '%.100s'", key.c_str());
+  if (!v || !v->is_integer()) return Status(StatusCode::kCorruptFile, "gguf: missing integer key '%s'", Quoted(key, 100).c_str());
   *out = v->i;
   return Status::ok();
 }
 Status GgufFile::get_float(const std::string& key, double* out) const noexcept {
   const GgufValue* v = find(key);
-  if (!v) return Status(StatusCode::kCorruptFile, "gguf: missing number key '%.100s'", key.c_str());
+  if (!v) return Status(StatusCode::kCorruptFile, "gguf: missing number key '%s'", Quoted(key, 100).c_str());
   if (v->kind == GgufValue::Kind::kF32 || v->kind == GgufValue::Kind::kF64) *out = v->f;
   else if (v->is_integer()) *out = double(v->i);
-  else return Status(StatusCode::kCorruptFile, "gguf: key '%.100s' is not a number", key.c_str());
+  else return Status(StatusCode::kCorruptFile, "gguf: key '%s' is not a number", Quoted(key, 100).c_str());
   return Status::ok();
 }
 Status GgufFile::get_string(const std::string& key, std::string* out) const noexcept {
   const GgufValue* v = find(key);
-  if (!v || v->kind != GgufValue::Kind::kString) return Status(StatusCode::kCorruptFile, "gguf: missing string key '%.100s'", key.c_str());
+  if (!v || v->kind != GgufValue::Kind::kString) return Status(StatusCode::kCorruptFile, "gguf: missing string key '%s'", Quoted(key, 100).c_str());
   try {
     *out = v->s;
   } catch (const std::bad_alloc&) {
@@ -318,7 +318,7 @@ Status GgufFile::get_string(const std::string& key, std::string* out) const noex
 Status GgufFile::get_strings(const std::string& key, std::vector<std::string>* out) const noexcept {
   const GgufValue* v = find(key);
   if (!v || v->kind != GgufValue::Kind::kArray || v->element != GgufValue::Kind::kString)
-    return Status(StatusCode::kCorruptFile, "gguf: missing string array '%.100s'", key.c_str());
+    return Status(StatusCode::kCorruptFile, "gguf: missing string array '%s'", Quoted(key, 100).c_str());
   try {
     out->clear();
     out->reserve(v->array.size());
@@ -331,11 +331,11 @@ Status GgufFile::get_strings(const std::string& key, std::vector<std::string>* o
 Status GgufFile::get_ints(const std::string& key, std::vector<int64_t>* out) const noexcept {
   const GgufValue* v = find(key);
   if (!v || v->kind != GgufValue::Kind::kArray)
-    return Status(StatusCode::kCorruptFile, "gguf: missing integer array '%.100s'", key.c_str());
+    return Status(StatusCode::kCorruptFile, "gguf: missing integer array '%s'", Quoted(key, 100).c_str());
   try {
     out->clear();
     for (const auto& e : v->array) {
-      if (!e.is_integer()) return Status(StatusCode::kCorruptFile, "gguf: '%.100s' holds non-integers", key.c_str());
+      if (!e.is_integer()) return Status(StatusCode::kCorruptFile, "gguf: '%s' holds non-integers", Quoted(key, 100).c_str());
       out->push_back(e.i);
     }
   } catch (const std::bad_alloc&) {

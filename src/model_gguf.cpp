@@ -14,11 +14,11 @@ namespace {
 //! {cols, rows}; rows = 1 for vectors).
 Status find_checked(const GgufFile& f, const std::string& name, int64_t rows, int64_t cols, const GgufTensorInfo** out) {
   const GgufTensorInfo* t = f.find_tensor(name);
-  if (t == nullptr) return Status(StatusCode::kCorruptFile, "gguf: missing tensor '%.100s'", name.c_str());
+  if (t == nullptr) return Status(StatusCode::kCorruptFile, "gguf: missing tensor '%s'", Quoted(name, 100).c_str());
   const bool vector_ok = rows == 1 && t->dims.size() == 1 && t->dims[0] == cols;
   const bool matrix_ok = t->dims.size() == 2 && t->dims[0] == cols && t->dims[1] == rows;
   if (!vector_ok && !matrix_ok)
-    return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' has shape [%lld%s%lld], expected [%lld, %lld]", name.c_str(),
+    return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' has shape [%lld%s%lld], expected [%lld, %lld]", Quoted(name, 100).c_str(),
                   (long long)t->dims[0], t->dims.size() > 1 ? ", " : "", t->dims.size() > 1 ? (long long)t->dims[1] : 0LL,
                   (long long)cols, (long long)rows);
   *out = t;
@@ -32,7 +32,7 @@ Status load_tensor(const GgufFile& f, const std::string& name, int64_t rows, int
   try {
     out->resize(std::size_t(rows * cols));
   } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "gguf: out of host memory for '%.100s'", name.c_str());
+    return Status(StatusCode::kOutOfMemory, "gguf: out of host memory for '%s'", Quoted(name, 100).c_str());
   }
   return f.dequantize(*t, out->data());
 }
@@ -63,7 +63,7 @@ Status read_config(const GgufFile& f, ModelConfig* c) {
   if (arch == "llama") c->arch = Architecture::kLlama;
   else if (arch == "qwen2") c->arch = Architecture::kQwen2;
   else if (arch == "phi3") c->arch = Architecture::kPhi3;
-  else return Status(StatusCode::kUnsupported, "gguf: architecture '%.40s' is not supported (llama, qwen2, phi3)", arch.c_str());
+  else return Status(StatusCode::kUnsupported, "gguf: architecture '%s' is not supported (llama, qwen2, phi3)", Quoted(arch, 40).c_str());
   const std::string p = arch + ".";
   PD_RETURN_IF_ERROR(f.get_int(p + "block_count", &c->num_layers));
   PD_RETURN_IF_ERROR(f.get_int(p + "embedding_length", &c->hidden));
@@ -92,7 +92,7 @@ Status read_config(const GgufFile& f, ModelConfig* c) {
     std::string type;
     PD_RETURN_IF_ERROR(f.get_string(p + "rope.scaling.type", &type));
     if (type != "none" && type != "linear")
-      return Status(StatusCode::kUnsupported, "gguf: rope scaling '%.40s' is not supported from GGUF", type.c_str());
+      return Status(StatusCode::kUnsupported, "gguf: rope scaling '%s' is not supported from GGUF", Quoted(type, 40).c_str());
   }
   return Status::ok();
 }
@@ -177,10 +177,10 @@ Status load_blocks(const GgufFile& f, const std::string& name, int64_t rows, int
   PD_RETURN_IF_ERROR(find_checked(f, name, rows, cols, &t));
   int64_t elements = 0, bytes = 0;
   if (!ggml_block_geometry(t->type, &elements, &bytes) || cols % elements != 0)
-    return Status(StatusCode::kCorruptFile, "gguf: rows of '%.100s' (%lld elements) are not whole %s blocks", name.c_str(),
+    return Status(StatusCode::kCorruptFile, "gguf: rows of '%s' (%lld elements) are not whole %s blocks", Quoted(name, 100).c_str(),
                   (long long)cols, to_string(t->type));
   if (t->bytes != uint64_t(rows * (cols / elements) * bytes))
-    return Status(StatusCode::kCorruptFile, "gguf: tensor '%.100s' holds %llu bytes, its shape needs %lld", name.c_str(),
+    return Status(StatusCode::kCorruptFile, "gguf: tensor '%s' holds %llu bytes, its shape needs %lld", Quoted(name, 100).c_str(),
                   (unsigned long long)t->bytes, (long long)(rows * (cols / elements) * bytes));
   out->type = t->type;
   out->rows = rows;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -49,7 +50,7 @@ Status read_config(const Json& j, ModelConfig* c) {
   if (arch == "LlamaForCausalLM") c->arch = Architecture::kLlama;
   else if (arch == "Qwen2ForCausalLM") c->arch = Architecture::kQwen2;
   else if (arch == "Phi3ForCausalLM") c->arch = Architecture::kPhi3;
-  else return Status(StatusCode::kUnsupported, "config.json: architecture '%.60s' is not supported (Llama, Qwen2, Phi3)", arch.c_str());
+  else return Status(StatusCode::kUnsupported, "config.json: architecture '%s' is not supported (Llama, Qwen2, Phi3)", Quoted(arch, 60).c_str());
   PD_RETURN_IF_ERROR(get(j, "hidden_size", &c->hidden));
   PD_RETURN_IF_ERROR(get(j, "intermediate_size", &c->intermediate));
   PD_RETURN_IF_ERROR(get(j, "num_hidden_layers", &c->num_layers));
@@ -106,7 +107,7 @@ Status read_config(const Json& j, ModelConfig* c) {
     PD_RETURN_IF_ERROR(get(rp, "attention_factor", &r.attention_factor, false));
     if (r.original_max_positions < 1) return Status(StatusCode::kCorruptFile, "config.json: LongRoPE needs original_max_position_embeddings");
   } else if (type != "default") {
-    return Status(StatusCode::kUnsupported, "config.json: RoPE type '%.40s' is not supported (default, llama3, longrope)", type.c_str());
+    return Status(StatusCode::kUnsupported, "config.json: RoPE type '%s' is not supported (default, llama3, longrope)", Quoted(type, 40).c_str());
   }
   return c->validate();
 }
@@ -125,17 +126,17 @@ struct Shards {
       if (!index.contains("weight_map") || !index["weight_map"].is_object())
         return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: missing weight_map");
       for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-        if (!it.value().is_string()) return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: bad entry for '%.80s'", it.key().c_str());
+        if (!it.value().is_string()) return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: bad entry for '%s'", Quoted(it.key(), 80).c_str());
         const std::string shard = it.value().get<std::string>();
         if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
-          return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: shard name '%.80s' leaves the folder", shard.c_str());
+          return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: shard name '%s' leaves the folder", Quoted(shard, 80).c_str());
         if (!files.count(shard)) {
           auto f = std::make_unique<SafetensorsFile>();
           PD_RETURN_IF_ERROR(SafetensorsFile::open(dir + "/" + shard, f.get()));
           files[shard] = std::move(f);
         }
         if (files[shard]->find(it.key()) == nullptr)
-          return Status(StatusCode::kCorruptFile, "%.80s: the index lists '%.80s' but the shard lacks it", shard.c_str(), it.key().c_str());
+          return Status(StatusCode::kCorruptFile, "%s: the index lists '%s' but the shard lacks it", Quoted(shard, 80).c_str(), Quoted(it.key(), 80).c_str());
         where[it.key()] = files[shard].get();
       }
     } else {
@@ -149,11 +150,11 @@ struct Shards {
 
   Status tensor(const std::string& name, int64_t rows, int64_t cols, std::vector<float>* out) {
     const auto it = where.find(name);
-    if (it == where.end()) return Status(StatusCode::kCorruptFile, "safetensors: missing tensor '%.100s'", name.c_str());
+    if (it == where.end()) return Status(StatusCode::kCorruptFile, "safetensors: missing tensor '%s'", Quoted(name, 100).c_str());
     const SafetensorInfo* t = it->second->find(name);
     const bool ok = (rows == 1 && t->shape.size() == 1 && t->shape[0] == cols) ||
                     (t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols);
-    if (!ok) return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' has the wrong shape (expected [%lld, %lld])", name.c_str(),
+    if (!ok) return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' has the wrong shape (expected [%lld, %lld])", Quoted(name, 100).c_str(),
                            (long long)rows, (long long)cols);
     out->resize(std::size_t(rows * cols));
     return it->second->to_f32(*t, out->data());
@@ -210,7 +211,7 @@ Status load_hf_model(const std::string& dir, ModelWeights* out) noexcept {
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "out of host memory loading '%.180s'", dir.c_str());
   } catch (const std::exception& e) {
-    return Status(StatusCode::kCorruptFile, "%.120s: %.100s", dir.c_str(), e.what());
+    return Status(StatusCode::kCorruptFile, "%.120s: %s", dir.c_str(), Quoted(std::string_view(e.what()), 100).c_str());
   }
 }
 

@@ -95,7 +95,7 @@ Status parse_npy(const unsigned char* data, std::size_t size, NpyArray* out) noe
     else if (descr == "<f2") a.dtype = DType::kF16, item = 2;
     else if (descr == "<i4") a.dtype = DType::kI32, item = 4;
     else if (descr == "<i8") a.dtype = DType::kI64, item = 8;
-    else return Status(StatusCode::kUnsupported, "npy: dtype '%.32s' is not supported (<f4, <f2, <i4, <i8)", descr.c_str());
+    else return Status(StatusCode::kUnsupported, "npy: dtype '%s' is not supported (<f4, <f2, <i4, <i8)", Quoted(descr, 32).c_str());
     const std::string fortran = field(header, "fortran_order");
     if (fortran != "False") return Status(fortran == "True" ? StatusCode::kUnsupported : StatusCode::kCorruptFile,
                                           "npy: fortran_order must be False");

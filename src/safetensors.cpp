@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -50,31 +51,31 @@ Status SafetensorsFile::parse(std::vector<uint8_t> bytes, SafetensorsFile* out) 
       t.name = it.key();
       if (!v.is_object() || !v.contains("dtype") || !v["dtype"].is_string() || !v.contains("shape") || !v["shape"].is_array() ||
           !v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
-        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' lacks dtype, shape or data_offsets", t.name.c_str());
+        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' lacks dtype, shape or data_offsets", Quoted(t.name, 100).c_str());
       t.dtype = v["dtype"].get<std::string>();
       const int64_t item = dtype_bytes(t.dtype);
-      if (item == 0) return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' has unknown dtype '%.20s'", t.name.c_str(), t.dtype.c_str());
+      if (item == 0) return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' has unknown dtype '%s'", Quoted(t.name, 100).c_str(), Quoted(t.dtype, 20).c_str());
       int64_t count = 1;
       for (const auto& d : v["shape"]) {
         if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t(std::numeric_limits<int32_t>::max()))
-          return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' has a bad shape entry", t.name.c_str());
+          return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' has a bad shape entry", Quoted(t.name, 100).c_str());
         const int64_t e = int64_t(d.get<uint64_t>());
         if (e != 0 && count > std::numeric_limits<int64_t>::max() / item / e)
-          return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' is too large", t.name.c_str());
+          return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' is too large", Quoted(t.name, 100).c_str());
         count *= e;
         t.shape.push_back(e);
       }
       const auto& off = v["data_offsets"];
       if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' has bad data_offsets", t.name.c_str());
+        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' has bad data_offsets", Quoted(t.name, 100).c_str());
       t.begin = off[0].get<uint64_t>();
       t.end = off[1].get<uint64_t>();
       if (t.begin > t.end || t.end > data_size)
-        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' data [%llu, %llu) is outside the %llu data bytes",
-                      t.name.c_str(), static_cast<unsigned long long>(t.begin), static_cast<unsigned long long>(t.end),
+        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' data [%llu, %llu) is outside the %llu data bytes",
+                      Quoted(t.name, 100).c_str(), static_cast<unsigned long long>(t.begin), static_cast<unsigned long long>(t.end),
                       static_cast<unsigned long long>(data_size));
       if (t.end - t.begin != uint64_t(count * item))
-        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%.100s' has %llu bytes, its shape needs %lld", t.name.c_str(),
+        return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' has %llu bytes, its shape needs %lld", Quoted(t.name, 100).c_str(),
                       static_cast<unsigned long long>(t.end - t.begin), static_cast<long long>(count * item));
       f.tensors_.push_back(std::move(t));
     }
@@ -83,14 +84,14 @@ Status SafetensorsFile::parse(std::vector<uint8_t> bytes, SafetensorsFile* out) 
     std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
     for (std::size_t i = 1; i < sorted.size(); ++i)
       if (sorted[i]->begin < sorted[i - 1]->end && sorted[i]->end > sorted[i]->begin)
-        return Status(StatusCode::kCorruptFile, "safetensors: tensors '%.80s' and '%.80s' overlap", sorted[i - 1]->name.c_str(),
-                      sorted[i]->name.c_str());
+        return Status(StatusCode::kCorruptFile, "safetensors: tensors '%s' and '%s' overlap", Quoted(sorted[i - 1]->name, 80).c_str(),
+                      Quoted(sorted[i]->name, 80).c_str());
     *out = std::move(f);
     return Status::ok();
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "safetensors: out of host memory");
   } catch (const std::exception& e) {
-    return Status(StatusCode::kCorruptFile, "safetensors: bad header (%.100s)", e.what());
+    return Status(StatusCode::kCorruptFile, "safetensors: bad header (%s)", Quoted(std::string_view(e.what()), 100).c_str());
   }
 }
 
@@ -117,8 +118,8 @@ Status SafetensorsFile::to_f32(const SafetensorInfo& t, float* out) const noexce
       out[i] = half ? num::to_f32(f16{bits}) : num::to_f32(bf16{bits});
     }
   } else {
-    return Status(StatusCode::kUnsupported, "safetensors: tensor '%.100s' has dtype %.10s (F32, F16, BF16 are supported)",
-                  t.name.c_str(), t.dtype.c_str());
+    return Status(StatusCode::kUnsupported, "safetensors: tensor '%s' has dtype %s (F32, F16, BF16 are supported)",
+                  Quoted(t.name, 100).c_str(), Quoted(t.dtype, 10).c_str());
   }
   return Status::ok();
 }

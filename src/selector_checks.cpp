@@ -45,6 +45,14 @@ Status status_from_word(const DeviceStatusWord& w) noexcept {
       return Status(code, "request %lld: %lld new rows do not fit the %lld rows of the view", a, b, c);
     case DataCheck::kKvBelowRows:
       return Status(code, "request %lld: kv length %lld is below its %lld new rows", a, b, c);
+    case DataCheck::kIndptrOutOfRange:
+      return Status(code, "request %lld: its pages kv_indptr[b..b+1] = [%lld, %lld) are not all entries of kv_indices",
+                    a, b, c);
+    case DataCheck::kPageShared:
+      return Status(code,
+                    "request %lld: page %lld is also held by request %lld (or twice by one request); pages must not be "
+                    "shared while they are compacted (copy shared prefix pages first)",
+                    a, b, c);
   }
   return Status(StatusCode::kInternal, "unknown device status check %d", int(w.check));
 }
@@ -155,6 +163,21 @@ Status check_remap(const RemapPositionsArgs& a) noexcept {
   return Status::ok();
 }
 
+//! A cache written in place must give every element its own address: a stride of 0 along a
+//! dimension of more than one element (a broadcast view) makes tokens, heads or requests share
+//! memory, and a compaction would move the same element twice.
+template <class T>
+Status check_writable_kv(const char* name, const KvCacheView<T>& v) {
+  const int64_t outer = v.paged() ? v.num_blocks : v.batch;
+  PD_REQUIRE((outer <= 1 || v.stride_seq != 0) && (v.capacity <= 1 || v.stride_token != 0) &&
+                 (v.num_heads <= 1 || v.stride_head != 0),
+             StatusCode::kInvalidArgument,
+             "%s: a stride of 0 along a dimension of more than one element (a broadcast view) makes elements "
+             "share memory; it cannot be written in place",
+             name);
+  return Status::ok();
+}
+
 template <class T>
 Status check_compact(const CompactKvArgs<T>& a) noexcept {
   PD_RETURN_IF_ERROR(check_kv("k cache", a.k));
@@ -180,6 +203,8 @@ Status check_compact(const CompactKvArgs<T>& a) noexcept {
   PD_REQUIRE(k.layout == KvLayout::kPagedIndptr || a.seq_lens != nullptr || B == 0, StatusCode::kInvalidArgument,
              "seq_lens is required for contiguous and block-table caches");
   PD_REQUIRE(a.new_lengths != nullptr || B == 0, StatusCode::kInvalidArgument, "new_lengths is null");
+  PD_RETURN_IF_ERROR(check_writable_kv("k cache", a.k));
+  PD_RETURN_IF_ERROR(check_writable_kv("v cache", a.v));
   return check_kv_distinct("compaction", a.k, a.v);
 }
 

@@ -217,12 +217,12 @@ Status Tokenizer::from_gguf(const GgufFile& f, Tokenizer* out) noexcept {
     Tokenizer t;
     std::string model;
     PD_RETURN_IF_ERROR(f.get_string("tokenizer.ggml.model", &model));
-    if (model != "gpt2") return Status(StatusCode::kUnsupported, "tokenizer: model '%.40s' is not supported (gpt2 byte-level BPE)", model.c_str());
+    if (model != "gpt2") return Status(StatusCode::kUnsupported, "tokenizer: model '%s' is not supported (gpt2 byte-level BPE)", Quoted(model, 40).c_str());
     std::string pre = "default";
     if (f.find("tokenizer.ggml.pre")) PD_RETURN_IF_ERROR(f.get_string("tokenizer.ggml.pre", &pre));
     if (pre == "smollm") t.pre_ = Pre::kSmolLM;
     else if (pre == "gpt2" || pre == "default") t.pre_ = Pre::kGpt2;
-    else return Status(StatusCode::kUnsupported, "tokenizer: pre-tokenizer '%.40s' is not supported (smollm, gpt2)", pre.c_str());
+    else return Status(StatusCode::kUnsupported, "tokenizer: pre-tokenizer '%s' is not supported (smollm, gpt2)", Quoted(pre, 40).c_str());
     PD_RETURN_IF_ERROR(f.get_strings("tokenizer.ggml.tokens", &t.tokens_));
     if (t.tokens_.empty() || t.tokens_.size() > INT32_MAX) return Status(StatusCode::kCorruptFile, "tokenizer: empty vocabulary");
     std::vector<int64_t> types;
@@ -241,7 +241,7 @@ Status Tokenizer::from_gguf(const GgufFile& f, Tokenizer* out) noexcept {
     PD_RETURN_IF_ERROR(f.get_strings("tokenizer.ggml.merges", &merges));
     for (std::size_t r = 0; r < merges.size(); ++r) {
       if (merges[r].find(' ') == std::string::npos)
-        return Status(StatusCode::kCorruptFile, "tokenizer: merge %zu ('%.40s') has no space", r, merges[r].c_str());
+        return Status(StatusCode::kCorruptFile, "tokenizer: merge %zu ('%s') has no space", r, Quoted(merges[r], 40).c_str());
       t.merge_rank_.emplace(merges[r], int32_t(r));
     }
     int64_t v = -1;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -50,8 +51,8 @@ Status Tokenizer::from_hf_json(const std::string& path, Tokenizer* out) noexcept
     const Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return Status(StatusCode::kCorruptFile, "tokenizer.json: %s is not valid JSON", path.c_str());
     if (!j.contains("model") || type_of(j["model"]) != "BPE")
-      return Status(StatusCode::kUnsupported, "tokenizer.json: model type '%.40s' is not supported (BPE)",
-                    j.contains("model") ? type_of(j["model"]).c_str() : "none");
+      return Status(StatusCode::kUnsupported, "tokenizer.json: model type '%s' is not supported (BPE)",
+                    Quoted(j.contains("model") ? type_of(j["model"]) : std::string("none"), 40).c_str());
     const Json& model = j["model"];
     if (!model.contains("vocab") || !model["vocab"].is_object() || !model.contains("merges") || !model["merges"].is_array())
       return Status(StatusCode::kCorruptFile, "tokenizer.json: the BPE model needs a vocab object and a merges list");
@@ -70,7 +71,7 @@ Status Tokenizer::from_hf_json(const std::string& path, Tokenizer* out) noexcept
       const std::string regex = pattern.is_object() && pattern.contains("Regex") ? pattern["Regex"].get<std::string>() : "";
       if (regex == kLlama3Regex) t.pre_ = Pre::kLlama3;
       else if (regex == kQwen2Regex) t.pre_ = Pre::kQwen2;
-      else return Status(StatusCode::kUnsupported, "tokenizer.json: Split regex '%.80s' is not one we implement (Llama-3, Qwen2)", regex.c_str());
+      else return Status(StatusCode::kUnsupported, "tokenizer.json: Split regex '%s' is not one we implement (Llama-3, Qwen2)", Quoted(regex, 80).c_str());
       if (pre[0].value("behavior", "") != "Isolated")
         return Status(StatusCode::kUnsupported, "tokenizer.json: Split behaviour must be Isolated");
     } else if (pre.empty() && norm.size() == 2 && type_of(norm[0]) == "Prepend" && norm[0].value("prepend", "") == "\xE2\x96\x81" &&
@@ -83,10 +84,10 @@ Status Tokenizer::from_hf_json(const std::string& path, Tokenizer* out) noexcept
       t.prefix_ = scheme == "first" ? Prefix::kMetaspaceFirst : scheme == "never" ? Prefix::kNone : Prefix::kMetaspaceAlways;
     } else {
       return Status(StatusCode::kUnsupported,
-                    "tokenizer.json: pre-tokenizer '%.40s' with normalizer '%.40s' is not supported (byte-level BPE of "
+                    "tokenizer.json: pre-tokenizer '%s' with normalizer '%s' is not supported (byte-level BPE of "
                     "GPT-2/SmolLM2/Llama-3/Qwen2, or SentencePiece-style BPE)",
-                    j.value("pre_tokenizer", Json()).is_null() ? "none" : type_of(j["pre_tokenizer"]).c_str(),
-                    j.value("normalizer", Json()).is_null() ? "none" : type_of(j["normalizer"]).c_str());
+                    Quoted(j.value("pre_tokenizer", Json()).is_null() ? "none" : type_of(j["pre_tokenizer"]), 40).c_str(),
+                    Quoted(j.value("normalizer", Json()).is_null() ? "none" : type_of(j["normalizer"]), 40).c_str());
     }
     if (!t.byte_level_ && !model.value("byte_fallback", false))
       return Status(StatusCode::kUnsupported, "tokenizer.json: SentencePiece-style BPE without byte_fallback is not supported");
@@ -96,7 +97,7 @@ Status Tokenizer::from_hf_json(const std::string& path, Tokenizer* out) noexcept
     int64_t size = 0;
     for (const auto& kv : model["vocab"].items()) {
       if (!kv.value().is_number_integer() || kv.value().get<int64_t>() < 0 || kv.value().get<int64_t>() >= INT32_MAX)
-        return Status(StatusCode::kCorruptFile, "tokenizer.json: token '%.40s' has no valid id", kv.key().c_str());
+        return Status(StatusCode::kCorruptFile, "tokenizer.json: token '%s' has no valid id", Quoted(kv.key(), 40).c_str());
       size = std::max<int64_t>(size, kv.value().get<int64_t>() + 1);
     }
     const Json added = j.value("added_tokens", Json::array());
@@ -167,7 +168,7 @@ Status Tokenizer::from_hf_json(const std::string& path, Tokenizer* out) noexcept
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "tokenizer.json: out of host memory");
   } catch (const std::exception& e) {
-    return Status(StatusCode::kCorruptFile, "tokenizer.json: %.120s", e.what());
+    return Status(StatusCode::kCorruptFile, "tokenizer.json: %s", Quoted(std::string_view(e.what()), 120).c_str());
   }
 }
 

@@ -246,7 +246,7 @@ Status longbench_score(const LongBenchSample& s, const std::string& prediction, 
         {"samsum", 1},      {"trec", 2},      {"passage_retrieval_en", 3}, {"passage_count", 4},
         {"lcc", 5},         {"repobench-p", 5}};
     const auto it = kMetric.find(s.dataset);
-    if (it == kMetric.end()) return Status(StatusCode::kUnsupported, "longbench: no metric for dataset '%.60s'", s.dataset.c_str());
+    if (it == kMetric.end()) return Status(StatusCode::kUnsupported, "longbench: no metric for dataset '%s'", Quoted(s.dataset, 60).c_str());
     // Few-shot tasks score the first line of the answer only (as LongBench's scorer does).
     const bool first_only = s.dataset == "trec" || s.dataset == "triviaqa" || s.dataset == "samsum";
     const std::string pred = first_only ? first_line(prediction) : prediction;

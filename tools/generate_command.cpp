@@ -28,7 +28,7 @@ namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
     "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "budget", "capacity", "window", "per", "pool",
     "pool-kernel", "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods",
-    "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache"};
+    "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache", "max-memory"};
 
 }  // namespace
 
@@ -64,6 +64,7 @@ void load_model(const std::string& spec, LoadedModel* m) {
 }
 
 void load_model(const Args& a, LoadedModel* m) {
+  m->max_memory_bytes = max_memory_option(a);  // checked before the model is read
   load_model(get(a, "model", "default"), m);
   // --weights-dtype bf16|f16: the CPU decoder computes with 16-bit-rounded weights (what the CUDA
   // session stores), to separate weight rounding from activation rounding when comparing.
@@ -228,7 +229,9 @@ template <class Session>
 Status run_session(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new,
                    const std::vector<int32_t>& stop, RunOutput* out) {
   std::unique_ptr<Session> session;
-  PD_RETURN_IF_ERROR(Session::create(&m.weights, BatchSessionOptions{}, nullptr, &session));
+  BatchSessionOptions options;
+  options.memory_limit_bytes = m.max_memory_bytes;  // 0: the device's free memory
+  PD_RETURN_IF_ERROR(Session::create(&m.weights, options, nullptr, &session));
   std::vector<PrefillResult> res;
   PD_RETURN_IF_ERROR(session->prefill({p.ids}, c, &res));
   out->prefill = res[0];
@@ -265,6 +268,7 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
     if (!s) fail_status(s);
     out.memory_kind = "device";
   } else {
+    check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1, "the prefill");
     reset_peak_rss();
     ref::EigenSession session(&m.weights);
     session.set_decode_options(m.decode);
@@ -291,6 +295,7 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const Pi
                                  const std::vector<int64_t>& budgets, int64_t max_new, bool ignore_eos) {
   const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
   std::vector<RunOutput> outputs(budgets.size());
+  check_cpu_memory(m, config, int64_t(p.ids.size()), max_new, int64_t(budgets.size()), "the shared prefill of a budget sweep");
   ref::EigenSession session(&m.weights);
   session.set_decode_options(m.decode);
   const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
@@ -380,6 +385,11 @@ int cmd_compare(const Args& a) {
   load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
   const int64_t max_new = get_int(a, "max-new-tokens", 12);
+  for (const auto& method : methods) {  // every method's configuration and memory before the first runs
+    const PipelineConfig c = parse_pipeline(a, method);
+    if (const Status valid = c.validate(m.weights.config, int64_t(p.ids.size())); !valid) fail_status(valid);
+    if (get(a, "backend", "cpu") == "cpu") check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1, "compare");
+  }
   std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
               p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
   if (get(a, "backend", "cpu") == "cpu")
@@ -388,8 +398,6 @@ int cmd_compare(const Args& a) {
   std::printf("%-22s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
   for (const auto& method : methods) {
     const PipelineConfig c = parse_pipeline(a, method);
-    const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
-    if (!valid) fail_status(valid);
     const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""), a.flag("ignore-eos"));
     std::string answer = r.text;
     for (auto& ch : answer)

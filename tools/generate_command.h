@@ -25,6 +25,8 @@ struct LoadedModel {
   //! --decode-weights / --kv-cache: how the CPU sessions decode (exact f32 by default).
   promptdistill::ref::DecodeWeights decode_weights;
   promptdistill::ref::DecodeOptions decode;
+  //! --max-memory in bytes (0: what the system reports available, checked at each run).
+  int64_t max_memory_bytes = 0;
 };
 struct Prompt {
   std::vector<int32_t> ids;
@@ -65,6 +67,15 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const pr
                                  const std::vector<int64_t>& budgets, int64_t max_new, bool ignore_eos);
 //! Exits with an error line when an option is given that none of `methods` reads.
 void reject_inapplicable(const Args& a, const std::vector<std::string>& methods);
+//! "512M", "16G", "1.5GiB" or bytes; exits with an error line on anything else.
+int64_t parse_memory_size(const std::string& text);
+//! --max-memory in bytes, 0 when not given.
+int64_t max_memory_option(const Args& a);
+//! Refuses (error line, exit 2) a CPU prefill of `prompt_tokens` with `c` whose estimated peak
+//! (activations, KV caches, scores) exceeds --max-memory, or else what the system reports
+//! available, before any work. `budgets` > 1: a sweep sharing one prefill. `what` names the run.
+void check_cpu_memory(const LoadedModel& m, const promptdistill::PipelineConfig& c, int64_t prompt_tokens, int64_t max_new,
+                      int64_t budgets, const std::string& what);
 //! `promptdistill eval passkey|needle|longbench`.
 int cmd_eval(const Args& a, const std::string& kind);
 

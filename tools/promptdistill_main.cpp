@@ -47,7 +47,7 @@ constexpr CommandUsage kCommands[] = {
                        [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50] [--ignore-eos]
                        [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
                        [--threads N] [--decode-weights f32|f16|gguf] [--kv-cache f32|f16]
-                       [--dump-selection] [--json]
+                       [--max-memory 16G] [--dump-selection] [--json]
       Prefill with the method, then greedy decoding (stopping after the model's end-of-sequence
       token, or exactly --max-new-tokens tokens with --ignore-eos). The defaults are every method's
       published settings (`promptdistill defaults`); the main job (scripts/run_main.sh) selects at
@@ -62,7 +62,10 @@ constexpr CommandUsage kCommands[] = {
       the exact reference; f16 rounds the weights; gguf reads the file's own blocks (Q4_0/Q4_1/Q8_0,
       F16): the same weight values, a quarter to half the bytes, with int16-quantized activations;
       --kv-cache f16 halves the cache decoding reads. The fast modes are Tier C (docs/design.md §4). Without a prompt: the built-in long prompt (a
-      fact hidden in a few thousand tokens of filler, and a question about it).
+      fact hidden in a few thousand tokens of filler, and a question about it). --max-memory (512M,
+      16G, bytes): a prefill whose estimated peak (activations, KV caches, selection scores) is
+      larger is refused before it starts, with the numbers; default: what the system reports
+      available (MemAvailable; on CUDA the device's free memory).
 )"},
     {"compare", R"(  promptdistill compare [--methods full promptdistill ...] [generate's options]
       The same prompt through several methods, side by side (the main job). An option must apply
@@ -70,14 +73,18 @@ constexpr CommandUsage kCommands[] = {
 )"},
     {"eval", R"(  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
                        [--methods full promptdistill gemfilter snapkv h2o] [--budgets 64 128 256 512 1024]
-                       [--selection-layers {layers}] [--haystack FILE] [--out results.jsonl] [--threads N]
-                       [--decode-weights f32|f16|gguf] [--kv-cache f32|f16]
+                       [--selection-layers {layers}] [--haystack FILE] [--out results.jsonl [--resume]]
+                       [--threads N] [--decode-weights f32|f16|gguf] [--kv-cache f32|f16] [--max-memory 16G]
   promptdistill eval longbench --data DIR_OR_FILE [--templates dataset2prompt.json] [--methods ...]
-                       [--budgets {n_topks}] [--max-samples N] [--out results.jsonl]
+                       [--budgets {n_topks}] [--max-samples N] [--out results.jsonl [--resume]]
       One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,
       retained); LongBench lines carry the dataset metric's score. The budgets are the methods'
       budgets (promptdistill/gemfilter: k; snapkv/h2o: C per row). generate's method options apply,
       with the same published defaults (the committed SmolLM2 grids pass --selection-layers 20).
+      Each line is written whole and flushed as soon as its case is done, with the run's settings;
+      --resume skips the cases already in --out (refusing a file written with other settings), so
+      an interrupted grid continues where it stopped; Ctrl-C stops at once, the lines written intact.
+      Every case's memory is checked (--max-memory) before the first one runs.
 )"},
     {"defaults", R"(  promptdistill defaults [--json]
       Every method's published settings: the defaults of generate, compare, eval, the C++
@@ -325,7 +332,7 @@ int main(int argc, char** argv) {
     args.erase(args.begin() + 2);
   }
   const std::string all_usage = usage_of("");
-  const Args a = pdcli::parse_args(int(args.size()), args.data(), {"json", "dump-selection", "ignore-eos"}, all_usage.c_str());
+  const Args a = pdcli::parse_args(int(args.size()), args.data(), {"json", "dump-selection", "ignore-eos", "resume"}, all_usage.c_str());
   if (a.command == "eval") return pdcli::cmd_eval(a, eval_kind);
   if (a.command == "select") return cmd_select(a);
   if (a.command == "generate") return pdcli::cmd_generate(a);

@@ -103,7 +103,7 @@ Status run_on(const SelectInput& in, const MethodConfig& cfg, SelectOutput* out)
 Status run_select(const SelectInput& in, const MethodConfig& cfg, const std::string& backend, const std::string& dtype,
                   SelectOutput* out) {
   if (dtype != "f32" && dtype != "f16" && dtype != "bf16")
-    return Status(StatusCode::kInvalidArgument, "--dtype must be f32, f16 or bf16, got '%.40s'", dtype.c_str());
+    return Status(StatusCode::kInvalidArgument, "--dtype must be f32, f16 or bf16, got '%s'", Quoted(dtype, 40).c_str());
   return with_backend(backend, [&](auto device) -> Status {
     using B = decltype(device);
     if (dtype == "f16") return run_on<B, f16>(in, cfg, out);

@@ -146,8 +146,8 @@ Status with_backend(std::string_view name, F&& f) {
   if (detail::backend_known(name, KnownBackends{}))
     return Status(StatusCode::kUnsupported, "--backend %.*s: this build has no %.*s backend (built: %s)", int(name.size()),
                   name.data(), int(name.size()), name.data(), detail::backend_names(BuiltBackends{}).c_str());
-  return Status(StatusCode::kInvalidArgument, "--backend must be one of %s, got '%.*s'",
-                detail::backend_names(KnownBackends{}).c_str(), int(name.size() < 40 ? name.size() : 40), name.data());
+  return Status(StatusCode::kInvalidArgument, "--backend must be one of %s, got '%s'",
+                detail::backend_names(KnownBackends{}).c_str(), Quoted(name, 40).c_str());
 }
 
 }  // namespace promptdistill

@@ -55,6 +55,10 @@ struct KvCacheView {
   const int32_t* indptr = nullptr;         //!< kPagedIndptr: [B + 1]
   const int32_t* indices = nullptr;        //!< kPagedIndptr: [indptr[B]]
   const int32_t* last_page_len = nullptr;  //!< kPagedIndptr: [B]
+  //! kPagedIndptr: elements `indices` holds, when the caller knows it (the Python bindings pass
+  //! the array's length): every request's pages [indptr[b], indptr[b+1]) must lie inside it, which
+  //! the data checks verify. -1: unknown (indptr[B] <= the length is the caller's promise).
+  int64_t num_indices = -1;
 
   PD_HOST_DEVICE bool paged() const { return layout != KvLayout::kContiguous; }
   PD_HOST_DEVICE int64_t block_size() const { return capacity; }
@@ -100,6 +104,7 @@ struct KvCacheView {
     v.indptr = indptr;
     v.indices = indices;
     v.last_page_len = last_page_len;
+    v.num_indices = num_indices;
     return v;
   }
 

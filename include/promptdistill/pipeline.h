@@ -124,6 +124,48 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* plan) noexcept;
 //! stage keeps.
 std::vector<std::vector<int32_t>> compose_stage_maps(const std::vector<std::vector<int32_t>>& stage_maps);
 
+// ---- memory: a prefill refused before it runs out ---------------------------------------------
+
+//! How an executor stores a prefill, the part of its memory a plan and a model do not decide:
+//! ref::EigenSession (f32, one request, the MLP in chunks of 512 rows, attention probabilities
+//! of 128 query rows per thread), BatchSession (its storage type, batch, mlp_chunk_rows and
+//! decode_reserve) and Python's hf.generate (the model's dtype, no MLP chunks, the whole
+//! attention matrix with eager attention).
+struct PrefillMemoryModel {
+  int64_t batch = 1;            //!< requests, each padded to the longest
+  int64_t element_bytes = 4;    //!< activations and caches
+  int64_t mlp_chunk_rows = 512; //!< rows of the [rows, intermediate] MLP activations at once; 0: all
+  int64_t decode_reserve = 0;   //!< cache tokens reserved per request and layer beyond the prompt
+  int64_t attention_rows = 0;   //!< f32 rows of attention probabilities over the prompt held at once
+  int64_t budgets = 1;          //!< > 1: a budget sweep sharing one prefill (EigenSession::prefill_sweep)
+};
+
+//! Bytes a prefill holds at its peak, by kind (upper estimates, each a sum of the buffers the
+//! executors allocate).
+struct PrefillMemory {
+  int64_t activations = 0;  //!< hidden states, projections, the MLP chunk, attention rows, RoPE, logits
+  int64_t kv_cache = 0;     //!< the largest set of K/V caches held at once
+  //! A selection's taps and scratch: its query rows and keys, the score rows over the prompt,
+  //! pooling and ranking (SnapKV/H2O: a row per query head, H2O's queries of every prompt token).
+  int64_t scores = 0;
+  int64_t total() const noexcept;
+};
+
+//! The peak memory of a prefill of `prompt_length` tokens (the longest request) with `plan` on
+//! `model`, executed as `how` says. Saturates at INT64_MAX instead of overflowing.
+PrefillMemory estimate_prefill_bytes(const ModelConfig& model, const PipelinePlan& plan, int64_t prompt_length,
+                                     const PrefillMemoryModel& how = {}) noexcept;
+
+//! What the system reports it can give without swapping: /proc/meminfo's MemAvailable, in bytes;
+//! -1 where it reports nothing.
+int64_t available_memory_bytes() noexcept;
+
+//! kOutOfMemory, before any work, when `need` exceeds `limit` bytes (limit < 0: unknown, never
+//! refused): "<what> needs about N MiB (activations A, KV cache K, scores S) but L MiB are
+//! available (<limit_source>)".
+Status check_prefill_memory(const PrefillMemory& need, int64_t limit, const char* what,
+                            const char* limit_source) noexcept;
+
 struct PrefillResult {
   int32_t first_token = -1;
   int64_t prompt_tokens = 0;

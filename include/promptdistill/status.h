@@ -41,7 +41,8 @@ class Status {
   static constexpr std::size_t kMaxMessage = 240;
 
   constexpr Status() noexcept : code_(StatusCode::kSuccess), message_{} {}
-  //! A status with a printf-style message (truncated to `kMaxMessage - 1` characters).
+  //! A status with a printf-style message (truncated to `kMaxMessage - 1` bytes, never inside a
+  //! UTF-8 character, so that the message stays valid UTF-8 when its parts are).
   Status(StatusCode code, const char* format, ...) noexcept
 #if defined(__GNUC__)
       __attribute__((format(printf, 3, 4)))
@@ -60,6 +61,25 @@ class Status {
  private:
   StatusCode code_;
   char message_[kMaxMessage];
+};
+
+//! Bytes read from a file or given by a caller (a tensor or key name, a dtype, a method name) as
+//! they may appear in a message: printable ASCII and well-formed UTF-8 characters as they are,
+//! every other byte (control characters, bytes of malformed UTF-8) and the quote and backslash as
+//! \xNN, cut after `max_bytes` bytes of output with "..." appended. The text is always valid
+//! UTF-8 and never contains a NUL, a newline or a terminal escape. No allocation:
+//!   Status(StatusCode::kCorruptFile, "tensor '%s' ...", Quoted(name).c_str())
+class Quoted {
+ public:
+  static constexpr std::size_t kMaxBytes = 96;
+  explicit Quoted(const char* bytes, std::size_t size, std::size_t max_bytes = 64) noexcept;
+  template <class Text>  // std::string, std::string_view: anything with data() and size()
+  explicit Quoted(const Text& text, std::size_t max_bytes = 64) noexcept
+      : Quoted(text.data(), text.size(), max_bytes) {}
+  const char* c_str() const noexcept { return text_; }
+
+ private:
+  char text_[kMaxBytes + 4];  // the cut text and "..."
 };
 
 //! "invalid argument: k must be >= 0 (got -1)".

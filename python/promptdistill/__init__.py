@@ -15,7 +15,8 @@ remap_positions, compact_kv, score_partial, finish_select}. Every bad input rais
 promptdistill.Error (a ValueError).
 
 Pipelines: published_default(method) -> PipelineConfig (the one set of defaults), plan(config,
-num_layers) -> Plan (what a prefill does: stages, budgets, kept_tokens), as the C++ pipelines read them.
+num_layers) -> Plan (what a prefill does: stages, budgets, kept_tokens), as the C++ pipelines read them;
+estimate_prefill_bytes(config, model, prompt_length) -> PrefillMemory (its peak memory, before any work).
 Hugging Face models: promptdistill.hf.generate(model, input_ids, method=...), driven by the plan.
 """
 
@@ -27,11 +28,12 @@ from ._errors import Error
 from ._engine import KvCompaction, Selection, check_status, compact_kv, gather, remap_positions, select
 from ._tensor_parallel import finish_select, score_partial
 from ._pipeline import Plan, PipelineConfig, SelectionPlan, Stage, pipeline_config, plan, published_default
+from ._memory import PrefillMemory, available_memory_bytes, estimate_prefill_bytes
 from . import _backends
 
-__all__ = ["Error", "KvCompaction", "PipelineConfig", "Plan", "Selection", "SelectionPlan", "Stage", "check_status",
-           "compact_kv", "cuda_available", "finish_select", "gather", "hf", "pipeline_config", "plan", "published_default",
-           "remap_positions", "score_partial", "select"]
+__all__ = ["Error", "KvCompaction", "PipelineConfig", "Plan", "PrefillMemory", "Selection", "SelectionPlan", "Stage",
+           "available_memory_bytes", "check_status", "compact_kv", "cuda_available", "estimate_prefill_bytes", "finish_select",
+           "gather", "hf", "pipeline_config", "plan", "published_default", "remap_positions", "score_partial", "select"]
 
 # The custom operators are registered whenever PyTorch is installed, so that code calling
 # torch.ops.promptdistill.* directly finds them after `import promptdistill`.

@@ -193,8 +193,7 @@ def compact_kv(k_cache, v_cache, selection, *, layout="bshd", seq_lens=None, blo
     tables = {name: _backends.same_kind(ref, value, name, "the selection") for name, value in
               (("seq_lens", seq_lens), ("block_table", block_table), ("kv_indptr", kv_indptr), ("kv_indices", kv_indices),
                ("kv_last_page_len", kv_last_page_len))}
-    if not isinstance(layout, str):
-        raise Error(f"layout must be a string, got {type(layout).__name__}")
+    layout = require_str("layout", layout)
     for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
         if isinstance(cache, np.ndarray) and not cache.flags.writeable:
             raise Error(f"{name} is read-only; compact_kv compacts it in place")

@@ -39,11 +39,18 @@ def selection_outputs(like, batch, rows, kept, length):
             full((batch, rows, length), 0, f32))
 
 
-def require_int(name, value, default=None):
-    """``value`` (or ``default`` when None) as an int: a Python or NumPy integer within int64."""
+#: The default of an argument that must be given.
+REQUIRED = object()
+
+
+def require_int(name, value, default=REQUIRED):
+    """``value`` (or ``default`` when None) as an int: a Python or NumPy integer within int64. An
+    argument without a default must be given (None is an Error, not a value for C++)."""
     if value is None:
+        if default is REQUIRED:
+            raise Error(f"{name} must be an int, got None")
         return default
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
         raise Error(f"{name} must be an int, got {type(value).__name__}")
     if not -(2**63) <= value < 2**63:
         raise Error(f"{name} = {value} does not fit int64")
@@ -51,11 +58,20 @@ def require_int(name, value, default=None):
 
 
 def require_str(name, value, default=None):
-    """``value`` (or ``default`` when None) as a string."""
+    """``value`` (or ``default`` when None) as a string that can cross into C++ (UTF-8, no NUL):
+    its meaning is checked by the library, whose message lists the accepted spellings. A string
+    that cannot be encoded would be a TypeError of the extension module or a RuntimeError of a
+    PyTorch operator."""
     if value is None:
         return default
     if not isinstance(value, str):
         raise Error(f"{name} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Error(f"{name} {ascii(value)[:60]} is not a valid name (it cannot be encoded as UTF-8)") from None
+    if "\0" in value:
+        raise Error(f"{name} {ascii(value)[:60]} is not a valid name (it contains a NUL character)")
     return value
 
 

@@ -12,6 +12,7 @@ cannot read a configuration differently from the C++ pipelines.
 import dataclasses
 
 from . import _core
+from ._geometry import require_str
 from ._errors import Error
 
 #: The methods a pipeline runs.
@@ -19,7 +20,8 @@ METHODS = ("full", "promptdistill", "gemfilter", "snapkv", "h2o")
 
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An int the C++ side can take (int64; not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,21 +58,19 @@ def published_default(method="promptdistill"):
     """The published settings of ``method`` (``promptdistill defaults`` prints them)."""
     if not isinstance(method, str):
         raise Error(f"method must be a string, got {type(method).__name__}")
-    d = _core.published_default(method)
+    d = _core.published_default(require_str("method", method))
     return PipelineConfig(**{**d, "selection_layers": tuple(d["selection_layers"]), "n_topks": tuple(d["n_topks"])})
 
 
 def _checked(name, value):
     if name in ("selection_layers", "n_topks"):
         if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
-            raise Error(f"{name} must be a list of ints, got {value!r}")
+            raise Error(f"{name} must be a list of ints (int64), got {value!r}")
         return tuple(value)
     if name in ("method", "pool", "per"):
-        if not isinstance(value, str):
-            raise Error(f"{name} must be a string, got {value!r}")
-        return value
+        return require_str(name, value)
     if not _is_int(value):
-        raise Error(f"{name} must be an int, got {value!r}")
+        raise Error(f"{name} must be an int (int64), got {value!r}")
     return value
 
 
@@ -87,14 +87,17 @@ def pipeline_config(config=None, **changes):
         given = dict(config.items())
     else:
         raise Error(f"config must be a PipelineConfig or a mapping, got {type(config).__name__}")
-    given.update(changes)
-    unknown = sorted(str(k) for k in given if k not in _FIELDS)
+    unknown = sorted(str(k) for k in list(given) + list(changes) if k not in _FIELDS)
     if unknown:
         raise Error(f"unknown pipeline setting(s) {', '.join(unknown)}; the settings are {', '.join(_FIELDS)}")
-    given = {k: v for k, v in given.items() if v is not None}
-    method = _checked("method", given.get("method", "promptdistill"))
+    # None is "not given" on both sides: a keyword left at None must not erase the config's value
+    # (hf.generate passes every keyword, most of them None). Every value given is checked, also
+    # one a keyword overrides.
+    given = {k: _checked(k, v) for k, v in given.items() if v is not None}
+    given.update({k: _checked(k, v) for k, v in changes.items() if v is not None})
+    method = given.get("method", "promptdistill")
     base = dataclasses.asdict(published_default(method))
-    base.update({k: _checked(k, v) for k, v in given.items()})
+    base.update(given)
     return PipelineConfig(**base)
 
 

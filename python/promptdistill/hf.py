@@ -28,6 +28,7 @@ from . import _core
 from ._compat import renamed_argument
 from ._engine import compact_kv, gather, remap_positions, select
 from ._errors import Error
+from ._memory import available_memory_bytes, estimate_prefill_bytes
 from ._pipeline import pipeline_config, plan
 
 #: model_type -> the family it is (the architectures the C++ pipelines implement).
@@ -170,6 +171,8 @@ def _prompt_ids(input_ids, vocab):
         if input_ids.ndim != 2 or input_ids.shape[0] != 1:
             raise Error(f"input_ids must be a [1, L] tensor (batch 1) or a list of ids, got shape {tuple(input_ids.shape)}",
                         "shape mismatch")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+            raise Error(f"input_ids must hold integer token ids, got a {input_ids.dtype} tensor", "unsupported")
         ids = [int(t) for t in input_ids[0].tolist()]
     elif isinstance(input_ids, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in input_ids):
         ids = list(input_ids)
@@ -182,6 +185,10 @@ def _prompt_ids(input_ids, vocab):
 
 
 def _stop_tokens(model, eos_token_id):
+    if eos_token_id is not None:
+        given = [eos_token_id] if not isinstance(eos_token_id, (list, tuple, set)) else list(eos_token_id)
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in given):
+            raise Error(f"eos_token_id must be a token id or a list of them, got {eos_token_id!r}")
     if eos_token_id is None:
         generation = getattr(model, "generation_config", None)
         eos_token_id = getattr(generation, "eos_token_id", None)
@@ -192,10 +199,42 @@ def _stop_tokens(model, eos_token_id):
     return {int(eos_token_id)} if isinstance(eos_token_id, int) else {int(t) for t in eos_token_id}
 
 
+def _available_bytes(device):
+    """Memory a prefill may use on `device`: its free memory (and what PyTorch's allocator holds
+    unused) on CUDA, MemAvailable on the CPU; None when unknown."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return available_memory_bytes()
+
+
+def _check_memory(m, model, p, L, max_new_tokens, max_memory):
+    """Refuses a prefill whose estimated peak exceeds `max_memory` (or the device's available
+    memory) before any work, with the numbers."""
+    if max_memory is not None and (not isinstance(max_memory, int) or isinstance(max_memory, bool) or max_memory < 1):
+        raise Error(f"max_memory must be a number of bytes >= 1, got {max_memory!r}")
+    limit = max_memory if max_memory is not None else _available_bytes(m.device)
+    if limit is None:
+        return
+    element = torch.tensor([], dtype=m.embed.weight.dtype).element_size()
+    H = m.num_heads
+    # Eager attention holds the [H, n, n] weights, their float32 softmax and its cast back at once
+    # (in float32 rows of n); sdpa and flash attention work in blocks.
+    rows = (H * L * (2 * element + 4) + 3) // 4 + L if m.attn_impl == "eager" else 0
+    need = estimate_prefill_bytes(p.config, model.config, L, element_bytes=element, mlp_chunk_rows=0,
+                                  decode_reserve=max(max_new_tokens, 0), attention_rows=rows)
+    if need.total > limit:
+        mib = 1024 * 1024
+        raise Error(f"hf.generate of {L} tokens ({p.method}) needs about {need.total / mib:.1f} MiB (activations "
+                    f"{need.activations / mib:.1f}, KV cache {need.kv_cache / mib:.1f}, scores {need.scores / mib:.1f} MiB) but "
+                    f"{limit / mib:.1f} MiB are available ({'max_memory' if max_memory is not None else m.device.type + ' memory'})",
+                    "out of memory")
+
+
 @torch.no_grad()
 def generate(model, input_ids, config=None, *, method=None, selection_layers=None, n_topks=None, cache_truncation_end=None,
              budget=None, window=None, pool=None, pool_kernel=None, per=None, max_new_tokens=50, eos_token_id=None,
-             capacity=None):
+             max_memory=None, capacity=None):
     """Prefill ``input_ids`` with a pipeline and decode greedily; returns a ``Result``.
 
     model: a transformers causal LM (Llama, SmolLM2, Mistral, Qwen2, Phi-3), on any device and in
@@ -210,13 +249,16 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     heads the compressed caches are GQA-expanded to one head per query head, as the reference code
     does) or "kv-group". pool / pool_kernel: the pooling of every selecting method but h2o.
     eos_token_id: stop tokens (default: the model's generation config). The prefill runs
-    ``promptdistill.plan`` of the configuration, as the C++ pipelines run theirs.
+    ``promptdistill.plan`` of the configuration, as the C++ pipelines run theirs. max_memory:
+    bytes the prefill may use (default: what the model's device has available); a prompt whose
+    estimated peak (``promptdistill.estimate_prefill_bytes``) is larger is refused before any work.
     """
     m = _Model(model)
     ids = _prompt_ids(input_ids, model.config.vocab_size)
     L, N = len(ids), len(m.layers)
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
-        raise Error(f"max_new_tokens must be an int, got {max_new_tokens!r}")
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+        raise Error(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    stop = _stop_tokens(model, eos_token_id)  # checked before any work
     budget = renamed_argument(budget, capacity, "budget", "capacity", "hf.generate")
     cfg = pipeline_config(config, method=method, selection_layers=selection_layers, n_topks=n_topks,
                           cache_truncation_end=cache_truncation_end, budget=budget, window=window, pool=pool,
@@ -227,6 +269,7 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
                          cfg.window, cfg.pool, cfg.pool_kernel, cfg.per, N,
                          getattr(model.config, "max_position_embeddings", 1 << 30), L)
     p = plan(cfg, N)
+    _check_memory(m, model, p, L, max_new_tokens, max_memory)
     window_limit = _sliding_window(model.config)
     if window_limit is not None and L + max(max_new_tokens, 0) > window_limit:
         raise Error(f"{L} prompt tokens and {max_new_tokens} new ones exceed the model's sliding window of {window_limit}; "
@@ -251,8 +294,7 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     try:
         for layer in m.layers if expanded else []:
             layer.self_attn.num_key_value_groups = 1
-        result.generated_ids, result.decode_s_per_token = _decode(m, cache, first, next_position, max_new_tokens,
-                                                                  _stop_tokens(model, eos_token_id))
+        result.generated_ids, result.decode_s_per_token = _decode(m, cache, first, next_position, max_new_tokens, stop)
     finally:
         for layer, groups in zip(m.layers, saved):
             layer.self_attn.num_key_value_groups = groups

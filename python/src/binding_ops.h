@@ -25,7 +25,16 @@ std::size_t plan_or_run(const Args& args, const std::optional<InArray>& workspac
     raise_if_error(Op::can_implement(args));
     return with_alignment_slack(Op::workspace_size(args));
   }
-  raise_if_error(Op::run(args, aligned_workspace(*workspace, device), stream_of(stream)));
+  const pd::Workspace ws = aligned_workspace(*workspace, device);
+  pd::Status status;
+  {
+    // The work runs without the GIL: it reads and writes only the buffers the views point to
+    // (kept alive by the caller's references), so other Python threads run meanwhile, other
+    // selections and compactions included (the operations hold no global state).
+    nb::gil_scoped_release released;
+    status = Op::run(args, ws, stream_of(stream));
+  }
+  raise_if_error(status);
   return 0;
 }
 
@@ -281,6 +290,7 @@ pd::KvCacheView<T> cache_view(const char* name, const InArray& c, const std::str
   if (pages.kv_indptr->shape(0) < 1) raise(pd::Status(pd::StatusCode::kShapeMismatch, "kv_indptr must have B + 1 >= 1 elements"));
   v.batch = int64_t(pages.kv_indptr->shape(0)) - 1;
   v.indices = int_vector("kv_indices", *pages.kv_indices, dev);
+  v.num_indices = int64_t(pages.kv_indices->shape(0));  // the data checks keep kv_indptr inside it
   v.last_page_len = int_vector("kv_last_page_len", *pages.kv_last_page_len, dev, v.batch);
   return v;
 }

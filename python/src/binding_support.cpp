@@ -4,6 +4,7 @@
 
 #include <Python.h>
 
+#include <cstring>
 #include <exception>
 
 namespace pdpy {
@@ -20,7 +21,9 @@ void register_error_translator() {
         } catch (const StatusError& e) {
           char message[pd::Status::kMaxMessage + 64];
           pd::describe(e.status, message, sizeof message);
-          PyObject* args = Py_BuildValue("(ss)", message, pd::to_string(e.status.code()));
+          // Decoded with replacement: a message is never a reason for another exception type.
+          PyObject* text = PyUnicode_DecodeUTF8(message, Py_ssize_t(std::strlen(message)), "replace");
+          PyObject* args = text != nullptr ? Py_BuildValue("(Ns)", text, pd::to_string(e.status.code())) : nullptr;
           if (args != nullptr) {
             PyErr_SetObject(static_cast<PyObject*>(payload), args);
             Py_DECREF(args);

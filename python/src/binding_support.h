@@ -118,6 +118,7 @@ inline Elem require_float(const char* name, const InArray& a) {
 
 //! Packed row-major (what a raw `const int32_t*` argument of the library means).
 inline void require_contiguous(const char* name, const InArray& a) {
+  if (a.size() == 0) return;  // no element to address: any strides (DLPack may report 0) will do
   int64_t expected = 1;
   for (std::size_t i = a.ndim(); i-- > 0;) {
     if (a.shape(i) != 1 && a.stride(i) != expected)

@@ -141,6 +141,48 @@ int64_t kept_tokens(int64_t k, int64_t keep_last, int64_t prompt_length) {
   return pd::kept_tokens(plan, prompt_length);
 }
 
+//! estimate_prefill_bytes of a configuration on a model of these dimensions, as a dict
+//! (activations, kv_cache, scores, total), for a prefill of `prompt_length` tokens.
+nb::dict estimate_prefill_bytes(const std::string& method, const std::vector<int64_t>& selection_layers,
+                                const std::vector<int64_t>& n_topks, int64_t cache_truncation_end, int64_t budget,
+                                int64_t window, const std::string& pool, int64_t pool_kernel, const std::string& per,
+                                const std::vector<int64_t>& model_dims, int64_t prompt_length, int64_t batch,
+                                int64_t element_bytes, int64_t mlp_chunk_rows, int64_t decode_reserve, int64_t attention_rows,
+                                int64_t budgets) {
+  const pd::PipelineConfig c =
+      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel, per);
+  if (model_dims.size() != 7)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument, "model dimensions: 7 values expected, got %zu", model_dims.size()));
+  pd::ModelConfig model;
+  model.num_layers = model_dims[0], model.hidden = model_dims[1], model.num_heads = model_dims[2];
+  model.num_kv_heads = model_dims[3], model.head_dim = model_dims[4], model.intermediate = model_dims[5];
+  model.vocab = model_dims[6];
+  for (int64_t d : model_dims)
+    if (d < 1) raise(pd::Status(pd::StatusCode::kInvalidArgument, "model dimensions must be >= 1"));
+  if (model.num_heads % model.num_kv_heads != 0)
+    raise(pd::Status(pd::StatusCode::kShapeMismatch, "query heads %lld are not a multiple of KV heads %lld",
+                     (long long)model.num_heads, (long long)model.num_kv_heads));
+  model.max_positions = INT64_MAX;
+  raise_if_error(c.validate(model, std::max<int64_t>(prompt_length, 1)));
+  pd::PipelinePlan plan;
+  raise_if_error(pd::plan_pipeline(c, &plan));
+  if (prompt_length < 0 || batch < 1 || element_bytes < 1 || mlp_chunk_rows < 0 || decode_reserve < 0 || attention_rows < 0 ||
+      budgets < 1)
+    raise(pd::Status(pd::StatusCode::kInvalidArgument,
+                     "prompt_length, mlp_chunk_rows, decode_reserve and attention_rows must be >= 0, batch, element_bytes "
+                     "and budgets >= 1"));
+  pd::PrefillMemoryModel how;
+  how.batch = batch, how.element_bytes = element_bytes, how.mlp_chunk_rows = mlp_chunk_rows;
+  how.decode_reserve = decode_reserve, how.attention_rows = attention_rows, how.budgets = budgets;
+  const pd::PrefillMemory need = pd::estimate_prefill_bytes(model, plan, prompt_length, how);
+  nb::dict d;
+  d["activations"] = need.activations;
+  d["kv_cache"] = need.kv_cache;
+  d["scores"] = need.scores;
+  d["total"] = need.total();
+  return d;
+}
+
 }  // namespace
 }  // namespace pdpy
 
@@ -156,6 +198,11 @@ NB_MODULE(_core, m) {
   m.def("kept_tokens", &pdpy::kept_tokens, "k"_a, "keep_last"_a, "prompt_length"_a);
   m.def("check_pipeline", &pdpy::check_pipeline, "method"_a, "selection_layers"_a, "n_topks"_a, "cache_truncation_end"_a,
         "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "max_positions"_a, "prompt_length"_a);
+  m.def("estimate_prefill_bytes", &pdpy::estimate_prefill_bytes, "method"_a, "selection_layers"_a, "n_topks"_a,
+        "cache_truncation_end"_a, "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "model_dims"_a,
+        "prompt_length"_a, "batch"_a, "element_bytes"_a, "mlp_chunk_rows"_a, "decode_reserve"_a, "attention_rows"_a,
+        "budgets"_a);
+  m.def("available_memory_bytes", &promptdistill::available_memory_bytes);
   m.attr("VERSION") = std::to_string(PROMPTDISTILL_VERSION_MAJOR) + "." + std::to_string(PROMPTDISTILL_VERSION_MINOR) + "." +
                       std::to_string(PROMPTDISTILL_VERSION_PATCH);
 }

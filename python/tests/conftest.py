@@ -60,3 +60,14 @@ def selected_rows(cli_entry):
     """A layer's selection as the CLI's JSON gives it: a list of rows (one per KV group or query
     head), or only row 0 as a flat list (older CLIs). Returned as a list of rows."""
     return cli_entry if cli_entry and isinstance(cli_entry[0], list) else [cli_entry]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many generated examples each fuzz test ran (python/tests/test_fuzz_*.py)."""
+    import sys
+    support = sys.modules.get("fuzz_support")
+    if support is None or not support.COUNTS:
+        return
+    counts = support.COUNTS
+    terminalreporter.write_line(f"fuzz examples: {sum(counts.values())} ("
+                                + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) + ")")

@@ -7,6 +7,7 @@
 //! the CPU, cuda/session.cu for CUDA), so both backends run exactly this code.
 
 #include <chrono>
+#include <cstdio>
 #include <new>
 #include <vector>
 
@@ -146,16 +147,16 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
     {
       // Memory check before any work. The previous prefill's caches and activations are freed
       // first, so they count as available.
-      const int64_t need = impl.pipelines.estimate_prefill_bytes(prompts, plan);
+      const PrefillMemory need = impl.pipelines.estimate_prefill_bytes(prompts, plan);
       int64_t reusable = impl.caches.layer_bytes();
       for (const auto* buffer : decoder.activation_buffers()) reusable += int64_t(buffer->bytes());
-      const int64_t limit = decoder.options.memory_limit_bytes > 0 ? decoder.options.memory_limit_bytes
-                                                                    : Backend::available_bytes() + reusable;
-      if (need > limit)
-        return Status(StatusCode::kOutOfMemory,
-                      "prefill of %lld x %lld tokens needs about %.1f MiB for caches and activations, %.1f MiB are available",
-                      (long long)batch_, (long long)impl.pipelines.max_of(impl.pipelines.sizes_of(prompts)),
-                      double(need) / 1048576.0, double(limit) / 1048576.0);
+      const bool given = decoder.options.memory_limit_bytes > 0;
+      const int64_t limit = given ? decoder.options.memory_limit_bytes : Backend::available_bytes() + reusable;
+      char what[96];
+      std::snprintf(what, sizeof what, "prefill of %lld x %lld tokens", (long long)batch_,
+                    (long long)impl.pipelines.max_of(impl.pipelines.sizes_of(prompts)));
+      PD_RETURN_IF_ERROR(check_prefill_memory(need, limit, what,
+                                              given ? "BatchSessionOptions::memory_limit_bytes" : "free memory of the backend"));
     }
     decoder.batch = batch_;
     impl.caches.reset(model.num_layers, batch_);  // frees the previous prefill's caches

@@ -38,30 +38,15 @@ class Pipelines {
     return values.empty() ? 0 : *std::max_element(values.begin(), values.end());
   }
 
-  //! Bytes a prefill of `prompts` with `plan` will allocate at its peak: the padded activations
-  //! and the largest set of caches the method holds at once (a slight over-estimate).
-  int64_t estimate_prefill_bytes(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan) const {
-    const ModelConfig& config = decoder_.config;
-    const int64_t batch = int64_t(prompts.size()), n = max_of(sizes_of(prompts)), rows = batch * n;
-    const int64_t element = int64_t(sizeof(T)), head_dim = config.head_dim;
-    const int64_t chunk = std::min(rows, decoder_.options.mlp_chunk_rows);
-    const int64_t activations =
-        rows * element * (3 * config.hidden + 2 * config.num_heads * head_dim + 2 * config.num_kv_heads * head_dim) +
-        2 * chunk * config.intermediate * element + rows * head_dim * int64_t(sizeof(float)) +
-        batch * config.vocab * int64_t(sizeof(float));
-    const int64_t token_bytes = batch * 2 * config.num_kv_heads * head_dim * element;
-    const int64_t layers = config.num_layers, reserve = decoder_.options.decode_reserve;
-    int64_t tokens = layers * (n + reserve);  // full KV, SnapKV, H2O (compression happens after each layer)
-    // SnapKV/H2O per query head keep G-times larger (expanded) caches.
-    if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerQueryHead)
-      tokens *= config.num_heads / config.num_kv_heads;
-    if (plan.method == PipelineMethod::kPromptDistill) {
-      const int64_t layer = plan.stages[0].layer, kept = kept_tokens(plan.stages[0].plan, n);
-      tokens = (layer + 1) * (n + reserve) + (layers - layer - 1) * (kept + reserve);
-    } else if (plan.method == PipelineMethod::kGemFilter) {
-      tokens = std::max(n, layers * (kept_tokens(plan.stages[0].plan, n) + reserve));
-    }
-    return activations + tokens * token_bytes;
+  //! What a prefill of `prompts` with `plan` holds at its peak (estimate_prefill_bytes, the one
+  //! estimate every driver uses, with this session's storage type, batch and options).
+  PrefillMemory estimate_prefill_bytes(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan) const {
+    PrefillMemoryModel how;
+    how.batch = int64_t(prompts.size());
+    how.element_bytes = int64_t(sizeof(T));
+    how.mlp_chunk_rows = decoder_.options.mlp_chunk_rows;
+    how.decode_reserve = decoder_.options.decode_reserve;
+    return promptdistill::estimate_prefill_bytes(decoder_.config, plan, max_of(sizes_of(prompts)), how);
   }
 
   //! A full prefill of `prompts` (positions 0..L_b-1) through every layer, with the plan's

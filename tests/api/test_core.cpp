@@ -201,3 +201,21 @@ TEST_CASE("core/workspace: HostWorkspace is aligned, grows, keeps what it has on
   CHECK(ws.workspace().ptr == w.ptr);
   CHECK(ws.bytes() == 1024);
 }
+
+TEST_CASE("status: Quoted escapes and cuts what a message quotes; a cut message stays UTF-8") {
+  // Printable ASCII and well-formed UTF-8 as they are; control characters, malformed UTF-8, the
+  // quote and the backslash as \xNN.
+  const std::string raw = std::string("a'b\\c\x1b[31m\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82\xff\xc3(\xed\xa0\x80\xc2\x85") + '\0' + "z";
+  CHECK(std::string(Quoted(raw).c_str()) ==
+        "a\\x27b\\x5cc\\x1b[31m\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82\\xff\\xc3(\\xed\\xa0\\x80\\xc2\\x85\\x00z");
+  // Cut after max_bytes of output, never inside an escape or a character.
+  CHECK(std::string(Quoted(std::string(100, 'x'), 10).c_str()) == "xxxxxxxxxx...");
+  CHECK(std::string(Quoted(std::string("abcdefghi\xc3\xa9"), 10).c_str()) == "abcdefghi...");
+  CHECK(std::string(Quoted(std::string("abcdefgh\x01"), 10).c_str()) == "abcdefgh...");
+  CHECK(std::string(Quoted(std::string(), 10).c_str()).empty());
+  CHECK(std::string(Quoted(std::string(1000, '\xff'), 1000).c_str()).size() == Quoted::kMaxBytes + 3 - Quoted::kMaxBytes % 4);
+  // A message longer than Status holds is cut before a character it would split.
+  const std::string long_text = std::string(Status::kMaxMessage - 2, 'x') + "\xc3\xa9\xc3\xa9";
+  const Status s(StatusCode::kInvalidArgument, "%s", long_text.c_str());
+  CHECK(std::string(s.message()) == std::string(Status::kMaxMessage - 2, 'x'));
+}

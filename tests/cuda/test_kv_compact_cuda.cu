@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <string>
 
 #include "promptdistill/promptdistill.h"
 #include "support/compare.h"
@@ -124,6 +125,43 @@ TEST_CASE("cuda/compact: out-of-range pages and bad indices are reported, cache 
   REQUIRE(cuda::CompactKv<float>::run(a, ws.ws, nullptr).is_ok());
   CHECK(cuda::read_device_status(ws.ws, nullptr).code() == StatusCode::kInvalidArgument);
   CHECK(pdtest::bitwise_equal(d_data.download(), data));
+}
+
+TEST_CASE("cuda/compact: a shared page and FlashInfer pages outside kv_indices are reported, cache untouched") {
+  // The device-side checks the Python fuzzing led to (tests/ref/test_fuzz_findings_ref.cpp).
+  const int64_t H = 2, D = 64, block = 4;
+  std::vector<float> data(std::size_t(6 * block * H * D));
+  std::iota(data.begin(), data.end(), 0.0f);
+  std::vector<int32_t> lens = {9, 8}, idx(24, -1), counts = {3, 3};
+  for (int b = 0; b < 2; ++b)
+    for (int i = 0; i < 3; ++i) idx[std::size_t(b * 12 + i)] = 2 * i + 1;
+  DeviceBuffer<float> d_data(data), d_values(data);
+  DeviceBuffer<int32_t> d_table(std::vector<int32_t>{1, 2, 0, 3, 2, 5}), d_lens(lens), d_idx(idx), d_counts(counts),
+      d_nl(std::vector<int32_t>{-1, -1});
+  auto keys = KvCacheView<float>::paged_nhd(d_data.get(), 6, block, H, D, 2, d_table.get(), 3);
+  auto values = KvCacheView<float>::paged_nhd(d_values.get(), 6, block, H, D, 2, d_table.get(), 3);
+  auto a = compact_args<float>(keys, values, d_lens.get(), d_idx.get(), d_counts.get(), 2, 1, 12, d_nl.get(), nullptr);
+  pdtest::DeviceWorkspace ws(cuda::CompactKv<float>::workspace_size(a));
+  REQUIRE(cuda::CompactKv<float>::run(a, ws.ws, nullptr).is_ok());
+  const Status shared = cuda::read_device_status(ws.ws, nullptr);  // page 2 in both requests
+  CHECK(shared.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(shared.message()).find("page 2 is also held") != std::string::npos);
+  CHECK(pdtest::bitwise_equal(d_data.download(), data));
+  CHECK(d_nl.download()[0] == -1);
+  d_table.upload({1, 2, 0, 3, 4, 5});
+  REQUIRE(cuda::CompactKv<float>::run(a, ws.ws, nullptr).is_ok());
+  CHECK(cuda::read_device_status(ws.ws, nullptr).is_ok());
+  // FlashInfer: request 0's pages [0, 3) of two kv_indices.
+  DeviceBuffer<int32_t> d_indptr(std::vector<int32_t>{0, 3}), d_indices(std::vector<int32_t>{4, 0}),
+      d_last(std::vector<int32_t>{2});
+  auto fk = KvCacheView<float>::flashinfer_nhd(d_data.get(), 6, block, H, D, 1, d_indptr.get(), d_indices.get(), d_last.get());
+  fk.num_indices = 2;
+  auto fv = fk;
+  fv.data = d_values.get();
+  auto f = compact_args<float>(fk, fv, nullptr, d_idx.get(), d_counts.get(), 1, 1, 12, d_nl.get(), nullptr);
+  pdtest::DeviceWorkspace fws(cuda::CompactKv<float>::workspace_size(f));
+  REQUIRE(cuda::CompactKv<float>::run(f, fws.ws, nullptr).is_ok());
+  CHECK(cuda::read_device_status(fws.ws, nullptr).code() == StatusCode::kOutOfRange);
 }
 
 TEST_CASE("cuda/gather and cuda/remap equal the reference") {

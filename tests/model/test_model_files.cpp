@@ -14,6 +14,7 @@
 #include "promptdistill/model.h"
 #include "promptdistill/safetensors.h"
 #include "support/generators.h"
+#include "support/messages.h"
 
 using namespace promptdistill;
 
@@ -219,6 +220,36 @@ TEST_CASE("safetensors: valid, truncated and inconsistent headers") {
   std::memcpy(huge.data(), &bad_len, 8);
   CHECK(SafetensorsFile::parse(huge, &f).code() == StatusCode::kCorruptFile);
   CHECK(SafetensorsFile::parse(std::vector<uint8_t>(3), &f).code() == StatusCode::kCorruptFile);
+  // Names and parse errors quote the header's bytes escaped: a JSON-escaped control character,
+  // and raw bytes that are not UTF-8 (nlohmann's message repeats what it last read).
+  Status s = SafetensorsFile::parse(make(R"({"a\u001b[2J\u00e9": {"dtype": "F32"}})", 0), &f);
+  CHECK_MESSAGE(pdtest::clean_message(s, "tensor 'a\\x1b[2J\xc3\xa9' lacks dtype"), s.message());
+  s = SafetensorsFile::parse(make("{\"a\": {\"dtype\": \"F\xff\xfe\x07\"}}", 0), &f);
+  CHECK(s.code() == StatusCode::kCorruptFile);
+  CHECK_MESSAGE(pdtest::clean_message(s, "safetensors"), s.message());
+  s = SafetensorsFile::parse(make(R"({"x": {"dtype": "\u0007Q9", "shape": [2], "data_offsets": [0, 2]}})", 2), &f);
+  CHECK_MESSAGE(pdtest::clean_message(s, "unknown dtype '\\x07Q9'"), s.message());
+}
+
+TEST_CASE("gguf: names read from a corrupt file are printed escaped and cut") {
+  // A key and a tensor name holding a terminal escape, bytes of no UTF-8 character, a NUL and
+  // far more than a message holds.
+  const std::string raw = std::string("k\x1b[31m\xff\xfe") + '\0' + "\xc3\xa9" + std::string(300, 'A');
+  GgufFile f;
+  GgufBuilder g;
+  g.header(3, 0, 1);
+  g.str(raw);
+  g.put<uint32_t>(77);  // an unknown value type
+  Status s = GgufFile::parse(g.b, &f);
+  CHECK(s.code() == StatusCode::kCorruptFile);
+  CHECK_MESSAGE(pdtest::clean_message(s, "key 'k\\x1b[31m\\xff\\xfe\\x00\xc3\xa9" "AAA"), s.message());  // é is kept as it is
+  CHECK_MESSAGE(pdtest::clean_message(s, "...'"), s.message());
+  g = GgufBuilder();
+  g.header(3, 1, 0);
+  g.tensor(raw, {4, 1, 1, 1, 1}, GgmlType::kF32, 0);  // 5 dimensions
+  s = GgufFile::parse(g.b, &f);
+  CHECK_MESSAGE(pdtest::clean_message(s, "tensor 'k\\x1b[31m\\xff"), s.message());
+  CHECK_MESSAGE(pdtest::clean_message(s, "dimensions"), s.message());
 }
 
 TEST_CASE("rope: position 0 is the identity; llama3 scaling keeps high frequencies; LongRoPE scales") {

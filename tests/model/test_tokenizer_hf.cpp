@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "promptdistill/tokenizer.h"
+#include "support/messages.h"
 #include "support/temp_dir.h"
 
 using namespace promptdistill;
@@ -111,4 +112,25 @@ TEST_CASE("tokenizer.json: unsupported and corrupt files give a clear Status") {
   s = Tokenizer::from_hf_json(tmp, &tok);
   CHECK(s.code() == StatusCode::kUnsupported);
   CHECK(std::string(s.message()).find("regex") != std::string::npos);
+}
+
+TEST_CASE("tokenizer.json: bytes quoted from a corrupt file are printed escaped and cut") {
+  Tokenizer tok;
+  const pdtest::TempDir dir("tokenizer_quotes");
+  const std::string tmp = dir.path("tokenizer.json");
+  // A token with a bell and an escape sequence in its name, and no valid id.
+  write_file(tmp, R"({"model": {"type": "BPE", "vocab": {"\u0007bell\u001b[0m": -3}, "merges": []},
+                      "pre_tokenizer": {"type": "ByteLevel"}})");
+  Status s = Tokenizer::from_hf_json(tmp, &tok);
+  CHECK_MESSAGE(pdtest::clean_message(s, "token '\\x07bell\\x1b[0m' has no valid id"), s.message());
+  // A model type of 200 characters with a control character: cut, escaped.
+  write_file(tmp, R"({"model": {"type": "Uni\u0001)" + std::string(200, 'g') + R"("}})");
+  s = Tokenizer::from_hf_json(tmp, &tok);
+  CHECK_MESSAGE(pdtest::clean_message(s, "model type 'Uni\\x01ggg"), s.message());
+  CHECK_MESSAGE(pdtest::clean_message(s, "...'"), s.message());
+  // Raw bytes that are not UTF-8 where JSON needs a string: the parser's message quotes them.
+  write_file(tmp, "{\"model\": \"\xff\xfe\x1b[2J\"}");
+  s = Tokenizer::from_hf_json(tmp, &tok);
+  CHECK(s.code() == StatusCode::kCorruptFile);
+  CHECK_MESSAGE(pdtest::clean_message(s, "tokenizer.json"), s.message());
 }

@@ -104,6 +104,21 @@ struct CompactRequestCheck {
   }
 };
 
+//! The page check (detail::claim_pages, check_page_owner), after every other check passed: one
+//! pass claims, the next reports a page claimed first by another (request, position).
+template <class T>
+struct ClaimPagesCheck {
+  CompactKvArgs<T> a;
+  const int32_t* lengths;
+  unsigned long long* owner;
+  bool report;  //!< false: claim; true: report
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    if (w->code != 0) return;  // lengths, pages or indices failed: their error comes first
+    if (report) promptdistill::detail::check_page_owner(a.k, b, lengths[b], owner, w);
+    else promptdistill::detail::claim_pages(a.k, b, lengths[b], owner);
+  }
+};
+
 //! Grid limits: gather and remap put requests (rows) along y, compaction (request, head) along x.
 template <class T>
 Status check_gather_grid(const GatherArgs<T>& a) {
@@ -193,6 +208,7 @@ std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>& a) noexcept {
   WorkspacePlanner planner;
   promptdistill::detail::take_status(planner);
   planner.take<int32_t>(std::size_t(a.k.batch));
+  if (a.k.paged()) planner.take<unsigned long long>(std::size_t(a.k.num_blocks));  // the page owners
   return planner.bytes_needed();
 }
 template <class T>
@@ -201,11 +217,17 @@ Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace ws, Stream stream)
   WorkspacePlanner planner(ws);
   auto* status = promptdistill::detail::take_status(planner);
   int32_t* lengths = planner.take<int32_t>(std::size_t(a.k.batch));
+  unsigned long long* owner = a.k.paged() ? planner.take<unsigned long long>(std::size_t(a.k.num_blocks)) : nullptr;
   PD_RETURN_IF_ERROR(planner.status());
   const int64_t B = a.k.batch, H = a.k.num_heads;
   PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::CompactRequestCheck<T>{a, lengths}, B, status, stream));
   PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, lengths, 0, true, status, stream));
+  if (owner != nullptr && a.k.num_blocks > 0) {  // last, as the CPU checks it
+    PD_CUDA_TRY(cudaMemsetAsync(owner, 0xFF, std::size_t(a.k.num_blocks) * sizeof(unsigned long long), stream));
+    PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ClaimPagesCheck<T>{a, lengths, owner, false}, B, status, stream));
+    PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ClaimPagesCheck<T>{a, lengths, owner, true}, B, status, stream));
+  }
   if (B == 0) return Status::ok();
   detail::compact_kv_kernel<<<dim3(unsigned(B * H), 2), detail::kCompactThreads, 0, stream>>>(a, lengths, status);
   PD_CUDA_CHECK_LAUNCH(stream);

@@ -39,6 +39,8 @@ enum class DataCheck : int32_t {
   kTokenOutOfVocab,         //!< a = row, b = token id, c = vocabulary size
   kRowsBeyondView,          //!< a = request, b = new rows, c = rows the view holds
   kKvBelowRows,             //!< a = request, b = kv length, c = new rows
+  kIndptrOutOfRange,        //!< a = request, b = indptr[b], c = indptr[b+1]
+  kPageShared,              //!< a = request, b = page, c = the request that holds it already
 };
 
 //! The first failed data check of a run. "First" is the order of the CPU reference's loops:
@@ -63,6 +65,7 @@ PD_HOST_DEVICE inline StatusCode code_of(DataCheck check) {
     case DataCheck::kLengthBeyondCapacity:
     case DataCheck::kCountBeyondCapacity: return StatusCode::kCapacityExceeded;
     case DataCheck::kPageOutOfRange:
+    case DataCheck::kIndptrOutOfRange:
     case DataCheck::kIndexOutOfRange:
     case DataCheck::kTokenOutOfVocab: return StatusCode::kOutOfRange;
     case DataCheck::kRowsBeyondView: return StatusCode::kCapacityExceeded;
@@ -133,11 +136,49 @@ PD_HOST_DEVICE inline bool check_pages(const KvCacheView<T>& v, int64_t b, int64
   if (!v.paged()) return true;
   if (v.layout == KvLayout::kPagedIndptr) {
     if (v.indptr[b + 1] < v.indptr[b]) return record(w, DataCheck::kBadIndptr, b, v.indptr[b], v.indptr[b + 1]), false;
+    // The pages must be entries of `indices`: a negative start or one past its end would read
+    // outside it.
+    if (v.indptr[b] < 0 || (v.num_indices >= 0 && v.indptr[b + 1] > v.num_indices))
+      return record(w, DataCheck::kIndptrOutOfRange, b, v.indptr[b], v.indptr[b + 1]), false;
   }
   const int64_t pages = (length + v.capacity - 1) / v.capacity;
   for (int64_t p = 0; p < pages && p < v.pages_of(b); ++p) {
     const int64_t page = v.page_of(b, p);
     if (page < 0 || page >= v.num_blocks) return record(w, DataCheck::kPageOutOfRange, b, page, v.num_blocks), false;
+  }
+  return true;
+}
+
+//! Whether a page is written by one compaction step only: every page holding one of request b's
+//! first `length` tokens must belong to b alone, at one position of its table (a page shared with
+//! another request, or listed twice, would be moved twice at once). Two passes over every
+//! request, after every other check has passed (pages in range), so both backends report the same
+//! error: `claim_pages` lowers owner[page] (starting at ~0) to the first claim of it in (request,
+//! position) order; `check_page_owner` then records kPageShared for each later claim, and the word
+//! keeps the lowest (request, position), the first the CPU's loops meet.
+PD_HOST_DEVICE inline uint64_t page_claim(int64_t b, int64_t position) { return (uint64_t(b) << 32) | uint64_t(position); }
+
+template <class T>
+PD_HOST_DEVICE inline void claim_pages(const KvCacheView<T>& v, int64_t b, int64_t length, unsigned long long* owner) {
+  if (!v.paged()) return;
+  for (int64_t p = 0, pages = (length + v.capacity - 1) / v.capacity; p < pages; ++p) {
+    unsigned long long* slot = &owner[v.page_of(b, p)];
+#if defined(__CUDA_ARCH__)
+    atomicMin(slot, (unsigned long long)page_claim(b, p));
+#else
+    if (page_claim(b, p) < *slot) *slot = page_claim(b, p);
+#endif
+  }
+}
+
+template <class T>
+PD_HOST_DEVICE inline bool check_page_owner(const KvCacheView<T>& v, int64_t b, int64_t length, const unsigned long long* owner,
+                                            DeviceStatusWord* w) {
+  if (!v.paged()) return true;
+  for (int64_t p = 0, pages = (length + v.capacity - 1) / v.capacity; p < pages; ++p) {
+    const int64_t page = v.page_of(b, p);
+    if (owner[page] != page_claim(b, p))
+      return record(w, DataCheck::kPageShared, b, page, int64_t(owner[page] >> 32), p), false;
   }
   return true;
 }

@@ -55,17 +55,22 @@ inline Status check_kv(const char* name, const KvCacheView<T>& v) {
   PD_REQUIRE(v.stride_seq >= 0 && v.stride_token >= 0 && v.stride_head >= 0, StatusCode::kInvalidArgument,
              "%s: strides must be >= 0", name);
   PD_REQUIRE(v.capacity >= 0, StatusCode::kInvalidArgument, "%s: capacity is negative", name);
-  PD_REQUIRE(v.data != nullptr || v.batch == 0, StatusCode::kInvalidArgument, "%s: null data pointer", name);
+  // Null pointers are refused where they could be read: an empty array (no pages, no tokens, no
+  // table columns) may have none (PyTorch gives empty tensors a null data pointer).
+  const bool no_storage = v.paged() ? v.num_blocks == 0 : v.capacity == 0;
+  PD_REQUIRE(v.data != nullptr || v.batch == 0 || no_storage, StatusCode::kInvalidArgument, "%s: null data pointer", name);
   if (v.paged()) {
     PD_REQUIRE(v.capacity >= 1, StatusCode::kInvalidArgument, "%s: block size must be >= 1", name);
     PD_REQUIRE(v.num_blocks >= 0, StatusCode::kInvalidArgument, "%s: num_blocks is negative", name);
     if (v.layout == KvLayout::kPagedBlockTable) {
-      PD_REQUIRE(v.block_table != nullptr || v.batch == 0, StatusCode::kInvalidArgument, "%s: null block table", name);
+      PD_REQUIRE(v.block_table != nullptr || v.batch == 0 || v.max_blocks_per_request == 0, StatusCode::kInvalidArgument,
+                 "%s: null block table", name);
       PD_REQUIRE(v.max_blocks_per_request >= 0 && v.block_table_stride >= v.max_blocks_per_request,
                  StatusCode::kInvalidArgument, "%s: block table stride %lld < max blocks per request %lld",
                  name, (long long)v.block_table_stride, (long long)v.max_blocks_per_request);
     } else if (v.layout == KvLayout::kPagedIndptr) {
-      PD_REQUIRE(v.indptr != nullptr && (v.indices != nullptr || v.batch == 0) && (v.last_page_len != nullptr || v.batch == 0),
+      PD_REQUIRE(v.indptr != nullptr && (v.indices != nullptr || v.batch == 0 || v.num_indices == 0) &&
+                     (v.last_page_len != nullptr || v.batch == 0),
                  StatusCode::kInvalidArgument, "%s: kv_indptr, kv_indices and kv_last_page_len are required", name);
     } else {
       return Status(StatusCode::kInvalidArgument, "%s: unknown layout %d", name, int(v.layout));
