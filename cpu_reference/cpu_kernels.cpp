@@ -102,10 +102,10 @@ const char* to_string(Isa isa) noexcept {
 }
 
 int64_t Table::attention_scratch_floats(int64_t tile_rows, int64_t head_dim) const {
+  // The layout of kernels/attention_kernels.inc: tile rows padded to 48.
   const auto up = [](int64_t x, int64_t to) { return (x + to - 1) / to * to; };
-  const int64_t tp = up(tile_rows, mr), dp = up(head_dim, kLanes), b = kKeyBlock;
-  return up(tp * head_dim, 16) + up(tp * b, 16) + up(head_dim * b, 16) + up(b * dp, 16) +
-         up(tp * dp, 16) + 2 * up(tp, 16) + 16;
+  const int64_t tp = up(tile_rows, 48), dp = up(head_dim, kLanes), b = kKeyBlock;
+  return tp * head_dim + tp * b + up(head_dim * b, 16) + up(b * dp, 16) + tp * dp + 2 * tp + 16;
 }
 
 const Table* table(Isa isa) noexcept {

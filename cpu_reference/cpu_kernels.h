@@ -66,11 +66,13 @@ struct MatvecArgs {
 //! Causal attention of `rows` consecutive query rows of `heads` query heads sharing one KV head.
 //! Query row i of head j is at q + i * q_stride + j * head_dim, its output at out + i *
 //! out_stride + j * head_dim; row i sees keys [0, first_visible + i) (key t at k + t * kv_stride,
-//! value at v + t * kv_stride).
+//! value at v + t * kv_stride). `kt`, when set, holds the keys already transposed in blocks:
+//! block b ([head_dim][kKeyBlock], zero past the last key) at kt + b * kKeyBlock * head_dim
+//! (transpose_keys); else each block is transposed when it is used.
 struct AttentionArgs {
   const float* q = nullptr;
   int64_t q_stride = 0, heads = 0, rows = 0, first_visible = 0, head_dim = 0;
-  const float *k = nullptr, *v = nullptr;
+  const float *k = nullptr, *v = nullptr, *kt = nullptr;
   int64_t kv_stride = 0;
   float scale_log2 = 1.0f;  //!< the softmax scale times log2(e), rounded to f32
   float* out = nullptr;

@@ -120,7 +120,8 @@ kernels::Panels PackedMatrix::panels() const {
   return p;
 }
 
-Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const Output* outs) noexcept {
+Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const Output* outs,
+           std::vector<float>* scratch_buffer) noexcept {
   if (m < 0 || lda < w.cols() || a == nullptr || outs == nullptr)
     return Status(StatusCode::kInvalidArgument, "gemm: %lld rows of stride %lld for %lld columns",
                   (long long)m, (long long)lda, (long long)w.cols());
@@ -166,9 +167,10 @@ Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const 
   const int64_t panels_per_block = (total_panels + col_blocks - 1) / col_blocks;
   const int64_t rows_per_block = ((m + row_blocks - 1) / row_blocks + t.mr - 1) / t.mr * t.mr;
   const int64_t scratch = (t.gemm_scratch_floats(rows_per_block, kc) + 15) / 16 * 16;
-  std::vector<float> buffer;
+  std::vector<float> local;
+  std::vector<float>& buffer = scratch_buffer != nullptr ? *scratch_buffer : local;
   try {
-    buffer.resize(std::size_t(scratch * threads + 16));
+    if (buffer.size() < std::size_t(scratch * threads + 16)) buffer.resize(std::size_t(scratch * threads + 16));
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "gemm: out of host memory for %d threads' scratch", threads);
   }

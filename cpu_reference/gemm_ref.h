@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "cpu_reference/cpu_kernels.h"
 #include "promptdistill/status.h"
@@ -69,8 +70,10 @@ struct Output {
 
 //! out_i[m, rows_i] = A[m, cols] * W_i^T for every part (A's row stride lda >= cols), threaded
 //! over row blocks and panel groups (OpenMP); m = 1 runs the matrix-vector kernel, which
-//! allocates nothing. `outs` holds one Output per part.
-Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const Output* outs) noexcept;
+//! allocates nothing. `outs` holds one Output per part. `scratch`, when given, is grown (never
+//! shrunk) and used instead of a fresh allocation.
+Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const Output* outs,
+           std::vector<float>* scratch = nullptr) noexcept;
 
 }  // namespace gemm
 }  // namespace ref

@@ -18,6 +18,7 @@ namespace kernels {
 namespace avx2 {
 using namespace pd_simd_avx2;
 constexpr int kMR = 6, kNV = 1, kPeakChains = 6;
+constexpr int kAttMR = 6, kAttNV = 1;
 constexpr int64_t kKC = 384;
 #include "cpu_reference/kernels/gemm_kernels.inc"       // NOLINT(build/include)
 #include "cpu_reference/kernels/attention_kernels.inc"  // NOLINT(build/include)

@@ -25,6 +25,7 @@ namespace kernels {
 namespace avx512 {
 using namespace pd_simd_avx512;
 constexpr int kMR = 12, kNV = 2, kPeakChains = 12;
+constexpr int kAttMR = 6, kAttNV = 4;
 constexpr int64_t kKC = 384;
 #include "cpu_reference/kernels/gemm_kernels.inc"       // NOLINT(build/include)
 #include "cpu_reference/kernels/attention_kernels.inc"  // NOLINT(build/include)

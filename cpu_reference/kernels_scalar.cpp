@@ -18,6 +18,7 @@ namespace kernels {
 namespace scalar {
 using namespace pd_simd_scalar;
 constexpr int kMR = 4, kNV = 1, kPeakChains = 4;
+constexpr int kAttMR = 4, kAttNV = 1;
 constexpr int64_t kKC = 384;
 #include "cpu_reference/kernels/gemm_kernels.inc"       // NOLINT(build/include)
 #include "cpu_reference/kernels/attention_kernels.inc"  // NOLINT(build/include)

@@ -60,7 +60,7 @@ float* aligned(float* p) {
 }  // namespace
 
 Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const float* v, int64_t past,
-               float* out) noexcept {
+               float* out, std::vector<float>* scratch) noexcept {
   PD_RETURN_IF_ERROR(check(s));
   if (n < 0 || past < 0) return Status(StatusCode::kInvalidArgument, "attention: %lld rows after %lld", (long long)n, (long long)past);
   if (n == 0) return Status::ok();
@@ -68,14 +68,30 @@ Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const 
   const int64_t group = s.heads / s.kv_heads, D = s.head_dim, qd = s.heads * D;
   const int64_t tiles = (n + kQueryTile - 1) / kQueryTile, tasks = tiles * s.kv_heads;
   const int64_t slice = slice_floats(t, group * std::min(n, kQueryTile), D);
-  std::vector<float> buffer;
-  try {
-    buffer.resize(std::size_t(slice * max_threads() + 16));
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "attention: out of host memory for the threads' tiles");
-  }
-  float* base = aligned(buffer.data());
   const float scale = scale_log2(D);
+  // Every KV head's keys transposed once ([D][kKeyBlock] blocks), for all the tiles that read
+  // them; then the threads' tiles.
+  const int64_t keys = past + n, blocks = (keys + kernels::kKeyBlock - 1) / kernels::kKeyBlock;
+  const int64_t block_floats = D * kernels::kKeyBlock, head_floats = blocks * block_floats;
+  const int64_t need = s.kv_heads * head_floats + slice * max_threads() + 32;
+  std::vector<float> local;
+  std::vector<float>& buffer = scratch != nullptr ? *scratch : local;
+  try {
+    if (buffer.size() < std::size_t(need)) buffer.resize(std::size_t(need));
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "attention: out of host memory for the transposed keys and tiles");
+  }
+  float* kt = aligned(buffer.data());
+  float* base = aligned(kt + s.kv_heads * head_floats);
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < s.kv_heads * blocks; ++task) {
+    const int64_t g = task / blocks, t0 = task % blocks * kernels::kKeyBlock;
+    float* dst = kt + g * head_floats + (t0 / kernels::kKeyBlock) * block_floats;
+    for (int64_t j = 0; j < kernels::kKeyBlock; ++j) {
+      const float* src = t0 + j < keys ? k + (t0 + j) * s.kv_heads * D + g * D : nullptr;
+      for (int64_t d = 0; d < D; ++d) dst[d * kernels::kKeyBlock + j] = src ? src[d] : 0.0f;
+    }
+  }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t task = 0; task < tasks; ++task) {
     // The last query tiles see the most keys: they go first.
@@ -86,6 +102,7 @@ Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const 
     a.heads = group, a.rows = std::min(kQueryTile, n - r0), a.first_visible = past + r0 + 1;
     a.head_dim = D;
     a.k = k + g * D, a.v = v + g * D, a.kv_stride = s.kv_heads * D;
+    a.kt = kt + g * head_floats;
     a.scale_log2 = scale;
     a.out = out + r0 * qd + g * group * D, a.out_stride = qd;
     a.scratch = base + int64_t(thread_id()) * slice;

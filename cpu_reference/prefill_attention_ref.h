@@ -9,6 +9,7 @@
 //! depends only on the keys it sees (cpu_kernels.h): the decode step equals the prefill's row.
 
 #include <cstdint>
+#include <vector>
 
 #include "promptdistill/status.h"
 
@@ -27,9 +28,10 @@ struct Shape {
 
 //! out[n, heads * D] = softmax(q k^T / sqrt(D)) v for n new rows, row i seeing keys [0, past + i]:
 //! q [n, heads * D], k and v [past + n, kv_heads, D] (the cache followed by the new rows).
-//! Allocates its per-thread scratch.
+//! Its scratch (the transposed keys, the threads' tiles) is `scratch`, grown when too small
+//! (never shrunk), or a fresh allocation.
 Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const float* v, int64_t past,
-               float* out) noexcept;
+               float* out, std::vector<float>* scratch = nullptr) noexcept;
 
 //! Scratch floats of decode() for `threads` threads.
 int64_t decode_scratch_floats(const Shape& s, int threads) noexcept;

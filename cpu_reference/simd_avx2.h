@@ -90,4 +90,32 @@ PD_SIMD_INLINE float vreduce_max(Vec a) {
   return _mm_cvtss_f32(s);
 }
 
+//! Lane r = vreduce_add(v[r]) (vreduce_max for the max) for 16 vectors at once: per row the
+//! halves (lanes i + 8), then two 8-row butterflies whose steps pair lanes i + 4, i + 2, i + 1 as
+//! the tree above does (the same bits); the last permute puts row r in lane r.
+template <bool kMax>
+PD_SIMD_INLINE __m256 combine(__m256 a, __m256 b) {
+  return kMax ? _mm256_max_ps(a, b) : _mm256_add_ps(a, b);
+}
+template <bool kMax>
+PD_SIMD_INLINE __m256 reduce8(const __m256* p) {
+  __m256 x[4], y[2];
+  for (int r = 0; r < 4; ++r)
+    x[r] = combine<kMax>(_mm256_permute2f128_ps(p[2 * r], p[2 * r + 1], 0x20),
+                         _mm256_permute2f128_ps(p[2 * r], p[2 * r + 1], 0x31));
+  for (int r = 0; r < 2; ++r)
+    y[r] = combine<kMax>(_mm256_shuffle_ps(x[2 * r], x[2 * r + 1], 0x44),
+                         _mm256_shuffle_ps(x[2 * r], x[2 * r + 1], 0xee));
+  const __m256 z = combine<kMax>(_mm256_shuffle_ps(y[0], y[1], 0x88), _mm256_shuffle_ps(y[0], y[1], 0xdd));
+  return _mm256_permutevar8x32_ps(z, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+template <bool kMax>
+PD_SIMD_INLINE Vec reduce16(const Vec* v) {
+  __m256 p[16];
+  for (int r = 0; r < 16; ++r) p[r] = combine<kMax>(v[r].lo, v[r].hi);
+  return {reduce8<kMax>(p), reduce8<kMax>(p + 8)};
+}
+PD_SIMD_INLINE Vec vreduce_add16(const Vec* v) { return reduce16<false>(v); }
+PD_SIMD_INLINE Vec vreduce_max16(const Vec* v) { return reduce16<true>(v); }
+
 }  // namespace pd_simd_avx2

@@ -65,4 +65,29 @@ PD_SIMD_INLINE float vreduce_max(Vec a) {
   return _mm_cvtss_f32(s);
 }
 
+//! Lane r = vreduce_add(v[r]) (vreduce_max for the max) for 16 vectors at once: a butterfly whose
+//! steps pair the same lanes as the tree above (i + 8, i + 4, i + 2, i + 1), so each lane holds
+//! the bits vreduce_add gives; the last permute puts row r in lane r.
+template <bool kMax>
+PD_SIMD_INLINE __m512 combine(__m512 a, __m512 b) {
+  return kMax ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b);
+}
+template <bool kMax>
+PD_SIMD_INLINE Vec reduce16(const Vec* v) {
+  __m512 w[8], x[4], y[2];
+  for (int r = 0; r < 8; ++r)
+    w[r] = combine<kMax>(_mm512_shuffle_f32x4(v[2 * r].v, v[2 * r + 1].v, 0x44),
+                         _mm512_shuffle_f32x4(v[2 * r].v, v[2 * r + 1].v, 0xee));
+  for (int r = 0; r < 4; ++r)
+    x[r] = combine<kMax>(_mm512_shuffle_f32x4(w[2 * r], w[2 * r + 1], 0x88),
+                         _mm512_shuffle_f32x4(w[2 * r], w[2 * r + 1], 0xdd));
+  for (int r = 0; r < 2; ++r)
+    y[r] = combine<kMax>(_mm512_shuffle_ps(x[r], x[r + 2], 0x44), _mm512_shuffle_ps(x[r], x[r + 2], 0xee));
+  const __m512 z = combine<kMax>(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xdd));
+  const __m512i rows = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15);
+  return {_mm512_permutexvar_ps(rows, z)};
+}
+PD_SIMD_INLINE Vec vreduce_add16(const Vec* v) { return reduce16<false>(v); }
+PD_SIMD_INLINE Vec vreduce_max16(const Vec* v) { return reduce16<true>(v); }
+
 }  // namespace pd_simd_avx512

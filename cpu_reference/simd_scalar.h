@@ -96,4 +96,16 @@ inline float vreduce_max(Vec a) {
   return s[0] > s[1] ? s[0] : s[1];
 }
 
+//! Lane r = vreduce_add(v[r]) / vreduce_max(v[r]) (what the vector versions' butterflies give).
+inline Vec vreduce_add16(const Vec* v) {
+  Vec r;
+  for (int i = 0; i < 16; ++i) r.v[i] = vreduce_add(v[i]);
+  return r;
+}
+inline Vec vreduce_max16(const Vec* v) {
+  Vec r;
+  for (int i = 0; i < 16; ++i) r.v[i] = vreduce_max(v[i]);
+  return r;
+}
+
 }  // namespace pd_simd_scalar

@@ -30,11 +30,26 @@ void add_bias(float* y, int64_t rows, int64_t width, const std::vector<float>& b
 
 }  // namespace
 
+//! A layer's buffers, kept from one call to the next (grown, never shrunk) so that a prefill does
+//! not fault in fresh pages for every layer.
+struct LayerScratch {
+  std::vector<float> h, q, k, v, attn, o, gate, up, down, gemm, attention;
+};
+
 struct Transformer::OwnPacking {
   std::once_flag once;
   PrefillWeights weights;
   Status status;
+  std::mutex scratch_mutex;  // a second thread in layer() at the same time gets buffers of its own
+  LayerScratch scratch;
 };
+
+namespace {
+float* grow(std::vector<float>* v, int64_t n) {
+  if (v->size() < std::size_t(n)) v->resize(std::size_t(n));
+  return v->data();
+}
+}  // namespace
 
 Transformer::Transformer(const ModelWeights* weights, const PrefillWeights* prefill)
     : w_(weights), prefill_(prefill), own_(std::make_shared<OwnPacking>()) {}
@@ -171,39 +186,45 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
     const int64_t qd = H * D, kvd = Hkv * D;
     float* x = xs->data();
 
-    std::vector<float> h(std::size_t(n * hd)), q(std::size_t(n * qd)), k(std::size_t(n * kvd)), v(std::size_t(n * kvd));
-    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h.data()));
-    const gemm::Output qkv[3] = {{q.data(), qd}, {k.data(), kvd}, {v.data(), kvd}};
-    PD_RETURN_IF_ERROR(gemm::run(W.qkv, h.data(), n, hd, qkv));
-    add_bias(q.data(), n, qd, L.bq);
-    add_bias(k.data(), n, kvd, L.bk);
-    add_bias(v.data(), n, kvd, L.bv);
+    std::unique_lock<std::mutex> lock(own_->scratch_mutex, std::try_to_lock);
+    LayerScratch local;
+    LayerScratch& S = lock.owns_lock() ? own_->scratch : local;
+    float* h = grow(&S.h, n * hd);
+    float* q = grow(&S.q, n * qd);
+    float* k = grow(&S.k, n * kvd);
+    float* v = grow(&S.v, n * kvd);
+    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h));
+    const gemm::Output qkv[3] = {{q, qd}, {k, kvd}, {v, kvd}};
+    PD_RETURN_IF_ERROR(gemm::run(W.qkv, h, n, hd, qkv, &S.gemm));
+    add_bias(q, n, qd, L.bq);
+    add_bias(k, n, kvd, L.bk);
+    add_bias(v, n, kvd, L.bv);
     std::vector<float> cos, sin;
     PD_RETURN_IF_ERROR(rope_tables(c, positions, n, total_length, &cos, &sin));
-    PD_RETURN_IF_ERROR(ops::rope(q.data(), n, H, D, cos.data(), sin.data()));
-    PD_RETURN_IF_ERROR(ops::rope(k.data(), n, Hkv, D, cos.data(), sin.data()));
+    PD_RETURN_IF_ERROR(ops::rope(q, n, H, D, cos.data(), sin.data()));
+    PD_RETURN_IF_ERROR(ops::rope(k, n, Hkv, D, cos.data(), sin.data()));
     if (taps != nullptr) {
       const int64_t rows = taps->q_rows < n ? taps->q_rows : n;
-      taps->q.assign(q.end() - rows * qd, q.end());
-      if (taps->want_keys) taps->keys = k;
+      taps->q.assign(q + (n - rows) * qd, q + n * qd);
+      if (taps->want_keys) taps->keys.assign(k, k + n * kvd);
     }
 
     // Keys/values visible to the new tokens: the cache (if any) followed by the new ones.
     const int64_t past = cache != nullptr ? cache->length : 0;
-    const float *kp = k.data(), *vp = v.data();
+    const float *kp = k, *vp = v;
     int64_t cache_heads = Hkv;
     if (cache != nullptr) {
       if (cache->heads == 0) cache->heads = Hkv;
       cache_heads = cache->heads;
       if (cache_heads == Hkv) {
-        cache->k.insert(cache->k.end(), k.begin(), k.end());
-        cache->v.insert(cache->v.end(), v.begin(), v.end());
+        cache->k.insert(cache->k.end(), k, k + n * kvd);
+        cache->v.insert(cache->v.end(), v, v + n * kvd);
       } else {  // GQA-expanded cache: repeat each KV head for its query group
         const int64_t rep = cache_heads / Hkv;
         for (int64_t i = 0; i < n; ++i)
           for (int64_t hh = 0; hh < cache_heads; ++hh) {
-            const float* ks = &k[std::size_t((i * Hkv + hh / rep) * D)];
-            const float* vs = &v[std::size_t((i * Hkv + hh / rep) * D)];
+            const float* ks = k + (i * Hkv + hh / rep) * D;
+            const float* vs = v + (i * Hkv + hh / rep) * D;
             cache->k.insert(cache->k.end(), ks, ks + D);
             cache->v.insert(cache->v.end(), vs, vs + D);
           }
@@ -212,27 +233,30 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
       kp = cache->k.data();
       vp = cache->v.data();
     }
-    std::vector<float> attn(std::size_t(n * qd));
+    float* attn = grow(&S.attn, n * qd);
     attention::Shape shape;
     shape.heads = H, shape.kv_heads = cache_heads, shape.head_dim = D;
-    PD_RETURN_IF_ERROR(attention::prefill(shape, q.data(), n, kp, vp, past, attn.data()));
-    std::vector<float> o(std::size_t(n * hd));
-    const gemm::Output wo[1] = {{o.data(), hd}};
-    PD_RETURN_IF_ERROR(gemm::run(W.wo, attn.data(), n, qd, wo));
-    for (int64_t i = 0; i < n * hd; ++i) x[i] += o[std::size_t(i)];
+    PD_RETURN_IF_ERROR(attention::prefill(shape, q, n, kp, vp, past, attn, &S.attention));
+    float* o = grow(&S.o, n * hd);
+    const gemm::Output wo[1] = {{o, hd}};
+    PD_RETURN_IF_ERROR(gemm::run(W.wo, attn, n, qd, wo, &S.gemm));
+    for (int64_t i = 0; i < n * hd; ++i) x[i] += o[i];
 
     // MLP in row chunks so that the [rows, intermediate] activations stay bounded.
     constexpr int64_t kChunk = 512;
-    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h.data()));
-    std::vector<float> gate(std::size_t(std::min(n, kChunk) * c.intermediate)), up(gate.size()), down(std::size_t(std::min(n, kChunk) * hd));
+    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h));
+    const int64_t chunk = std::min(n, kChunk);
+    float* gate = grow(&S.gate, chunk * c.intermediate);
+    float* up = grow(&S.up, chunk * c.intermediate);
+    float* down = grow(&S.down, chunk * hd);
     for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
       const int64_t rows = std::min(kChunk, n - r0);
-      const gemm::Output gate_up[2] = {{gate.data(), c.intermediate}, {up.data(), c.intermediate}};
-      PD_RETURN_IF_ERROR(gemm::run(W.gate_up, h.data() + r0 * hd, rows, hd, gate_up));
-      PD_RETURN_IF_ERROR(ops::swiglu(gate.data(), up.data(), rows * c.intermediate));
-      const gemm::Output out[1] = {{down.data(), hd}};
-      PD_RETURN_IF_ERROR(gemm::run(W.down, gate.data(), rows, c.intermediate, out));
-      for (int64_t i = 0; i < rows * hd; ++i) x[r0 * hd + i] += down[std::size_t(i)];
+      const gemm::Output gate_up[2] = {{gate, c.intermediate}, {up, c.intermediate}};
+      PD_RETURN_IF_ERROR(gemm::run(W.gate_up, h + r0 * hd, rows, hd, gate_up, &S.gemm));
+      PD_RETURN_IF_ERROR(ops::swiglu(gate, up, rows * c.intermediate));
+      const gemm::Output out[1] = {{down, hd}};
+      PD_RETURN_IF_ERROR(gemm::run(W.down, gate, rows, c.intermediate, out, &S.gemm));
+      for (int64_t i = 0; i < rows * hd; ++i) x[r0 * hd + i] += down[i];
     }
     return Status::ok();
   } catch (const std::bad_alloc&) {
