@@ -80,6 +80,26 @@ struct AttentionArgs {
   float* scratch = nullptr;  //!< attention_scratch_floats(heads * rows, head_dim), 64-byte aligned
 };
 
+//! The bf16 GEMM on AMX tiles (kernels_amx.cpp; PrefillWeightFormat::kBf16): C = (hi + lo) * B,
+//! the activations split into two bf16 terms (hi = bf16(a), lo = bf16(a - hi), amx_split) and
+//! the weights rounded to bf16, f32 accumulation. Tier C: the tile unit's summation order is its
+//! own, so nothing here is bit-compatible with the f32 tables.
+struct AmxGemmArgs {
+  const uint16_t *hi = nullptr, *lo = nullptr;  //!< [m rounded up to 32][lda] bf16 (zero rows past m)
+  int64_t lda = 0, m = 0;
+  //! Panels of 16 columns, each k_tiles tiles of 16 rows (K pairs) x 16 columns x 2 (the pair)
+  const uint16_t* b = nullptr;
+  int64_t k_tiles = 0;
+  Segment segments[kMaxSegments];
+  int count = 0;
+};
+//! True where the CPU has AMX-BF16 (and AVX-512 BF16) and the OS grants the tile state.
+bool amx_bf16_available() noexcept;
+//! Rows [0, rows) of A (row stride lda, k columns) as hi and lo bf16 rows of k_pad (zero past k).
+void amx_split(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t k_pad, uint16_t* hi,
+               uint16_t* lo) noexcept;
+void amx_gemm(const AmxGemmArgs& args) noexcept;
+
 enum class Isa : int32_t { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 const char* to_string(Isa isa) noexcept;
 

@@ -4,6 +4,8 @@
 
 #include "cpu_reference/gemm_ref.h"
 
+#include "promptdistill/dtype.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -57,6 +59,58 @@ int clip(const PackedMatrix& w, const Output* outs, int64_t p0, int64_t p1, int6
     s.ldc = outs[i].ldc;
   }
   return count;
+}
+
+//! The AMX path: the activations split into bf16 hi/lo rows once (threads over row blocks), then
+//! tasks of row blocks x panel groups as for f32.
+Status run_bf16_tiles(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const Output* outs,
+                      std::vector<float>* scratch_buffer) {
+  const kernels::Panels panels = w.panels();
+  const int64_t k_pad = panels.kc, m_pad = (m + 31) / 32 * 32;
+  std::vector<float> local;
+  std::vector<float>& buffer = scratch_buffer != nullptr ? *scratch_buffer : local;
+  const std::size_t need = std::size_t(m_pad * k_pad + 32);  // floats: hi and lo are 2 bytes each
+  try {
+    if (buffer.size() < need) buffer.resize(need);
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "gemm: out of host memory for the bf16 activations");
+  }
+  uint16_t* hi = reinterpret_cast<uint16_t*>(buffer.data() + (16 - reinterpret_cast<std::uintptr_t>(buffer.data()) / 4 % 16) % 16);
+  uint16_t* lo = hi + m_pad * k_pad;
+  const int64_t chunks = m_pad / 32;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t r0 = c * 32, rows = std::min<int64_t>(32, m - r0);
+    kernels::amx_split(a + r0 * lda, lda, rows, w.cols(), k_pad, hi + r0 * k_pad, lo + r0 * k_pad);
+    if (rows < 32) {
+      std::memset(hi + (r0 + rows) * k_pad, 0, std::size_t((32 - rows) * k_pad) * 2);
+      std::memset(lo + (r0 + rows) * k_pad, 0, std::size_t((32 - rows) * k_pad) * 2);
+    }
+  }
+  const int threads = max_threads();
+  int64_t row_blocks = (m_pad + 255) / 256, col_blocks = 1;
+  while (row_blocks * col_blocks < 2 * threads) {
+    if (m_pad / (row_blocks * 2) >= 32)
+      row_blocks *= 2;
+    else if (panels.panels / (col_blocks * 2) >= 2)
+      col_blocks *= 2;
+    else
+      break;
+  }
+  const int64_t rows_per_block = ((m_pad + row_blocks - 1) / row_blocks + 31) / 32 * 32;
+  const int64_t panels_per_block = ((panels.panels + col_blocks - 1) / col_blocks + 1) / 2 * 2;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t task = 0; task < row_blocks * col_blocks; ++task) {
+    const int64_t r0 = task / col_blocks * rows_per_block, p0 = task % col_blocks * panels_per_block;
+    if (r0 >= m || p0 >= panels.panels) continue;
+    kernels::AmxGemmArgs args;
+    args.hi = hi + r0 * k_pad, args.lo = lo + r0 * k_pad, args.lda = k_pad;
+    args.m = std::min(rows_per_block, m - r0);
+    args.b = reinterpret_cast<const uint16_t*>(panels.b), args.k_tiles = k_pad / 32;
+    args.count = clip(w, outs, p0, std::min(panels.panels, p0 + panels_per_block), r0, panels.nr, args.segments);
+    if (args.count > 0) kernels::amx_gemm(args);
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -114,6 +168,39 @@ Status PackedMatrix::pack_for_active(const Part* parts, int count, int64_t cols,
   return pack(parts, count, cols, t.nr, t.kc, out);
 }
 
+Status PackedMatrix::pack_bf16_tiles(const Part* parts, int count, int64_t cols, PackedMatrix* out) noexcept {
+  if (!kernels::amx_bf16_available())
+    return Status(StatusCode::kUnsupported, "pack: this CPU (or its OS) has no AMX-BF16 tiles");
+  if (count < 1 || count > kernels::kMaxSegments || cols < 1)
+    return Status(StatusCode::kInvalidArgument, "pack: %d parts of %lld columns", count, (long long)cols);
+  PackedMatrix m;
+  constexpr int64_t kNr = 16, kTileK = 32;
+  const int64_t k_tiles = (cols + kTileK - 1) / kTileK;
+  m.cols_ = cols, m.nr_ = kNr, m.kc_ = k_tiles * kTileK, m.count_ = count, m.bf16_ = true;
+  for (int i = 0; i < count; ++i) {
+    if (parts[i].w == nullptr || parts[i].rows < 1)
+      return Status(StatusCode::kInvalidArgument, "pack: part %d has no rows", i);
+    m.rows_[i] = parts[i].rows;
+    m.first_panel_[i] = m.total_panels_;
+    m.total_panels_ += (parts[i].rows + kNr - 1) / kNr;
+  }
+  const int64_t values = m.total_panels_ * k_tiles * kNr * kTileK;  // bf16 values, two per float
+  PD_RETURN_IF_ERROR(m.storage_.resize((values + 1) / 2));
+  uint16_t* dst = reinterpret_cast<uint16_t*>(m.storage_.data());
+  for (int i = 0; i < count; ++i)
+    for (int64_t p = 0; p < (parts[i].rows + kNr - 1) / kNr; ++p)
+      for (int64_t t = 0; t < k_tiles; ++t)
+        for (int64_t r = 0; r < kNr; ++r)  // tile row r: the pair of K rows t * 32 + 2r, + 1
+          for (int64_t j = 0; j < kNr; ++j)
+            for (int64_t e = 0; e < 2; ++e) {
+              const int64_t row = p * kNr + j, k = t * kTileK + 2 * r + e;
+              const float v = row < parts[i].rows && k < cols ? parts[i].w[row * cols + k] : 0.0f;
+              dst[(((m.first_panel_[i] + p) * k_tiles + t) * kNr + r) * kTileK + 2 * j + e] = to_bf16(v).bits;
+            }
+  *out = std::move(m);
+  return Status::ok();
+}
+
 kernels::Panels PackedMatrix::panels() const {
   kernels::Panels p;
   p.b = storage_.data(), p.k = cols_, p.nr = nr_, p.kc = kc_, p.panels = total_panels_;
@@ -130,6 +217,7 @@ Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const 
       return Status(StatusCode::kInvalidArgument, "gemm: output %d has stride %lld for %lld columns", i,
                     (long long)outs[i].ldc, (long long)w.rows(i));
   if (m == 0) return Status::ok();
+  if (w.bf16_tiles()) return run_bf16_tiles(w, a, m, lda, outs, scratch_buffer);
   const kernels::Table& t = kernels::active();
   const kernels::Panels panels = w.panels();
   if (panels.nr % kernels::kLanes != 0)

@@ -48,6 +48,10 @@ class PackedMatrix {
   //! takes both from the table in use.
   static Status pack(const Part* parts, int count, int64_t cols, int64_t nr, int64_t kc, PackedMatrix* out) noexcept;
   static Status pack_for_active(const Part* parts, int count, int64_t cols, PackedMatrix* out) noexcept;
+  //! The parts rounded to bf16 in AMX tiles (kernels::AmxGemmArgs), for the bf16 prefill; needs
+  //! kernels::amx_bf16_available().
+  static Status pack_bf16_tiles(const Part* parts, int count, int64_t cols, PackedMatrix* out) noexcept;
+  bool bf16_tiles() const { return bf16_; }
   int64_t cols() const { return cols_; }
   int parts() const { return count_; }
   int64_t rows(int part) const { return rows_[part]; }
@@ -58,6 +62,7 @@ class PackedMatrix {
  private:
   AlignedBuffer storage_;
   int64_t cols_ = 0, nr_ = 0, kc_ = 0, total_panels_ = 0;
+  bool bf16_ = false;
   int count_ = 0;
   int64_t rows_[kernels::kMaxSegments] = {}, first_panel_[kernels::kMaxSegments] = {};
 };

@@ -21,6 +21,12 @@ std::vector<float> bf16_values(const std::vector<float>& w) {
 
 }  // namespace
 
+std::string cpu_kernels() {
+  std::string s = kernels::choice();
+  if (kernels::amx_bf16_available()) s += " + amx-bf16";
+  return s;
+}
+
 const char* to_string(PrefillWeightFormat f) noexcept {
   switch (f) {
     case PrefillWeightFormat::kF32: return "f32";
@@ -65,28 +71,39 @@ Status PrefillWeights::create(const ModelWeights& w, PrefillWeightFormat format,
     auto impl = std::make_unique<Impl>();
     impl->format = format;
     impl->layers.resize(std::size_t(c.num_layers));
+    const bool tiles = format == PrefillWeightFormat::kBf16 && kernels::amx_bf16_available();
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const LayerWeights& L = w.layers[std::size_t(l)];
       Impl::Layer& P = impl->layers[std::size_t(l)];
-      const bool round = format == PrefillWeightFormat::kBf16;
-      // The bf16 weights' values, packed for the f32 kernels (no AMX yet on this path).
+      // Without AMX tiles, the bf16 weights' values packed for the f32 kernels.
+      const bool round = format == PrefillWeightFormat::kBf16 && !tiles;
       std::vector<float> q, k, v, o, g, u, d;
       const auto values = [&](const std::vector<float>& src, std::vector<float>* keep) -> const float* {
         if (!round) return src.data();
         *keep = bf16_values(src);
         return keep->data();
       };
+      const auto pack = [&](const gemm::Part* parts, int count, int64_t cols, gemm::PackedMatrix* dst) {
+        return tiles ? gemm::PackedMatrix::pack_bf16_tiles(parts, count, cols, dst)
+                     : gemm::PackedMatrix::pack(parts, count, cols, t.nr, t.kc, dst);
+      };
       const gemm::Part qkv[3] = {{values(L.wq, &q), qd}, {values(L.wk, &k), kvd}, {values(L.wv, &v), kvd}};
-      PD_RETURN_IF_ERROR(gemm::PackedMatrix::pack(qkv, 3, hd, t.nr, t.kc, &P.qkv));
+      PD_RETURN_IF_ERROR(pack(qkv, 3, hd, &P.qkv));
       const gemm::Part wo[1] = {{values(L.wo, &o), hd}};
-      PD_RETURN_IF_ERROR(gemm::PackedMatrix::pack(wo, 1, qd, t.nr, t.kc, &P.wo));
+      PD_RETURN_IF_ERROR(pack(wo, 1, qd, &P.wo));
       const gemm::Part gate_up[2] = {{values(L.w_gate, &g), c.intermediate}, {values(L.w_up, &u), c.intermediate}};
-      PD_RETURN_IF_ERROR(gemm::PackedMatrix::pack(gate_up, 2, hd, t.nr, t.kc, &P.gate_up));
+      PD_RETURN_IF_ERROR(pack(gate_up, 2, hd, &P.gate_up));
       const gemm::Part down[1] = {{values(L.w_down, &d), hd}};
-      PD_RETURN_IF_ERROR(gemm::PackedMatrix::pack(down, 1, c.intermediate, t.nr, t.kc, &P.down));
+      PD_RETURN_IF_ERROR(pack(down, 1, c.intermediate, &P.down));
     }
-    char text[96];
-    std::snprintf(text, sizeof text, "panels of %d (%s kernels)", t.nr, kernels::to_string(t.isa));
+    char text[128];
+    if (tiles)
+      std::snprintf(text, sizeof text, "AMX tiles (bf16 weights, activations as two bf16 terms)");
+    else if (format == PrefillWeightFormat::kBf16)
+      std::snprintf(text, sizeof text, "bf16 weight values on the f32 %s kernels (no AMX-BF16 here)",
+                    kernels::to_string(t.isa));
+    else
+      std::snprintf(text, sizeof text, "panels of %d (%s kernels)", t.nr, kernels::to_string(t.isa));
     impl->kernels = text;
     out->impl_ = std::move(impl);
     return Status::ok();

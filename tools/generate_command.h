@@ -25,6 +25,8 @@ struct LoadedModel {
   //! --decode-weights / --kv-cache: how the CPU sessions decode (exact f32 by default).
   promptdistill::ref::DecodeWeights decode_weights;
   promptdistill::ref::DecodeOptions decode;
+  //! --prefill-weights: the CPU sessions' packed prefill weights (f32 by default), made once.
+  promptdistill::ref::PrefillWeights prefill_weights;
 };
 struct Prompt {
   std::vector<int32_t> ids;

@@ -34,6 +34,9 @@ namespace ref {
 void set_threads(int n) noexcept;
 //! The thread count the decoder's parallel regions use now.
 int threads() noexcept;
+//! Which f32 kernels the decoder runs and why, e.g. "avx512 (measured 202 GFLOP/s per thread;
+//! avx2 109)"; "+ amx-bf16" where the bf16 prefill can use AMX tiles.
+std::string cpu_kernels();
 
 //! One layer's cache: post-RoPE keys and values, [length, heads, D] each, in token order.
 //! `heads` is the model's H_kv, or H for a GQA-expanded cache (SnapKV/H2O per query head, as the
