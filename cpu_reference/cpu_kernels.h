@@ -99,6 +99,8 @@ bool amx_bf16_available() noexcept;
 void amx_split(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t k_pad, uint16_t* hi,
                uint16_t* lo) noexcept;
 void amx_gemm(const AmxGemmArgs& args) noexcept;
+//! bf16 tile throughput of one thread, GFLOP/s (tdpbf16ps on registers; 0 without AMX-BF16).
+double amx_bf16_gflops(double seconds) noexcept;
 
 enum class Isa : int32_t { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 const char* to_string(Isa isa) noexcept;
