@@ -7,7 +7,8 @@
 //    prefill equals the decode step that sees the same keys, bit for bit;
 //  - GEMMs are exact on small integers and within gamma_K * sum |a w| of the exact sum otherwise
 //    (one fma chain per output); attention within kAttentionBound * max |v| of a double-precision
-//    softmax, and exact where a row sees one key;
+//    softmax, and exact where a row sees one key; the bf16 GEMM on AMX tiles (where the CPU has
+//    them) within (2^-17 + gamma_2K) sum |a w16| of the product with the bf16-rounded weights;
 //  - bad arguments get a Status.
 #include <doctest/doctest.h>
 
@@ -18,6 +19,7 @@
 #include "cpu_reference/cpu_kernels.h"
 #include "cpu_reference/gemm_ref.h"
 #include "cpu_reference/prefill_attention_ref.h"
+#include "promptdistill/dtype.h"
 #include "promptdistill/transformer_ref.h"
 #include "support/generators.h"
 
@@ -286,6 +288,53 @@ TEST_CASE("cpu kernels/attention: within the stated bound of a double-precision 
     MESSAGE("attention " << c.heads << "/" << c.kv_heads << " heads, D " << c.d << ", " << c.n << " rows after " << c.past
                          << ": max |out - exact| / max |v| = " << worst);
     CHECK(worst <= kAttentionBound);
+  }
+}
+
+TEST_CASE("cpu kernels/gemm bf16 tiles: within (2^-17 + gamma_2K) sum |a w16| of the product with the bf16 weights") {
+  // The AMX path (PrefillWeightFormat::kBf16): weights rounded to bf16 (w16), activations split
+  // into hi + lo bf16 terms (within 2^-17 |a|), f32 accumulation of 2K products in the tile
+  // unit's order. Where there is no AMX-BF16, packing for it is refused.
+  const GemmCase cases[] = {{1, 1, {1}}, {33, 100, {17, 33}}, {64, 576, {64, 32, 32}}, {37, 1536, {48}}, {1025, 65, {16}}};
+  for (const GemmCase& c : cases) {
+    const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(c.m), uint64_t(c.k), 16);
+    CAPTURE(c.m);
+    CAPTURE(c.k);
+    CAPTURE(seed);
+    const auto a = pdtest::generate<float>(std::size_t(c.m * c.k), Fill::kNormal, seed);
+    std::vector<std::vector<float>> w;
+    std::vector<gemm::Part> parts;
+    for (std::size_t i = 0; i < c.rows.size(); ++i)
+      w.push_back(pdtest::generate<float>(std::size_t(c.rows[i] * c.k), Fill::kNormal, pdtest::mix(seed, i + 1)));
+    for (std::size_t i = 0; i < c.rows.size(); ++i) parts.push_back({w[i].data(), c.rows[i]});
+    gemm::PackedMatrix packed;
+    const Status st = gemm::PackedMatrix::pack_bf16_tiles(parts.data(), int(parts.size()), c.k, &packed);
+    if (!kernels::amx_bf16_available()) {
+      CHECK(st.code() == StatusCode::kUnsupported);
+      continue;
+    }
+    REQUIRE(st.is_ok());
+    CHECK(packed.bf16_tiles());
+    std::vector<std::vector<float>> out;
+    std::vector<gemm::Output> outs;
+    for (int64_t r : c.rows) out.emplace_back(std::size_t(c.m * r), -7.0f);
+    for (std::size_t i = 0; i < c.rows.size(); ++i) outs.push_back({out[i].data(), c.rows[i]});
+    REQUIRE(gemm::run(packed, a.data(), c.m, c.k, outs.data()).is_ok());
+    const double u = std::ldexp(1.0, -24), bound = std::ldexp(1.0, -17) + 2.0 * double(c.k) * u / (1 - 2.0 * double(c.k) * u);
+    double worst = 0;
+    for (std::size_t p = 0; p < c.rows.size(); ++p)
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = 0; j < c.rows[p]; ++j) {
+          double exact = 0, magnitude = 0;
+          for (int64_t k = 0; k < c.k; ++k) {
+            const double t = double(a[std::size_t(i * c.k + k)]) * double(to_float(to_bf16(w[p][std::size_t(j * c.k + k)])));
+            exact += t, magnitude += std::fabs(t);
+          }
+          const double err = std::fabs(double(out[p][std::size_t(i * c.rows[p] + j)]) - exact);
+          REQUIRE(err <= bound * magnitude);
+          worst = std::max(worst, magnitude > 0 ? err / magnitude : 0.0);
+        }
+    MESSAGE(c.m << "x" << c.k << " bf16 tiles: max |c - exact| / sum |a w16| = " << worst << " (bound " << bound << ")");
   }
 }
 
