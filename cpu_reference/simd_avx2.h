@@ -67,6 +67,8 @@ PD_SIMD_INLINE __m256 pow2i_half(__m256 n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23));
 }
 PD_SIMD_INLINE Vec vpow2i(Vec n) { return {pow2i_half(n.lo), pow2i_half(n.hi)}; }
+//! p * 2^n for integer-valued n in [-126, 127], exact where the result is normal.
+PD_SIMD_INLINE Vec vldexp(Vec p, Vec n) { return vmul(p, vpow2i(n)); }
 //! Lanes where x < t become 0.
 PD_SIMD_INLINE Vec vzero_below(Vec x, float t, Vec a) {
   const __m256 tt = _mm256_set1_ps(t);

@@ -44,6 +44,9 @@ PD_SIMD_INLINE Vec vpow2i(Vec n) {
   const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
   return {_mm512_castsi512_ps(_mm512_slli_epi32(biased, 23))};
 }
+//! p * 2^n for integer-valued n: exact where the result is normal (vscalefps; the other ISAs
+//! multiply by vpow2i(n), the same value).
+PD_SIMD_INLINE Vec vldexp(Vec p, Vec n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 PD_SIMD_INLINE Vec vzero_below(Vec x, float t, Vec a) {
   const __mmask16 below = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(t), _CMP_LT_OQ);
   return {_mm512_mask_mov_ps(a.v, below, _mm512_setzero_ps())};

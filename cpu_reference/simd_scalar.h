@@ -74,6 +74,7 @@ inline Vec vpow2i(Vec n) {
   }
   return r;
 }
+inline Vec vldexp(Vec p, Vec n) { return vmul(p, vpow2i(n)); }
 inline Vec vzero_below(Vec x, float t, Vec a) {
   for (int i = 0; i < 16; ++i)
     if (x.v[i] < t) a.v[i] = 0.0f;
