@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "cpu_reference/prefill_support.h"
+#include "promptdistill/detail/parse_enum.h"
 #include "promptdistill/dtype.h"
 
 namespace promptdistill {
@@ -35,13 +36,9 @@ const char* to_string(PrefillWeightFormat f) noexcept {
   return "unknown";
 }
 
-Status parse(const std::string& name, PrefillWeightFormat* out) noexcept {
-  for (PrefillWeightFormat f : {PrefillWeightFormat::kF32, PrefillWeightFormat::kBf16})
-    if (name == to_string(f)) {
-      *out = f;
-      return Status::ok();
-    }
-  return Status(StatusCode::kInvalidArgument, "unknown prefill weight format '%.40s' (f32, bf16)", name.c_str());
+Status parse(std::string_view name, PrefillWeightFormat* out) noexcept {
+  static constexpr PrefillWeightFormat kAll[] = {PrefillWeightFormat::kF32, PrefillWeightFormat::kBf16};
+  return detail::parse_enum(name, kAll, "prefill weight format", out);
 }
 
 PrefillWeights::PrefillWeights() = default;
