@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 //! The attention of one decode token over its layer's cache (decode_support.h): the exact path
-//! (Eigen, as the prefill computes a row) and the fast path (chunked softmax, f32 or f16 keys and
+//! (the prefill's kernel for one row) and the fast path (chunked softmax, f32 or f16 keys and
 //! values, AVX2 where the build targets x86-64-v3).
 
 #include <Eigen/Core>
@@ -14,40 +14,12 @@
 #endif
 
 #include "cpu_reference/decode_support.h"
+#include "cpu_reference/prefill_attention_ref.h"
 #include "promptdistill/dtype.h"
 
 namespace promptdistill {
 namespace ref {
 namespace {
-
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using Strided = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
-
-//! The prefill's attention (transformer_ref.cpp) for one query row that sees every cached token,
-//! with the score row in the workspace instead of an Eigen temporary (both 32-byte aligned).
-void exact_attention(const ModelConfig& c, const float* q, const KvLayerCache& cache, DecodeWorkspace::Impl* ws, float* attn) {
-  const int64_t H = c.num_heads, D = c.head_dim, qd = H * D, cols = cache.length;
-  const int64_t kv_stride = cache.heads * D, q_per_kv = H / cache.heads;
-  const float scale = 1.0f / std::sqrt(float(D));
-  float* scores = ws->scores.data();
-  const int64_t stride = ws->score_stride;
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t hh = 0; hh < H; ++hh) {
-    const int64_t g = hh / q_per_kv;
-    const Strided Q(q + hh * D, 1, D, Eigen::OuterStride<>(qd));
-    const Strided K(cache.k.data() + g * D, cols, D, Eigen::OuterStride<>(kv_stride));
-    const Strided V(cache.v.data() + g * D, cols, D, Eigen::OuterStride<>(kv_stride));
-    Eigen::Map<RowMajor> s(scores + hh * stride, 1, cols);
-    s.noalias() = Q * K.transpose();
-    s *= scale;
-    auto row = s.row(0).head(cols).array();
-    const float m = row.maxCoeff();
-    row = (row - m).exp();
-    row /= row.sum();
-    Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> out(attn + hh * D, 1, D, Eigen::OuterStride<>(qd));
-    out.noalias() = s * V;
-  }
-}
 
 constexpr int64_t kChunk = 256;   //!< keys per softmax partial (fixed: results do not depend on threads)
 constexpr int64_t kHeadBatch = 4; //!< query heads of one KV group handled per pass over the keys
@@ -165,11 +137,22 @@ void fast_attention(const ModelConfig& c, const float* q, const T* keys, const T
 
 }  // namespace
 
-void decode_attention(const ModelConfig& c, const float* q, const KvLayerCache& cache, bool exact, DecodeWorkspace::Impl* ws,
-                      float* attn) {
-  if (exact) return exact_attention(c, q, cache, ws, attn);
-  if (cache.half) return fast_attention(c, q, cache.k16.data(), cache.v16.data(), cache.heads, cache.length, ws, attn);
-  fast_attention(c, q, cache.k.data(), cache.v.data(), cache.heads, cache.length, ws, attn);
+Status decode_attention(const ModelConfig& c, const float* q, const KvLayerCache& cache, bool exact, DecodeWorkspace::Impl* ws,
+                        float* attn) {
+  if (exact) {
+    attention::Shape s;
+    s.heads = c.num_heads, s.kv_heads = cache.heads, s.head_dim = c.head_dim;
+    const int64_t need = attention::decode_scratch_floats(s, threads());
+    if (ws->attention_scratch.size() < need) PD_RETURN_IF_ERROR(ws->attention_scratch.resize(need));
+    return attention::decode(s, q, cache.k.data(), cache.v.data(), cache.length, attn, ws->attention_scratch.data(),
+                             ws->attention_scratch.size());
+  }
+  if (cache.half) {
+    fast_attention(c, q, cache.k16.data(), cache.v16.data(), cache.heads, cache.length, ws, attn);
+  } else {
+    fast_attention(c, q, cache.k.data(), cache.v.data(), cache.heads, cache.length, ws, attn);
+  }
+  return Status::ok();
 }
 
 }  // namespace ref

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 //! The decode step of the CPU decoder (Transformer::decode): one token through every layer on
-//! workspace buffers. In the exact mode each operation is the one `layer` runs for one row (the
-//! same functions, Eigen's GEMV on row slices, the same attention code), so the bits are equal.
+//! workspace buffers. In the exact mode each operation is the one `layer` runs for that row (the
+//! same packed weights and per-output fma chains, the same attention kernel), so the bits equal
+//! the prefill's row.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -16,6 +17,8 @@
 #include "promptdistill/detail/parse_enum.h"
 #include "cpu_reference/decode_support.h"
 #include "cpu_reference/decoder_ops.h"
+#include "cpu_reference/prefill_attention_ref.h"
+#include "cpu_reference/prefill_support.h"
 
 namespace promptdistill {
 namespace ref {
@@ -109,8 +112,10 @@ Status DecodeWorkspace::reserve(const ModelConfig& c, int64_t max_context) noexc
     w.logits.resize(std::size_t(c.vocab));
     w.block_sums.resize(std::size_t(widest / matvec::kBlock + 1));
     w.xq.reserve(widest / matvec::kBlock * matvec::kBlock);
-    w.score_stride = (max_context + 15) / 16 * 16;
-    w.scores.resize(std::size_t(H * w.score_stride));
+    attention::Shape shape;
+    shape.heads = H, shape.kv_heads = c.num_kv_heads, shape.head_dim = D;
+    const int64_t scratch = attention::decode_scratch_floats(shape, threads());
+    if (w.attention_scratch.size() < scratch) PD_RETURN_IF_ERROR(w.attention_scratch.resize(scratch));
     w.partials.resize(std::size_t(H * ((max_context + 255) / 256) * (2 + D)));
     w.max_context = max_context;
     return Status::ok();
@@ -143,6 +148,9 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
     }
     DecodeWorkspace::Impl& w = *ws->impl();
     const bool exact = options.exact();
+    Status packed;
+    const PrefillWeights::Impl* P = exact ? exact_weights(&packed) : nullptr;
+    PD_RETURN_IF_ERROR(packed);
     const int64_t hd = c.hidden, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim, qd = H * D, kvd = Hkv * D;
     float* x = w.x.data();
     std::memcpy(x, &w_->embed[std::size_t(int64_t(token) * hd)], std::size_t(hd) * sizeof(float));
@@ -188,15 +196,21 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const LayerWeights& L = w_->layers[std::size_t(l)];
       KvLayerCache& cache = (*caches)[std::size_t(l)];
-      const matvec::Matrix* m[7];
+      const matvec::Matrix* m[7] = {};
       matvec::Matrix views[7];
-      matrices(l, m, views);
+      if (!exact) matrices(l, m, views);
 
       PD_RETURN_IF_ERROR(ops::rmsnorm(x, 1, hd, L.attn_norm, c.rms_eps, w.h.data()));
-      const BlockInput hq = input({m[0], m[1], m[2]}, w.h.data(), hd);
-      const Product qkv[3] = {product(*m[0], w.h.data(), hq, w.q.data()), product(*m[1], w.h.data(), hq, w.k.data()),
-                              product(*m[2], w.h.data(), hq, w.v.data())};
-      matvec::run(qkv, 3);
+      const PrefillWeights::Impl::Layer* W = exact ? &P->layers[std::size_t(l)] : nullptr;
+      if (exact) {  // the prefill's packed weights and chains (gemm_ref.h): one row of `layer`
+        const gemm::Output qkv[3] = {{w.q.data(), qd}, {w.k.data(), kvd}, {w.v.data(), kvd}};
+        PD_RETURN_IF_ERROR(gemm::run(W->qkv, w.h.data(), 1, hd, qkv));
+      } else {
+        const BlockInput hq = input({m[0], m[1], m[2]}, w.h.data(), hd);
+        const Product qkv[3] = {product(*m[0], w.h.data(), hq, w.q.data()), product(*m[1], w.h.data(), hq, w.k.data()),
+                                product(*m[2], w.h.data(), hq, w.v.data())};
+        matvec::run(qkv, 3);
+      }
       if (!L.bq.empty())
         for (int64_t i = 0; i < qd; ++i) w.q[std::size_t(i)] += L.bq[std::size_t(i)];
       if (!L.bk.empty())
@@ -222,19 +236,34 @@ Status Transformer::decode(int32_t token, int64_t position, std::vector<KvLayerC
         }
       }
       cache.length += 1;
-      decode_attention(c, w.q.data(), cache, exact, &w, w.attn.data());
+      PD_RETURN_IF_ERROR(decode_attention(c, w.q.data(), cache, exact, &w, w.attn.data()));
 
-      const Product o = product(*m[3], w.attn.data(), input({m[3]}, w.attn.data(), qd), w.o.data());
-      matvec::run(&o, 1);
+      if (exact) {
+        const gemm::Output o[1] = {{w.o.data(), hd}};
+        PD_RETURN_IF_ERROR(gemm::run(W->wo, w.attn.data(), 1, qd, o));
+      } else {
+        const Product o = product(*m[3], w.attn.data(), input({m[3]}, w.attn.data(), qd), w.o.data());
+        matvec::run(&o, 1);
+      }
       for (int64_t i = 0; i < hd; ++i) x[i] += w.o[std::size_t(i)];
 
       PD_RETURN_IF_ERROR(ops::rmsnorm(x, 1, hd, L.mlp_norm, c.rms_eps, w.h.data()));
-      const BlockInput mq = input({m[4], m[5]}, w.h.data(), hd);
-      const Product gate_up[2] = {product(*m[4], w.h.data(), mq, w.gate.data()), product(*m[5], w.h.data(), mq, w.up.data())};
-      matvec::run(gate_up, 2);
+      if (exact) {
+        const gemm::Output gate_up[2] = {{w.gate.data(), c.intermediate}, {w.up.data(), c.intermediate}};
+        PD_RETURN_IF_ERROR(gemm::run(W->gate_up, w.h.data(), 1, hd, gate_up));
+      } else {
+        const BlockInput mq = input({m[4], m[5]}, w.h.data(), hd);
+        const Product gate_up[2] = {product(*m[4], w.h.data(), mq, w.gate.data()), product(*m[5], w.h.data(), mq, w.up.data())};
+        matvec::run(gate_up, 2);
+      }
       PD_RETURN_IF_ERROR(ops::swiglu(w.gate.data(), w.up.data(), c.intermediate));
-      const Product down = product(*m[6], w.gate.data(), input({m[6]}, w.gate.data(), c.intermediate), w.down.data());
-      matvec::run(&down, 1);
+      if (exact) {
+        const gemm::Output down[1] = {{w.down.data(), hd}};
+        PD_RETURN_IF_ERROR(gemm::run(W->down, w.gate.data(), 1, c.intermediate, down));
+      } else {
+        const Product down = product(*m[6], w.gate.data(), input({m[6]}, w.gate.data(), c.intermediate), w.down.data());
+        matvec::run(&down, 1);
+      }
       for (int64_t i = 0; i < hd; ++i) x[i] += w.down[std::size_t(i)];
     }
     PD_RETURN_IF_ERROR(ops::rmsnorm(x, 1, hd, w_->final_norm, c.rms_eps, w.h.data()));

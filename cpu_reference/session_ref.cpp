@@ -54,6 +54,7 @@ Status EigenSession::prefill(const std::vector<int32_t>& prompt, const PipelineC
       if (id < 0 || id >= weights_->config.vocab)
         return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
                       (long long)weights_->config.vocab);
+    PD_RETURN_IF_ERROR(model_.prepare());  // packing the weights is not part of a prefill's time
     // Fresh caches: assigning empty ones would keep the previous prefill's memory (capacity).
     caches_ = std::vector<KvLayerCache>(std::size_t(weights_->config.num_layers));
     layers_done_ = 0;
@@ -110,6 +111,7 @@ Status EigenSession::prefill_promptdistill(const std::vector<int32_t>& prompt, c
     r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
     tick();
     if (!selecting) continue;
+    const auto started = Clock::now();
     Selection s;
     PD_RETURN_IF_ERROR(select_tokens(plan.stages[stage].select, mc, taps.q, 1, taps.keys, n, positions, &s));
     const std::vector<int32_t>& idx = s.indices[0];
@@ -126,12 +128,15 @@ Status EigenSession::prefill_promptdistill(const std::vector<int32_t>& prompt, c
         for (int64_t ll = 0; ll <= l; ++ll) caches_[std::size_t(ll)].keep(idx, D);
       }
     }
+    r->selection_ms += ms_since(started);
     ++stage;
   }
   // Reference order: the composed maps gather each segment's caches after the last layer.
+  const auto started = Clock::now();
   const std::vector<std::vector<int32_t>> maps = compose_stage_maps(stage_maps);
   for (std::size_t m = 0; m < maps.size(); ++m)
     for (int64_t ll = plan.segment_first_layer(m); ll <= plan.stages[m].layer; ++ll) caches_[std::size_t(ll)].keep(maps[m], D);
+  r->selection_ms += ms_since(started);
   PD_RETURN_IF_ERROR(first_token(x, n, &r->first_token));
   r->next_position = int64_t(prompt.size());
   return Status::ok();
@@ -162,6 +167,7 @@ Status EigenSession::gemfilter_select_and_reprefill(const std::vector<int32_t>& 
                                                const LayerTaps& taps, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size());
+  const auto started = Clock::now();
   Selection s;
   PD_RETURN_IF_ERROR(select_tokens(select, mc, taps.q, 1, taps.keys, L, arange(L), &s));
   const std::vector<int32_t>& idx = s.indices[0];
@@ -169,6 +175,7 @@ Status EigenSession::gemfilter_select_and_reprefill(const std::vector<int32_t>& 
   r->selected.push_back({idx});
   std::vector<int32_t> ids(idx.size());
   for (std::size_t i = 0; i < idx.size(); ++i) ids[i] = prompt[std::size_t(idx[i])];
+  r->selection_ms += ms_since(started);
   const int64_t k = int64_t(ids.size());
   std::vector<float> x;
   PD_RETURN_IF_ERROR(model_.embed(ids.data(), k, &x));
@@ -202,9 +209,11 @@ Status EigenSession::prefill_kv_compression(const std::vector<int32_t>& prompt, 
       r->selected.push_back(std::vector<std::vector<int32_t>>(std::size_t(rows), positions));
       continue;
     }
+    const auto started = Clock::now();
     Selection s;
     PD_RETURN_IF_ERROR(select_tokens(sel, mc, taps.q, taps.q_rows, taps.keys, L, positions, &s));
     caches_[std::size_t(l)].keep_per_head(s.indices, D, sel.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
+    r->selection_ms += ms_since(started);
     r->retained.push_back(int64_t(s.indices[0].size()));
     r->selected.push_back(s.indices);
   }

@@ -56,6 +56,7 @@ Status EigenSession::prefill_sweep(const std::vector<int32_t>& prompt, const Pip
         return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
                       (long long)weights_->config.vocab);
     if (budgets.empty()) return Status::ok();
+    PD_RETURN_IF_ERROR(model_.prepare());  // packing the weights is not part of a prefill's time
     const bool shares = !(config.method == PipelineMethod::kPromptDistill && plans[0].truncate_after_last_layer);
     if (!shares) {
       for (std::size_t i = 0; i < budgets.size(); ++i) {

@@ -1,44 +1,79 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 //! CPU reference decoder layer: RMSNorm, Q/K/V (+bias), RoPE at explicit positions, causal GQA
-//! attention over the layer's cache plus the new tokens, output projection, SwiGLU MLP.
+//! attention over the layer's cache plus the new tokens, output projection, SwiGLU MLP. The linear
+//! layers and the attention are the kernels of cpu_kernels.h (gemm_ref.h, prefill_attention_ref.h);
+//! the element-wise parts are the ref:: block ops (decoder_ops.h).
 
 #include "promptdistill/transformer_ref.h"
 
-#include "cpu_reference/decoder_ops.h"
-#include "cpu_reference/matvec_ref.h"
-#include "promptdistill/detail/block_checks.h"
-
-#include <Eigen/Core>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+
+#include "cpu_reference/decoder_ops.h"
+#include "cpu_reference/gemm_ref.h"
+#include "cpu_reference/matvec_ref.h"
+#include "cpu_reference/prefill_attention_ref.h"
+#include "cpu_reference/prefill_support.h"
+#include "promptdistill/detail/block_checks.h"
 
 namespace promptdistill {
 namespace ref {
 namespace {
 
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MapM = Eigen::Map<RowMajor>;
-using MapC = Eigen::Map<const RowMajor>;
-
-//! out[n, out_dim] = x[n, in] * W^T (W row-major [out_dim, in]) (+ bias). One row is a
-//! matrix-vector product split across threads by output rows (matvec_ref.h: the same bits as
-//! Eigen's single-threaded GEMV, which Eigen never splits).
-void linear(const float* x, int64_t n, int64_t in, const std::vector<float>& w, int64_t out_dim,
-            const std::vector<float>& bias, float* out) {
-  MapM y(out, n, out_dim);
-  if (n == 1) {
-    const matvec::Matrix m = matvec::Matrix::view_f32(w.data(), out_dim, in);
-    matvec::Product p;
-    p.m = &m, p.x = x, p.y = out;
-    matvec::run(&p, 1);
-  } else {
-    y.noalias() = MapC(x, n, in) * MapC(w.data(), out_dim, in).transpose();
-  }
-  if (!bias.empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), out_dim);
+//! rows x width values += bias (per column), if there is a bias: what decode adds too.
+void add_bias(float* y, int64_t rows, int64_t width, const std::vector<float>& bias) {
+  if (bias.empty()) return;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < width; ++j) y[r * width + j] += bias[std::size_t(j)];
 }
 
 }  // namespace
+
+//! A layer's buffers, kept from one call to the next (grown, never shrunk) so that a prefill does
+//! not fault in fresh pages for every layer.
+struct LayerScratch {
+  std::vector<float> h, q, k, v, attn, o, gate, up, down, gemm, attention;
+};
+
+struct Transformer::OwnPacking {
+  std::once_flag once;
+  PrefillWeights weights;
+  Status status;
+  std::mutex scratch_mutex;  // a second thread in layer() at the same time gets buffers of its own
+  LayerScratch scratch;
+};
+
+namespace {
+float* grow(std::vector<float>* v, int64_t n) {
+  if (v->size() < std::size_t(n)) v->resize(std::size_t(n));
+  return v->data();
+}
+}  // namespace
+
+Transformer::Transformer(const ModelWeights* weights, const PrefillWeights* prefill)
+    : w_(weights), prefill_(prefill), own_(std::make_shared<OwnPacking>()) {}
+
+const PrefillWeights::Impl* Transformer::exact_weights(Status* status) const noexcept {
+  if (prefill_ != nullptr && prefill_->impl() != nullptr && prefill_->format() == PrefillWeightFormat::kF32)
+    return prefill_->impl();
+  std::call_once(own_->once, [this] {
+    own_->status = PrefillWeights::create(*w_, PrefillWeightFormat::kF32, &own_->weights);
+  });
+  *status = own_->status;
+  return own_->status ? own_->weights.impl() : nullptr;
+}
+
+Status Transformer::prepare() const noexcept {
+  Status s;
+  (void)exact_weights(&s);
+  return s;
+}
+
+PrefillWeightFormat Transformer::prefill_format() const {
+  return prefill_ != nullptr && prefill_->impl() != nullptr ? prefill_->format() : PrefillWeightFormat::kF32;
+}
 
 namespace {
 
@@ -142,95 +177,87 @@ Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const in
   try {
     if (cache != nullptr && cache->half)
       return Status(StatusCode::kInvalidArgument, "layer %lld: the cache holds f16 decode storage; only decode appends to it", (long long)l);
+    Status packed;
+    const PrefillWeights::Impl* P = prefill_ != nullptr && prefill_->impl() != nullptr ? prefill_->impl() : exact_weights(&packed);
+    PD_RETURN_IF_ERROR(packed);
     const ModelConfig& c = w_->config;
     const LayerWeights& L = w_->layers[std::size_t(l)];
+    const PrefillWeights::Impl::Layer& W = P->layers[std::size_t(l)];
     const int64_t hd = c.hidden, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
     const int64_t qd = H * D, kvd = Hkv * D;
     float* x = xs->data();
 
-    std::vector<float> h(std::size_t(n * hd)), q(std::size_t(n * qd)), k(std::size_t(n * kvd)), v(std::size_t(n * kvd));
-    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h.data()));
-    linear(h.data(), n, hd, L.wq, qd, L.bq, q.data());
-    linear(h.data(), n, hd, L.wk, kvd, L.bk, k.data());
-    linear(h.data(), n, hd, L.wv, kvd, L.bv, v.data());
+    std::unique_lock<std::mutex> lock(own_->scratch_mutex, std::try_to_lock);
+    LayerScratch local;
+    LayerScratch& S = lock.owns_lock() ? own_->scratch : local;
+    float* h = grow(&S.h, n * hd);
+    float* q = grow(&S.q, n * qd);
+    float* k = grow(&S.k, n * kvd);
+    float* v = grow(&S.v, n * kvd);
+    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.attn_norm, c.rms_eps, h));
+    const gemm::Output qkv[3] = {{q, qd}, {k, kvd}, {v, kvd}};
+    PD_RETURN_IF_ERROR(gemm::run(W.qkv, h, n, hd, qkv, &S.gemm));
+    add_bias(q, n, qd, L.bq);
+    add_bias(k, n, kvd, L.bk);
+    add_bias(v, n, kvd, L.bv);
     std::vector<float> cos, sin;
     PD_RETURN_IF_ERROR(rope_tables(c, positions, n, total_length, &cos, &sin));
-    PD_RETURN_IF_ERROR(ops::rope(q.data(), n, H, D, cos.data(), sin.data()));
-    PD_RETURN_IF_ERROR(ops::rope(k.data(), n, Hkv, D, cos.data(), sin.data()));
+    PD_RETURN_IF_ERROR(ops::rope(q, n, H, D, cos.data(), sin.data()));
+    PD_RETURN_IF_ERROR(ops::rope(k, n, Hkv, D, cos.data(), sin.data()));
     if (taps != nullptr) {
       const int64_t rows = taps->q_rows < n ? taps->q_rows : n;
-      taps->q.assign(q.end() - rows * qd, q.end());
-      if (taps->want_keys) taps->keys = k;
+      taps->q.assign(q + (n - rows) * qd, q + n * qd);
+      if (taps->want_keys) taps->keys.assign(k, k + n * kvd);
     }
 
     // Keys/values visible to the new tokens: the cache (if any) followed by the new ones.
     const int64_t past = cache != nullptr ? cache->length : 0;
-    const int64_t total = past + n;
-    const float *kp = k.data(), *vp = v.data();
+    const float *kp = k, *vp = v;
     int64_t cache_heads = Hkv;
     if (cache != nullptr) {
       if (cache->heads == 0) cache->heads = Hkv;
       cache_heads = cache->heads;
       if (cache_heads == Hkv) {
-        cache->k.insert(cache->k.end(), k.begin(), k.end());
-        cache->v.insert(cache->v.end(), v.begin(), v.end());
+        cache->k.insert(cache->k.end(), k, k + n * kvd);
+        cache->v.insert(cache->v.end(), v, v + n * kvd);
       } else {  // GQA-expanded cache: repeat each KV head for its query group
         const int64_t rep = cache_heads / Hkv;
         for (int64_t i = 0; i < n; ++i)
           for (int64_t hh = 0; hh < cache_heads; ++hh) {
-            const float* ks = &k[std::size_t((i * Hkv + hh / rep) * D)];
-            const float* vs = &v[std::size_t((i * Hkv + hh / rep) * D)];
+            const float* ks = k + (i * Hkv + hh / rep) * D;
+            const float* vs = v + (i * Hkv + hh / rep) * D;
             cache->k.insert(cache->k.end(), ks, ks + D);
             cache->v.insert(cache->v.end(), vs, vs + D);
           }
       }
-      cache->length = total;
+      cache->length = past + n;
       kp = cache->k.data();
       vp = cache->v.data();
     }
-    const int64_t kv_stride = cache_heads * D, q_per_kv = H / cache_heads;
-    std::vector<float> attn(std::size_t(n * qd));
-    const float scale = 1.0f / std::sqrt(float(D));
-    // Causal attention in blocks of query rows: a block only multiplies the keys its last row can
-    // see (about half the work of the full n x total product), and the softmax uses Eigen's
-    // vectorised exp.
-    constexpr int64_t kRowBlock = 128;
-    const int64_t row_blocks = (n + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t task = 0; task < H * row_blocks; ++task) {
-      const int64_t hh = task / row_blocks, r0 = (task % row_blocks) * kRowBlock;
-      const int64_t rows = std::min(kRowBlock, n - r0), g = hh / q_per_kv, cols = past + r0 + rows;
-      using Strided = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
-      const Strided Q(q.data() + r0 * qd + hh * D, rows, D, Eigen::OuterStride<>(qd));
-      const Strided K(kp + g * D, cols, D, Eigen::OuterStride<>(kv_stride));
-      const Strided V(vp + g * D, cols, D, Eigen::OuterStride<>(kv_stride));
-      RowMajor s = (Q * K.transpose()) * scale;  // [rows, cols]
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t visible = past + r0 + i + 1;
-        auto row = s.row(i).head(visible).array();
-        const float m = row.maxCoeff();
-        row = (row - m).exp();
-        row /= row.sum();
-        s.row(i).tail(cols - visible).setZero();
-      }
-      Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> out(attn.data() + r0 * qd + hh * D, rows, D, Eigen::OuterStride<>(qd));
-      out.noalias() = s * V;
-    }
-    std::vector<float> o(std::size_t(n * hd));
-    linear(attn.data(), n, qd, L.wo, hd, {}, o.data());
-    for (int64_t i = 0; i < n * hd; ++i) x[i] += o[std::size_t(i)];
+    float* attn = grow(&S.attn, n * qd);
+    attention::Shape shape;
+    shape.heads = H, shape.kv_heads = cache_heads, shape.head_dim = D;
+    PD_RETURN_IF_ERROR(attention::prefill(shape, q, n, kp, vp, past, attn, &S.attention));
+    float* o = grow(&S.o, n * hd);
+    const gemm::Output wo[1] = {{o, hd}};
+    PD_RETURN_IF_ERROR(gemm::run(W.wo, attn, n, qd, wo, &S.gemm));
+    for (int64_t i = 0; i < n * hd; ++i) x[i] += o[i];
 
     // MLP in row chunks so that the [rows, intermediate] activations stay bounded.
     constexpr int64_t kChunk = 512;
-    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h.data()));
-    std::vector<float> gate(std::size_t(std::min(n, kChunk) * c.intermediate)), up(gate.size()), down(std::size_t(std::min(n, kChunk) * hd));
+    PD_RETURN_IF_ERROR(ops::rmsnorm(x, n, hd, L.mlp_norm, c.rms_eps, h));
+    const int64_t chunk = std::min(n, kChunk);
+    float* gate = grow(&S.gate, chunk * c.intermediate);
+    float* up = grow(&S.up, chunk * c.intermediate);
+    float* down = grow(&S.down, chunk * hd);
     for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
       const int64_t rows = std::min(kChunk, n - r0);
-      linear(h.data() + r0 * hd, rows, hd, L.w_gate, c.intermediate, {}, gate.data());
-      linear(h.data() + r0 * hd, rows, hd, L.w_up, c.intermediate, {}, up.data());
-      PD_RETURN_IF_ERROR(ops::swiglu(gate.data(), up.data(), rows * c.intermediate));
-      linear(gate.data(), rows, c.intermediate, L.w_down, hd, {}, down.data());
-      for (int64_t i = 0; i < rows * hd; ++i) x[r0 * hd + i] += down[std::size_t(i)];
+      const gemm::Output gate_up[2] = {{gate, c.intermediate}, {up, c.intermediate}};
+      PD_RETURN_IF_ERROR(gemm::run(W.gate_up, h + r0 * hd, rows, hd, gate_up, &S.gemm));
+      PD_RETURN_IF_ERROR(ops::swiglu(gate, up, rows * c.intermediate));
+      const gemm::Output out[1] = {{down, hd}};
+      PD_RETURN_IF_ERROR(gemm::run(W.down, gate, rows, c.intermediate, out, &S.gemm));
+      for (int64_t i = 0; i < rows * hd; ++i) x[r0 * hd + i] += down[i];
     }
     return Status::ok();
   } catch (const std::bad_alloc&) {
@@ -244,7 +271,11 @@ Status Transformer::logits(const float* row, std::vector<float>* out) const noex
     std::vector<float> h(std::size_t(c.hidden));
     PD_RETURN_IF_ERROR(ops::rmsnorm(row, 1, c.hidden, w_->final_norm, c.rms_eps, h.data()));
     out->resize(std::size_t(c.vocab));
-    linear(h.data(), 1, c.hidden, w_->output_matrix(), c.vocab, {}, out->data());
+    // The LM head: Eigen's GEMV on row slices (matvec_ref.h), as the decode step computes it.
+    const matvec::Matrix m = matvec::Matrix::view_f32(w_->output_matrix().data(), c.vocab, c.hidden);
+    matvec::Product p;
+    p.m = &m, p.x = h.data(), p.y = out->data();
+    matvec::run(&p, 1);
     return Status::ok();
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "logits: out of host memory");

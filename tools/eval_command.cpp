@@ -276,7 +276,8 @@ int run_longbench(const Args& a) {
 int cmd_eval(const Args& a, const std::string& kind) {
   reject_unknown(a, {"model", "lengths", "depths", "methods", "budgets", "selection-layers", "cache-truncation-end", "window",
                      "per", "pool", "pool-kernel", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples",
-                     "backend", "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache", "max-memory"});
+                     "backend", "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache",
+                     "prefill-weights", "max-memory"});
   std::vector<std::string> methods = {"full", "promptdistill", "gemfilter", "snapkv", "h2o"};
   if (a.values.count("methods")) methods = a.values.at("methods");
   reject_inapplicable(a, methods);

@@ -28,7 +28,8 @@ namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
     "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "budget", "capacity", "window", "per", "pool",
     "pool-kernel", "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods",
-    "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache", "max-memory"};
+    "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache", "prefill-weights", "max-positions",
+    "max-memory"};
 
 }  // namespace
 
@@ -83,6 +84,21 @@ void load_model(const Args& a, LoadedModel* m) {
     fail("--decode-weights and --kv-cache choose how the CPU backend decodes");
   if (format == ref::DecodeWeightFormat::kGguf && dtype != "f32")
     fail("--decode-weights gguf keeps the file's own tensors; it cannot follow --weights-dtype " + dtype);
+  // --max-positions: raise the model's context (RoPE unchanged: positions past the trained ones
+  // extrapolate), e.g. to time a prompt longer than the model was trained for.
+  if (a.values.count("max-positions")) {
+    const int64_t n = get_int(a, "max-positions", 0);
+    if (n < 1 || n > (int64_t(1) << 24)) fail("--max-positions must be between 1 and 16777216, got " + std::to_string(n));
+    m->weights.config.max_positions = n;
+  }
+  ref::PrefillWeightFormat prefill = ref::PrefillWeightFormat::kF32;
+  if (Status p = ref::parse(get(a, "prefill-weights", "f32"), &prefill); !p) fail("--prefill-weights: " + std::string(p.message()));
+  if (get(a, "backend", "cpu") != "cpu" && (a.values.count("prefill-weights") || a.values.count("max-positions")))
+    fail("--prefill-weights and --max-positions are for the CPU backend");
+  if (get(a, "backend", "cpu") == "cpu") {
+    const Status p = ref::PrefillWeights::create(m->weights, prefill, &m->prefill_weights);
+    if (!p) fail_status(p);
+  }
   if (format != ref::DecodeWeightFormat::kF32) {
     struct stat st {};
     const bool gguf_file = stat(m->path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
@@ -103,6 +119,8 @@ void describe_cpu_settings(const LoadedModel& m, nlohmann::json* j) {
   (*j)["threads"] = ref::threads();
   (*j)["decode_weights"] = m.decode.weights != nullptr ? m.decode.weights->describe() : std::string("f32");
   (*j)["kv_cache"] = to_string(m.decode.kv);
+  (*j)["prefill_weights"] = m.prefill_weights.describe();
+  (*j)["cpu_kernels"] = ref::cpu_kernels();
 }
 
 namespace {
@@ -271,6 +289,7 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
     check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1, "the prefill");
     reset_peak_rss();
     ref::EigenSession session(&m.weights);
+    session.set_prefill_weights(&m.prefill_weights);
     session.set_decode_options(m.decode);
     const bool bar = isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
     if (bar)
@@ -297,6 +316,7 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const Pi
   std::vector<RunOutput> outputs(budgets.size());
   check_cpu_memory(m, config, int64_t(p.ids.size()), max_new, int64_t(budgets.size()), "the shared prefill of a budget sweep");
   ref::EigenSession session(&m.weights);
+  session.set_prefill_weights(&m.prefill_weights);
   session.set_decode_options(m.decode);
   const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
     RunOutput& out = outputs[i];
@@ -357,6 +377,7 @@ int cmd_generate(const Args& a) {
     j["generated_ids"] = r.generated;
     j["text"] = r.text;
     j["ttft_ms"] = r.prefill.ttft_ms;
+    j["selection_ms"] = r.prefill.selection_ms;
     j["decode_ms_per_token"] = r.decode_ms_per_token;
     j["peak_memory_bytes"] = r.peak_memory;
     j["peak_memory_kind"] = r.memory_kind;
@@ -393,7 +414,8 @@ int cmd_compare(const Args& a) {
   std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
               p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
   if (get(a, "backend", "cpu") == "cpu")
-    std::printf("CPU: %d threads, decode weights %s, KV cache %s\n", threads,
+    std::printf("CPU: %d threads, kernels %s; prefill weights %s; decode weights %s, KV cache %s\n", threads,
+                ref::cpu_kernels().c_str(), m.prefill_weights.describe().c_str(),
                 m.decode.weights != nullptr ? m.decode.weights->describe().c_str() : "f32 (exact)", to_string(m.decode.kv));
   std::printf("%-22s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
   for (const auto& method : methods) {

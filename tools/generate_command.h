@@ -27,6 +27,8 @@ struct LoadedModel {
   promptdistill::ref::DecodeOptions decode;
   //! --max-memory in bytes (0: what the system reports available, checked at each run).
   int64_t max_memory_bytes = 0;
+  //! --prefill-weights: the CPU sessions' packed prefill weights (f32 by default), made once.
+  promptdistill::ref::PrefillWeights prefill_weights;
 };
 struct Prompt {
   std::vector<int32_t> ids;

@@ -46,8 +46,8 @@ constexpr CommandUsage kCommands[] = {
                        [--pool {pool}] [--pool-kernel {pool_kernel}]
                        [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50] [--ignore-eos]
                        [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
-                       [--threads N] [--decode-weights f32|f16|gguf] [--kv-cache f32|f16]
-                       [--max-memory 16G] [--dump-selection] [--json]
+                       [--threads N] [--prefill-weights f32|bf16] [--decode-weights f32|f16|gguf]
+                       [--kv-cache f32|f16] [--max-positions N] [--max-memory 16G] [--dump-selection] [--json]
       Prefill with the method, then greedy decoding (stopping after the model's end-of-sequence
       token, or exactly --max-new-tokens tokens with --ignore-eos). The defaults are every method's
       published settings (`promptdistill defaults`); the main job (scripts/run_main.sh) selects at
@@ -58,14 +58,18 @@ constexpr CommandUsage kCommands[] = {
       --pool and --pool-kernel (promptdistill, gemfilter, snapkv). --backend cuda: the GPU
       session, bf16 unless --dtype; --weights-dtype: round the weights (the CPU then computes with
       what a 16-bit backend stores). --threads: CPU threads (default OMP_NUM_THREADS, else one per
-      core). --decode-weights and --kv-cache: how the CPU decodes (prefill stays exact f32): f32 is
-      the exact reference; f16 rounds the weights; gguf reads the file's own blocks (Q4_0/Q4_1/Q8_0,
-      F16): the same weight values, a quarter to half the bytes, with int16-quantized activations;
-      --kv-cache f16 halves the cache decoding reads. The fast modes are Tier C (docs/design.md §4). Without a prompt: the built-in long prompt (a
-      fact hidden in a few thousand tokens of filler, and a question about it). --max-memory (512M,
-      16G, bytes): a prefill whose estimated peak (activations, KV caches, selection scores) is
-      larger is refused before it starts, with the numbers; default: what the system reports
-      available (MemAvailable; on CUDA the device's free memory).
+      core). --prefill-weights: how the CPU prefills: f32 is the exact reference; bf16 rounds the
+      weights to bf16 and runs the linear layers on AMX tiles where the CPU has them (activations
+      as two bf16 terms, f32 accumulation; attention stays f32). --decode-weights and --kv-cache:
+      how the CPU decodes: f32 is the exact reference; f16 rounds the weights; gguf reads the
+      file's own blocks (Q4_0/Q4_1/Q8_0, F16): the same weight values, a quarter to half the
+      bytes, with int16-quantized activations; --kv-cache f16 halves the cache decoding reads. The
+      fast modes are Tier C (docs/design.md §4). --max-positions: raise the model's context (RoPE
+      unchanged), to time prompts longer than it was trained for. Without a prompt: the built-in
+      long prompt (a fact hidden in a few thousand tokens of filler, and a question about it).
+      --max-memory (512M, 16G, bytes): a prefill whose estimated peak (activations, KV caches,
+      selection scores) is larger is refused before it starts, with the numbers; default: what the
+      system reports available (MemAvailable; on CUDA the device's free memory).
 )"},
     {"compare", R"(  promptdistill compare [--methods full promptdistill ...] [generate's options]
       The same prompt through several methods, side by side (the main job). An option must apply
@@ -74,7 +78,8 @@ constexpr CommandUsage kCommands[] = {
     {"eval", R"(  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
                        [--methods full promptdistill gemfilter snapkv h2o] [--budgets 64 128 256 512 1024]
                        [--selection-layers {layers}] [--haystack FILE] [--out results.jsonl [--resume]]
-                       [--threads N] [--decode-weights f32|f16|gguf] [--kv-cache f32|f16] [--max-memory 16G]
+                       [--threads N] [--prefill-weights f32|bf16] [--decode-weights f32|f16|gguf]
+                       [--kv-cache f32|f16] [--max-memory 16G]
   promptdistill eval longbench --data DIR_OR_FILE [--templates dataset2prompt.json] [--methods ...]
                        [--budgets {n_topks}] [--max-samples N] [--out results.jsonl [--resume]]
       One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,

@@ -177,6 +177,9 @@ struct PrefillResult {
   std::vector<int64_t> cache_lengths;                 //!< per layer after prefill
   int64_t next_position = 0;                          //!< position of the first generated token
   double ttft_ms = 0;
+  //! Of ttft_ms, the time spent selecting tokens: scoring, top-k, the gathers of kept rows and
+  //! cache truncation or compaction (ref::EigenSession::prefill; 0 where not measured).
+  double selection_ms = 0;
   int64_t peak_kv_cache_bytes = 0;                    //!< largest total K/V held during prefill
 };
 

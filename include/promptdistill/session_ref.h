@@ -49,6 +49,10 @@ class EigenSession {
   Status prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
                        const SweepVisitor& visit) noexcept;
 
+  //! The prefill's packed weights (PrefillWeights, shared between sessions; must outlive the
+  //! session): f32 (the exact reference) or the opt-in bf16. Without it the session packs the f32
+  //! weights itself, once, before its first prefill's clock starts.
+  void set_prefill_weights(const PrefillWeights* weights) { model_ = Transformer(weights_, weights); }
   //! How decode steps run (Transformer::decode): the exact f32 reference by default, or faster
   //! weights and a 16-bit cache (Tier C). `options.weights` must outlive the session. With a
   //! 16-bit cache, prefill converts its caches at its end (inside ttft_ms).

@@ -4,15 +4,19 @@
 //! @file
 //! Provided by promptdistill::cpu_pipelines.
 //! The CPU reference decoder (`promptdistill::ref`, in promptdistill::cpu_reference): f32 compute
-//! on f32 weights, Eigen GEMMs (multithreaded with OpenMP), explicit position ids, per-layer KV
-//! caches whose lengths may differ from layer to layer. It is the oracle for the CUDA blocks and
-//! the engine of the CPU pipelines. GEMMs and attention are Tier C (no bitwise claim).
+//! on f32 weights, explicit position ids, per-layer KV caches whose lengths may differ from layer
+//! to layer. It is the oracle for the CUDA blocks and the engine of the CPU pipelines. Its linear
+//! layers and attention run the kernels of cpu_reference/cpu_kernels.h (packed weights, a tiled
+//! causal attention, AVX2 or AVX-512 chosen at start, OpenMP threads): Tier C against exact
+//! arithmetic, but each output is computed in one fixed order, so the bits do not depend on the
+//! thread count, the instruction set or how many rows a call has.
 //!
 //! Single-token steps (decode) have their own path, `Transformer::decode`: allocation-free after
-//! DecodeWorkspace::reserve, matrix-vector products split across threads by output rows. With the
-//! default DecodeOptions it computes exactly what `layer` computes for one token (the exact f32
-//! reference: same bits, whatever the thread count). Opt-in fast modes, Tier C against it
-//! (docs/design.md §4): weights in f16 or in GGUF blocks (DecodeWeights), a 16-bit KV cache.
+//! DecodeWorkspace::reserve. With the default DecodeOptions it computes exactly what `layer`
+//! computes for that token in a prefill (the exact f32 reference: the same bits as the prefill's
+//! row, whatever the thread count). Opt-in fast modes, Tier C against it (docs/design.md §4):
+//! weights in f16 or in GGUF blocks (DecodeWeights), a 16-bit KV cache; and a bf16 prefill
+//! (PrefillWeights).
 
 #include <cstdint>
 #include <memory>
@@ -26,13 +30,14 @@
 namespace promptdistill {
 namespace ref {
 
-//! The CPU decoder's thread count (OpenMP regions and Eigen's GEMMs); n <= 0 restores the default
-//! (OMP_NUM_THREADS, else one per core). The exact path's prefill GEMMs are Eigen's, whose
-//! blocking depends on the thread count: prefill bits are those of a given thread count. Decode
-//! products split output rows only, so their bits do not depend on it.
+//! The CPU decoder's thread count (its OpenMP regions); n <= 0 restores the default
+//! (OMP_NUM_THREADS, else one per core). No result depends on it.
 void set_threads(int n) noexcept;
 //! The thread count the decoder's parallel regions use now.
 int threads() noexcept;
+//! Which f32 kernels the decoder runs and why, e.g. "avx512 (measured 202 GFLOP/s per thread;
+//! avx2 109)"; "+ amx-bf16" where the bf16 prefill can use AMX tiles.
+std::string cpu_kernels();
 
 //! One layer's cache: post-RoPE keys and values, [length, heads, D] each, in token order.
 //! `heads` is the model's H_kv, or H for a GQA-expanded cache (SnapKV/H2O per query head, as the
@@ -112,6 +117,42 @@ class DecodeWeights {
   std::unique_ptr<Impl> impl_;
 };
 
+//! Weight formats of the prefill's linear layers. kF32: the model's f32 weights, packed once for
+//! the CPU kernels (the exact mode; its packing is also what the exact decode step reads). kBf16
+//! (opt-in, Tier C): the weights rounded to bf16 (nearest even), the activations split into two
+//! bf16 terms (hi + lo, 16 significant bits), products accumulated in f32 with the AMX tile
+//! instructions where the CPU has them (a 16x wider product than f32 FMA); elsewhere the rounded
+//! weights run the f32 kernels. Attention and the element-wise ops stay f32 in both.
+enum class PrefillWeightFormat : int32_t { kF32 = 0, kBf16 = 1 };
+const char* to_string(PrefillWeightFormat f) noexcept;
+//! "f32", "bf16".
+Status parse(std::string_view name, PrefillWeightFormat* out) noexcept;
+
+//! A model's linear weights packed for the prefill (Q/K/V as one matrix, gate/up as one, the
+//! output and down projections), built once per model and read-only after: share one between
+//! sessions. The f32 weights stay in ModelWeights (embedding, LM head, the other decoders).
+class PrefillWeights {
+ public:
+  PrefillWeights();
+  ~PrefillWeights();
+  PrefillWeights(PrefillWeights&&) noexcept;
+  PrefillWeights& operator=(PrefillWeights&&) noexcept;
+
+  //! Packs `weights` (which must outlive nothing: the packs are copies) in `format`.
+  static Status create(const ModelWeights& weights, PrefillWeightFormat format, PrefillWeights* out) noexcept;
+  PrefillWeightFormat format() const;
+  //! Bytes of the packed copies.
+  int64_t bytes() const;
+  //! E.g. "f32, panels of 16 (avx2 kernels)" or "bf16 (amx)".
+  std::string describe() const;
+
+  struct Impl;
+  const Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 //! The storage of decode caches: kF32 (exact) or kF16 (converted after the prefill; decode reads
 //! half the bytes).
 enum class KvStorage : int32_t { kF32 = 0, kF16 = 1 };
@@ -148,8 +189,15 @@ class DecodeWorkspace {
 
 class Transformer {
  public:
-  explicit Transformer(const ModelWeights* weights) : w_(weights) {}
+  //! `prefill` (optional, must outlive the Transformer) holds the packed weights of the prefill's
+  //! linear layers; without it, or when it is not f32, the f32 packing the exact paths need is
+  //! made on first use (prepare()) and shared by copies of this Transformer.
+  explicit Transformer(const ModelWeights* weights, const PrefillWeights* prefill = nullptr);
   const ModelConfig& config() const { return w_->config; }
+  //! Makes the packed weights now (layer and decode do it on first use): call it before timing.
+  Status prepare() const noexcept;
+  //! The prefill's weight format.
+  PrefillWeightFormat prefill_format() const;
 
   //! x = embedding rows of `ids` ([n, hidden]); ids outside the vocabulary are an error.
   Status embed(const int32_t* ids, int64_t n, std::vector<float>* x) const noexcept;
@@ -172,7 +220,12 @@ class Transformer {
                 DecodeWorkspace* ws, int32_t* next) const noexcept;
 
  private:
+  struct OwnPacking;
+  //! The f32 packing (the exact prefill's and decode's), or an error from making it.
+  const PrefillWeights::Impl* exact_weights(Status* status) const noexcept;
   const ModelWeights* w_;
+  const PrefillWeights* prefill_ = nullptr;
+  std::shared_ptr<OwnPacking> own_;
 };
 
 //! Index of the largest logit in ArgMax's order (blocks.h): the first one on ties, the first NaN

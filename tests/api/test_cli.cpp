@@ -362,6 +362,37 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
   for (std::size_t i = 1; i < stopping["generated_ids"].size(); ++i) CHECK(stopping["generated_ids"][i] != 2);  // [0] is kept whatever it is
 }
 
+TEST_CASE("cli: the CPU prefill modes and --max-positions, recorded in the JSON; their errors") {
+  const TinyRun tiny;
+  const auto exact = run_cli(tiny.base + " --max-new-tokens 3");
+  CAPTURE(exact.err);
+  REQUIRE(exact.exit_code == 0);
+  const auto e = nlohmann::json::parse(exact.out);
+  CHECK(e["prefill_weights"].get<std::string>().rfind("f32, ", 0) == 0);
+  CHECK(!e["cpu_kernels"].get<std::string>().empty());
+  CHECK(e["selection_ms"] == 0.0);  // full KV selects nothing
+  const auto bf16 = run_cli(tiny.base + " --max-new-tokens 3 --prefill-weights bf16");
+  CAPTURE(bf16.err);
+  REQUIRE(bf16.exit_code == 0);
+  const auto b = nlohmann::json::parse(bf16.out);
+  CHECK(b["prefill_weights"].get<std::string>().rfind("bf16, ", 0) == 0);
+  CHECK(b["generated_ids"].size() == 3u);
+  // The 60-token prompt does not fit a context lowered to 30: the flag reaches the model.
+  const auto shorter = run_cli(tiny.base + " --max-new-tokens 2 --max-positions 30");
+  CHECK(shorter.exit_code != 0);
+  CHECK(shorter.err.find("30") != std::string::npos);
+  struct Bad {
+    std::string args, mentions;
+  };
+  for (const Bad& bad : {Bad{" --prefill-weights f8", "--prefill-weights"}, Bad{" --max-positions 0", "--max-positions"},
+                         Bad{" --prefill-weights bf16 --backend cuda", "CPU backend"}}) {
+    const auto r = run_cli(tiny.base + " --max-new-tokens 2" + bad.args);
+    CAPTURE(bad.args);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(bad.mentions) != std::string::npos);
+  }
+}
+
 TEST_CASE("cli: --threads on every command, recorded in the JSON; the CPU decode modes and their errors") {
   const TinyRun tiny;
   const auto one = run_cli(tiny.base + " --max-new-tokens 3 --threads 1");

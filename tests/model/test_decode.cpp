@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CPU decode path (Transformer::decode) on a random model: the exact mode equals the prefill
-// layer's one-row forward bit for bit (Tier A against `layer`, also on GQA-expanded caches) at
-// any thread count; the fast modes (f16 weights, f16 cache) stay within stated bounds and do not
-// depend on the thread count; a reserved step allocates nothing; bad input gets a Status.
+// layer's one-row forward bit for bit (Tier A against `layer`, also on GQA-expanded caches) and
+// that token's row of one prefill over the whole sequence, at any thread count; the fast modes
+// (f16 weights, f16 cache) stay within stated bounds and do not depend on the thread count; a
+// reserved step allocates nothing; bad input gets a Status.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -134,6 +135,51 @@ TEST_CASE("decode/exact: the decode step equals the layer forward of one row, bi
   o.weights = &f32;
   CHECK(o.exact());
   CHECK(same_bits(steps_by_decode(w, p, 6, o), want));
+}
+
+TEST_CASE("decode/exact: each decode step equals that token's row of one prefill of the whole sequence") {
+  // The decode step's products are the prefill GEMM's chains for one row and its attention the
+  // prefill kernel for one row (cpu_kernels.h): no reduction order depends on the row count.
+  const ModelWeights w = pdtest::random_model(27);
+  const std::vector<int32_t> prompt = pdtest::random_prompt(150, 10);
+  const Prefilled p = prefill(w, prompt);
+  Transformer t(&w);
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    set_threads(threads);
+    // Six greedy steps; the tokens they were fed follow the prompt in one sequence.
+    std::vector<int32_t> sequence = prompt;
+    Prefilled d = p;
+    DecodeWorkspace ws;
+    REQUIRE(ws.reserve(w.config, p.length + 6).is_ok());
+    std::vector<std::vector<float>> stepped;
+    int32_t token = p.first;
+    for (int s = 0; s < 6; ++s) {
+      sequence.push_back(token);
+      REQUIRE(t.decode(token, p.length + s, &d.caches, DecodeOptions{}, &ws, &token).is_ok());
+      stepped.push_back(ws.logits());
+    }
+    std::vector<int32_t> pos(sequence.size());
+    for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+    const int64_t n = int64_t(sequence.size());
+    std::vector<float> x, logits;
+    REQUIRE(t.embed(sequence.data(), n, &x).is_ok());
+    std::vector<KvLayerCache> caches(std::size_t(w.config.num_layers));
+    for (int64_t l = 0; l < w.config.num_layers; ++l)
+      REQUIRE(t.layer(l, &x, n, pos.data(), n, &caches[std::size_t(l)], nullptr).is_ok());
+    for (int s = 0; s < 6; ++s) {
+      REQUIRE(t.logits(&x[std::size_t((p.length + s) * w.config.hidden)], &logits).is_ok());
+      CHECK(std::memcmp(logits.data(), stepped[std::size_t(s)].data(), logits.size() * sizeof(float)) == 0);
+    }
+    // And the caches the steps appended are the prefill's rows.
+    for (int64_t l = 0; l < w.config.num_layers; ++l) {
+      const KvLayerCache &a = caches[std::size_t(l)], &b = d.caches[std::size_t(l)];
+      REQUIRE(a.k.size() == b.k.size());
+      CHECK(std::memcmp(a.k.data(), b.k.data(), a.k.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(a.v.data(), b.v.data(), a.v.size() * sizeof(float)) == 0);
+    }
+  }
+  set_threads(0);
 }
 
 TEST_CASE("decode/exact: GQA-expanded caches (SnapKV/H2O per query head) decode as the layer forward does") {
