@@ -118,6 +118,7 @@ std::vector<nlohmann::json> comparable(const std::string& path) {
     nlohmann::json j = nlohmann::json::parse(line);
     j.erase("ttft_ms");
     j.erase("prefill_shared");
+    j.erase("cpu_kernels");  // carries the kernels' rates measured at each start
     out.push_back(j);
   }
   return out;
