@@ -39,6 +39,8 @@ namespace promptdistill {
   template <class T> using ScorePartial = ns::ScorePartial<T>;                                             \
   using FinishSelect = ns::FinishSelect;                                                                   \
   using RemapPositions = ns::RemapPositions;                                                               \
+  using SumRows = ns::SumRows;                                                                             \
+  using TopK = ns::TopK;                                                                                   \
   template <class T> using CompactKv = ns::CompactKv<T>;                                                   \
   /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */       \
   static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                                \
