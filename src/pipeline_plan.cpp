@@ -49,8 +49,10 @@ FastKvLayer PipelinePlan::fastkv_layer(int64_t layer, int64_t tokens) const noex
   // whose q_len is below its budget keeps everything and propagates nothing.
   FastKvLayer out;
   const bool proportional = retain_rate > 0.0;
-  const double rate = layer <= tsp_layer ? retain_rate : retain_rate / tsp_rate;
-  out.budget = proportional ? int64_t(double(tokens) * rate) : compression.budget;
+  if (proportional)
+    out.budget = int64_t(double(tokens) * (layer <= tsp_layer ? retain_rate : retain_rate / tsp_rate));
+  else
+    out.budget = compression.budget;
   out.compresses = tokens >= out.budget;
   const int64_t tsp = proportional ? int64_t(double(tokens) * tsp_rate) : tsp_length;
   out.propagated = layer == tsp_layer && out.compresses && tokens > tsp ? tsp : tokens;

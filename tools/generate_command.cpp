@@ -156,7 +156,9 @@ PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
   c.selection_layers = get_ints(a, "selection-layers", c.selection_layers);
   c.n_topks = get_ints(a, "n-topks", c.n_topks);
   c.cache_truncation_end = get_int(a, "cache-truncation-end", c.cache_truncation_end);
-  c.score_layers = get_ints(a, "score-layers", c.score_layers);
+  // Method options are set on the methods that read them (compare and eval run several).
+  if (c.method == PipelineMethod::kPromptDistill || c.method == PipelineMethod::kGemFilter)
+    c.score_layers = get_ints(a, "score-layers", c.score_layers);
   c.budget = get_int(a, renamed_option(a, "budget", "capacity"), c.budget);
   c.window = int32_t(get_int(a, "window", c.window));
   if (c.method != PipelineMethod::kFastKV) parse_option(a, "per", to_string(c.grouping), &c.grouping);
@@ -236,6 +238,13 @@ int64_t peak_rss_bytes() {
 }  // namespace
 
 namespace {
+//! The K/V a session's caches hold (f32): length x heads x head_dim, keys and values, every layer.
+int64_t held_kv_bytes(const ref::EigenSession& session, const ModelConfig& config) {
+  int64_t bytes = 0;
+  for (const auto& cache : session.caches()) bytes += cache.length * cache.heads * config.head_dim * 2 * int64_t(sizeof(float));
+  return bytes;
+}
+
 //! One prefill + greedy decode on a device backend's BatchSession with storage type T.
 template <class Session>
 Status run_session(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new,
@@ -291,6 +300,7 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
       });
     Status s = session.prefill(p.ids, c, &out.prefill);
     if (!s) fail_status(s);
+    out.kv_cache_bytes = held_kv_bytes(session, m.weights.config);
     s = session.generate(out.prefill.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token);
     if (!s) fail_status(s);
     out.peak_memory = peak_rss_bytes();
@@ -309,6 +319,7 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const Pi
   const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
     RunOutput& out = outputs[i];
     out.prefill = result;
+    out.kv_cache_bytes = held_kv_bytes(session, m.weights.config);
     PD_RETURN_IF_ERROR(session.generate(result.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token));
     out.memory_kind = "resident";  // one process serves every budget: no peak of its own
     if (m.has_tokenizer) m.tokenizer.decode(out.generated, &out.text, /*skip_special=*/true);

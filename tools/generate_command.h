@@ -36,6 +36,9 @@ struct RunOutput {
   std::string text;
   double decode_ms_per_token = 0;
   int64_t peak_memory = 0;      //!< resident memory (cpu) or device memory the session held (cuda)
+  //! CPU: the K/V the caches hold after the prefill (what decoding starts from; f32, every layer,
+  //! GQA-expanded heads counted); 0 on a device backend.
+  int64_t kv_cache_bytes = 0;
   std::string memory_kind;     //!< "resident" or "device"
 };
 
@@ -67,6 +70,8 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const pr
 void reject_inapplicable(const Args& a, const std::vector<std::string>& methods);
 //! `promptdistill eval passkey|needle|longbench`.
 int cmd_eval(const Args& a, const std::string& kind);
+//! `eval ruler` (tools/ruler_command.cpp).
+int cmd_eval_ruler(const Args& a);
 
 //! `promptdistill generate`: one method, one prompt, greedy decoding; text or --json output.
 int cmd_generate(const Args& a);
