@@ -7,14 +7,14 @@
 #   pd13    promptdistill and gemfilter at layer 13 (published)
 #   pd20    promptdistill at layer 20 (the main job's layer for SmolLM2's 30)
 #   pdagg   promptdistill at layer 13 ranking by the mean of layers 10-13 (score_layers)
-# Usage: LENGTH=1024 GROUPS="base pd13" FIRST=0 SAMPLES=25 bash scripts/run_ruler_grid.sh [OUT]
+# Usage: LENGTH=1024 METHOD_GROUPS="base pd13" FIRST=0 SAMPLES=25 bash scripts/run_ruler_grid.sh [OUT]
 # Decoding reads the GGUF's own blocks with an f16 cache (--decode-weights gguf --kv-cache f16,
 # Tier C: the same greedy tokens on the golden prompts); the prefill is the exact f32 path, and each
 # line says so. PROMPTDISTILL_CLI picks the binary (default: build/default's, built here).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 LENGTH="${LENGTH:-1024}"
-GROUPS="${GROUPS:-base pd13 pd20 pdagg}"
+METHOD_GROUPS="${METHOD_GROUPS:-base pd13 pd20 pdagg}"
 FIRST="${FIRST:-0}"
 SAMPLES="${SAMPLES:-25}"
 BUDGETS="${BUDGETS:-128 256 512 1024}"
@@ -29,7 +29,7 @@ if [ -z "$CLI" ]; then
   CLI="$ROOT/build/default/bin/promptdistill"
 fi
 mkdir -p "$OUT/parts"
-for group in $GROUPS; do
+for group in $METHOD_GROUPS; do
   case "$group" in
     base) options=(--methods full snapkv h2o fastkv) ;;
     pd13) options=(--methods promptdistill gemfilter) ;;
