@@ -52,6 +52,33 @@ Status RefBackend::fill_random(T* dst, int64_t n, float scale, uint64_t seed, St
   return Status::ok();
 }
 template Status RefBackend::fill_random<float>(float*, int64_t, float, uint64_t, Stream) noexcept;
+Status RefBackend::allocate_host(std::size_t bytes, void** out) noexcept {
+  *out = std::malloc(bytes < 1 ? 1 : bytes);
+  return *out != nullptr ? Status::ok() : Status(StatusCode::kOutOfMemory, "cpu session: cannot allocate %zu bytes", bytes);
+}
+void RefBackend::release_host(void* p) noexcept { std::free(p); }
+// The CPU has no graphs: a recording keeps the call and each launch makes it again. The session
+// holds a launch to a graph's rules (no allocation or host copy inside), so the recorded path is
+// exercised here as it runs on CUDA.
+namespace {
+using RecordedCall = std::function<Status(Stream)>;
+}  // namespace
+Status RefBackend::record_graph(Stream, const RecordedCall& body, std::shared_ptr<void>* graph) noexcept {
+  try {
+    *graph = std::make_shared<RecordedCall>(body);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "cpu session: out of host memory");
+  }
+}
+Status RefBackend::launch_graph(const std::shared_ptr<void>& graph, Stream s) noexcept {
+  if (!graph) return Status(StatusCode::kInvalidArgument, "launch_graph: nothing was recorded");
+  try {
+    return (*static_cast<const RecordedCall*>(graph.get()))(s);
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "cpu session: out of host memory");
+  }
+}
 Status RefBackend::device_status(Workspace, Stream) noexcept { return Status::ok(); }
 Status RefBackend::accumulate_status(Workspace, void*, Stream) noexcept { return Status::ok(); }
 int64_t RefBackend::available_bytes() noexcept {

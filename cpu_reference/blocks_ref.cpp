@@ -150,6 +150,23 @@ Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream) noexcept {
   return Status::ok();
 }
 
+// ---- ArgMax -----------------------------------------------------------------------------------------
+
+template <class T>
+Status ArgMax<T>::run(const ArgMaxArgs<T>& a, Workspace, Stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  for (int64_t i = 0; i < a.x.extents[0]; ++i) {
+    float best = num::to_f32(a.x(i, 0));
+    int64_t best_j = 0;
+    for (int64_t j = 1; j < a.x.extents[1]; ++j) {
+      const float v = num::to_f32(a.x(i, j));
+      if (promptdistill::detail::argmax_ranks_before(v, j, best, best_j)) best = v, best_j = j;
+    }
+    a.out(i) = int32_t(best_j);
+  }
+  return Status::ok();
+}
+
 // ---- AppendKv ---------------------------------------------------------------------------------------
 
 template <class T>
@@ -284,6 +301,7 @@ Status LinearPlan<T>::run(const LinearArgs<T>& a, Workspace, Stream) const noexc
   template struct Rope<T>;          \
   template struct SwiGlu<T>;        \
   template struct AppendKv<T>;      \
+  template struct ArgMax<T>;        \
   template struct Attention<T>;     \
   template class LinearPlan<T>;
 PD_INSTANTIATE(float)

@@ -13,6 +13,7 @@
 #include <omp.h>
 #endif
 
+#include "promptdistill/detail/parse_enum.h"
 #include "cpu_reference/decode_support.h"
 #include "cpu_reference/decoder_ops.h"
 
@@ -64,11 +65,9 @@ int threads() noexcept {
 
 const char* to_string(KvStorage s) noexcept { return s == KvStorage::kF16 ? "f16" : "f32"; }
 
-Status parse(const std::string& name, KvStorage* out) noexcept {
-  if (name == "f32") *out = KvStorage::kF32;
-  else if (name == "f16") *out = KvStorage::kF16;
-  else return Status(StatusCode::kInvalidArgument, "unknown KV cache storage '%.40s' (f32, f16)", name.c_str());
-  return Status::ok();
+Status parse(std::string_view name, KvStorage* out) noexcept {
+  static constexpr KvStorage kAll[] = {KvStorage::kF32, KvStorage::kF16};
+  return detail::parse_enum(name, kAll, "KV cache storage", out);
 }
 
 bool DecodeOptions::exact() const {

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "promptdistill/detail/parse_enum.h"
 #include "cpu_reference/decode_support.h"
 
 namespace promptdistill {
@@ -37,13 +38,9 @@ const char* to_string(DecodeWeightFormat f) noexcept {
   return "unknown";
 }
 
-Status parse(const std::string& name, DecodeWeightFormat* out) noexcept {
-  for (DecodeWeightFormat f : {DecodeWeightFormat::kF32, DecodeWeightFormat::kF16, DecodeWeightFormat::kGguf})
-    if (name == to_string(f)) {
-      *out = f;
-      return Status::ok();
-    }
-  return Status(StatusCode::kInvalidArgument, "unknown decode weight format '%.40s' (f32, f16, gguf)", name.c_str());
+Status parse(std::string_view name, DecodeWeightFormat* out) noexcept {
+  static constexpr DecodeWeightFormat kAll[] = {DecodeWeightFormat::kF32, DecodeWeightFormat::kF16, DecodeWeightFormat::kGguf};
+  return detail::parse_enum(name, kAll, "decode weight format", out);
 }
 
 DecodeWeights::DecodeWeights() = default;

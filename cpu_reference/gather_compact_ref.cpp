@@ -50,14 +50,15 @@ Status RemapPositions::run(const RemapPositionsArgs& a, Workspace, Stream) noexc
   const int64_t B = a.indices.extents[0], R = a.indices.extents[1];
   const bool lookup = a.mode == PositionMode::kOriginal && a.positions_in.data != nullptr;
   const int64_t limit = lookup ? a.positions_in.extents[1] : INT32_MAX;
-  for (int64_t b = 0; b < B && w.code == 0; ++b)
-    for (int64_t r = 0; r < R && w.code == 0; ++r) {
-      const int64_t cap = std::min(a.indices.extents[2], a.positions_out.extents[2]);
-      if (!detail::count_ok(a.counts, b, r, cap, &w)) break;
-      if (a.mode == PositionMode::kOriginal)
+  // Per request, every row's count first, then its indices (the order DeviceStatusWord keeps).
+  const int64_t cap = std::min(a.indices.extents[2], a.positions_out.extents[2]);
+  for (int64_t b = 0; b < B && w.code == 0; ++b) {
+    for (int64_t r = 0; r < R && w.code == 0; ++r) detail::count_ok(a.counts, b, r, cap, &w);
+    if (a.mode == PositionMode::kOriginal)
+      for (int64_t r = 0; r < R && w.code == 0; ++r)
         for (int64_t i = 0; i < a.counts(b, r); ++i)
           if (!detail::index_ok(a.indices, b, r, i, limit, false, &w)) break;
-    }
+  }
   if (w.code != 0) return detail::status_from_word(w);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t r = 0; r < R; ++r)

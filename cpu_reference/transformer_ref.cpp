@@ -7,6 +7,7 @@
 
 #include "cpu_reference/decoder_ops.h"
 #include "cpu_reference/matvec_ref.h"
+#include "promptdistill/detail/block_checks.h"
 
 #include <Eigen/Core>
 #include <cmath>
@@ -253,7 +254,7 @@ Status Transformer::logits(const float* row, std::vector<float>* out) const noex
 int32_t argmax(const std::vector<float>& logits) noexcept {
   int32_t best = 0;
   for (std::size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[std::size_t(best)]) best = int32_t(i);
+    if (detail::argmax_ranks_before(logits[i], int64_t(i), logits[std::size_t(best)], best)) best = int32_t(i);
   return best;
 }
 

@@ -11,7 +11,8 @@ namespace cuda {
   template struct RmsNorm<T>;   \
   template struct Rope<T>;      \
   template struct SwiGlu<T>;    \
-  template struct AppendKv<T>;
+  template struct AppendKv<T>;  \
+  template struct ArgMax<T>;
 PD_INSTANTIATE(float)
 PD_INSTANTIATE(f16)
 PD_INSTANTIATE(bf16)

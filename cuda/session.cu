@@ -82,6 +82,65 @@ Status CudaBackend::fill_random(T* dst, int64_t n, float scale, uint64_t seed, S
 template Status CudaBackend::fill_random<float>(float*, int64_t, float, uint64_t, Stream) noexcept;
 template Status CudaBackend::fill_random<bf16>(bf16*, int64_t, float, uint64_t, Stream) noexcept;
 template Status CudaBackend::fill_random<f16>(f16*, int64_t, float, uint64_t, Stream) noexcept;
+Status CudaBackend::allocate_host(std::size_t bytes, void** out) noexcept {
+  // Pinned: an upload from it is a DMA transfer ordered on the stream, never a staged copy that
+  // may wait for the stream first (as one from pageable memory may).
+  const cudaError_t e = cudaMallocHost(out, bytes < 1 ? 1 : bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    *out = nullptr;
+    return Status(StatusCode::kOutOfMemory, "cuda session: cannot allocate %zu bytes of pinned host memory (%s)", bytes,
+                  cudaGetErrorString(e));
+  }
+  return Status::ok();
+}
+void CudaBackend::release_host(void* p) noexcept { cudaFreeHost(p); }
+Status CudaBackend::record_graph(Stream s, const std::function<Status(Stream)>& body, std::shared_ptr<void>* graph) noexcept {
+  (void)s;  // the graph is launched on it later; the legacy default stream cannot be captured
+  cudaStream_t capture = nullptr;
+  PD_CUDA_TRY(cudaStreamCreateWithFlags(&capture, cudaStreamNonBlocking));
+  // Thread-local mode: a call of this thread that could synchronise (an allocation, a blocking
+  // copy) fails the capture instead of being recorded wrongly.
+  cudaError_t e = cudaStreamBeginCapture(capture, cudaStreamCaptureModeThreadLocal);
+  if (e != cudaSuccess) {
+    cudaStreamDestroy(capture);
+    cudaGetLastError();
+    return Status(StatusCode::kCudaError, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+  }
+  Status recorded = Status::ok();
+  try {
+    recorded = body(capture);
+  } catch (const std::bad_alloc&) {
+    recorded = Status(StatusCode::kOutOfMemory, "record_graph: out of host memory");
+  }
+  cudaGraph_t captured = nullptr;
+  e = cudaStreamEndCapture(capture, &captured);
+  cudaStreamDestroy(capture);
+  if (!recorded.is_ok() || e != cudaSuccess) {
+    if (captured != nullptr) cudaGraphDestroy(captured);
+    cudaGetLastError();
+    return recorded.is_ok() ? Status(StatusCode::kCudaError, "cudaStreamEndCapture: %s", cudaGetErrorString(e)) : recorded;
+  }
+  cudaGraphExec_t exec = nullptr;
+  e = cudaGraphInstantiate(&exec, captured, 0);
+  cudaGraphDestroy(captured);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return Status(StatusCode::kCudaError, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+  }
+  try {
+    *graph = std::shared_ptr<void>(exec, [](void* p) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(p)); });
+  } catch (const std::bad_alloc&) {
+    cudaGraphExecDestroy(exec);
+    return Status(StatusCode::kOutOfMemory, "record_graph: out of host memory");
+  }
+  return Status::ok();
+}
+Status CudaBackend::launch_graph(const std::shared_ptr<void>& graph, Stream s) noexcept {
+  if (!graph) return Status(StatusCode::kInvalidArgument, "launch_graph: nothing was recorded");
+  PD_CUDA_TRY(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.get()), s));
+  return Status::ok();
+}
 Status CudaBackend::device_status(Workspace workspace, Stream s) noexcept { return cuda::read_device_status(workspace, s); }
 Status CudaBackend::accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept {
   if (workspace.ptr == nullptr || workspace.bytes < sizeof(promptdistill::detail::DeviceStatusWord))

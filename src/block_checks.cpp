@@ -109,6 +109,17 @@ Status check_swiglu(const SwiGluArgs<T>& a) noexcept {
 }
 
 template <class T>
+Status check_argmax(const ArgMaxArgs<T>& a) noexcept {
+  PD_RETURN_IF_ERROR(check_view("x", a.x));
+  PD_RETURN_IF_ERROR(check_view("out", a.out));
+  PD_REQUIRE(a.out.extents[0] == a.x.extents[0], StatusCode::kShapeMismatch, "argmax: out has %lld rows, x has %lld",
+             (long long)a.out.extents[0], (long long)a.x.extents[0]);
+  PD_REQUIRE(a.x.extents[1] >= 1 || a.x.extents[0] == 0, StatusCode::kInvalidArgument, "argmax: rows of x are empty");
+  PD_REQUIRE(a.x.extents[1] <= INT32_MAX, StatusCode::kUnsupported, "argmax: rows longer than 2^31-1 (int32 indices)");
+  return Status::ok();
+}
+
+template <class T>
 Status check_append_kv(const AppendKvArgs<T>& a) noexcept {
   PD_RETURN_IF_ERROR(check_view("k_new", a.k_new));
   PD_RETURN_IF_ERROR(check_view("v_new", a.v_new));
@@ -218,6 +229,7 @@ Status check_linear(const LinearShape& s, const LinearArgs<T>& a) noexcept {
   template Status check_rope<T>(const RopeArgs<T>&) noexcept;                     \
   template Status check_swiglu<T>(const SwiGluArgs<T>&) noexcept;                 \
   template Status check_append_kv<T>(const AppendKvArgs<T>&) noexcept;            \
+  template Status check_argmax<T>(const ArgMaxArgs<T>&) noexcept;                 \
   template Status check_attention<T>(const AttentionArgs<T>&) noexcept;           \
   template Status check_linear<T>(const LinearShape&, const LinearArgs<T>&) noexcept;
 PD_INSTANTIATE(float)

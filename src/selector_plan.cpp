@@ -204,6 +204,16 @@ MethodPlan plan_or_inert(const MethodConfig& config) {
   return plan;
 }
 
+//! Where the pooled scores that rank go: the caller's final_scores or the workspace's, [B, R, N].
+//! final_scores may be wider than N (check_select / check_finish_select accept extents[2] >= N):
+//! the stages see its first N columns, so both backends pool and rank the same [B, R, N] and
+//! never write the columns past N.
+TensorView<float, 3> ranked_view(const TensorView<float, 3>& final_scores, float* pooled, int64_t B, int64_t R, int64_t N) {
+  if (final_scores.data == nullptr) return make_view(pooled, B, R, N);
+  return make_strided_view<float, 3>(final_scores.data, {B, R, N},
+                                     {final_scores.strides[0], final_scores.strides[1], final_scores.strides[2]});
+}
+
 }  // namespace
 
 template <class T>
@@ -225,8 +235,7 @@ SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buf) 
   s.score.lengths = a.lengths;
   s.score.scores = make_view(buf.raw_scores, B, fastkv ? H : R, N);
 
-  TensorView<float, 3> ranked =
-      a.final_scores.data != nullptr ? a.final_scores : make_view(buf.pooled, B, R, N);
+  const TensorView<float, 3> ranked = ranked_view(a.final_scores, buf.pooled, B, R, N);
   const RankingStages r = ranking_stages(s.plan, a.config.budget, s.score.scores.as_const(), ranked, a.lengths,
                                          a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
   s.pool = r.pool;
@@ -267,7 +276,7 @@ FinishStages finish_stages(const FinishSelectArgs& a, const FinishBuffers& buf) 
   s.divide = a.config.method == Method::kPromptDistill;
   s.divisor = float(a.total_heads);
   s.lengths = a.lengths;
-  TensorView<float, 3> ranked = a.final_scores.data != nullptr ? a.final_scores : make_view(buf.pooled, B, R, N);
+  const TensorView<float, 3> ranked = ranked_view(a.final_scores, buf.pooled, B, R, N);
   const RankingStages r = ranking_stages(s.plan, a.config.budget, s.normalised.as_const(), ranked, a.lengths,
                                          a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
   s.pool = r.pool;

@@ -15,6 +15,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,6 +44,7 @@ namespace promptdistill {
   using SumRows = ns::SumRows;                                                                             \
   using TopK = ns::TopK;                                                                                   \
   template <class T> using CompactKv = ns::CompactKv<T>;                                                   \
+  template <class T> using ArgMax = ns::ArgMax<T>;                                                         \
   /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */       \
   static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                                \
   static void release(void* p, Stream s) noexcept;                                                         \
@@ -57,6 +60,15 @@ namespace promptdistill {
   /* n weights detail::random_weight(i, seed, scale), rounded to T, drawn where the backend keeps them. */ \
   template <class T>                                                                                       \
   static Status fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept;             \
+  /* Host memory this backend copies from asynchronously (pinned on CUDA). */                             \
+  static Status allocate_host(std::size_t bytes, void** out) noexcept;                                     \
+  static void release_host(void* p) noexcept;                                                              \
+  /* Records the stream work `body` issues on the stream it is given as a graph that launch_graph replays  \
+     on a stream: a CUDA graph (captured on a stream of its own, so `s` may be the legacy default stream;  \
+     nothing runs while recording); the CPU reference keeps `body` and calls it again on each launch. */   \
+  static Status record_graph(Stream s, const std::function<Status(Stream)>& body,                          \
+                             std::shared_ptr<void>* graph) noexcept;                                       \
+  static Status launch_graph(const std::shared_ptr<void>& graph, Stream s) noexcept;                       \
   /* The validation result of the last run that used `workspace` (the CUDA status word; a host sync). */   \
   static Status device_status(Workspace workspace, Stream s) noexcept;                                     \
   /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds no      \

@@ -54,6 +54,16 @@ struct BatchSessionOptions {
   //! Read the device status word after every operation (a host sync each; for tests and
   //! debugging). Selections, gathers and compactions are always checked.
   bool check_every_op = false;
+  //! Record one decode step (embedding, every layer, the final norm, the LM head and the argmax)
+  //! as a CUDA graph and replay it for the next steps, as long as nothing is re-allocated (a
+  //! cache growing past its reserve records the step again). The step's inputs (ids, positions'
+  //! RoPE rows, cache lengths) go up in one copy from pinned memory before the replay; only the
+  //! B next tokens come back. Not with tensor parallelism (the caller's all-reduce may not be
+  //! capturable) or check_every_op. The CPU reference records the step as a call and replays it
+  //! under the same rules (nothing allocated, uploaded or downloaded inside), so ref::BatchSession
+  //! tests the recorded path on any machine. If recording fails, the session decodes without a
+  //! graph and decode_graph_status() says why.
+  bool decode_graph = true;
   //! Memory a prefill may plan to use on top of what the session holds; 0 = what the backend
   //! reports as available (free device memory; MemAvailable on the CPU). A prefill whose
   //! estimated caches and activations exceed it fails before any work with kOutOfMemory.
@@ -118,10 +128,16 @@ class BatchSession {
   //! stay on the backend and the results come back once at its end (3 for a method that selects:
   //! the status word, the recorded selections, the first tokens' logits; 2 for full KV; 2 more
   //! when truncate_after_last_layer composes the stage maps on the host); each decode step adds 1
-  //! (its logits). Allocation is stream-ordered on CUDA, so re-sizing a cache does not synchronise.
+  //! (its B next tokens: the argmax runs on the backend). Allocation is stream-ordered on CUDA, so
+  //! re-sizing a cache does not synchronise, and a step's inputs go up from pinned memory.
   int64_t host_syncs() const noexcept;
-  //! The f32 logits [B, vocab] the last prefill or decode step took its greedy tokens from (the
-  //! host copy it made for them; reading it does not synchronise).
+  //! Decode steps since the last prefill that replayed a recorded step (decode_graph) instead of
+  //! issuing its operations one by one.
+  int64_t decode_graph_replays() const noexcept;
+  //! Why decoding stopped recording steps (ok while it records, or with decode_graph off).
+  Status decode_graph_status() const noexcept;
+  //! The f32 logits [B, vocab] the last prefill took its first tokens from (the host copy it made
+  //! for them; reading it does not synchronise). Decode steps keep their logits on the backend.
   const std::vector<float>& last_logits() const noexcept;
 
  private:

@@ -30,6 +30,10 @@
 //!   reference always runs kExact.
 //! - Linear (Tier C): y = x W^T (+ bias) (+ residual) with f32 accumulation (cuBLASLt on CUDA,
 //!   Eigen on the CPU); exact on small-integer data.
+//! - ArgMax (Tier A): out[i] = the index of row i's largest value (detail::argmax_ranks_before):
+//!   ties go to the smaller index (+0 and -0 tie), NaN ranks above every number (a row holding
+//!   NaN gives its first NaN, as torch.argmax and numpy.argmax do). One total order, so the CUDA
+//!   reduction tree gives the CPU's sequential answer.
 
 #include <cstddef>
 #include <cstdint>
@@ -119,6 +123,13 @@ struct AttentionArgs {
   int64_t max_kv_len = 0;            //!< host bound on every kv_len (sizes the split-KV grid)
   float scale = 0.0f;                //!< 0 = 1/sqrt(D)
   TensorView<T, 4> out;              //!< [B, n, H, D]; rows i >= q_len_b are untouched
+};
+
+//! out[i] = argmax_j x[i, j] (the greedy next token of a row of logits; see ArgMax above).
+template <class T>
+struct ArgMaxArgs {
+  TensorView<const T, 2> x;    //!< [rows, n], 1 <= n <= 2^31 - 1
+  TensorView<int32_t, 1> out;  //!< [rows]
 };
 
 namespace ref {

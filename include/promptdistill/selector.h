@@ -223,7 +223,9 @@ struct SelectArgs {
   TensorView<int32_t, 3> indices;          //!< [B, rows, capacity]
   TensorView<int32_t, 2> counts;           //!< [B, rows]
   TensorView<int32_t, 3> positions;        //!< optional [B, rows, capacity]
-  TensorView<float, 3> final_scores;       //!< optional [B, rows, N]: scores used for ranking
+  //! optional [B, rows, >= N] (N = max_length): the pooled scores that ranked, in the first N
+  //! columns; columns past N are never written (both backends)
+  TensorView<float, 3> final_scores;
   TensorView<const T, 3> hidden_in;        //!< optional [B, L, hidden] (head-uniform methods)
   TensorView<T, 3> hidden_out;             //!< optional [B, capacity, hidden]
 };
@@ -291,7 +293,8 @@ struct FinishSelectArgs {
   TensorView<int32_t, 3> indices;               //!< [B, 1, capacity]
   TensorView<int32_t, 2> counts;                //!< [B, 1]
   TensorView<int32_t, 3> positions;             //!< optional [B, 1, capacity]
-  TensorView<float, 3> final_scores;            //!< optional [B, 1, >= N]: the pooled scores that ranked
+  //! optional [B, 1, >= N]: the pooled scores that ranked, in the first N columns (the rest untouched)
+  TensorView<float, 3> final_scores;
 };
 
 // ---- backends ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "promptdistill/model.h"
@@ -82,7 +83,7 @@ struct LayerTaps {
 enum class DecodeWeightFormat : int32_t { kF32 = 0, kF16 = 1, kGguf = 2 };
 const char* to_string(DecodeWeightFormat f) noexcept;
 //! "f32", "f16", "gguf".
-Status parse(const std::string& name, DecodeWeightFormat* out) noexcept;
+Status parse(std::string_view name, DecodeWeightFormat* out) noexcept;
 
 //! A model's linear weights in a decode format (the attention, MLP and LM-head matrices; the f32
 //! weights stay in ModelWeights for prefill and embedding). Built once per model; read-only after.
@@ -115,7 +116,7 @@ class DecodeWeights {
 //! half the bytes).
 enum class KvStorage : int32_t { kF32 = 0, kF16 = 1 };
 const char* to_string(KvStorage s) noexcept;
-Status parse(const std::string& name, KvStorage* out) noexcept;
+Status parse(std::string_view name, KvStorage* out) noexcept;
 
 struct DecodeOptions {
   const DecodeWeights* weights = nullptr;  //!< null: the model's f32 weights (exact)
@@ -174,7 +175,8 @@ class Transformer {
   const ModelWeights* w_;
 };
 
-//! Index of the largest logit (the first one on ties).
+//! Index of the largest logit in ArgMax's order (blocks.h): the first one on ties, the first NaN
+//! if there is one (what both batch sessions' device-side greedy step picks).
 int32_t argmax(const std::vector<float>& logits) noexcept;
 
 }  // namespace ref

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "promptdistill/batch_session.h"
+#include "src/batch_session/decode_loop.h"
 #include "src/batch_session/fastkv.h"
+#include "src/batch_session/pipelines.h"
 
 namespace promptdistill {
 
@@ -23,13 +25,15 @@ struct BatchSession<Backend, T>::Impl {
   Impl(const ModelConfig& config, const session::TensorShard& shard, const BatchSessionOptions& options, Stream stream)
       : caches(&ledger, config.num_kv_heads, config.head_dim, stream),
         decoder(config, shard, options, stream, &ledger, &caches),
-        pipelines(&decoder, &caches, &ledger) {}
+        pipelines(&decoder, &caches, &ledger),
+        decode(&decoder, &caches, &ledger) {}
 
   // Declared first so that it outlives every buffer that reports to it.
   session::MemoryLedger ledger;
   session::LayerCaches<Backend, T> caches;
   session::Decoder<Backend, T> decoder;
   session::Pipelines<Backend, T> pipelines;
+  session::DecodeLoop<Backend, T> decode;
   std::vector<int64_t> next_position;  //!< per request, after a prefill
 };
 
@@ -52,6 +56,16 @@ int64_t BatchSession<Backend, T>::weight_bytes() const noexcept {
 template <class Backend, class T>
 int64_t BatchSession<Backend, T>::host_syncs() const noexcept {
   return impl_ ? impl_->decoder.host_syncs : 0;
+}
+
+template <class Backend, class T>
+int64_t BatchSession<Backend, T>::decode_graph_replays() const noexcept {
+  return impl_ ? impl_->decode.replays() : 0;
+}
+
+template <class Backend, class T>
+Status BatchSession<Backend, T>::decode_graph_status() const noexcept {
+  return impl_ ? impl_->decode.graph_status() : Status::ok();
 }
 
 template <class Backend, class T>
@@ -149,6 +163,7 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
     // ... and its activations, so that each prefill's peak is its own.
     for (auto* buffer : decoder.activation_buffers()) buffer->release();
     impl.ledger.reset_peak();
+    impl.decode.reset();
     PD_RETURN_IF_ERROR(decoder.reset_status());
     std::vector<PrefillResult> results(prompts.size());
     std::vector<int32_t> first_tokens;
@@ -189,8 +204,6 @@ Status BatchSession<Backend, T>::decode_step(const std::vector<int32_t>& tokens,
     if (impl.next_position.empty()) return Status(StatusCode::kInvalidArgument, "decode_step before prefill");
     if (int64_t(tokens.size()) != batch_)
       return Status(StatusCode::kShapeMismatch, "decode_step: %zu tokens for a batch of %lld", tokens.size(), (long long)batch_);
-    std::vector<std::vector<int32_t>> ids, positions;
-    std::vector<int64_t> total_lengths, one_row_each(std::size_t(batch_), 1);
     for (int64_t b = 0; b < batch_; ++b) {
       const int64_t position = impl.next_position[std::size_t(b)];
       if (position >= model.max_positions)
@@ -199,17 +212,10 @@ Status BatchSession<Backend, T>::decode_step(const std::vector<int32_t>& tokens,
       if (tokens[std::size_t(b)] < 0 || tokens[std::size_t(b)] >= model.vocab)
         return Status(StatusCode::kInvalidArgument, "request %lld: token %d is outside the vocabulary [0, %lld)", (long long)b,
                       tokens[std::size_t(b)], (long long)model.vocab);
-      ids.push_back({tokens[std::size_t(b)]});
-      positions.push_back({int32_t(position)});
-      total_lengths.push_back(position + 1);
     }
-    PD_RETURN_IF_ERROR(decoder.reserve_rows(1));
-    PD_RETURN_IF_ERROR(decoder.embed_ids(ids, 1));
-    PD_RETURN_IF_ERROR(decoder.upload_rope(positions, 1, total_lengths));
-    for (int64_t l = 0; l < model.num_layers; ++l)
-      PD_RETURN_IF_ERROR(decoder.layer(l, 1, &impl.caches.layers[std::size_t(l)], one_row_each));
+    PD_RETURN_IF_ERROR(impl.decode.step(tokens, impl.next_position, next));
     for (int64_t& position : impl.next_position) ++position;
-    return decoder.next_tokens(1, std::vector<int64_t>(std::size_t(batch_), 0), next);
+    return Status::ok();
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "decode: out of host memory");
   }

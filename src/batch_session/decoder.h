@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "promptdistill/batch_session.h"
+#include "promptdistill/detail/block_checks.h"
 #include "promptdistill/detail/numerics.h"
 #include "promptdistill/detail/selector_checks.h"
 #include "src/batch_session/layer_caches.h"
@@ -42,7 +43,7 @@ class Decoder {
     for (Buffer* buffer : activation_buffers()) buffer->set_ledger(ledger);
     for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &rope_cos_next_,
                            &rope_sin_next_, &last_rows_, &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_,
-                           &gather_counts_, &sticky_status_, &expand_indices_, &expand_counts_, &expanded_keys_,
+                           &gather_counts_, &sticky_status_, &expanded_keys_,
                            &expanded_values_})
       buffer->set_ledger(ledger);
   }
@@ -50,7 +51,9 @@ class Decoder {
   const ModelConfig config;
   const TensorShard shard;
   const BatchSessionOptions options;
-  const Stream stream;
+  //! The session's stream; a decode step being recorded (CUDA graph capture) swaps in the
+  //! capturing stream for the duration (decode_loop.h).
+  Stream stream;
 
   // Activations of the padded batch, [B, n, ...] (sized for the largest n seen; see reserve_rows).
   Buffer hidden;          //!< [B, n, hidden]: the residual stream
@@ -182,16 +185,26 @@ class Decoder {
   //! cos/sin of every padded row: request b's rows take positions[b] (rows past them position 0).
   Status upload_rope(const std::vector<std::vector<int32_t>>& positions, int64_t n, const std::vector<int64_t>& total_lengths) {
     const std::size_t half = std::size_t(config.head_dim / 2);
-    std::vector<float> cos_rows(std::size_t(batch * n) * half, 1.0f), sin_rows(cos_rows.size(), 0.0f), request_cos, request_sin;
+    std::vector<float> cos_rows(std::size_t(batch * n) * half), sin_rows(cos_rows.size());
+    PD_RETURN_IF_ERROR(rope_rows(positions, n, total_lengths, cos_rows.data(), sin_rows.data()));
+    PD_RETURN_IF_ERROR(rope_cos_.upload(cos_rows, stream));
+    return rope_sin_.upload(sin_rows, stream);
+  }
+  //! The same tables on the host, [B * n, D/2] each, into `cos_rows` and `sin_rows`.
+  Status rope_rows(const std::vector<std::vector<int32_t>>& positions, int64_t n, const std::vector<int64_t>& total_lengths,
+                   float* cos_rows, float* sin_rows) const {
+    const std::size_t half = std::size_t(config.head_dim / 2);
+    std::fill(cos_rows, cos_rows + std::size_t(batch * n) * half, 1.0f);
+    std::fill(sin_rows, sin_rows + std::size_t(batch * n) * half, 0.0f);
+    std::vector<float> request_cos, request_sin;
     for (int64_t b = 0; b < batch; ++b) {
       const std::vector<int32_t>& request_positions = positions[std::size_t(b)];
       PD_RETURN_IF_ERROR(rope_tables(config, request_positions.data(), int64_t(request_positions.size()),
                                      total_lengths[std::size_t(b)], &request_cos, &request_sin));
-      std::copy(request_cos.begin(), request_cos.end(), cos_rows.begin() + std::ptrdiff_t(std::size_t(b * n) * half));
-      std::copy(request_sin.begin(), request_sin.end(), sin_rows.begin() + std::ptrdiff_t(std::size_t(b * n) * half));
+      std::copy(request_cos.begin(), request_cos.end(), cos_rows + std::size_t(b * n) * half);
+      std::copy(request_sin.begin(), request_sin.end(), sin_rows + std::size_t(b * n) * half);
     }
-    PD_RETURN_IF_ERROR(rope_cos_.upload(cos_rows, stream));
-    return rope_sin_.upload(sin_rows, stream);
+    return Status::ok();
   }
 
   //! Embeds request b's ids into rows [b * n, b * n + ids[b].size()) of `hidden`.
@@ -236,25 +249,43 @@ class Decoder {
   //! Layer l over the B x n padded rows of `hidden`; request b has new_rows[b] new tokens,
   //! appended to `cache` after its current lengths. The RoPE tables must be uploaded.
   Status layer(int64_t l, int64_t n, Cache* cache, const std::vector<int64_t>& new_rows) {
-    const LayerWeightBuffers& weights = layer_weights_[std::size_t(l)];
-    const int64_t rows = batch * n, width = config.hidden, head_dim = config.head_dim;
-    const int64_t q_width = config.num_heads * head_dim, kv_width = config.num_kv_heads * head_dim;
-    int64_t longest = 0;
-    std::vector<int32_t> q_lens(static_cast<std::size_t>(batch)), kv_lens(static_cast<std::size_t>(batch));
-    for (int64_t b = 0; b < batch; ++b) {
-      q_lens[std::size_t(b)] = int32_t(new_rows[std::size_t(b)]);
-      kv_lens[std::size_t(b)] = int32_t(cache->lengths[std::size_t(b)] + new_rows[std::size_t(b)]);
-      longest = std::max<int64_t>(longest, kv_lens[std::size_t(b)]);
-    }
-    if (longest > cache->capacity)
-      PD_RETURN_IF_ERROR(caches_->resize(cache, std::max(longest + options.decode_reserve, 2 * cache->capacity)));
+    std::vector<int32_t> q_lens, kv_lens;
+    PD_RETURN_IF_ERROR(grow_for(cache, new_rows, &q_lens, &kv_lens));
     // Consecutive layers usually share their lengths (a prefill stage; a decode step over equally
     // long caches): upload only when they change.
     if (q_lens != uploaded_q_lens_ || !q_lens_) PD_RETURN_IF_ERROR(q_lens_.upload(q_lens, stream));
     if (kv_lens != uploaded_kv_lens_ || !kv_lens_) PD_RETURN_IF_ERROR(kv_lens_.upload(kv_lens, stream));
     uploaded_q_lens_ = q_lens;
     uploaded_kv_lens_ = kv_lens;
+    PD_RETURN_IF_ERROR(layer_ops(l, n, cache, q_lens_.template as<const int32_t>(), kv_lens_.template as<const int32_t>(),
+                                 rope_cos_.template as<const float>(), rope_sin_.template as<const float>()));
+    for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = kv_lens[std::size_t(b)];
+    return Status::ok();
+  }
 
+  //! The new and total lengths of every request of `cache` after new_rows[b] more tokens, and
+  //! the cache grown (re-allocated) to hold them.
+  Status grow_for(Cache* cache, const std::vector<int64_t>& new_rows, std::vector<int32_t>* q_lens, std::vector<int32_t>* kv_lens) {
+    int64_t longest = 0;
+    q_lens->assign(std::size_t(batch), 0);
+    kv_lens->assign(std::size_t(batch), 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      (*q_lens)[std::size_t(b)] = int32_t(new_rows[std::size_t(b)]);
+      (*kv_lens)[std::size_t(b)] = int32_t(cache->lengths[std::size_t(b)] + new_rows[std::size_t(b)]);
+      longest = std::max<int64_t>(longest, (*kv_lens)[std::size_t(b)]);
+    }
+    if (longest > cache->capacity)
+      PD_RETURN_IF_ERROR(caches_->resize(cache, std::max(longest + options.decode_reserve, 2 * cache->capacity)));
+    return Status::ok();
+  }
+
+  //! Layer l's operations alone, with the lengths ([B] each) and RoPE rows ([B * n, D/2]) already
+  //! on the backend: no host work, so a decode step can record it. `cache` must hold kv_lens.
+  Status layer_ops(int64_t l, int64_t n, Cache* cache, const int32_t* q_lens, const int32_t* kv_lens, const float* rope_cos,
+                   const float* rope_sin) {
+    const LayerWeightBuffers& weights = layer_weights_[std::size_t(l)];
+    const int64_t rows = batch * n, width = config.hidden, head_dim = config.head_dim;
+    const int64_t q_width = config.num_heads * head_dim, kv_width = config.num_kv_heads * head_dim;
     RmsNormArgs<T> norm;
     norm.x = make_view<const T>(hidden.template as<const T>(), rows, width);
     norm.weight = make_view<const T>(weights.attn_norm.template as<const T>(), width);
@@ -267,8 +298,8 @@ class Decoder {
     for (auto [buffer, heads] : {std::pair<Buffer*, int64_t>{&queries, config.num_heads}, {&new_keys, config.num_kv_heads}}) {
       RopeArgs<T> rope;
       rope.x = make_view<T>(buffer->template as<T>(), rows, heads, head_dim);
-      rope.cos = make_view<const float>(rope_cos_.template as<const float>(), rows, head_dim / 2);
-      rope.sin = make_view<const float>(rope_sin_.template as<const float>(), rows, head_dim / 2);
+      rope.cos = make_view<const float>(rope_cos, rows, head_dim / 2);
+      rope.sin = make_view<const float>(rope_sin, rows, head_dim / 2);
       PD_RETURN_IF_ERROR(run<typename Backend::template Rope<T>>(rope));
     }
     // A GQA-expanded cache (SnapKV/H2O per query head) takes the new rows expanded the same way.
@@ -288,20 +319,19 @@ class Decoder {
     append.v_new = make_view<const T>(append_values, batch, n, cache->heads, head_dim);
     append.k = caches_->view(*cache, cache->keys);
     append.v = caches_->view(*cache, cache->values);
-    append.q_lens = q_lens_.template as<const int32_t>();
-    append.kv_lens = kv_lens_.template as<const int32_t>();
+    append.q_lens = q_lens;
+    append.kv_lens = kv_lens;
     PD_RETURN_IF_ERROR(run<typename Backend::template AppendKv<T>>(append));
     AttentionArgs<T> attention;
     attention.algo = options.attention;
     attention.q = make_view<const T>(queries.template as<const T>(), batch, n, config.num_heads, head_dim);
     attention.k = caches_->view(*cache, cache->keys);
     attention.v = caches_->view(*cache, cache->values);
-    attention.q_lens = q_lens_.template as<const int32_t>();
-    attention.kv_lens = kv_lens_.template as<const int32_t>();
+    attention.q_lens = q_lens;
+    attention.kv_lens = kv_lens;
     attention.max_kv_len = cache->capacity;
     attention.out = make_view<T>(attention_out.template as<T>(), batch, n, config.num_heads, head_dim);
     PD_RETURN_IF_ERROR(run<typename Backend::template Attention<T>>(attention));
-    for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = kv_lens[std::size_t(b)];
     // Under tensor parallelism the output and down projections give each rank's partial sums over
     // its heads / intermediate columns: rank 0 adds them to the residual stream, the others write
     // theirs over it (its input is already normalised), and the all-reduce sums them.
@@ -331,23 +361,18 @@ class Decoder {
   // ---- rows and tokens ------------------------------------------------------------------------------
 
   //! dst[b, t, h] = src[b, t, h / G] for t < tokens: K or V rows of H_kv heads GQA-expanded to the
-  //! H heads of a per-query-head cache (each (token, head) a row of D for Gather). src and dst
-  //! are [B, tokens, heads, D] with a request pitch of `tokens` tokens.
+  //! H heads of a per-query-head cache. src and dst are [B, tokens, heads, D] with a request pitch
+  //! of `tokens` tokens. Row r = (b, t, KV head) of src is rows r G .. r G + G - 1 of dst, so query
+  //! head g of every group is one pitched copy of all of src: G copies on the stream, no index
+  //! table (nothing uploaded, no host synchronisation), capturable.
   Status expand_heads(const T* src, T* dst, int64_t tokens) {
-    const int64_t kv_heads = config.num_kv_heads, heads = config.num_heads, group = heads / kv_heads;
-    std::vector<int32_t> rows(std::size_t(tokens * heads));
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t h = 0; h < heads; ++h) rows[std::size_t(t * heads + h)] = int32_t(t * kv_heads + h / group);
-    PD_RETURN_IF_ERROR(expand_indices_.upload(rows, stream));
-    PD_RETURN_IF_ERROR(expand_counts_.upload(std::vector<int32_t>(std::size_t(batch), int32_t(tokens * heads)), stream));
-    GatherArgs<T> gather;
-    gather.src = make_view<const T>(src, batch, tokens * kv_heads, config.head_dim);
-    // The same rows for every request: a batch stride of 0.
-    gather.indices = make_strided_view<const int32_t, 3>(expand_indices_.template as<const int32_t>(), {batch, 1, tokens * heads},
-                                                         {0, tokens * heads, 1});
-    gather.counts = make_view<const int32_t>(expand_counts_.template as<const int32_t>(), batch, 1);
-    gather.dst = make_view<T>(dst, batch, tokens * heads, config.head_dim);
-    return run<typename Backend::template Gather<T>>(gather);
+    const int64_t group = config.num_heads / config.num_kv_heads;
+    const std::size_t row_bytes = std::size_t(config.head_dim) * sizeof(T);
+    const std::size_t rows = std::size_t(batch * tokens * config.num_kv_heads);
+    for (int64_t g = 0; g < group; ++g)
+      PD_RETURN_IF_ERROR(Backend::copy_rows(dst + g * config.head_dim, std::size_t(group) * row_bytes, src, row_bytes,
+                                            row_bytes, rows, stream));
+    return Status::ok();
   }
 
   //! Copies rows rows[b] (the same count for every request) of src [B, n, width] into
@@ -367,38 +392,60 @@ class Decoder {
     return run<typename Backend::template Gather<T>>(gather);
   }
 
-  //! Greedy next token of every request from row last_row[b] of `hidden` ([B, n, hidden]).
+  //! Greedy next token of every request from row last_row[b] of `hidden` ([B, n, hidden]), with
+  //! the logits brought to the host (last_logits): the prefill's first tokens.
   Status next_tokens(int64_t n, const std::vector<int64_t>& last_row, std::vector<int32_t>* out) {
     std::vector<std::vector<int32_t>> rows;
     for (int64_t row : last_row) rows.push_back({int32_t(row)});
+    PD_RETURN_IF_ERROR(reserve_greedy());
+    PD_RETURN_IF_ERROR(gather_rows(hidden.template as<const T>(), n, config.hidden, rows, normed.template as<T>()));
+    PD_RETURN_IF_ERROR(logits_ops(normed.template as<const T>()));
+    PD_RETURN_IF_ERROR(download(logits_, std::size_t(batch * config.vocab), &last_logits));
+    out->assign(std::size_t(batch), 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      // ArgMax's order (the first maximum, the first NaN), as greedy_ops takes it on the backend.
+      const float* row = last_logits.data() + b * config.vocab;
+      int32_t best = 0;
+      for (int64_t v = 1; v < config.vocab; ++v)
+        if (promptdistill::detail::argmax_ranks_before(row[v], v, row[best], best)) best = int32_t(v);
+      (*out)[std::size_t(b)] = best;
+    }
+    return Status::ok();
+  }
+
+  //! The buffers of the final norm, the LM head and the logits, for a batch of `batch` rows.
+  Status reserve_greedy() {
     PD_RETURN_IF_ERROR(last_rows_.reserve(std::size_t(batch * config.hidden) * sizeof(T), stream));
     PD_RETURN_IF_ERROR(last_rows_f32_.reserve(std::size_t(batch * config.hidden) * sizeof(float), stream));
-    PD_RETURN_IF_ERROR(logits_.reserve(std::size_t(batch * config.vocab) * sizeof(float), stream));
-    PD_RETURN_IF_ERROR(gather_rows(hidden.template as<const T>(), n, config.hidden, rows, normed.template as<T>()));
+    return logits_.reserve(std::size_t(batch * config.vocab) * sizeof(float), stream);
+  }
+
+  //! A decode step's greedy tokens (n = 1: request b's row is row b of `hidden`) into `ids` [B]
+  //! on the backend: the final norm, the LM head and ArgMax, no host work (recordable). The
+  //! logits stay on the backend. reserve_greedy() first.
+  Status greedy_ops(int32_t* ids) {
+    PD_RETURN_IF_ERROR(logits_ops(hidden.template as<const T>()));
+    ArgMaxArgs<float> argmax;
+    argmax.x = make_view<const float>(logits_.template as<const float>(), batch, config.vocab);
+    argmax.out = make_view<int32_t>(ids, batch);
+    return run<typename Backend::template ArgMax<float>>(argmax);
+  }
+
+ private:
+  //! logits_ [B, vocab] = LM head (final norm (rows [B, hidden])), in f32.
+  Status logits_ops(const T* rows) {
     RmsNormArgs<T> norm;
-    norm.x = make_view<const T>(normed.template as<const T>(), batch, config.hidden);
+    norm.x = make_view<const T>(rows, batch, config.hidden);
     norm.weight = make_view<const T>(final_norm_.template as<const T>(), config.hidden);
     norm.eps = float(config.rms_eps);
     norm.out = make_view<T>(last_rows_.template as<T>(), batch, config.hidden);
     PD_RETURN_IF_ERROR(run<typename Backend::template RmsNorm<T>>(norm));
     PD_RETURN_IF_ERROR(Backend::template to_f32<T>(last_rows_.template as<const T>(), last_rows_f32_.template as<float>(),
                                                    batch * config.hidden, stream));
-    PD_RETURN_IF_ERROR(linear_with<float>(lm_head_plans_, last_rows_f32_.template as<const float>(), batch, config.hidden,
-                                          lm_head_.template as<const float>(), config.vocab, nullptr,
-                                          logits_.template as<float>(), false));
-    PD_RETURN_IF_ERROR(download(logits_, std::size_t(batch * config.vocab), &last_logits));
-    out->assign(std::size_t(batch), 0);
-    for (int64_t b = 0; b < batch; ++b) {
-      const float* row = last_logits.data() + b * config.vocab;
-      int32_t best = 0;
-      for (int64_t v = 1; v < config.vocab; ++v)
-        if (row[v] > row[best]) best = int32_t(v);
-      (*out)[std::size_t(b)] = best;
-    }
-    return Status::ok();
+    return linear_with<float>(lm_head_plans_, last_rows_f32_.template as<const float>(), batch, config.hidden,
+                              lm_head_.template as<const float>(), config.vocab, nullptr, logits_.template as<float>(), false);
   }
 
- private:
   using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t>;  // rows, in, out, bias, residual, x stride
   template <class U>
   using PlanCache = std::map<PlanKey, std::unique_ptr<typename Backend::template LinearPlan<U>>>;
@@ -486,7 +533,7 @@ class Decoder {
   Buffer embed_table_, final_norm_, lm_head_;
   Buffer token_ids_, rope_cos_, rope_sin_, rope_cos_next_, rope_sin_next_, last_rows_, last_rows_f32_, logits_;
   Buffer q_lens_, kv_lens_, gather_indices_, gather_counts_, sticky_status_;
-  Buffer expand_indices_, expand_counts_, expanded_keys_, expanded_values_;
+  Buffer expanded_keys_, expanded_values_;
   PlanCache<T> plans_;
   PlanCache<float> lm_head_plans_;
   std::vector<int32_t> uploaded_q_lens_, uploaded_kv_lens_;  //!< what q_lens_ / kv_lens_ hold on the backend

@@ -5,8 +5,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
 
 #include "promptdistill/blocks.h"
+#include "promptdistill/detail/selector_checks.h"
 #include "promptdistill/promptdistill.h"
 #include "support/compare.h"
 #include "support/selector_cases.h"
@@ -194,4 +198,119 @@ TEST_CASE("validation: K and V of one cache must not be the same buffer (compact
   CHECK(ref::AppendKv<float>::can_implement(a).code() == StatusCode::kInvalidArgument);
   a.v = KvCacheView<float>::contiguous_bshd(values.data(), 1, S, H, D);
   CHECK(ref::AppendKv<float>::can_implement(a).is_ok());
+}
+
+TEST_CASE("status word: the error that comes first wins (lowest request, its own checks, then its indices), in any order") {
+  // The rule both backends keep (detail::record): the CPU loops meet errors in this order and
+  // stop at the first; CUDA threads fail in any order and the word keeps the lowest. Here the
+  // host side records shuffled errors and must end with the lowest (request, position), its
+  // other fields with it.
+  using detail::DataCheck;
+  using detail::DeviceStatusWord;
+  const uint64_t seed = pdtest::mix(pdtest::seed(), 61);
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  const DataCheck checks[] = {DataCheck::kLengthNegative, DataCheck::kCountBeyondCapacity, DataCheck::kIndexOutOfRange,
+                              DataCheck::kIndexNotIncreasing, DataCheck::kTokenOutOfVocab, DataCheck::kKvBelowRows};
+  for (int trial = 0; trial < 300; ++trial) {
+    CAPTURE(trial);
+    struct Error {
+      DataCheck check;
+      int64_t a, b, c, position;
+    };
+    std::vector<Error> errors;
+    const int n = 1 + int(rng() % 12);
+    for (int e = 0; e < n; ++e) {
+      Error x{checks[rng() % 6], int64_t(rng() % 6), int64_t(rng() % 1000), int64_t(rng() % 1000), int64_t(rng() % 40) - 1};
+      const bool taken = std::any_of(errors.begin(), errors.end(), [&](const Error& y) { return y.a == x.a && y.position == x.position; });
+      if (!taken) errors.push_back(x);  // every (request, position) fails once, as every thread checks its own
+    }
+    const Error want = *std::min_element(errors.begin(), errors.end(), [](const Error& x, const Error& y) {
+      return x.a != y.a ? x.a < y.a : x.position < y.position;
+    });
+    std::shuffle(errors.begin(), errors.end(), rng);
+    DeviceStatusWord word{};
+    for (const Error& e : errors) detail::record(&word, e.check, e.a, e.b, e.c, e.position);
+    CHECK(word.check == int32_t(want.check));
+    CHECK(word.code == int32_t(detail::code_of(want.check)));
+    CHECK(word.a == want.a);
+    CHECK(word.b == want.b);
+    CHECK(word.c == want.c);
+    CHECK(word.position == want.position);
+    CHECK(word.lock == 0);
+  }
+  // An error at the same place as the one held does not replace it (a thread's later checks).
+  DeviceStatusWord word{};
+  detail::record(&word, DataCheck::kLengthNegative, 2, -1, 0);
+  detail::record(&word, DataCheck::kBudgetBelowWindow, 2, 5, 9);
+  CHECK(word.check == int32_t(DataCheck::kLengthNegative));
+  detail::record(&word, DataCheck::kIndexOutOfRange, 2, 50, 10, 0);  // the request's indices come after its own checks
+  CHECK(word.check == int32_t(DataCheck::kLengthNegative));
+  detail::record(&word, DataCheck::kIndexOutOfRange, 1, 50, 10, 7);  // a lower request comes first
+  CHECK(word.a == 1);
+  CHECK(std::string(detail::status_from_word(word).message()) == "request 1: selected index 50 is outside [0, 10)");
+}
+
+TEST_CASE("status word: with several invalid requests the reference reports the lowest (Gather, RemapPositions, CompactKv, Embed)") {
+  // What the CUDA kernels must report too (tests/cuda/test_status_cuda.cu runs the same inputs).
+  const int64_t L = 10, E = 4, cap = 5;
+  std::vector<float> src(std::size_t(4 * L * E), 1.0f), dst(std::size_t(4 * cap * E), -1.0f);
+  // request 1: a count beyond the capacity; requests 2 and 3: indices out of range (request 2 at
+  // positions 3 and 1: position 1 is reported).
+  std::vector<int32_t> idx = {0, 1, 2, 3, 4, /**/ 0, 1, 2, 3, 4, /**/ 0, 77, 2, 99, 4, /**/ 0, 1, 2, 3, 55};
+  std::vector<int32_t> counts = {5, 7, 5, 5};
+  GatherArgs<float> g;
+  g.src = make_view<const float>(src.data(), 4, L, E);
+  g.indices = make_view<const int32_t>(idx.data(), 4, 1, cap);
+  g.counts = make_view<const int32_t>(counts.data(), 4, 1);
+  g.dst = make_view(dst.data(), 4, cap, E);
+  Status s = ref::Gather<float>::run(g, Workspace{});
+  CHECK(std::string(s.message()) == "request 1: 7 kept tokens do not fit the output capacity 5");
+  counts[1] = 5;
+  s = ref::Gather<float>::run(g, Workspace{});
+  CHECK(std::string(s.message()) == "request 2: selected index 77 is outside [0, 10)");
+  CHECK(std::all_of(dst.begin(), dst.end(), [](float v) { return v == -1.0f; }));
+
+  // RemapPositions: per request, every row's count before any row's indices (request 0: a bad
+  // index in row 0, a bad count in row 1 -> the count).
+  std::vector<int32_t> ridx = {0, 12, 2, /**/ 0, 1, 2}, rcounts = {3, 4}, out(6, -1);
+  RemapPositionsArgs r;
+  r.mode = PositionMode::kOriginal;
+  r.indices = make_view<const int32_t>(ridx.data(), 1, 2, 3);
+  r.counts = make_view<const int32_t>(rcounts.data(), 1, 2);
+  r.positions_out = make_view(out.data(), 1, 2, 3);
+  std::vector<int32_t> positions_in(10);
+  r.positions_in = make_view<const int32_t>(positions_in.data(), 1, 10);
+  s = ref::RemapPositions::run(r, Workspace{});
+  CHECK(std::string(s.message()) == "request 0: 4 kept tokens do not fit the output capacity 3");
+  rcounts[1] = 3;
+  s = ref::RemapPositions::run(r, Workspace{});
+  CHECK(std::string(s.message()) == "request 0: selected index 12 is outside [0, 10)");
+
+  // CompactKv: request 0 not increasing at position 2, request 1 a length beyond the capacity.
+  const int64_t S = 8, H = 1, D = 64;
+  std::vector<float> keys(std::size_t(2 * S * H * D), 0.5f), values = keys;
+  std::vector<int32_t> lens = {6, 9}, cidx = {0, 3, 3, 5, /**/ 0, 1, 2, 3}, ccounts = {4, 4}, nl = {-9, -9};
+  CompactKvArgs<float> c;
+  c.k = KvCacheView<float>::contiguous_bshd(keys.data(), 2, S, H, D);
+  c.v = KvCacheView<float>::contiguous_bshd(values.data(), 2, S, H, D);
+  c.seq_lens = lens.data();
+  c.indices = make_view<const int32_t>(cidx.data(), 2, 1, 4);
+  c.counts = make_view<const int32_t>(ccounts.data(), 2, 1);
+  c.new_lengths = nl.data();
+  s = ref::CompactKv<float>::run(c, Workspace{});
+  CHECK(std::string(s.message()) == "request 0: selected indices are not strictly increasing at position 2 (index 3)");
+  CHECK(nl == std::vector<int32_t>{-9, -9});
+
+  // Embed: rows 5 and 2 out of the vocabulary -> row 2.
+  std::vector<float> table(std::size_t(8 * E), 1.0f), embedded(std::size_t(7 * E), -1.0f);
+  std::vector<int32_t> ids = {0, 1, 9, 3, 4, -1, 6};
+  EmbedArgs<float> e;
+  e.table = make_view<const float>(table.data(), 8, E);
+  e.ids = make_view<const int32_t>(ids.data(), 7);
+  e.out = make_view(embedded.data(), 7, E);
+  HostWorkspace ws;
+  REQUIRE(ws.reserve(ref::Embed<float>::workspace_size(e)).is_ok());
+  s = ref::Embed<float>::run(e, ws.workspace());
+  CHECK(std::string(s.message()) == "token id 9 at row 2 is outside the vocabulary [0, 8)");
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // CUDA decoder block ops against the CPU reference (ref::), with the tier each check claims:
-// - Tier A (bitwise): Embed, AppendKv in every KV layout;
+// - Tier A (bitwise): Embed, AppendKv in every KV layout; ArgMax on every size and row kind (ties,
+//   NaN, signed zeros), also at Llama-3's vocabulary and inside a captured graph;
 // - Tier B (bitwise): RmsNorm, Rope, SwiGlu, Attention kExact, for f32, bf16 and f16;
 // - Tier C: Linear (cuBLASLt) exact on small integers, NMSE <= 1e-5 on normal data; Attention
 //   kFast (flash for prefill rows, split-KV for decode rows) NMSE <= 2e-5 (f32) / 1e-4 (16-bit)
@@ -340,4 +341,66 @@ TEST_CASE_TEMPLATE("cuda/blocks: Linear (cuBLASLt) exact on small integers, NMSE
           else CHECK(pdtest::nmse_below(got, want, std::is_same<T, float>::value ? 1e-10 : 1e-5));
         }
       }
+}
+
+TEST_CASE_TEMPLATE("cuda/blocks: ArgMax equals the reference on every size and row kind (Tier A)", T, float, bf16, f16) {
+  using pdtest::ArgMaxRow;
+  std::vector<int64_t> sizes = pdtest::argmax_sizes();
+  sizes.push_back(128256);  // Llama-3's vocabulary
+  for (int64_t n : sizes)
+    for (int64_t rows : {1, 3, 70})
+      for (ArgMaxRow kind : {ArgMaxRow::kNormal, ArgMaxRow::kTiedMax, ArgMaxRow::kAllEqual, ArgMaxRow::kNaN,
+                             ArgMaxRow::kSignedZeros, ArgMaxRow::kAllMinusInf}) {
+        if (rows == 70 && n > 1025) continue;
+        const int64_t pitch = n + (rows == 3 ? 5 : 0);
+        const uint64_t seed = pdtest::mix(pdtest::seed(), 94, uint64_t(n), uint64_t(kind), uint64_t(rows));
+        CAPTURE(n);
+        CAPTURE(rows);
+        CAPTURE(pdtest::to_string(kind));
+        CAPTURE(seed);
+        const auto x = pdtest::argmax_case<T>(rows, n, pitch, kind, seed);
+        std::vector<int32_t> want(static_cast<std::size_t>(rows), -1);
+        ArgMaxArgs<T> h;
+        h.x = make_strided_view<const T, 2>(x.data(), {rows, n}, {pitch, 1});
+        h.out = make_view(want.data(), rows);
+        REQUIRE(ref::ArgMax<T>::run(h, Workspace{}, nullptr).is_ok());
+        DeviceBuffer<T> d_x(x);
+        DeviceBuffer<int32_t> d_out(std::vector<int32_t>(want.size(), -1));
+        ArgMaxArgs<T> d;
+        d.x = make_strided_view<const T, 2>(d_x.get(), {rows, n}, {pitch, 1});
+        d.out = make_view(d_out.get(), rows);
+        REQUIRE(cuda::ArgMax<T>::workspace_size(d) == 0);
+        REQUIRE(cuda::ArgMax<T>::run(d, Workspace{}, nullptr).is_ok());
+        CHECK(d_out.download() == want);
+        CHECK(want == pdtest::argmax_oracle(x, rows, n, pitch));
+      }
+}
+
+TEST_CASE("cuda/blocks: ArgMax inside a captured graph, replayed on new logits") {
+  const int64_t rows = 4, n = 49152;
+  const auto first = pdtest::argmax_case<float>(rows, n, n, pdtest::ArgMaxRow::kTiedMax, pdtest::mix(pdtest::seed(), 95));
+  const auto second = pdtest::argmax_case<float>(rows, n, n, pdtest::ArgMaxRow::kNaN, pdtest::mix(pdtest::seed(), 96));
+  DeviceBuffer<float> d_x(first);
+  DeviceBuffer<int32_t> d_out(std::vector<int32_t>(rows, -1));
+  ArgMaxArgs<float> d;
+  d.x = make_view<const float>(d_x.get(), rows, n);
+  d.out = make_view(d_out.get(), rows);
+  cudaStream_t stream = nullptr;
+  pdtest::cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  pdtest::cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+  const Status captured = cuda::ArgMax<float>::run(d, Workspace{}, stream);
+  pdtest::cuda_check(cudaStreamEndCapture(stream, &graph), "end capture");
+  REQUIRE(captured.is_ok());
+  pdtest::cuda_check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  for (const auto* x : {&first, &second}) {
+    d_x.upload(*x);
+    pdtest::cuda_check(cudaGraphLaunch(exec, stream), "launch");
+    pdtest::cuda_check(cudaStreamSynchronize(stream), "sync");
+    CHECK(d_out.download() == pdtest::argmax_oracle(*x, rows, n, n));
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
 }

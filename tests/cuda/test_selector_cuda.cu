@@ -27,7 +27,8 @@ struct Outputs {
 
 template <class T>
 SelectArgs<T> select_args(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, const T* q, KvCacheView<const T> k,
-                          const int32_t* lengths, int32_t* idx, int32_t* counts, int32_t* pos, float* scores) {
+                          const int32_t* lengths, int32_t* idx, int32_t* counts, int32_t* pos, float* scores,
+                          int64_t extra_columns = 0) {
   const int64_t R = score_rows(cfg.method, cfg.grouping, c.H, c.Hkv);
   SelectArgs<T> a;
   a.config = cfg;
@@ -38,21 +39,21 @@ SelectArgs<T> select_args(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg
   a.indices = make_view(idx, c.B, R, c.N);
   a.counts = make_view(counts, c.B, R);
   a.positions = make_view(pos, c.B, R, c.N);
-  a.final_scores = make_view(scores, c.B, R, c.N);
+  a.final_scores = make_view(scores, c.B, R, c.N + extra_columns);
   return a;
 }
 
 template <class T>
-Outputs run_ref(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout layout) {
+Outputs run_ref(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout layout, int64_t extra_columns = 0) {
   auto kv = pdtest::make_kv<T>(layout, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 5);
   const int64_t R = score_rows(cfg.method, cfg.grouping, c.H, c.Hkv);
   Outputs o;
-  o.scores.assign(std::size_t(c.B * R * c.N), -3.0f);
+  o.scores.assign(std::size_t(c.B * R * (c.N + extra_columns)), -3.0f);
   o.indices.assign(std::size_t(c.B * R * c.N), -1);
   o.counts.assign(std::size_t(c.B * R), -1);
   o.positions.assign(std::size_t(c.B * R * c.N), -1);
   auto a = select_args<T>(c, cfg, c.q.data(), kv.view(), c.lengths.data(), o.indices.data(), o.counts.data(),
-                          o.positions.data(), o.scores.data());
+                          o.positions.data(), o.scores.data(), extra_columns);
   HostWorkspace ws;
   REQUIRE(ws.reserve(ref::Select<T>::workspace_size(a)).is_ok());
   o.status = ref::Select<T>::run(a, ws.workspace());
@@ -60,17 +61,18 @@ Outputs run_ref(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout l
 }
 
 template <class T>
-Outputs run_cuda(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout layout) {
+Outputs run_cuda(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout layout, int64_t extra_columns = 0) {
   auto host_kv = pdtest::make_kv<T>(layout, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 5);
   pdtest::DeviceKv<T> kv(host_kv);
   const int64_t R = score_rows(cfg.method, cfg.grouping, c.H, c.Hkv);
   DeviceBuffer<T> q(c.q);
   DeviceBuffer<int32_t> lengths(c.lengths);
-  DeviceBuffer<float> scores(std::vector<float>(std::size_t(c.B * R * c.N), -3.0f));
+  DeviceBuffer<float> scores(std::vector<float>(std::size_t(c.B * R * (c.N + extra_columns)), -3.0f));
   DeviceBuffer<int32_t> idx(std::vector<int32_t>(std::size_t(c.B * R * c.N), -1));
   DeviceBuffer<int32_t> counts(std::vector<int32_t>(std::size_t(c.B * R), -1));
   DeviceBuffer<int32_t> pos(std::vector<int32_t>(std::size_t(c.B * R * c.N), -1));
-  auto a = select_args<T>(c, cfg, q.get(), kv.view, lengths.get(), idx.get(), counts.get(), pos.get(), scores.get());
+  auto a = select_args<T>(c, cfg, q.get(), kv.view, lengths.get(), idx.get(), counts.get(), pos.get(), scores.get(),
+                          extra_columns);
   pdtest::DeviceWorkspace ws(cuda::Select<T>::workspace_size(a));
   Outputs o;
   o.status = cuda::Select<T>::run(a, ws.ws, nullptr);
@@ -83,9 +85,10 @@ Outputs run_cuda(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout 
 }
 
 template <class T>
-void check_same(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout layout) {
-  const Outputs want = run_ref(c, cfg, layout);
-  const Outputs got = run_cuda(c, cfg, layout);
+void check_same(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout layout, int64_t extra_columns = 0) {
+  const Outputs want = run_ref(c, cfg, layout, extra_columns);
+  const Outputs got = run_cuda(c, cfg, layout, extra_columns);
+  CAPTURE(extra_columns);
   INFO(c.describe());
   INFO(std::string(pdtest::to_string(layout)));
   CAPTURE(cfg.budget);
@@ -98,6 +101,20 @@ void check_same(const pdtest::ScoreCase<T>& c, const MethodConfig& cfg, Layout l
 }
 
 }  // namespace
+
+TEST_CASE("cuda/select: a final_scores wider than N runs and ranks as on the CPU (one rule, both backends)") {
+  // can_implement accepts final_scores [B, rows, >= N] on both backends; the columns past N keep
+  // their -3 on both (compared with the rest of the buffer).
+  for (Method m : {Method::kPromptDistill, Method::kSnapKV, Method::kH2O}) {
+    const uint64_t seed = pdtest::mix(pdtest::seed(), 404, uint64_t(m));
+    auto c = pdtest::make_score_case<float>(m, HeadGrouping::kPerKvGroup, {300, 129}, 8, 2, 64, 16, Fill::kNormal, seed);
+    MethodConfig cfg;
+    cfg.method = m;
+    cfg.budget = 64;
+    cfg.window = 16;
+    for (int64_t extra : {1, 7}) check_same(c, cfg, Layout::kBSHD, extra);
+  }
+}
 
 TEST_CASE("cuda/select: PromptDistill and GemFilter equal the reference across sizes, heads and dims") {
   struct Heads { int64_t H, Hkv; };

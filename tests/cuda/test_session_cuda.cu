@@ -13,6 +13,9 @@
 //   with truncation holding less device memory than full KV.
 // - create_random draws on the device the weights the reference draws on the host (the same
 //   bits): the f32 sessions' caches agree within the Tier C bound.
+// - decode steps replayed from a CUDA graph (decode_graph) give the tokens and caches of steps
+//   run op by op, bit for bit (the same kernels on the same inputs, the GEMMs' algorithms pinned),
+//   with one host synchronisation per step.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -148,4 +151,58 @@ TEST_CASE("cuda/session: create_random draws the reference's weights on the devi
   }
   std::unique_ptr<cuda::BatchSession> bf16_session;
   CHECK(cuda::BatchSession::create_random(c, 11, BatchSessionOptions{}, nullptr, &bf16_session).is_ok());
+}
+
+template <class Session>
+void check_graph_decode(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts) {
+  for (const PipelineConfig& cfg : pdtest::every_method_small()) {
+    CAPTURE(std::string(to_string(cfg.method)));
+    CAPTURE(std::string(to_string(cfg.grouping)));
+    BatchSessionOptions options;
+    options.decode_reserve = 2;  // caches grow during the decode: steps are recorded again
+    std::vector<pdtest::SessionRun> runs;
+    std::vector<int64_t> replays;
+    for (bool graph : {false, true}) {
+      options.decode_graph = graph;
+      std::unique_ptr<Session> s;
+      REQUIRE(Session::create(&w, options, nullptr, &s).is_ok());
+      pdtest::SessionRun r;
+      REQUIRE(s->prefill(prompts, cfg, &r.prefill).is_ok());
+      const int64_t prefill_syncs = s->host_syncs();
+      std::vector<int32_t> first;
+      for (const auto& p : r.prefill) first.push_back(p.first_token);
+      double ms = 0;
+      const Status st = s->generate(first, 12, {}, &r.tokens, &ms);
+      REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+      REQUIRE_MESSAGE(s->decode_graph_status().is_ok(), std::string(s->decode_graph_status().message()));
+      CHECK(s->host_syncs() == prefill_syncs + 11);
+      r.k.resize(prompts.size());
+      for (std::size_t b = 0; b < prompts.size(); ++b)
+        for (int64_t l = 0; l < w.config.num_layers; ++l) {
+          std::vector<float> k, v;
+          REQUIRE(s->read_cache(l, int64_t(b), &k, &v).is_ok());
+          r.k[b].push_back(k);
+          r.k[b].push_back(v);
+        }
+      runs.push_back(std::move(r));
+      replays.push_back(s->decode_graph_replays());
+    }
+    CHECK(replays[0] == 0);
+    CHECK(replays[1] > 0);
+    CHECK(runs[1].tokens == runs[0].tokens);
+    for (std::size_t b = 0; b < prompts.size(); ++b)
+      for (std::size_t i = 0; i < runs[0].k[b].size(); ++i) {
+        CAPTURE(b);
+        CAPTURE(i);
+        CHECK(pdtest::bitwise_equal(runs[1].k[b][i], runs[0].k[b][i]));
+      }
+  }
+}
+
+TEST_CASE("cuda/session: decode steps replayed from a CUDA graph equal op-by-op steps bit for bit (f32 and bf16)") {
+  const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 11));
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 12)),
+                                                     pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 13))};
+  check_graph_decode<cuda::BatchSessionF32>(w, prompts);
+  check_graph_decode<cuda::BatchSession>(w, prompts);
 }

@@ -18,6 +18,7 @@
 #include "support/generators.h"
 #include "support/random_model.h"
 #include "support/session_runs.h"
+#include "src/batch_session/device_buffer.h"
 
 using namespace promptdistill;
 
@@ -183,6 +184,7 @@ TEST_CASE("batch session (cpu): a prefill synchronises with the host a fixed num
                                                      pdtest::random_prompt(70, 3)};
   BatchSessionOptions options = pdtest::thorough_session_options();
   options.check_every_op = false;  // the debugging switch reads the status after every op
+  options.decode_reserve = 16;     // no cache grows in the 4 decode steps below (that would record again)
   std::unique_ptr<ref::BatchSession> s;
   REQUIRE(ref::BatchSession::create(&w, options, nullptr, &s).is_ok());
   for (PipelineConfig cfg : pdtest::every_method_small()) {
@@ -196,10 +198,72 @@ TEST_CASE("batch session (cpu): a prefill synchronises with the host a fixed num
       const bool truncates_later = after_last_layer && cfg.cache_truncation_end != 0;
       const int64_t expected = cfg.method == PipelineMethod::kFull ? 2 : truncates_later ? 5 : 3;
       CHECK(s->host_syncs() == expected);
-      std::vector<int32_t> next;
-      REQUIRE(s->decode_step({out[0].first_token, out[1].first_token, out[2].first_token}, &next).is_ok());
-      CHECK(s->host_syncs() == expected + 1);  // a decode step downloads its logits, nothing else
+      // Each decode step brings back its B next tokens (the argmax runs on the backend), nothing
+      // else, whether it runs op by op, is recorded or is replayed.
+      std::vector<int32_t> tokens = {out[0].first_token, out[1].first_token, out[2].first_token};
+      for (int64_t step = 1; step <= 4; ++step) {
+        REQUIRE(s->decode_step(tokens, &tokens).is_ok());
+        CHECK(s->host_syncs() == expected + step);
+      }
+      CHECK(s->decode_graph_replays() == 3);  // the first step ran op by op and was recorded
+      CHECK(s->decode_graph_status().is_ok());
     }
+  }
+}
+
+TEST_CASE("batch session (cpu): recorded decode steps give the tokens and caches of op-by-op steps, bit for bit") {
+  // BatchSessionOptions::decode_graph: the CPU reference replays a recorded step as CUDA replays a
+  // graph, under its rules (no allocation, upload or download inside: a step that did one would
+  // fail here). decode_reserve 2 makes the caches grow during the decode, so steps are recorded
+  // again after each growth; every method, per query head included, on a ragged batch.
+  const uint64_t seed = pdtest::mix(pdtest::seed(), 44);
+  CAPTURE(seed);
+  const ModelWeights w = pdtest::random_model(seed);
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(61, 4), pdtest::random_prompt(44, 5)};
+  for (const PipelineConfig& cfg : pdtest::every_method_small()) {
+    INFO(to_string(cfg.method) << " " << to_string(cfg.grouping) << " stages " << cfg.selection_layers.size() << " tt "
+                               << cfg.cache_truncation_end);
+    BatchSessionOptions options;
+    options.decode_reserve = 2;
+    options.mlp_chunk_rows = 40;
+    std::vector<BatchRun> runs;
+    std::vector<int64_t> replays;
+    for (bool graph : {false, true}) {
+      options.decode_graph = graph;
+      std::unique_ptr<ref::BatchSession> s;
+      REQUIRE(ref::BatchSession::create(&w, options, nullptr, &s).is_ok());
+      BatchRun r;
+      REQUIRE(s->prefill(prompts, cfg, &r.prefill).is_ok());
+      const int64_t prefill_syncs = s->host_syncs();
+      std::vector<int32_t> first = {r.prefill[0].first_token, r.prefill[1].first_token};
+      double ms = 0;
+      const Status st = s->generate(first, 12, {}, &r.tokens, &ms);
+      REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
+      REQUIRE_MESSAGE(s->decode_graph_status().is_ok(), std::string(s->decode_graph_status().message()));
+      CHECK(s->host_syncs() == prefill_syncs + 11);  // one per step
+      r.k.resize(2);
+      r.v.resize(2);
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t l = 0; l < w.config.num_layers; ++l) {
+          std::vector<float> k, v;
+          REQUIRE(s->read_cache(l, b, &k, &v).is_ok());
+          r.k[std::size_t(b)].push_back(k);
+          r.v[std::size_t(b)].push_back(v);
+        }
+      runs.push_back(std::move(r));
+      replays.push_back(s->decode_graph_replays());
+    }
+    CHECK(replays[0] == 0);
+    CHECK(replays[1] > 0);
+    CHECK(replays[1] < 10);  // the caches grew: some steps were recorded again
+    CHECK(runs[1].tokens == runs[0].tokens);
+    for (std::size_t b = 0; b < 2; ++b)
+      for (std::size_t l = 0; l < runs[0].k[b].size(); ++l) {
+        CAPTURE(b);
+        CAPTURE(l);
+        CHECK(pdtest::bitwise_equal(runs[1].k[b][l], runs[0].k[b][l]));
+        CHECK(pdtest::bitwise_equal(runs[1].v[b][l], runs[0].v[b][l]));
+      }
   }
 }
 
@@ -264,4 +328,30 @@ TEST_CASE("batch session (cpu): create_random draws its weights from the seed al
   for (float x : a.first) largest = std::max(largest, std::fabs(x));
   CHECK(largest > 0.1f);
   CHECK(largest < 100.0f);
+}
+
+TEST_CASE("batch session (cpu): while a decode step is being recorded, buffers refuse to allocate or copy to or from the host") {
+  // What keeps a recorded step replayable (and host_syncs() honest): inside it, nothing may be
+  // allocated (a pointer the graph holds would change), uploaded from pageable memory or
+  // downloaded (a hidden synchronisation).
+  session::MemoryLedger ledger;
+  session::DeviceBuffer<RefBackend> buffer(&ledger);
+  REQUIRE(buffer.allocate(64, nullptr).is_ok());
+  const int64_t generation = ledger.generation;
+  int64_t syncs = 0;
+  std::vector<int32_t> host;
+  ledger.recording = true;
+  CHECK(buffer.reserve(32, nullptr).is_ok());  // it fits: nothing happens
+  CHECK(buffer.reserve(4096, nullptr).code() == StatusCode::kInternal);
+  CHECK(buffer.upload(std::vector<int32_t>{1, 2}, nullptr).code() == StatusCode::kInternal);
+  const Status st = buffer.download(2, &host, nullptr, &syncs);
+  CHECK(st.code() == StatusCode::kInternal);
+  CHECK(std::string(st.message()).find("recorded decode step") != std::string::npos);
+  CHECK(syncs == 0);
+  CHECK(ledger.generation == generation);
+  ledger.recording = false;
+  CHECK(buffer.reserve(4096, nullptr).is_ok());
+  CHECK(ledger.generation > generation);  // a recorded step is stale now
+  CHECK(buffer.download(2, &host, nullptr, &syncs).is_ok());
+  CHECK(syncs == 1);
 }

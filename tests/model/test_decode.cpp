@@ -13,6 +13,7 @@
 
 #include "promptdistill/session_ref.h"
 #include "promptdistill/transformer_ref.h"
+#include "support/block_cases.h"
 #include "support/random_model.h"
 
 // Counts heap allocations of this test program (every operator new goes through here).
@@ -251,4 +252,11 @@ TEST_CASE("decode: a session's sweep and generation run in the fast modes") {
     return Status::ok();
   }).is_ok());
   CHECK(runs == 2);
+}
+
+TEST_CASE("decode: the decoder's argmax (ref::EigenSession's greedy step) follows ArgMax's rule") {
+  const auto x = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kNaN, pdtest::mix(pdtest::seed(), 92));
+  CHECK(ref::argmax(x) == pdtest::argmax_oracle(x, 1, 1025, 1025)[0]);
+  const auto ties = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kTiedMax, pdtest::mix(pdtest::seed(), 93));
+  CHECK(ref::argmax(ties) == pdtest::argmax_oracle(ties, 1, 1025, 1025)[0]);
 }

@@ -4,10 +4,14 @@
 //   within a few f32 ulps, and bitwise invariance under strides, in-place use and cache layout;
 // - Tier A ops (Embed, AppendKv) exact in every layout;
 // - Linear (Tier C) exact on small integers, with bias, residual and in-place residual;
+// - ArgMax (Tier A) against its documented rule written plainly: sizes at warp and block edges,
+//   ties, NaN, signed zeros, strided rows;
 // - bad input: a Status with a message, outputs untouched.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "promptdistill/blocks.h"
 #include "promptdistill/model.h"
@@ -436,4 +440,49 @@ TEST_CASE("blocks/ref: Linear rejects arguments that differ from its plan") {
   a.w = make_view<const float>(w.data(), 8, 3);
   a.y = make_view(y.data(), 4, 8);
   CHECK(plan.run(a, Workspace{}).code() == StatusCode::kMisaligned);
+}
+
+TEST_CASE_TEMPLATE("blocks/ref: ArgMax takes the first maximum, the first NaN if any, on every size and row kind", T, float, bf16, f16) {
+  using pdtest::ArgMaxRow;
+  for (int64_t n : pdtest::argmax_sizes())
+    for (int64_t rows : {1, 3})
+      for (ArgMaxRow kind : {ArgMaxRow::kNormal, ArgMaxRow::kTiedMax, ArgMaxRow::kAllEqual, ArgMaxRow::kNaN,
+                             ArgMaxRow::kSignedZeros, ArgMaxRow::kAllMinusInf})
+        for (int64_t pad : {0, 5}) {  // pad > 0: rows at a pitch of n + pad (a strided view)
+          const uint64_t seed = pdtest::mix(pdtest::seed(), 91, uint64_t(n), uint64_t(kind), uint64_t(rows));
+          CAPTURE(n);
+          CAPTURE(rows);
+          CAPTURE(pdtest::to_string(kind));
+          CAPTURE(pad);
+          CAPTURE(seed);
+          const auto x = pdtest::argmax_case<T>(rows, n, n + pad, kind, seed);
+          std::vector<int32_t> out(static_cast<std::size_t>(rows), -1);
+          ArgMaxArgs<T> a;
+          a.x = make_strided_view<const T, 2>(x.data(), {rows, n}, {n + pad, 1});
+          a.out = make_view(out.data(), rows);
+          REQUIRE(ref::ArgMax<T>::workspace_size(a) == 0);
+          REQUIRE(ref::ArgMax<T>::run(a, Workspace{}, nullptr).is_ok());
+          CHECK(out == pdtest::argmax_oracle(x, rows, n, n + pad));
+        }
+}
+
+TEST_CASE("blocks/ref: ArgMax rejects empty rows and a mismatched output, writing nothing") {
+  std::vector<float> x(8, 1.0f);
+  std::vector<int32_t> out(2, -1);
+  ArgMaxArgs<float> a;
+  a.x = make_view<const float>(x.data(), 2, 0);
+  a.out = make_view(out.data(), 2);
+  Status s = ref::ArgMax<float>::run(a, Workspace{}, nullptr);
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(s.message()).find("empty") != std::string::npos);
+  a.x = make_view<const float>(x.data(), 2, 4);
+  a.out = make_view(out.data(), 1);
+  s = ref::ArgMax<float>::run(a, Workspace{}, nullptr);
+  CHECK(s.code() == StatusCode::kShapeMismatch);
+  CHECK(out == std::vector<int32_t>{-1, -1});
+  a.out = make_view(out.data(), 2);
+  CHECK(ref::ArgMax<float>::can_implement(a).is_ok());
+  a.x = make_view<const float>(x.data(), 0, 0);  // no rows: nothing to do
+  a.out = make_view(out.data(), 0);
+  CHECK(ref::ArgMax<float>::run(a, Workspace{}, nullptr).is_ok());
 }

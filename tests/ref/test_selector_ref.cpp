@@ -292,6 +292,42 @@ TEST_CASE("select/ref: GemFilter renumbers positions and does not force the last
   CHECK(std::vector<int32_t>(r.indices.begin(), r.indices.begin() + 10) == order);
 }
 
+TEST_CASE("select/ref: a final_scores wider than N (as check_select accepts) ranks the same; columns past N untouched") {
+  // One rule on both backends: can_implement accepts final_scores.extents[2] >= N, so run must
+  // too (the pooling stage sees the first N columns). Every method and grouping, ragged lengths.
+  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
+    for (HeadGrouping g : {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead}) {
+      if ((m == Method::kPromptDistill || m == Method::kGemFilter) && g == HeadGrouping::kPerQueryHead) continue;
+      const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(m) * 7 + uint64_t(g));
+      auto c = pdtest::make_score_case<float>(m, g, {60, 37}, 4, 2, 32, 8, Fill::kNormal, seed);
+      MethodConfig cfg;
+      cfg.method = m;
+      cfg.grouping = g;
+      cfg.budget = 20;
+      cfg.window = 8;
+      CAPTURE(c.describe());
+      CAPTURE(seed);
+      const auto narrow = pdtest::run_select(c, cfg);
+      REQUIRE_MESSAGE(narrow.status.is_ok(), std::string(narrow.status.message()));
+      for (int64_t extra : {1, 5}) {
+        CAPTURE(extra);
+        const auto wide = pdtest::run_select<float>(c, cfg, nullptr, 0, nullptr, extra);
+        REQUIRE_MESSAGE(wide.status.is_ok(), std::string(wide.status.message()));
+        CHECK(wide.indices == narrow.indices);
+        CHECK(wide.counts == narrow.counts);
+        CHECK(wide.positions == narrow.positions);
+        const int64_t rows = c.B * c.score_rows(), width = c.N + extra;
+        for (int64_t row = 0; row < rows; ++row) {
+          const std::vector<float> got(wide.final_scores.begin() + row * width, wide.final_scores.begin() + row * width + c.N);
+          const std::vector<float> want(narrow.final_scores.begin() + row * c.N, narrow.final_scores.begin() + (row + 1) * c.N);
+          CHECK(pdtest::bitwise_equal(got, want));
+          for (int64_t j = c.N; j < width; ++j) CHECK(wide.final_scores[std::size_t(row * width + j)] == pdtest::kUnwritten);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("select/ref: SnapKV and H2O keep exactly C per row including their windows; all when L < C") {
   for (Method m : {Method::kSnapKV, Method::kH2O}) {
     for (HeadGrouping g : {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead}) {

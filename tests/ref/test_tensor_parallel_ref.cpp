@@ -55,14 +55,18 @@ std::vector<float> partial_of(const pdtest::ScoreCase<T>& c, Method method, cons
   return partial;
 }
 
+//! FinishSelect over `summed`; `extra` widens final_scores to [B, 1, N + extra] (what
+//! check_finish_select accepts), its extra columns starting at pdtest::kUnwritten.
 Selected finish(const std::vector<float>& summed, const std::vector<int32_t>& lengths, int64_t N, int64_t total_heads,
-                const MethodConfig& cfg) {
+                const MethodConfig& cfg, int64_t extra = 0) {
   const int64_t B = int64_t(lengths.size());
   Selected s;
   s.indices.assign(std::size_t(B * N), -1);
   s.counts.assign(std::size_t(B), -1);
   s.positions.assign(std::size_t(B * N), -1);
-  s.final_scores.assign(std::size_t(B * N), 0.0f);
+  s.final_scores.assign(std::size_t(B * (N + extra)), 0.0f);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = N; j < N + extra; ++j) s.final_scores[std::size_t(b * (N + extra) + j)] = pdtest::kUnwritten;
   FinishSelectArgs a;
   a.config = cfg;
   a.summed = make_view(summed.data(), B, 1, N);
@@ -71,7 +75,7 @@ Selected finish(const std::vector<float>& summed, const std::vector<int32_t>& le
   a.indices = make_view(s.indices.data(), B, 1, N);
   a.counts = make_view(s.counts.data(), B, 1);
   a.positions = make_view(s.positions.data(), B, 1, N);
-  a.final_scores = make_view(s.final_scores.data(), B, 1, N);
+  a.final_scores = make_view(s.final_scores.data(), B, 1, N + extra);
   HostWorkspace ws;
   REQUIRE(ws.reserve(ref::FinishSelect::workspace_size(a)).is_ok());
   const Status st = ref::FinishSelect::run(a, ws.workspace());
@@ -158,6 +162,29 @@ TEST_CASE("tensor parallel/ref: R = 1 is Select itself, on random data (Tier B)"
     CHECK(got.counts == want.counts);
     CHECK(got.positions == want.positions);
     CHECK(pdtest::bitwise_equal(got.final_scores, want.final_scores));
+  }
+}
+
+TEST_CASE("tensor parallel/ref: FinishSelect takes a final_scores wider than N, as check_finish_select does") {
+  // The same rule as Select: the first N columns hold the ranked scores, the rest stay untouched.
+  for (Method method : {Method::kPromptDistill, Method::kGemFilter}) {
+    const uint64_t seed = pdtest::mix(pdtest::seed(), 9, uint64_t(method));
+    auto c = pdtest::make_score_case<float>(method, HeadGrouping::kPerKvGroup, {90, 41}, 8, 2, 64, 0, Fill::kNormal, seed);
+    CAPTURE(c.describe());
+    CAPTURE(seed);
+    const MethodConfig cfg = config_of(method, 16, PoolMode::kMax);
+    const std::vector<float> summed = partial_of(c, method, pdtest::rank_shard(c.H, c.Hkv, 1, 0));
+    const Selected narrow = finish(summed, c.lengths, c.N, c.H, cfg);
+    const Selected wide = finish(summed, c.lengths, c.N, c.H, cfg, 3);
+    CHECK(wide.indices == narrow.indices);
+    CHECK(wide.counts == narrow.counts);
+    CHECK(wide.positions == narrow.positions);
+    for (int64_t b = 0; b < c.B; ++b) {
+      const std::vector<float> got(wide.final_scores.begin() + b * (c.N + 3), wide.final_scores.begin() + b * (c.N + 3) + c.N);
+      const std::vector<float> want(narrow.final_scores.begin() + b * c.N, narrow.final_scores.begin() + (b + 1) * c.N);
+      CHECK(pdtest::bitwise_equal(got, want));
+      for (int64_t j = c.N; j < c.N + 3; ++j) CHECK(wide.final_scores[std::size_t(b * (c.N + 3) + j)] == pdtest::kUnwritten);
+    }
   }
 }
 

@@ -4,11 +4,13 @@
 //! @file
 //! Attention problems shared by the CPU and CUDA block tests: a ragged batch of requests with
 //! `q_lens[b]` new rows at the end of `kv_lens[b]` cached tokens, queries [B, n, H, D] and a
-//! logical KV cache [B, capacity, H_kv, D] that kv_layouts.h lays out in every engine layout.
+//! logical KV cache [B, capacity, H_kv, D] that kv_layouts.h lays out in every engine layout;
+//! and ArgMax rows (ties, NaN, signed zeros) with the plainly written answer.
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -90,5 +92,80 @@ std::vector<double> attention_double(const AttentionShape& s, const AttentionDat
       }
   return out;
 }
+
+// ---- ArgMax ------------------------------------------------------------------------------------------
+
+//! What a row of an ArgMax case holds besides random values.
+enum class ArgMaxRow { kNormal, kTiedMax, kAllEqual, kNaN, kSignedZeros, kAllMinusInf };
+
+inline const char* to_string(ArgMaxRow r) {
+  switch (r) {
+    case ArgMaxRow::kNormal: return "normal";
+    case ArgMaxRow::kTiedMax: return "tied max";
+    case ArgMaxRow::kAllEqual: return "all equal";
+    case ArgMaxRow::kNaN: return "NaN";
+    case ArgMaxRow::kSignedZeros: return "signed zeros";
+    case ArgMaxRow::kAllMinusInf: return "all -inf";
+  }
+  return "?";
+}
+
+//! rows x n values (row pitch `pitch` >= n), rounded to T, with `kind` planted in every row at
+//! seeded places: the maximum repeated (ties), NaN at several places, only +0/-0, only -inf.
+template <class T>
+std::vector<T> argmax_case(int64_t rows, int64_t n, int64_t pitch, ArgMaxRow kind, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<T> x(std::size_t(rows * pitch), promptdistill::num::from_f32<T>(-99.0f));
+  const auto values = generate<T>(std::size_t(rows * n), Fill::kNormal, seed, 4.0f);
+  for (int64_t i = 0; i < rows; ++i) {
+    T* row = &x[std::size_t(i * pitch)];
+    for (int64_t j = 0; j < n; ++j) row[j] = values[std::size_t(i * n + j)];
+    const auto place = [&] { return int64_t(rng() % uint64_t(n)); };
+    switch (kind) {
+      case ArgMaxRow::kNormal: break;
+      case ArgMaxRow::kTiedMax:
+        for (int t = 0; t < 4; ++t) row[place()] = promptdistill::num::from_f32<T>(100.0f);
+        row[n - 1] = promptdistill::num::from_f32<T>(100.0f);
+        break;
+      case ArgMaxRow::kAllEqual:
+        for (int64_t j = 0; j < n; ++j) row[j] = promptdistill::num::from_f32<T>(1.5f);
+        break;
+      case ArgMaxRow::kNaN:
+        row[place()] = promptdistill::num::from_f32<T>(1e30f);  // a huge number still ranks below NaN
+        for (int t = 0; t < 3; ++t) row[place()] = promptdistill::num::from_f32<T>(std::nanf(""));
+        break;
+      case ArgMaxRow::kSignedZeros:
+        for (int64_t j = 0; j < n; ++j) row[j] = promptdistill::num::from_f32<T>(rng() % 2 ? 0.0f : -0.0f);
+        break;
+      case ArgMaxRow::kAllMinusInf:
+        for (int64_t j = 0; j < n; ++j) row[j] = promptdistill::num::from_f32<T>(-INFINITY);
+        break;
+    }
+  }
+  return x;
+}
+
+//! ArgMax's answer written plainly, as the documentation states it: the first NaN if there is
+//! one, else the first index whose value equals the row's maximum (+0 == -0).
+template <class T>
+std::vector<int32_t> argmax_oracle(const std::vector<T>& x, int64_t rows, int64_t n, int64_t pitch) {
+  std::vector<int32_t> out;
+  for (int64_t i = 0; i < rows; ++i) {
+    std::vector<float> row(static_cast<std::size_t>(n));
+    for (int64_t j = 0; j < n; ++j) row[std::size_t(j)] = promptdistill::num::to_f32(x[std::size_t(i * pitch + j)]);
+    const auto nan = std::find_if(row.begin(), row.end(), [](float v) { return std::isnan(v); });
+    if (nan != row.end()) {
+      out.push_back(int32_t(nan - row.begin()));
+      continue;
+    }
+    const float top = *std::max_element(row.begin(), row.end());
+    out.push_back(int32_t(std::find(row.begin(), row.end(), top) - row.begin()));
+  }
+  return out;
+}
+
+//! The sizes the ArgMax tests sweep: warp and block edges, a 1024-thread block's edges, and
+//! SmolLM2's vocabulary.
+inline std::vector<int64_t> argmax_sizes() { return {1, 2, 31, 32, 33, 511, 512, 513, 1023, 1024, 1025, 49152}; }
 
 }  // namespace pdtest

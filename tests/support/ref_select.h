@@ -4,7 +4,8 @@
 //! @file
 //! The fused reference Select on a seeded scoring case (contiguous keys), with every output the
 //! tests compare: indices, counts, positions and the pooled scores [B, rows, N], and optionally
-//! the hidden-state gather.
+//! the hidden-state gather. `extra_columns` widens final_scores to [B, rows, N + extra] (what
+//! check_select accepts); the extra columns start at kUnwritten.
 
 #include <doctest/doctest.h>
 
@@ -24,16 +25,23 @@ struct SelectRun {
   promptdistill::Status status;
 };
 
+//! What the columns of final_scores past N hold before a run (and must hold after it).
+constexpr float kUnwritten = 12345.0f;
+
 template <class T>
 inline SelectRun<T> run_select(const ScoreCase<T>& c, promptdistill::MethodConfig cfg, const std::vector<T>* hidden = nullptr,
-                               int64_t hidden_dim = 0, const std::vector<int32_t>* positions_in = nullptr) {
+                               int64_t hidden_dim = 0, const std::vector<int32_t>* positions_in = nullptr,
+                               int64_t extra_columns = 0) {
   auto kv = make_kv<T>(Layout::kBSHD, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 1);
   const int64_t R = promptdistill::score_rows(cfg.method, cfg.grouping, c.H, c.Hkv);
   SelectRun<T> r;
   r.indices.assign(std::size_t(c.B * R * c.N), -1);
   r.counts.assign(std::size_t(c.B * R), -1);
   r.positions.assign(std::size_t(c.B * R * c.N), -1);
-  r.final_scores.assign(std::size_t(c.B * R * c.N), 0.0f);
+  const int64_t width = c.N + extra_columns;
+  r.final_scores.assign(std::size_t(c.B * R * width), 0.0f);
+  for (int64_t row = 0; row < c.B * R; ++row)
+    for (int64_t j = c.N; j < width; ++j) r.final_scores[std::size_t(row * width + j)] = kUnwritten;
   promptdistill::SelectArgs<T> a;
   a.config = cfg;
   a.q = c.q_view(c.q.data());
@@ -43,7 +51,7 @@ inline SelectRun<T> run_select(const ScoreCase<T>& c, promptdistill::MethodConfi
   a.indices = promptdistill::make_view(r.indices.data(), c.B, R, c.N);
   a.counts = promptdistill::make_view(r.counts.data(), c.B, R);
   a.positions = promptdistill::make_view(r.positions.data(), c.B, R, c.N);
-  a.final_scores = promptdistill::make_view(r.final_scores.data(), c.B, R, c.N);
+  a.final_scores = promptdistill::make_view(r.final_scores.data(), c.B, R, width);
   if (positions_in) a.positions_in = promptdistill::make_view(positions_in->data(), c.B, c.N);
   if (hidden) {
     r.hidden_out.assign(std::size_t(c.B * c.N * hidden_dim), promptdistill::num::from_f32<T>(0.0f));

@@ -9,8 +9,8 @@
 //! elements of 16 bits), the warps' f32 scores and 16-bit probabilities (keys + 4 and keys + 8
 //! wide) and their f32 output rows (D + 4 wide). With 64 keys that is 70 / 90 / 110 KiB at head
 //! dims 64 / 96 / 128: head dim 128 exceeds the 99 KiB a block may opt into on sm_86, sm_89 and
-//! sm_120 (227 KiB on sm_80, sm_90 and sm_100), so there the kernel steps 32 keys at a time
-//! (81 KiB).
+//! sm_120 (163 KiB on sm_80, 227 KiB on sm_90 and sm_100), so there the kernel steps 32 keys at a
+//! time (81 KiB).
 
 #include <cstddef>
 

@@ -2,10 +2,10 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
-//! Elementwise and row-wise decoder block kernels: Embed and AppendKv (Tier A), RmsNorm, Rope and
-//! SwiGlu (Tier B: the orders of blocks.h, on the shared numerics header; the CPU reference runs
-//! the same expressions, so results are bit-identical). The operations are instantiated for
-//! float, f16 and bf16 in cuda/blocks_instances.cu.
+//! Elementwise and row-wise decoder block kernels: Embed, AppendKv and ArgMax (Tier A), RmsNorm,
+//! Rope and SwiGlu (Tier B: the orders of blocks.h, on the shared numerics header; the CPU
+//! reference runs the same expressions, so results are bit-identical). The operations are
+//! instantiated for float, f16 and bf16 in cuda/blocks_instances.cu.
 
 #include "promptdistill/blocks.h"
 #include "promptdistill/cuda/launch.cuh"
@@ -106,6 +106,42 @@ __global__ void append_kv_kernel(AppendKvArgs<T> a, const DeviceStatusWord* stat
   }
 }
 
+constexpr int kArgMaxThreads = 512;
+
+//! The better of two (value, index) candidates in ArgMax's total order.
+__device__ __forceinline__ void argmax_take(float v, int64_t i, float* best, int64_t* best_i) {
+  if (promptdistill::detail::argmax_ranks_before(v, i, *best, *best_i)) *best = v, *best_i = i;
+}
+
+//! One block per row (grid-stride over rows): thread t scans j = t, t + 512, ..., then a warp
+//! shuffle tree and one across warps. The order is total (argmax_ranks_before), so the tree
+//! ends where the CPU's sequential scan does. A thread with no element holds (-inf, n), which
+//! every element of the row ranks before (a real -inf by its smaller index).
+template <class T>
+__global__ void __launch_bounds__(kArgMaxThreads) argmax_kernel(ArgMaxArgs<T> a) {
+  __shared__ float warp_best[kArgMaxThreads / 32];
+  __shared__ int64_t warp_index[kArgMaxThreads / 32];
+  const int64_t n = a.x.extents[1];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int64_t i = blockIdx.x; i < a.x.extents[0]; i += gridDim.x) {
+    float best = -INFINITY;
+    int64_t best_j = n;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) argmax_take(num::to_f32(a.x(i, j)), j, &best, &best_j);
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      const float v = __shfl_down_sync(0xffffffffu, best, offset);
+      const int64_t j = __shfl_down_sync(0xffffffffu, best_j, offset);
+      argmax_take(v, j, &best, &best_j);
+    }
+    if (lane == 0) warp_best[warp] = best, warp_index[warp] = best_j;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < kArgMaxThreads / 32; ++w) argmax_take(warp_best[w], warp_index[w], &best, &best_j);
+      a.out(i) = int32_t(best_j);
+    }
+    __syncthreads();  // the next row reuses the shared candidates
+  }
+}
+
 //! One thread per element (grid-stride): Rope's and SwiGlu's launch.
 template <class Args>
 Status launch_elementwise(void (*kernel)(Args), const Args& a, int64_t total, cudaStream_t stream) {
@@ -169,6 +205,18 @@ template <class T>
 Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   return detail::launch_elementwise(detail::swiglu_kernel<T>, a, a.gate.extents[0] * a.gate.extents[1], stream);
+}
+
+// ---- ArgMax -----------------------------------------------------------------------------------------
+
+template <class T>
+Status ArgMax<T>::run(const ArgMaxArgs<T>& a, Workspace, Stream stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  const int64_t rows = a.x.extents[0];
+  if (rows == 0) return Status::ok();
+  detail::argmax_kernel<T><<<detail::capped_blocks(rows), detail::kArgMaxThreads, 0, stream>>>(a);
+  PD_CUDA_CHECK_LAUNCH(stream);
+  return Status::ok();
 }
 
 // ---- AppendKv ---------------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ struct CompactRequestCheck {
   int32_t* lengths;
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
     int64_t length = 0;
-    if (promptdistill::detail::compact_request_ok(a, b, &length, w)) lengths[b] = int32_t(length);
+    // 0 for a failed request: its index checks then fail too, after its own error (which wins).
+    lengths[b] = promptdistill::detail::compact_request_ok(a, b, &length, w) ? int32_t(length) : 0;
   }
 };
 

@@ -43,17 +43,20 @@ Status launch_validate_requests(const Check& check, int64_t batch, DeviceStatusW
 }
 
 //! Selected indices of every row: in [0, limit) where limit is `limits[b]` (or `fixed_limit`),
-//! strictly increasing if asked. Runs after the request checks (which validated the counts).
+//! strictly increasing if asked. Runs after the request checks. It checks every request, also
+//! when another one already failed: a lower request's bad index must still win over a higher
+//! request's error, as on the CPU (DeviceStatusWord); a request whose own checks failed keeps
+//! that error, which comes before any of its indices'.
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
     validate_indices_kernel(TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts,
                             const int32_t* limits, int64_t fixed_limit, bool strictly_increasing,
                             DeviceStatusWord* status) {
-  if (status->code != 0) return;  // counts were not validated: do not read past them
   const int64_t R = indices.extents[1];
   for (int64_t row = blockIdx.y; row < indices.extents[0] * R; row += gridDim.y) {
     const int64_t b = row / R, r = row % R;
     const int64_t count = counts(b, r);
+    if (count < 0 || count > indices.extents[2]) continue;  // its request failed: read nothing past the row
     const int64_t limit = limits != nullptr ? limits[b] : fixed_limit;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
       promptdistill::detail::index_ok(indices, b, r, i, limit, strictly_increasing, status);
@@ -88,14 +91,16 @@ inline Status launch_validate_indices(TensorView<const int32_t, 3> indices, Tens
   return Status::ok();
 }
 
-//! Waits for `stream` and returns the status word a run left at the start of `workspace`
+//! Returns the status word a run left at the start of `workspace`, read in `stream`'s order
 //! (cuda::read_device_status, for programs that use the kernel headers without the library).
+//! The copy is queued on `stream` and only that stream is waited for: a blocking cudaMemcpy would
+//! run on the legacy default stream, which waits for every blocking stream of the device.
 inline Status read_status_word(Workspace workspace, cudaStream_t stream) {
   if (workspace.ptr == nullptr || workspace.bytes < sizeof(DeviceStatusWord))
     return Status(StatusCode::kInvalidArgument, "read_device_status: the workspace holds no status word");
-  PD_CUDA_TRY(cudaStreamSynchronize(stream));
   DeviceStatusWord word{};
-  PD_CUDA_TRY(cudaMemcpy(&word, workspace.ptr, sizeof word, cudaMemcpyDeviceToHost));
+  PD_CUDA_TRY(cudaMemcpyAsync(&word, workspace.ptr, sizeof word, cudaMemcpyDeviceToHost, stream));
+  PD_CUDA_TRY(cudaStreamSynchronize(stream));
   return promptdistill::detail::status_from_word(word);
 }
 

@@ -20,6 +20,7 @@ template <class T> Status check_rmsnorm(const RmsNormArgs<T>& a) noexcept;
 template <class T> Status check_rope(const RopeArgs<T>& a) noexcept;
 template <class T> Status check_swiglu(const SwiGluArgs<T>& a) noexcept;
 template <class T> Status check_append_kv(const AppendKvArgs<T>& a) noexcept;
+template <class T> Status check_argmax(const ArgMaxArgs<T>& a) noexcept;
 template <class T> Status check_attention(const AttentionArgs<T>& a) noexcept;
 Status check_linear_shape(const LinearShape& s) noexcept;
 template <class T> Status check_linear(const LinearShape& s, const LinearArgs<T>& a) noexcept;
@@ -28,6 +29,16 @@ template <class T> Status check_linear(const LinearShape& s, const LinearArgs<T>
 PD_HOST_DEVICE inline bool check_token(int64_t i, int32_t id, int64_t vocab, DeviceStatusWord* w) {
   if (id < 0 || id >= vocab) return record(w, DataCheck::kTokenOutOfVocab, i, id, vocab), false;
   return true;
+}
+
+//! Whether value v at index i ranks before the best so far (best at best_i) in ArgMax's order:
+//! NaN above every number (the first NaN wins), then larger values, then smaller indices (so +0
+//! and -0 tie and the smaller index wins). A strict total order on distinct indices: any
+//! reduction tree over a row ends at the element a sequential scan ends at.
+PD_HOST_DEVICE inline bool argmax_ranks_before(float v, int64_t i, float best, int64_t best_i) {
+  const bool v_nan = v != v, best_nan = best != best;
+  if (v_nan || best_nan) return v_nan && (!best_nan || i < best_i);
+  return v > best || (v == best && i < best_i);
 }
 
 //! New rows and visible keys of request b: 0 <= q_len <= rows, q_len <= kv_len <= max_kv_len,

@@ -41,10 +41,20 @@ enum class DataCheck : int32_t {
   kKvBelowRows,             //!< a = request, b = kv length, c = new rows
 };
 
+//! The first failed data check of a run. "First" is the order of the CPU reference's loops:
+//! requests in ascending order, and within a request its own checks (lengths, k, pages, counts)
+//! before its selected indices, those row by row in ascending position. Both backends keep the
+//! error that comes first in that order (`comes_before`): the CPU by stopping at it, the CUDA
+//! kernels, whose threads fail in any order, by keeping the lowest (a, position) they record.
 struct DeviceStatusWord {
   int32_t code;   //!< StatusCode
   int32_t check;  //!< DataCheck
   int64_t a, b, c;
+  //! Where in request (or row) `a` the check failed: -1 for the request's own checks, else the
+  //! failing selected index's place in the request's index rows (row * capacity + i).
+  int64_t position;
+  int32_t lock;    //!< CUDA only: held while one thread updates the word
+  int32_t unused;
 };
 
 PD_HOST_DEVICE inline StatusCode code_of(DataCheck check) {
@@ -60,18 +70,44 @@ PD_HOST_DEVICE inline StatusCode code_of(DataCheck check) {
   }
 }
 
-//! Fills `w` unless it already holds an error (first error wins; the CUDA side uses atomicCAS).
-PD_HOST_DEVICE inline void record(DeviceStatusWord* w, DataCheck check, int64_t a, int64_t b, int64_t c) {
+//! Whether an error of request `a` at `position` comes before the one `w` holds (any error comes
+//! before an empty word).
+PD_HOST_DEVICE inline bool comes_before(int64_t a, int64_t position, int32_t held_code, int64_t held_a, int64_t held_position) {
+  return held_code == 0 || a < held_a || (a == held_a && position < held_position);
+}
+
+//! Records a failed check in `w` unless `w` already holds one that comes before it (see
+//! DeviceStatusWord); `position` as there.
+PD_HOST_DEVICE inline void record(DeviceStatusWord* w, DataCheck check, int64_t a, int64_t b, int64_t c,
+                                  int64_t position = -1) {
 #if defined(__CUDA_ARCH__)
-  if (atomicCAS(&w->code, 0, int32_t(code_of(check))) != 0) return;
+  // Many threads may fail at once (several requests, several bad indices). The comparison and the
+  // five fields must change together, so a spin lock guards them: it is taken only on a failed
+  // check (never in a valid run), and independent thread scheduling (sm_70 and later) lets threads
+  // of one warp wait for each other.
+  while (atomicCAS(&w->lock, 0, 1) != 0) {
+  }
+  __threadfence();
+  volatile DeviceStatusWord* v = w;
+  if (comes_before(a, position, v->code, v->a, v->position)) {
+    v->check = int32_t(check);
+    v->a = a;
+    v->b = b;
+    v->c = c;
+    v->position = position;
+    v->code = int32_t(code_of(check));
+  }
+  __threadfence();
+  atomicExch(&w->lock, 0);
 #else
-  if (w->code != 0) return;
+  if (!comes_before(a, position, w->code, w->a, w->position)) return;
   w->code = int32_t(code_of(check));
-#endif
   w->check = int32_t(check);
   w->a = a;
   w->b = b;
   w->c = c;
+  w->position = position;
+#endif
 }
 
 //! The Status a filled word stands for (kSuccess for an empty one).
@@ -216,9 +252,10 @@ PD_HOST_DEVICE inline bool index_ok(const TensorView<const int32_t, 3>& idx, int
                                     int64_t i, int64_t length, bool strictly_increasing,
                                     DeviceStatusWord* w) {
   const int64_t v = idx(b, row, i);
-  if (v < 0 || v >= length) return record(w, DataCheck::kIndexOutOfRange, b, v, length), false;
+  const int64_t position = row * idx.extents[2] + i;  // the CPU checks rows, then entries, in order
+  if (v < 0 || v >= length) return record(w, DataCheck::kIndexOutOfRange, b, v, length, position), false;
   if (strictly_increasing && i > 0 && idx(b, row, i - 1) >= v)
-    return record(w, DataCheck::kIndexNotIncreasing, b, i, v), false;
+    return record(w, DataCheck::kIndexNotIncreasing, b, i, v, position), false;
   return true;
 }
 
