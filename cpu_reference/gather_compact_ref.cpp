@@ -155,6 +155,7 @@ Status Select<T>::run(const SelectArgs<T>& a, Workspace ws, Stream stream) noexc
   if (w.code != 0) return detail::status_from_word(w);
   PD_RETURN_IF_ERROR(Score<T>::run(s.score, ws, stream));
   PD_RETURN_IF_ERROR(Pool::run(s.pool, ws, stream));
+  if (s.has_group_sum) PD_RETURN_IF_ERROR(SumRows::run(s.group_sum, ws, stream));
   PD_RETURN_IF_ERROR(TopK::run(s.topk, ws, stream));
   if (s.has_positions) PD_RETURN_IF_ERROR(RemapPositions::run(s.remap, ws, stream));
   if (s.has_gather) PD_RETURN_IF_ERROR(Gather<T>::run(s.gather, ws, stream));

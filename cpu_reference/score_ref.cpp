@@ -26,8 +26,10 @@ std::vector<Eigen::VectorXf> widen_queries(const TensorView<const T, 4>& q, int6
 
 //! PromptDistill / GemFilter: the sum over q's heads of each key's head terms; PromptDistill's
 //! mean divides it by the head count unless `partial` (a tensor-parallel rank's partial sum).
+//! `accumulate` (a partial sum only): add the sum to what the scores hold (several layers' partials
+//! in one buffer).
 template <class T>
-void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d, bool partial) {
+void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d, bool partial, bool accumulate = false) {
   const int64_t H = a.q.extents[2], D = a.q.extents[3], G = H / a.k.num_heads, L = a.lengths[b];
   const bool mean = a.method == Method::kPromptDistill;
   const auto q = widen_queries(a.q, b);
@@ -37,7 +39,7 @@ void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d, bool parti
       const float logit = num::dot(q[std::size_t(h)].data(), a.k.token(b, j, h / G), int(D));
       acc = num::add(acc, mean ? num::div(logit, sqrt_d) : logit);
     }
-    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H)) : acc;
+    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H)) : accumulate ? num::add(a.scores(b, 0, j), acc) : acc;
   }
 }
 
@@ -178,7 +180,8 @@ Status ScorePartial<T>::run(const ScorePartialArgs<T>& a, Workspace, Stream) noe
   for (int64_t b = 0; b < a.q.extents[0]; ++b) detail::score_request_ok(s, b, &w);
   if (w.code != 0) return detail::status_from_word(w);
   try {
-    for (int64_t b = 0; b < a.q.extents[0]; ++b) score_last_token(s, b, num::sqrt(float(a.q.extents[3])), /*partial=*/true);
+    for (int64_t b = 0; b < a.q.extents[0]; ++b)
+      score_last_token(s, b, num::sqrt(float(a.q.extents[3])), /*partial=*/true, a.accumulate);
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "reference scoring ran out of host memory");
   }
@@ -214,6 +217,26 @@ Status Pool::run(const PoolArgs& a, Workspace, Stream) noexcept {
       for (int64_t j = n; j < L; ++j) a.out(b, r, j) = a.in(b, r, j);
     }
   }
+  return Status::ok();
+}
+
+Status SumRows::can_implement(const SumRowsArgs& a) noexcept { return detail::check_sum_rows(a); }
+std::size_t SumRows::workspace_size(const SumRowsArgs&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
+Status SumRows::run(const SumRowsArgs& a, Workspace, Stream) noexcept {
+  PD_RETURN_IF_ERROR(can_implement(a));
+  const int64_t B = a.in.extents[0], R = a.out.extents[1];
+  DeviceStatusWord w{};
+  for (int64_t b = 0; b < B; ++b) detail::sum_rows_request_ok(a, b, &w);
+  if (w.code != 0) return detail::status_from_word(w);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < a.lengths[b]; ++j) {
+        float acc = 0.0f;
+        for (int64_t t = 0; t < a.group; ++t) acc = num::add(acc, a.in(b, r * a.group + t, j));
+        a.out(b, r, j) = acc;
+      }
   return Status::ok();
 }
 

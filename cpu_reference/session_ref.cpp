@@ -18,8 +18,12 @@ using session_support::arange;
 using session_support::Clock;
 using session_support::gather_rows;
 using session_support::ms_since;
+using session_support::accumulate_scores;
+using session_support::propagate_tokens;
+using session_support::select_stage;
 using session_support::select_tokens;
 using session_support::Selection;
+using session_support::StageScores;
 
 int64_t EigenSession::cache_bytes() const {
   int64_t total = 0;
@@ -76,6 +80,7 @@ Status EigenSession::prefill(const std::vector<int32_t>& prompt, const PipelineC
       case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(prefill_gemfilter(prompt, plan, &r)); break;
       case PipelineMethod::kSnapKV:
       case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(prefill_kv_compression(prompt, plan, &r)); break;
+      case PipelineMethod::kFastKV: PD_RETURN_IF_ERROR(prefill_fastkv(prompt, plan, &r)); break;
     }
     if (decode_options_.kv == KvStorage::kF16)
       for (auto& cache : caches_) cache.to_half();
@@ -89,9 +94,29 @@ Status EigenSession::prefill(const std::vector<int32_t>& prompt, const PipelineC
   }
 }
 
+//! Layer `l` of a PromptDistill/GemFilter stage's forward over n rows: its taps when the stage
+//! scores there (its own layer, or one of its score layers, whose head terms are accumulated).
+Status EigenSession::scored_layer(int64_t l, const SelectionStage* stage, std::vector<float>* x, int64_t n,
+                                  const std::vector<int32_t>& positions, int64_t total, KvLayerCache* cache,
+                                  StageScores* scores) {
+  const bool scoring = stage != nullptr && (l == stage->layer || std::find(stage->score_layers.begin(),
+                                                                           stage->score_layers.end(), l) !=
+                                                                     stage->score_layers.end());
+  LayerTaps taps;
+  taps.q_rows = 1;
+  taps.want_keys = true;
+  PD_RETURN_IF_ERROR(model_.layer(l, x, n, positions.data(), total, cache, scoring ? &taps : nullptr));
+  tick();
+  if (!scoring) return Status::ok();
+  if (stage->aggregates()) return accumulate_scores(stage->select.method, weights_->config, taps, n, scores);
+  scores->taps = std::move(taps);
+  return Status::ok();
+}
+
 //! PromptDistill (single and multi-stage): layers up to each selection layer on the current
-//! tokens, select (last token forced), gather the selection layer's output rows and original
-//! positions, continue on the kept rows.
+//! tokens, select (last token forced; by the selection layer's scores, or their mean over the
+//! stage's score layers), gather the selection layer's output rows and original positions,
+//! continue on the kept rows.
 Status EigenSession::prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t N = mc.num_layers, D = mc.head_dim;
@@ -101,19 +126,16 @@ Status EigenSession::prefill_promptdistill(const std::vector<int32_t>& prompt, c
   std::vector<int32_t> positions = arange(n);
   std::vector<std::vector<int32_t>> stage_maps;  // per truncating stage, indices into its input set
   std::size_t stage = 0;
+  StageScores scores;
   for (int64_t l = 0; l < N; ++l) {
-    const bool selecting = stage < plan.stages.size() && l == plan.stages[stage].layer;
-    LayerTaps taps;
-    taps.q_rows = 1;
-    taps.want_keys = true;
-    PD_RETURN_IF_ERROR(model_.layer(l, &x, n, positions.data(), int64_t(prompt.size()), &caches_[std::size_t(l)],
-                                    selecting ? &taps : nullptr));
+    const SelectionStage* current = stage < plan.stages.size() ? &plan.stages[stage] : nullptr;
+    PD_RETURN_IF_ERROR(scored_layer(l, current, &x, n, positions, int64_t(prompt.size()), &caches_[std::size_t(l)], &scores));
     r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
-    tick();
-    if (!selecting) continue;
+    if (current == nullptr || l != current->layer) continue;
     const auto started = Clock::now();
     Selection s;
-    PD_RETURN_IF_ERROR(select_tokens(plan.stages[stage].select, mc, taps.q, 1, taps.keys, n, positions, &s));
+    PD_RETURN_IF_ERROR(select_stage(*current, current->select, mc, scores, n, positions, &s));
+    scores = StageScores{};
     const std::vector<int32_t>& idx = s.indices[0];
     x = gather_rows(x, idx, mc.hidden);
     positions = s.positions[0];
@@ -145,31 +167,29 @@ Status EigenSession::prefill_promptdistill(const std::vector<int32_t>& prompt, c
 //! GemFilter: filter pass over layers 0..r without a KV cache, top-k of the unscaled head-summed
 //! logits (last token not forced), then a fresh prefill of the kept ids at positions 0..k-1.
 Status EigenSession::prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
-  LayerTaps taps;
-  PD_RETURN_IF_ERROR(gemfilter_filter_pass(prompt, plan.stages[0].layer, &taps));
-  return gemfilter_select_and_reprefill(prompt, plan.stages[0].select, taps, r);
+  StageScores scores;
+  PD_RETURN_IF_ERROR(gemfilter_filter_pass(prompt, plan.stages[0], &scores));
+  return gemfilter_select_and_reprefill(prompt, plan.stages[0], plan.stages[0].select, scores, r);
 }
 
-Status EigenSession::gemfilter_filter_pass(const std::vector<int32_t>& prompt, int64_t layer, LayerTaps* taps) {
+Status EigenSession::gemfilter_filter_pass(const std::vector<int32_t>& prompt, const SelectionStage& stage,
+                                           StageScores* scores) {
   const int64_t L = int64_t(prompt.size());
   std::vector<float> x;
   PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
   const std::vector<int32_t> positions = arange(L);
-  PD_RETURN_IF_ERROR(run_layers(&x, L, positions, 0, layer, false, nullptr));
-  taps->q_rows = 1;
-  taps->want_keys = true;
-  PD_RETURN_IF_ERROR(model_.layer(layer, &x, L, positions.data(), L, nullptr, taps));
-  tick();
+  for (int64_t l = 0; l <= stage.layer; ++l) PD_RETURN_IF_ERROR(scored_layer(l, &stage, &x, L, positions, L, nullptr, scores));
   return Status::ok();
 }
 
-Status EigenSession::gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const MethodConfig& select,
-                                               const LayerTaps& taps, PrefillResult* r) {
+Status EigenSession::gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const SelectionStage& stage,
+                                                    const MethodConfig& select, const StageScores& scores,
+                                                    PrefillResult* r) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size());
   const auto started = Clock::now();
   Selection s;
-  PD_RETURN_IF_ERROR(select_tokens(select, mc, taps.q, 1, taps.keys, L, arange(L), &s));
+  PD_RETURN_IF_ERROR(select_stage(stage, select, mc, scores, L, arange(L), &s));
   const std::vector<int32_t>& idx = s.indices[0];
   r->retained.push_back(int64_t(idx.size()));
   r->selected.push_back({idx});
@@ -218,6 +238,53 @@ Status EigenSession::prefill_kv_compression(const std::vector<int32_t>& prompt, 
     r->selected.push_back(s.indices);
   }
   PD_RETURN_IF_ERROR(first_token(x, L, &r->first_token));
+  r->next_position = L;
+  return Status::ok();
+}
+
+//! FastKV: every layer runs on the current tokens and its cache is compressed per KV group
+//! (Select(kFastKV) with the layer's budget) when the layer holds at least that budget; at the TSP
+//! layer the group rows, summed, choose the tokens whose output rows (and original positions)
+//! the later layers run on.
+Status EigenSession::prefill_fastkv(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* r) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, rows = mc.num_kv_heads;
+  int64_t n = L;
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
+  std::vector<int32_t> positions = arange(L);
+  for (int64_t l = 0; l < mc.num_layers; ++l) {
+    const FastKvLayer at = plan.fastkv_layer(l, n);
+    LayerTaps taps;
+    taps.q_rows = std::min<int64_t>(plan.compression.window, n);
+    taps.want_keys = at.compresses;
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, n, positions.data(), L, &caches_[std::size_t(l)], at.compresses ? &taps : nullptr));
+    r->peak_kv_cache_bytes = std::max(r->peak_kv_cache_bytes, cache_bytes());
+    tick();
+    if (!at.compresses) {  // its code keeps every token of this layer, and propagates none
+      r->retained.push_back(n);
+      r->selected.push_back(std::vector<std::vector<int32_t>>(std::size_t(rows), positions));
+      continue;
+    }
+    MethodConfig cfg = plan.compression;
+    cfg.budget = at.budget;
+    Selection s;
+    std::vector<float> ranked;
+    PD_RETURN_IF_ERROR(select_tokens(cfg, mc, taps.q, taps.q_rows, taps.keys, n, positions, &s, &ranked));
+    caches_[std::size_t(l)].keep_per_head(s.indices, D);
+    r->retained.push_back(int64_t(s.indices[0].size()));
+    r->selected.push_back(s.positions);
+    if (at.propagated == n) continue;
+    std::vector<int32_t> idx;
+    PD_RETURN_IF_ERROR(propagate_tokens(ranked, rows, n, at.propagated, plan.compression.window, &idx));
+    x = gather_rows(x, idx, mc.hidden);
+    std::vector<int32_t> kept(idx.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) kept[i] = positions[std::size_t(idx[i])];
+    positions = kept;
+    r->propagated = kept;
+    n = int64_t(idx.size());
+  }
+  PD_RETURN_IF_ERROR(first_token(x, n, &r->first_token));
   r->next_position = L;
   return Status::ok();
 }

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "promptdistill/model.h"
+#include "promptdistill/pipeline.h"
 #include "promptdistill/selector.h"
+#include "promptdistill/transformer_ref.h"
 
 namespace promptdistill {
 namespace ref {
@@ -58,6 +60,87 @@ inline Status select_tokens(const MethodConfig& cfg, const ModelConfig& mc, cons
     out->indices[std::size_t(r)].assign(b, b + counts[std::size_t(r)]);
     out->positions[std::size_t(r)].assign(p, p + counts[std::size_t(r)]);
   }
+  return Status::ok();
+}
+
+//! What a PromptDistill/GemFilter stage ranks: its layer's taps (Select), or, when it aggregates
+//! scores over layers, the head terms of every score layer summed so far (FinishSelect).
+struct StageScores {
+  LayerTaps taps;             //!< the selection layer's last query and keys
+  std::vector<float> summed;  //!< [n] (aggregating stages)
+  int64_t terms = 0;          //!< head terms in each sum: H per score layer
+};
+
+//! A score layer's head terms of the last query against the current n keys, added to `scores`
+//! (ScorePartial: from +0 over the heads, then added to the previous layers' sums).
+inline Status accumulate_scores(Method method, const ModelConfig& mc, const LayerTaps& taps, int64_t n, StageScores* scores) {
+  const int64_t H = mc.num_heads, D = mc.head_dim;
+  if (scores->terms == 0) scores->summed.assign(std::size_t(n), 0.0f);
+  std::vector<int32_t> lengths{int32_t(n)};
+  ScorePartialArgs<float> a;
+  a.method = method;
+  a.q = make_view<const float>(taps.q.data(), 1, 1, H, D);
+  a.k = KvCacheView<const float>::contiguous_bshd(taps.keys.data(), 1, n, mc.num_kv_heads, D);
+  a.lengths = lengths.data();
+  a.total_heads = H;
+  a.partial = make_view(scores->summed.data(), 1, 1, n);
+  a.accumulate = scores->terms > 0;
+  HostWorkspace ws;
+  PD_RETURN_IF_ERROR(ws.reserve(ScorePartial<float>::workspace_size(a)));
+  PD_RETURN_IF_ERROR(ScorePartial<float>::run(a, ws.workspace()));
+  scores->terms += H;
+  return Status::ok();
+}
+
+//! The selection of a PromptDistill/GemFilter stage with configuration `cfg` (the stage's own, or
+//! a sweep's budget of it) from what it scored.
+inline Status select_stage(const SelectionStage& stage, const MethodConfig& cfg, const ModelConfig& mc,
+                           const StageScores& scores, int64_t n, const std::vector<int32_t>& positions_in,
+                           Selection* out) {
+  if (!stage.aggregates()) return select_tokens(cfg, mc, scores.taps.q, 1, scores.taps.keys, n, positions_in, out);
+  std::vector<int32_t> lengths{int32_t(n)}, idx(static_cast<std::size_t>(n)), counts(1), pos(static_cast<std::size_t>(n));
+  FinishSelectArgs a;
+  a.config = cfg;
+  a.summed = make_view<const float>(scores.summed.data(), 1, 1, n);
+  a.total_heads = scores.terms;
+  a.lengths = lengths.data();
+  a.positions_in = make_view<const int32_t>(positions_in.data(), 1, n);
+  a.indices = make_view(idx.data(), 1, 1, n);
+  a.counts = make_view(counts.data(), 1, 1);
+  a.positions = make_view(pos.data(), 1, 1, n);
+  HostWorkspace ws;
+  PD_RETURN_IF_ERROR(ws.reserve(FinishSelect::workspace_size(a)));
+  PD_RETURN_IF_ERROR(FinishSelect::run(a, ws.workspace()));
+  out->indices = {std::vector<int32_t>(idx.begin(), idx.begin() + counts[0])};
+  out->positions = {std::vector<int32_t>(pos.begin(), pos.begin() + counts[0])};
+  return Status::ok();
+}
+
+//! FastKV's token-selective propagation from a layer's ranked rows ([rows, n]: the pooled
+//! per-head scores summed per KV group, as Select(kFastKV) left them): the rows summed (SumRows),
+//! then `keep` tokens, the last `window` forced and the rest by score (TopK). Indices ascending.
+inline Status propagate_tokens(const std::vector<float>& ranked, int64_t rows, int64_t n, int64_t keep, int32_t window,
+                               std::vector<int32_t>* out) {
+  std::vector<int32_t> lengths{int32_t(n)}, idx(static_cast<std::size_t>(n)), counts(1);
+  std::vector<float> summed(std::size_t(n), 0.0f);
+  SumRowsArgs sum;
+  sum.group = rows;
+  sum.in = make_view<const float>(ranked.data(), 1, rows, n);
+  sum.out = make_view(summed.data(), 1, 1, n);
+  sum.lengths = lengths.data();
+  HostWorkspace ws;
+  PD_RETURN_IF_ERROR(ws.reserve(SumRows::workspace_size(sum)));
+  PD_RETURN_IF_ERROR(SumRows::run(sum, ws.workspace()));
+  TopKArgs top;
+  top.scores = make_view<const float>(summed.data(), 1, 1, n);
+  top.lengths = lengths.data();
+  top.k = keep - window;
+  top.keep_last = window;
+  top.indices = make_view(idx.data(), 1, 1, n);
+  top.counts = make_view(counts.data(), 1, 1);
+  PD_RETURN_IF_ERROR(ws.reserve(TopK::workspace_size(top)));
+  PD_RETURN_IF_ERROR(TopK::run(top, ws.workspace()));
+  out->assign(idx.begin(), idx.begin() + counts[0]);
   return Status::ok();
 }
 

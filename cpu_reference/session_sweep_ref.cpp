@@ -10,6 +10,8 @@
 
 #include "cpu_reference/session_support.h"
 
+#include <algorithm>
+
 namespace promptdistill {
 namespace ref {
 
@@ -18,18 +20,34 @@ using session_support::choose_from_scores;
 using session_support::Clock;
 using session_support::gather_rows;
 using session_support::ms_since;
+using session_support::propagate_tokens;
+using session_support::select_stage;
 using session_support::select_tokens;
 using session_support::Selection;
+using session_support::StageScores;
 
 namespace {
 
 //! `config` with `budget` as its budget (the single stage's k, or SnapKV/H2O's budget).
 PipelineConfig with_budget(PipelineConfig config, int64_t budget) {
-  if (config.method == PipelineMethod::kSnapKV || config.method == PipelineMethod::kH2O)
+  if (config.method == PipelineMethod::kSnapKV || config.method == PipelineMethod::kH2O ||
+      config.method == PipelineMethod::kFastKV)
     config.budget = budget;
   else
     config.n_topks = {budget};
   return config;
+}
+
+//! Which layers compress under `plan` for a prompt of L tokens (the token counts follow from the
+//! plan alone: L up to the TSP layer, then what it propagates).
+std::vector<bool> fastkv_pattern(const PipelinePlan& plan, int64_t L, int64_t num_layers) {
+  std::vector<bool> pattern;
+  for (int64_t l = 0, tokens = L; l < num_layers; ++l) {
+    const FastKvLayer at = plan.fastkv_layer(l, tokens);
+    pattern.push_back(at.compresses);
+    tokens = at.propagated;
+  }
+  return pattern;
 }
 
 }  // namespace
@@ -44,6 +62,9 @@ Status EigenSession::prefill_sweep(const std::vector<int32_t>& prompt, const Pip
                     config.n_topks.size());
     if (config.method == PipelineMethod::kFull && !budgets.empty())
       return Status(StatusCode::kInvalidArgument, "full KV has no budget to sweep");
+    if (config.method == PipelineMethod::kFastKV && config.retain_rate != 0.0 && !budgets.empty())
+      return Status(StatusCode::kInvalidArgument,
+                    "fastkv's proportional mode sets every layer's budget from retain_rate: no budget to sweep");
     std::vector<PipelinePlan> plans(budgets.size());
     for (std::size_t i = 0; i < budgets.size(); ++i) {
       const PipelineConfig budgeted = with_budget(config, budgets[i]);
@@ -70,6 +91,7 @@ Status EigenSession::prefill_sweep(const std::vector<int32_t>& prompt, const Pip
     switch (config.method) {
       case PipelineMethod::kPromptDistill: return sweep_promptdistill(prompt, plans, visit);
       case PipelineMethod::kGemFilter: return sweep_gemfilter(prompt, plans, visit);
+      case PipelineMethod::kFastKV: return sweep_fastkv(prompt, config, budgets, plans, visit);
       default: return sweep_kv_compression(prompt, plans, visit);
     }
   } catch (const std::bad_alloc&) {
@@ -155,13 +177,10 @@ Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, con
   const std::vector<int32_t> positions = arange(L);
   caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
   int64_t shared_peak = 0;
-  LayerTaps taps;
-  taps.q_rows = 1;
-  taps.want_keys = true;
+  StageScores scores;
   for (int64_t l = 0; l <= r_layer; ++l) {
-    PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], l == r_layer ? &taps : nullptr));
+    PD_RETURN_IF_ERROR(scored_layer(l, &plans[0].stages[0], &x, L, positions, L, &caches_[std::size_t(l)], &scores));
     shared_peak = std::max(shared_peak, cache_bytes());
-    tick();
   }
   const std::vector<KvLayerCache> shared_caches = caches_;
   const double shared_ms = ms_since(start);
@@ -173,7 +192,7 @@ Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, con
     r.prompt_tokens = L;
     r.peak_kv_cache_bytes = shared_peak;
     Selection s;
-    PD_RETURN_IF_ERROR(select_tokens(stage.select, mc, taps.q, 1, taps.keys, L, positions, &s));
+    PD_RETURN_IF_ERROR(select_stage(stage, stage.select, mc, scores, L, positions, &s));
     const std::vector<int32_t>& idx = s.indices[0];
     std::vector<float> kept_x = gather_rows(x, idx, mc.hidden);
     const std::vector<int32_t>& kept_positions = s.positions[0];
@@ -201,15 +220,108 @@ Status EigenSession::sweep_gemfilter(const std::vector<int32_t>& prompt, const s
   const int64_t N = weights_->config.num_layers, r_layer = plans[0].stages[0].layer;
   layers_total_ = (r_layer + 1) + int64_t(plans.size()) * N;
   const auto start = Clock::now();
-  LayerTaps taps;
-  PD_RETURN_IF_ERROR(gemfilter_filter_pass(prompt, r_layer, &taps));
+  StageScores scores;
+  PD_RETURN_IF_ERROR(gemfilter_filter_pass(prompt, plans[0].stages[0], &scores));
   const double shared_ms = ms_since(start);
   for (std::size_t i = 0; i < plans.size(); ++i) {
     const auto own_start = Clock::now();
     PrefillResult r;
     r.prompt_tokens = int64_t(prompt.size());
     caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
-    PD_RETURN_IF_ERROR(gemfilter_select_and_reprefill(prompt, plans[i].stages[0].select, taps, &r));
+    PD_RETURN_IF_ERROR(gemfilter_select_and_reprefill(prompt, plans[i].stages[0], plans[i].stages[0].select, scores, &r));
+    PD_RETURN_IF_ERROR(finish_budget(i, shared_ms + ms_since(own_start), &r, visit));
+  }
+  return Status::ok();
+}
+
+//! FastKV (constant budget): the forward depends on the budget only through whether a layer
+//! compresses at all, which also gates the propagation. The budgets that agree on it at every
+//! layer with the most others share one forward (its caches and ranked rows kept), and each
+//! chooses its rows with TopK, as Select would; any other budget runs its own prefill.
+Status EigenSession::sweep_fastkv(const std::vector<int32_t>& prompt, const PipelineConfig& config,
+                                  const std::vector<int64_t>& budgets, const std::vector<PipelinePlan>& plans,
+                                  const SweepVisitor& visit) {
+  const ModelConfig& mc = weights_->config;
+  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers, rows = mc.num_kv_heads;
+  std::vector<std::vector<bool>> patterns;
+  for (const PipelinePlan& plan : plans) patterns.push_back(fastkv_pattern(plan, L, N));
+  std::size_t shared = 0;
+  for (std::size_t i = 1; i < plans.size(); ++i)
+    if (std::count(patterns.begin(), patterns.end(), patterns[i]) >
+        std::count(patterns.begin(), patterns.end(), patterns[shared]))
+      shared = i;
+  const PipelinePlan& plan = plans[shared];
+  layers_total_ = N;
+  const auto start = Clock::now();
+  std::vector<float> x;
+  PD_RETURN_IF_ERROR(model_.embed(prompt.data(), L, &x));
+  std::vector<int32_t> positions = arange(L);
+  caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
+  std::vector<KvLayerCache> full(static_cast<std::size_t>(N));
+  std::vector<std::vector<float>> ranked(static_cast<std::size_t>(N));  // per compressing layer: [rows, n]
+  std::vector<std::vector<int32_t>> layer_positions(static_cast<std::size_t>(N));
+  std::vector<bool> compresses(static_cast<std::size_t>(N), false);
+  std::vector<int32_t> propagated;
+  int64_t n = L;
+  for (int64_t l = 0; l < N; ++l) {
+    const FastKvLayer at = plan.fastkv_layer(l, n);
+    compresses[std::size_t(l)] = at.compresses;
+    layer_positions[std::size_t(l)] = positions;
+    LayerTaps taps;
+    taps.q_rows = std::min<int64_t>(plan.compression.window, n);
+    taps.want_keys = at.compresses;
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, n, positions.data(), L, &caches_[std::size_t(l)], at.compresses ? &taps : nullptr));
+    tick();
+    if (at.compresses) {
+      Selection unused;
+      PD_RETURN_IF_ERROR(select_tokens(plan.compression, mc, taps.q, taps.q_rows, taps.keys, n, positions, &unused,
+                                       &ranked[std::size_t(l)]));
+    }
+    full[std::size_t(l)] = std::move(caches_[std::size_t(l)]);
+    if (at.propagated == n) continue;
+    std::vector<int32_t> idx;
+    PD_RETURN_IF_ERROR(propagate_tokens(ranked[std::size_t(l)], rows, n, at.propagated, plan.compression.window, &idx));
+    x = gather_rows(x, idx, mc.hidden);
+    propagated.resize(idx.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) propagated[i] = positions[std::size_t(idx[i])];
+    positions = propagated;
+    n = int64_t(idx.size());
+  }
+  int32_t first = 0;
+  PD_RETURN_IF_ERROR(first_token(x, n, &first));
+  const double shared_ms = ms_since(start);
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    if (patterns[i] != patterns[shared]) {  // another forward: this budget's own prefill
+      PrefillResult own;
+      PD_RETURN_IF_ERROR(prefill(prompt, with_budget(config, budgets[i]), &own));
+      PD_RETURN_IF_ERROR(visit(i, own));
+      continue;
+    }
+    const auto own_start = Clock::now();
+    PrefillResult r;
+    r.prompt_tokens = L;
+    caches_ = std::vector<KvLayerCache>(std::size_t(N));
+    for (int64_t l = 0; l < N; ++l) {  // the order prefill_fastkv measures and compresses in
+      caches_[std::size_t(l)] = KvLayerCache(full[std::size_t(l)]);
+      r.peak_kv_cache_bytes = std::max(r.peak_kv_cache_bytes, cache_bytes());
+      const std::vector<int32_t>& at_positions = layer_positions[std::size_t(l)];
+      if (!compresses[std::size_t(l)]) {
+        r.retained.push_back(int64_t(at_positions.size()));
+        r.selected.push_back(std::vector<std::vector<int32_t>>(std::size_t(rows), at_positions));
+        continue;
+      }
+      std::vector<std::vector<int32_t>> kept;
+      PD_RETURN_IF_ERROR(choose_from_scores(plans[i].compression_plan, ranked[std::size_t(l)], rows,
+                                            int64_t(at_positions.size()), &kept));
+      caches_[std::size_t(l)].keep_per_head(kept, D);
+      r.retained.push_back(int64_t(kept[0].size()));
+      for (auto& row : kept)
+        for (int32_t& index : row) index = at_positions[std::size_t(index)];
+      r.selected.push_back(std::move(kept));
+    }
+    r.propagated = propagated;
+    r.first_token = first;
+    r.next_position = L;
     PD_RETURN_IF_ERROR(finish_budget(i, shared_ms + ms_since(own_start), &r, visit));
   }
   return Status::ok();

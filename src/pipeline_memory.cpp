@@ -39,7 +39,7 @@ int64_t selection_bytes(const ModelConfig& m, Method method, int64_t rows, int64
   const int64_t f = 4, H = m.num_heads, D = m.head_dim;
   int64_t bytes = add(mul(q_rows, H, D, f), mul(n, m.num_kv_heads, D, f));
   bytes = add(bytes, mul(5, rows, n, f));  // raw, pooled, final scores; indices; positions
-  if (method == Method::kSnapKV || method == Method::kH2O) {
+  if (method == Method::kSnapKV || method == Method::kH2O || method == Method::kFastKV) {
     bytes = add(bytes, mul(n, D, f));                              // one KV head's keys in f32
     bytes = add(bytes, mul(2, H, n, f));                           // per-head sums, group scores
     bytes = add(bytes, mul(2, H, q_rows, f));                      // row maxima and sums
@@ -99,6 +99,27 @@ PrefillMemory estimate_prefill_bytes(const ModelConfig& m, const PipelinePlan& p
       const int64_t q_rows = c.method == Method::kSnapKV ? std::min<int64_t>(c.window, n) : n;
       out.scores = selection_bytes(m, c.method, score_rows_, n, q_rows, B);
       if (how.budgets > 1) out.scores = add(out.scores, mul(N, score_rows_, n, f, B));  // every layer's ranking
+      break;
+    }
+    case PipelineMethod::kFastKV: {
+      // Every layer's cache is compressed to its budget as the forward passes it (the layer being
+      // compressed holds its input and the compressed copy at once); the layers after the TSP
+      // layer run on the tokens it propagates.
+      const MethodConfig& c = plan.compression;
+      const int64_t G = c.grouping == HeadGrouping::kPerQueryHead ? std::max<int64_t>(H / Hkv, 1) : 1;
+      int64_t current = n, largest_input = 0;
+      tokens = 0;
+      for (int64_t l = 0; l < N; ++l) {
+        const FastKvLayer layer = plan.fastkv_layer(l, current);
+        const int64_t kept = layer.compresses ? std::min(layer.budget, current) : current;
+        tokens = add(tokens, mul(add(kept, reserve), G));
+        largest_input = std::max(largest_input, current);
+        current = std::max<int64_t>(layer.propagated, 1);
+      }
+      tokens = add(tokens, add(largest_input, reserve));
+      if (how.budgets > 1) tokens = add(tokens, mul(N, n));  // a sweep keeps every full cache
+      out.scores = selection_bytes(m, c.method, score_rows(c.method, c.grouping, H, Hkv), n,
+                                   std::min<int64_t>(c.window, n), B);
       break;
     }
   }

@@ -17,26 +17,116 @@ const char* to_string(PipelineMethod m) noexcept {
     case PipelineMethod::kGemFilter: return "gemfilter";
     case PipelineMethod::kSnapKV: return "snapkv";
     case PipelineMethod::kH2O: return "h2o";
+    case PipelineMethod::kFastKV: return "fastkv";
   }
   return "unknown";
 }
 
 Status parse(std::string_view text, PipelineMethod* out) noexcept {
-  static constexpr PipelineMethod kAll[] = {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
-                                            PipelineMethod::kSnapKV, PipelineMethod::kH2O};
+  static constexpr PipelineMethod kAll[] = {PipelineMethod::kFull,   PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
+                                            PipelineMethod::kSnapKV, PipelineMethod::kH2O,           PipelineMethod::kFastKV};
   return detail::parse_enum(text, kAll, "method", out);
 }
 
 PipelineConfig PipelineConfig::published_default(PipelineMethod method) {
   PipelineConfig config;
   config.method = method;
+  if (method == PipelineMethod::kFastKV) {
+    // dongwonjo/FastKV's drivers (eval/run_ruler.py, run_longbench.py): --max_capacity_prompts
+    // 512, --window_size 8, --kernel_size 7, --pooling maxpool, one selection per KV group.
+    config.budget = 512;
+    config.window = 8;
+    config.pool = PoolMode::kMax;
+    config.pool_kernel = 7;
+    config.grouping = HeadGrouping::kPerKvGroup;
+  }
   return config;
 }
+
+FastKvLayer PipelinePlan::fastkv_layer(int64_t layer, int64_t tokens) const noexcept {
+  // FastKV's update_kv: in the proportional mode the budget is int(q_len * retain_rate) with
+  // retain_rate / tsp_rate after the TSP layer, and the TSP length int(q_len * tsp_rate); a layer
+  // whose q_len is below its budget keeps everything and propagates nothing.
+  FastKvLayer out;
+  const bool proportional = retain_rate > 0.0;
+  if (proportional)
+    out.budget = int64_t(double(tokens) * (layer <= tsp_layer ? retain_rate : retain_rate / tsp_rate));
+  else
+    out.budget = compression.budget;
+  out.compresses = tokens >= out.budget;
+  const int64_t tsp = proportional ? int64_t(double(tokens) * tsp_rate) : tsp_length;
+  out.propagated = layer == tsp_layer && out.compresses && tokens > tsp ? tsp : tokens;
+  return out;
+}
+
+namespace {
+
+//! FastKV's settings: constant (budget, tsp_length) or proportional (retain_rate, tsp_rate), as
+//! its code's eviction_mode has them; the compression is Method::kFastKV.
+Status plan_fastkv(const PipelineConfig& config, PipelinePlan* plan) {
+  const bool proportional = config.retain_rate != 0.0 || config.tsp_rate != 0.0;
+  if (proportional && !(config.retain_rate > 0.0 && config.retain_rate <= 1.0 && config.tsp_rate > 0.0 &&
+                        config.tsp_rate <= 1.0))
+    return Status(StatusCode::kInvalidArgument,
+                  "fastkv's proportional mode needs retain_rate and tsp_rate in (0, 1], got %g and %g (both 0: the "
+                  "constant mode, budget and tsp_length)",
+                  config.retain_rate, config.tsp_rate);
+  if (config.tsp_layer < 0)
+    return Status(StatusCode::kInvalidArgument, "tsp_layer %lld is negative", (long long)config.tsp_layer);
+  if (!proportional && config.tsp_length <= config.window)
+    return Status(StatusCode::kInvalidArgument, "tsp_length %lld must exceed the window %d (the window is propagated)",
+                  (long long)config.tsp_length, config.window);
+  plan->fastkv = true;
+  plan->tsp_layer = config.tsp_layer;
+  plan->tsp_length = config.tsp_length;
+  plan->tsp_rate = config.tsp_rate;
+  plan->retain_rate = config.retain_rate;
+  plan->compression.method = Method::kFastKV;
+  plan->compression.budget = config.budget;
+  plan->compression.window = config.window;
+  plan->compression.pool = config.pool;
+  plan->compression.pool_kernel = config.pool_kernel;
+  plan->compression.grouping = config.grouping;
+  return plan_method(plan->compression, &plan->compression_plan);
+}
+
+//! The score layers of each stage: the listed layers in (previous stage's layer, stage's layer].
+Status plan_score_layers(const PipelineConfig& config, PipelinePlan* plan) {
+  const std::vector<int64_t>& layers = config.score_layers;
+  if (layers.empty()) return Status::ok();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i] < 0) return Status(StatusCode::kInvalidArgument, "score layer %lld is negative", (long long)layers[i]);
+    if (i > 0 && layers[i] <= layers[i - 1])
+      return Status(StatusCode::kInvalidArgument, "score layers must be strictly increasing (%lld after %lld)",
+                    (long long)layers[i], (long long)layers[i - 1]);
+  }
+  if (layers.back() > plan->stages.back().layer)
+    return Status(StatusCode::kInvalidArgument, "score layer %lld comes after the last selection layer %lld",
+                  (long long)layers.back(), (long long)plan->stages.back().layer);
+  int64_t previous = -1;
+  for (SelectionStage& stage : plan->stages) {
+    for (int64_t layer : layers)
+      if (layer > previous && layer <= stage.layer) stage.score_layers.push_back(layer);
+    if (stage.score_layers.empty() || stage.score_layers.back() != stage.layer)
+      return Status(StatusCode::kInvalidArgument,
+                    "score layers must list the selection layer %lld itself (a selection at layer r averages layers "
+                    "up to r)",
+                    (long long)stage.layer);
+    previous = stage.layer;
+  }
+  return Status::ok();
+}
+
+}  // namespace
 
 Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
   try {
     PipelinePlan plan;
     plan.method = config.method;
+    if (!config.score_layers.empty() && config.method != PipelineMethod::kPromptDistill &&
+        config.method != PipelineMethod::kGemFilter)
+      return Status(StatusCode::kInvalidArgument, "score_layers apply to promptdistill and gemfilter, not to %s",
+                    to_string(config.method));
     switch (config.method) {
       case PipelineMethod::kFull: break;
       case PipelineMethod::kPromptDistill:
@@ -71,6 +161,7 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
           plan.stages.push_back(stage);
         }
         plan.truncate_after_last_layer = !gemfilter && config.truncate_after_last_layer;
+        PD_RETURN_IF_ERROR(plan_score_layers(config, &plan));
         break;
       }
       case PipelineMethod::kSnapKV:
@@ -90,6 +181,7 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* out) noexcept {
         PD_RETURN_IF_ERROR(plan_method(plan.compression, &plan.compression_plan));
         break;
       }
+      case PipelineMethod::kFastKV: PD_RETURN_IF_ERROR(plan_fastkv(config, &plan)); break;
       default: return Status(StatusCode::kInvalidArgument, "unknown pipeline method %d", int(config.method));
     }
     *out = std::move(plan);
@@ -127,6 +219,28 @@ Status PipelineConfig::validate(const ModelConfig& model, int64_t prompt_length)
     if (method == PipelineMethod::kPromptDistill && stage.layer == num_layers - 1)
       return Status(StatusCode::kInvalidArgument,
                     "selection layer %lld is the last layer (nothing would run on the kept tokens)", (long long)stage.layer);
+  }
+  if (plan.fastkv) {
+    if (plan.tsp_layer >= num_layers)
+      return Status(StatusCode::kInvalidArgument, "tsp_layer %lld is outside [0, %lld)", (long long)plan.tsp_layer,
+                    (long long)num_layers);
+    // Budgets and propagation as the prefill will meet them (the proportional ones depend on the
+    // prompt): each compressing layer's budget, and the propagated count, must exceed the window.
+    int64_t tokens = prompt_length;
+    for (int64_t layer = 0; layer < num_layers; ++layer) {
+      const FastKvLayer at = plan.fastkv_layer(layer, tokens);
+      if (at.compresses && at.budget <= window)
+        return Status(StatusCode::kInvalidArgument,
+                      "fastkv: the budget at layer %lld, %lld tokens of %lld (retain_rate %g), does not exceed the "
+                      "window %d (a prompt of %lld tokens is too short for it)",
+                      (long long)layer, (long long)at.budget, (long long)tokens, plan.retain_rate, window,
+                      (long long)prompt_length);
+      if (at.propagated < tokens && at.propagated <= window)
+        return Status(StatusCode::kInvalidArgument,
+                      "fastkv: layer %lld would propagate %lld tokens, not more than the window %d", (long long)layer,
+                      (long long)at.propagated, window);
+      tokens = at.propagated;
+    }
   }
   return Status::ok();
 }

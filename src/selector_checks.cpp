@@ -72,6 +72,9 @@ Status check_score(const ScoreArgs<T>& a) noexcept {
   PD_RETURN_IF_ERROR(check_any_view("scores", a.scores));
   PD_RETURN_IF_ERROR(check_kv("k", a.k));
   const int64_t B = a.q.extents[0], rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
+  PD_REQUIRE(a.method != Method::kFastKV, StatusCode::kInvalidArgument,
+             "fastkv is not a scoring of its own: Select scores it as snapkv per query head, pools each head "
+             "and sums the pooled rows per KV group (SumRows)");
   PD_REQUIRE(a.method >= Method::kPromptDistill && a.method <= Method::kH2O, StatusCode::kInvalidArgument,
              "unknown method %d", int(a.method));
   PD_REQUIRE(a.k.batch == B && a.scores.extents[0] == B, StatusCode::kShapeMismatch,
@@ -110,6 +113,23 @@ Status check_pool(const PoolArgs& a) noexcept {
   PD_REQUIRE(!overlaps(a.in.data, span_bytes(a.in), a.out.data, span_bytes(a.out)), StatusCode::kInvalidArgument,
              "pool in and out overlap");
   PD_REQUIRE(a.lengths != nullptr || a.in.extents[0] == 0, StatusCode::kInvalidArgument, "lengths is null");
+  return Status::ok();
+}
+
+Status check_sum_rows(const SumRowsArgs& a) noexcept {
+  PD_RETURN_IF_ERROR(check_any_view("sum_rows in", a.in));
+  PD_RETURN_IF_ERROR(check_any_view("sum_rows out", a.out));
+  PD_REQUIRE(a.group >= 1, StatusCode::kInvalidArgument, "sum_rows: group must be >= 1, got %lld", (long long)a.group);
+  const int64_t B = a.in.extents[0], R = a.in.extents[1];
+  PD_REQUIRE(R % a.group == 0, StatusCode::kShapeMismatch, "sum_rows: %lld rows are not a multiple of the group %lld",
+             (long long)R, (long long)a.group);
+  PD_REQUIRE(a.out.extents[0] == B && a.out.extents[1] == R / a.group && a.out.extents[2] == a.in.extents[2],
+             StatusCode::kShapeMismatch, "sum_rows: out must be [%lld, %lld, %lld], got [%lld, %lld, %lld]", (long long)B,
+             (long long)(R / a.group), (long long)a.in.extents[2], (long long)a.out.extents[0],
+             (long long)a.out.extents[1], (long long)a.out.extents[2]);
+  PD_REQUIRE(!overlaps(a.in.data, span_bytes(a.in), a.out.data, span_bytes(a.out)), StatusCode::kInvalidArgument,
+             "sum_rows in and out overlap");
+  PD_REQUIRE(a.lengths != nullptr || B == 0, StatusCode::kInvalidArgument, "lengths is null");
   return Status::ok();
 }
 
@@ -217,20 +237,20 @@ Status check_select(const SelectArgs<T>& a) noexcept {
   // The scratch views are only shape-checked here; this stand-in address is never dereferenced.
   alignas(WorkspacePlanner::kAlignment) static float scratch_stand_in[1];
   SelectBuffers stand_in{};
-  stand_in.raw_scores = stand_in.pooled = scratch_stand_in;
+  stand_in.raw_scores = stand_in.pooled = stand_in.pooled_heads = scratch_stand_in;
   const SelectStages<T> s = select_stages(a, stand_in);
   PD_RETURN_IF_ERROR(check_score(s.score));
   PD_RETURN_IF_ERROR(check_topk(s.topk));
   if (a.final_scores.data != nullptr) {
-    const int64_t B = a.q.extents[0], R = s.score.scores.extents[1];
+    const int64_t B = a.q.extents[0], R = s.topk.scores.extents[1];
     PD_REQUIRE(a.final_scores.extents[0] == B && a.final_scores.extents[1] == R &&
                    a.final_scores.extents[2] >= a.max_length,
                StatusCode::kShapeMismatch, "final_scores must be [B, %lld, >= max_length]", (long long)R);
   }
   if (s.has_positions) PD_RETURN_IF_ERROR(check_remap(s.remap));
   if (a.hidden_in.data != nullptr || a.hidden_out.data != nullptr) {
-    PD_REQUIRE(s.score.scores.extents[1] == 1, StatusCode::kUnsupported,
-               "hidden-state gather needs a head-uniform selection (PromptDistill or GemFilter)");
+    PD_REQUIRE(a.config.method == Method::kPromptDistill || a.config.method == Method::kGemFilter,
+               StatusCode::kUnsupported, "hidden-state gather needs a head-uniform selection (PromptDistill or GemFilter)");
     PD_RETURN_IF_ERROR(check_gather(s.gather));
   }
   return Status::ok();
@@ -241,7 +261,7 @@ namespace {
 //! PromptDistill and GemFilter are the methods whose scores sum over every head.
 Status require_head_sum_method(const char* op, Method method) {
   if (method == Method::kPromptDistill || method == Method::kGemFilter) return Status::ok();
-  if (method == Method::kSnapKV || method == Method::kH2O)
+  if (method == Method::kSnapKV || method == Method::kH2O || method == Method::kFastKV)
     return Status(StatusCode::kUnsupported,
                   "%s: %s selects per KV group (or per query head), which needs no all-reduce under tensor "
                   "parallelism: run Select on the rank's own heads",

@@ -20,6 +20,7 @@ const char* to_string(Method m) noexcept {
     case Method::kGemFilter: return "gemfilter";
     case Method::kSnapKV: return "snapkv";
     case Method::kH2O: return "h2o";
+    case Method::kFastKV: return "fastkv";
   }
   return "unknown";
 }
@@ -40,7 +41,8 @@ const char* to_string(HeadGrouping g) noexcept {
 }
 
 Status parse(std::string_view text, Method* out) noexcept {
-  static constexpr Method kAll[] = {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O};
+  static constexpr Method kAll[] = {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O,
+                                    Method::kFastKV};
   return parse_enum(text, kAll, "method", out);
 }
 Status parse(std::string_view text, PoolMode* out) noexcept {
@@ -54,6 +56,7 @@ Status parse(std::string_view text, HeadGrouping* out) noexcept {
 
 int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, int64_t num_kv_heads) {
   if (method == Method::kPromptDistill || method == Method::kGemFilter) return 1;
+  if (method == Method::kFastKV) return num_kv_heads;
   return grouping == HeadGrouping::kPerKvGroup ? num_kv_heads : num_q_heads;
 }
 
@@ -89,6 +92,25 @@ Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
         p.pool = PoolMode::kNone;  // H2O ranks accumulated attention as is
       }
       break;
+    case Method::kFastKV:
+      // FastKV's code asserts max_capacity_prompt - window_size > 0 and sums its pooled
+      // per-head rows per KV group: there is no per-query-head variant.
+      if (c.window < 1)
+        return Status(StatusCode::kInvalidArgument, "window must be >= 1, got %d", c.window);
+      if (c.budget <= c.window)
+        return Status(StatusCode::kInvalidArgument,
+                      "fastkv budget %lld must exceed the window %d (the window is part of the budget)",
+                      (long long)c.budget, c.window);
+      if (c.grouping != HeadGrouping::kPerKvGroup)
+        return Status(StatusCode::kInvalidArgument,
+                      "fastkv selects per KV group (each head's pooled scores summed over the group); "
+                      "per query head does not apply");
+      if (c.pool == PoolMode::kNone)
+        return Status(StatusCode::kInvalidArgument, "fastkv pools (avg or max); pool none does not apply");
+      p.keep_last = c.window;
+      p.k = c.budget - c.window;
+      p.exclude_tail = c.window;
+      break;
     default:
       return Status(StatusCode::kInvalidArgument, "unknown method %d", int(c.method));
   }
@@ -121,7 +143,13 @@ SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner) {
   const int64_t B = a.q.extents[0];
   const int64_t R = score_rows(a.config.method, a.config.grouping, a.q.extents[2], a.k.num_heads);
   const auto n = std::size_t(B * R * a.max_length);
-  b.raw_scores = planner.take<float>(n);
+  if (a.config.method == Method::kFastKV) {
+    const auto heads = std::size_t(B * a.q.extents[2] * a.max_length);
+    b.raw_scores = planner.take<float>(heads);
+    b.pooled_heads = planner.take<float>(heads);
+  } else {
+    b.raw_scores = planner.take<float>(n);
+  }
   if (a.final_scores.data == nullptr) b.pooled = planner.take<float>(n);
   SelectStages<T> s = select_stages(a, b);
   b.score = plan_score(s.score, planner);
@@ -196,17 +224,29 @@ SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buf) 
   const int64_t R = score_rows(a.config.method, a.config.grouping, a.q.extents[2], a.k.num_heads);
   const int64_t N = a.max_length;
 
-  s.score.method = a.config.method;
-  s.score.grouping = a.config.grouping;
+  // FastKV scores as SnapKV per query head (H rows), pools each head and sums the pooled rows
+  // per KV group; every other method ranks its score rows after pooling them.
+  const bool fastkv = a.config.method == Method::kFastKV;
+  const int64_t H = a.q.extents[2];
+  s.score.method = fastkv ? Method::kSnapKV : a.config.method;
+  s.score.grouping = fastkv ? HeadGrouping::kPerQueryHead : a.config.grouping;
   s.score.q = a.q;
   s.score.k = a.k;
   s.score.lengths = a.lengths;
-  s.score.scores = make_view(buf.raw_scores, B, R, N);
+  s.score.scores = make_view(buf.raw_scores, B, fastkv ? H : R, N);
 
   const TensorView<float, 3> ranked = ranked_view(a.final_scores, buf.pooled, B, R, N);
   const RankingStages r = ranking_stages(s.plan, a.config.budget, s.score.scores.as_const(), ranked, a.lengths,
                                          a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
   s.pool = r.pool;
+  s.has_group_sum = fastkv;
+  if (fastkv) {
+    s.pool.out = make_view(buf.pooled_heads, B, H, N);
+    s.group_sum.group = R > 0 && H % R == 0 ? H / R : 1;
+    s.group_sum.in = s.pool.out.as_const();
+    s.group_sum.out = ranked;
+    s.group_sum.lengths = a.lengths;
+  }
   s.topk = r.topk;
   s.remap = r.remap;
   s.has_positions = r.has_positions;

@@ -84,6 +84,14 @@ inline int64_t get_int(const Args& a, const std::string& key, int64_t fallback) 
   const std::string v = get(a, key, "");
   return v.empty() ? fallback : to_int(key, v);
 }
+inline double get_double(const Args& a, const std::string& key, double fallback) {
+  const std::string v = get(a, key, "");
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (*end != '\0') fail("--" + key + " expects a number, got '" + v + "'");
+  return x;
+}
 inline std::vector<int64_t> get_ints(const Args& a, const std::string& key, std::vector<int64_t> fallback) {
   const auto it = a.values.find(key);
   if (it == a.values.end()) return fallback;

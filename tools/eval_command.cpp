@@ -274,6 +274,7 @@ int run_longbench(const Args& a) {
 }  // namespace
 
 int cmd_eval(const Args& a, const std::string& kind) {
+  if (kind == "ruler") return cmd_eval_ruler(a);  // its own options (tools/ruler_command.cpp)
   reject_unknown(a, {"model", "lengths", "depths", "methods", "budgets", "selection-layers", "cache-truncation-end", "window",
                      "per", "pool", "pool-kernel", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples",
                      "backend", "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache",
@@ -284,7 +285,7 @@ int cmd_eval(const Args& a, const std::string& kind) {
   apply_threads(a);
   if (kind == "passkey" || kind == "needle") return run_grid(a, kind);
   if (kind == "longbench") return run_longbench(a);
-  fail("eval takes passkey, needle or longbench, got '" + kind + "'");
+  fail("eval takes passkey, needle, longbench or ruler, got '" + kind + "'");
 }
 
 }  // namespace pdcli

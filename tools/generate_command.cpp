@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -26,10 +27,10 @@ using namespace promptdistill;
 
 namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
-    "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "budget", "capacity", "window", "per", "pool",
-    "pool-kernel", "prompt", "prompt-file", "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods",
-    "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache", "prefill-weights", "max-positions",
-    "max-memory"};
+    "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "score-layers", "budget", "capacity", "window",
+    "per", "pool", "pool-kernel", "tsp-layer", "tsp-length", "tsp-rate", "retain-rate", "prompt", "prompt-file",
+    "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods", "weights-dtype", "dtype", "threads",
+    "decode-weights", "kv-cache", "prefill-weights", "max-positions", "max-memory"};
 
 }  // namespace
 
@@ -173,9 +174,16 @@ PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
   c.selection_layers = get_ints(a, "selection-layers", c.selection_layers);
   c.n_topks = get_ints(a, "n-topks", c.n_topks);
   c.cache_truncation_end = get_int(a, "cache-truncation-end", c.cache_truncation_end);
+  // Method options are set on the methods that read them (compare and eval run several).
+  if (c.method == PipelineMethod::kPromptDistill || c.method == PipelineMethod::kGemFilter)
+    c.score_layers = get_ints(a, "score-layers", c.score_layers);
   c.budget = get_int(a, renamed_option(a, "budget", "capacity"), c.budget);
   c.window = int32_t(get_int(a, "window", c.window));
-  parse_option(a, "per", to_string(c.grouping), &c.grouping);
+  if (c.method != PipelineMethod::kFastKV) parse_option(a, "per", to_string(c.grouping), &c.grouping);
+  c.tsp_layer = get_int(a, "tsp-layer", c.tsp_layer);
+  c.tsp_length = get_int(a, "tsp-length", c.tsp_length);
+  c.tsp_rate = get_double(a, "tsp-rate", c.tsp_rate);
+  c.retain_rate = get_double(a, "retain-rate", c.retain_rate);
   // Pooling applies to the methods that pool (in compare and eval, to those among several);
   // H2O never pools, and reject_inapplicable refuses --pool when no method reads it.
   if (c.method != PipelineMethod::kH2O) {
@@ -196,12 +204,18 @@ void reject_inapplicable(const Args& a, const std::vector<std::string>& methods)
       {"selection-layers", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}},
       {"n-topks", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}},
       {"cache-truncation-end", {PipelineMethod::kPromptDistill}},
-      {"budget", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
+      {"score-layers", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}},
+      {"budget", {PipelineMethod::kSnapKV, PipelineMethod::kH2O, PipelineMethod::kFastKV}},
       {"capacity", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},  // the former name of --budget
-      {"window", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
+      {"window", {PipelineMethod::kSnapKV, PipelineMethod::kH2O, PipelineMethod::kFastKV}},
       {"per", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
-      {"pool", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV}},
-      {"pool-kernel", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV}},
+      {"pool", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV, PipelineMethod::kFastKV}},
+      {"pool-kernel",
+       {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV, PipelineMethod::kFastKV}},
+      {"tsp-layer", {PipelineMethod::kFastKV}},
+      {"tsp-length", {PipelineMethod::kFastKV}},
+      {"tsp-rate", {PipelineMethod::kFastKV}},
+      {"retain-rate", {PipelineMethod::kFastKV}},
   };
   std::vector<PipelineMethod> given;
   for (const std::string& name : methods) {
@@ -242,6 +256,13 @@ int64_t peak_rss_bytes() {
 }  // namespace
 
 namespace {
+//! The K/V a session's caches hold (f32): length x heads x head_dim, keys and values, every layer.
+int64_t held_kv_bytes(const ref::EigenSession& session, const ModelConfig& config) {
+  int64_t bytes = 0;
+  for (const auto& cache : session.caches()) bytes += cache.length * cache.heads * config.head_dim * 2 * int64_t(sizeof(float));
+  return bytes;
+}
+
 //! One prefill + greedy decode on a device backend's BatchSession with storage type T.
 template <class Session>
 Status run_session(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new,
@@ -301,6 +322,7 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
       });
     Status s = session.prefill(p.ids, c, &out.prefill);
     if (!s) fail_status(s);
+    out.kv_cache_bytes = held_kv_bytes(session, m.weights.config);
     s = session.generate(out.prefill.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token);
     if (!s) fail_status(s);
     out.peak_memory = peak_rss_bytes();
@@ -321,6 +343,7 @@ std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const Pi
   const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
     RunOutput& out = outputs[i];
     out.prefill = result;
+    out.kv_cache_bytes = held_kv_bytes(session, m.weights.config);
     PD_RETURN_IF_ERROR(session.generate(result.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token));
     out.memory_kind = "resident";  // one process serves every budget: no peak of its own
     if (m.has_tokenizer) m.tokenizer.decode(out.generated, &out.text, /*skip_special=*/true);
@@ -361,13 +384,21 @@ int cmd_generate(const Args& a) {
       // PromptDistill/GemFilter: [stage][i] (one row each); SnapKV/H2O: [layer][row][i], every
       // KV group's (or query head's) row.
       nlohmann::json dump = nlohmann::json::array();
-      const bool per_row = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O;
+      const bool per_row =
+          c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O || c.method == PipelineMethod::kFastKV;
       for (const auto& selection : r.prefill.selected) dump.push_back(per_row ? nlohmann::json(selection) : nlohmann::json(selection[0]));
       j["selected_indices"] = dump;
     }
-    // SnapKV/H2O: which variant ran (the published one selects per query head).
-    const bool grouped = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O;
+    // SnapKV/H2O: which variant ran (the published one selects per query head); FastKV's rows are
+    // per KV group, and it reports the positions its TSP layer propagated.
+    const bool grouped =
+        c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O || c.method == PipelineMethod::kFastKV;
     j["per"] = grouped ? nlohmann::json(to_string(c.grouping)) : nlohmann::json(nullptr);
+    if (c.method == PipelineMethod::kFastKV) {
+      j["propagated_tokens"] = r.prefill.propagated.size();
+      if (a.flag("dump-selection")) j["propagated"] = r.prefill.propagated;
+    }
+    if (!c.score_layers.empty()) j["score_layers"] = c.score_layers;
     // How generation ended, as the reference loops do it: the prefill's token is always kept; a
     // decoded stop token ends the output and is not in generated_ids (nor in text).
     j["stop_tokens"] = a.flag("ignore-eos") ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
@@ -425,11 +456,19 @@ int cmd_compare(const Args& a) {
     for (auto& ch : answer)
       if (ch == '\n') ch = ' ';
     const bool correct = !p.expected.empty() && r.text.find(p.expected) != std::string::npos;
-    // SnapKV/H2O say which variant ran: per query head (published) or per KV group.
+    // SnapKV/H2O say which variant ran: per query head (published) or per KV group; a selection
+    // aggregated over layers says over which.
     const bool grouped = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O;
-    const std::string name = grouped ? method + " (per " + (c.grouping == HeadGrouping::kPerQueryHead ? "head" : "KV group") + ")" : method;
-    std::printf("%-22s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", name.c_str(),
-                join(r.prefill.retained.empty() ? std::vector<int64_t>{r.prefill.prompt_tokens} : r.prefill.retained).c_str(),
+    std::string name = grouped ? method + " (per " + (c.grouping == HeadGrouping::kPerQueryHead ? "head" : "KV group") + ")" : method;
+    if (!c.score_layers.empty())
+      name += " (layers " + std::to_string(c.score_layers.front()) + "-" + std::to_string(c.score_layers.back()) + ")";
+    // Per-layer methods keep the same count in every layer: shown once; FastKV adds what it propagated.
+    std::vector<int64_t> kept = r.prefill.retained.empty() ? std::vector<int64_t>{r.prefill.prompt_tokens} : r.prefill.retained;
+    if (kept.size() > 4 && std::all_of(kept.begin(), kept.end(), [&](int64_t k) { return k == kept[0]; })) kept.resize(1);
+    std::string kept_text = join(kept);
+    if (c.method == PipelineMethod::kFastKV && !r.prefill.propagated.empty())
+      kept_text += " tsp " + std::to_string(r.prefill.propagated.size());
+    std::printf("%-22s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", name.c_str(), kept_text.c_str(),
                 r.prefill.ttft_ms, r.decode_ms_per_token, double(r.peak_memory) / 1048576.0,
                 double(r.prefill.peak_kv_cache_bytes) / 1048576.0, answer.c_str(),
                 p.expected.empty() ? "" : correct ? "  [correct]" : "  [wrong]");

@@ -40,6 +40,9 @@ struct RunOutput {
   std::string text;
   double decode_ms_per_token = 0;
   int64_t peak_memory = 0;      //!< resident memory (cpu) or device memory the session held (cuda)
+  //! CPU: the K/V the caches hold after the prefill (what decoding starts from; f32, every layer,
+  //! GQA-expanded heads counted); 0 on a device backend.
+  int64_t kv_cache_bytes = 0;
   std::string memory_kind;     //!< "resident" or "device"
 };
 
@@ -80,6 +83,8 @@ void check_cpu_memory(const LoadedModel& m, const promptdistill::PipelineConfig&
                       int64_t budgets, const std::string& what);
 //! `promptdistill eval passkey|needle|longbench`.
 int cmd_eval(const Args& a, const std::string& kind);
+//! `eval ruler` (tools/ruler_command.cpp).
+int cmd_eval_ruler(const Args& a);
 
 //! `promptdistill generate`: one method, one prompt, greedy decoding; text or --json output.
 int cmd_generate(const Args& a);

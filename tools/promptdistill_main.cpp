@@ -30,20 +30,21 @@ struct CommandUsage {
 
 //! Every command's usage: `promptdistill CMD --help` prints its own, `promptdistill --help` all.
 constexpr CommandUsage kCommands[] = {
-    {"select", R"(  promptdistill select --method promptdistill|gemfilter|snapkv|h2o --q Q.npy --k K.npy --budget N
+    {"select", R"(  promptdistill select --method promptdistill|gemfilter|snapkv|h2o|fastkv --q Q.npy --k K.npy --budget N
                        [--window 32] [--pool avg|max|none] [--pool-kernel 5] [--per kv-group|head]
                        [--dtype f32|f16|bf16] [--backend cpu|cuda] [--threads N] [--json]
       Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
-      for snapkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
+      for snapkv/fastkv, all L for h2o); K.npy: [L, H_kv, D] post-RoPE keys; float32 or float16.
       --budget: the budget as the reference code counts it: promptdistill: tokens chosen besides
-      the always-kept last one; gemfilter: tokens kept; snapkv/h2o: tokens per row, window
+      the always-kept last one; gemfilter: tokens kept; snapkv/h2o/fastkv: tokens per row, window
       included. (generate's --n-topks and --budget are the same number; --topk is its former
       name here, accepted with a warning.)
 )"},
-    {"generate", R"(  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o
+    {"generate", R"(  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o|fastkv
                        [--selection-layers {layers} ...] [--n-topks {n_topks} ...] [--cache-truncation-end {tt}]
-                       [--budget {budget}] [--window {window}] [--per {per}]
+                       [--score-layers L ...] [--budget {budget}] [--window {window}] [--per {per}]
                        [--pool {pool}] [--pool-kernel {pool_kernel}]
+                       [--tsp-layer {tsp_layer}] [--tsp-length {tsp_length}] [--tsp-rate R --retain-rate R]
                        [--prompt TEXT | --prompt-file F | --prompt-ids F] [--max-new-tokens 50] [--ignore-eos]
                        [--backend cpu|cuda] [--dtype bf16|f16|f32] [--weights-dtype f32|bf16|f16]
                        [--threads N] [--prefill-weights f32|bf16] [--decode-weights f32|f16|gguf]
@@ -53,9 +54,13 @@ constexpr CommandUsage kCommands[] = {
       published settings (`promptdistill defaults`); the main job (scripts/run_main.sh) selects at
       layer 20 instead, since SmolLM2 has 30 layers where the paper's models have 32 and layer 13
       drops its fact. Options that the method does not
-      use are refused: --selection-layers and --n-topks (promptdistill, gemfilter),
-      --cache-truncation-end (promptdistill), --budget, --window and --per (snapkv, h2o),
-      --pool and --pool-kernel (promptdistill, gemfilter, snapkv). --backend cuda: the GPU
+      use are refused: --selection-layers, --n-topks and --score-layers (promptdistill, gemfilter),
+      --cache-truncation-end (promptdistill), --budget and --window (snapkv, h2o, fastkv), --per
+      (snapkv, h2o), --pool and --pool-kernel (promptdistill, gemfilter, snapkv, fastkv), --tsp-*
+      and --retain-rate (fastkv). --score-layers: a selection at layer r ranks by the mean of these
+      layers' scores (r itself listed; each stage takes those after the previous stage). fastkv's
+      defaults are its drivers' (budget {fastkv_budget}, window {fastkv_window}, pool {fastkv_pool}); --tsp-rate and
+      --retain-rate (both > 0) are its proportional mode. --backend cuda: the GPU
       session, bf16 unless --dtype; --weights-dtype: round the weights (the CPU then computes with
       what a 16-bit backend stores). --threads: CPU threads (default OMP_NUM_THREADS, else one per
       core). --prefill-weights: how the CPU prefills: f32 is the exact reference; bf16 rounds the
@@ -82,8 +87,15 @@ constexpr CommandUsage kCommands[] = {
                        [--kv-cache f32|f16] [--max-memory 16G]
   promptdistill eval longbench --data DIR_OR_FILE [--templates dataset2prompt.json] [--methods ...]
                        [--budgets {n_topks}] [--max-samples N] [--out results.jsonl [--resume]]
+  promptdistill eval ruler [--tasks niah_single niah_multikey niah_multivalue niah_multiquery vt cwe fwe]
+                       [--lengths 1024 2048 4096 8192] [--samples 25] [--first-sample 0] [--seed 0]
+                       [--methods full promptdistill gemfilter snapkv h2o fastkv] [--budgets 128 256 512 1024]
+                       [--chat-template auto|none] [--haystack FILE] [--max-new-tokens N] [--out results.jsonl]
       One JSON line per case (method, budget, length, depth, expected, generated, correct, ttft,
-      retained); LongBench lines carry the dataset metric's score. The budgets are the methods'
+      retained); LongBench lines carry the dataset metric's score. ruler: RULER's synthetic tasks
+      generated from --seed at each target length in the model's tokens (prompt + RULER's
+      tokens_to_generate), wrapped in the model's chat template, scored as RULER scores them (the
+      fraction of expected strings in the answer); each line has the commit, machine and settings. The budgets are the methods'
       budgets (promptdistill/gemfilter: k; snapkv/h2o: C per row). generate's method options apply,
       with the same published defaults (the committed SmolLM2 grids pass --selection-layers 20).
       Each line is written whole and flushed as soon as its case is done, with the run's settings;
@@ -109,7 +121,7 @@ std::string join_ints(const std::vector<int64_t>& values, const char* separator)
 //! The usage texts with the published defaults written in (`{name}` placeholders), so that the
 //! help cannot drift from PipelineConfig.
 std::string usage_of(const std::string& command) {
-  const PipelineConfig d;
+  const PipelineConfig d, fastkv = PipelineConfig::published_default(PipelineMethod::kFastKV);
   const std::pair<const char*, std::string> values[] = {
       {"{layers}", join_ints(d.selection_layers, " ")}, {"{n_topks}", join_ints(d.n_topks, " ")},
       {"{tt}", std::to_string(d.cache_truncation_end)},  {"{budget}", std::to_string(d.budget)},
@@ -117,7 +129,10 @@ std::string usage_of(const std::string& command) {
                                                                      to_string(d.grouping == HeadGrouping::kPerQueryHead
                                                                                    ? HeadGrouping::kPerKvGroup
                                                                                    : HeadGrouping::kPerQueryHead)},
-      {"{pool}", std::string(to_string(d.pool)) + "|max|none"}, {"{pool_kernel}", std::to_string(d.pool_kernel)}};
+      {"{pool}", std::string(to_string(d.pool)) + "|max|none"}, {"{pool_kernel}", std::to_string(d.pool_kernel)},
+      {"{tsp_layer}", std::to_string(d.tsp_layer)}, {"{tsp_length}", std::to_string(d.tsp_length)},
+      {"{fastkv_budget}", std::to_string(fastkv.budget)}, {"{fastkv_window}", std::to_string(fastkv.window)},
+      {"{fastkv_pool}", std::string(to_string(fastkv.pool)) + " " + std::to_string(fastkv.pool_kernel)}};
   std::string text = "usage:\n";
   for (const CommandUsage& c : kCommands)
     if (command.empty() || command == c.name) text += c.usage;
@@ -132,7 +147,7 @@ std::string usage_of(const std::string& command) {
 int cmd_defaults(const pdcli::Args& a) {
   pdcli::reject_unknown(a, {});
   const PipelineMethod methods[] = {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV,
-                                    PipelineMethod::kH2O};
+                                    PipelineMethod::kH2O, PipelineMethod::kFastKV};
   if (a.flag("json")) {
     for (PipelineMethod m : methods) {
       const PipelineConfig c = PipelineConfig::published_default(m);
@@ -147,24 +162,34 @@ int cmd_defaults(const pdcli::Args& a) {
         j["window"] = c.window;
         j["per"] = to_string(c.grouping);
       }
+      if (m == PipelineMethod::kFastKV) {
+        j["tsp_layer"] = c.tsp_layer;
+        j["tsp_length"] = c.tsp_length;
+        j["tsp_rate"] = c.tsp_rate;
+        j["retain_rate"] = c.retain_rate;
+      }
       j["pool"] = m == PipelineMethod::kH2O ? "none" : to_string(c.pool);
       if (m != PipelineMethod::kH2O) j["pool_kernel"] = c.pool_kernel;
       std::printf("%s\n", pdcli::json_line(j).c_str());
     }
     return 0;
   }
-  std::printf("| method | selection layers | n_topks | cache_truncation_end | budget | window | per | pool |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::printf("| method | selection layers | n_topks | cache_truncation_end | budget | window | per | pool | propagation |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (PipelineMethod m : methods) {
     const PipelineConfig c = PipelineConfig::published_default(m);
     const bool staged = m == PipelineMethod::kPromptDistill || m == PipelineMethod::kGemFilter;
     const std::string pool =
         m == PipelineMethod::kH2O ? "none" : std::string(to_string(c.pool)) + " " + std::to_string(c.pool_kernel);
-    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", to_string(m),
+    // FastKV's token-selective propagation: its layer and the tokens it keeps (constant mode).
+    const std::string propagation = m == PipelineMethod::kFastKV
+                                        ? "layer " + std::to_string(c.tsp_layer) + ", " + std::to_string(c.tsp_length) + " tokens"
+                                        : std::string("-");
+    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", to_string(m),
                 staged ? join_ints(c.selection_layers, ", ").c_str() : "-", staged ? join_ints(c.n_topks, ", ").c_str() : "-",
                 m == PipelineMethod::kPromptDistill ? std::to_string(c.cache_truncation_end).c_str() : "-",
                 staged ? "-" : std::to_string(c.budget).c_str(), staged ? "-" : std::to_string(c.window).c_str(),
-                staged ? "-" : to_string(c.grouping), pool.c_str());
+                staged ? "-" : to_string(c.grouping), pool.c_str(), propagation.c_str());
   }
   return 0;
 }
@@ -232,7 +257,7 @@ int cmd_select(const Args& a) {
   pdcli::SelectOutput out;
   const Status s = pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
   if (!s.is_ok()) fail_status(s);
-  const bool per_row = out.rows > 1 || cfg.method == Method::kSnapKV || cfg.method == Method::kH2O;
+  const bool per_row = out.rows > 1 || cfg.method == Method::kSnapKV || cfg.method == Method::kH2O || cfg.method == Method::kFastKV;
   if (a.flag("json")) {
     nlohmann::json j;
     j["method"] = to_string(cfg.method);

@@ -41,6 +41,8 @@ namespace promptdistill {
   template <class T> using ScorePartial = ns::ScorePartial<T>;                                             \
   using FinishSelect = ns::FinishSelect;                                                                   \
   using RemapPositions = ns::RemapPositions;                                                               \
+  using SumRows = ns::SumRows;                                                                             \
+  using TopK = ns::TopK;                                                                                   \
   template <class T> using CompactKv = ns::CompactKv<T>;                                                   \
   template <class T> using ArgMax = ns::ArgMax<T>;                                                         \
   /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */       \

@@ -4,7 +4,7 @@
 //! @file
 //! Provided by promptdistill::models.
 //! End-to-end prompt compression: the method configurations of docs/algorithms.md (full KV,
-//! PromptDistill single/multi-stage with cache truncation, GemFilter, SnapKV, H2O), their
+//! PromptDistill single/multi-stage with cache truncation, GemFilter, SnapKV, H2O, FastKV), their
 //! validation, and what a prefill reports.
 //!
 //! Where this implementation deliberately differs from the reference code:
@@ -32,8 +32,17 @@ namespace promptdistill {
 //! which tokens (full KV selects nothing; GemFilter re-prefills; SnapKV/H2O compress every layer),
 //! a selection method only how one selection ranks tokens. Every pipeline method but kFull uses
 //! the selection method of the same name (see PipelinePlan).
-enum class PipelineMethod : int32_t { kFull = 0, kPromptDistill = 1, kGemFilter = 2, kSnapKV = 3, kH2O = 4 };
-//! "full", "promptdistill", "gemfilter", "snapkv", "h2o"; `parse` is the inverse.
+enum class PipelineMethod : int32_t {
+  kFull = 0,
+  kPromptDistill = 1,
+  kGemFilter = 2,
+  kSnapKV = 3,
+  kH2O = 4,
+  //! FastKV (arXiv 2502.01068, as dongwonjo/FastKV's code runs it): every layer's cache compressed
+  //! SnapKV-like per KV group, and from its TSP layer on only the tokens it propagates run.
+  kFastKV = 5,
+};
+//! "full", "promptdistill", "gemfilter", "snapkv", "h2o", "fastkv"; `parse` is the inverse.
 const char* to_string(PipelineMethod m) noexcept;
 Status parse(std::string_view text, PipelineMethod* out) noexcept;
 
@@ -47,17 +56,32 @@ struct PipelineConfig {
   //! 32), k 1024, for both.
   std::vector<int64_t> selection_layers = {13};
   std::vector<int64_t> n_topks = {1024};
+  //! PromptDistill/GemFilter: rank each selection by the mean over several layers (and heads) of
+  //! the last token's logits instead of its own layer's alone, each computed as the forward passes
+  //! that layer (ScorePartial accumulating, then FinishSelect). A stage at layer r takes the listed
+  //! layers after the previous stage's layer up to r, and r itself must be listed. Empty: each
+  //! stage scores at its own layer (the published methods).
+  std::vector<int64_t> score_layers = {};
   //! PromptDistill: stages i < tt truncate the caches of every layer up to their selection layer
   //! to the tokens they keep; -1 = every stage; 0 = none. Published: 1, as the authors' README
   //! commands run it (their drivers' own argument default is 0).
   int64_t cache_truncation_end = 1;
   //! Reference-fidelity switch: truncate after the last layer (same result, higher peak memory).
   bool truncate_after_last_layer = false;
-  //! SnapKV/H2O: the budget C of every row (the tokens each keeps, window included; the reference
-  //! code's max_capacity_prompt) and the observation/recent window W. Published: C 1024 (the
-  //! baselines' --n-topks), W 32.
+  //! SnapKV/H2O/FastKV: the budget C of every row (the tokens each keeps, window included; the
+  //! reference code's max_capacity_prompt) and the observation/recent window W. Published: C 1024
+  //! (the baselines' --n-topks), W 32; FastKV: C 512, W 8 (published_default sets them).
   int64_t budget = 1024;
   int32_t window = 32;
+  //! FastKV: the layer whose selection the later layers run on (tsp_idx), the tokens it
+  //! propagates (tsp_len, window included), and the proportional mode of its code: retain_rate > 0
+  //! makes each layer's budget int(tokens * retain_rate) (after the TSP layer retain_rate /
+  //! tsp_rate) and the propagated tokens int(L * tsp_rate); budget and tsp_length then do not
+  //! apply. Published: its drivers' defaults, tsp_idx 15, tsp_len 2048, constant mode (0, 0).
+  int64_t tsp_layer = 15;
+  int64_t tsp_length = 2048;
+  double tsp_rate = 0.0;
+  double retain_rate = 0.0;
   //! Pooling of the scores before top-k, for every method that selects: PromptDistill and GemFilter
   //! stages and SnapKV. H2O never pools (any other value than the default is rejected).
   PoolMode pool = PoolMode::kAvg;
@@ -66,8 +90,9 @@ struct PipelineConfig {
   //! keeps it; kPerKvGroup is the library's variant that never expands (G times less KV memory).
   HeadGrouping grouping = HeadGrouping::kPerQueryHead;
 
-  //! The published settings of `method`: the member defaults above with `method` set
-  //! (docs/algorithms.md has them as a table, which a test compares with this function).
+  //! The published settings of `method`: the member defaults above with `method` set; FastKV's
+  //! own budget, window and pooling (C 512, W 8, max pool 7, per KV group: its drivers' defaults)
+  //! replace SnapKV's (docs/algorithms.md has them as a table, which a test compares with this).
   static PipelineConfig published_default(PipelineMethod method);
 
   //! Checks the configuration against a model and a prompt length (before any work).
@@ -85,6 +110,18 @@ struct SelectionStage {
   //! PromptDistill: this stage truncates the caches of every layer up to `layer` to the tokens it
   //! keeps (stage i truncates when cache_truncation_end is -1 or i < cache_truncation_end).
   bool truncates_cache = false;
+  //! The layers whose last-token logits are averaged for this selection (ascending, ending with
+  //! `layer`); empty: `layer` alone, through Select. Non-empty (even `layer` alone): every listed
+  //! layer's ScorePartial accumulates, and FinishSelect divides by their head terms' count.
+  std::vector<int64_t> score_layers;
+  bool aggregates() const noexcept { return !score_layers.empty(); }
+};
+
+//! What FastKV does at one layer whose forward ran on `tokens` tokens (PipelinePlan::fastkv_layer).
+struct FastKvLayer {
+  int64_t budget = 0;       //!< C: the tokens each KV head's cache keeps when it compresses
+  bool compresses = false;  //!< tokens >= C (its code keeps every token, and propagates none, below)
+  int64_t propagated = 0;   //!< tokens the next layer runs on: the TSP's count, else `tokens`
 };
 
 //! What a pipeline does, derived once from a PipelineConfig by `plan_pipeline`. Both executors
@@ -103,6 +140,15 @@ struct PipelinePlan {
   //! PromptDistill: gather the truncating stages' caches after the last layer, in the reference
   //! code's order (`compose_stage_maps`), instead of at each selection point.
   bool truncate_after_last_layer = false;
+  //! FastKV: every layer's cache is compressed by `compression` (Method::kFastKV; its budget is
+  //! the constant C, replaced per layer in the proportional mode) and layer `tsp_layer`'s output
+  //! rows of the tokens it propagates continue (fastkv_layer says how many).
+  bool fastkv = false;
+  int64_t tsp_layer = 0, tsp_length = 0;
+  double tsp_rate = 0.0, retain_rate = 0.0;
+
+  //! FastKV at `layer` over `tokens` tokens, as its code decides it (docs/algorithms.md §7).
+  FastKvLayer fastkv_layer(int64_t layer, int64_t tokens) const noexcept;
 
   //! SnapKV/H2O compress a prompt of `prompt_length` tokens (L >= C).
   bool compresses(int64_t prompt_length) const noexcept {
@@ -169,12 +215,17 @@ Status check_prefill_memory(const PrefillMemory& need, int64_t limit, const char
 struct PrefillResult {
   int32_t first_token = -1;
   int64_t prompt_tokens = 0;
-  std::vector<int64_t> retained;                      //!< tokens kept after each stage
+  //! Tokens kept after each stage (SnapKV/H2O/FastKV: per layer, what each row of its cache keeps)
+  std::vector<int64_t> retained;
   //! Every selection, [selection][row][i]: PromptDistill one per stage and GemFilter one, each
   //! with one row (the original positions kept); SnapKV/H2O one per layer with one row per KV
-  //! group or query head (the positions each keeps), for prompts they compress.
+  //! group or query head (the positions each keeps), for prompts they compress; FastKV one per
+  //! layer, one row per KV group (original positions).
   std::vector<std::vector<std::vector<int32_t>>> selected;
   std::vector<int64_t> cache_lengths;                 //!< per layer after prefill
+  //! FastKV: the original positions of the tokens its TSP layer propagated (empty when it
+  //! propagated none: a prompt no longer than tsp_len, or shorter than that layer's budget).
+  std::vector<int32_t> propagated;
   int64_t next_position = 0;                          //!< position of the first generated token
   double ttft_ms = 0;
   //! Of ttft_ms, the time spent selecting tokens: scoring, top-k, the gathers of kept rows and

@@ -33,6 +33,10 @@
 //! - kH2O: the same with Q holding all L queries, pos_i = i (column sums of the causal softmax,
 //!   computed tile by tile; no L x L matrix exists anywhere).
 //! - SnapKV/H2O per KV group: s_g[j] = div(sum_{h in group g} s_h[j], G); per query head: s_h.
+//! - kFastKV (Select only): SnapKV's per-query-head rows s_h over the last W queries, each pooled
+//!   on its own (exclude_tail W), then summed per KV group: f_g[j] = sum_{h in group g} pooled_h[j]
+//!   (ascending h from +0, no division; SumRows with group G). Rows: one per KV head. The sum after
+//!   the pooling is what FastKV's code does; with max pooling it differs from SnapKV's mean first.
 //! Pooling (row of length L, `exclude_tail` E, `zero_tail` Z): x[j] = (j < L - Z ? s[j] : 0) on
 //! [0, L - E); avg: out[j] = div(sum_{t=-r..r} x[j+t], kernel) with zero padding (count_include_pad),
 //! max: NaN-propagating max over the in-range taps; positions [L - E, L) are copied unchanged.
@@ -53,7 +57,7 @@
 
 namespace promptdistill {
 
-enum class Method : int32_t { kPromptDistill = 0, kGemFilter = 1, kSnapKV = 2, kH2O = 3 };
+enum class Method : int32_t { kPromptDistill = 0, kGemFilter = 1, kSnapKV = 2, kH2O = 3, kFastKV = 4 };
 enum class PoolMode : int32_t { kNone = 0, kAvg = 1, kMax = 2 };
 //! How SnapKV/H2O rows are formed: one per KV head (mean over its query group; no KV expansion,
 //! compacts any cache) or one per query head (the reference code's GQA-expanded behaviour).
@@ -64,7 +68,8 @@ enum class PositionMode : int32_t {
   kRenumber = 1,   //!< 0..count-1: GemFilter's fresh re-prefill
 };
 
-//! Names used everywhere (API, CLI, JSON, Python): "promptdistill", "gemfilter", "snapkv", "h2o";
+//! Names used everywhere (API, CLI, JSON, Python): "promptdistill", "gemfilter", "snapkv", "h2o",
+//! "fastkv";
 //! "none", "avg", "max"; "kv-group", "head". `parse` is the inverse of `to_string` and returns
 //! kInvalidArgument, naming the accepted spellings, for anything else.
 const char* to_string(Method m) noexcept;
@@ -105,6 +110,17 @@ struct PoolArgs {
   TensorView<const float, 3> in;  //!< [B, rows, N]
   TensorView<float, 3> out;       //!< [B, rows, N]
   const int32_t* lengths = nullptr;
+};
+
+//! Sums of consecutive groups of score rows: out[b, i, j] = sum_{t < group} in[b, i * group + t, j]
+//! for j < lengths[b], added in ascending t from +0 (num::add); positions j >= lengths[b] are left
+//! untouched. FastKV's per-KV-group rows (group G over per-query-head rows) and its propagation
+//! row (group H_kv over those). `in` and `out` must not overlap.
+struct SumRowsArgs {
+  int64_t group = 1;
+  TensorView<const float, 3> in;     //!< [B, rows, N], rows a multiple of group
+  TensorView<float, 3> out;          //!< [B, rows / group, N]
+  const int32_t* lengths = nullptr;  //!< [B]
 };
 
 //! Deterministic top-k with forced positions, batched over ragged rows.
@@ -161,11 +177,12 @@ struct CompactKvArgs {
 //! method (the CLI's `--budget` and `--n-topks` (one per stage), the Python `budget` and
 //! `n_topks`, are all this number; docs/algorithms.md has the vocabulary):
 //! PromptDistill: tokens chosen besides the always-kept last token (min(k, L-1) + 1 are kept);
-//! GemFilter: tokens kept (min(k, L)); SnapKV/H2O: the budget C per row, window included.
+//! GemFilter: tokens kept (min(k, L)); SnapKV/H2O/FastKV: the budget C per row, window included
+//! (FastKV's must exceed the window, as its code asserts).
 struct MethodConfig {
   Method method = Method::kPromptDistill;
   int64_t budget = 1024;
-  int32_t window = 32;         //!< SnapKV observation window W; H2O recent window
+  int32_t window = 32;         //!< SnapKV/FastKV observation window W; H2O recent window
   PoolMode pool = PoolMode::kAvg;
   int32_t pool_kernel = 5;
   HeadGrouping grouping = HeadGrouping::kPerKvGroup;
@@ -190,7 +207,7 @@ Status plan_method(const MethodConfig& cfg, MethodPlan* plan) noexcept;
 int64_t kept_tokens(const MethodPlan& plan, int64_t prompt_length) noexcept;
 
 //! Rows of scores / selections per request: 1 for PromptDistill/GemFilter, H_kv or H for
-//! SnapKV/H2O.
+//! SnapKV/H2O, H_kv for FastKV (its scoring rows are H: Select sums them per group).
 int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, int64_t num_kv_heads);
 
 //! score -> pool -> top-k -> positions (-> optional hidden-state gather) in one call.
@@ -255,14 +272,21 @@ struct ScorePartialArgs {
   int64_t head_offset = 0;
   int64_t total_heads = 0;
   TensorView<float, 3> partial;      //!< [B, 1, N] f32, N >= max L_b
+  //! Add this call's sum to what `partial` holds: partial[b, 0, j] = add(partial[b, 0, j], sum),
+  //! the sum over the heads still taken from +0. Scores aggregated over several layers (the
+  //! selection ranks by the mean over layers and heads) accumulate one call per layer, in layer
+  //! order, into one buffer: the same bits as adding separately computed single-layer partials.
+  bool accumulate = false;
 };
 
 //! The finishing stage on every rank: s[j] = div(summed[b, 0, j], total_heads) for PromptDistill
 //! (GemFilter: s = summed), then the method's pooling, top-k and positions exactly as `Select`.
+//! Scores aggregated over w layers pass the head terms summed over every layer and head: their
+//! count w * H is `total_heads` (PromptDistill's mean over layers and heads; GemFilter's sum).
 struct FinishSelectArgs {
   MethodConfig config;                          //!< kPromptDistill or kGemFilter
   TensorView<const float, 3> summed;            //!< [B, 1, N]: the all-reduced partials
-  int64_t total_heads = 0;                      //!< H, the divisor of PromptDistill's mean
+  int64_t total_heads = 0;                      //!< head terms summed (H; w * H over w layers)
   const int32_t* lengths = nullptr;             //!< [B], L_b <= N
   const int32_t* budget_per_request = nullptr;  //!< optional [B], overrides config.budget
   TensorView<const int32_t, 2> positions_in;    //!< optional [B, L] (multi-stage: survivors' positions)

@@ -3,7 +3,7 @@
 #pragma once
 //! @file
 //! Provided by promptdistill::cpu_pipelines.
-//! `ref::EigenSession`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O) and greedy decoding
+//! `ref::EigenSession`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O, FastKV) and greedy decoding
 //! on the CPU reference decoder, batch 1. Token selection runs through the Selector API
 //! (`ref::Select`), the same operation the CUDA backend and the engines use.
 
@@ -16,6 +16,10 @@
 
 namespace promptdistill {
 namespace ref {
+
+namespace session_support {
+struct StageScores;
+}  // namespace session_support
 
 //! The batch-1 pipelines on the Eigen decoder (`ref::Transformer`): the CPU path of the CLI and
 //! the quality grids. (`BatchSession` is the other driver: ragged batches on the block ops.)
@@ -74,11 +78,19 @@ class EigenSession {
   Status prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
   Status prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
   Status prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
+  Status prefill_fastkv(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
+  Status sweep_fastkv(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
+                      const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status scored_layer(int64_t l, const SelectionStage* stage, std::vector<float>* x, int64_t n,
+                      const std::vector<int32_t>& positions, int64_t total, KvLayerCache* cache,
+                      session_support::StageScores* scores);
   Status sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
   Status sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
   Status sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
-  Status gemfilter_filter_pass(const std::vector<int32_t>& prompt, int64_t layer, LayerTaps* taps);
-  Status gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const MethodConfig& select, const LayerTaps& taps,
+  Status gemfilter_filter_pass(const std::vector<int32_t>& prompt, const SelectionStage& stage,
+                               session_support::StageScores* scores);
+  Status gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const SelectionStage& stage,
+                                        const MethodConfig& select, const session_support::StageScores& scores,
                                         PrefillResult* r);
   Status finish_budget(std::size_t index, double ttft_ms, PrefillResult* r, const SweepVisitor& visit);
   Status first_token(const std::vector<float>& x, int64_t n, int32_t* token);

@@ -16,6 +16,12 @@ compressing the KV cache after the prefill cannot save. Batch 1, greedy decoding
 - snapkv / h2o: a full prefill; when the prompt has at least ``budget`` tokens, each layer's
   cache is compacted right after it runs to ``budget`` tokens per row (window included),
   ranked by the last ``window`` queries' softmax (snapkv) or by all queries' (h2o).
+- fastkv: every layer's cache compacted per KV group to its budget (each query head's SnapKV row
+  pooled, summed over the group); at ``tsp_layer`` the group rows, summed, choose the tokens
+  (window included) whose output rows the later layers run on, at their original positions.
+- ``score_layers`` (promptdistill, gemfilter): a stage ranks by the mean over its listed layers of
+  the last token's logits, each layer's ``score_partial`` added as the forward passes it, then
+  ``finish_select`` over their head terms.
 """
 
 import dataclasses
@@ -29,7 +35,8 @@ from ._compat import renamed_argument
 from ._engine import compact_kv, gather, remap_positions, select
 from ._errors import Error
 from ._memory import available_memory_bytes, estimate_prefill_bytes
-from ._pipeline import pipeline_config, plan
+from ._pipeline import later_settings, pipeline_config, plan
+from ._tensor_parallel import finish_select, score_partial
 
 #: model_type -> the family it is (the architectures the C++ pipelines implement).
 SUPPORTED_MODEL_TYPES = {"llama": "Llama (and SmolLM2)", "mistral": "Mistral", "qwen2": "Qwen2", "phi3": "Phi-3"}
@@ -38,8 +45,9 @@ SUPPORTED_MODEL_TYPES = {"llama": "Llama (and SmolLM2)", "mistral": "Mistral", "
 @dataclasses.dataclass
 class Result:
     """What ``generate`` did. ``selected_indices``: promptdistill: per stage, the original positions
-    it kept; gemfilter: the kept positions; snapkv/h2o: per layer, one list of kept positions per
-    KV group (or per query head); empty when nothing was selected."""
+    it kept; gemfilter: the kept positions; snapkv/h2o/fastkv: per layer, one list of kept
+    positions per KV group (or per query head); empty when nothing was selected. ``propagated``:
+    fastkv: the original positions its TSP layer propagated (empty when it propagated none)."""
 
     generated_ids: list
     selected_indices: list
@@ -48,6 +56,7 @@ class Result:
     prompt_tokens: int
     ttft_s: float
     decode_s_per_token: float
+    propagated: list = dataclasses.field(default_factory=list)
 
 
 def _sliding_window(cfg):
@@ -234,7 +243,8 @@ def _check_memory(m, model, p, L, max_new_tokens, max_memory):
 @torch.no_grad()
 def generate(model, input_ids, config=None, *, method=None, selection_layers=None, n_topks=None, cache_truncation_end=None,
              budget=None, window=None, pool=None, pool_kernel=None, per=None, max_new_tokens=50, eos_token_id=None,
-             max_memory=None, capacity=None):
+             max_memory=None, capacity=None, score_layers=None, tsp_layer=None, tsp_length=None, tsp_rate=None,
+             retain_rate=None):
     """Prefill ``input_ids`` with a pipeline and decode greedily; returns a ``Result``.
 
     model: a transformers causal LM (Llama, SmolLM2, Mistral, Qwen2, Phi-3), on any device and in
@@ -248,6 +258,8 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     per: "head" (one selection per query head, the published variant; on models with grouped KV
     heads the compressed caches are GQA-expanded to one head per query head, as the reference code
     does) or "kv-group". pool / pool_kernel: the pooling of every selecting method but h2o.
+    score_layers: promptdistill/gemfilter stages rank by the mean of these layers' scores.
+    tsp_layer / tsp_length / tsp_rate / retain_rate: fastkv's propagation and proportional mode.
     eos_token_id: stop tokens (default: the model's generation config). The prefill runs
     ``promptdistill.plan`` of the configuration, as the C++ pipelines run theirs. max_memory:
     bytes the prefill may use (default: what the model's device has available); a prompt whose
@@ -262,12 +274,13 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     budget = renamed_argument(budget, capacity, "budget", "capacity", "hf.generate")
     cfg = pipeline_config(config, method=method, selection_layers=selection_layers, n_topks=n_topks,
                           cache_truncation_end=cache_truncation_end, budget=budget, window=window, pool=pool,
-                          pool_kernel=pool_kernel, per=per)
+                          pool_kernel=pool_kernel, per=per, score_layers=score_layers, tsp_layer=tsp_layer,
+                          tsp_length=tsp_length, tsp_rate=tsp_rate, retain_rate=retain_rate)
     # The prompt against the model (empty, past the context) and the configuration, as the C++
     # pipelines check them before any work; then the plan the prefill runs.
     _core.check_pipeline(cfg.method, list(cfg.selection_layers), list(cfg.n_topks), cfg.cache_truncation_end, cfg.budget,
                          cfg.window, cfg.pool, cfg.pool_kernel, cfg.per, N,
-                         getattr(model.config, "max_position_embeddings", 1 << 30), L)
+                         getattr(model.config, "max_position_embeddings", 1 << 30), L, **later_settings(cfg))
     p = plan(cfg, N)
     _check_memory(m, model, p, L, max_new_tokens, max_memory)
     window_limit = _sliding_window(model.config)
@@ -283,7 +296,7 @@ def generate(model, input_ids, config=None, *, method=None, selection_layers=Non
     start = time.perf_counter()
     cache = DynamicCache()
     prefill = {"full": _prefill_full, "promptdistill": _prefill_promptdistill, "gemfilter": _prefill_gemfilter,
-               "snapkv": _prefill_kv_compression, "h2o": _prefill_kv_compression}[p.method]
+               "snapkv": _prefill_kv_compression, "h2o": _prefill_kv_compression, "fastkv": _prefill_fastkv}[p.method]
     first, next_position, cache = prefill(m, ids, cache, result, p)
     _synchronize(m.device)
     result.ttft_s = time.perf_counter() - start
@@ -314,24 +327,48 @@ def _prefill_full(m, ids, cache, result, plan):
     return m.next_token(h), len(ids), cache
 
 
-def _select(q, keys, selection, **changes):
-    """promptdistill.select with a plan's selection (``changes`` override its keywords)."""
-    return select(q, keys, selection.budget, **{**selection.select_kwargs(), **changes})
+def _select(q, keys, selection, budget=None, **changes):
+    """promptdistill.select with a plan's selection (``budget`` and ``changes`` override its own)."""
+    return select(q, keys, selection.budget if budget is None else budget, **{**selection.select_kwargs(), **changes})
+
+
+class _Scores:
+    """A stage's scores aggregated over its score layers: each layer's ``score_partial`` (q.k / sqrt(d)
+    or q.k summed over the heads, from +0) added in layer order, as the C++ ScorePartial accumulates."""
+
+    def __init__(self, stage, num_heads):
+        self.stage, self.num_heads, self.summed, self.layers = stage, num_heads, None, 0
+
+    def add(self, q, keys):
+        partial = score_partial(q, keys, method=self.stage.selection.method, total_heads=self.num_heads)
+        self.summed = partial if self.summed is None else self.summed + partial
+        self.layers += 1
+
+    def select(self):
+        s = self.stage.selection
+        return finish_select(self.summed, s.budget, method=s.method, total_heads=self.layers * self.num_heads, pool=s.pool,
+                             pool_kernel=s.pool_kernel)
 
 
 def _prefill_promptdistill(m, ids, cache, result, plan):
     L = len(ids)
     h = _embed(m, ids)
     positions = _arange(m, L).to(torch.int32)
-    stages = {stage.layer: stage for stage in plan.stages}
+    stages = list(plan.stages)
+    scores = _Scores(stages[0], m.num_heads) if stages else None
     for l in range(len(m.layers)):
-        stage = stages.get(l)
+        stage = stages[0] if stages else None
+        scoring = stage is not None and (l == stage.layer or l in stage.score_layers)
         long_positions = positions.long()
-        q = m.queries(l, h, long_positions, 1) if stage else None
+        q = m.queries(l, h, long_positions, 1) if scoring else None
         h = m.run_layers(h, long_positions, [l], cache)
-        if stage is None:
+        if scoring and stage.score_layers:
+            scores.add(q, _cached_keys(cache, l))
+        if stage is None or l != stage.layer:
             continue
-        sel = _select(q, _cached_keys(cache, l), stage.selection)
+        stages.pop(0)
+        sel = scores.select() if stage.score_layers else _select(q, _cached_keys(cache, l), stage.selection)
+        scores = _Scores(stages[0], m.num_heads) if stages else None
         kept = stage.kept(h.shape[1])  # known without reading the device
         h = gather(h[0], sel)[None]
         positions = remap_positions(sel, positions)
@@ -346,8 +383,17 @@ def _prefill_promptdistill(m, ids, cache, result, plan):
 def _prefill_gemfilter(m, ids, cache, result, plan):
     stage, L = plan.stages[0], len(ids)
     positions = _arange(m, L)
-    h = m.run_layers(_embed(m, ids), positions, range(stage.layer), None)  # the filter pass writes no cache
-    sel = _select(m.queries(stage.layer, h, positions, 1), m.keys(stage.layer, h, positions), stage.selection)
+    h, scores = _embed(m, ids), _Scores(stage, m.num_heads)
+    for l in range(stage.layer):  # the filter pass writes no cache
+        if l in stage.score_layers:
+            scores.add(m.queries(l, h, positions, 1), m.keys(l, h, positions))
+        h = m.run_layers(h, positions, [l], None)
+    q, keys = m.queries(stage.layer, h, positions, 1), m.keys(stage.layer, h, positions)
+    if stage.score_layers:
+        scores.add(q, keys)
+        sel = scores.select()
+    else:
+        sel = _select(q, keys, stage.selection)
     kept = [int(i) for i in sel.indices.tolist()]
     result.retained.append(len(kept))
     result.selected_indices.append(kept)
@@ -383,6 +429,45 @@ def _prefill_kv_compression(m, ids, cache, result, plan):
         _compact_cache_layer(cache, l, sel, kept)
         result.retained.append(kept)
         result.selected_indices.append([[int(i) for i in row] for row in sel.indices.tolist()])
+    return m.next_token(h), L, cache
+
+
+def _propagation(ranked, keep, window):
+    """fastkv's propagated tokens from a layer's ranked group rows ``[H_kv, n]``: the rows summed in
+    order from the first (the C++ SumRows' additions), the last ``window`` forced and ``keep -
+    window`` more by score, ties to the smaller index (TopK's rule: a stable descending sort)."""
+    summed = ranked[0]
+    for row in ranked[1:]:
+        summed = summed + row
+    n = summed.shape[0]
+    order = torch.sort(summed[: n - window], descending=True, stable=True).indices[: keep - window]
+    return torch.sort(torch.cat([order, torch.arange(n - window, n, device=order.device)])).values
+
+
+def _prefill_fastkv(m, ids, cache, result, plan):
+    L, selection = len(ids), plan.compression
+    h = _embed(m, ids)
+    positions = _arange(m, L)
+    result.propagated = []
+    for l in range(len(m.layers)):
+        n = h.shape[1]
+        budget, compresses, propagated = plan.fastkv_layer(l, n)
+        q = m.queries(l, h, positions, min(selection.window, n)) if compresses else None
+        h = m.run_layers(h, positions, [l], cache)
+        kept_positions = [int(p) for p in positions.tolist()]
+        if not compresses:  # its code keeps every token of the layer, and propagates none
+            result.retained.append(n)
+            result.selected_indices.append([kept_positions for _ in range(m.num_kv_heads)])
+            continue
+        sel = _select(q, _cached_keys(cache, l), selection, budget=budget)
+        kept = _core.kept_tokens(budget - selection.window, selection.window, n)
+        _compact_cache_layer(cache, l, sel, kept)
+        result.retained.append(kept)
+        result.selected_indices.append([[kept_positions[int(i)] for i in row] for row in sel.indices.tolist()])
+        if propagated < n:
+            index = _propagation(sel.scores, propagated, selection.window)
+            h, positions = h[:, index], positions[index]
+            result.propagated = [int(p) for p in positions.tolist()]
     return m.next_token(h), L, cache
 
 

@@ -36,11 +36,25 @@ std::tuple<int64_t, int64_t> geometry(const std::string& method, int64_t budget,
   return {rows, kept};
 }
 
+//! The settings added after the first release, as trailing keywords with their C++ defaults, so
+//! that callers of the earlier positional form keep working.
+struct LaterSettings {
+  std::vector<int64_t> score_layers;
+  int64_t tsp_layer = pd::PipelineConfig{}.tsp_layer, tsp_length = pd::PipelineConfig{}.tsp_length;
+  double tsp_rate = 0.0, retain_rate = 0.0;
+};
+
 //! A PipelineConfig from the Python keywords (every name as the C++ member).
 pd::PipelineConfig pipeline_config(const std::string& method, const std::vector<int64_t>& selection_layers,
                                    const std::vector<int64_t>& n_topks, int64_t cache_truncation_end, int64_t budget, int64_t window,
-                                   const std::string& pool, int64_t pool_kernel, const std::string& per) {
+                                   const std::string& pool, int64_t pool_kernel, const std::string& per,
+                                   const LaterSettings& later = {}) {
   pd::PipelineConfig c;
+  c.score_layers = later.score_layers;
+  c.tsp_layer = later.tsp_layer;
+  c.tsp_length = later.tsp_length;
+  c.tsp_rate = later.tsp_rate;
+  c.retain_rate = later.retain_rate;
   c.method = parse_or_raise<pd::PipelineMethod>(method);
   c.selection_layers = selection_layers;
   c.n_topks = n_topks;
@@ -70,15 +84,22 @@ nb::dict published_default(const std::string& method) {
   d["pool"] = std::string(pd::to_string(c.pool));
   d["pool_kernel"] = int64_t(c.pool_kernel);
   d["per"] = std::string(pd::to_string(c.grouping));
+  d["score_layers"] = nb::cast(c.score_layers);
+  d["tsp_layer"] = c.tsp_layer;
+  d["tsp_length"] = c.tsp_length;
+  d["tsp_rate"] = c.tsp_rate;
+  d["retain_rate"] = c.retain_rate;
   return d;
 }
 
 //! `PipelineConfig::validate` for a model of `num_layers` layers and `max_positions` positions.
 void check_pipeline(const std::string& method, const std::vector<int64_t>& selection_layers, const std::vector<int64_t>& n_topks,
                     int64_t cache_truncation_end, int64_t budget, int64_t window, const std::string& pool, int64_t pool_kernel,
-                    const std::string& per, int64_t num_layers, int64_t max_positions, int64_t prompt_length) {
-  const pd::PipelineConfig c =
-      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel, per);
+                    const std::string& per, int64_t num_layers, int64_t max_positions, int64_t prompt_length,
+                    const std::vector<int64_t>& score_layers, int64_t tsp_layer, int64_t tsp_length, double tsp_rate,
+                    double retain_rate) {
+  const pd::PipelineConfig c = pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool,
+                                               pool_kernel, per, {score_layers, tsp_layer, tsp_length, tsp_rate, retain_rate});
   pd::ModelConfig model;
   model.num_layers = num_layers;
   model.max_positions = max_positions;
@@ -104,15 +125,18 @@ nb::dict describe_selection(const pd::MethodConfig& c, const pd::MethodPlan& pla
 //! (layer, truncates_cache and the selection) and the SnapKV/H2O compression, as dicts.
 nb::dict pipeline_plan(const std::string& method, const std::vector<int64_t>& selection_layers, const std::vector<int64_t>& n_topks,
                        int64_t cache_truncation_end, int64_t budget, int64_t window, const std::string& pool, int64_t pool_kernel,
-                       const std::string& per, int64_t num_layers) {
-  const pd::PipelineConfig c =
-      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel, per);
+                       const std::string& per, int64_t num_layers, const std::vector<int64_t>& score_layers, int64_t tsp_layer,
+                       int64_t tsp_length, double tsp_rate, double retain_rate) {
+  const pd::PipelineConfig c = pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool,
+                                               pool_kernel, per, {score_layers, tsp_layer, tsp_length, tsp_rate, retain_rate});
   if (num_layers < 1)
     raise(pd::Status(pd::StatusCode::kInvalidArgument, "num_layers must be >= 1, got %lld", (long long)num_layers));
   pd::ModelConfig model;
   model.num_layers = num_layers;
   model.max_positions = INT64_MAX;
-  raise_if_error(c.validate(model, 1));  // the layers against the model; the prompt is checked per request
+  // The layers against the model. The prompt is checked per request (check_pipeline): here one long
+  // enough for every check that depends on it (FastKV's proportional budgets must exceed the window).
+  raise_if_error(c.validate(model, int64_t(1) << 20));
   pd::PipelinePlan plan;
   raise_if_error(pd::plan_pipeline(c, &plan));
   nb::list stages;
@@ -120,17 +144,36 @@ nb::dict pipeline_plan(const std::string& method, const std::vector<int64_t>& se
     nb::dict d = describe_selection(stage.select, stage.plan);
     d["layer"] = stage.layer;
     d["truncates_cache"] = stage.truncates_cache;
+    d["score_layers"] = nb::cast(stage.score_layers);
     stages.append(d);
   }
   nb::dict out;
   out["method"] = std::string(pd::to_string(plan.method));
   out["stages"] = stages;
-  out["compression"] = plan.compresses_every_layer ? nb::object(describe_selection(plan.compression, plan.compression_plan))
-                                                   : nb::none();
+  const bool compresses = plan.compresses_every_layer || plan.fastkv;
+  out["compression"] = compresses ? nb::object(describe_selection(plan.compression, plan.compression_plan)) : nb::none();
+  out["fastkv"] = plan.fastkv ? nb::object(nb::make_tuple(plan.tsp_layer, plan.tsp_length, plan.tsp_rate, plan.retain_rate))
+                              : nb::none();
   out["truncate_after_last_layer"] = plan.truncate_after_last_layer;
-  // PipelinePlan::compresses(L) holds exactly from this prompt length on.
+  // PipelinePlan::compresses(L) holds exactly from this prompt length on (SnapKV/H2O; FastKV
+  // decides per layer: fastkv_layer).
   out["compresses_from"] = plan.compresses_every_layer ? nb::object(nb::int_(plan.compression.budget)) : nb::none();
   return out;
+}
+
+//! PipelinePlan::fastkv_layer of a FastKV plan's settings (budget: the constant C): (C, compresses,
+//! propagated) at `layer` over `tokens` tokens.
+std::tuple<int64_t, bool, int64_t> fastkv_layer(int64_t budget, int64_t tsp_layer, int64_t tsp_length, double tsp_rate,
+                                                double retain_rate, int64_t layer, int64_t tokens) {
+  pd::PipelinePlan plan;
+  plan.fastkv = true;
+  plan.compression.budget = budget;
+  plan.tsp_layer = tsp_layer;
+  plan.tsp_length = tsp_length;
+  plan.tsp_rate = tsp_rate;
+  plan.retain_rate = retain_rate;
+  const pd::FastKvLayer at = plan.fastkv_layer(layer, tokens);
+  return {at.budget, at.compresses, at.propagated};
 }
 
 //! kept_tokens of the MethodPlan with candidates chosen `k` and forced tail `keep_last`.
@@ -193,11 +236,17 @@ NB_MODULE(_core, m) {
   m.def("geometry", &pdpy::geometry, "method"_a, "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_q_heads"_a,
         "num_kv_heads"_a, "length"_a);
   m.def("published_default", &pdpy::published_default, "method"_a);
+  const promptdistill::PipelineConfig d;
   m.def("pipeline_plan", &pdpy::pipeline_plan, "method"_a, "selection_layers"_a, "n_topks"_a, "cache_truncation_end"_a,
-        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a);
+        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "score_layers"_a = std::vector<int64_t>{},
+        "tsp_layer"_a = d.tsp_layer, "tsp_length"_a = d.tsp_length, "tsp_rate"_a = d.tsp_rate, "retain_rate"_a = d.retain_rate);
   m.def("kept_tokens", &pdpy::kept_tokens, "k"_a, "keep_last"_a, "prompt_length"_a);
+  m.def("fastkv_layer", &pdpy::fastkv_layer, "budget"_a, "tsp_layer"_a, "tsp_length"_a, "tsp_rate"_a, "retain_rate"_a, "layer"_a,
+        "tokens"_a);
   m.def("check_pipeline", &pdpy::check_pipeline, "method"_a, "selection_layers"_a, "n_topks"_a, "cache_truncation_end"_a,
-        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "max_positions"_a, "prompt_length"_a);
+        "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "num_layers"_a, "max_positions"_a, "prompt_length"_a,
+        "score_layers"_a = std::vector<int64_t>{}, "tsp_layer"_a = d.tsp_layer, "tsp_length"_a = d.tsp_length,
+        "tsp_rate"_a = d.tsp_rate, "retain_rate"_a = d.retain_rate);
   m.def("estimate_prefill_bytes", &pdpy::estimate_prefill_bytes, "method"_a, "selection_layers"_a, "n_topks"_a,
         "cache_truncation_end"_a, "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a, "per"_a, "model_dims"_a,
         "prompt_length"_a, "batch"_a, "element_bytes"_a, "mlp_chunk_rows"_a, "decode_reserve"_a, "attention_rows"_a,

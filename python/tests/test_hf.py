@@ -20,7 +20,8 @@ TINY_ARGS = dict(selection_layers=[0], n_topks=[32], budget=48, window=16, max_n
 
 
 def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_topks, cache_truncation_end=None, budget=None,
-                 window=None, per=None, pool=None, pool_kernel=None, max_new_tokens=16):
+                 window=None, per=None, pool=None, pool_kernel=None, max_new_tokens=16, score_layers=None, tsp_layer=None,
+                 tsp_length=None, tsp_rate=None, retain_rate=None):
     """The CLI's run of the same configuration: each setting given is passed, the others are the
     published defaults on both sides."""
     ids_file = tmp_path / f"ids_{method}.txt"
@@ -29,15 +30,19 @@ def cli_generate(cli, model_path, ids, tmp_path, method, *, selection_layers, n_
     options = []
     if method in ("promptdistill", "gemfilter"):
         options += ["--selection-layers", *selection_layers, "--n-topks", *n_topks]
-    given = dict(budget=budget, window=window, per=per, pool=pool, pool_kernel=pool_kernel)
+    given = dict(budget=budget, window=window, per=per, pool=pool, pool_kernel=pool_kernel, tsp_layer=tsp_layer,
+                 tsp_length=tsp_length, tsp_rate=tsp_rate, retain_rate=retain_rate)
     if method == "promptdistill":
         given["cache_truncation_end"] = cache_truncation_end
-    readers = {"budget": ("snapkv", "h2o"), "window": ("snapkv", "h2o"), "per": ("snapkv", "h2o"),
-               "pool": ("promptdistill", "gemfilter", "snapkv"), "pool_kernel": ("promptdistill", "gemfilter", "snapkv"),
-               "cache_truncation_end": ("promptdistill",)}
+    pooling = ("promptdistill", "gemfilter", "snapkv", "fastkv")
+    readers = {"budget": ("snapkv", "h2o", "fastkv"), "window": ("snapkv", "h2o", "fastkv"), "per": ("snapkv", "h2o"),
+               "pool": pooling, "pool_kernel": pooling, "cache_truncation_end": ("promptdistill",),
+               "tsp_layer": ("fastkv",), "tsp_length": ("fastkv",), "tsp_rate": ("fastkv",), "retain_rate": ("fastkv",)}
     for name, value in given.items():
         if value is not None and method in readers[name]:
             options += ["--" + name.replace("_", "-"), value]
+    if score_layers:
+        options += ["--score-layers", *score_layers]
     return cli("generate", "--model", model_path, "--prompt-ids", ids_file, "--method", method, *options, "--max-new-tokens",
                max_new_tokens, "--dump-selection")
 
@@ -47,7 +52,9 @@ def assert_same_run(result, expected, method, case):
     assert result.retained == expected["retained"], case
     assert result.cache_lengths == expected["cache_lengths"], case
     want = expected.get("selected_indices", [])
-    if method in ("snapkv", "h2o"):
+    if method == "fastkv":
+        assert result.propagated == expected.get("propagated", []), case
+    if method in ("snapkv", "h2o", "fastkv"):
         assert len(result.selected_indices) == len(want), case
         for layer, (ours, theirs) in enumerate(zip(result.selected_indices, want)):
             theirs = selected_rows(theirs)
@@ -69,14 +76,19 @@ def random_prompt(seed, length, vocab=512):
     return [rng.randint(3, vocab - 1) for _ in range(length)]
 
 
-@pytest.mark.parametrize("method", ["full", "promptdistill", "gemfilter", "snapkv", "h2o"])
+# fastkv on two layers: propagation after layer 0, 64 of the 100 tokens.
+TINY_FASTKV = dict(tsp_layer=0, tsp_length=64)
+
+
+@pytest.mark.parametrize("method", ["full", "promptdistill", "gemfilter", "snapkv", "h2o", "fastkv"])
 def test_tiny_models_match_the_cpp_pipelines(cli, tmp_path, tiny, method):
     name, model = tiny
     seed = 7
     ids = random_prompt(seed, 100)
-    result = pd.hf.generate(model, torch.tensor([ids]), method=method, **TINY_ARGS)
-    expected = cli_generate(cli, GOLDEN / name, ids, tmp_path, method, **TINY_ARGS)
-    assert_same_run(result, expected, method, f"model={name} method={method} seed={seed} args={TINY_ARGS}")
+    args = {**TINY_ARGS, **(TINY_FASTKV if method == "fastkv" else {})}
+    result = pd.hf.generate(model, torch.tensor([ids]), method=method, **args)
+    expected = cli_generate(cli, GOLDEN / name, ids, tmp_path, method, **args)
+    assert_same_run(result, expected, method, f"model={name} method={method} seed={seed} args={args}")
 
 
 def test_per_query_head_without_grouped_heads(cli, tmp_path):
@@ -158,6 +170,11 @@ SMOLLM2_CASES = [
     # are GQA-expanded.
     ("snapkv", dict(budget=96)),
     ("h2o", dict(budget=96, per="head")),
+    # Scores aggregated over layers (score_partial summed, finish_select), and FastKV in both modes.
+    ("promptdistill", dict(selection_layers=[13], n_topks=[64], cache_truncation_end=1, score_layers=[10, 11, 12, 13])),
+    ("gemfilter", dict(selection_layers=[13], n_topks=[64], score_layers=[12, 13])),
+    ("fastkv", dict(budget=64, tsp_length=128)),
+    ("fastkv", dict(retain_rate=0.3, tsp_rate=0.5)),
 ]
 
 

@@ -18,7 +18,7 @@ def test_published_defaults_are_the_cli_defaults():
         pytest.skip(f"the promptdistill CLI is not built at {CLI}")
     out = subprocess.run([str(CLI), "defaults", "--json"], capture_output=True, text=True, check=True).stdout
     lines = [json.loads(line) for line in out.splitlines()]
-    assert [line["method"] for line in lines] == ["promptdistill", "gemfilter", "snapkv", "h2o"]
+    assert [line["method"] for line in lines] == ["promptdistill", "gemfilter", "snapkv", "h2o", "fastkv"]
     for line in lines:
         d = pd.published_default(line["method"])
         for key, value in line.items():
@@ -73,6 +73,27 @@ def test_plan_of_every_method():
     assert full.stages == () and full.compression is None and full.kept_tokens(100) == []
 
 
+def test_plan_of_score_layers_and_fastkv():
+    """Each stage's score layers, and FastKV's per-layer budgets and propagation as the C++
+    PipelinePlan::fastkv_layer gives them (constant and proportional modes)."""
+    p = pd.plan({"selection_layers": [4, 9], "n_topks": [100, 30], "score_layers": [3, 4, 8, 9]}, 12)
+    assert [s.score_layers for s in p.stages] == [(3, 4), (8, 9)]
+    assert pd.plan({"selection_layers": [9], "n_topks": [30]}, 12).stages[0].score_layers == ()
+    f = pd.plan({"method": "fastkv"}, 32)
+    assert f.compression.method == "fastkv" and f.compression.per == "kv-group" and f.compression.pool == "max"
+    assert (f.compression.budget, f.compression.window, f.compression.pool_kernel) == (512, 8, 7)
+    assert f.fastkv_layer(0, 4000) == (512, True, 4000)
+    assert f.fastkv_layer(15, 4000) == (512, True, 2048)   # the TSP layer propagates tsp_length
+    assert f.fastkv_layer(15, 2048) == (512, True, 2048)   # no longer than tsp_length: nothing dropped
+    assert f.fastkv_layer(3, 400) == (512, False, 400)     # below the budget: every token kept
+    assert f.kept_tokens(4000) == [512] * 32 and f.kept_tokens(300) == [300] * 32
+    r = pd.plan({"method": "fastkv", "retain_rate": 0.1, "tsp_rate": 0.2}, 32)
+    assert r.fastkv_layer(0, 2449) == (244, True, 2449) and r.fastkv_layer(15, 2449) == (244, True, 489)
+    assert r.fastkv_layer(16, 489) == (244, True, 489)      # int(489 * (0.1 / 0.2))
+    with pytest.raises(pd.Error, match="fastkv_layer is fastkv"):
+        p.fastkv_layer(0, 10)
+
+
 def test_plan_refuses_what_the_pipelines_refuse():
     for config, num_layers, words in [
         ({"selection_layers": [11], "n_topks": [8]}, 12, "last layer"),
@@ -83,6 +104,12 @@ def test_plan_refuses_what_the_pipelines_refuse():
         ({"method": "snapkv", "budget": 8, "window": 16}, 12, "window"),
         ({"method": "h2o", "pool": "max"}, 12, "without pooling"),
         ({"method": "promptdistill"}, 0, "num_layers"),
+        ({"selection_layers": [4], "n_topks": [8], "score_layers": [2, 3]}, 12, "must list the selection layer 4"),
+        ({"method": "snapkv", "score_layers": [2]}, 12, "apply to promptdistill and gemfilter"),
+        ({"method": "fastkv", "tsp_layer": 32}, 32, "tsp_layer 32 is outside"),
+        ({"method": "fastkv", "budget": 8}, 32, "must exceed the window"),
+        ({"method": "fastkv", "retain_rate": 0.1}, 32, "proportional mode"),
+        ({"method": "fastkv", "per": "head"}, 32, "per KV group"),
     ]:
         with pytest.raises(pd.Error, match=words):
             pd.plan(config, num_layers)

@@ -13,6 +13,7 @@
 
 #include "promptdistill/batch_session.h"
 #include "src/batch_session/decode_loop.h"
+#include "src/batch_session/fastkv.h"
 #include "src/batch_session/pipelines.h"
 
 namespace promptdistill {
@@ -136,7 +137,7 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
     }
     PipelinePlan plan;
     PD_RETURN_IF_ERROR(plan_pipeline(config, &plan));
-    if (plan.compresses_every_layer && plan.compression.grouping == HeadGrouping::kPerKvGroup &&
+    if ((plan.compresses_every_layer || plan.fastkv) && plan.compression.grouping == HeadGrouping::kPerKvGroup &&
         decoder.shard.splits_kv_groups())
       return Status(StatusCode::kUnsupported,
                     "%s per KV group under tensor parallelism needs whole KV groups on every rank: %lld ranks split the "
@@ -174,6 +175,7 @@ Status BatchSession<Backend, T>::prefill(const std::vector<std::vector<int32_t>>
       case PipelineMethod::kGemFilter: PD_RETURN_IF_ERROR(impl.pipelines.gemfilter(prompts, plan, &results, &first_tokens)); break;
       case PipelineMethod::kSnapKV:
       case PipelineMethod::kH2O: PD_RETURN_IF_ERROR(impl.pipelines.full_prefill(prompts, &plan, &results, &first_tokens)); break;
+      case PipelineMethod::kFastKV: PD_RETURN_IF_ERROR(impl.pipelines.fastkv(prompts, plan, &results, &first_tokens)); break;
     }
     const double ttft_ms = std::chrono::duration<double, std::milli>(Impl::Clock::now() - start).count();
     impl.next_position.assign(prompts.size(), 0);

@@ -3,8 +3,9 @@
 #pragma once
 //! @file
 //! Private to the batch session: the methods' prefill pipelines (full KV, PromptDistill
-//! multi-stage with cache truncation, GemFilter, SnapKV/H2O), each executing a PipelinePlan with
-//! the decoder's layers and the Selector API (Select, CompactKv) of one backend.
+//! multi-stage with cache truncation and scores aggregated over layers, GemFilter, SnapKV/H2O;
+//! FastKV in fastkv.h), each executing a PipelinePlan with the decoder's layers and the Selector
+//! API (Select or ScorePartial + FinishSelect, CompactKv) of one backend.
 
 #include <algorithm>
 #include <numeric>
@@ -15,6 +16,9 @@
 
 namespace promptdistill {
 namespace session {
+
+template <class Backend, class T>
+class FastKvPipeline;
 
 template <class Backend, class T>
 class Pipelines {
@@ -70,17 +74,17 @@ class Pipelines {
     PD_RETURN_IF_ERROR(decoder_.selection_queries.reserve(std::size_t(batch * num_heads * head_dim) * sizeof(T), decoder_.stream));
     std::vector<Recorded> truncating_maps;  // after-last-layer mode: each truncating stage's indices
     std::size_t stage = 0;
+    int64_t scored_layers = 0;  // score layers the current stage has accumulated
     for (int64_t l = 0; l < decoder_.config.num_layers; ++l) {
       PD_RETURN_IF_ERROR(decoder_.layer(l, n, &caches_.layers[std::size_t(l)], current_lengths));
       caches_.account();
-      if (!(stage < plan.stages.size() && l == plan.stages[stage].layer)) continue;
+      if (stage >= plan.stages.size()) continue;
       const SelectionStage& selection = plan.stages[stage];
-      std::vector<std::vector<int32_t>> last_rows;
-      for (int64_t length : current_lengths) last_rows.push_back({int32_t(length - 1)});
-      PD_RETURN_IF_ERROR(decoder_.gather_rows(decoder_.queries.template as<const T>(), n, num_heads * head_dim, last_rows,
-                                              decoder_.selection_queries.template as<T>()));
-      PD_RETURN_IF_ERROR(select(selection.select, decoder_.selection_queries.template as<const T>(), 1,
-                                caches_.layers[std::size_t(l)], current_lengths, n, /*gather_hidden=*/true));
+      PD_RETURN_IF_ERROR(score_layer(selection, l, caches_.layers[std::size_t(l)], current_lengths, n, &scored_layers));
+      if (l != selection.layer) continue;
+      PD_RETURN_IF_ERROR(select_stage(selection, caches_.layers[std::size_t(l)], current_lengths, n, scored_layers,
+                                      /*gather_hidden=*/true));
+      scored_layers = 0;
       const std::vector<int64_t> kept = kept_counts(selection.plan, current_lengths);
       const int64_t kept_rows = max_of(kept);
       PD_RETURN_IF_ERROR(record(selected_positions_, 1, n, kept, &recorded_));  // the stage's original positions
@@ -115,6 +119,11 @@ class Pipelines {
     return decoder_.next_tokens(n, last_rows, first_tokens);
   }
 
+  //! FastKV (fastkv.h, which defines it): every layer compressed per KV group, the TSP layer's
+  //! propagated tokens continuing.
+  Status fastkv(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan, std::vector<PrefillResult>* results,
+                std::vector<int32_t>* first_tokens);
+
   //! GemFilter: the filter pass over layers 0..r (no per-layer cache kept), the selection, then
   //! a full prefill of the kept ids (gathered on the backend) at positions 0..k-1.
   Status gemfilter(const std::vector<std::vector<int32_t>>& prompts, const PipelinePlan& plan, std::vector<PrefillResult>* results,
@@ -124,17 +133,15 @@ class Pipelines {
     const int64_t n = max_of(prompt_lengths), filter_layer = plan.stages[0].layer;
     PD_RETURN_IF_ERROR(start_prompts(prompts));
     PD_RETURN_IF_ERROR(caches_.resize(&caches_.scratch, n));
+    PD_RETURN_IF_ERROR(decoder_.selection_queries.reserve(std::size_t(batch * num_heads * head_dim) * sizeof(T), decoder_.stream));
+    int64_t scored_layers = 0;
     for (int64_t l = 0; l <= filter_layer; ++l) {  // the scratch cache is overwritten layer after layer
       std::fill(caches_.scratch.lengths.begin(), caches_.scratch.lengths.end(), 0);
       PD_RETURN_IF_ERROR(decoder_.layer(l, n, &caches_.scratch, prompt_lengths));
+      PD_RETURN_IF_ERROR(score_layer(plan.stages[0], l, caches_.scratch, prompt_lengths, n, &scored_layers));
     }
-    std::vector<std::vector<int32_t>> last_rows;
-    for (int64_t length : prompt_lengths) last_rows.push_back({int32_t(length - 1)});
-    PD_RETURN_IF_ERROR(decoder_.selection_queries.reserve(std::size_t(batch * num_heads * head_dim) * sizeof(T), decoder_.stream));
-    PD_RETURN_IF_ERROR(decoder_.gather_rows(decoder_.queries.template as<const T>(), n, num_heads * head_dim, last_rows,
-                                            decoder_.selection_queries.template as<T>()));
-    PD_RETURN_IF_ERROR(select(plan.stages[0].select, decoder_.selection_queries.template as<const T>(), 1, caches_.scratch,
-                              prompt_lengths, n, /*gather_hidden=*/false));
+    PD_RETURN_IF_ERROR(
+        select_stage(plan.stages[0], caches_.scratch, prompt_lengths, n, scored_layers, /*gather_hidden=*/false));
     caches_.empty(&caches_.scratch);
     const std::vector<int64_t> kept = kept_counts(plan.stages[0].plan, prompt_lengths);
     const int64_t kept_rows = max_of(kept);
@@ -153,6 +160,8 @@ class Pipelines {
   }
 
  private:
+  friend class FastKvPipeline<Backend, T>;
+
   //! Selections copied aside on the backend as the prefill goes, brought to the host once at
   //! its end: each holds [B, rows, count_max] int32 with the per-request counts the host knows.
   struct Recorded {
@@ -262,6 +271,17 @@ class Pipelines {
   //! With `gather_hidden`, the kept rows of `hidden` are written to `kept_hidden` ([B, n, hidden]).
   Status select(const MethodConfig& method, const T* queries, int64_t query_rows, const Cache& cache,
                 const std::vector<int64_t>& lengths, int64_t n, bool gather_hidden) {
+    SelectArgs<T> args;
+    PD_RETURN_IF_ERROR(select_args(method, queries, query_rows, cache, lengths, n, gather_hidden, &args));
+    const bool sums_every_head = method.method == Method::kPromptDistill || method.method == Method::kGemFilter;
+    if (decoder_.shard.parallel() && sums_every_head) return select_across_ranks(args);
+    return decoder_.template run<typename Backend::template Select<T>>(args);
+  }
+
+  //! The Select arguments of a selection (see `select`), its output buffers reserved and the
+  //! lengths uploaded.
+  Status select_args(const MethodConfig& method, const T* queries, int64_t query_rows, const Cache& cache,
+                     const std::vector<int64_t>& lengths, int64_t n, bool gather_hidden, SelectArgs<T>* out) {
     const ModelConfig& config = decoder_.config;
     const int64_t batch = decoder_.batch, rows = score_rows(method.method, method.grouping, config.num_heads, config.num_kv_heads);
     const Stream stream = decoder_.stream;
@@ -269,7 +289,7 @@ class Pipelines {
     PD_RETURN_IF_ERROR(selected_indices_.reserve(std::size_t(batch * rows * n) * sizeof(int32_t), stream));
     PD_RETURN_IF_ERROR(selected_positions_.reserve(std::size_t(batch * rows * n) * sizeof(int32_t), stream));
     PD_RETURN_IF_ERROR(selected_counts_.reserve(std::size_t(batch * rows) * sizeof(int32_t), stream));
-    SelectArgs<T> args;
+    SelectArgs<T>& args = *out;
     args.config = method;
     args.q = make_view<const T>(queries, batch, query_rows, config.num_heads, config.head_dim);
     args.k = KvCacheView<const T>(caches_.view(cache, cache.keys));
@@ -283,19 +303,26 @@ class Pipelines {
       args.hidden_in = make_view<const T>(decoder_.hidden.template as<const T>(), batch, n, config.hidden);
       args.hidden_out = make_view<T>(decoder_.kept_hidden.template as<T>(), batch, n, config.hidden);
     }
-    const bool sums_every_head = method.method == Method::kPromptDistill || method.method == Method::kGemFilter;
-    if (decoder_.shard.parallel() && sums_every_head) return select_across_ranks(args);
-    return decoder_.template run<typename Backend::template Select<T>>(args);
+    return Status::ok();
   }
 
   //! PromptDistill / GemFilter under tensor parallelism: the rank's partial scores over its own
   //! heads, their all-reduce, and the finishing stage, which every rank runs on the same sums and
   //! so ends with the same selection; then the hidden-state gather Select would have fused.
   Status select_across_ranks(const SelectArgs<T>& select) {
+    PD_RETURN_IF_ERROR(score_partial(select, /*accumulate=*/false));
+    return finish_partials(select, decoder_.shard.total_heads);
+  }
+
+  //! The rank's head terms of `select`'s query and keys into partial_scores_ ([B, 1, n] f32):
+  //! written, or added to the previous score layers' (ScorePartialArgs::accumulate).
+  Status score_partial(const SelectArgs<T>& select, bool accumulate) {
     const int64_t batch = decoder_.batch, n = select.max_length;
-    PD_RETURN_IF_ERROR(partial_scores_.reserve(std::size_t(batch * n) * sizeof(float), decoder_.stream));
-    // Past each length the partials are not written; zeros keep the all-reduce's inputs defined.
-    PD_RETURN_IF_ERROR(Backend::fill_zero(partial_scores_.data(), std::size_t(batch * n) * sizeof(float), decoder_.stream));
+    if (!accumulate) {
+      PD_RETURN_IF_ERROR(partial_scores_.reserve(std::size_t(batch * n) * sizeof(float), decoder_.stream));
+      // Past each length the partials are not written; zeros keep the all-reduce's inputs defined.
+      PD_RETURN_IF_ERROR(Backend::fill_zero(partial_scores_.data(), std::size_t(batch * n) * sizeof(float), decoder_.stream));
+    }
     ScorePartialArgs<T> partial;
     partial.method = select.config.method;
     partial.q = select.q;
@@ -304,12 +331,20 @@ class Pipelines {
     partial.head_offset = decoder_.shard.q_first;
     partial.total_heads = decoder_.shard.total_heads;
     partial.partial = make_view<float>(partial_scores_.template as<float>(), batch, 1, n);
-    PD_RETURN_IF_ERROR(decoder_.template run<typename Backend::template ScorePartial<T>>(partial));
-    PD_RETURN_IF_ERROR(decoder_.all_reduce(partial_scores_.template as<float>(), batch * n));
+    partial.accumulate = accumulate;
+    return decoder_.template run<typename Backend::template ScorePartial<T>>(partial);
+  }
+
+  //! The summed partial scores (all-reduced across ranks) ranked by FinishSelect, dividing by
+  //! `terms` head terms; then the hidden-state gather Select would have fused.
+  Status finish_partials(const SelectArgs<T>& select, int64_t terms) {
+    const int64_t batch = decoder_.batch, n = select.max_length;
+    if (decoder_.shard.parallel())
+      PD_RETURN_IF_ERROR(decoder_.all_reduce(partial_scores_.template as<float>(), batch * n));
     FinishSelectArgs finish;
     finish.config = select.config;
     finish.summed = make_view<const float>(partial_scores_.template as<const float>(), batch, 1, n);
-    finish.total_heads = decoder_.shard.total_heads;
+    finish.total_heads = terms;
     finish.lengths = select.lengths;
     finish.positions_in = select.positions_in;
     finish.indices = select.indices;
@@ -323,6 +358,45 @@ class Pipelines {
     gather.counts = select.counts;
     gather.dst = select.hidden_out;
     return decoder_.template run<typename Backend::template Gather<T>>(gather);
+  }
+
+  //! The last query row of every request at the current layer, into selection_queries.
+  Status gather_last_queries(const std::vector<int64_t>& lengths, int64_t n) {
+    std::vector<std::vector<int32_t>> last_rows;
+    for (int64_t length : lengths) last_rows.push_back({int32_t(length - 1)});
+    const int64_t width = decoder_.config.num_heads * decoder_.config.head_dim;
+    return decoder_.gather_rows(decoder_.queries.template as<const T>(), n, width, last_rows,
+                                decoder_.selection_queries.template as<T>());
+  }
+
+  //! Layer l of a stage that aggregates its scores over layers: when l is one of its score layers,
+  //! the last queries' head terms against the layer's keys (`cache`) are added to the partials
+  //! (`scored` counts the layers so far). Other stages score at their own layer (select_stage).
+  Status score_layer(const SelectionStage& stage, int64_t l, const Cache& cache, const std::vector<int64_t>& lengths,
+                     int64_t n, int64_t* scored) {
+    if (!stage.aggregates() || std::find(stage.score_layers.begin(), stage.score_layers.end(), l) == stage.score_layers.end())
+      return Status::ok();
+    PD_RETURN_IF_ERROR(gather_last_queries(lengths, n));
+    SelectArgs<T> args;
+    PD_RETURN_IF_ERROR(
+        select_args(stage.select, decoder_.selection_queries.template as<const T>(), 1, cache, lengths, n, false, &args));
+    PD_RETURN_IF_ERROR(score_partial(args, /*accumulate=*/*scored > 0));
+    ++*scored;
+    return Status::ok();
+  }
+
+  //! A PromptDistill/GemFilter stage's selection at its layer: Select on its layer's last queries
+  //! and keys, or FinishSelect on the partials its `scored` score layers accumulated.
+  Status select_stage(const SelectionStage& stage, const Cache& cache, const std::vector<int64_t>& lengths, int64_t n,
+                      int64_t scored, bool gather_hidden) {
+    if (!stage.aggregates()) {
+      PD_RETURN_IF_ERROR(gather_last_queries(lengths, n));
+      return select(stage.select, decoder_.selection_queries.template as<const T>(), 1, cache, lengths, n, gather_hidden);
+    }
+    SelectArgs<T> args;
+    PD_RETURN_IF_ERROR(select_args(stage.select, decoder_.selection_queries.template as<const T>(), 1, cache, lengths, n,
+                                   gather_hidden, &args));
+    return finish_partials(args, scored * decoder_.shard.total_heads);
   }
 
   //! Keeps, in `cache`, the tokens `indices` lists (1 row: every head; H_kv rows: per head), in

@@ -245,9 +245,14 @@ TEST_CASE("cli/defaults: one set of published defaults, printed, in the help and
       CHECK(j.at("window").get<int64_t>() == c.window);
       CHECK(j.at("per").get<std::string>() == to_string(c.grouping));
     }
+    if (m == PipelineMethod::kFastKV) {
+      CHECK(j.at("tsp_layer").get<int64_t>() == c.tsp_layer);
+      CHECK(j.at("tsp_length").get<int64_t>() == c.tsp_length);
+      CHECK(j.at("pool").get<std::string>() == "max");
+    }
     ++methods;
   }
-  CHECK(methods == 4);
+  CHECK(methods == 5);
   // generate's help writes the same numbers as its defaults.
   const PipelineConfig d;
   const auto help = run_cli("generate --help");

@@ -136,7 +136,7 @@ TEST_CASE("core/compare: bitwise comparator sees +0/-0 and NaN payloads") {
 }
 
 TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, with the choices on error") {
-  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
+  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O, Method::kFastKV}) {
     Method back = Method::kH2O;
     REQUIRE(parse(to_string(m), &back).is_ok());
     CHECK(back == m);
@@ -152,7 +152,7 @@ TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, wit
     CHECK(back == g);
   }
   for (PipelineMethod m : {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
-                           PipelineMethod::kSnapKV, PipelineMethod::kH2O}) {
+                           PipelineMethod::kSnapKV, PipelineMethod::kH2O, PipelineMethod::kFastKV}) {
     PipelineMethod back = PipelineMethod::kFull;
     REQUIRE(parse(to_string(m), &back).is_ok());
     CHECK(back == m);
@@ -160,7 +160,7 @@ TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, wit
   Method method = Method::kGemFilter;
   const Status bad = parse("PromptDistill", &method);  // spellings are exact (lower case)
   CHECK(bad.code() == StatusCode::kInvalidArgument);
-  CHECK(std::string(bad.message()) == "method must be one of promptdistill, gemfilter, snapkv, h2o, got 'PromptDistill'");
+  CHECK(std::string(bad.message()) == "method must be one of promptdistill, gemfilter, snapkv, h2o, fastkv, got 'PromptDistill'");
   CHECK(method == Method::kGemFilter);  // untouched on failure
   PoolMode pool = PoolMode::kAvg;
   CHECK(parse("", &pool).code() == StatusCode::kInvalidArgument);

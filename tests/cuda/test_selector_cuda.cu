@@ -159,6 +159,51 @@ TEST_CASE("cuda/select: every layout, dtype, strided q and ragged batches") {
   }
 }
 
+TEST_CASE("cuda/select: FastKV (per-head pooled rows summed per KV group) equals the reference, every layout and dtype") {
+  for (Layout layout : pdtest::kAllLayouts) {
+    const std::vector<int32_t> lengths = {1025, 33, 700, 5};  // 5 < window: every token kept
+    const uint64_t seed = pdtest::mix(pdtest::seed(), 50, uint64_t(layout));
+    MethodConfig cfg;
+    cfg.method = Method::kFastKV;
+    cfg.window = 8;
+    cfg.budget = 64;
+    cfg.pool = PoolMode::kMax;
+    cfg.pool_kernel = 7;
+    check_same(pdtest::make_score_case<bf16>(Method::kFastKV, HeadGrouping::kPerKvGroup, lengths, 9, 3, 64, 8, Fill::kNormal,
+                                             seed, true),
+               cfg, layout);
+    cfg.pool = PoolMode::kAvg;
+    check_same(pdtest::make_score_case<float>(Method::kFastKV, HeadGrouping::kPerKvGroup, lengths, 32, 8, 128, 8, Fill::kNormal,
+                                              seed + 1),
+               cfg, layout);
+  }
+}
+
+TEST_CASE("cuda/sum rows: the group sums equal the reference bit for bit (Tier B)") {
+  const int64_t B = 3, R = 12, N = 4099;
+  const std::vector<int32_t> lengths = {4099, 17, 0};
+  const std::vector<float> in = pdtest::generate<float>(std::size_t(B * R * N), Fill::kNormal, pdtest::mix(pdtest::seed(), 51), 1.0f);
+  for (int64_t group : {1, 3, 12}) {
+    CAPTURE(group);
+    std::vector<float> want(std::size_t(B * (R / group) * N), -7.0f);
+    SumRowsArgs a;
+    a.group = group;
+    a.in = make_view(in.data(), B, R, N);
+    a.out = make_view(want.data(), B, R / group, N);
+    a.lengths = lengths.data();
+    REQUIRE(ref::SumRows::run(a, Workspace{}).is_ok());
+    DeviceBuffer<float> d_in(in), d_out(std::vector<float>(want.size(), -7.0f));
+    DeviceBuffer<int32_t> d_len(lengths);
+    a.in = make_view<const float>(d_in.get(), B, R, N);
+    a.out = make_view(d_out.get(), B, R / group, N);
+    a.lengths = d_len.get();
+    pdtest::DeviceWorkspace ws(cuda::SumRows::workspace_size(a));
+    REQUIRE(cuda::SumRows::run(a, ws.ws).is_ok());
+    REQUIRE(cuda::read_device_status(ws.ws, nullptr).is_ok());
+    CHECK(pdtest::bitwise_equal(d_out.download(), want));  // past each length: untouched (-7)
+  }
+}
+
 TEST_CASE("cuda/select: all-ties, small-integer and NaN rows") {
   for (Fill fill : {Fill::kConstant, Fill::kSmallInt}) {
     for (int32_t L : {33, 1024, 4097}) {

@@ -129,6 +129,41 @@ TEST_CASE("cuda/tensor parallel: ScorePartial and FinishSelect equal the referen
   }
 }
 
+TEST_CASE("cuda/score layers: ScorePartial accumulating over layers equals the reference bit for bit (Tier B)") {
+  // Scores aggregated over three layers (PipelineConfig::score_layers): the first call writes, the
+  // next ones add to the buffer; both backends add the same head sums in the same order.
+  std::vector<pdtest::ScoreCase<bf16>> layers;
+  for (uint64_t l = 0; l < 3; ++l)
+    layers.push_back(pdtest::make_score_case<bf16>(Method::kPromptDistill, HeadGrouping::kPerKvGroup, {1000, 517, 1}, 9, 3, 64,
+                                                   0, pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 60, l)));
+  const auto& c0 = layers[0];
+  const std::size_t n = std::size_t(c0.B * c0.N);
+  std::vector<float> want(n, 0.0f);
+  DeviceBuffer<float> got(std::vector<float>(n, 0.0f));
+  DeviceBuffer<int32_t> lengths(c0.lengths);
+  const pdtest::RankShard whole = pdtest::rank_shard(c0.H, c0.Hkv, 1, 0);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const auto& c = layers[l];
+    auto host_kv = pdtest::make_kv<bf16>(Layout::kPagedNHD, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 5);
+    pdtest::DeviceKv<bf16> kv(host_kv);
+    DeviceBuffer<bf16> q(c.q);
+    auto ra = partial_args<bf16>(c, Method::kPromptDistill, c.q.data(), KvCacheView<const bf16>(host_kv.view()), c.lengths.data(),
+                                 whole, want.data());
+    ra.accumulate = l > 0;
+    HostWorkspace host_ws;
+    REQUIRE(host_ws.reserve(ref::ScorePartial<bf16>::workspace_size(ra)).is_ok());
+    REQUIRE(ref::ScorePartial<bf16>::run(ra, host_ws.workspace()).is_ok());
+    auto da = partial_args<bf16>(c, Method::kPromptDistill, q.get(), KvCacheView<const bf16>(kv.view), lengths.get(), whole,
+                                 got.get());
+    da.accumulate = l > 0;
+    pdtest::DeviceWorkspace ws(cuda::ScorePartial<bf16>::workspace_size(da));
+    REQUIRE(cuda::ScorePartial<bf16>::run(da, ws.ws).is_ok());
+    REQUIRE(cuda::read_device_status(ws.ws, nullptr).is_ok());
+    CAPTURE(l);
+    CHECK(pdtest::bitwise_equal(got.download(), want));
+  }
+}
+
 TEST_CASE("cuda/tensor parallel: the three calls of a selection layer captured in a CUDA graph, replayed twice") {
   const int64_t H = 32, Hkv = 8, ranks = 4;
   auto c = pdtest::make_score_case<bf16>(Method::kPromptDistill, HeadGrouping::kPerKvGroup, {900, 333}, H, Hkv, 128, 0,

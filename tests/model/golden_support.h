@@ -26,7 +26,17 @@ inline promptdistill::PipelineConfig golden_method_config(const nlohmann::json& 
   using namespace promptdistill;
   PipelineConfig cfg;
   REQUIRE(parse(c["method"].get<std::string>(), &cfg.method).is_ok());
-  if (c.contains("layer")) {
+  if (cfg.method == PipelineMethod::kFastKV) {  // scripts/golden/make_golden_fastkv.py
+    cfg = PipelineConfig::published_default(PipelineMethod::kFastKV);
+    cfg.budget = c["budget"].get<int64_t>();
+    cfg.window = c["window"].get<int32_t>();
+    REQUIRE(parse(c["pool"].get<std::string>(), &cfg.pool).is_ok());
+    cfg.pool_kernel = c["kernel"].get<int32_t>();
+    cfg.tsp_layer = c["tsp_layer"].get<int64_t>();
+    cfg.tsp_length = c["tsp_len"].get<int64_t>();
+    cfg.retain_rate = c.value("retain_rate", 0.0);
+    cfg.tsp_rate = c.value("tsp_rate", 0.0);
+  } else if (c.contains("layer")) {
     cfg.selection_layers = {c["layer"].get<int64_t>()};
     cfg.n_topks = {c["k"].get<int64_t>()};
     cfg.cache_truncation_end = c.value("tt", 0);

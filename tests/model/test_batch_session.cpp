@@ -54,6 +54,7 @@ TEST_CASE("batch session (cpu): every method matches ref::EigenSession at batch 
       CAPTURE(L);
       CAPTURE(std::string(to_string(cfg.method)));
       CAPTURE(cfg.cache_truncation_end);
+    CAPTURE(pdtest::describe(cfg));
       ref::EigenSession s(&w);
       PrefillResult want;
       REQUIRE(s.prefill(prompt, cfg, &want).is_ok());
@@ -65,6 +66,7 @@ TEST_CASE("batch session (cpu): every method matches ref::EigenSession at batch 
       CHECK(got.prefill[0].first_token == want.first_token);
       CHECK(got.prefill[0].retained == want.retained);
       CHECK(got.prefill[0].selected == want.selected);
+      CHECK(got.prefill[0].propagated == want.propagated);
       CHECK(got.prefill[0].cache_lengths == want.cache_lengths);
       CHECK(got.prefill[0].next_position == want.next_position);
       CHECK(got.tokens[0] == want_tokens);
@@ -85,6 +87,7 @@ TEST_CASE("batch session (cpu): a ragged batch gives every request what it gets 
   for (PipelineConfig cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     CAPTURE(cfg.cache_truncation_end);
+    CAPTURE(pdtest::describe(cfg));
     std::vector<std::vector<int32_t>> batch;
     for (const auto& p : prompts)
       if (cfg.validate(w.config, int64_t(p.size())).is_ok()) batch.push_back(p);
@@ -94,6 +97,7 @@ TEST_CASE("batch session (cpu): a ragged batch gives every request what it gets 
       const BatchRun one = run_batch(w, std::vector<std::vector<int32_t>>{batch[b]}, cfg);
       CHECK(all.prefill[b].first_token == one.prefill[0].first_token);
       CHECK(all.prefill[b].selected == one.prefill[0].selected);
+      CHECK(all.prefill[b].propagated == one.prefill[0].propagated);
       CHECK(all.prefill[b].cache_lengths == one.prefill[0].cache_lengths);
       CHECK(all.tokens[b] == one.tokens[0]);
       for (int64_t l = 0; l < w.config.num_layers; ++l) {

@@ -31,6 +31,7 @@ TEST_CASE("batch session tp (cpu): every method, R = 2 and 4 ranks of the random
   for (const PipelineConfig& cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
     CAPTURE(cfg.cache_truncation_end);
+    CAPTURE(pdtest::describe(cfg));
     CAPTURE(std::string(to_string(cfg.grouping)));
     const bool per_group = cfg.grouping == HeadGrouping::kPerKvGroup;
     const auto unsharded = pdtest::run_ranks<ref::BatchSession>(w, 1, prompts, cfg, 6, pdtest::thorough_session_options());

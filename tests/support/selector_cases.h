@@ -37,7 +37,7 @@ struct ScoreCase {
   }
 };
 
-//! A case with the given lengths; rows = 1 (PD/GF), `window` (SnapKV) or N (H2O).
+//! A case with the given lengths; rows = 1 (PD/GF), `window` (SnapKV, FastKV) or N (H2O).
 template <class T>
 ScoreCase<T> make_score_case(promptdistill::Method method, promptdistill::HeadGrouping grouping,
                              std::vector<int32_t> lengths, int64_t H, int64_t Hkv, int64_t D, int64_t window,
@@ -51,7 +51,8 @@ ScoreCase<T> make_score_case(promptdistill::Method method, promptdistill::HeadGr
   c.D = D;
   c.lengths = lengths;
   for (int32_t L : lengths) c.N = std::max<int64_t>(c.N, L);
-  c.rows = method == promptdistill::Method::kSnapKV ? window : method == promptdistill::Method::kH2O ? c.N : 1;
+  const bool windowed = method == promptdistill::Method::kSnapKV || method == promptdistill::Method::kFastKV;
+  c.rows = windowed ? window : method == promptdistill::Method::kH2O ? c.N : 1;
   c.head_pitch = strided_q ? D + 8 : D;
   // Scale keeps logits in a range where softmax is not saturated.
   const float scale = fill == Fill::kSmallInt ? 1.0f : 0.5f;

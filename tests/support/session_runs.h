@@ -64,8 +64,20 @@ SessionRun run_session(const promptdistill::ModelWeights& w, const std::vector<s
   return r;
 }
 
+//! A configuration in one line, for failure messages.
+inline std::string describe(const promptdistill::PipelineConfig& c) {
+  std::string text = std::string(promptdistill::to_string(c.method)) + " tt " + std::to_string(c.cache_truncation_end) +
+                     " per " + promptdistill::to_string(c.grouping);
+  if (!c.score_layers.empty()) text += " score layers " + std::to_string(c.score_layers.size());
+  if (c.method == promptdistill::PipelineMethod::kFastKV)
+    text += " budget " + std::to_string(c.budget) + " retain_rate " + std::to_string(c.retain_rate);
+  return text;
+}
+
 //! Every method with budgets that cut the random model's prompts of 30-70 tokens: full,
-//! PromptDistill single-stage (tt 1) and two-stage (tt 0, 1, -1), GemFilter, SnapKV, H2O.
+//! PromptDistill single-stage (tt 1) and two-stage (tt 0, 1, -1), each also with scores
+//! aggregated over layers, GemFilter (also aggregated), SnapKV, H2O, FastKV in its constant and
+//! proportional modes.
 inline std::vector<promptdistill::PipelineConfig> every_method_small() {
   std::vector<promptdistill::PipelineConfig> cs;
   promptdistill::PipelineConfig c;
@@ -82,10 +94,20 @@ inline std::vector<promptdistill::PipelineConfig> every_method_small() {
     c.cache_truncation_end = tt;
     cs.push_back(c);
   }
+  // Scores aggregated over layers: stage 0 over layers 0-1, stage 1 over 2-3; one stage over 0-2.
+  c.score_layers = {0, 1, 2, 3};
+  cs.push_back(c);
+  c.selection_layers = {2};
+  c.n_topks = {20};
+  c.cache_truncation_end = 1;
+  c.score_layers = {0, 1, 2};
+  cs.push_back(c);
   c = promptdistill::PipelineConfig{};
   c.method = promptdistill::PipelineMethod::kGemFilter;
   c.selection_layers = {2};
   c.n_topks = {25};
+  cs.push_back(c);
+  c.score_layers = {1, 2};
   cs.push_back(c);
   c = promptdistill::PipelineConfig{};
   c.method = promptdistill::PipelineMethod::kSnapKV;
@@ -98,6 +120,18 @@ inline std::vector<promptdistill::PipelineConfig> every_method_small() {
   c.grouping = promptdistill::HeadGrouping::kPerQueryHead;
   cs.push_back(c);
   c.method = promptdistill::PipelineMethod::kSnapKV;
+  cs.push_back(c);
+  // FastKV: its TSP at layer 2 propagating 30 tokens, budget 20 of every layer, window 4 and max
+  // pooling 3; then its proportional mode (budgets int(L / 2), then int(0.83 n); propagation 0.6 L).
+  c = promptdistill::PipelineConfig::published_default(promptdistill::PipelineMethod::kFastKV);
+  c.budget = 20;
+  c.window = 4;
+  c.pool_kernel = 3;
+  c.tsp_layer = 2;
+  c.tsp_length = 30;
+  cs.push_back(c);
+  c.retain_rate = 0.5;
+  c.tsp_rate = 0.6;
   cs.push_back(c);
   return cs;
 }

@@ -36,8 +36,10 @@ __device__ void load_query_f32(const TensorView<const T, 4>& q, int64_t b, int64
 
 //! `partial`: a tensor-parallel rank's sum over its heads, without PromptDistill's final division
 //! by the head count (FinishSelect divides by the global count after the all-reduce).
+//! `accumulate` (partial only): add the sum to what the scores hold (ScorePartialArgs::accumulate).
 template <class T>
-__global__ void score_last_token_kernel(ScoreArgs<T> a, float sqrt_d, bool partial, const DeviceStatusWord* status) {
+__global__ void score_last_token_kernel(ScoreArgs<T> a, float sqrt_d, bool partial, bool accumulate,
+                                        const DeviceStatusWord* status) {
   if (status->code != 0) return;
   extern __shared__ float q_shared[];
   const int64_t b = blockIdx.y, H = a.q.extents[2], D = a.q.extents[3], G = H / a.k.num_heads;
@@ -51,7 +53,7 @@ __global__ void score_last_token_kernel(ScoreArgs<T> a, float sqrt_d, bool parti
       const float logit = dot_row(q_shared + h * D, a.k.token(b, j, h / G), int(D));
       acc = num::add(acc, mean ? num::div(logit, sqrt_d) : logit);
     }
-    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H)) : acc;
+    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H)) : accumulate ? num::add(a.scores(b, 0, j), acc) : acc;
   }
 }
 
@@ -176,7 +178,8 @@ inline Status check_score_grid(Method method, HeadGrouping grouping, int64_t bat
 
 template <class T>
 Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuffers& buf,
-                    const DeviceStatusWord* status, cudaStream_t stream, bool partial = false) {
+                    const DeviceStatusWord* status, cudaStream_t stream, bool partial = false,
+                    bool accumulate = false) {
   const int64_t B = a.q.extents[0], rows = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
   const int64_t N = a.scores.extents[2];
   if (B == 0 || N == 0) return Status::ok();
@@ -185,7 +188,7 @@ Status launch_score(const ScoreArgs<T>& a, const promptdistill::detail::ScoreBuf
   if (a.method == Method::kPromptDistill || a.method == Method::kGemFilter) {
     const dim3 grid(blocks_for(N, kScoreThreads), unsigned(B));
     score_last_token_kernel<<<grid, kScoreThreads, std::size_t(H * D) * sizeof(float), stream>>>(a, sqrt_d, partial,
-                                                                                                  status);
+                                                                                                  accumulate, status);
     PD_CUDA_CHECK_LAUNCH(stream);
     return Status::ok();
   }
@@ -246,7 +249,7 @@ Status ScorePartial<T>::run(const ScorePartialArgs<T>& a, Workspace ws, Stream s
   detail::DeviceStatusWord* status = nullptr;
   PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ScoreRequestCheck<T>{s}, a.q.extents[0], status, stream));
-  return detail::launch_score(s, promptdistill::detail::ScoreBuffers{}, status, stream, /*partial=*/true);
+  return detail::launch_score(s, promptdistill::detail::ScoreBuffers{}, status, stream, /*partial=*/true, a.accumulate);
 }
 
 }  // namespace cuda

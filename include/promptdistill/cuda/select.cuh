@@ -4,7 +4,7 @@
 //! @file
 //! The fused selector on the device, `cuda::Select<T>` (instantiated in cuda/select_instances.cu):
 //! one status reset, one validation kernel for every request, then score -> pool -> top-k ->
-//! positions -> hidden-state gather, all on the caller's stream, with every intermediate in the
+//! positions -> hidden-state gather (FastKV: a group sum between pool and top-k), all on the caller's stream, with every intermediate in the
 //! caller's workspace. No allocation, no host synchronisation: the whole run can be captured in
 //! a CUDA graph. Also the tensor-parallel finishing stage (`run_finish_select`, the body of
 //! `cuda::FinishSelect`, whose members are in cuda/select_instances.cu): normalise the all-reduced
@@ -31,6 +31,7 @@ Status check_select_grid(const promptdistill::detail::SelectStages<T>& s) {
   PD_RETURN_IF_ERROR(check_score_grid(score.method, score.grouping, score.q.extents[0], score.q.extents[1],
                                       score.q.extents[2], score.k.num_heads));
   PD_RETURN_IF_ERROR(check_pool_grid(s.pool));
+  if (s.has_group_sum) PD_RETURN_IF_ERROR(check_sum_rows_grid(s.group_sum));
   if (s.has_positions) PD_RETURN_IF_ERROR(check_remap_grid(s.remap));
   if (s.has_gather) PD_RETURN_IF_ERROR(check_gather_grid(s.gather));
   return Status::ok();
@@ -105,7 +106,7 @@ Status Select<T>::can_implement(const SelectArgs<T>& a) noexcept {
   // Shapes only: the stage views over the workspace are never read here.
   alignas(WorkspacePlanner::kAlignment) static float scratch_stand_in[1];
   promptdistill::detail::SelectBuffers stand_in{};
-  stand_in.raw_scores = stand_in.pooled = scratch_stand_in;
+  stand_in.raw_scores = stand_in.pooled = stand_in.pooled_heads = scratch_stand_in;
   return detail::check_select_grid(promptdistill::detail::select_stages(a, stand_in));
 }
 template <class T>
@@ -128,6 +129,7 @@ Status Select<T>::run(const SelectArgs<T>& a, Workspace ws, Stream stream) noexc
   PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::SelectRequestCheck<T>{s}, a.q.extents[0], status, stream));
   PD_RETURN_IF_ERROR(detail::launch_score(s.score, buffers.score, status, stream));
   PD_RETURN_IF_ERROR(detail::launch_pool(s.pool, status, stream));
+  if (s.has_group_sum) PD_RETURN_IF_ERROR(detail::launch_sum_rows(s.group_sum, status, stream));
   PD_RETURN_IF_ERROR(detail::launch_topk(s.topk, status, stream));
   if (s.has_positions) PD_RETURN_IF_ERROR(detail::launch_remap(s.remap, status, stream));
   if (s.has_gather) PD_RETURN_IF_ERROR(detail::launch_gather(s.gather, status, stream));

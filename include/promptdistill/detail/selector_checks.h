@@ -200,6 +200,7 @@ PD_HOST_DEVICE inline bool flashinfer_length(const KvCacheView<T>& v, int64_t b,
 
 template <class T> Status check_score(const ScoreArgs<T>& a) noexcept;
 Status check_pool(const PoolArgs& a) noexcept;
+Status check_sum_rows(const SumRowsArgs& a) noexcept;
 Status check_topk(const TopKArgs& a) noexcept;
 template <class T> Status check_gather(const GatherArgs<T>& a) noexcept;
 Status check_remap(const RemapPositionsArgs& a) noexcept;
@@ -239,6 +240,10 @@ PD_HOST_DEVICE inline bool score_request_ok(const ScoreArgs<T>& a, int64_t b, De
 }
 
 PD_HOST_DEVICE inline bool pool_request_ok(const PoolArgs& a, int64_t b, DeviceStatusWord* w) {
+  return check_length(b, a.lengths[b], a.in.extents[2], false, w);
+}
+
+PD_HOST_DEVICE inline bool sum_rows_request_ok(const SumRowsArgs& a, int64_t b, DeviceStatusWord* w) {
   return check_length(b, a.lengths[b], a.in.extents[2], false, w);
 }
 

@@ -55,8 +55,9 @@ template <class T> ScoreBuffers plan_score(const ScoreArgs<T>& a, WorkspacePlann
 //! Scratch of the fused pipeline.
 struct SelectBuffers {
   ScoreBuffers score;
-  float* raw_scores = nullptr;  //!< [B, rows, N]
+  float* raw_scores = nullptr;  //!< [B, rows, N] (FastKV: [B, H, N], its per-query-head rows)
   float* pooled = nullptr;      //!< [B, rows, N] unless the caller passed final_scores
+  float* pooled_heads = nullptr;  //!< FastKV: [B, H, N], each head's pooled row before the group sum
 };
 template <class T> SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner);
 
@@ -69,8 +70,10 @@ struct SelectStages {
   TopKArgs topk;
   RemapPositionsArgs remap;
   GatherArgs<T> gather;
+  SumRowsArgs group_sum;  //!< FastKV: pooled per-head rows -> per-KV-group rows, between pool and top-k
   bool has_positions;
   bool has_gather;
+  bool has_group_sum;
 };
 template <class T>
 SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buffers);
