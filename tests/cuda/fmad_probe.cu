@@ -5,7 +5,8 @@
 // their bits do not depend on the flags of whoever compiles them.
 #include "promptdistill/cuda/attention.cuh"
 #include "promptdistill/cuda/blocks.cuh"
-#include "promptdistill/cuda/pool_topk.cuh"
+#include "promptdistill/cuda/pool.cuh"
+#include "promptdistill/cuda/topk.cuh"
 #include "promptdistill/cuda/score.cuh"
 #include "promptdistill/cuda/select.cuh"
 

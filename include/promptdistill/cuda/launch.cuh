@@ -8,7 +8,7 @@
 //! the device, then launch the stages, every kernel of which returns immediately once the status
 //! word holds an error.
 //!
-//! The kernel headers (score.cuh, pool_topk.cuh, gather_compact.cuh, select.cuh, blocks.cuh,
+//! The kernel headers (score.cuh, pool.cuh, topk.cuh, gather_compact.cuh, select.cuh, blocks.cuh,
 //! attention.cuh) hold the kernels, their launchers and the operations' member definitions as
 //! templates: an engine includes them in its own CUDA translation unit to instantiate a stage for
 //! its types or fuse it into its own launch sequence; the static library promptdistill::cuda is

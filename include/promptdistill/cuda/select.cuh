@@ -11,7 +11,8 @@
 //! partial scores, then the same pool, top-k and positions launches as Select.
 
 #include "promptdistill/cuda/gather_compact.cuh"
-#include "promptdistill/cuda/pool_topk.cuh"
+#include "promptdistill/cuda/pool.cuh"
+#include "promptdistill/cuda/topk.cuh"
 #include "promptdistill/cuda/score.cuh"
 
 namespace promptdistill {
