@@ -95,13 +95,15 @@ constexpr CommandUsage kCommands[] = {
       retained); LongBench lines carry the dataset metric's score. ruler: RULER's synthetic tasks
       generated from --seed at each target length in the model's tokens (prompt + RULER's
       tokens_to_generate), wrapped in the model's chat template, scored as RULER scores them (the
-      fraction of expected strings in the answer); each line has the commit, machine and settings. The budgets are the methods'
-      budgets (promptdistill/gemfilter: k; snapkv/h2o: C per row). generate's method options apply,
-      with the same published defaults (the committed SmolLM2 grids pass --selection-layers 20).
-      Each line is written whole and flushed as soon as its case is done, with the run's settings;
-      --resume skips the cases already in --out (refusing a file written with other settings), so
-      an interrupted grid continues where it stopped; Ctrl-C stops at once, the lines written intact.
-      Every case's memory is checked (--max-memory) before the first one runs.
+      fraction of expected strings in the answer); each line has the commit, machine and settings
+      (ruler has no --resume and no memory check: its grid runs in parts, scripts/run_ruler_grid.sh).
+      The budgets are the methods' budgets (promptdistill/gemfilter: k; snapkv/h2o/fastkv: C per
+      row). generate's method options apply, with the same published defaults (the committed SmolLM2
+      grids pass --selection-layers 20). passkey, needle and longbench write each line whole and
+      flushed as soon as its case is done, with the run's settings; --resume skips the cases already
+      in --out (refusing a file written with other settings), so an interrupted grid continues where
+      it stopped; Ctrl-C stops at once, the lines written intact. Every case's memory is checked
+      (--max-memory) before the first one runs.
 )"},
     {"defaults", R"(  promptdistill defaults [--json]
       Every method's published settings: the defaults of generate, compare, eval, the C++

@@ -147,7 +147,7 @@ struct PipelinePlan {
   int64_t tsp_layer = 0, tsp_length = 0;
   double tsp_rate = 0.0, retain_rate = 0.0;
 
-  //! FastKV at `layer` over `tokens` tokens, as its code decides it (docs/algorithms.md §7).
+  //! FastKV at `layer` over `tokens` tokens, as its code decides it (docs/algorithms.md §11).
   FastKvLayer fastkv_layer(int64_t layer, int64_t tokens) const noexcept;
 
   //! SnapKV/H2O compress a prompt of `prompt_length` tokens (L >= C).

@@ -2,7 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
-//! Private to the batch session: FastKV's prefill (docs/algorithms.md §7), executing a
+//! Private to the batch session: FastKV's prefill (docs/algorithms.md §11), executing a
 //! PipelinePlan with the decoder's layers and the Selector API of one backend. Every layer's cache
 //! is compressed per KV group (Select with Method::kFastKV and each request's budget, then
 //! CompactKv); at the TSP layer the ranked group rows are summed (SumRows; all-reduced across

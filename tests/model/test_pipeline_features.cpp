@@ -6,7 +6,7 @@
 //   instead of Select); w layers select what the mean of the w single-layer score vectors, each
 //   computed separately from the layer's own query and keys, selects (near ties apart, on random
 //   data: the bound of §10); the plan's stage split and refusals;
-// - FastKV (§7): per-layer budgets and caches, the propagated tokens (window included, sorted,
+// - FastKV (docs/algorithms.md §11): per-layer budgets and caches, the propagated tokens (window included, sorted,
 //   original positions), both modes, the prompts its code leaves alone, refusals;
 // - budget sweeps of both equal one prefill per budget, bit for bit.
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// FastKV's selection on the CPU reference (selector.h, docs/algorithms.md §7): SumRows by hand,
+// FastKV's selection on the CPU reference (selector.h, docs/algorithms.md §11): SumRows by hand,
 // Select(kFastKV) against the formula written out from other operations (SnapKV's per-query-head
 // rows pooled, then summed per KV group in a plain loop) bit for bit (Tier B), its budget, window
 // and refusals.
