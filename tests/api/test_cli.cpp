@@ -15,6 +15,7 @@
 #include "promptdistill/promptdistill.h"
 #include "support/generators.h"
 #include "support/random_model.h"
+#include "support/cli_runner.h"
 #include "support/temp_dir.h"
 #include "tools/json_line.h"
 
@@ -22,17 +23,8 @@ using namespace promptdistill;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using Result = pdtest::CliResult;
+using pdtest::slurp;
 
 //! The test binary's scratch folder (removed at exit).
 const pdtest::TempDir& scratch() {
@@ -40,12 +32,7 @@ const pdtest::TempDir& scratch() {
   return dir;
 }
 
-Result run_cli(const std::string& args) {
-  const std::string out = scratch().path("out.txt"), err = scratch().path("err.txt");
-  const std::string cmd = std::string(PD_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
-}
+Result run_cli(const std::string& args) { return pdtest::run_cli_in(scratch(), args); }
 
 std::string tmp(const std::string& name) { return scratch().path(name); }
 

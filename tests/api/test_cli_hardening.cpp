@@ -24,34 +24,22 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/cli_runner.h"
 #include "support/temp_dir.h"
 
 extern char** environ;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using Result = pdtest::CliResult;
+using pdtest::slurp;
 
 const pdtest::TempDir& scratch() {
   static const pdtest::TempDir dir("cli_hardening");
   return dir;
 }
 
-Result run_cli(const std::string& args) {
-  const std::string out = scratch().path("out.txt"), err = scratch().path("err.txt");
-  const int rc = std::system((std::string(PD_CLI_PATH) + " " + args + " >" + out + " 2>" + err).c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
-}
+Result run_cli(const std::string& args) { return pdtest::run_cli_in(scratch(), args); }
 
 //! tiny_llama31 (vocabulary 512) with a byte-level BPE tokenizer of its 256 byte tokens.
 const std::string& tiny_model() {

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "promptdistill/session_ref.h"
+#include "support/eigen_runs.h"
 #include "support/generators.h"
 #include "support/random_model.h"
 
@@ -20,30 +21,9 @@ namespace {
 using pdtest::random_model;
 using pdtest::random_prompt;
 
-struct Run {
-  PrefillResult prefill;
-  std::vector<int32_t> tokens;
-  std::vector<ref::KvLayerCache> caches;
-};
-
-Run run(const ModelWeights& w, const std::vector<int32_t>& prompt, const PipelineConfig& c, int64_t new_tokens = 6) {
-  ref::EigenSession s(&w);
-  Run r;
-  Status st = s.prefill(prompt, c, &r.prefill);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  r.caches = s.caches();
-  double ms = 0;
-  st = s.generate(r.prefill.first_token, new_tokens, {}, &r.tokens, &ms);
-  REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-  return r;
-}
-
-bool same_caches(const std::vector<ref::KvLayerCache>& a, const std::vector<ref::KvLayerCache>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t l = 0; l < a.size(); ++l)
-    if (a[l].length != b[l].length || a[l].k != b[l].k || a[l].v != b[l].v) return false;
-  return true;
-}
+using pdtest::Run;
+using pdtest::run;
+using pdtest::same_caches;
 
 PipelineConfig pd(std::vector<int64_t> layers, std::vector<int64_t> ks, int64_t tt) {
   PipelineConfig c;
