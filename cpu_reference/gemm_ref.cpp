@@ -3,6 +3,7 @@
 //! Packing and the threaded driver of the CPU decoder's linear layers (gemm_ref.h).
 
 #include "cpu_reference/gemm_ref.h"
+#include "cpu_reference/omp_threads.h"
 
 #include "promptdistill/dtype.h"
 
@@ -21,21 +22,8 @@ namespace ref {
 namespace gemm {
 namespace {
 
-int max_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-int thread_id() {
-#if defined(_OPENMP)
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
+using omp_threads::max_threads;
+using omp_threads::thread_id;
 
 //! Rows per task: each loads its panels' K block into L2 once for all of them.
 constexpr int64_t kRowBlock = 128;

@@ -3,6 +3,7 @@
 //! The CPU decoder's attention driver (prefill_attention_ref.h): tasks, threads, scratch.
 
 #include "cpu_reference/prefill_attention_ref.h"
+#include "cpu_reference/omp_threads.h"
 
 #include <cmath>
 #include <cstdint>
@@ -20,21 +21,8 @@ namespace ref {
 namespace attention {
 namespace {
 
-int max_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-int thread_id() {
-#if defined(_OPENMP)
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
+using omp_threads::max_threads;
+using omp_threads::thread_id;
 
 Status check(const Shape& s) {
   if (s.heads < 1 || s.kv_heads < 1 || s.heads % s.kv_heads != 0 || s.head_dim < 1)
