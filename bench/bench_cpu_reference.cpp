@@ -119,13 +119,13 @@ BENCHMARK(BM_SmolLM2Prefill)
 
 }  // namespace
 
-// ---- the CPU decoder's kernels (cpu_reference/cpu_kernels.h) at SmolLM2's shapes ------------------
+// ---- the CPU decoder's kernels (pipelines/cpu/cpu_kernels.h) at SmolLM2's shapes ------------------
 // CPU time (the thread CPU clock of every thread: on a busy machine it moves less than wall time);
 // GFLOPS counts 2 x multiply-adds.
 
-#include "cpu_reference/cpu_kernels.h"
-#include "cpu_reference/gemm_ref.h"
-#include "cpu_reference/prefill_attention_ref.h"
+#include "pipelines/cpu/cpu_kernels.h"
+#include "pipelines/cpu/gemm_ref.h"
+#include "pipelines/cpu/prefill_attention_ref.h"
 
 namespace {
 

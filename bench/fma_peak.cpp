@@ -2,7 +2,7 @@
 // Copyright 2026 The promptdistill authors.
 // The machine's arithmetic peak, for bench/prefill_compare.py's "fraction of peak": every thread
 // (1..N, OpenMP) runs the CPU decoder's own throughput probes at once - f32 FMA chains on
-// registers for each vector table this CPU has (cpu_reference/cpu_kernels.h), and the AMX bf16
+// registers for each vector table this CPU has (pipelines/cpu/cpu_kernels.h), and the AMX bf16
 // tile unit where there is one - timed on each thread's CPU clock, summed. Prints one JSON
 // object: {"f32": {"avx2": {"1": GFLOP/s, "2": ...}, ...}, "amx_bf16": {...}, "f32_best": {...}}.
 //
@@ -15,7 +15,7 @@
 
 #include <omp.h>
 
-#include "cpu_reference/cpu_kernels.h"
+#include "pipelines/cpu/cpu_kernels.h"
 
 using namespace promptdistill::ref;
 

@@ -10,7 +10,7 @@ SECONDS_PER_TARGET="${1:-60}"
 command -v clang++ >/dev/null || { apt-get update -qq && apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
 WORK="$ROOT/build/fuzz"
 mkdir -p "$WORK"
-SRC=(src/status.cpp src/gguf.cpp src/safetensors.cpp src/tokenizer.cpp)
+SRC=(src/core/status.cpp src/models/gguf.cpp src/models/safetensors.cpp src/models/tokenizer.cpp)
 FLAGS=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$ROOT/include" -I"$ROOT/src")
 for target in gguf safetensors; do
   bin="$WORK/fuzz_$target"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes src/unicode_tables.inc: code-point ranges of the Unicode letters (L*), numbers (N*)
+"""Writes src/models/unicode_tables.inc: code-point ranges of the Unicode letters (L*), numbers (N*)
 and White_Space, as the byte-level BPE pre-tokenizer regexes use them (\\p{L}, \\p{N}, \\s).
 Generated from Python's unicodedata; rerun when updating the Unicode version."""
 import pathlib

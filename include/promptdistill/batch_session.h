@@ -12,7 +12,7 @@
 //! - `cuda::BatchSession` (CUDA ops, bf16 weights and activations, f32 accumulation and f32 logits,
 //!   device memory), `cuda::BatchSessionF16` and `cuda::BatchSessionF32`.
 //!
-//! The implementation is private (src/batch_session/: RAII buffers, the decoder, the pipelines)
+//! The implementation is private (pipelines/batch_session/: RAII buffers, the decoder, the pipelines)
 //! and compiled into the library for the instantiations below.
 //!
 //! Layout: a prefill keeps the batch padded, [B, n_max, ...] with request b's first n_b rows
@@ -141,7 +141,7 @@ class BatchSession {
   const std::vector<float>& last_logits() const noexcept;
 
  private:
-  struct Impl;  // src/batch_session/ (private, not installed)
+  struct Impl;  // pipelines/batch_session/ (private, not installed)
   BatchSession() = default;
   //! create() (`weights` uploaded) and create_random() (`weights` null: drawn from `seed`).
   static Status create_session(const ModelConfig& config, const ModelWeights* weights, uint64_t seed,

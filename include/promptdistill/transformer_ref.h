@@ -6,7 +6,7 @@
 //! The CPU reference decoder (`promptdistill::ref`, in promptdistill::cpu_reference): f32 compute
 //! on f32 weights, explicit position ids, per-layer KV caches whose lengths may differ from layer
 //! to layer. It is the oracle for the CUDA blocks and the engine of the CPU pipelines. Its linear
-//! layers and attention run the kernels of cpu_reference/cpu_kernels.h (packed weights, a tiled
+//! layers and attention run the kernels of pipelines/cpu/cpu_kernels.h (packed weights, a tiled
 //! causal attention, AVX2 or AVX-512 chosen at start, OpenMP threads): Tier C against exact
 //! arithmetic, but each output is computed in one fixed order, so the bits do not depend on the
 //! thread count, the instruction set or how many rows a call has.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tokenizer.json fixtures for the Hugging Face folder tokenizer (src/tokenizer_hf.cpp).
+"""tokenizer.json fixtures for the Hugging Face folder tokenizer (src/models/tokenizer_hf.cpp).
 
 No Llama-3, Qwen2 or Phi-3.5 vocabulary is available offline, so this trains small BPE
 tokenizers with the `tokenizers` package in exactly those families' configurations and writes

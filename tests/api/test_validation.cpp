@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every invalid input returns its specific Status and leaves the caller's outputs untouched.
-// The checks are shared by both backends (src/selector_checks.cpp and
+// The checks are shared by both backends (src/core/selector_checks.cpp and
 // detail/selector_checks.h), so the reference run here pins the CUDA behaviour too.
 #include <doctest/doctest.h>
 

@@ -18,7 +18,7 @@
 #include "support/generators.h"
 #include "support/random_model.h"
 #include "support/session_runs.h"
-#include "src/batch_session/device_buffer.h"
+#include "pipelines/batch_session/device_buffer.h"
 
 using namespace promptdistill;
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CPU decoder's kernels (cpu_reference/cpu_kernels.h, gemm_ref.h, prefill_attention_ref.h).
+// The CPU decoder's kernels (pipelines/cpu/cpu_kernels.h, gemm_ref.h, prefill_attention_ref.h).
 // Tier C against exact arithmetic, with these checks:
 //  - every vector table (AVX2, AVX-512, where this CPU has them) gives the portable scalar table's
 //    bits, for every size, stride, panel width and thread count (the bits depend on the data only);
@@ -16,9 +16,9 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu_reference/cpu_kernels.h"
-#include "cpu_reference/gemm_ref.h"
-#include "cpu_reference/prefill_attention_ref.h"
+#include "pipelines/cpu/cpu_kernels.h"
+#include "pipelines/cpu/gemm_ref.h"
+#include "pipelines/cpu/prefill_attention_ref.h"
 #include "promptdistill/dtype.h"
 #include "promptdistill/transformer_ref.h"
 #include "support/generators.h"

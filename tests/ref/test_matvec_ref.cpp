@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The decode path's matrix-vector products (cpu_reference/matvec_ref.h). f32: Tier A against
+// The decode path's matrix-vector products (pipelines/cpu/matvec_ref.h). f32: Tier A against
 // Eigen's own single-threaded GEMV (row slices across threads give the same bits). f16 and the
 // GGUF blocks (Q8_0, Q4_0, Q4_1, int16 input blocks): Tier C against a double-precision sum over
 // the dequantized weights and the f32 input, and bit-identical at every thread count.
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <random>
 
-#include "cpu_reference/matvec_ref.h"
+#include "pipelines/cpu/matvec_ref.h"
 #include "promptdistill/dtype.h"
 #include "promptdistill/gguf.h"
 #include "promptdistill/transformer_ref.h"

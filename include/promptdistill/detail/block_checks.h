@@ -4,7 +4,7 @@
 //! @file
 //! Provided by promptdistill::core.
 //! Checks of the decoder block operations: host-side `can_implement` checks (implemented in
-//! src/block_checks.cpp) and the per-request data checks that the CPU reference runs in loops
+//! src/core/block_checks.cpp) and the per-request data checks that the CPU reference runs in loops
 //! and the CUDA backend runs in validation kernels (same code, same messages).
 
 #include <cstdint>

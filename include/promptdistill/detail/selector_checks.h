@@ -3,7 +3,7 @@
 #pragma once
 //! @file
 //! Provided by promptdistill::core. Checks of the selector operations shared by both backends:
-//! the host-side `can_implement` checks (implemented in src/selector_checks.cpp) and the checks of
+//! the host-side `can_implement` checks (implemented in src/core/selector_checks.cpp) and the checks of
 //! per-request data (lengths, k, page tables, selected indices) that the CPU reference runs in
 //! loops and the CUDA backend in validation kernels. The planning (workspace plans, top-k
 //! geometry, the fused pipeline's stages) is in selector_plan.h.

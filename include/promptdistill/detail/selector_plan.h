@@ -3,7 +3,7 @@
 #pragma once
 //! @file
 //! Provided by promptdistill::core. Planning shared by both selector backends (implemented in
-//! src/selector_plan.cpp): the top-k row geometry and rank order, the workspace plans of the
+//! src/core/selector_plan.cpp): the top-k row geometry and rank order, the workspace plans of the
 //! scoring stage and of the fused pipeline, and the stage arguments the fused pipeline runs.
 //! The checks of the same operations are in selector_checks.h.
 
