@@ -2,7 +2,7 @@
 # Installs what the build needs from Debian packages, only what is missing (idempotent).
 # The CUDA toolkit (nvcc) is expected on the machine; without it the CUDA backend is skipped.
 set -euo pipefail
-packages=(cmake ninja-build g++ ccache python3 libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev bible-kjv)
+packages=(cmake ninja-build g++ ccache python3 libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev bible-kjv clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
