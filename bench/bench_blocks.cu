@@ -63,14 +63,15 @@ void BM_Linear(benchmark::State& state) {
   void* ws = device_bytes(plan.workspace_size());
   const Workspace work{ws, plan.workspace_size()};
   pdbench::time_median(state, [&](cudaStream_t st) { plan.run(a, work, st); });
-  state.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(rows * in * out) * double(state.iterations()) * 1e-12,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(2.0 * double(rows * in * out) * double(state.iterations()) * 1e-12,
+                         benchmark::Counter::kIsRate);
   state.SetBytesProcessed(state.iterations() * (rows * in + in * out + rows * out) * 2);
   for (void* p : {(void*)x, (void*)w, (void*)y, ws}) cudaFree(p);
 }
 BENCHMARK(BM_Linear)
     ->ArgNames({"rows", "in", "out"})
-    ->ArgsProduct({{1, 8, 8192}, {kHidden}, {kHidden, kKvHeads * kHeadDim, 2 * kMlp}})
+    ->ArgsProduct({{1, 8, 8192}, {kHidden}, {kHidden, kKvHeads* kHeadDim, 2 * kMlp}})
     ->Args({1, kMlp, kHidden})
     ->Args({8, kMlp, kHidden})
     ->Args({8192, kMlp, kHidden})
@@ -78,7 +79,8 @@ BENCHMARK(BM_Linear)
     ->Unit(benchmark::kMicrosecond);
 
 //! One causal prefill of L tokens (batch 1) or B decode rows over L cached tokens.
-void attention_case(benchmark::State& state, int64_t B, int64_t rows, int64_t L, AttentionAlgo algo) {
+void attention_case(benchmark::State& state, int64_t B, int64_t rows, int64_t L,
+                    AttentionAlgo algo) {
   bf16* q = device_random<bf16>(std::size_t(B * rows * kHeads * kHeadDim), 1.0f, 4);
   bf16* k = device_random<bf16>(std::size_t(B * L * kKvHeads * kHeadDim), 1.0f, 5);
   bf16* v = device_random<bf16>(std::size_t(B * L * kKvHeads * kHeadDim), 1.0f, 6);
@@ -98,22 +100,39 @@ void attention_case(benchmark::State& state, int64_t B, int64_t rows, int64_t L,
   void* ws = device_bytes(bytes);
   const Status s = pdcuda::Attention<bf16>::can_implement(a);
   if (!s) return state.SkipWithError(s.message());
-  pdbench::time_median(state, [&](cudaStream_t st) { pdcuda::Attention<bf16>::run(a, Workspace{ws, bytes}, st); }, 3);
+  pdbench::time_median(
+      state,
+      [&](cudaStream_t st) {
+        pdcuda::Attention<bf16>::run(a, Workspace{ws, bytes}, st);
+      },
+      3);
   // Causal prefill: L(L+1)/2 visible pairs; decode: rows x L. 4 flops per pair and dim (QK^T, PV).
   const double pairs = rows == L ? double(L) * double(L + 1) / 2.0 : double(rows) * double(L);
-  state.counters["TFLOP/s"] = benchmark::Counter(4.0 * pairs * double(B * kHeads * kHeadDim) * double(state.iterations()) * 1e-12,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["TFLOP/s"] = benchmark::Counter(
+      4.0 * pairs * double(B * kHeads * kHeadDim) * double(state.iterations()) * 1e-12,
+      benchmark::Counter::kIsRate);
   state.SetBytesProcessed(state.iterations() * B * L * kKvHeads * kHeadDim * 2 * 2);
-  for (void* p : {(void*)q, (void*)k, (void*)v, (void*)o, (void*)q_lens, (void*)kv_lens, ws}) cudaFree(p);
+  for (void* p : {(void*)q, (void*)k, (void*)v, (void*)o, (void*)q_lens, (void*)kv_lens, ws})
+    cudaFree(p);
 }
 void BM_PrefillAttentionFlash(benchmark::State& state) {
   attention_case(state, 1, state.range(0), state.range(0), AttentionAlgo::kFast);
 }
-BENCHMARK(BM_PrefillAttentionFlash)->ArgNames({"L"})->Arg(2048)->Arg(8192)->Arg(32768)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PrefillAttentionFlash)
+    ->ArgNames({"L"})
+    ->Arg(2048)
+    ->Arg(8192)
+    ->Arg(32768)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 void BM_PrefillAttentionExact(benchmark::State& state) {
   attention_case(state, 1, state.range(0), state.range(0), AttentionAlgo::kExact);
 }
-BENCHMARK(BM_PrefillAttentionExact)->ArgNames({"L"})->Arg(2048)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PrefillAttentionExact)
+    ->ArgNames({"L"})
+    ->Arg(2048)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 void BM_DecodeAttention(benchmark::State& state) {
   attention_case(state, state.range(1), 1, state.range(0), AttentionAlgo::kFast);
 }
@@ -132,11 +151,17 @@ void BM_RmsNorm(benchmark::State& state) {
   a.x = make_view<const bf16>(x, rows, kHidden);
   a.weight = make_view<const bf16>(w, kHidden);
   a.out = make_view(y, rows, kHidden);
-  pdbench::time_median(state, [&](cudaStream_t st) { pdcuda::RmsNorm<bf16>::run(a, Workspace{}, st); });
+  pdbench::time_median(state,
+                       [&](cudaStream_t st) { pdcuda::RmsNorm<bf16>::run(a, Workspace{}, st); });
   state.SetBytesProcessed(state.iterations() * rows * kHidden * 2 * 2);
   for (void* p : {(void*)x, (void*)w, (void*)y}) cudaFree(p);
 }
-BENCHMARK(BM_RmsNorm)->ArgNames({"rows"})->Arg(1)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RmsNorm)
+    ->ArgNames({"rows"})
+    ->Arg(1)
+    ->Arg(8192)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_Rope(benchmark::State& state) {
   const int64_t rows = state.range(0);
@@ -157,8 +182,10 @@ void BM_Rope(benchmark::State& state) {
   a.x = make_view(x, rows, kHeads, kHeadDim);
   a.cos = make_view<const float>(dc, rows, kHeadDim / 2);
   a.sin = make_view<const float>(ds, rows, kHeadDim / 2);
-  pdbench::time_median(state, [&](cudaStream_t st) { pdcuda::Rope<bf16>::run(a, Workspace{}, st); });
-  state.SetBytesProcessed(state.iterations() * (rows * kHeads * kHeadDim * 2 * 2 + rows * kHeadDim * 4));
+  pdbench::time_median(state,
+                       [&](cudaStream_t st) { pdcuda::Rope<bf16>::run(a, Workspace{}, st); });
+  state.SetBytesProcessed(state.iterations() *
+                          (rows * kHeads * kHeadDim * 2 * 2 + rows * kHeadDim * 4));
   for (void* p : {(void*)x, (void*)dc, (void*)ds}) cudaFree(p);
 }
 BENCHMARK(BM_Rope)->ArgNames({"rows"})->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -171,7 +198,8 @@ void BM_SwiGlu(benchmark::State& state) {
   a.gate = make_view<const bf16>(g, rows, kMlp);
   a.up = make_view<const bf16>(u, rows, kMlp);
   a.out = make_view(g, rows, kMlp);
-  pdbench::time_median(state, [&](cudaStream_t st) { pdcuda::SwiGlu<bf16>::run(a, Workspace{}, st); });
+  pdbench::time_median(state,
+                       [&](cudaStream_t st) { pdcuda::SwiGlu<bf16>::run(a, Workspace{}, st); });
   state.SetBytesProcessed(state.iterations() * rows * kMlp * 2 * 3);
   for (void* p : {(void*)g, (void*)u}) cudaFree(p);
 }

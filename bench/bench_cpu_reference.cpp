@@ -28,16 +28,22 @@ void BM_RefTopK(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
   state.SetBytesProcessed(state.iterations() * n * int64_t(sizeof(float)));
 }
-BENCHMARK(BM_RefTopK)->ArgNames({"n", "k", "ties"})->ArgsProduct({{4096, 32768, 131072}, {1024, 4096}, {0, 1}})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RefTopK)
+    ->ArgNames({"n", "k", "ties"})
+    ->ArgsProduct({{4096, 32768, 131072}, {1024, 4096}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_RefSelect(benchmark::State& state) {
   const int64_t L = state.range(0), H = 9, Hkv = 3, D = 64;
   const auto method = Method(state.range(1));
   const int64_t rows = method == Method::kSnapKV ? 32 : method == Method::kH2O ? L : 1;
-  const auto q = pdtest::generate<bf16>(std::size_t(rows * H * D), pdtest::Fill::kNormal, pdtest_seed);
-  const auto k = pdtest::generate<bf16>(std::size_t(L * Hkv * D), pdtest::Fill::kNormal, pdtest_seed + 1);
+  const auto q =
+      pdtest::generate<bf16>(std::size_t(rows * H * D), pdtest::Fill::kNormal, pdtest_seed);
+  const auto k =
+      pdtest::generate<bf16>(std::size_t(L * Hkv * D), pdtest::Fill::kNormal, pdtest_seed + 1);
   const int64_t R = score_rows(method, HeadGrouping::kPerKvGroup, H, Hkv);
-  std::vector<int32_t> lengths{int32_t(L)}, idx(std::size_t(R * L)), counts(static_cast<std::size_t>(R));
+  std::vector<int32_t> lengths{int32_t(L)}, idx(std::size_t(R * L)),
+      counts(static_cast<std::size_t>(R));
   SelectArgs<bf16> a;
   a.config.method = method;
   a.config.budget = 256;
@@ -48,7 +54,8 @@ void BM_RefSelect(benchmark::State& state) {
   a.indices = make_view(idx.data(), 1, R, L);
   a.counts = make_view(counts.data(), 1, R);
   HostWorkspace ws;
-  if (!ws.reserve(ref::Select<bf16>::workspace_size(a)).is_ok()) return state.SkipWithError("out of memory");
+  if (!ws.reserve(ref::Select<bf16>::workspace_size(a)).is_ok())
+    return state.SkipWithError("out of memory");
   const Workspace w = ws.workspace();
   for (auto _ : state) benchmark::DoNotOptimize(ref::Select<bf16>::run(a, w));
   state.SetLabel(to_string(method));
@@ -56,7 +63,8 @@ void BM_RefSelect(benchmark::State& state) {
 }
 BENCHMARK(BM_RefSelect)
     ->ArgNames({"L", "method"})
-    ->ArgsProduct({{1024, 8192}, {int(Method::kPromptDistill), int(Method::kGemFilter), int(Method::kSnapKV)}})
+    ->ArgsProduct({{1024, 8192},
+                   {int(Method::kPromptDistill), int(Method::kGemFilter), int(Method::kSnapKV)}})
     ->Args({1024, int(Method::kH2O)})
     ->Unit(benchmark::kMillisecond);
 
@@ -84,7 +92,8 @@ void BM_SmolLM2Prefill(benchmark::State& state) {
   const ModelWeights* w = smollm2();
   if (w == nullptr) return state.SkipWithError("model missing: run scripts/fetch_model.sh");
   const int64_t L = state.range(0);
-  const auto format = state.range(2) ? ref::PrefillWeightFormat::kBf16 : ref::PrefillWeightFormat::kF32;
+  const auto format =
+      state.range(2) ? ref::PrefillWeightFormat::kBf16 : ref::PrefillWeightFormat::kF32;
   static ref::PrefillWeights packed[2];
   ref::PrefillWeights& weights = packed[state.range(2)];
   if (weights.bytes() == 0 && !ref::PrefillWeights::create(*w, format, &weights).is_ok())
@@ -109,7 +118,8 @@ void BM_SmolLM2Prefill(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * L);
   state.counters["selection_share"] = ttft_ms > 0 ? selection_ms / ttft_ms : 0.0;
-  state.SetLabel(std::string(state.range(1) ? "promptdistill r20 k=L/4, " : "full, ") + weights.describe());
+  state.SetLabel(std::string(state.range(1) ? "promptdistill r20 k=L/4, " : "full, ") +
+                 weights.describe());
 }
 BENCHMARK(BM_SmolLM2Prefill)
     ->ArgNames({"L", "pd", "bf16"})
@@ -119,9 +129,9 @@ BENCHMARK(BM_SmolLM2Prefill)
 
 }  // namespace
 
-// ---- the CPU decoder's kernels (pipelines/cpu/cpu_kernels.h) at SmolLM2's shapes ------------------
-// CPU time (the thread CPU clock of every thread: on a busy machine it moves less than wall time);
-// GFLOPS counts 2 x multiply-adds.
+// ---- the CPU decoder's kernels (pipelines/cpu/cpu_kernels.h) at SmolLM2's shapes
+// ------------------ CPU time (the thread CPU clock of every thread: on a busy machine it moves
+// less than wall time); GFLOPS counts 2 x multiply-adds.
 
 #include "pipelines/cpu/cpu_kernels.h"
 #include "pipelines/cpu/gemm_ref.h"
@@ -133,8 +143,11 @@ struct GemmShape {
   const char* name;
   int64_t m, k, n;
 };
-constexpr GemmShape kShapes[] = {{"qkv", 2048, 576, 960}, {"o", 2048, 576, 576}, {"gate_up", 512, 576, 3072},
-                                 {"down", 512, 1536, 576}, {"bf16 qkv", 2048, 576, 960}};
+constexpr GemmShape kShapes[] = {{"qkv", 2048, 576, 960},
+                                 {"o", 2048, 576, 576},
+                                 {"gate_up", 512, 576, 3072},
+                                 {"down", 512, 1536, 576},
+                                 {"bf16 qkv", 2048, 576, 960}};
 
 //! One of SmolLM2's layer GEMMs (the MLP's in the decoder's 512-row chunks) with the f32 kernels of
 //! an ISA (0 avx2, 1 avx512) or, shape 4, the bf16 AMX tiles.
@@ -154,10 +167,14 @@ void BM_CpuGemm(benchmark::State& state) {
   if (!st) return state.SkipWithError(st.message());
   const ref::gemm::Output out{c.data(), g.n};
   std::vector<float> scratch;
-  for (auto _ : state) benchmark::DoNotOptimize(ref::gemm::run(packed, a.data(), g.m, g.k, &out, &scratch));
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * double(g.m * g.k * g.n) * double(state.iterations()) / 1e9,
-                                                benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(g.name) + (tiles ? " (amx bf16)" : state.range(1) ? " (avx512)" : " (avx2)"));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(ref::gemm::run(packed, a.data(), g.m, g.k, &out, &scratch));
+  state.counters["GFLOPS"] =
+      benchmark::Counter(2.0 * double(g.m * g.k * g.n) * double(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(g.name) + (tiles            ? " (amx bf16)"
+                                        : state.range(1) ? " (avx512)"
+                                                         : " (avx2)"));
 }
 BENCHMARK(BM_CpuGemm)
     ->ArgNames({"shape", "avx512"})
@@ -171,7 +188,8 @@ BENCHMARK(BM_CpuGemm)
 void BM_CpuAttention(benchmark::State& state) {
   const int64_t n = state.range(0), H = 9, Hkv = 3, D = 64;
   const auto isa = state.range(1) ? ref::kernels::Isa::kAvx512 : ref::kernels::Isa::kAvx2;
-  if (!ref::kernels::set_active(isa)) return state.SkipWithError("this CPU lacks the instruction set");
+  if (!ref::kernels::set_active(isa))
+    return state.SkipWithError("this CPU lacks the instruction set");
   const auto q = pdtest::generate<float>(std::size_t(n * H * D), pdtest::Fill::kNormal, 3);
   const auto k = pdtest::generate<float>(std::size_t(n * Hkv * D), pdtest::Fill::kNormal, 4);
   const auto v = pdtest::generate<float>(std::size_t(n * Hkv * D), pdtest::Fill::kNormal, 5);
@@ -179,10 +197,11 @@ void BM_CpuAttention(benchmark::State& state) {
   ref::attention::Shape s;
   s.heads = H, s.kv_heads = Hkv, s.head_dim = D;
   for (auto _ : state)
-    benchmark::DoNotOptimize(ref::attention::prefill(s, q.data(), n, k.data(), v.data(), 0, out.data(), &scratch));
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * 2 * double(H * D) * double(n) * double(n + 1) / 2 *
-                                                    double(state.iterations()) / 1e9,
-                                                benchmark::Counter::kIsRate);
+    benchmark::DoNotOptimize(
+        ref::attention::prefill(s, q.data(), n, k.data(), v.data(), 0, out.data(), &scratch));
+  state.counters["GFLOPS"] = benchmark::Counter(
+      2.0 * 2 * double(H * D) * double(n) * double(n + 1) / 2 * double(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
   state.SetLabel(state.range(1) ? "avx512" : "avx2");
 }
 BENCHMARK(BM_CpuAttention)

@@ -87,16 +87,20 @@ void BM_CubSegmentedSortTopK(benchmark::State& state) {
   int32_t* vals_out = device_alloc<int32_t>(std::size_t(rows * n));
   int32_t* d_offsets = device_ints(offsets);
   std::size_t temp_bytes = 0;
-  cub::DeviceSegmentedRadixSort::SortPairsDescending(nullptr, temp_bytes, keys_in, keys_out, vals_in, vals_out,
-                                                     int(rows * n), int(rows), d_offsets, d_offsets + 1);
+  cub::DeviceSegmentedRadixSort::SortPairsDescending(nullptr, temp_bytes, keys_in, keys_out,
+                                                     vals_in, vals_out, int(rows * n), int(rows),
+                                                     d_offsets, d_offsets + 1);
   void* temp = device_alloc<unsigned char>(temp_bytes);
   pdbench::time_median(state, [&](cudaStream_t s) {
     std::size_t bytes = temp_bytes;
-    cub::DeviceSegmentedRadixSort::SortPairsDescending(temp, bytes, keys_in, keys_out, vals_in, vals_out, int(rows * n),
-                                                       int(rows), d_offsets, d_offsets + 1, 0, 32, s);
+    cub::DeviceSegmentedRadixSort::SortPairsDescending(temp, bytes, keys_in, keys_out, vals_in,
+                                                       vals_out, int(rows * n), int(rows),
+                                                       d_offsets, d_offsets + 1, 0, 32, s);
   });
   state.SetItemsProcessed(state.iterations() * rows * n);
-  for (void* p : {(void*)keys_in, (void*)keys_out, (void*)vals_in, (void*)vals_out, (void*)d_offsets, temp}) cudaFree(p);
+  for (void* p :
+       {(void*)keys_in, (void*)keys_out, (void*)vals_in, (void*)vals_out, (void*)d_offsets, temp})
+    cudaFree(p);
 }
 BENCHMARK(BM_CubSegmentedSortTopK)
     ->ArgNames({"n", "rows"})
@@ -156,7 +160,12 @@ void BM_Gather(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * kept * E * 2 * 2);
   for (void* p : {(void*)src, (void*)dst, (void*)d_idx, (void*)counts, ws}) cudaFree(p);
 }
-BENCHMARK(BM_Gather)->ArgNames({"L", "kept"})->Args({131072, 1025})->Args({131072, 8192})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Gather)
+    ->ArgNames({"L", "kept"})
+    ->Args({131072, 1025})
+    ->Args({131072, 8192})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 //! In-place compaction of one layer's K and V ([B, H_kv, S, D] bf16, Llama-3.1-8B heads).
 void BM_CompactKv(benchmark::State& state) {
@@ -164,7 +173,8 @@ void BM_CompactKv(benchmark::State& state) {
   bf16* k = device_fill<bf16>(std::size_t(L * H * D), 1.0f, 6);
   bf16* v = device_fill<bf16>(std::size_t(L * H * D), 1.0f, 7);
   std::vector<int32_t> idx(static_cast<std::size_t>(kept));
-  for (int64_t i = 0; i < kept; ++i) idx[std::size_t(i)] = int32_t(L - kept + i);  // worst case: everything moves
+  for (int64_t i = 0; i < kept; ++i)
+    idx[std::size_t(i)] = int32_t(L - kept + i);  // worst case: everything moves
   int32_t* d_idx = device_ints(idx);
   int32_t* counts = device_ints({int32_t(kept)});
   int32_t* lens = device_ints({int32_t(L)});
@@ -180,9 +190,15 @@ void BM_CompactKv(benchmark::State& state) {
   const Workspace w{ws, pdcuda::CompactKv<bf16>::workspace_size(a)};
   pdbench::time_median(state, [&](cudaStream_t s) { pdcuda::CompactKv<bf16>::run(a, w, s); });
   state.SetBytesProcessed(state.iterations() * 2 * kept * H * D * 2 * 2);
-  for (void* p : {(void*)k, (void*)v, (void*)d_idx, (void*)counts, (void*)lens, (void*)new_len, ws}) cudaFree(p);
+  for (void* p : {(void*)k, (void*)v, (void*)d_idx, (void*)counts, (void*)lens, (void*)new_len, ws})
+    cudaFree(p);
 }
-BENCHMARK(BM_CompactKv)->ArgNames({"L", "kept"})->Args({131072, 1025})->Args({131072, 8192})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CompactKv)
+    ->ArgNames({"L", "kept"})
+    ->Args({131072, 1025})
+    ->Args({131072, 8192})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 //! The whole PromptDistill selection step at layer r: score, pool, top-k, positions, gather.
 void BM_SelectPromptDistill(benchmark::State& state) {
@@ -210,11 +226,17 @@ void BM_SelectPromptDistill(benchmark::State& state) {
   const Workspace w{ws, pdcuda::Select<bf16>::workspace_size(a)};
   pdbench::time_median(state, [&](cudaStream_t s) { pdcuda::Select<bf16>::run(a, w, s); });
   state.SetBytesProcessed(state.iterations() * (L * Hkv * D * 2 + 3 * L * 4 + (k + 1) * E * 4));
-  for (void* p : {(void*)q, (void*)keys, (void*)hidden, (void*)kept_hidden, (void*)lengths, (void*)idx, (void*)counts,
-                  (void*)pos, ws})
+  for (void* p : {(void*)q, (void*)keys, (void*)hidden, (void*)kept_hidden, (void*)lengths,
+                  (void*)idx, (void*)counts, (void*)pos, ws})
     cudaFree(p);
 }
-BENCHMARK(BM_SelectPromptDistill)->ArgNames({"L"})->Arg(8192)->Arg(32768)->Arg(131072)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_SelectPromptDistill)
+    ->ArgNames({"L"})
+    ->Arg(8192)
+    ->Arg(32768)
+    ->Arg(131072)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

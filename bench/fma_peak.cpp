@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
     f32 += std::string(first_isa ? "" : ", ") + "\"" + kernels::to_string(isa) + "\": {";
     first_isa = false;
     for (std::size_t t = 0; t < threads.size(); ++t) {
-      const double r = all_threads(threads[t], seconds, [isa](double s) { return kernels::fma_gflops(isa, s); });
+      const double r =
+          all_threads(threads[t], seconds, [isa](double s) { return kernels::fma_gflops(isa, s); });
       top[t] = r > top[t] ? r : top[t];
       f32 += (t ? ", \"" : "\"") + std::to_string(threads[t]) + "\": " + std::to_string(r);
     }
@@ -68,12 +69,13 @@ int main(int argc, char** argv) {
   }
   for (std::size_t t = 0; t < threads.size(); ++t) {
     best += (t ? ", \"" : "\"") + std::to_string(threads[t]) + "\": " + std::to_string(top[t]);
-    const double r = kernels::amx_bf16_available()
-                         ? all_threads(threads[t], seconds, [](double s) { return kernels::amx_bf16_gflops(s); })
-                         : 0.0;
+    const double r =
+        kernels::amx_bf16_available()
+            ? all_threads(threads[t], seconds, [](double s) { return kernels::amx_bf16_gflops(s); })
+            : 0.0;
     amx += (t ? ", \"" : "\"") + std::to_string(threads[t]) + "\": " + std::to_string(r);
   }
-  std::printf("{\"f32\": %s}, \"f32_best\": %s}, \"amx_bf16\": %s}, \"kernels\": \"%s\"}\n", f32.c_str(), best.c_str(),
-              amx.c_str(), kernels::choice());
+  std::printf("{\"f32\": %s}, \"f32_best\": %s}, \"amx_bf16\": %s}, \"kernels\": \"%s\"}\n",
+              f32.c_str(), best.c_str(), amx.c_str(), kernels::choice());
   return 0;
 }

@@ -25,8 +25,9 @@ using promptdistill::detail::status_from_word;
 //! products at once, all D output elements at once), which changes no bit and removes the
 //! add-latency chain of one sum at a time.
 template <class T>
-void attend_row(const T* q, const KvCacheView<const T>& k, const KvCacheView<const T>& v, int64_t b, int64_t g,
-                int64_t last, float scale, T* out, std::vector<float>& z, std::vector<float>& row) {
+void attend_row(const T* q, const KvCacheView<const T>& k, const KvCacheView<const T>& v, int64_t b,
+                int64_t g, int64_t last, float scale, T* out, std::vector<float>& z,
+                std::vector<float>& row) {
   const int64_t D = k.head_dim, count = last + 1;
   constexpr int64_t kKeys = 8;
   z.resize(std::size_t(count));
@@ -43,12 +44,14 @@ void attend_row(const T* q, const KvCacheView<const T>& k, const KvCacheView<con
       s[t] = 0.0f;
     }
     for (int64_t d = 0; d < D; ++d)
-      for (int64_t t = 0; t < kKeys; ++t) s[t] = num::add(s[t], num::mul(qf[d], num::to_f32(keys[t][d])));
+      for (int64_t t = 0; t < kKeys; ++t)
+        s[t] = num::add(s[t], num::mul(qf[d], num::to_f32(keys[t][d])));
     for (int64_t t = 0; t < kKeys; ++t) z[std::size_t(j + t)] = num::mul(s[t], scale);
   }
   for (; j < count; ++j) z[std::size_t(j)] = num::mul(num::dot(q, k.token(b, j, g), int(D)), scale);
   const float m = num::canonical_max(count, [&](int64_t i) { return z[std::size_t(i)]; });
-  for (int64_t i = 0; i < count; ++i) z[std::size_t(i)] = num::exp_f32(num::sub(z[std::size_t(i)], m));
+  for (int64_t i = 0; i < count; ++i)
+    z[std::size_t(i)] = num::exp_f32(num::sub(z[std::size_t(i)], m));
   const float l = num::canonical_sum(count, [&](int64_t i) { return z[std::size_t(i)]; });
   for (int64_t d = 0; d < D; ++d) acc[d] = 0.0f;
   for (int64_t i = 0; i < count; ++i) {
@@ -64,7 +67,8 @@ void attend_row(const T* q, const KvCacheView<const T>& k, const KvCacheView<con
 // The can_implement and workspace_size members both backends define alike.
 #include "promptdistill/detail/block_op_checks.inc"
 
-// ---- Embed ------------------------------------------------------------------------------------------
+// ---- Embed
+// ------------------------------------------------------------------------------------------
 
 template <class T>
 std::size_t Embed<T>::workspace_size(const EmbedArgs<T>&) noexcept {
@@ -75,13 +79,15 @@ Status Embed<T>::run(const EmbedArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   DeviceStatusWord word{};
   for (int64_t i = 0; i < a.ids.extents[0]; ++i)
-    if (!promptdistill::detail::check_token(i, a.ids(i), a.table.extents[0], &word)) return status_from_word(word);
+    if (!promptdistill::detail::check_token(i, a.ids(i), a.table.extents[0], &word))
+      return status_from_word(word);
   for (int64_t i = 0; i < a.ids.extents[0]; ++i)
     for (int64_t e = 0; e < a.table.extents[1]; ++e) a.out(i, e) = a.table(a.ids(i), e);
   return Status::ok();
 }
 
-// ---- RmsNorm ----------------------------------------------------------------------------------------
+// ---- RmsNorm
+// ----------------------------------------------------------------------------------------
 
 template <class T>
 Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream) noexcept {
@@ -101,7 +107,8 @@ Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream) noexcept {
   return Status::ok();
 }
 
-// ---- Rope -------------------------------------------------------------------------------------------
+// ---- Rope
+// -------------------------------------------------------------------------------------------
 
 template <class T>
 Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream) noexcept {
@@ -118,7 +125,8 @@ Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream) noexcept {
   return Status::ok();
 }
 
-// ---- SwiGlu -----------------------------------------------------------------------------------------
+// ---- SwiGlu
+// -----------------------------------------------------------------------------------------
 
 namespace {
 template <class T>
@@ -150,7 +158,8 @@ Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream) noexcept {
   return Status::ok();
 }
 
-// ---- ArgMax -----------------------------------------------------------------------------------------
+// ---- ArgMax
+// -----------------------------------------------------------------------------------------
 
 template <class T>
 Status ArgMax<T>::run(const ArgMaxArgs<T>& a, Workspace, Stream) noexcept {
@@ -167,7 +176,8 @@ Status ArgMax<T>::run(const ArgMaxArgs<T>& a, Workspace, Stream) noexcept {
   return Status::ok();
 }
 
-// ---- AppendKv ---------------------------------------------------------------------------------------
+// ---- AppendKv
+// ---------------------------------------------------------------------------------------
 
 template <class T>
 std::size_t AppendKv<T>::workspace_size(const AppendKvArgs<T>&) noexcept {
@@ -180,7 +190,8 @@ Status AppendKv<T>::run(const AppendKvArgs<T>& a, Workspace, Stream) noexcept {
   DeviceStatusWord word{};
   for (int64_t b = 0; b < B; ++b) {
     const KvCacheView<const T> k = a.k, v = a.v;
-    if (!promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, k, v, &word))
+    if (!promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, INT32_MAX, k, v,
+                                                 &word))
       return status_from_word(word);
   }
   for (int64_t b = 0; b < B; ++b) {
@@ -198,7 +209,8 @@ Status AppendKv<T>::run(const AppendKvArgs<T>& a, Workspace, Stream) noexcept {
   return Status::ok();
 }
 
-// ---- Attention --------------------------------------------------------------------------------------
+// ---- Attention
+// --------------------------------------------------------------------------------------
 
 template <class T>
 Status Attention<T>::can_implement(const AttentionArgs<T>& a) noexcept {
@@ -214,7 +226,8 @@ Status Attention<T>::run(const AttentionArgs<T>& a, Workspace, Stream) noexcept 
   const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
   DeviceStatusWord word{};
   for (int64_t b = 0; b < B; ++b)
-    if (!promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k, a.v, &word))
+    if (!promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k,
+                                                 a.v, &word))
       return status_from_word(word);
   const float scale = a.scale > 0.0f ? a.scale : num::div(1.0f, num::sqrt(float(D)));
   const int64_t group = H / a.k.num_heads;
@@ -230,7 +243,8 @@ Status Attention<T>::run(const AttentionArgs<T>& a, Workspace, Stream) noexcept 
         const int64_t h = row % H, i = (row / H) % n, b = row / (H * n);
         if (i >= a.q_lens[b]) continue;
         for (int64_t d = 0; d < D; ++d) q_row[std::size_t(d)] = a.q(b, i, h, d);
-        attend_row(q_row.data(), a.k, a.v, b, h / group, a.kv_lens[b] - a.q_lens[b] + i, scale, o_row.data(), z, scratch);
+        attend_row(q_row.data(), a.k, a.v, b, h / group, a.kv_lens[b] - a.q_lens[b] + i, scale,
+                   o_row.data(), z, scratch);
         for (int64_t d = 0; d < D; ++d) a.out(b, i, h, d) = o_row[std::size_t(d)];
       }
     } catch (const std::bad_alloc&) {
@@ -242,7 +256,8 @@ Status Attention<T>::run(const AttentionArgs<T>& a, Workspace, Stream) noexcept 
   return Status::ok();
 }
 
-// ---- LinearPlan -------------------------------------------------------------------------------------
+// ---- LinearPlan
+// -------------------------------------------------------------------------------------
 
 template <class T>
 struct LinearPlan<T>::State {};
@@ -295,14 +310,14 @@ Status LinearPlan<T>::run(const LinearArgs<T>& a, Workspace, Stream) const noexc
   return Status::ok();
 }
 
-#define PD_INSTANTIATE(T)           \
-  template struct Embed<T>;         \
-  template struct RmsNorm<T>;       \
-  template struct Rope<T>;          \
-  template struct SwiGlu<T>;        \
-  template struct AppendKv<T>;      \
-  template struct ArgMax<T>;        \
-  template struct Attention<T>;     \
+#define PD_INSTANTIATE(T)       \
+  template struct Embed<T>;     \
+  template struct RmsNorm<T>;   \
+  template struct Rope<T>;      \
+  template struct SwiGlu<T>;    \
+  template struct AppendKv<T>;  \
+  template struct ArgMax<T>;    \
+  template struct Attention<T>; \
   template class LinearPlan<T>;
 PD_INSTANTIATE(float)
 PD_INSTANTIATE(f16)

@@ -14,13 +14,16 @@ namespace ref {
 
 using detail::DeviceStatusWord;
 
-
 // ---- gather -------------------------------------------------------------------------------------
 
 template <class T>
-Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept { return detail::check_gather(a); }
+Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept {
+  return detail::check_gather(a);
+}
 template <class T>
-std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
+std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
 template <class T>
 Status Gather<T>::run(const GatherArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
@@ -43,8 +46,12 @@ Status Gather<T>::run(const GatherArgs<T>& a, Workspace, Stream) noexcept {
 
 // ---- positions ----------------------------------------------------------------------------------
 
-Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { return detail::check_remap(a); }
-std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
+Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept {
+  return detail::check_remap(a);
+}
+std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
 Status RemapPositions::run(const RemapPositionsArgs& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   DeviceStatusWord w{};
@@ -65,8 +72,9 @@ Status RemapPositions::run(const RemapPositionsArgs& a, Workspace, Stream) noexc
     for (int64_t r = 0; r < R; ++r)
       for (int64_t i = 0; i < a.counts(b, r); ++i) {
         const int32_t j = a.indices(b, r, i);
-        a.positions_out(b, r, i) =
-            a.mode == PositionMode::kRenumber ? int32_t(i) : lookup ? a.positions_in(b, j) : j;
+        a.positions_out(b, r, i) = a.mode == PositionMode::kRenumber ? int32_t(i)
+                                   : lookup                          ? a.positions_in(b, j)
+                                                                     : j;
       }
   return Status::ok();
 }
@@ -74,9 +82,13 @@ Status RemapPositions::run(const RemapPositionsArgs& a, Workspace, Stream) noexc
 // ---- KV compaction ------------------------------------------------------------------------------
 
 template <class T>
-Status CompactKv<T>::can_implement(const CompactKvArgs<T>& a) noexcept { return detail::check_compact(a); }
+Status CompactKv<T>::can_implement(const CompactKvArgs<T>& a) noexcept {
+  return detail::check_compact(a);
+}
 template <class T>
-std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
+std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
 template <class T>
 Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace, Stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));

@@ -35,7 +35,8 @@ Status Pool::run(const PoolArgs& a, Workspace, Stream) noexcept {
         // is never -0, which leaves its bits unchanged; skipping them keeps a huge kernel (up to
         // 2^31 - 1) from costing its width per position.
         float acc = a.mode == PoolMode::kAvg ? 0.0f : -num::kInfinity;
-        for (int64_t jj = std::max<int64_t>(0, j - radius), last = std::min(n - 1, j + radius); jj <= last; ++jj)
+        for (int64_t jj = std::max<int64_t>(0, j - radius), last = std::min(n - 1, j + radius);
+             jj <= last; ++jj)
           acc = a.mode == PoolMode::kAvg ? num::add(acc, x(jj)) : num::max_nan(acc, x(jj));
         a.out(b, r, j) = a.mode == PoolMode::kAvg ? num::div(acc, float(a.kernel)) : acc;
       }

@@ -30,7 +30,8 @@ std::vector<Eigen::VectorXf> widen_queries(const TensorView<const T, 4>& q, int6
 //! `accumulate` (a partial sum only): add the sum to what the scores hold (several layers' partials
 //! in one buffer).
 template <class T>
-void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d, bool partial, bool accumulate = false) {
+void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d, bool partial,
+                      bool accumulate = false) {
   const int64_t H = a.q.extents[2], D = a.q.extents[3], G = H / a.k.num_heads, L = a.lengths[b];
   const bool mean = a.method == Method::kPromptDistill;
   const auto q = widen_queries(a.q, b);
@@ -40,7 +41,9 @@ void score_last_token(const ScoreArgs<T>& a, int64_t b, float sqrt_d, bool parti
       const float logit = num::dot(q[std::size_t(h)].data(), a.k.token(b, j, h / G), int(D));
       acc = num::add(acc, mean ? num::div(logit, sqrt_d) : logit);
     }
-    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H)) : accumulate ? num::add(a.scores(b, 0, j), acc) : acc;
+    a.scores(b, 0, j) = mean && !partial ? num::div(acc, float(H))
+                        : accumulate     ? num::add(a.scores(b, 0, j), acc)
+                                         : acc;
   }
 }
 
@@ -57,10 +60,12 @@ static_assert(kRowChunk % kRowBlock == 0, "a chunk holds whole row blocks");
 //! at sequence position pos0 + r: probs[r * L + j] for j <= pos0 + r. `keys` is [L][D] in f32;
 //! `qt` is D x kRowBlock floats of scratch (allocated by the caller, outside the parallel region,
 //! where a bad_alloc could not be turned into a Status).
-void softmax_rows(const std::vector<Eigen::VectorXf>& q, int64_t H, int64_t h, int64_t first, int64_t n, int64_t pos0,
-                  const float* keys, int64_t L, int64_t D, float sqrt_d, float* probs, float* qt) {
+void softmax_rows(const std::vector<Eigen::VectorXf>& q, int64_t H, int64_t h, int64_t first,
+                  int64_t n, int64_t pos0, const float* keys, int64_t L, int64_t D, float sqrt_d,
+                  float* probs, float* qt) {
   for (int64_t r = 0; r < kRowBlock; ++r)
-    for (int64_t d = 0; d < D; ++d) qt[d * kRowBlock + r] = r < n ? q[std::size_t((first + r) * H + h)][d] : 0.0f;
+    for (int64_t d = 0; d < D; ++d)
+      qt[d * kRowBlock + r] = r < n ? q[std::size_t((first + r) * H + h)][d] : 0.0f;
   for (int64_t j = 0; j < pos0 + n; ++j) {
     float acc[kRowBlock] = {};
     const float* k = keys + j * D;
@@ -108,11 +113,12 @@ void score_softmax_columns(const ScoreArgs<T>& a, int64_t b, float sqrt_d) {
         const int64_t nc = std::min(kRowChunk, last - c0);
 #pragma omp parallel for schedule(dynamic)
         for (int64_t r0 = 0; r0 < nc; r0 += kRowBlock)
-          softmax_rows(q, H, h, c0 + r0, std::min(kRowBlock, nc - r0), pos0 + c0 + r0, keys.data(), L, D, sqrt_d,
-                       probs.data() + r0 * L, qt.data() + r0 * D);
+          softmax_rows(q, H, h, c0 + r0, std::min(kRowBlock, nc - r0), pos0 + c0 + r0, keys.data(),
+                       L, D, sqrt_d, probs.data() + r0 * L, qt.data() + r0 * D);
         for (int64_t r = 0; r < nc; ++r) {
           const float* p = probs.data() + r * L;
-          for (int64_t j = 0, len = pos0 + c0 + r + 1; j < len; ++j) head[j] = num::add(head[j], p[j]);
+          for (int64_t j = 0, len = pos0 + c0 + r + 1; j < len; ++j)
+            head[j] = num::add(head[j], p[j]);
         }
       }
     }

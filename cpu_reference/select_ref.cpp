@@ -11,10 +11,13 @@ namespace ref {
 
 using detail::DeviceStatusWord;
 
-// ---- fused pipeline -------------------------------------------------------------------------------
+// ---- fused pipeline
+// -------------------------------------------------------------------------------
 
 template <class T>
-Status Select<T>::can_implement(const SelectArgs<T>& a) noexcept { return detail::check_select(a); }
+Status Select<T>::can_implement(const SelectArgs<T>& a) noexcept {
+  return detail::check_select(a);
+}
 template <class T>
 std::size_t Select<T>::workspace_size(const SelectArgs<T>& a) noexcept {
   WorkspacePlanner planner;
@@ -43,9 +46,12 @@ Status Select<T>::run(const SelectArgs<T>& a, Workspace ws, Stream stream) noexc
   return Status::ok();
 }
 
-// ---- tensor parallelism: the finishing stage ------------------------------------------------------
+// ---- tensor parallelism: the finishing stage
+// ------------------------------------------------------
 
-Status FinishSelect::can_implement(const FinishSelectArgs& a) noexcept { return detail::check_finish_select(a); }
+Status FinishSelect::can_implement(const FinishSelectArgs& a) noexcept {
+  return detail::check_finish_select(a);
+}
 std::size_t FinishSelect::workspace_size(const FinishSelectArgs& a) noexcept {
   WorkspacePlanner planner;
   detail::take_status(planner);

@@ -37,7 +37,8 @@ Status TopK::run(const TopKArgs& a, Workspace, Stream) noexcept {
         cand.clear();
         for (int64_t j = row.first; j < L - row.last; ++j)
           cand.emplace_back(detail::rank_key(a.scores(b, r, j)), j);
-        auto better = [](const std::pair<uint32_t, int64_t>& x, const std::pair<uint32_t, int64_t>& y) {
+        auto better = [](const std::pair<uint32_t, int64_t>& x,
+                         const std::pair<uint32_t, int64_t>& y) {
           return x.first != y.first ? x.first > y.first : x.second < y.second;
         };
         std::partial_sort(cand.begin(), cand.begin() + row.chosen, cand.end(), better);

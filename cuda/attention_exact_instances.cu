@@ -8,12 +8,13 @@
 namespace promptdistill {
 namespace cuda {
 
-template Status detail::launch_attention_exact<float>(const AttentionArgs<float>&, const detail::DeviceStatusWord*,
+template Status detail::launch_attention_exact<float>(const AttentionArgs<float>&,
+                                                      const detail::DeviceStatusWord*,
                                                       cudaStream_t);
-template Status detail::launch_attention_exact<f16>(const AttentionArgs<f16>&, const detail::DeviceStatusWord*,
-                                                    cudaStream_t);
-template Status detail::launch_attention_exact<bf16>(const AttentionArgs<bf16>&, const detail::DeviceStatusWord*,
-                                                     cudaStream_t);
+template Status detail::launch_attention_exact<f16>(const AttentionArgs<f16>&,
+                                                    const detail::DeviceStatusWord*, cudaStream_t);
+template Status detail::launch_attention_exact<bf16>(const AttentionArgs<bf16>&,
+                                                     const detail::DeviceStatusWord*, cudaStream_t);
 
 }  // namespace cuda
 }  // namespace promptdistill

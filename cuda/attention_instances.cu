@@ -9,9 +9,9 @@
 namespace promptdistill {
 namespace cuda {
 
-#define PD_EXACT_LAUNCHER(T)                                                                                \
-  extern template Status detail::launch_attention_exact<T>(const AttentionArgs<T>&, const detail::DeviceStatusWord*, \
-                                                           cudaStream_t);
+#define PD_EXACT_LAUNCHER(T)                                \
+  extern template Status detail::launch_attention_exact<T>( \
+      const AttentionArgs<T>&, const detail::DeviceStatusWord*, cudaStream_t);
 PD_EXACT_LAUNCHER(float)
 PD_EXACT_LAUNCHER(f16)
 PD_EXACT_LAUNCHER(bf16)

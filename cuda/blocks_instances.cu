@@ -6,12 +6,12 @@
 namespace promptdistill {
 namespace cuda {
 
-#define PD_INSTANTIATE(T)       \
-  template struct Embed<T>;     \
-  template struct RmsNorm<T>;   \
-  template struct Rope<T>;      \
-  template struct SwiGlu<T>;    \
-  template struct AppendKv<T>;  \
+#define PD_INSTANTIATE(T)      \
+  template struct Embed<T>;    \
+  template struct RmsNorm<T>;  \
+  template struct Rope<T>;     \
+  template struct SwiGlu<T>;   \
+  template struct AppendKv<T>; \
   template struct ArgMax<T>;
 PD_INSTANTIATE(float)
 PD_INSTANTIATE(f16)

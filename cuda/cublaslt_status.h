@@ -18,12 +18,14 @@ namespace detail {
 //! first one's state. cuBLASLt having no algorithm for the problem (it says
 //! CUBLAS_STATUS_NOT_SUPPORTED, or returns none, or none usable) is kUnsupported, like any other
 //! shape a backend cannot run; every other failure is kCublasError.
-inline Status heuristic_status(cublasStatus_t call, int found, cublasStatus_t state, long long rows, long long in,
-                               long long out) {
+inline Status heuristic_status(cublasStatus_t call, int found, cublasStatus_t state, long long rows,
+                               long long in, long long out) {
   const bool no_algorithm =
-      call == CUBLAS_STATUS_NOT_SUPPORTED || (call == CUBLAS_STATUS_SUCCESS && (found < 1 || state != CUBLAS_STATUS_SUCCESS));
+      call == CUBLAS_STATUS_NOT_SUPPORTED ||
+      (call == CUBLAS_STATUS_SUCCESS && (found < 1 || state != CUBLAS_STATUS_SUCCESS));
   if (no_algorithm)
-    return Status(StatusCode::kUnsupported, "linear: cuBLASLt has no algorithm for rows %lld, in %lld, out %lld", rows, in,
+    return Status(StatusCode::kUnsupported,
+                  "linear: cuBLASLt has no algorithm for rows %lld, in %lld, out %lld", rows, in,
                   out);
   PD_CUBLAS_TRY(call);
   return Status::ok();

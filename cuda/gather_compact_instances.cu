@@ -17,7 +17,9 @@ template struct CompactKv<f16>;
 template struct CompactKv<bf16>;
 
 // RemapPositions is not a template: its members, on the body in the header.
-Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept { return detail::can_implement_remap(a); }
+Status RemapPositions::can_implement(const RemapPositionsArgs& a) noexcept {
+  return detail::can_implement_remap(a);
+}
 std::size_t RemapPositions::workspace_size(const RemapPositionsArgs&) noexcept {
   return promptdistill::detail::status_only_workspace_size();
 }

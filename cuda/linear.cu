@@ -28,10 +28,20 @@ namespace {
 
 constexpr std::size_t kMaxGemmWorkspace = std::size_t(32) << 20;  // what Hopper kernels may ask for
 
-template <class T> constexpr cudaDataType_t data_type();
-template <> constexpr cudaDataType_t data_type<float>() { return CUDA_R_32F; }
-template <> constexpr cudaDataType_t data_type<f16>() { return CUDA_R_16F; }
-template <> constexpr cudaDataType_t data_type<bf16>() { return CUDA_R_16BF; }
+template <class T>
+constexpr cudaDataType_t data_type();
+template <>
+constexpr cudaDataType_t data_type<float>() {
+  return CUDA_R_32F;
+}
+template <>
+constexpr cudaDataType_t data_type<f16>() {
+  return CUDA_R_16F;
+}
+template <>
+constexpr cudaDataType_t data_type<bf16>() {
+  return CUDA_R_16BF;
+}
 
 }  // namespace
 
@@ -75,28 +85,39 @@ Status LinearPlan<T>::create(const LinearShape& shape, LinearPlan* plan) noexcep
     PD_CUBLAS_TRY(cublasLtCreate(&st->handle));
     PD_CUBLAS_TRY(cublasLtMatmulDescCreate(&st->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-    PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
-    PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
+    PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
+                                                 sizeof trans_a));
+    PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
+                                                 sizeof trans_b));
     if (shape.bias) {
       const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-      PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
-      PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof type));
+      PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                   sizeof epilogue));
+      PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(st->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                   &type, sizeof type));
     }
-    PD_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&st->a, type, uint64_t(shape.in), uint64_t(shape.out), int64_t(ldw)));
-    PD_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&st->b, type, uint64_t(shape.in), uint64_t(shape.rows), int64_t(ldx)));
-    PD_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&st->c, type, uint64_t(shape.out), uint64_t(shape.rows), int64_t(ldy)));
+    PD_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&st->a, type, uint64_t(shape.in), uint64_t(shape.out),
+                                             int64_t(ldw)));
+    PD_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&st->b, type, uint64_t(shape.in), uint64_t(shape.rows),
+                                             int64_t(ldx)));
+    PD_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&st->c, type, uint64_t(shape.out),
+                                             uint64_t(shape.rows), int64_t(ldy)));
     PD_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&st->preference));
-    PD_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(st->preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                       &kMaxGemmWorkspace, sizeof kMaxGemmWorkspace));
+    PD_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(
+        st->preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kMaxGemmWorkspace,
+        sizeof kMaxGemmWorkspace));
     const uint32_t alignment = 16;
-    for (const auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
-      PD_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(st->preference, attr, &alignment, sizeof alignment));
+    for (const auto attr :
+         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+      PD_CUBLAS_TRY(
+          cublasLtMatmulPreferenceSetAttribute(st->preference, attr, &alignment, sizeof alignment));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(st->handle, st->op, st->a, st->b, st->c, st->c,
-                                                                    st->preference, 1, &result, &found);
-    PD_RETURN_IF_ERROR(detail::heuristic_status(heuristic, found, result.state, shape.rows, shape.in, shape.out));
+    const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(
+        st->handle, st->op, st->a, st->b, st->c, st->c, st->preference, 1, &result, &found);
+    PD_RETURN_IF_ERROR(
+        detail::heuristic_status(heuristic, found, result.state, shape.rows, shape.in, shape.out));
     st->algo = result.algo;
     st->workspace = result.workspaceSize;
   }
@@ -125,13 +146,15 @@ Status LinearPlan<T>::run(const LinearArgs<T>& a, Workspace ws, Stream stream) c
   PD_RETURN_IF_ERROR(planner.status());
   if (shape_.bias) {
     const void* bias = a.bias.data;
-    PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(state_->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    PD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(state_->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                 &bias, sizeof bias));
   }
   const float alpha = 1.0f, beta = shape_.residual ? 1.0f : 0.0f;
-  const void* c = shape_.residual ? static_cast<const void*>(a.residual.data) : static_cast<const void*>(a.y.data);
-  PD_CUBLAS_TRY(cublasLtMatmul(state_->handle, state_->op, &alpha, a.w.data, state_->a, a.x.data, state_->b, &beta, c,
-                               state_->c, a.y.data, state_->c, &state_->algo, state_->workspace ? scratch : nullptr,
-                               state_->workspace, stream));
+  const void* c = shape_.residual ? static_cast<const void*>(a.residual.data)
+                                  : static_cast<const void*>(a.y.data);
+  PD_CUBLAS_TRY(cublasLtMatmul(state_->handle, state_->op, &alpha, a.w.data, state_->a, a.x.data,
+                               state_->b, &beta, c, state_->c, a.y.data, state_->c, &state_->algo,
+                               state_->workspace ? scratch : nullptr, state_->workspace, stream));
   return Status::ok();
 }
 

@@ -8,14 +8,22 @@ namespace promptdistill {
 namespace cuda {
 
 Status Pool::can_implement(const PoolArgs& a) noexcept { return detail::can_implement_pool(a); }
-std::size_t Pool::workspace_size(const PoolArgs&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
-Status Pool::run(const PoolArgs& a, Workspace ws, Stream stream) noexcept { return detail::run_pool(a, ws, stream); }
+std::size_t Pool::workspace_size(const PoolArgs&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
+Status Pool::run(const PoolArgs& a, Workspace ws, Stream stream) noexcept {
+  return detail::run_pool(a, ws, stream);
+}
 
-Status SumRows::can_implement(const SumRowsArgs& a) noexcept { return detail::can_implement_sum_rows(a); }
+Status SumRows::can_implement(const SumRowsArgs& a) noexcept {
+  return detail::can_implement_sum_rows(a);
+}
 std::size_t SumRows::workspace_size(const SumRowsArgs&) noexcept {
   return promptdistill::detail::status_only_workspace_size();
 }
-Status SumRows::run(const SumRowsArgs& a, Workspace ws, Stream stream) noexcept { return detail::run_sum_rows(a, ws, stream); }
+Status SumRows::run(const SumRowsArgs& a, Workspace ws, Stream stream) noexcept {
+  return detail::run_sum_rows(a, ws, stream);
+}
 
 }  // namespace cuda
 }  // namespace promptdistill

@@ -12,7 +12,9 @@ bool device_available() noexcept {
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
 
-Status read_device_status(Workspace workspace, Stream stream) noexcept { return detail::read_status_word(workspace, stream); }
+Status read_device_status(Workspace workspace, Stream stream) noexcept {
+  return detail::read_status_word(workspace, stream);
+}
 
 }  // namespace cuda
 }  // namespace promptdistill

@@ -11,7 +11,9 @@ template struct Select<float>;
 template struct Select<f16>;
 template struct Select<bf16>;
 
-Status FinishSelect::can_implement(const FinishSelectArgs& a) noexcept { return detail::can_implement_finish_select(a); }
+Status FinishSelect::can_implement(const FinishSelectArgs& a) noexcept {
+  return detail::can_implement_finish_select(a);
+}
 std::size_t FinishSelect::workspace_size(const FinishSelectArgs& a) noexcept {
   return detail::finish_select_workspace_size(a);
 }

@@ -7,9 +7,15 @@
 namespace promptdistill {
 namespace cuda {
 
-Status TopK::can_implement(const TopKArgs& a) noexcept { return promptdistill::detail::check_topk(a); }
-std::size_t TopK::workspace_size(const TopKArgs&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
-Status TopK::run(const TopKArgs& a, Workspace ws, Stream stream) noexcept { return detail::run_topk(a, ws, stream); }
+Status TopK::can_implement(const TopKArgs& a) noexcept {
+  return promptdistill::detail::check_topk(a);
+}
+std::size_t TopK::workspace_size(const TopKArgs&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
+Status TopK::run(const TopKArgs& a, Workspace ws, Stream stream) noexcept {
+  return detail::run_topk(a, ws, stream);
+}
 
 }  // namespace cuda
 }  // namespace promptdistill

@@ -19,7 +19,8 @@ namespace pd = promptdistill;
 namespace {
 
 template <class Session>
-int run(const pd::ModelWeights& w, const pd::Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts) {
+int run(const pd::ModelWeights& w, const pd::Tokenizer& tok,
+        const std::vector<std::vector<int32_t>>& prompts) {
   std::unique_ptr<Session> session;
   pd::Status s = Session::create(&w, pd::BatchSessionOptions{}, nullptr, &session);
   if (!s) return std::fprintf(stderr, "error: %s\n", s.message()), 1;
@@ -29,20 +30,23 @@ int run(const pd::ModelWeights& w, const pd::Tokenizer& tok, const std::vector<s
   cfg.n_topks = {24};
   cfg.cache_truncation_end = 1;
   std::vector<pd::PrefillResult> res;
-  if (!(s = session->prefill(prompts, cfg, &res))) return std::fprintf(stderr, "error: %s\n", s.message()), 1;
+  if (!(s = session->prefill(prompts, cfg, &res)))
+    return std::fprintf(stderr, "error: %s\n", s.message()), 1;
   std::vector<int32_t> first;
   for (const auto& r : res) first.push_back(r.first_token);
   std::vector<std::vector<int32_t>> out;
   double ms = 0;
-  if (!(s = session->generate(first, 24, w.config.eos_tokens, &out, &ms))) return std::fprintf(stderr, "error: %s\n", s.message()), 1;
+  if (!(s = session->generate(first, 24, w.config.eos_tokens, &out, &ms)))
+    return std::fprintf(stderr, "error: %s\n", s.message()), 1;
   for (std::size_t b = 0; b < prompts.size(); ++b) {
     std::string text;
     tok.decode(out[b], &text, /*skip_special=*/true);
-    std::printf("request %zu: %lld prompt tokens, kept %lld; TTFT %.0f ms\n  -> %s\n", b, (long long)res[b].prompt_tokens,
-                (long long)res[b].retained[0], res[b].ttft_ms, text.c_str());
+    std::printf("request %zu: %lld prompt tokens, kept %lld; TTFT %.0f ms\n  -> %s\n", b,
+                (long long)res[b].prompt_tokens, (long long)res[b].retained[0], res[b].ttft_ms,
+                text.c_str());
   }
-  std::printf("decode %.1f ms per batched step, peak memory %.1f MiB (%s)\n", ms, double(session->peak_memory_bytes()) / 1048576.0,
-              Session::backend_name());
+  std::printf("decode %.1f ms per batched step, peak memory %.1f MiB (%s)\n", ms,
+              double(session->peak_memory_bytes()) / 1048576.0, Session::backend_name());
   return 0;
 }
 
@@ -58,10 +62,14 @@ int main(int argc, char** argv) {
   if (!(s = pd::GgufFile::open(path, &f)) || !(s = pd::Tokenizer::from_gguf(f, &tok)))
     return std::fprintf(stderr, "error: %s\n", s.message()), 1;
   std::vector<std::vector<int32_t>> prompts(2);
-  tok.encode("<|im_start|>user\nThe capital of France is Paris. The capital of Italy is Rome. The capital of Spain is "
-             "Madrid. What is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n",
-             &prompts[0]);
-  tok.encode("<|im_start|>user\nName three colours of the rainbow.<|im_end|>\n<|im_start|>assistant\n", &prompts[1]);
+  tok.encode(
+      "<|im_start|>user\nThe capital of France is Paris. The capital of Italy is Rome. The capital "
+      "of Spain is "
+      "Madrid. What is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n",
+      &prompts[0]);
+  tok.encode(
+      "<|im_start|>user\nName three colours of the rainbow.<|im_end|>\n<|im_start|>assistant\n",
+      &prompts[1]);
 #if defined(PD_EXAMPLE_CUDA)
   if (pd::cuda::device_available()) return run<pd::cuda::BatchSession>(w, tok, prompts);
 #endif

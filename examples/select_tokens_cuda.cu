@@ -69,8 +69,10 @@ int main() {
   HostWorkspace host_ws;
   s = host_ws.reserve(ref::Select<bf16>::workspace_size(h));
   if (s.is_ok()) s = ref::Select<bf16>::run(h, host_ws.workspace());
-  const bool same = s.is_ok() && count[0] == want_count[0] && std::equal(want.begin(), want.begin() + count[0], got.begin());
-  std::printf("kept %d of %lld tokens on the GPU; matches the CPU reference: %s\n", count[0], (long long)L, same ? "yes" : "no");
+  const bool same = s.is_ok() && count[0] == want_count[0] &&
+                    std::equal(want.begin(), want.begin() + count[0], got.begin());
+  std::printf("kept %d of %lld tokens on the GPU; matches the CPU reference: %s\n", count[0],
+              (long long)L, same ? "yes" : "no");
   for (void* p : {(void*)dq, (void*)dk, (void*)dl, (void*)di, (void*)dc, ws}) cudaFree(p);
   cudaStreamDestroy(stream);
   return same ? 0 : 1;

@@ -67,7 +67,10 @@ int main() {
   if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
   const int ranks = devices >= 8 ? 8 : devices >= 4 ? 4 : devices >= 2 ? 2 : 0;
   if (ranks == 0) {
-    std::printf("tensor-parallel selection with NCCL needs two or more GPUs; this machine has %d: skipped\n", devices);
+    std::printf(
+        "tensor-parallel selection with NCCL needs two or more GPUs; this machine has %d: "
+        "skipped\n",
+        devices);
     return 77;
   }
   const int64_t heads_per_rank = kHeads / ranks, kv_per_rank = kKvHeads / ranks;
@@ -85,14 +88,17 @@ int main() {
   std::vector<int> device_list(static_cast<std::size_t>(ranks));
   std::vector<ncclComm_t> comms(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r) device_list[std::size_t(r)] = r;
-  if (!nccl_ok(ncclCommInitAll(comms.data(), ranks, device_list.data()), "ncclCommInitAll")) return 1;
+  if (!nccl_ok(ncclCommInitAll(comms.data(), ranks, device_list.data()), "ncclCommInitAll"))
+    return 1;
   for (int r = 0; r < ranks; ++r) {
     Rank& R = rank[std::size_t(r)];
     cudaSetDevice(r);
     cudaStreamCreate(&R.stream);
     R.comm = comms[std::size_t(r)];
     // The rank's heads, as its engine holds them: its query heads and its KV heads, contiguous.
-    std::vector<bf16> q_r(q.begin() + r * heads_per_rank * kDim, q.begin() + (r + 1) * heads_per_rank * kDim), k_r;
+    std::vector<bf16> q_r(q.begin() + r * heads_per_rank * kDim,
+                          q.begin() + (r + 1) * heads_per_rank * kDim),
+        k_r;
     for (int64_t t = 0; t < kLength; ++t)
       k_r.insert(k_r.end(), k.begin() + (t * kKvHeads + r * kv_per_rank) * kDim,
                  k.begin() + (t * kKvHeads + (r + 1) * kv_per_rank) * kDim);
@@ -126,7 +132,8 @@ int main() {
   }
 
   // The three calls per selection layer, every rank on its own stream (a warm-up, then timed).
-  std::vector<cudaEvent_t> start(static_cast<std::size_t>(ranks)), stop(static_cast<std::size_t>(ranks));
+  std::vector<cudaEvent_t> start(static_cast<std::size_t>(ranks)),
+      stop(static_cast<std::size_t>(ranks));
   for (int pass = 0; pass < 2; ++pass) {
     for (int r = 0; r < ranks; ++r) {
       Rank& R = rank[std::size_t(r)];
@@ -136,19 +143,26 @@ int main() {
         cudaEventCreate(&stop[std::size_t(r)]);
         cudaEventRecord(start[std::size_t(r)], R.stream);
       }
-      if (!status_ok(cuda::ScorePartial<bf16>::run(R.score, Workspace{R.ws_partial, R.ws_partial_bytes}, R.stream), "ScorePartial"))
+      if (!status_ok(cuda::ScorePartial<bf16>::run(
+                         R.score, Workspace{R.ws_partial, R.ws_partial_bytes}, R.stream),
+                     "ScorePartial"))
         return 1;
     }
     if (!nccl_ok(ncclGroupStart(), "ncclGroupStart")) return 1;
     for (int r = 0; r < ranks; ++r) {
       Rank& R = rank[std::size_t(r)];
-      if (!nccl_ok(ncclAllReduce(R.partial, R.partial, kLength, ncclFloat, ncclSum, R.comm, R.stream), "ncclAllReduce")) return 1;
+      if (!nccl_ok(
+              ncclAllReduce(R.partial, R.partial, kLength, ncclFloat, ncclSum, R.comm, R.stream),
+              "ncclAllReduce"))
+        return 1;
     }
     if (!nccl_ok(ncclGroupEnd(), "ncclGroupEnd")) return 1;
     for (int r = 0; r < ranks; ++r) {
       Rank& R = rank[std::size_t(r)];
       cudaSetDevice(r);
-      if (!status_ok(cuda::FinishSelect::run(R.finish, Workspace{R.ws_finish, R.ws_finish_bytes}, R.stream), "FinishSelect"))
+      if (!status_ok(cuda::FinishSelect::run(R.finish, Workspace{R.ws_finish, R.ws_finish_bytes},
+                                             R.stream),
+                     "FinishSelect"))
         return 1;
       if (pass == 1) cudaEventRecord(stop[std::size_t(r)], R.stream);
     }
@@ -160,7 +174,8 @@ int main() {
   for (int r = 0; r < ranks; ++r) {
     Rank& R = rank[std::size_t(r)];
     cudaSetDevice(r);
-    if (!status_ok(cuda::read_device_status(Workspace{R.ws_finish, R.ws_finish_bytes}, R.stream), "FinishSelect on the device"))
+    if (!status_ok(cuda::read_device_status(Workspace{R.ws_finish, R.ws_finish_bytes}, R.stream),
+                   "FinishSelect on the device"))
       return 1;
     float ms = 0.0f;
     cudaEventElapsedTime(&ms, start[std::size_t(r)], stop[std::size_t(r)]);
@@ -168,7 +183,8 @@ int main() {
     int32_t count = 0;
     cudaMemcpy(&count, R.counts, sizeof count, cudaMemcpyDeviceToHost);
     kept[std::size_t(r)].resize(std::size_t(count));
-    cudaMemcpy(kept[std::size_t(r)].data(), R.indices, std::size_t(count) * sizeof(int32_t), cudaMemcpyDeviceToHost);
+    cudaMemcpy(kept[std::size_t(r)].data(), R.indices, std::size_t(count) * sizeof(int32_t),
+               cudaMemcpyDeviceToHost);
   }
   bool ranks_agree = true;
   for (int r = 1; r < ranks; ++r) ranks_agree = ranks_agree && kept[std::size_t(r)] == kept[0];
@@ -190,30 +206,36 @@ int main() {
   void* ws = nullptr;
   const std::size_t ws_bytes = cuda::Select<bf16>::workspace_size(single);
   if (!cuda_ok(cudaMalloc(&ws, ws_bytes), "cudaMalloc") ||
-      !status_ok(cuda::Select<bf16>::run(single, Workspace{ws, ws_bytes}, rank[0].stream), "Select") ||
-      !status_ok(cuda::read_device_status(Workspace{ws, ws_bytes}, rank[0].stream), "Select on the device"))
+      !status_ok(cuda::Select<bf16>::run(single, Workspace{ws, ws_bytes}, rank[0].stream),
+                 "Select") ||
+      !status_ok(cuda::read_device_status(Workspace{ws, ws_bytes}, rank[0].stream),
+                 "Select on the device"))
     return 1;
   int32_t count = 0;
   cudaMemcpy(&count, single_count, sizeof count, cudaMemcpyDeviceToHost);
   std::vector<int32_t> want(static_cast<std::size_t>(count));
-  cudaMemcpy(want.data(), single_indices, std::size_t(count) * sizeof(int32_t), cudaMemcpyDeviceToHost);
+  cudaMemcpy(want.data(), single_indices, std::size_t(count) * sizeof(int32_t),
+             cudaMemcpyDeviceToHost);
   const bool equals_single = kept[0] == want;
 
-  std::printf("%d ranks x %lld query heads (%lld KV heads each), %lld tokens, kept %zu\n", ranks, (long long)heads_per_rank,
-              (long long)kv_per_rank, (long long)kLength, kept[0].size());
-  std::printf("every rank the same selection: %s; equal to the single-GPU Select: %s\n", ranks_agree ? "yes" : "NO",
-              equals_single ? "yes" : "NO");
-  std::printf("score_partial + all-reduce + finish_select: %.1f us (slowest rank)\n", 1000.0 * slowest_ms);
+  std::printf("%d ranks x %lld query heads (%lld KV heads each), %lld tokens, kept %zu\n", ranks,
+              (long long)heads_per_rank, (long long)kv_per_rank, (long long)kLength,
+              kept[0].size());
+  std::printf("every rank the same selection: %s; equal to the single-GPU Select: %s\n",
+              ranks_agree ? "yes" : "NO", equals_single ? "yes" : "NO");
+  std::printf("score_partial + all-reduce + finish_select: %.1f us (slowest rank)\n",
+              1000.0 * slowest_ms);
   for (int r = 0; r < ranks; ++r) {
     Rank& R = rank[std::size_t(r)];
     cudaSetDevice(r);
-    for (void* p : {(void*)R.q, (void*)R.k, (void*)R.lengths, (void*)R.indices, (void*)R.counts, (void*)R.partial, R.ws_partial,
-                    R.ws_finish})
+    for (void* p : {(void*)R.q, (void*)R.k, (void*)R.lengths, (void*)R.indices, (void*)R.counts,
+                    (void*)R.partial, R.ws_partial, R.ws_finish})
       cudaFree(p);
     cudaStreamDestroy(R.stream);
     ncclCommDestroy(R.comm);
   }
   cudaSetDevice(0);
-  for (void* p : {(void*)all_q, (void*)all_k, (void*)single_indices, (void*)single_count, ws}) cudaFree(p);
+  for (void* p : {(void*)all_q, (void*)all_k, (void*)single_indices, (void*)single_count, ws})
+    cudaFree(p);
   return ranks_agree && equals_single ? 0 : 1;
 }

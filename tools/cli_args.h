@@ -40,13 +40,15 @@ struct Args {
 }
 
 //! Options listed in `flag_names` take no value; every other `--name` takes one or more values.
-inline Args parse_args(int argc, char** argv, std::initializer_list<const char*> flag_names, const char* usage) {
+inline Args parse_args(int argc, char** argv, std::initializer_list<const char*> flag_names,
+                       const char* usage) {
   Args a;
   if (argc < 2) fail(std::string("missing command\n") + usage);
   a.command = argv[1];
   for (int i = 2; i < argc; ++i) {
     const std::string s = argv[i];
-    if (s.rfind("--", 0) != 0) fail("unexpected argument '" + s + "' (options look like --name VALUE)");
+    if (s.rfind("--", 0) != 0)
+      fail("unexpected argument '" + s + "' (options look like --name VALUE)");
     const std::string name = s.substr(2);
     bool is_flag = false;
     for (const char* f : flag_names) is_flag = is_flag || name == f;
@@ -63,10 +65,13 @@ inline Args parse_args(int argc, char** argv, std::initializer_list<const char*>
 
 //! An option's former name, accepted for one release: `--old` reads as `--current`, with a warning
 //! on stderr; giving both is an error. Returns the name to read.
-inline std::string renamed_option(const Args& a, const std::string& current, const std::string& old) {
+inline std::string renamed_option(const Args& a, const std::string& current,
+                                  const std::string& old) {
   if (!a.values.count(old)) return current;
-  if (a.values.count(current)) fail("give --" + current + ", not also --" + old + " (its former name)");
-  std::fprintf(stderr, "warning: --%s is deprecated, use --%s (the same number)\n", old.c_str(), current.c_str());
+  if (a.values.count(current))
+    fail("give --" + current + ", not also --" + old + " (its former name)");
+  std::fprintf(stderr, "warning: --%s is deprecated, use --%s (the same number)\n", old.c_str(),
+               current.c_str());
   return old;
 }
 
@@ -92,7 +97,8 @@ inline double get_double(const Args& a, const std::string& key, double fallback)
   if (*end != '\0') fail("--" + key + " expects a number, got '" + v + "'");
   return x;
 }
-inline std::vector<int64_t> get_ints(const Args& a, const std::string& key, std::vector<int64_t> fallback) {
+inline std::vector<int64_t> get_ints(const Args& a, const std::string& key,
+                                     std::vector<int64_t> fallback) {
   const auto it = a.values.find(key);
   if (it == a.values.end()) return fallback;
   std::vector<int64_t> out;

@@ -32,10 +32,13 @@ struct EvalPrompt {
 };
 
 //! A passkey prompt of about `target_tokens` tokens with the key at `depth` in [0, 1].
-Status passkey_prompt(const Tokenizer& tok, int64_t target_tokens, double depth, uint64_t seed, EvalPrompt* out) noexcept;
+Status passkey_prompt(const Tokenizer& tok, int64_t target_tokens, double depth, uint64_t seed,
+                      EvalPrompt* out) noexcept;
 
 struct Needle {
-  std::string sentence = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.";
+  std::string sentence =
+      "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny "
+      "day.";
   std::string question = "What is the best thing to do in San Francisco?";
   std::string key_fact = "Dolores Park";
   //! Appended after "Answer:". The reference format ends at "Answer:"; SmolLM2-135M-Instruct then
@@ -45,8 +48,8 @@ struct Needle {
 };
 //! A needle prompt of about `target_tokens` tokens cut from `haystack` (prose), the needle at
 //! `depth` in [0, 1] (moved to the next sentence end).
-Status needle_prompt(const Tokenizer& tok, const std::string& haystack, int64_t target_tokens, double depth,
-                     const Needle& needle, EvalPrompt* out) noexcept;
+Status needle_prompt(const Tokenizer& tok, const std::string& haystack, int64_t target_tokens,
+                     double depth, const Needle& needle, EvalPrompt* out) noexcept;
 
 //! Case-insensitive containment, the passkey/needle correctness rule.
 bool answer_contains(const std::string& answer, const std::string& expected);
@@ -72,12 +75,15 @@ double longbench_retrieval(const std::string& prediction, const std::string& ans
 double longbench_count(const std::string& prediction, const std::string& answer);
 //! The dataset's metric (LongBench's dataset2metric) applied to the best reference answer, x100.
 //! kUnsupported for a dataset it does not know.
-Status longbench_score(const LongBenchSample& sample, const std::string& prediction, double* score) noexcept;
+Status longbench_score(const LongBenchSample& sample, const std::string& prediction,
+                       double* score) noexcept;
 //! Fills a template ("{context}" and "{input}" placeholders). `templates` maps dataset names to
 //! templates, e.g. LongBench's config/dataset2prompt.json (read with load_longbench_templates);
 //! without an entry the generic "{context}\n\nQuestion: {input}\nAnswer:" is used.
-Status longbench_prompt(const LongBenchSample& sample, const std::vector<std::pair<std::string, std::string>>& templates,
+Status longbench_prompt(const LongBenchSample& sample,
+                        const std::vector<std::pair<std::string, std::string>>& templates,
                         std::string* prompt) noexcept;
-Status load_longbench_templates(const std::string& path, std::vector<std::pair<std::string, std::string>>* out) noexcept;
+Status load_longbench_templates(const std::string& path,
+                                std::vector<std::pair<std::string, std::string>>* out) noexcept;
 
 }  // namespace promptdistill

@@ -48,7 +48,9 @@ double kept_ratio(const RunOutput& r) {
   for (int64_t k : r.prefill.retained) mean += double(k);
   mean /= double(r.prefill.retained.size());
   // PromptDistill: the last stage; SnapKV/H2O: the mean over layers; GemFilter: the one stage.
-  const double kept = r.prefill.selected.size() > 1 && r.prefill.retained.size() < 8 ? double(r.prefill.retained.back()) : mean;
+  const double kept = r.prefill.selected.size() > 1 && r.prefill.retained.size() < 8
+                          ? double(r.prefill.retained.back())
+                          : mean;
   return kept / double(r.prefill.prompt_tokens);
 }
 
@@ -59,9 +61,9 @@ nlohmann::json eval_settings(const Args& a, const LoadedModel& m, const std::str
   nlohmann::json s;
   s["model"] = m.path;
   s["task"] = kind;
-  for (const char* option : {"selection-layers", "cache-truncation-end", "window", "per", "pool", "pool-kernel",
-                             "max-new-tokens", "haystack", "data", "templates", "backend", "weights-dtype", "dtype",
-                             "decode-weights", "kv-cache"})
+  for (const char* option : {"selection-layers", "cache-truncation-end", "window", "per", "pool",
+                             "pool-kernel", "max-new-tokens", "haystack", "data", "templates",
+                             "backend", "weights-dtype", "dtype", "decode-weights", "kv-cache"})
     if (a.values.count(option)) s[option] = a.values.at(option);
   s["ignore-eos"] = a.flag("ignore-eos");
   s["threads"] = promptdistill::ref::threads();
@@ -75,12 +77,17 @@ namespace {
 int run_grid(const Args& a, const std::string& kind) {
   LoadedModel m;
   load_model(a, &m);
-  if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file or an HF folder with a supported tokenizer.json)");
+  if (!m.has_tokenizer)
+    fail(
+        "eval needs a model with a tokenizer (a GGUF file or an HF folder with a supported "
+        "tokenizer.json)");
   std::vector<std::string> methods = {"full", "promptdistill", "gemfilter", "snapkv", "h2o"};
   if (a.values.count("methods")) methods = a.values.at("methods");
   const std::vector<int64_t> budgets = get_ints(a, "budgets", {64, 128, 256, 512, 1024});
   // The budgets of a method's cases (full KV has one case, without a budget).
-  auto budgets_of = [&](const std::string& method) { return method == "full" ? std::vector<int64_t>{0} : budgets; };
+  auto budgets_of = [&](const std::string& method) {
+    return method == "full" ? std::vector<int64_t>{0} : budgets;
+  };
   const std::vector<int64_t> lengths = get_ints(a, "lengths", {1024, 2048, 4096, 8000});
   const std::vector<int64_t> depths = get_ints(a, "depths", {0, 25, 50, 75, 100});
   const int64_t max_new = get_int(a, "max-new-tokens", kind == "passkey" ? 10 : 24);
@@ -89,7 +96,9 @@ int run_grid(const Args& a, const std::string& kind) {
   if (kind == "needle") {
     const std::string path = get(a, "haystack", default_haystack());
     std::ifstream in(path);
-    if (!in) fail("cannot open the haystack '" + path + "' (run scripts/fetch_haystack.sh or pass --haystack FILE)");
+    if (!in)
+      fail("cannot open the haystack '" + path +
+           "' (run scripts/fetch_haystack.sh or pass --haystack FILE)");
     std::stringstream ss;
     ss << in.rdbuf();
     haystack = ss.str();
@@ -126,8 +135,10 @@ int run_grid(const Args& a, const std::string& kind) {
       }
       if (pc.methods.empty()) continue;
       const Status s = kind == "passkey"
-                           ? passkey_prompt(m.tokenizer, length, double(depth) / 100.0, uint64_t(length * 131 + depth), &pc.ep)
-                           : needle_prompt(m.tokenizer, haystack, length, double(depth) / 100.0, Needle{}, &pc.ep);
+                           ? passkey_prompt(m.tokenizer, length, double(depth) / 100.0,
+                                            uint64_t(length * 131 + depth), &pc.ep)
+                           : needle_prompt(m.tokenizer, haystack, length, double(depth) / 100.0,
+                                           Needle{}, &pc.ep);
       if (!s) fail_status(s);
       if (Status e = m.tokenizer.encode(pc.ep.text, &pc.p.ids); !e) fail_status(e);
       todo.push_back(std::move(pc));
@@ -139,29 +150,37 @@ int run_grid(const Args& a, const std::string& kind) {
     for (const MethodCases& mc : pc.methods) {
       const int64_t n = int64_t(pc.p.ids.size());
       for (int64_t budget : mc.budgets)
-        if (Status v = with_budget(a, mc.method, budget).validate(m.weights.config, n); !v) fail_status(v);
+        if (Status v = with_budget(a, mc.method, budget).validate(m.weights.config, n); !v)
+          fail_status(v);
       const bool sweep = mc.method != "full" && backend == "cpu" && mc.budgets.size() > 1;
       if (backend == "cpu")
-        check_cpu_memory(m, with_budget(a, mc.method, mc.budgets[0]), n, max_new, sweep ? int64_t(mc.budgets.size()) : 1,
+        check_cpu_memory(m, with_budget(a, mc.method, mc.budgets[0]), n, max_new,
+                         sweep ? int64_t(mc.budgets.size()) : 1,
                          "eval " + kind + " at length " + std::to_string(pc.length));
     }
   out.open();
   for (const PromptCases& pc : todo)
     for (const MethodCases& mc : pc.methods) {
-      const bool full = mc.method == "full", sweep = !full && backend == "cpu" && mc.budgets.size() > 1;
+      const bool full = mc.method == "full",
+                 sweep = !full && backend == "cpu" && mc.budgets.size() > 1;
       std::vector<RunOutput> runs;
-      if (sweep) runs = run_sweep(m, pc.p, with_budget(a, mc.method, mc.budgets[0]), mc.budgets, max_new, a.flag("ignore-eos"));
+      if (sweep)
+        runs = run_sweep(m, pc.p, with_budget(a, mc.method, mc.budgets[0]), mc.budgets, max_new,
+                         a.flag("ignore-eos"));
       for (std::size_t index = 0; index < mc.budgets.size(); ++index) {
         const int64_t budget = mc.budgets[index];
         const PipelineConfig c = with_budget(a, mc.method, budget);
-        const RunOutput r = sweep ? runs[index] : run_one(m, pc.p, c, max_new, backend, get(a, "dtype", ""), a.flag("ignore-eos"));
+        const RunOutput r = sweep ? runs[index]
+                                  : run_one(m, pc.p, c, max_new, backend, get(a, "dtype", ""),
+                                            a.flag("ignore-eos"));
         nlohmann::json j;
         j["task"] = kind;
         j["method"] = mc.method;
         j["budget"] = full ? nlohmann::json(nullptr) : nlohmann::json(budget);
         if (c.method == PipelineMethod::kPromptDistill || c.method == PipelineMethod::kGemFilter)
           j["selection_layers"] = c.selection_layers;
-        if (c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O) j["per"] = to_string(c.grouping);
+        if (c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O)
+          j["per"] = to_string(c.grouping);
         j["length"] = pc.length;
         j["prompt_tokens"] = r.prefill.prompt_tokens;
         j["depth"] = pc.depth;
@@ -169,7 +188,8 @@ int run_grid(const Args& a, const std::string& kind) {
         j["generated"] = r.text;
         j["correct"] = answer_contains(r.text, pc.ep.expected);
         j["ttft_ms"] = r.prefill.ttft_ms;
-        if (sweep) j["prefill_shared"] = true;  // ttft_ms: the shared prefill's time + this budget's own
+        if (sweep)
+          j["prefill_shared"] = true;  // ttft_ms: the shared prefill's time + this budget's own
         j["retained"] = r.prefill.retained;
         j["kept_ratio"] = kept_ratio(r);
         describe_cpu_settings(m, &j);
@@ -184,7 +204,10 @@ int run_grid(const Args& a, const std::string& kind) {
 int run_longbench(const Args& a) {
   LoadedModel m;
   load_model(a, &m);
-  if (!m.has_tokenizer) fail("eval needs a model with a tokenizer (a GGUF file or an HF folder with a supported tokenizer.json)");
+  if (!m.has_tokenizer)
+    fail(
+        "eval needs a model with a tokenizer (a GGUF file or an HF folder with a supported "
+        "tokenizer.json)");
   const std::string data = get(a, "data", "");
   if (data.empty()) fail("eval longbench needs --data DIR_OR_FILE (LongBench JSON lines)");
   std::vector<std::string> files;
@@ -199,13 +222,15 @@ int run_longbench(const Args& a) {
   }
   std::vector<std::pair<std::string, std::string>> templates;
   if (a.values.count("templates"))
-    if (Status s = load_longbench_templates(get(a, "templates", ""), &templates); !s) fail_status(s);
+    if (Status s = load_longbench_templates(get(a, "templates", ""), &templates); !s)
+      fail_status(s);
   EvalOutput out(get(a, "out", ""), a.flag("resume"), eval_settings(a, m, "longbench"));
   out.open();  // each sample's cases are checked before they run
   std::vector<std::string> methods = {"full", "promptdistill"};
   if (a.values.count("methods")) methods = a.values.at("methods");
   const std::vector<int64_t> budgets = get_ints(a, "budgets", PipelineConfig{}.n_topks);
-  const int64_t max_new = get_int(a, "max-new-tokens", 64), max_samples = get_int(a, "max-samples", 1 << 30);
+  const int64_t max_new = get_int(a, "max-new-tokens", 64),
+                max_samples = get_int(a, "max-samples", 1 << 30);
   std::map<std::string, std::pair<double, int64_t>> totals;
   for (const auto& file : files) {
     std::vector<LongBenchSample> samples;
@@ -229,7 +254,8 @@ int run_longbench(const Args& a) {
           const PipelineConfig c = with_budget(a, method, budget);
           if (Status v = c.validate(m.weights.config, int64_t(p.ids.size())); !v) fail_status(v);
           if (get(a, "backend", "cpu") == "cpu")
-            check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1, "eval longbench, " + stem + " sample " + std::to_string(i));
+            check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1,
+                             "eval longbench, " + stem + " sample " + std::to_string(i));
         }
       for (const auto& method : methods) {
         const bool full = method == "full";
@@ -242,10 +268,12 @@ int run_longbench(const Args& a) {
           id["budget"] = full ? nlohmann::json(nullptr) : nlohmann::json(budget);
           if (out.done(EvalOutput::case_key(id))) continue;
           const PipelineConfig c = with_budget(a, method, budget);
-          const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""), a.flag("ignore-eos"));
+          const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"),
+                                      get(a, "dtype", ""), a.flag("ignore-eos"));
           double score = 0;
           if (Status s = longbench_score(sample, r.text, &score); !s) fail_status(s);
-          const std::string key = sample.dataset + " " + method + (full ? "" : " " + std::to_string(budget));
+          const std::string key =
+              sample.dataset + " " + method + (full ? "" : " " + std::to_string(budget));
           totals[key].first += score;
           totals[key].second += 1;
           nlohmann::json j;
@@ -253,7 +281,8 @@ int run_longbench(const Args& a) {
           j["dataset"] = sample.dataset;
           j["index"] = i;
           j["method"] = method;
-          if (c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O) j["per"] = to_string(c.grouping);
+          if (c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O)
+            j["per"] = to_string(c.grouping);
           j["budget"] = full ? nlohmann::json(nullptr) : nlohmann::json(budget);
           j["prompt_tokens"] = r.prefill.prompt_tokens;
           j["generated"] = r.text;
@@ -266,8 +295,8 @@ int run_longbench(const Args& a) {
     }
   }
   for (const auto& kv : totals)
-    std::fprintf(stderr, "%-40s %6.2f (%lld samples)\n", kv.first.c_str(), kv.second.first / double(kv.second.second),
-                 (long long)kv.second.second);
+    std::fprintf(stderr, "%-40s %6.2f (%lld samples)\n", kv.first.c_str(),
+                 kv.second.first / double(kv.second.second), (long long)kv.second.second);
   return 0;
 }
 
@@ -275,10 +304,31 @@ int run_longbench(const Args& a) {
 
 int cmd_eval(const Args& a, const std::string& kind) {
   if (kind == "ruler") return cmd_eval_ruler(a);  // its own options (tools/ruler_command.cpp)
-  reject_unknown(a, {"model", "lengths", "depths", "methods", "budgets", "selection-layers", "cache-truncation-end", "window",
-                     "per", "pool", "pool-kernel", "out", "max-new-tokens", "haystack", "data", "templates", "max-samples",
-                     "backend", "weights-dtype", "dtype", "threads", "decode-weights", "kv-cache",
-                     "prefill-weights", "max-memory"});
+  reject_unknown(a, {"model",
+                     "lengths",
+                     "depths",
+                     "methods",
+                     "budgets",
+                     "selection-layers",
+                     "cache-truncation-end",
+                     "window",
+                     "per",
+                     "pool",
+                     "pool-kernel",
+                     "out",
+                     "max-new-tokens",
+                     "haystack",
+                     "data",
+                     "templates",
+                     "max-samples",
+                     "backend",
+                     "weights-dtype",
+                     "dtype",
+                     "threads",
+                     "decode-weights",
+                     "kv-cache",
+                     "prefill-weights",
+                     "max-memory"});
   std::vector<std::string> methods = {"full", "promptdistill", "gemfilter", "snapkv", "h2o"};
   if (a.values.count("methods")) methods = a.values.at("methods");
   reject_inapplicable(a, methods);

@@ -50,7 +50,8 @@ static_assert(std::atomic<int>::is_always_lock_free && std::atomic<long long>::i
 void on_interrupt(int) {
   int expected = kRunning;
   if (g_state.compare_exchange_strong(expected, kExiting)) exit_interrupted();
-  if (expected == kWriting) g_state.store(kInterruptedWhileWriting);  // the writer exits after its line
+  if (expected == kWriting)
+    g_state.store(kInterruptedWhileWriting);  // the writer exits after its line
 }
 
 //! The complete lines of `path` and their length in bytes: a last line without its newline (cut
@@ -63,8 +64,8 @@ std::vector<std::string> complete_lines(const std::string& path, std::size_t* by
   const std::size_t end = text.rfind('\n');
   *bytes = end == std::string::npos ? 0 : end + 1;
   if (*bytes != text.size())
-    std::fprintf(stderr, "--resume: the last line of %s is incomplete (%zu bytes): it is dropped\n", path.c_str(),
-                 text.size() - *bytes);
+    std::fprintf(stderr, "--resume: the last line of %s is incomplete (%zu bytes): it is dropped\n",
+                 path.c_str(), text.size() - *bytes);
   std::vector<std::string> lines;
   std::istringstream rest(text.substr(0, *bytes));
   for (std::string line; std::getline(rest, line);)
@@ -82,7 +83,8 @@ std::string differences(const nlohmann::json& a, const nlohmann::json& b) {
              (other == b.end() ? std::string("(none)") : json_line(*other));
   }
   for (auto it = b.begin(); it != b.end(); ++it)
-    if (!a.contains(it.key())) out += (out.empty() ? "" : ", ") + it.key() + ": (none) vs " + json_line(it.value());
+    if (!a.contains(it.key()))
+      out += (out.empty() ? "" : ", ") + it.key() + ": (none) vs " + json_line(it.value());
   return out;
 }
 
@@ -99,20 +101,23 @@ EvalOutput::EvalOutput(const std::string& path, bool resume, nlohmann::json sett
     : path_(path), resume_(resume), settings_(std::move(settings)) {
   if (resume && path.empty()) fail("--resume needs --out FILE (the results to continue)");
   if (resume) {
-    const std::vector<std::string> lines =
-        std::ifstream(path).good() ? complete_lines(path, &complete_bytes_) : std::vector<std::string>{};
+    const std::vector<std::string> lines = std::ifstream(path).good()
+                                               ? complete_lines(path, &complete_bytes_)
+                                               : std::vector<std::string>{};
     for (std::size_t i = 0; i < lines.size(); ++i) {
       const nlohmann::json j = nlohmann::json::parse(lines[i], nullptr, /*allow_exceptions=*/false);
       if (j.is_discarded() || !j.is_object())
         fail("--resume: line " + std::to_string(i + 1) + " of '" + path + "' is not a JSON object");
       if (!j.contains("settings") || j["settings"] != settings_)
-        fail("--resume: '" + path + "' was written with other settings (line " + std::to_string(i + 1) + ": " +
+        fail("--resume: '" + path + "' was written with other settings (line " +
+             std::to_string(i + 1) + ": " +
              differences(settings_, j.value("settings", nlohmann::json::object())) +
              "); use the same options, or another --out");
       done_.insert(case_key(j));
     }
     if (!lines.empty())
-      std::fprintf(stderr, "--resume: %zu cases already in %s are skipped\n", lines.size(), path.c_str());
+      std::fprintf(stderr, "--resume: %zu cases already in %s are skipped\n", lines.size(),
+                   path.c_str());
   }
 }
 
@@ -120,14 +125,18 @@ void EvalOutput::open() {
   const std::string& path = path_;
   file_ = stdout;
   if (!path.empty()) {
-    if (resume_ && std::ifstream(path).good() && ::truncate(path.c_str(), off_t(complete_bytes_)) != 0)
-      fail("--resume: cannot drop the incomplete last line of '" + path + "': " + std::strerror(errno));
-    if (!(file_ = std::fopen(path.c_str(), resume_ ? "a" : "w"))) fail("cannot write --out '" + path + "'");
+    if (resume_ && std::ifstream(path).good() &&
+        ::truncate(path.c_str(), off_t(complete_bytes_)) != 0)
+      fail("--resume: cannot drop the incomplete last line of '" + path +
+           "': " + std::strerror(errno));
+    if (!(file_ = std::fopen(path.c_str(), resume_ ? "a" : "w")))
+      fail("cannot write --out '" + path + "'");
     owned_ = true;
   }
-  std::snprintf(g_interrupt_message, sizeof g_interrupt_message,
-                " cases: their results are complete in %.300s; the same command with --resume continues\n",
-                path.empty() ? "the output" : path.c_str());
+  std::snprintf(
+      g_interrupt_message, sizeof g_interrupt_message,
+      " cases: their results are complete in %.300s; the same command with --resume continues\n",
+      path.empty() ? "the output" : path.c_str());
   g_interrupt_length = std::strlen(g_interrupt_message);
   g_cases.store(0);
   g_state.store(kRunning);
@@ -150,12 +159,14 @@ void EvalOutput::write(nlohmann::json line) {
   int expected = kRunning;
   if (!g_state.compare_exchange_strong(expected, kWriting))
     for (;;) pause();  // the handler is ending the process on another thread
-  const bool ok = std::fwrite(text.data(), 1, text.size(), file_) == text.size() && std::fflush(file_) == 0;
+  const bool ok =
+      std::fwrite(text.data(), 1, text.size(), file_) == text.size() && std::fflush(file_) == 0;
   if (ok && owned_) ::fsync(fileno(file_));  // a killed machine keeps the line too
   ++written_;
   g_cases.store(written_);
   expected = kWriting;
-  if (!g_state.compare_exchange_strong(expected, kRunning)) exit_interrupted();  // interrupted meanwhile
+  if (!g_state.compare_exchange_strong(expected, kRunning))
+    exit_interrupted();  // interrupted meanwhile
   if (!ok) fail("cannot write an eval result: " + std::string(std::strerror(errno)));
 }
 

@@ -4,9 +4,10 @@
 //! @file
 //! Where `eval` writes its results so that an interrupted evaluation loses nothing: each case's
 //! JSON line is written as soon as the case is done, whole (a Ctrl-C arriving meanwhile ends the
-//! run after the line) and flushed to the file system; `--resume` reads the lines already in the file (a line cut by
-//! a killed machine is dropped), refuses a file written with other settings, and names the cases
-//! to skip; Ctrl-C (SIGINT) ends the run at once with a message, the finished lines intact.
+//! run after the line) and flushed to the file system; `--resume` reads the lines already in the
+//! file (a line cut by a killed machine is dropped), refuses a file written with other settings,
+//! and names the cases to skip; Ctrl-C (SIGINT) ends the run at once with a message, the finished
+//! lines intact.
 
 #include <cstdio>
 #include <set>

@@ -27,10 +27,13 @@ using namespace promptdistill;
 
 namespace {
 constexpr std::initializer_list<const char*> kGenerateOptions = {
-    "model", "method", "selection-layers", "n-topks", "cache-truncation-end", "score-layers", "budget", "capacity", "window",
-    "per", "pool", "pool-kernel", "tsp-layer", "tsp-length", "tsp-rate", "retain-rate", "prompt", "prompt-file",
-    "prompt-ids", "max-new-tokens", "backend", "prompt-words", "methods", "weights-dtype", "dtype", "threads",
-    "decode-weights", "kv-cache", "prefill-weights", "max-positions", "max-memory"};
+    "model",        "method",         "selection-layers", "n-topks",         "cache-truncation-end",
+    "score-layers", "budget",         "capacity",         "window",          "per",
+    "pool",         "pool-kernel",    "tsp-layer",        "tsp-length",      "tsp-rate",
+    "retain-rate",  "prompt",         "prompt-file",      "prompt-ids",      "max-new-tokens",
+    "backend",      "prompt-words",   "methods",          "weights-dtype",   "dtype",
+    "threads",      "decode-weights", "kv-cache",         "prefill-weights", "max-positions",
+    "max-memory"};
 
 }  // namespace
 
@@ -43,7 +46,8 @@ void load_model(const std::string& spec, LoadedModel* m) {
   m->path = spec == "default" ? default_model_path() : spec;
   struct stat st {};
   if (stat(m->path.c_str(), &st) != 0)
-    fail("model '" + m->path + "' not found" + (spec == "default" ? " (run scripts/fetch_model.sh)" : ""));
+    fail("model '" + m->path + "' not found" +
+         (spec == "default" ? " (run scripts/fetch_model.sh)" : ""));
   if (S_ISDIR(st.st_mode)) {
     const Status s = load_hf_model(m->path, &m->weights);
     if (!s) fail_status(s);
@@ -51,18 +55,22 @@ void load_model(const std::string& spec, LoadedModel* m) {
     const std::string tok = m->path + "/tokenizer.json";
     if (stat(tok.c_str(), &st) == 0) {
       const Status t = Tokenizer::from_hf_json(tok, &m->tokenizer);
-      if (!t) m->tokenizer_problem = t.message();
+      if (!t)
+        m->tokenizer_problem = t.message();
       else if (m->tokenizer.vocab_size() > m->weights.config.vocab)
         fail("the tokenizer in " + tok + " has " + std::to_string(m->tokenizer.vocab_size()) +
-             " tokens, more than the model's vocabulary of " + std::to_string(m->weights.config.vocab));
-      else m->has_tokenizer = true;
+             " tokens, more than the model's vocabulary of " +
+             std::to_string(m->weights.config.vocab));
+      else
+        m->has_tokenizer = true;
     }
     return;
   }
   const Status s = load_gguf_model(m->path, &m->weights);
   if (!s) fail_status(s);
   GgufFile f;
-  if (GgufFile::open(m->path, &f).is_ok() && Tokenizer::from_gguf(f, &m->tokenizer).is_ok()) m->has_tokenizer = true;
+  if (GgufFile::open(m->path, &f).is_ok() && Tokenizer::from_gguf(f, &m->tokenizer).is_ok())
+    m->has_tokenizer = true;
 }
 
 void load_model(const Args& a, LoadedModel* m) {
@@ -72,29 +80,39 @@ void load_model(const Args& a, LoadedModel* m) {
   // session stores), to separate weight rounding from activation rounding when comparing.
   const std::string dtype = get(a, "weights-dtype", "f32");
   DType t = DType::kF32;
-  if (dtype == "bf16") t = DType::kBF16;
-  else if (dtype == "f16") t = DType::kF16;
-  else if (dtype != "f32") fail("--weights-dtype must be f32, bf16 or f16, got '" + dtype + "'");
+  if (dtype == "bf16")
+    t = DType::kBF16;
+  else if (dtype == "f16")
+    t = DType::kF16;
+  else if (dtype != "f32")
+    fail("--weights-dtype must be f32, bf16 or f16, got '" + dtype + "'");
   const Status s = round_weights(&m->weights, t);
   if (!s) fail_status(s);
   // The CPU decode modes (transformer_ref.h): exact f32 unless asked.
   ref::DecodeWeightFormat format = ref::DecodeWeightFormat::kF32;
-  if (Status p = ref::parse(get(a, "decode-weights", "f32"), &format); !p) fail("--decode-weights: " + std::string(p.message()));
-  if (Status p = ref::parse(get(a, "kv-cache", "f32"), &m->decode.kv); !p) fail("--kv-cache: " + std::string(p.message()));
-  if (get(a, "backend", "cpu") != "cpu" && (a.values.count("decode-weights") || a.values.count("kv-cache")))
+  if (Status p = ref::parse(get(a, "decode-weights", "f32"), &format); !p)
+    fail("--decode-weights: " + std::string(p.message()));
+  if (Status p = ref::parse(get(a, "kv-cache", "f32"), &m->decode.kv); !p)
+    fail("--kv-cache: " + std::string(p.message()));
+  if (get(a, "backend", "cpu") != "cpu" &&
+      (a.values.count("decode-weights") || a.values.count("kv-cache")))
     fail("--decode-weights and --kv-cache choose how the CPU backend decodes");
   if (format == ref::DecodeWeightFormat::kGguf && dtype != "f32")
-    fail("--decode-weights gguf keeps the file's own tensors; it cannot follow --weights-dtype " + dtype);
+    fail("--decode-weights gguf keeps the file's own tensors; it cannot follow --weights-dtype " +
+         dtype);
   // --max-positions: raise the model's context (RoPE unchanged: positions past the trained ones
   // extrapolate), e.g. to time a prompt longer than the model was trained for.
   if (a.values.count("max-positions")) {
     const int64_t n = get_int(a, "max-positions", 0);
-    if (n < 1 || n > (int64_t(1) << 24)) fail("--max-positions must be between 1 and 16777216, got " + std::to_string(n));
+    if (n < 1 || n > (int64_t(1) << 24))
+      fail("--max-positions must be between 1 and 16777216, got " + std::to_string(n));
     m->weights.config.max_positions = n;
   }
   ref::PrefillWeightFormat prefill = ref::PrefillWeightFormat::kF32;
-  if (Status p = ref::parse(get(a, "prefill-weights", "f32"), &prefill); !p) fail("--prefill-weights: " + std::string(p.message()));
-  if (get(a, "backend", "cpu") != "cpu" && (a.values.count("prefill-weights") || a.values.count("max-positions")))
+  if (Status p = ref::parse(get(a, "prefill-weights", "f32"), &prefill); !p)
+    fail("--prefill-weights: " + std::string(p.message()));
+  if (get(a, "backend", "cpu") != "cpu" &&
+      (a.values.count("prefill-weights") || a.values.count("max-positions")))
     fail("--prefill-weights and --max-positions are for the CPU backend");
   if (get(a, "backend", "cpu") == "cpu") {
     const Status p = ref::PrefillWeights::create(m->weights, prefill, &m->prefill_weights);
@@ -103,7 +121,8 @@ void load_model(const Args& a, LoadedModel* m) {
   if (format != ref::DecodeWeightFormat::kF32) {
     struct stat st {};
     const bool gguf_file = stat(m->path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
-    const Status d = ref::DecodeWeights::create(m->weights, format, gguf_file ? m->path : std::string(), &m->decode_weights);
+    const Status d = ref::DecodeWeights::create(
+        m->weights, format, gguf_file ? m->path : std::string(), &m->decode_weights);
     if (!d) fail_status(d);
     m->decode.weights = &m->decode_weights;
   }
@@ -111,14 +130,16 @@ void load_model(const Args& a, LoadedModel* m) {
 
 int apply_threads(const Args& a) {
   const int64_t n = get_int(a, "threads", 0);
-  if (n < 0 || n > 4096) fail("--threads must be between 1 and 4096 (0 keeps the default), got " + std::to_string(n));
+  if (n < 0 || n > 4096)
+    fail("--threads must be between 1 and 4096 (0 keeps the default), got " + std::to_string(n));
   ref::set_threads(int(n));
   return ref::threads();
 }
 
 void describe_cpu_settings(const LoadedModel& m, nlohmann::json* j) {
   (*j)["threads"] = ref::threads();
-  (*j)["decode_weights"] = m.decode.weights != nullptr ? m.decode.weights->describe() : std::string("f32");
+  (*j)["decode_weights"] =
+      m.decode.weights != nullptr ? m.decode.weights->describe() : std::string("f32");
   (*j)["kv_cache"] = to_string(m.decode.kv);
   (*j)["prefill_weights"] = m.prefill_weights.describe();
   (*j)["cpu_kernels"] = ref::cpu_kernels();
@@ -128,14 +149,16 @@ namespace {
 Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
   Prompt p;
   std::string text;
-  const int given = int(a.values.count("prompt")) + int(a.values.count("prompt-file")) + int(a.values.count("prompt-ids"));
+  const int given = int(a.values.count("prompt")) + int(a.values.count("prompt-file")) +
+                    int(a.values.count("prompt-ids"));
   if (given > 1) fail("give one of --prompt, --prompt-file and --prompt-ids");
   if (a.values.count("prompt-ids")) {
     std::ifstream in(get(a, "prompt-ids", ""));
     if (!in) fail("cannot open --prompt-ids file '" + get(a, "prompt-ids", "") + "'");
     long long id;
     while (in >> id) {
-      if (id < 0 || id >= m.weights.config.vocab) fail("--prompt-ids: token " + std::to_string(id) + " is outside the vocabulary");
+      if (id < 0 || id >= m.weights.config.vocab)
+        fail("--prompt-ids: token " + std::to_string(id) + " is outside the vocabulary");
       p.ids.push_back(int32_t(id));
     }
     if (!in.eof()) fail("--prompt-ids: expected whitespace-separated integers");
@@ -156,8 +179,9 @@ Prompt resolve_prompt(const Args& a, const LoadedModel& m) {
     p.expected = h.expected;
   }
   if (!m.has_tokenizer)
-    fail(m.tokenizer_problem.empty() ? "this model folder has no tokenizer.json: use --prompt-ids"
-                                     : "cannot use this model's tokenizer (" + m.tokenizer_problem + "): use --prompt-ids");
+    fail(m.tokenizer_problem.empty()
+             ? "this model folder has no tokenizer.json: use --prompt-ids"
+             : "cannot use this model's tokenizer (" + m.tokenizer_problem + "): use --prompt-ids");
   const Status s = m.tokenizer.encode(text, &p.ids);
   if (!s) fail_status(s);
   return p;
@@ -179,7 +203,8 @@ PipelineConfig parse_pipeline(const Args& a, const std::string& method) {
     c.score_layers = get_ints(a, "score-layers", c.score_layers);
   c.budget = get_int(a, renamed_option(a, "budget", "capacity"), c.budget);
   c.window = int32_t(get_int(a, "window", c.window));
-  if (c.method != PipelineMethod::kFastKV) parse_option(a, "per", to_string(c.grouping), &c.grouping);
+  if (c.method != PipelineMethod::kFastKV)
+    parse_option(a, "per", to_string(c.grouping), &c.grouping);
   c.tsp_layer = get_int(a, "tsp-layer", c.tsp_layer);
   c.tsp_length = get_int(a, "tsp-length", c.tsp_length);
   c.tsp_rate = get_double(a, "tsp-rate", c.tsp_rate);
@@ -209,9 +234,12 @@ void reject_inapplicable(const Args& a, const std::vector<std::string>& methods)
       {"capacity", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},  // the former name of --budget
       {"window", {PipelineMethod::kSnapKV, PipelineMethod::kH2O, PipelineMethod::kFastKV}},
       {"per", {PipelineMethod::kSnapKV, PipelineMethod::kH2O}},
-      {"pool", {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV, PipelineMethod::kFastKV}},
+      {"pool",
+       {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV,
+        PipelineMethod::kFastKV}},
       {"pool-kernel",
-       {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV, PipelineMethod::kFastKV}},
+       {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV,
+        PipelineMethod::kFastKV}},
       {"tsp-layer", {PipelineMethod::kFastKV}},
       {"tsp-length", {PipelineMethod::kFastKV}},
       {"tsp-rate", {PipelineMethod::kFastKV}},
@@ -227,12 +255,15 @@ void reject_inapplicable(const Args& a, const std::vector<std::string>& methods)
   for (const Use& use : uses) {
     if (!a.values.count(use.option)) continue;
     bool read = false;
-    for (PipelineMethod m : given) read = read || std::find(use.read_by.begin(), use.read_by.end(), m) != use.read_by.end();
+    for (PipelineMethod m : given)
+      read = read || std::find(use.read_by.begin(), use.read_by.end(), m) != use.read_by.end();
     if (read) continue;
     std::string readers, names;
-    for (PipelineMethod m : use.read_by) readers += std::string(readers.empty() ? "" : ", ") + to_string(m);
+    for (PipelineMethod m : use.read_by)
+      readers += std::string(readers.empty() ? "" : ", ") + to_string(m);
     for (const std::string& name : methods) names += (names.empty() ? "" : ", ") + name;
-    fail(std::string("--") + use.option + " does not apply to " + names + " (only to " + readers + ")");
+    fail(std::string("--") + use.option + " does not apply to " + names + " (only to " + readers +
+         ")");
   }
 }
 
@@ -259,7 +290,8 @@ namespace {
 //! The K/V a session's caches hold (f32): length x heads x head_dim, keys and values, every layer.
 int64_t held_kv_bytes(const ref::EigenSession& session, const ModelConfig& config) {
   int64_t bytes = 0;
-  for (const auto& cache : session.caches()) bytes += cache.length * cache.heads * config.head_dim * 2 * int64_t(sizeof(float));
+  for (const auto& cache : session.caches())
+    bytes += cache.length * cache.heads * config.head_dim * 2 * int64_t(sizeof(float));
   return bytes;
 }
 
@@ -275,20 +307,24 @@ Status run_session(const LoadedModel& m, const Prompt& p, const PipelineConfig& 
   PD_RETURN_IF_ERROR(session->prefill({p.ids}, c, &res));
   out->prefill = res[0];
   std::vector<std::vector<int32_t>> generated;
-  PD_RETURN_IF_ERROR(session->generate({out->prefill.first_token}, max_new, stop, &generated, &out->decode_ms_per_token));
+  PD_RETURN_IF_ERROR(session->generate({out->prefill.first_token}, max_new, stop, &generated,
+                                       &out->decode_ms_per_token));
   out->generated = generated[0];
   out->peak_memory = session->peak_memory_bytes();
   return Status::ok();
 }
 }  // namespace
 
-RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new, const std::string& backend,
-                  const std::string& dtype, bool ignore_eos) {
-  const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
+RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c, int64_t max_new,
+                  const std::string& backend, const std::string& dtype, bool ignore_eos) {
+  const std::vector<int32_t> stop =
+      ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
   if (!dtype.empty() && dtype != "bf16" && dtype != "f16" && dtype != "f32")
     fail("--dtype must be bf16, f16 or f32, got '" + dtype + "'");
   if (backend == "cpu" && !dtype.empty())
-    fail("--dtype is for a device backend (--backend cuda); the CPU backend computes in f32 (--weights-dtype rounds its weights)");
+    fail(
+        "--dtype is for a device backend (--backend cuda); the CPU backend computes in f32 "
+        "(--weights-dtype rounds its weights)");
   RunOutput out;
   if (backend != "cpu") {
     // A device backend runs the batch session: bf16 (or --dtype f16/f32) weights and activations,
@@ -300,7 +336,8 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
         return Status(StatusCode::kInternal, "--backend %s runs the Eigen session", B::kName);
       } else {
         if (dtype == "f16") return run_session<BatchSession<B, f16>>(m, p, c, max_new, stop, &out);
-        if (dtype == "f32") return run_session<BatchSession<B, float>>(m, p, c, max_new, stop, &out);
+        if (dtype == "f32")
+          return run_session<BatchSession<B, float>>(m, p, c, max_new, stop, &out);
         return run_session<BatchSession<B, bf16>>(m, p, c, max_new, stop, &out);
       }
     });
@@ -312,18 +349,21 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
     ref::EigenSession session(&m.weights);
     session.set_prefill_weights(&m.prefill_weights);
     session.set_decode_options(m.decode);
-    const bool bar = isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
+    const bool bar =
+        isatty(fileno(stderr)) && p.ids.size() >= 1024;  // long runs on a terminal only
     if (bar)
       session.set_progress([&](int64_t done, int64_t total) {
         const int width = 30, filled = int(width * done / std::max<int64_t>(total, 1));
-        std::fprintf(stderr, "\r%-14s [%.*s%*s] %lld/%lld layers", to_string(c.method), filled, "##############################",
-                     width - filled, "", (long long)done, (long long)total);
+        std::fprintf(stderr, "\r%-14s [%.*s%*s] %lld/%lld layers", to_string(c.method), filled,
+                     "##############################", width - filled, "", (long long)done,
+                     (long long)total);
         if (done == total) std::fprintf(stderr, "\r%*s\r", 70, "");
       });
     Status s = session.prefill(p.ids, c, &out.prefill);
     if (!s) fail_status(s);
     out.kv_cache_bytes = held_kv_bytes(session, m.weights.config);
-    s = session.generate(out.prefill.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token);
+    s = session.generate(out.prefill.first_token, max_new, stop, &out.generated,
+                         &out.decode_ms_per_token);
     if (!s) fail_status(s);
     out.peak_memory = peak_rss_bytes();
     out.memory_kind = "resident";
@@ -332,23 +372,28 @@ RunOutput run_one(const LoadedModel& m, const Prompt& p, const PipelineConfig& c
   return out;
 }
 
-std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const PipelineConfig& config,
-                                 const std::vector<int64_t>& budgets, int64_t max_new, bool ignore_eos) {
-  const std::vector<int32_t> stop = ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
+std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p,
+                                 const PipelineConfig& config, const std::vector<int64_t>& budgets,
+                                 int64_t max_new, bool ignore_eos) {
+  const std::vector<int32_t> stop =
+      ignore_eos ? std::vector<int32_t>{} : m.weights.config.eos_tokens;
   std::vector<RunOutput> outputs(budgets.size());
-  check_cpu_memory(m, config, int64_t(p.ids.size()), max_new, int64_t(budgets.size()), "the shared prefill of a budget sweep");
+  check_cpu_memory(m, config, int64_t(p.ids.size()), max_new, int64_t(budgets.size()),
+                   "the shared prefill of a budget sweep");
   ref::EigenSession session(&m.weights);
   session.set_prefill_weights(&m.prefill_weights);
   session.set_decode_options(m.decode);
-  const Status s = session.prefill_sweep(p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
-    RunOutput& out = outputs[i];
-    out.prefill = result;
-    out.kv_cache_bytes = held_kv_bytes(session, m.weights.config);
-    PD_RETURN_IF_ERROR(session.generate(result.first_token, max_new, stop, &out.generated, &out.decode_ms_per_token));
-    out.memory_kind = "resident";  // one process serves every budget: no peak of its own
-    if (m.has_tokenizer) m.tokenizer.decode(out.generated, &out.text, /*skip_special=*/true);
-    return Status::ok();
-  });
+  const Status s = session.prefill_sweep(
+      p.ids, config, budgets, [&](std::size_t i, const PrefillResult& result) {
+        RunOutput& out = outputs[i];
+        out.prefill = result;
+        out.kv_cache_bytes = held_kv_bytes(session, m.weights.config);
+        PD_RETURN_IF_ERROR(session.generate(result.first_token, max_new, stop, &out.generated,
+                                            &out.decode_ms_per_token));
+        out.memory_kind = "resident";  // one process serves every budget: no peak of its own
+        if (m.has_tokenizer) m.tokenizer.decode(out.generated, &out.text, /*skip_special=*/true);
+        return Status::ok();
+      });
   if (!s) fail_status(s);
   return outputs;
 }
@@ -364,7 +409,8 @@ std::string join(const std::vector<int64_t>& v) {
 
 int cmd_generate(const Args& a) {
   reject_unknown(a, kGenerateOptions);
-  if (a.values.count("methods")) fail("generate runs one --method (compare runs several --methods)");
+  if (a.values.count("methods"))
+    fail("generate runs one --method (compare runs several --methods)");
   reject_inapplicable(a, {get(a, "method", "full")});
   apply_threads(a);
   LoadedModel m;
@@ -373,8 +419,8 @@ int cmd_generate(const Args& a) {
   const PipelineConfig c = parse_pipeline(a, get(a, "method", "full"));
   const Status valid = c.validate(m.weights.config, int64_t(p.ids.size()));
   if (!valid) fail_status(valid);
-  const RunOutput r = run_one(m, p, c, get_int(a, "max-new-tokens", 50), get(a, "backend", "cpu"), get(a, "dtype", ""),
-                              a.flag("ignore-eos"));
+  const RunOutput r = run_one(m, p, c, get_int(a, "max-new-tokens", 50), get(a, "backend", "cpu"),
+                              get(a, "dtype", ""), a.flag("ignore-eos"));
   if (a.flag("json")) {
     nlohmann::json j;
     j["method"] = to_string(c.method);
@@ -384,15 +430,16 @@ int cmd_generate(const Args& a) {
       // PromptDistill/GemFilter: [stage][i] (one row each); SnapKV/H2O: [layer][row][i], every
       // KV group's (or query head's) row.
       nlohmann::json dump = nlohmann::json::array();
-      const bool per_row =
-          c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O || c.method == PipelineMethod::kFastKV;
-      for (const auto& selection : r.prefill.selected) dump.push_back(per_row ? nlohmann::json(selection) : nlohmann::json(selection[0]));
+      const bool per_row = c.method == PipelineMethod::kSnapKV ||
+                           c.method == PipelineMethod::kH2O || c.method == PipelineMethod::kFastKV;
+      for (const auto& selection : r.prefill.selected)
+        dump.push_back(per_row ? nlohmann::json(selection) : nlohmann::json(selection[0]));
       j["selected_indices"] = dump;
     }
     // SnapKV/H2O: which variant ran (the published one selects per query head); FastKV's rows are
     // per KV group, and it reports the positions its TSP layer propagated.
-    const bool grouped =
-        c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O || c.method == PipelineMethod::kFastKV;
+    const bool grouped = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O ||
+                         c.method == PipelineMethod::kFastKV;
     j["per"] = grouped ? nlohmann::json(to_string(c.grouping)) : nlohmann::json(nullptr);
     if (c.method == PipelineMethod::kFastKV) {
       j["propagated_tokens"] = r.prefill.propagated.size();
@@ -419,9 +466,12 @@ int cmd_generate(const Args& a) {
     std::printf("%s\n", pdcli::json_line(j).c_str());
     return 0;
   }
-  std::printf("%s: %lld prompt tokens, kept %s, TTFT %.0f ms, decode %.1f ms/token, peak %s memory %.0f MiB, peak KV %.1f MiB\n",
-              to_string(c.method), (long long)r.prefill.prompt_tokens, join(r.prefill.retained).c_str(), r.prefill.ttft_ms,
-              r.decode_ms_per_token, r.memory_kind.c_str(), double(r.peak_memory) / 1048576.0, double(r.prefill.peak_kv_cache_bytes) / 1048576.0);
+  std::printf(
+      "%s: %lld prompt tokens, kept %s, TTFT %.0f ms, decode %.1f ms/token, peak %s memory %.0f "
+      "MiB, peak KV %.1f MiB\n",
+      to_string(c.method), (long long)r.prefill.prompt_tokens, join(r.prefill.retained).c_str(),
+      r.prefill.ttft_ms, r.decode_ms_per_token, r.memory_kind.c_str(),
+      double(r.peak_memory) / 1048576.0, double(r.prefill.peak_kv_cache_bytes) / 1048576.0);
   std::printf("%s\n", r.text.c_str());
   return 0;
 }
@@ -437,21 +487,28 @@ int cmd_compare(const Args& a) {
   load_model(a, &m);
   const Prompt p = resolve_prompt(a, m);
   const int64_t max_new = get_int(a, "max-new-tokens", 12);
-  for (const auto& method : methods) {  // every method's configuration and memory before the first runs
+  for (const auto& method :
+       methods) {  // every method's configuration and memory before the first runs
     const PipelineConfig c = parse_pipeline(a, method);
-    if (const Status valid = c.validate(m.weights.config, int64_t(p.ids.size())); !valid) fail_status(valid);
-    if (get(a, "backend", "cpu") == "cpu") check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1, "compare");
+    if (const Status valid = c.validate(m.weights.config, int64_t(p.ids.size())); !valid)
+      fail_status(valid);
+    if (get(a, "backend", "cpu") == "cpu")
+      check_cpu_memory(m, c, int64_t(p.ids.size()), max_new, 1, "compare");
   }
-  std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(), (long long)m.weights.config.num_layers,
-              p.ids.size(), p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
+  std::printf("model %s (%lld layers), prompt of %zu tokens%s%s\n", m.path.c_str(),
+              (long long)m.weights.config.num_layers, p.ids.size(),
+              p.expected.empty() ? "" : "; the answer should contain ", p.expected.c_str());
   if (get(a, "backend", "cpu") == "cpu")
-    std::printf("CPU: %d threads, kernels %s; prefill weights %s; decode weights %s, KV cache %s\n", threads,
-                ref::cpu_kernels().c_str(), m.prefill_weights.describe().c_str(),
-                m.decode.weights != nullptr ? m.decode.weights->describe().c_str() : "f32 (exact)", to_string(m.decode.kv));
-  std::printf("%-22s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t", get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
+    std::printf("CPU: %d threads, kernels %s; prefill weights %s; decode weights %s, KV cache %s\n",
+                threads, ref::cpu_kernels().c_str(), m.prefill_weights.describe().c_str(),
+                m.decode.weights != nullptr ? m.decode.weights->describe().c_str() : "f32 (exact)",
+                to_string(m.decode.kv));
+  std::printf("%-22s %-12s %10s %12s %10s %10s  %s\n", "method", "kept", "TTFT ms", "decode ms/t",
+              get(a, "backend", "cpu") == "cuda" ? "GPU MiB" : "RSS MiB", "KV MiB", "answer");
   for (const auto& method : methods) {
     const PipelineConfig c = parse_pipeline(a, method);
-    const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""), a.flag("ignore-eos"));
+    const RunOutput r = run_one(m, p, c, max_new, get(a, "backend", "cpu"), get(a, "dtype", ""),
+                                a.flag("ignore-eos"));
     std::string answer = r.text;
     for (auto& ch : answer)
       if (ch == '\n') ch = ' ';
@@ -459,19 +516,31 @@ int cmd_compare(const Args& a) {
     // SnapKV/H2O say which variant ran: per query head (published) or per KV group; a selection
     // aggregated over layers says over which.
     const bool grouped = c.method == PipelineMethod::kSnapKV || c.method == PipelineMethod::kH2O;
-    std::string name = grouped ? method + " (per " + (c.grouping == HeadGrouping::kPerQueryHead ? "head" : "KV group") + ")" : method;
+    std::string name =
+        grouped ? method + " (per " +
+                      (c.grouping == HeadGrouping::kPerQueryHead ? "head" : "KV group") + ")"
+                : method;
     if (!c.score_layers.empty())
-      name += " (layers " + std::to_string(c.score_layers.front()) + "-" + std::to_string(c.score_layers.back()) + ")";
-    // Per-layer methods keep the same count in every layer: shown once; FastKV adds what it propagated.
-    std::vector<int64_t> kept = r.prefill.retained.empty() ? std::vector<int64_t>{r.prefill.prompt_tokens} : r.prefill.retained;
-    if (kept.size() > 4 && std::all_of(kept.begin(), kept.end(), [&](int64_t k) { return k == kept[0]; })) kept.resize(1);
+      name += " (layers " + std::to_string(c.score_layers.front()) + "-" +
+              std::to_string(c.score_layers.back()) + ")";
+    // Per-layer methods keep the same count in every layer: shown once; FastKV adds what it
+    // propagated.
+    std::vector<int64_t> kept = r.prefill.retained.empty()
+                                    ? std::vector<int64_t>{r.prefill.prompt_tokens}
+                                    : r.prefill.retained;
+    if (kept.size() > 4 &&
+        std::all_of(kept.begin(), kept.end(), [&](int64_t k) { return k == kept[0]; }))
+      kept.resize(1);
     std::string kept_text = join(kept);
     if (c.method == PipelineMethod::kFastKV && !r.prefill.propagated.empty())
       kept_text += " tsp " + std::to_string(r.prefill.propagated.size());
-    std::printf("%-22s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", name.c_str(), kept_text.c_str(),
-                r.prefill.ttft_ms, r.decode_ms_per_token, double(r.peak_memory) / 1048576.0,
+    std::printf("%-22s %-12s %10.0f %12.1f %10.0f %10.1f  \"%s\"%s\n", name.c_str(),
+                kept_text.c_str(), r.prefill.ttft_ms, r.decode_ms_per_token,
+                double(r.peak_memory) / 1048576.0,
                 double(r.prefill.peak_kv_cache_bytes) / 1048576.0, answer.c_str(),
-                p.expected.empty() ? "" : correct ? "  [correct]" : "  [wrong]");
+                p.expected.empty() ? ""
+                : correct          ? "  [correct]"
+                                   : "  [wrong]");
   }
   return 0;
 }

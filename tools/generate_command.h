@@ -39,11 +39,11 @@ struct RunOutput {
   std::vector<int32_t> generated;
   std::string text;
   double decode_ms_per_token = 0;
-  int64_t peak_memory = 0;      //!< resident memory (cpu) or device memory the session held (cuda)
+  int64_t peak_memory = 0;  //!< resident memory (cpu) or device memory the session held (cuda)
   //! CPU: the K/V the caches hold after the prefill (what decoding starts from; f32, every layer,
   //! GQA-expanded heads counted); 0 on a device backend.
   int64_t kv_cache_bytes = 0;
-  std::string memory_kind;     //!< "resident" or "device"
+  std::string memory_kind;  //!< "resident" or "device"
 };
 
 std::string default_model_path();
@@ -63,13 +63,16 @@ promptdistill::PipelineConfig parse_pipeline(const Args& a, const std::string& m
 //! `dtype` (--dtype): the CUDA session's storage type, bf16 (default, "") / f16 / f32.
 //! `ignore_eos`: decode exactly max_new tokens (otherwise stop after the model's end-of-sequence
 //! token, which is kept in the output as the reference generation loops keep it).
-RunOutput run_one(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& c, int64_t max_new,
-                  const std::string& backend, const std::string& dtype = "", bool ignore_eos = false);
+RunOutput run_one(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& c,
+                  int64_t max_new, const std::string& backend, const std::string& dtype = "",
+                  bool ignore_eos = false);
 //! One CPU prefill shared by every budget of a sweep (ref::EigenSession::prefill_sweep), then each
 //! budget's greedy decode: what run_one gives for each budget, with ttft_ms the shared prefill's
 //! time plus the budget's own. `config` carries the method and every option but the budget.
-std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p, const promptdistill::PipelineConfig& config,
-                                 const std::vector<int64_t>& budgets, int64_t max_new, bool ignore_eos);
+std::vector<RunOutput> run_sweep(const LoadedModel& m, const Prompt& p,
+                                 const promptdistill::PipelineConfig& config,
+                                 const std::vector<int64_t>& budgets, int64_t max_new,
+                                 bool ignore_eos);
 //! Exits with an error line when an option is given that none of `methods` reads.
 void reject_inapplicable(const Args& a, const std::vector<std::string>& methods);
 //! "512M", "16G", "1.5GiB" or bytes; exits with an error line on anything else.
@@ -79,8 +82,9 @@ int64_t max_memory_option(const Args& a);
 //! Refuses (error line, exit 2) a CPU prefill of `prompt_tokens` with `c` whose estimated peak
 //! (activations, KV caches, scores) exceeds --max-memory, or else what the system reports
 //! available, before any work. `budgets` > 1: a sweep sharing one prefill. `what` names the run.
-void check_cpu_memory(const LoadedModel& m, const promptdistill::PipelineConfig& c, int64_t prompt_tokens, int64_t max_new,
-                      int64_t budgets, const std::string& what);
+void check_cpu_memory(const LoadedModel& m, const promptdistill::PipelineConfig& c,
+                      int64_t prompt_tokens, int64_t max_new, int64_t budgets,
+                      const std::string& what);
 //! `promptdistill eval passkey|needle|longbench`.
 int cmd_eval(const Args& a, const std::string& kind);
 //! `eval ruler` (tools/ruler_command.cpp).

@@ -22,11 +22,16 @@ int64_t parse_memory_size(const std::string& text) {
   std::string suffix(end);
   for (auto& c : suffix) c = char(std::toupper(static_cast<unsigned char>(c)));
   double scale = 0;
-  if (suffix.empty() || suffix == "B") scale = 1;
-  else if (suffix == "K" || suffix == "KB" || suffix == "KIB") scale = 1024.0;
-  else if (suffix == "M" || suffix == "MB" || suffix == "MIB") scale = 1024.0 * 1024.0;
-  else if (suffix == "G" || suffix == "GB" || suffix == "GIB") scale = 1024.0 * 1024.0 * 1024.0;
-  else if (suffix == "T" || suffix == "TB" || suffix == "TIB") scale = 1024.0 * 1024.0 * 1024.0 * 1024.0;
+  if (suffix.empty() || suffix == "B")
+    scale = 1;
+  else if (suffix == "K" || suffix == "KB" || suffix == "KIB")
+    scale = 1024.0;
+  else if (suffix == "M" || suffix == "MB" || suffix == "MIB")
+    scale = 1024.0 * 1024.0;
+  else if (suffix == "G" || suffix == "GB" || suffix == "GIB")
+    scale = 1024.0 * 1024.0 * 1024.0;
+  else if (suffix == "T" || suffix == "TB" || suffix == "TIB")
+    scale = 1024.0 * 1024.0 * 1024.0 * 1024.0;
   const double bytes = value * scale;
   if (end == text.c_str() || scale == 0 || !(bytes >= 1) || bytes > 9.0e18)
     fail("--max-memory expects a size such as 512M, 16G or a number of bytes, got '" + text + "'");
@@ -37,8 +42,8 @@ int64_t max_memory_option(const Args& a) {
   return a.values.count("max-memory") ? parse_memory_size(get(a, "max-memory", "")) : 0;
 }
 
-void check_cpu_memory(const LoadedModel& m, const PipelineConfig& c, int64_t prompt_tokens, int64_t max_new,
-                      int64_t budgets, const std::string& what) {
+void check_cpu_memory(const LoadedModel& m, const PipelineConfig& c, int64_t prompt_tokens,
+                      int64_t max_new, int64_t budgets, const std::string& what) {
   PipelinePlan plan;
   if (Status s = plan_pipeline(c, &plan); !s) fail_status(s);
   PrefillMemoryModel how;  // ref::EigenSession: f32, one request, the MLP in chunks of 512 rows
@@ -48,9 +53,11 @@ void check_cpu_memory(const LoadedModel& m, const PipelineConfig& c, int64_t pro
   const PrefillMemory need = estimate_prefill_bytes(m.weights.config, plan, prompt_tokens, how);
   const bool given = m.max_memory_bytes > 0;
   const int64_t limit = given ? m.max_memory_bytes : available_memory_bytes();
-  const std::string full = what + " (" + to_string(c.method) + ", " + std::to_string(prompt_tokens) + " tokens)";
-  const Status s = check_prefill_memory(need, limit, full.c_str(),
-                                        given ? "--max-memory" : "MemAvailable in /proc/meminfo; --max-memory sets another limit");
+  const std::string full =
+      what + " (" + to_string(c.method) + ", " + std::to_string(prompt_tokens) + " tokens)";
+  const Status s = check_prefill_memory(
+      need, limit, full.c_str(),
+      given ? "--max-memory" : "MemAvailable in /proc/meminfo; --max-memory sets another limit");
   if (!s) fail_status(s);
 }
 

@@ -30,7 +30,8 @@ struct CommandUsage {
 
 //! Every command's usage: `promptdistill CMD --help` prints its own, `promptdistill --help` all.
 constexpr CommandUsage kCommands[] = {
-    {"select", R"(  promptdistill select --method promptdistill|gemfilter|snapkv|h2o|fastkv --q Q.npy --k K.npy --budget N
+    {"select",
+     R"(  promptdistill select --method promptdistill|gemfilter|snapkv|h2o|fastkv --q Q.npy --k K.npy --budget N
                        [--window 32] [--pool avg|max|none] [--pool-kernel 5] [--per kv-group|head]
                        [--dtype f32|f16|bf16] [--backend cpu|cuda] [--threads N] [--json]
       Q.npy: [Lq, H, D] post-RoPE queries (the last token for promptdistill/gemfilter, the last W
@@ -40,7 +41,8 @@ constexpr CommandUsage kCommands[] = {
       included. (generate's --n-topks and --budget are the same number; --topk is its former
       name here, accepted with a warning.)
 )"},
-    {"generate", R"(  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o|fastkv
+    {"generate",
+     R"(  promptdistill generate [--model default|PATH.gguf|HF_DIR] --method full|promptdistill|gemfilter|snapkv|h2o|fastkv
                        [--selection-layers {layers} ...] [--n-topks {n_topks} ...] [--cache-truncation-end {tt}]
                        [--score-layers L ...] [--budget {budget}] [--window {window}] [--per {per}]
                        [--pool {pool}] [--pool-kernel {pool_kernel}]
@@ -80,7 +82,8 @@ constexpr CommandUsage kCommands[] = {
       The same prompt through several methods, side by side (the main job). An option must apply
       to at least one of the methods.
 )"},
-    {"eval", R"(  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
+    {"eval",
+     R"(  promptdistill eval passkey|needle [--lengths 1024 2048 ...] [--depths 0 25 50 75 100]
                        [--methods full promptdistill gemfilter snapkv h2o] [--budgets 64 128 256 512 1024]
                        [--selection-layers {layers}] [--haystack FILE] [--out results.jsonl [--resume]]
                        [--threads N] [--prefill-weights f32|bf16] [--decode-weights f32|f16|gguf]
@@ -109,7 +112,8 @@ constexpr CommandUsage kCommands[] = {
       Every method's published settings: the defaults of generate, compare, eval, the C++
       PipelineConfig and the Python package (a table, or one JSON line per method).
 )"},
-    {"demo", R"(  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7] [--threads N]
+    {"demo",
+     R"(  promptdistill demo [--length 2048] [--budget 128] [--backend cpu|cuda] [--dtype f32|f16|bf16] [--seed 7] [--threads N]
       Every method on a synthetic prompt whose planted "fact" tokens answer the last query.
 )"},
 };
@@ -125,21 +129,29 @@ std::string join_ints(const std::vector<int64_t>& values, const char* separator)
 std::string usage_of(const std::string& command) {
   const PipelineConfig d, fastkv = PipelineConfig::published_default(PipelineMethod::kFastKV);
   const std::pair<const char*, std::string> values[] = {
-      {"{layers}", join_ints(d.selection_layers, " ")}, {"{n_topks}", join_ints(d.n_topks, " ")},
-      {"{tt}", std::to_string(d.cache_truncation_end)},  {"{budget}", std::to_string(d.budget)},
-      {"{window}", std::to_string(d.window)},            {"{per}", std::string(to_string(d.grouping)) + "|" +
-                                                                     to_string(d.grouping == HeadGrouping::kPerQueryHead
-                                                                                   ? HeadGrouping::kPerKvGroup
-                                                                                   : HeadGrouping::kPerQueryHead)},
-      {"{pool}", std::string(to_string(d.pool)) + "|max|none"}, {"{pool_kernel}", std::to_string(d.pool_kernel)},
-      {"{tsp_layer}", std::to_string(d.tsp_layer)}, {"{tsp_length}", std::to_string(d.tsp_length)},
-      {"{fastkv_budget}", std::to_string(fastkv.budget)}, {"{fastkv_window}", std::to_string(fastkv.window)},
-      {"{fastkv_pool}", std::string(to_string(fastkv.pool)) + " " + std::to_string(fastkv.pool_kernel)}};
+      {"{layers}", join_ints(d.selection_layers, " ")},
+      {"{n_topks}", join_ints(d.n_topks, " ")},
+      {"{tt}", std::to_string(d.cache_truncation_end)},
+      {"{budget}", std::to_string(d.budget)},
+      {"{window}", std::to_string(d.window)},
+      {"{per}",
+       std::string(to_string(d.grouping)) + "|" +
+           to_string(d.grouping == HeadGrouping::kPerQueryHead ? HeadGrouping::kPerKvGroup
+                                                               : HeadGrouping::kPerQueryHead)},
+      {"{pool}", std::string(to_string(d.pool)) + "|max|none"},
+      {"{pool_kernel}", std::to_string(d.pool_kernel)},
+      {"{tsp_layer}", std::to_string(d.tsp_layer)},
+      {"{tsp_length}", std::to_string(d.tsp_length)},
+      {"{fastkv_budget}", std::to_string(fastkv.budget)},
+      {"{fastkv_window}", std::to_string(fastkv.window)},
+      {"{fastkv_pool}",
+       std::string(to_string(fastkv.pool)) + " " + std::to_string(fastkv.pool_kernel)}};
   std::string text = "usage:\n";
   for (const CommandUsage& c : kCommands)
     if (command.empty() || command == c.name) text += c.usage;
   for (const auto& [name, value] : values)
-    for (std::size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + value.size()))
+    for (std::size_t at = text.find(name); at != std::string::npos;
+         at = text.find(name, at + value.size()))
       text.replace(at, std::string(name).size(), value);
   return text;
 }
@@ -148,8 +160,9 @@ std::string usage_of(const std::string& command) {
 //! as the Markdown table docs/algorithms.md carries (a test compares the two) or as JSON lines.
 int cmd_defaults(const pdcli::Args& a) {
   pdcli::reject_unknown(a, {});
-  const PipelineMethod methods[] = {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter, PipelineMethod::kSnapKV,
-                                    PipelineMethod::kH2O, PipelineMethod::kFastKV};
+  const PipelineMethod methods[] = {PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
+                                    PipelineMethod::kSnapKV, PipelineMethod::kH2O,
+                                    PipelineMethod::kFastKV};
   if (a.flag("json")) {
     for (PipelineMethod m : methods) {
       const PipelineConfig c = PipelineConfig::published_default(m);
@@ -176,22 +189,29 @@ int cmd_defaults(const pdcli::Args& a) {
     }
     return 0;
   }
-  std::printf("| method | selection layers | n_topks | cache_truncation_end | budget | window | per | pool | propagation |\n");
+  std::printf(
+      "| method | selection layers | n_topks | cache_truncation_end | budget | window | per | pool "
+      "| propagation |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (PipelineMethod m : methods) {
     const PipelineConfig c = PipelineConfig::published_default(m);
     const bool staged = m == PipelineMethod::kPromptDistill || m == PipelineMethod::kGemFilter;
-    const std::string pool =
-        m == PipelineMethod::kH2O ? "none" : std::string(to_string(c.pool)) + " " + std::to_string(c.pool_kernel);
+    const std::string pool = m == PipelineMethod::kH2O ? "none"
+                                                       : std::string(to_string(c.pool)) + " " +
+                                                             std::to_string(c.pool_kernel);
     // FastKV's token-selective propagation: its layer and the tokens it keeps (constant mode).
     const std::string propagation = m == PipelineMethod::kFastKV
-                                        ? "layer " + std::to_string(c.tsp_layer) + ", " + std::to_string(c.tsp_length) + " tokens"
+                                        ? "layer " + std::to_string(c.tsp_layer) + ", " +
+                                              std::to_string(c.tsp_length) + " tokens"
                                         : std::string("-");
-    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", to_string(m),
-                staged ? join_ints(c.selection_layers, ", ").c_str() : "-", staged ? join_ints(c.n_topks, ", ").c_str() : "-",
-                m == PipelineMethod::kPromptDistill ? std::to_string(c.cache_truncation_end).c_str() : "-",
-                staged ? "-" : std::to_string(c.budget).c_str(), staged ? "-" : std::to_string(c.window).c_str(),
-                staged ? "-" : to_string(c.grouping), pool.c_str(), propagation.c_str());
+    std::printf(
+        "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", to_string(m),
+        staged ? join_ints(c.selection_layers, ", ").c_str() : "-",
+        staged ? join_ints(c.n_topks, ", ").c_str() : "-",
+        m == PipelineMethod::kPromptDistill ? std::to_string(c.cache_truncation_end).c_str() : "-",
+        staged ? "-" : std::to_string(c.budget).c_str(),
+        staged ? "-" : std::to_string(c.window).c_str(), staged ? "-" : to_string(c.grouping),
+        pool.c_str(), propagation.c_str());
   }
   return 0;
 }
@@ -219,12 +239,14 @@ MethodConfig parse_config(const Args& a, int64_t default_budget) {
   return c;
 }
 
-std::vector<float> load_f32(const std::string& path, const char* what, std::vector<int64_t>* shape) {
+std::vector<float> load_f32(const std::string& path, const char* what,
+                            std::vector<int64_t>* shape) {
   NpyArray arr;
   const Status s = read_npy(path, &arr);
   if (!s.is_ok()) fail(std::string(what) + ": " + s.message());
   if (arr.shape.size() != 3)
-    fail(std::string(what) + ": expected 3 dimensions, got " + std::to_string(arr.shape.size()) + " in " + path);
+    fail(std::string(what) + ": expected 3 dimensions, got " + std::to_string(arr.shape.size()) +
+         " in " + path);
   std::vector<float> out(std::size_t(arr.numel()));
   if (arr.dtype == DType::kF32) {
     std::memcpy(out.data(), arr.bytes.data(), out.size() * 4);
@@ -235,16 +257,19 @@ std::vector<float> load_f32(const std::string& path, const char* what, std::vect
       out[i] = to_float(f16{bits});
     }
   } else {
-    fail(std::string(what) + ": " + path + " must hold float32 or float16, not " + to_string(arr.dtype));
+    fail(std::string(what) + ": " + path + " must hold float32 or float16, not " +
+         to_string(arr.dtype));
   }
   *shape = arr.shape;
   return out;
 }
 
 int cmd_select(const Args& a) {
-  reject_unknown(a, {"method", "q", "k", "budget", "topk", "window", "pool", "pool-kernel", "per", "dtype", "backend", "threads"});
+  reject_unknown(a, {"method", "q", "k", "budget", "topk", "window", "pool", "pool-kernel", "per",
+                     "dtype", "backend", "threads"});
   const int threads = pdcli::apply_threads(a);
-  if (get(a, "q", "").empty() || get(a, "k", "").empty() || (get(a, "topk", "").empty() && get(a, "budget", "").empty()))
+  if (get(a, "q", "").empty() || get(a, "k", "").empty() ||
+      (get(a, "topk", "").empty() && get(a, "budget", "").empty()))
     fail("select needs --q Q.npy, --k K.npy and --budget N");
   const MethodConfig cfg = parse_config(a, 0);
   pdcli::SelectInput in;
@@ -252,14 +277,18 @@ int cmd_select(const Args& a) {
   in.q = load_f32(get(a, "q", ""), "--q", &qs);
   in.k = load_f32(get(a, "k", ""), "--k", &ks);
   in.Lq = qs[0], in.H = qs[1], in.D = qs[2], in.L = ks[0], in.Hkv = ks[1];
-  if (ks[2] != in.D) fail("head_dim differs: Q has " + std::to_string(in.D) + ", K has " + std::to_string(ks[2]));
+  if (ks[2] != in.D)
+    fail("head_dim differs: Q has " + std::to_string(in.D) + ", K has " + std::to_string(ks[2]));
   if (in.L == 0) fail("K has no tokens (empty prompt)");
   if (cfg.method == Method::kH2O && in.Lq != in.L)
-    fail("h2o scores every query row: Q must have L = " + std::to_string(in.L) + " rows, has " + std::to_string(in.Lq));
+    fail("h2o scores every query row: Q must have L = " + std::to_string(in.L) + " rows, has " +
+         std::to_string(in.Lq));
   pdcli::SelectOutput out;
-  const Status s = pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
+  const Status s =
+      pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
   if (!s.is_ok()) fail_status(s);
-  const bool per_row = out.rows > 1 || cfg.method == Method::kSnapKV || cfg.method == Method::kH2O || cfg.method == Method::kFastKV;
+  const bool per_row = out.rows > 1 || cfg.method == Method::kSnapKV ||
+                       cfg.method == Method::kH2O || cfg.method == Method::kFastKV;
   if (a.flag("json")) {
     nlohmann::json j;
     j["method"] = to_string(cfg.method);
@@ -275,7 +304,8 @@ int cmd_select(const Args& a) {
     }
     std::printf("%s\n", pdcli::json_line(j).c_str());
   } else {
-    std::printf("%s: %lld prompt tokens, %lld row(s)\n", to_string(cfg.method), (long long)in.L, (long long)out.rows);
+    std::printf("%s: %lld prompt tokens, %lld row(s)\n", to_string(cfg.method), (long long)in.L,
+                (long long)out.rows);
     for (int64_t r = 0; r < out.rows; ++r) {
       std::printf("row %lld keeps %zu:", (long long)r, out.indices[std::size_t(r)].size());
       for (int32_t i : out.indices[std::size_t(r)]) std::printf(" %d", i);
@@ -300,20 +330,26 @@ int cmd_demo(const Args& a) {
   for (auto& x : direction) x = normal(rng);
   auto make_queries = [&](int64_t rows) {
     std::vector<float> q(std::size_t(rows * H * D));
-    for (std::size_t i = 0; i < q.size(); ++i) q[i] = 0.3f * normal(rng) + 0.6f * direction[i % std::size_t(D)];
+    for (std::size_t i = 0; i < q.size(); ++i)
+      q[i] = 0.3f * normal(rng) + 0.6f * direction[i % std::size_t(D)];
     return q;
   };
   std::vector<float> k(std::size_t(L * Hkv * D));
   for (int64_t t = 0; t < L; ++t)
     for (int64_t i = 0; i < Hkv * D; ++i) {
       const bool fact = t >= fact_at && t < fact_at + fact_len;
-      k[std::size_t(t * Hkv * D + i)] = 0.5f * normal(rng) + (fact ? 1.2f * direction[std::size_t(i % D)] : 0.0f);
+      k[std::size_t(t * Hkv * D + i)] =
+          0.5f * normal(rng) + (fact ? 1.2f * direction[std::size_t(i % D)] : 0.0f);
     }
-  std::printf("promptdistill demo: synthetic prompt of %lld tokens (H=%lld, H_kv=%lld, D=%lld), a %lld-token fact at "
-              "position %lld, budget %lld, backend %s, dtype %s, %d CPU threads\n",
-              (long long)L, (long long)H, (long long)Hkv, (long long)D, (long long)fact_len, (long long)fact_at,
-              (long long)budget, get(a, "backend", "cpu").c_str(), get(a, "dtype", "f32").c_str(), threads);
-  std::printf("%-14s %-10s %8s %12s %10s %10s\n", "method", "rows", "kept/row", "fact kept", "last kept", "time ms");
+  std::printf(
+      "promptdistill demo: synthetic prompt of %lld tokens (H=%lld, H_kv=%lld, D=%lld), a "
+      "%lld-token fact at "
+      "position %lld, budget %lld, backend %s, dtype %s, %d CPU threads\n",
+      (long long)L, (long long)H, (long long)Hkv, (long long)D, (long long)fact_len,
+      (long long)fact_at, (long long)budget, get(a, "backend", "cpu").c_str(),
+      get(a, "dtype", "f32").c_str(), threads);
+  std::printf("%-14s %-10s %8s %12s %10s %10s\n", "method", "rows", "kept/row", "fact kept",
+              "last kept", "time ms");
   for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
     MethodConfig cfg;
     cfg.method = m;
@@ -324,16 +360,18 @@ int cmd_demo(const Args& a) {
     in.k = k;
     in.H = H, in.Hkv = Hkv, in.D = D, in.L = L;
     pdcli::SelectOutput out;
-    const Status s = pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
+    const Status s =
+        pdcli::run_select(in, cfg, get(a, "backend", "cpu"), get(a, "dtype", "f32"), &out);
     if (!s.is_ok()) fail_status(s);
     int64_t fact_kept = 0, last_kept = 0;
     for (const auto& row : out.indices) {
       for (int32_t i : row) fact_kept += (i >= fact_at && i < fact_at + fact_len);
       last_kept += !row.empty() && row.back() == L - 1;
     }
-    std::printf("%-14s %-10lld %8zu %9lld/%lld %7lld/%lld %10.2f\n", to_string(m), (long long)out.rows,
-                out.indices[0].size(), (long long)fact_kept, (long long)(fact_len * out.rows), (long long)last_kept,
-                (long long)out.rows, out.milliseconds);
+    std::printf("%-14s %-10lld %8zu %9lld/%lld %7lld/%lld %10.2f\n", to_string(m),
+                (long long)out.rows, out.indices[0].size(), (long long)fact_kept,
+                (long long)(fact_len * out.rows), (long long)last_kept, (long long)out.rows,
+                out.milliseconds);
   }
   return 0;
 }
@@ -364,7 +402,9 @@ int main(int argc, char** argv) {
     args.erase(args.begin() + 2);
   }
   const std::string all_usage = usage_of("");
-  const Args a = pdcli::parse_args(int(args.size()), args.data(), {"json", "dump-selection", "ignore-eos", "resume"}, all_usage.c_str());
+  const Args a =
+      pdcli::parse_args(int(args.size()), args.data(),
+                        {"json", "dump-selection", "ignore-eos", "resume"}, all_usage.c_str());
   if (a.command == "eval") return pdcli::cmd_eval(a, eval_kind);
   if (a.command == "select") return cmd_select(a);
   if (a.command == "generate") return pdcli::cmd_generate(a);
@@ -372,8 +412,9 @@ int main(int argc, char** argv) {
   if (a.command == "demo") return cmd_demo(a);
   if (a.command == "defaults") return cmd_defaults(a);
   if (a.command == "version" || a.command == "--version") {
-    std::printf("promptdistill %d.%d.%d (CUDA backend: %s)\n", PROMPTDISTILL_VERSION_MAJOR, PROMPTDISTILL_VERSION_MINOR,
-                PROMPTDISTILL_VERSION_PATCH, pdcli::cuda_backend_built() ? "built" : "not built");
+    std::printf("promptdistill %d.%d.%d (CUDA backend: %s)\n", PROMPTDISTILL_VERSION_MAJOR,
+                PROMPTDISTILL_VERSION_MINOR, PROMPTDISTILL_VERSION_PATCH,
+                pdcli::cuda_backend_built() ? "built" : "not built");
     return 0;
   }
   fail("unknown command '" + a.command + "'\n" + all_usage);

@@ -8,11 +8,14 @@ namespace promptdistill {
 
 HaystackPrompt haystack_prompt(int64_t words, double depth, uint64_t seed) {
   static const char* kWords[] = {
-      "the", "river", "garden", "morning", "library", "village", "mountain", "quiet", "old", "market", "children",
-      "walked", "along", "the", "road", "and", "watched", "birds", "over", "fields", "where", "farmers", "worked",
-      "near", "a", "small", "bridge", "with", "stone", "walls", "that", "were", "built", "long", "ago", "by",
-      "people", "who", "lived", "in", "houses", "of", "wood", "during", "winter", "evenings", "stories", "told",
-      "about", "ships", "travelers", "and", "distant", "cities", "full", "of", "light", "music", "bread", "tea"};
+      "the",     "river",  "garden",    "morning", "library", "village",  "mountain", "quiet",
+      "old",     "market", "children",  "walked",  "along",   "the",      "road",     "and",
+      "watched", "birds",  "over",      "fields",  "where",   "farmers",  "worked",   "near",
+      "a",       "small",  "bridge",    "with",    "stone",   "walls",    "that",     "were",
+      "built",   "long",   "ago",       "by",      "people",  "who",      "lived",    "in",
+      "houses",  "of",     "wood",      "during",  "winter",  "evenings", "stories",  "told",
+      "about",   "ships",  "travelers", "and",     "distant", "cities",   "full",     "of",
+      "light",   "music",  "bread",     "tea"};
   constexpr int kCount = int(sizeof(kWords) / sizeof(kWords[0]));
   uint64_t state = seed * 6364136223846793005ull + 1442695040888963407ull;
   auto next = [&](int bound) {
@@ -41,7 +44,9 @@ HaystackPrompt haystack_prompt(int64_t words, double depth, uint64_t seed) {
     written += n;
   }
   if (!planted) text += fact + " ";
-  text += "\nQuestion: What is the secret code of the blue door?\nAnswer: The secret code of the blue door is";
+  text +=
+      "\nQuestion: What is the secret code of the blue door?\nAnswer: The secret code of the blue "
+      "door is";
   return {text, std::to_string(code)};
 }
 

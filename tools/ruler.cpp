@@ -33,13 +33,15 @@ struct Rng {
   int64_t range(int64_t lo, int64_t hi) { return lo + below(hi - lo + 1); }  // inclusive
   template <class T>
   void shuffle(std::vector<T>* v) {
-    for (std::size_t i = v->size(); i > 1; --i) std::swap((*v)[i - 1], (*v)[std::size_t(below(int64_t(i)))]);
+    for (std::size_t i = v->size(); i > 1; --i)
+      std::swap((*v)[i - 1], (*v)[std::size_t(below(int64_t(i)))]);
   }
   //! k distinct values of [0, n), in draw order.
   std::vector<int64_t> sample(int64_t n, int64_t k) {
     std::vector<int64_t> all(static_cast<std::size_t>(n));
     std::iota(all.begin(), all.end(), 0);
-    for (int64_t i = 0; i < k; ++i) std::swap(all[std::size_t(i)], all[std::size_t(i + below(n - i))]);
+    for (int64_t i = 0; i < k; ++i)
+      std::swap(all[std::size_t(i)], all[std::size_t(i + below(n - i))]);
     all.resize(std::size_t(k));
     return all;
   }
@@ -47,18 +49,21 @@ struct Rng {
 
 uint64_t sample_seed(uint64_t seed, RulerTask task, int64_t length, int64_t index) {
   uint64_t h = seed;
-  for (uint64_t v : {uint64_t(task) + 1, uint64_t(length), uint64_t(index)}) h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  for (uint64_t v : {uint64_t(task) + 1, uint64_t(length), uint64_t(index)})
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
   return h;
 }
 
 std::string replace_all(std::string text, const std::string& from, const std::string& to) {
-  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+  for (std::size_t at = text.find(from); at != std::string::npos;
+       at = text.find(from, at + to.size()))
     text.replace(at, from.size(), to);
   return text;
 }
 
 //! Python's str.format for the named fields the templates use.
-std::string format(std::string text, const std::vector<std::pair<std::string, std::string>>& fields) {
+std::string format(std::string text,
+                   const std::vector<std::pair<std::string, std::string>>& fields) {
   for (const auto& [name, value] : fields) text = replace_all(text, "{" + name + "}", value);
   return text;
 }
@@ -71,26 +76,37 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 
 //! RULER's templates (constants.py), each with its answer prefix.
 constexpr const char* kNiahTemplate =
-    "Some special magic {type_needle_v} are hidden within the following text. Make sure to memorize it. I will quiz "
-    "you about the {type_needle_v} afterwards.\n{context}\nWhat are all the special magic {type_needle_v} for {query} "
+    "Some special magic {type_needle_v} are hidden within the following text. Make sure to "
+    "memorize it. I will quiz "
+    "you about the {type_needle_v} afterwards.\n{context}\nWhat are all the special magic "
+    "{type_needle_v} for {query} "
     "mentioned in the provided text?";
-constexpr const char* kNiahPrefix = " The special magic {type_needle_v} for {query} mentioned in the provided text are";
+constexpr const char* kNiahPrefix =
+    " The special magic {type_needle_v} for {query} mentioned in the provided text are";
 constexpr const char* kVtTemplate =
-    "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n{context}\nQuestion: Find "
+    "Memorize and track the chain(s) of variable assignment hidden in the following "
+    "text.\n\n{context}\nQuestion: Find "
     "all variables that are assigned the value {query} in the text above.";
 constexpr const char* kVtPrefix =
-    " Answer: According to the chain(s) of variable assignment in the text above, {num_v} variables are assigned the "
+    " Answer: According to the chain(s) of variable assignment in the text above, {num_v} "
+    "variables are assigned the "
     "value {query}, they are: ";
 constexpr const char* kCweTemplate =
-    "Below is a numbered list of words. In these words, some appear more often than others. Memorize the ones that "
+    "Below is a numbered list of words. In these words, some appear more often than others. "
+    "Memorize the ones that "
     "appear most often.\n{context}\nQuestion: What are the 10 most common words in the above list?";
-constexpr const char* kCwePrefix = " Answer: The top 10 words that appear most often in the list are:";
+constexpr const char* kCwePrefix =
+    " Answer: The top 10 words that appear most often in the list are:";
 constexpr const char* kFweTemplate =
-    "Read the following coded text and track the frequency of each coded word. Find the three most frequently "
-    "appeared coded words. {context}\nQuestion: Do not provide any explanation. Please ignore the dots '....'. What "
+    "Read the following coded text and track the frequency of each coded word. Find the three most "
+    "frequently "
+    "appeared coded words. {context}\nQuestion: Do not provide any explanation. Please ignore the "
+    "dots '....'. What "
     "are the three most frequently appeared words in the above coded text?";
-constexpr const char* kFwePrefix = " Answer: According to the coded text above, the three most frequently appeared words are:";
-constexpr const char* kNoise = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+constexpr const char* kFwePrefix =
+    " Answer: According to the coded text above, the three most frequently appeared words are:";
+constexpr const char* kNoise =
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 
 //! The task text, its answer prefix and the expected strings for a haystack of `units`.
 struct Draft {
@@ -98,7 +114,8 @@ struct Draft {
   std::vector<std::string> outputs;
 };
 
-// ---- needle in a haystack --------------------------------------------------------------------------
+// ---- needle in a haystack
+// --------------------------------------------------------------------------
 
 struct NiahSpec {
   int64_t keys, values, queries;
@@ -144,7 +161,8 @@ Draft niah_draft(const RulerSources& src, RulerTask task, int64_t words, Rng rng
     values.emplace_back();
     for (int64_t v = 0; v < spec.values; ++v) {
       values.back().push_back(std::to_string(rng.range(1000000, 9999999)));
-      needles.push_back("One of the special magic numbers for " + key + " is: " + values.back().back() + ".");
+      needles.push_back("One of the special magic numbers for " + key +
+                        " is: " + values.back().back() + ".");
     }
   }
   rng.shuffle(&needles);
@@ -160,7 +178,8 @@ Draft niah_draft(const RulerSources& src, RulerTask task, int64_t words, Rng rng
   at.push_back(int64_t(sentences.size()));
   std::vector<std::string> parts;
   for (std::size_t i = 1; i < at.size(); ++i) {
-    parts.push_back(join(std::vector<std::string>(sentences.begin() + at[i - 1], sentences.begin() + at[i]), " "));
+    parts.push_back(join(
+        std::vector<std::string>(sentences.begin() + at[i - 1], sentences.begin() + at[i]), " "));
     if (i - 1 < needles.size()) parts.push_back(needles[i - 1]);
   }
   Draft d;
@@ -171,7 +190,8 @@ Draft niah_draft(const RulerSources& src, RulerTask task, int64_t words, Rng rng
   }
   std::string query = queries.back();
   if (queries.size() > 1)
-    query = join(std::vector<std::string>(queries.begin(), queries.end() - 1), ", ") + ", and " + queries.back();
+    query = join(std::vector<std::string>(queries.begin(), queries.end() - 1), ", ") + ", and " +
+            queries.back();
   // One value asked: RULER's singular wording, replaced in the template and its prefix alike.
   std::string templ = kNiahTemplate, prefix = kNiahPrefix, type = "numbers";
   if (spec.values * spec.queries == 1) {
@@ -181,12 +201,14 @@ Draft niah_draft(const RulerSources& src, RulerTask task, int64_t words, Rng rng
         *text = replace_all(*text, from, to);
     type = "number";
   }
-  d.input = format(templ, {{"type_needle_v", type}, {"context", join(parts, " ")}, {"query", query}});
+  d.input =
+      format(templ, {{"type_needle_v", type}, {"context", join(parts, " ")}, {"query", query}});
   d.prefix = format(prefix, {{"type_needle_v", type}, {"query", query}});
   return d;
 }
 
-// ---- variable tracking ---------------------------------------------------------------------------
+// ---- variable tracking
+// ---------------------------------------------------------------------------
 
 //! One chain of four hops (five variables) in `lines` noise lines; `letters` per name (RULER: 5,
 //! 3 in its in-context example).
@@ -200,32 +222,38 @@ Draft vt_draft(int64_t lines, int64_t letters, Rng& rng) {
   }
   const std::string value = std::to_string(rng.range(10000, 99999));
   std::vector<std::string> chain = {"VAR " + vars[0] + " = " + value};
-  for (std::size_t j = 0; j + 1 < vars.size(); ++j) chain.push_back("VAR " + vars[j + 1] + " = VAR " + vars[j] + " ");
+  for (std::size_t j = 0; j + 1 < vars.size(); ++j)
+    chain.push_back("VAR " + vars[j + 1] + " = VAR " + vars[j] + " ");
   std::vector<std::string> sentences(static_cast<std::size_t>(lines), kNoise);
   std::vector<int64_t> at = rng.sample(lines, int64_t(chain.size()));
   std::sort(at.begin(), at.end());
-  for (std::size_t j = 0; j < chain.size(); ++j) sentences.insert(sentences.begin() + at[j] + int64_t(j), chain[j]);
+  for (std::size_t j = 0; j < chain.size(); ++j)
+    sentences.insert(sentences.begin() + at[j] + int64_t(j), chain[j]);
   Draft d;
-  d.input = format(kVtTemplate, {{"context", replace_all(join(sentences, "\n"), ". \n", ".\n")}, {"query", value}});
+  d.input = format(kVtTemplate, {{"context", replace_all(join(sentences, "\n"), ". \n", ".\n")},
+                                 {"query", value}});
   d.prefix = format(kVtPrefix, {{"num_v", "5"}, {"query", value}});
   d.outputs = vars;
   return d;
 }
 
-// ---- common and frequent words ---------------------------------------------------------------------
+// ---- common and frequent words
+// ---------------------------------------------------------------------
 
 //! A numbered list of `words` distinct words, the first ten repeated `common` times and the others
 //! `uncommon` times, shuffled; the ten are the answer.
-std::string cwe_list(const RulerSources& src, int64_t words, int64_t common, int64_t uncommon, Rng& rng,
-                     std::vector<std::string>* answer) {
+std::string cwe_list(const RulerSources& src, int64_t words, int64_t common, int64_t uncommon,
+                     Rng& rng, std::vector<std::string>* answer) {
   std::vector<std::string> chosen;
-  for (int64_t i : rng.sample(int64_t(src.vocabulary.size()), words)) chosen.push_back(src.vocabulary[std::size_t(i)]);
+  for (int64_t i : rng.sample(int64_t(src.vocabulary.size()), words))
+    chosen.push_back(src.vocabulary[std::size_t(i)]);
   std::vector<std::string> list;
   for (int64_t r = 0; r < common; ++r) list.insert(list.end(), chosen.begin(), chosen.begin() + 10);
   for (int64_t r = 0; r < uncommon; ++r) list.insert(list.end(), chosen.begin() + 10, chosen.end());
   rng.shuffle(&list);
   std::string out;
-  for (std::size_t i = 0; i < list.size(); ++i) out += (i ? " " : "") + std::to_string(i + 1) + ". " + list[i];
+  for (std::size_t i = 0; i < list.size(); ++i)
+    out += (i ? " " : "") + std::to_string(i + 1) + ". " + list[i];
   answer->assign(chosen.begin(), chosen.begin() + 10);
   return out;
 }
@@ -241,15 +269,17 @@ Draft cwe_draft(const RulerSources& src, int64_t max_seq_length, int64_t words, 
   for (std::size_t i = 0; i < example_answer.size(); ++i)
     numbered += (i ? " " : "") + std::to_string(i + 1) + ". " + example_answer[i];
   Draft d;
-  const std::string context = cwe_list(src, words, short_target ? 6 : 30, short_target ? 1 : 3, rng, &d.outputs);
-  d.input = format(std::string(kCweTemplate) + kCwePrefix, {{"context", example}}) + " " + numbered + "\n" +
-            format(kCweTemplate, {{"context", context}});
+  const std::string context =
+      cwe_list(src, words, short_target ? 6 : 30, short_target ? 1 : 3, rng, &d.outputs);
+  d.input = format(std::string(kCweTemplate) + kCwePrefix, {{"context", example}}) + " " +
+            numbered + "\n" + format(kCweTemplate, {{"context", context}});
   d.prefix = kCwePrefix;
   return d;
 }
 
 Draft fwe_draft(int64_t max_seq_length, int64_t words, Rng rng) {
-  const int64_t vocab_size = std::max<int64_t>(4, (max_seq_length - ruler_tokens_to_generate(RulerTask::kFwe)) / 50);
+  const int64_t vocab_size =
+      std::max<int64_t>(4, (max_seq_length - ruler_tokens_to_generate(RulerTask::kFwe)) / 50);
   std::set<std::string> distinct;
   while (int64_t(distinct.size()) < vocab_size) {
     std::string w;
@@ -263,7 +293,8 @@ Draft fwe_draft(int64_t max_seq_length, int64_t words, Rng rng) {
   const double zeta2 = 1.6449340668482264;
   std::vector<std::string> text;
   for (int64_t k = 1; k <= vocab_size; ++k)
-    text.insert(text.end(), std::size_t(double(words) / (double(k) * double(k)) / zeta2), vocab[std::size_t(k - 1)]);
+    text.insert(text.end(), std::size_t(double(words) / (double(k) * double(k)) / zeta2),
+                vocab[std::size_t(k - 1)]);
   rng.shuffle(&text);
   Draft d;
   d.input = format(kFweTemplate, {{"context", join(text, " ")}});
@@ -273,7 +304,8 @@ Draft fwe_draft(int64_t max_seq_length, int64_t words, Rng rng) {
 }
 
 //! The task's draft for `units` of haystack, and RULER's step for its size.
-Draft draft_of(const Tokenizer& tok, const RulerSources& src, RulerTask task, int64_t max_seq_length, int64_t units, Rng rng);
+Draft draft_of(const Tokenizer& tok, const RulerSources& src, RulerTask task,
+               int64_t max_seq_length, int64_t units, Rng rng);
 
 int64_t token_count(const Tokenizer& tok, const std::string& text) {
   std::vector<int32_t> ids;
@@ -282,7 +314,8 @@ int64_t token_count(const Tokenizer& tok, const std::string& text) {
 
 //! The largest count in [1, upper] for which `tokens(count)` stays within `budget` (tokens grows
 //! with the count); 0 when even 1 does not fit.
-int64_t largest_fitting(int64_t upper, int64_t budget, const std::function<int64_t(int64_t)>& tokens) {
+int64_t largest_fitting(int64_t upper, int64_t budget,
+                        const std::function<int64_t(int64_t)>& tokens) {
   int64_t lo = 1, hi = upper, best = 0;
   while (lo <= hi) {
     const int64_t mid = lo + (hi - lo) / 2;
@@ -296,23 +329,25 @@ int64_t largest_fitting(int64_t upper, int64_t budget, const std::function<int64
   return best;
 }
 
-Draft draft_of(const Tokenizer& tok, const RulerSources& src, RulerTask task, int64_t max_seq_length, int64_t units, Rng rng) {
+Draft draft_of(const Tokenizer& tok, const RulerSources& src, RulerTask task,
+               int64_t max_seq_length, int64_t units, Rng rng) {
   switch (task) {
     case RulerTask::kVt: {
       // One in-context example first, its noise sized to fit 500 tokens as RULER sizes it.
       Rng example_rng{rng.next()};
-      const int64_t example_lines = std::max<int64_t>(
-          1, largest_fitting(200, 500, [&](int64_t lines) {
-            Rng r = example_rng;
-            const Draft e = vt_draft(lines, 3, r);
-            return token_count(tok, e.input + e.prefix);
-          }));
+      const int64_t example_lines =
+          std::max<int64_t>(1, largest_fitting(200, 500, [&](int64_t lines) {
+                              Rng r = example_rng;
+                              const Draft e = vt_draft(lines, 3, r);
+                              return token_count(tok, e.input + e.prefix);
+                            }));
       const Draft e = vt_draft(example_lines, 3, example_rng);
       Draft d = vt_draft(units, 5, rng);
       d.input = e.input + e.prefix + " " + join(e.outputs, " ") + "\n" + "\n" + d.input;
       return d;
     }
-    case RulerTask::kCwe: return cwe_draft(src, max_seq_length, std::max<int64_t>(units, 11), rng);  // ten common + one
+    case RulerTask::kCwe:
+      return cwe_draft(src, max_seq_length, std::max<int64_t>(units, 11), rng);  // ten common + one
     case RulerTask::kFwe: return fwe_draft(max_seq_length, units, rng);
     default: return niah_draft(src, task, units, rng);
   }
@@ -334,14 +369,24 @@ const char* to_string(RulerTask task) noexcept {
 }
 
 Status parse(std::string_view text, RulerTask* out) noexcept {
-  static constexpr RulerTask kAll[] = {RulerTask::kNiahSingle, RulerTask::kNiahMultikey, RulerTask::kNiahMultivalue,
-                                       RulerTask::kNiahMultiquery, RulerTask::kVt, RulerTask::kCwe, RulerTask::kFwe};
+  static constexpr RulerTask kAll[] = {RulerTask::kNiahSingle,
+                                       RulerTask::kNiahMultikey,
+                                       RulerTask::kNiahMultivalue,
+                                       RulerTask::kNiahMultiquery,
+                                       RulerTask::kVt,
+                                       RulerTask::kCwe,
+                                       RulerTask::kFwe};
   return detail::parse_enum(text, kAll, "ruler task", out);
 }
 
 std::vector<RulerTask> all_ruler_tasks() {
-  return {RulerTask::kNiahSingle, RulerTask::kNiahMultikey, RulerTask::kNiahMultivalue, RulerTask::kNiahMultiquery,
-          RulerTask::kVt,         RulerTask::kCwe,          RulerTask::kFwe};
+  return {RulerTask::kNiahSingle,
+          RulerTask::kNiahMultikey,
+          RulerTask::kNiahMultivalue,
+          RulerTask::kNiahMultiquery,
+          RulerTask::kVt,
+          RulerTask::kCwe,
+          RulerTask::kFwe};
 }
 
 int64_t ruler_tokens_to_generate(RulerTask task) noexcept {
@@ -355,8 +400,8 @@ int64_t ruler_tokens_to_generate(RulerTask task) noexcept {
 
 std::string ChatTemplate::wrap(const std::string& user, const std::string& answer_prefix) const {
   if (kind == "chatml")
-    return (system.empty() ? "" : "<|im_start|>system\n" + system + "<|im_end|>\n") + "<|im_start|>user\n" + user +
-           "<|im_end|>\n<|im_start|>assistant\n" + answer_prefix;
+    return (system.empty() ? "" : "<|im_start|>system\n" + system + "<|im_end|>\n") +
+           "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n" + answer_prefix;
   if (kind == "llama3")
     return "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + user +
            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n" + answer_prefix;
@@ -389,18 +434,21 @@ RulerSources ruler_sources(const std::string& haystack) {
     s.essay_words.push_back(w);
     std::string lower;
     for (char c : w)
-      if (std::isalpha(static_cast<unsigned char>(c))) lower.push_back(char(std::tolower(static_cast<unsigned char>(c))));
+      if (std::isalpha(static_cast<unsigned char>(c)))
+        lower.push_back(char(std::tolower(static_cast<unsigned char>(c))));
     if (lower.size() >= 4) words.insert(lower);
   }
   s.vocabulary.assign(words.begin(), words.end());
   return s;
 }
 
-Status ruler_sample(const Tokenizer& tok, const ChatTemplate& chat, const RulerSources& sources, RulerTask task,
-                    int64_t max_seq_length, uint64_t seed, int64_t index, RulerSample* out) noexcept {
+Status ruler_sample(const Tokenizer& tok, const ChatTemplate& chat, const RulerSources& sources,
+                    RulerTask task, int64_t max_seq_length, uint64_t seed, int64_t index,
+                    RulerSample* out) noexcept {
   try {
     if (sources.essay_words.empty() || sources.vocabulary.size() < 100)
-      return Status(StatusCode::kInvalidArgument, "ruler: the haystack text has %zu words and %zu distinct ones (too few)",
+      return Status(StatusCode::kInvalidArgument,
+                    "ruler: the haystack text has %zu words and %zu distinct ones (too few)",
                     sources.essay_words.size(), sources.vocabulary.size());
     const Rng rng{sample_seed(seed, task, max_seq_length, index)};
     const int64_t budget = max_seq_length - ruler_tokens_to_generate(task);
@@ -409,15 +457,19 @@ Status ruler_sample(const Tokenizer& tok, const ChatTemplate& chat, const RulerS
       return token_count(tok, chat.wrap(d.input, d.prefix));
     };
     // The largest haystack that fits: a probe gives tokens per unit, the search runs up to three
-    // times the estimate (RULER's slack). Units: essay words, noise lines, listed words, coded words.
+    // times the estimate (RULER's slack). Units: essay words, noise lines, listed words, coded
+    // words.
     const int64_t probe = 64, fixed = tokens_of(1), at_probe = tokens_of(probe);
-    if (fixed < 0 || at_probe < 0) return Status(StatusCode::kInternal, "ruler: the tokenizer failed on the task text");
+    if (fixed < 0 || at_probe < 0)
+      return Status(StatusCode::kInternal, "ruler: the tokenizer failed on the task text");
     const double per_unit = std::max(1e-3, double(at_probe - fixed) / double(probe - 1));
     int64_t upper = std::max<int64_t>(probe, int64_t(3.0 * double(budget) / per_unit));
-    if (task == RulerTask::kCwe) upper = std::min<int64_t>(upper, int64_t(sources.vocabulary.size()));
+    if (task == RulerTask::kCwe)
+      upper = std::min<int64_t>(upper, int64_t(sources.vocabulary.size()));
     const int64_t units = largest_fitting(upper, budget, tokens_of);
     if (units < 1)
-      return Status(StatusCode::kInvalidArgument, "ruler: %s does not fit %lld tokens with this tokenizer", to_string(task),
+      return Status(StatusCode::kInvalidArgument,
+                    "ruler: %s does not fit %lld tokens with this tokenizer", to_string(task),
                     (long long)max_seq_length);
     const Draft d = draft_of(tok, sources, task, max_seq_length, units, rng);
     RulerSample s;
@@ -439,7 +491,8 @@ double ruler_score(const std::string& prediction, const std::vector<std::string>
   if (outputs.empty()) return 0.0;
   std::string pred;
   for (char c : prediction) pred.push_back(static_cast<unsigned char>(c) < 0x20 ? '\n' : c);
-  const std::size_t b = pred.find_first_not_of(" \t\n\r\f\v"), e = pred.find_last_not_of(" \t\n\r\f\v");
+  const std::size_t b = pred.find_first_not_of(" \t\n\r\f\v"),
+                    e = pred.find_last_not_of(" \t\n\r\f\v");
   pred = b == std::string::npos ? std::string() : pred.substr(b, e - b + 1);
   for (auto& c : pred) c = char(std::tolower(static_cast<unsigned char>(c)));
   int64_t found = 0;

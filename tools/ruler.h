@@ -6,16 +6,16 @@
 //! offline and deterministically, and scored as RULER scores them. The task texts, needle formats,
 //! answer prefixes, counts and the length rule (prompt plus RULER's tokens_to_generate within the
 //! target length, in the model's tokenizer) follow RULER; what differs is written in
-//! docs/results.md (RULER tasks): the prose haystack is the KJV text the needle grid uses instead of
-//! Paul Graham's essays, the words come from that text's vocabulary instead of the wonderwords
+//! docs/results.md (RULER tasks): the prose haystack is the KJV text the needle grid uses instead
+//! of Paul Graham's essays, the words come from that text's vocabulary instead of the wonderwords
 //! lists, sentences are split at ". ", "? " and "! " instead of NLTK's tokenizer, and the random
 //! draws are this file's own (a splitmix64 stream per sample), not Python's.
 //!
 //! Tasks (RULER's scripts/synthetic.yaml): niah_single (its niah_single_2: prose haystack, a word
-//! key, a 7-digit value), niah_multikey (niah_multikey_1: three distractor needles with other keys),
-//! niah_multivalue (four values for the key), niah_multiquery (four keys asked), vt (variable
-//! tracking: one chain of four hops in noise, with one in-context example), cwe (common words
-//! extraction with one example) and fwe (frequent coded words, Zipf alpha 2).
+//! key, a 7-digit value), niah_multikey (niah_multikey_1: three distractor needles with other
+//! keys), niah_multivalue (four values for the key), niah_multiquery (four keys asked), vt
+//! (variable tracking: one chain of four hops in noise, with one in-context example), cwe (common
+//! words extraction with one example) and fwe (frequent coded words, Zipf alpha 2).
 
 #include <cstdint>
 #include <string>
@@ -28,9 +28,17 @@ namespace promptdistill {
 
 class Tokenizer;
 
-enum class RulerTask : int32_t { kNiahSingle, kNiahMultikey, kNiahMultivalue, kNiahMultiquery, kVt, kCwe, kFwe };
-//! RULER's names: "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "vt", "cwe",
-//! "fwe"; `parse` is the inverse.
+enum class RulerTask : int32_t {
+  kNiahSingle,
+  kNiahMultikey,
+  kNiahMultivalue,
+  kNiahMultiquery,
+  kVt,
+  kCwe,
+  kFwe
+};
+//! RULER's names: "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "vt",
+//! "cwe", "fwe"; `parse` is the inverse.
 const char* to_string(RulerTask task) noexcept;
 Status parse(std::string_view text, RulerTask* out) noexcept;
 std::vector<RulerTask> all_ruler_tasks();
@@ -60,9 +68,9 @@ RulerSources ruler_sources(const std::string& haystack);
 
 struct RulerSample {
   RulerTask task = RulerTask::kNiahSingle;
-  std::string input;          //!< the task text (template filled, examples included)
-  std::string answer_prefix;  //!< RULER's, started after the chat template's assistant turn
-  std::string prompt;         //!< what the model reads: chat.wrap(input, answer_prefix)
+  std::string input;                 //!< the task text (template filled, examples included)
+  std::string answer_prefix;         //!< RULER's, started after the chat template's assistant turn
+  std::string prompt;                //!< what the model reads: chat.wrap(input, answer_prefix)
   std::vector<std::string> outputs;  //!< the strings a correct answer contains
   int64_t prompt_tokens = 0;
   int64_t haystack_units = 0;  //!< words, noise lines or list entries the haystack holds
@@ -71,8 +79,9 @@ struct RulerSample {
 //! Sample `index` of `task` for a target of `max_seq_length` tokens (prompt plus the task's
 //! tokens_to_generate, in `tok`'s tokens; the haystack is the largest that fits, as RULER's binary
 //! search finds it). Deterministic in (seed, task, max_seq_length, index).
-Status ruler_sample(const Tokenizer& tok, const ChatTemplate& chat, const RulerSources& sources, RulerTask task,
-                    int64_t max_seq_length, uint64_t seed, int64_t index, RulerSample* out) noexcept;
+Status ruler_sample(const Tokenizer& tok, const ChatTemplate& chat, const RulerSources& sources,
+                    RulerTask task, int64_t max_seq_length, uint64_t seed, int64_t index,
+                    RulerSample* out) noexcept;
 
 //! RULER's string_match_all for one prediction: the fraction of `outputs` the prediction contains,
 //! ignoring case, after its postprocess_pred (stripped; control characters as newlines).

@@ -45,7 +45,8 @@ nlohmann::json settings_of(const PipelineConfig& c) {
     case PipelineMethod::kGemFilter:
       j["selection_layers"] = c.selection_layers;
       j["score_layers"] = c.score_layers;
-      if (c.method == PipelineMethod::kPromptDistill) j["cache_truncation_end"] = c.cache_truncation_end;
+      if (c.method == PipelineMethod::kPromptDistill)
+        j["cache_truncation_end"] = c.cache_truncation_end;
       j["pool"] = to_string(c.pool);
       j["pool_kernel"] = c.pool_kernel;
       break;
@@ -91,11 +92,34 @@ ChatTemplate chat_template_of(const Args& a, const LoadedModel& m) {
 }  // namespace
 
 int cmd_eval_ruler(const Args& a) {
-  reject_unknown(a, {"model", "tasks", "lengths", "samples", "first-sample", "seed", "methods", "budgets", "selection-layers",
-                     "cache-truncation-end", "score-layers", "window", "per", "pool", "pool-kernel", "tsp-layer",
-                     "tsp-length", "tsp-rate", "retain-rate", "out", "max-new-tokens", "haystack", "chat-template",
-                     "threads", "decode-weights", "kv-cache"});
-  std::vector<std::string> methods = {"full", "promptdistill", "gemfilter", "snapkv", "h2o", "fastkv"};
+  reject_unknown(a, {"model",
+                     "tasks",
+                     "lengths",
+                     "samples",
+                     "first-sample",
+                     "seed",
+                     "methods",
+                     "budgets",
+                     "selection-layers",
+                     "cache-truncation-end",
+                     "score-layers",
+                     "window",
+                     "per",
+                     "pool",
+                     "pool-kernel",
+                     "tsp-layer",
+                     "tsp-length",
+                     "tsp-rate",
+                     "retain-rate",
+                     "out",
+                     "max-new-tokens",
+                     "haystack",
+                     "chat-template",
+                     "threads",
+                     "decode-weights",
+                     "kv-cache"});
+  std::vector<std::string> methods = {"full",   "promptdistill", "gemfilter",
+                                      "snapkv", "h2o",           "fastkv"};
   if (a.values.count("methods")) methods = a.values.at("methods");
   reject_inapplicable(a, methods);
   apply_threads(a);
@@ -116,36 +140,48 @@ int cmd_eval_ruler(const Args& a) {
   load_model(a, &m);
   if (!m.has_tokenizer) fail("eval ruler needs a model with a tokenizer");
   const ChatTemplate chat = chat_template_of(a, m);
-  const std::string haystack_path = get(a, "haystack", std::getenv("PROMPTDISTILL_HAYSTACK") ? std::getenv("PROMPTDISTILL_HAYSTACK")
-                                                                                                : PD_DEFAULT_HAYSTACK);
+  const std::string haystack_path =
+      get(a, "haystack",
+          std::getenv("PROMPTDISTILL_HAYSTACK") ? std::getenv("PROMPTDISTILL_HAYSTACK")
+                                                : PD_DEFAULT_HAYSTACK);
   std::ifstream in(haystack_path);
-  if (!in) fail("cannot open the haystack '" + haystack_path + "' (run scripts/fetch_haystack.sh or pass --haystack FILE)");
+  if (!in)
+    fail("cannot open the haystack '" + haystack_path +
+         "' (run scripts/fetch_haystack.sh or pass --haystack FILE)");
   std::stringstream text;
   text << in.rdbuf();
   const RulerSources sources = ruler_sources(text.str());
   std::FILE* out = stdout;
   const std::string out_path = get(a, "out", "");
-  if (!out_path.empty() && !(out = std::fopen(out_path.c_str(), "w"))) fail("cannot write --out '" + out_path + "'");
+  if (!out_path.empty() && !(out = std::fopen(out_path.c_str(), "w")))
+    fail("cannot write --out '" + out_path + "'");
   const std::string machine = machine_description();
   for (int64_t length : lengths)
     for (RulerTask task : tasks)
       for (int64_t index = first; index < first + samples; ++index) {
         RulerSample sample;
-        if (Status s = ruler_sample(m.tokenizer, chat, sources, task, length, seed, index, &sample); !s) fail_status(s);
+        if (Status s = ruler_sample(m.tokenizer, chat, sources, task, length, seed, index, &sample);
+            !s)
+          fail_status(s);
         Prompt p;
         if (Status s = m.tokenizer.encode(sample.prompt, &p.ids); !s) fail_status(s);
         // RULER's answers are short: at most 64 new tokens (FastKV's RULER driver), or its own
         // tokens_to_generate when smaller.
-        const int64_t max_new = get_int(a, "max-new-tokens", std::min<int64_t>(64, ruler_tokens_to_generate(task)));
+        const int64_t max_new =
+            get_int(a, "max-new-tokens", std::min<int64_t>(64, ruler_tokens_to_generate(task)));
         for (const std::string& method : methods) {
           const bool full = method == "full";
           const std::vector<int64_t> case_budgets = full ? std::vector<int64_t>{0} : budgets;
           for (int64_t budget : case_budgets)
-            if (Status v = budgeted(a, method, budget).validate(m.weights.config, int64_t(p.ids.size())); !v) fail_status(v);
+            if (Status v =
+                    budgeted(a, method, budget).validate(m.weights.config, int64_t(p.ids.size()));
+                !v)
+              fail_status(v);
           const bool sweep = !full && case_budgets.size() > 1;
           std::vector<RunOutput> runs;
           if (sweep)
-            runs = run_sweep(m, p, budgeted(a, method, case_budgets[0]), case_budgets, max_new, false);
+            runs =
+                run_sweep(m, p, budgeted(a, method, case_budgets[0]), case_budgets, max_new, false);
           else
             runs = {run_one(m, p, budgeted(a, method, case_budgets[0]), max_new, "cpu", "", false)};
           for (std::size_t i = 0; i < case_budgets.size(); ++i) {

@@ -34,13 +34,15 @@ struct BackendBuffers {
     void* p = nullptr;
     PD_RETURN_IF_ERROR(B::allocate(host.size() * sizeof(T), &p, nullptr));
     ptrs.push_back(p);
-    if (!host.empty()) PD_RETURN_IF_ERROR(B::upload(p, host.data(), host.size() * sizeof(T), nullptr));
+    if (!host.empty())
+      PD_RETURN_IF_ERROR(B::upload(p, host.data(), host.size() * sizeof(T), nullptr));
     *out = static_cast<T*>(p);
     return Status::ok();
   }
   template <class T>
   static Status download(std::vector<T>* host, const T* from) {
-    return host->empty() ? Status::ok() : B::download(host->data(), from, host->size() * sizeof(T), nullptr);
+    return host->empty() ? Status::ok()
+                         : B::download(host->data(), from, host->size() * sizeof(T), nullptr);
   }
 };
 
@@ -49,8 +51,8 @@ struct BackendBuffers {
 template <class B, class T>
 Status run_on(const SelectInput& in, const MethodConfig& cfg, SelectOutput* out) {
   const int64_t rows = score_rows(cfg.method, cfg.grouping, in.H, in.Hkv);
-  std::vector<int32_t> lengths{int32_t(in.L)}, indices(std::size_t(rows * in.L), -1), counts(std::size_t(rows), 0),
-      positions(std::size_t(rows * in.L), -1);
+  std::vector<int32_t> lengths{int32_t(in.L)}, indices(std::size_t(rows * in.L), -1),
+      counts(std::size_t(rows), 0), positions(std::size_t(rows * in.L), -1);
   std::vector<float> scores(std::size_t(rows * in.L), 0.0f);
   BackendBuffers<B> d;
   T *q = nullptr, *k = nullptr;
@@ -81,7 +83,8 @@ Status run_on(const SelectInput& in, const MethodConfig& cfg, SelectOutput* out)
   const auto t0 = std::chrono::steady_clock::now();
   PD_RETURN_IF_ERROR(Select::run(a, workspace, nullptr));
   PD_RETURN_IF_ERROR(B::device_status(workspace, nullptr));  // waits for the run on a device
-  out->milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  out->milliseconds =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   PD_RETURN_IF_ERROR(d.download(&indices, ix));
   PD_RETURN_IF_ERROR(d.download(&counts, c));
   PD_RETURN_IF_ERROR(d.download(&positions, pos));
@@ -91,8 +94,10 @@ Status run_on(const SelectInput& in, const MethodConfig& cfg, SelectOutput* out)
   out->positions.assign(std::size_t(rows), {});
   for (int64_t r = 0; r < rows; ++r) {
     const auto begin = std::size_t(r * in.L), n = std::size_t(counts[std::size_t(r)]);
-    out->indices[std::size_t(r)].assign(indices.begin() + long(begin), indices.begin() + long(begin + n));
-    out->positions[std::size_t(r)].assign(positions.begin() + long(begin), positions.begin() + long(begin + n));
+    out->indices[std::size_t(r)].assign(indices.begin() + long(begin),
+                                        indices.begin() + long(begin + n));
+    out->positions[std::size_t(r)].assign(positions.begin() + long(begin),
+                                          positions.begin() + long(begin + n));
   }
   out->scores.assign(scores.begin(), scores.begin() + long(in.L));
   return Status::ok();
@@ -100,10 +105,11 @@ Status run_on(const SelectInput& in, const MethodConfig& cfg, SelectOutput* out)
 
 }  // namespace
 
-Status run_select(const SelectInput& in, const MethodConfig& cfg, const std::string& backend, const std::string& dtype,
-                  SelectOutput* out) {
+Status run_select(const SelectInput& in, const MethodConfig& cfg, const std::string& backend,
+                  const std::string& dtype, SelectOutput* out) {
   if (dtype != "f32" && dtype != "f16" && dtype != "bf16")
-    return Status(StatusCode::kInvalidArgument, "--dtype must be f32, f16 or bf16, got '%s'", Quoted(dtype, 40).c_str());
+    return Status(StatusCode::kInvalidArgument, "--dtype must be f32, f16 or bf16, got '%s'",
+                  Quoted(dtype, 40).c_str());
   return with_backend(backend, [&](auto device) -> Status {
     using B = decltype(device);
     if (dtype == "f16") return run_on<B, f16>(in, cfg, out);

@@ -28,7 +28,8 @@ struct SelectOutput {
 
 //! backend: a built backend's name (backend.h: "cpu", "cuda"); dtype: "f32", "f16" or "bf16".
 promptdistill::Status run_select(const SelectInput& in, const promptdistill::MethodConfig& cfg,
-                                 const std::string& backend, const std::string& dtype, SelectOutput* out);
+                                 const std::string& backend, const std::string& dtype,
+                                 SelectOutput* out);
 
 bool cuda_backend_built();
 

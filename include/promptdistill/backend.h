@@ -28,54 +28,72 @@ namespace promptdistill {
 
 //! A backend's table: its namespace's operations as member alias templates, and the memory
 //! functions the session and the tools use.
-#define PD_BACKEND_TABLE(ns)                                                                               \
-  template <class T> using Embed = ns::Embed<T>;                                                           \
-  template <class T> using RmsNorm = ns::RmsNorm<T>;                                                       \
-  template <class T> using Rope = ns::Rope<T>;                                                             \
-  template <class T> using SwiGlu = ns::SwiGlu<T>;                                                         \
-  template <class T> using AppendKv = ns::AppendKv<T>;                                                     \
-  template <class T> using Attention = ns::Attention<T>;                                                   \
-  template <class T> using LinearPlan = ns::LinearPlan<T>;                                                 \
-  template <class T> using Gather = ns::Gather<T>;                                                         \
-  template <class T> using Select = ns::Select<T>;                                                         \
-  template <class T> using ScorePartial = ns::ScorePartial<T>;                                             \
-  using FinishSelect = ns::FinishSelect;                                                                   \
-  using RemapPositions = ns::RemapPositions;                                                               \
-  using SumRows = ns::SumRows;                                                                             \
-  using TopK = ns::TopK;                                                                                   \
-  template <class T> using CompactKv = ns::CompactKv<T>;                                                   \
-  template <class T> using ArgMax = ns::ArgMax<T>;                                                         \
-  /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. */       \
-  static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                                \
-  static void release(void* p, Stream s) noexcept;                                                         \
-  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;                                  \
-  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                  \
-  /* Waits for the stream, then copies to the host: a host synchronisation. */                             \
-  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;                \
-  /* rows x width bytes between pitched buffers of this backend. */                                        \
-  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,        \
-                          std::size_t width, std::size_t rows, Stream s) noexcept;                          \
-  template <class T>                                                                                       \
-  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                            \
-  /* n weights detail::random_weight(i, seed, scale), rounded to T, drawn where the backend keeps them. */ \
-  template <class T>                                                                                       \
-  static Status fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept;             \
-  /* Host memory this backend copies from asynchronously (pinned on CUDA). */                             \
-  static Status allocate_host(std::size_t bytes, void** out) noexcept;                                     \
-  static void release_host(void* p) noexcept;                                                              \
-  /* Records the stream work `body` issues on the stream it is given as a graph that launch_graph replays  \
-     on a stream: a CUDA graph (captured on a stream of its own, so `s` may be the legacy default stream;  \
-     nothing runs while recording); the CPU reference keeps `body` and calls it again on each launch. */   \
-  static Status record_graph(Stream s, const std::function<Status(Stream)>& body,                          \
-                             std::shared_ptr<void>* graph) noexcept;                                       \
-  static Status launch_graph(const std::shared_ptr<void>& graph, Stream s) noexcept;                       \
-  /* The validation result of the last run that used `workspace` (the CUDA status word; a host sync). */   \
-  static Status device_status(Workspace workspace, Stream s) noexcept;                                     \
-  /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds no      \
-     error and the status word at the start of `workspace` does, copies it into `sticky`. The CPU          \
-     reference returns validation errors from run() and writes no status word: a no-op there. */           \
-  static Status accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept;                   \
-  /* Bytes that can still be allocated (an estimate). */                                                   \
+#define PD_BACKEND_TABLE(ns)                                                                       \
+  template <class T>                                                                               \
+  using Embed = ns::Embed<T>;                                                                      \
+  template <class T>                                                                               \
+  using RmsNorm = ns::RmsNorm<T>;                                                                  \
+  template <class T>                                                                               \
+  using Rope = ns::Rope<T>;                                                                        \
+  template <class T>                                                                               \
+  using SwiGlu = ns::SwiGlu<T>;                                                                    \
+  template <class T>                                                                               \
+  using AppendKv = ns::AppendKv<T>;                                                                \
+  template <class T>                                                                               \
+  using Attention = ns::Attention<T>;                                                              \
+  template <class T>                                                                               \
+  using LinearPlan = ns::LinearPlan<T>;                                                            \
+  template <class T>                                                                               \
+  using Gather = ns::Gather<T>;                                                                    \
+  template <class T>                                                                               \
+  using Select = ns::Select<T>;                                                                    \
+  template <class T>                                                                               \
+  using ScorePartial = ns::ScorePartial<T>;                                                        \
+  using FinishSelect = ns::FinishSelect;                                                           \
+  using RemapPositions = ns::RemapPositions;                                                       \
+  using SumRows = ns::SumRows;                                                                     \
+  using TopK = ns::TopK;                                                                           \
+  template <class T>                                                                               \
+  using CompactKv = ns::CompactKv<T>;                                                              \
+  template <class T>                                                                               \
+  using ArgMax = ns::ArgMax<T>;                                                                    \
+  /* Stream-ordered on CUDA (cudaMallocAsync / cudaFreeAsync): no implicit device synchronisation. \
+   */                                                                                              \
+  static Status allocate(std::size_t bytes, void** out, Stream s) noexcept;                        \
+  static void release(void* p, Stream s) noexcept;                                                 \
+  static Status fill_zero(void* p, std::size_t bytes, Stream s) noexcept;                          \
+  static Status upload(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;          \
+  /* Waits for the stream, then copies to the host: a host synchronisation. */                     \
+  static Status download(void* dst, const void* src, std::size_t bytes, Stream s) noexcept;        \
+  /* rows x width bytes between pitched buffers of this backend. */                                \
+  static Status copy_rows(void* dst, std::size_t dst_pitch, const void* src,                       \
+                          std::size_t src_pitch, std::size_t width, std::size_t rows,              \
+                          Stream s) noexcept;                                                      \
+  template <class T>                                                                               \
+  static Status to_f32(const T* src, float* dst, int64_t n, Stream s) noexcept;                    \
+  /* n weights detail::random_weight(i, seed, scale), rounded to T, drawn where the backend keeps  \
+   * them. */                                                                                      \
+  template <class T>                                                                               \
+  static Status fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream s) noexcept;     \
+  /* Host memory this backend copies from asynchronously (pinned on CUDA). */                      \
+  static Status allocate_host(std::size_t bytes, void** out) noexcept;                             \
+  static void release_host(void* p) noexcept;                                                      \
+  /* Records the stream work `body` issues on the stream it is given as a graph that launch_graph  \
+     replays on a stream: a CUDA graph (captured on a stream of its own, so `s` may be the legacy  \
+     default stream; nothing runs while recording); the CPU reference keeps `body` and calls it    \
+     again on each launch. */                                                                      \
+  static Status record_graph(Stream s, const std::function<Status(Stream)>& body,                  \
+                             std::shared_ptr<void>* graph) noexcept;                               \
+  static Status launch_graph(const std::shared_ptr<void>& graph, Stream s) noexcept;               \
+  /* The validation result of the last run that used `workspace` (the CUDA status word; a host     \
+   * sync). */                                                                                     \
+  static Status device_status(Workspace workspace, Stream s) noexcept;                             \
+  /* Stream-ordered, no host sync: if `sticky` (a DeviceStatusWord in this backend's memory) holds \
+     no error and the status word at the start of `workspace` does, copies it into `sticky`. The   \
+     CPU reference returns validation errors from run() and writes no status word: a no-op there.  \
+   */                                                                                              \
+  static Status accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept;           \
+  /* Bytes that can still be allocated (an estimate). */                                           \
   static int64_t available_bytes() noexcept;
 
 //! The CPU reference: host memory, "stream" ignored, validation errors returned by run().
@@ -129,7 +147,9 @@ bool dispatch_backend(std::string_view name, F& f, Status* out, BackendList<B...
 }  // namespace detail
 
 //! Whether this build has the backend called `name`.
-inline bool backend_built(std::string_view name) { return detail::backend_known(name, BuiltBackends{}); }
+inline bool backend_built(std::string_view name) {
+  return detail::backend_known(name, BuiltBackends{});
+}
 
 //! Calls `f(Backend{})` (returning a Status) with the built backend called `name`. Errors:
 //! kInvalidArgument for a name no backend has, kUnsupported for a backend this build lacks,
@@ -140,14 +160,17 @@ Status with_backend(std::string_view name, F&& f) {
   const auto run_available = [&](auto backend) -> Status {
     using B = decltype(backend);
     if (!B::device_available())
-      return Status(StatusCode::kNoDevice, "--backend %s: no device of %s is available on this machine", B::kName,
+      return Status(StatusCode::kNoDevice,
+                    "--backend %s: no device of %s is available on this machine", B::kName,
                     B::kDescription);
     return f(backend);
   };
   if (detail::dispatch_backend(name, run_available, &result, BuiltBackends{})) return result;
   if (detail::backend_known(name, KnownBackends{}))
-    return Status(StatusCode::kUnsupported, "--backend %.*s: this build has no %.*s backend (built: %s)", int(name.size()),
-                  name.data(), int(name.size()), name.data(), detail::backend_names(BuiltBackends{}).c_str());
+    return Status(StatusCode::kUnsupported,
+                  "--backend %.*s: this build has no %.*s backend (built: %s)", int(name.size()),
+                  name.data(), int(name.size()), name.data(),
+                  detail::backend_names(BuiltBackends{}).c_str());
   return Status(StatusCode::kInvalidArgument, "--backend must be one of %s, got '%s'",
                 detail::backend_names(KnownBackends{}).c_str(), Quoted(name, 40).c_str());
 }

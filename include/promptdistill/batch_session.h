@@ -2,18 +2,19 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
-//! Provided by promptdistill::cpu_pipelines (ref::BatchSession) and promptdistill::cuda_pipelines (cuda::BatchSession, BatchSessionF16, BatchSessionF32).
-//! `BatchSession<Backend, T>`: the pipelines of docs/algorithms.md (full KV, PromptDistill multi-stage
-//! with cache truncation, GemFilter, SnapKV, H2O) and greedy decoding for a batch of prompts of
-//! different lengths, composed only of the block operations (blocks.h) and the Selector API
-//! (selector.h) of one backend. The same code runs on
+//! Provided by promptdistill::cpu_pipelines (ref::BatchSession) and promptdistill::cuda_pipelines
+//! (cuda::BatchSession, BatchSessionF16, BatchSessionF32). `BatchSession<Backend, T>`: the
+//! pipelines of docs/algorithms.md (full KV, PromptDistill multi-stage with cache truncation,
+//! GemFilter, SnapKV, H2O) and greedy decoding for a batch of prompts of different lengths,
+//! composed only of the block operations (blocks.h) and the Selector API (selector.h) of one
+//! backend. The same code runs on
 //! - `ref::BatchSession` (CPU reference ops, f32, host memory): testable on any machine against
 //!   `ref::EigenSession`, the Eigen decoder;
 //! - `cuda::BatchSession` (CUDA ops, bf16 weights and activations, f32 accumulation and f32 logits,
 //!   device memory), `cuda::BatchSessionF16` and `cuda::BatchSessionF32`.
 //!
-//! The implementation is private (pipelines/batch_session/: RAII buffers, the decoder, the pipelines)
-//! and compiled into the library for the instantiations below.
+//! The implementation is private (pipelines/batch_session/: RAII buffers, the decoder, the
+//! pipelines) and compiled into the library for the instantiations below.
 //!
 //! Layout: a prefill keeps the batch padded, [B, n_max, ...] with request b's first n_b rows
 //! valid; rows past n_b are computed but never read (attention, KV appends and selections only
@@ -24,7 +25,8 @@
 //! in a scratch buffer that the next layer overwrites and that is freed before pass 2.
 //! SnapKV/H2O per query head (the published variant) GQA-expand a layer's cache to H heads when
 //! they compress it (query head h then reads head h), as the reference code stores it; the new
-//! tokens of such a layer are expanded on append. Everything follows `ref::EigenSession`'s semantics.
+//! tokens of such a layer are expanded on append. Everything follows `ref::EigenSession`'s
+//! semantics.
 
 #include <cstdint>
 #include <functional>
@@ -48,8 +50,10 @@ namespace promptdistill {
 using AllReduce = std::function<Status(void* data, int64_t count, DType dtype, Stream stream)>;
 
 struct BatchSessionOptions {
-  int64_t decode_reserve = 64;     //!< cache tokens reserved per request for decoding (grows on demand)
-  int64_t mlp_chunk_rows = 2048;   //!< MLP rows per step, bounding the [rows, intermediate] activations
+  int64_t decode_reserve =
+      64;  //!< cache tokens reserved per request for decoding (grows on demand)
+  int64_t mlp_chunk_rows =
+      2048;  //!< MLP rows per step, bounding the [rows, intermediate] activations
   AttentionAlgo attention = AttentionAlgo::kFast;
   //! Read the device status word after every operation (a host sync each; for tests and
   //! debugging). Selections, gathers and compactions are always checked.
@@ -91,12 +95,13 @@ class BatchSession {
   BatchSession& operator=(const BatchSession&) = delete;
 
   //! Uploads the weights (rounded to T; the LM head stays f32) and prepares an empty session.
-  static Status create(const ModelWeights* weights, const BatchSessionOptions& options, Stream stream,
-                       std::unique_ptr<BatchSession>* out) noexcept;
+  static Status create(const ModelWeights* weights, const BatchSessionOptions& options,
+                       Stream stream, std::unique_ptr<BatchSession>* out) noexcept;
   //! A session of `config`'s shape whose weights are drawn on the backend itself (unit norms,
   //! random matrices scaled to keep activations O(1); detail/random_weights.h): the timings and
   //! memory of a checkpoint of that shape without the checkpoint, and no host copy of it.
-  static Status create_random(const ModelConfig& config, uint64_t seed, const BatchSessionOptions& options, Stream stream,
+  static Status create_random(const ModelConfig& config, uint64_t seed,
+                              const BatchSessionOptions& options, Stream stream,
                               std::unique_ptr<BatchSession>* out) noexcept;
 
   //! Prefills every prompt with `config`'s method (one configuration for the whole batch; the
@@ -108,8 +113,9 @@ class BatchSession {
   //! Greedy generation for every request after a prefill, as ref::EigenSession::generate: first[b]
   //! always kept, at most max_new_tokens in all, a decoded stop token ends the request and is not
   //! returned; decode_ms_per_step is the mean time of one batched step.
-  Status generate(const std::vector<int32_t>& first, int64_t max_new_tokens, const std::vector<int32_t>& stop,
-                  std::vector<std::vector<int32_t>>* out, double* decode_ms_per_step) noexcept;
+  Status generate(const std::vector<int32_t>& first, int64_t max_new_tokens,
+                  const std::vector<int32_t>& stop, std::vector<std::vector<int32_t>>* out,
+                  double* decode_ms_per_step) noexcept;
 
   int64_t batch() const noexcept { return batch_; }
   static const char* backend_name() noexcept { return Backend::kName; }
@@ -118,7 +124,8 @@ class BatchSession {
   //! Layer l's keys and values of request b as f32 [length, heads, D] (host copies, for tests;
   //! heads is H_kv, or H for a layer SnapKV/H2O compressed per query head; a tensor-parallel
   //! rank's own heads).
-  Status read_cache(int64_t layer, int64_t b, std::vector<float>* k, std::vector<float>* v) const noexcept;
+  Status read_cache(int64_t layer, int64_t b, std::vector<float>* k,
+                    std::vector<float>* v) const noexcept;
   //! Memory this session holds now / at most since the last prefill began (weights included).
   int64_t memory_bytes() const noexcept;
   int64_t peak_memory_bytes() const noexcept;
@@ -144,8 +151,9 @@ class BatchSession {
   struct Impl;  // pipelines/batch_session/ (private, not installed)
   BatchSession() = default;
   //! create() (`weights` uploaded) and create_random() (`weights` null: drawn from `seed`).
-  static Status create_session(const ModelConfig& config, const ModelWeights* weights, uint64_t seed,
-                               const BatchSessionOptions& options, Stream stream, std::unique_ptr<BatchSession>* out) noexcept;
+  static Status create_session(const ModelConfig& config, const ModelWeights* weights,
+                               uint64_t seed, const BatchSessionOptions& options, Stream stream,
+                               std::unique_ptr<BatchSession>* out) noexcept;
   std::unique_ptr<Impl> impl_;
   int64_t batch_ = 0;
 };
@@ -159,8 +167,10 @@ using BatchSessionF16 = promptdistill::BatchSession<CudaBackend, f16>;
 using BatchSessionF32 = promptdistill::BatchSession<CudaBackend, float>;
 //! The former names, kept for one release.
 using Session [[deprecated("cuda::Session was renamed cuda::BatchSession")]] = BatchSession;
-using SessionF16 [[deprecated("cuda::SessionF16 was renamed cuda::BatchSessionF16")]] = BatchSessionF16;
-using SessionF32 [[deprecated("cuda::SessionF32 was renamed cuda::BatchSessionF32")]] = BatchSessionF32;
+using SessionF16 [[deprecated("cuda::SessionF16 was renamed cuda::BatchSessionF16")]] =
+    BatchSessionF16;
+using SessionF32 [[deprecated("cuda::SessionF32 was renamed cuda::BatchSessionF32")]] =
+    BatchSessionF32;
 }  // namespace cuda
 
 extern template class BatchSession<RefBackend, float>;

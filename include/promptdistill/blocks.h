@@ -2,11 +2,12 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
-//! Provided by promptdistill::core (declarations and validation); the operations: promptdistill::cpu_reference (ref::) and promptdistill::cuda (cuda::).
-//! Decoder block operations: token embedding, RMSNorm, RoPE, SwiGLU, linear layers (GEMMs), KV
-//! append and GQA causal attention, in `promptdistill::ref` (CPU, host memory) and
-//! `promptdistill::cuda` (device memory, caller's stream, no allocation, no host sync). Both
-//! namespaces include `detail/block_ops.inc`, so the signatures cannot drift.
+//! Provided by promptdistill::core (declarations and validation); the operations:
+//! promptdistill::cpu_reference (ref::) and promptdistill::cuda (cuda::). Decoder block operations:
+//! token embedding, RMSNorm, RoPE, SwiGLU, linear layers (GEMMs), KV append and GQA causal
+//! attention, in `promptdistill::ref` (CPU, host memory) and `promptdistill::cuda` (device memory,
+//! caller's stream, no allocation, no host sync). Both namespaces include `detail/block_ops.inc`,
+//! so the signatures cannot drift.
 //!
 //! Storage types: float, bf16, f16; every op computes in f32 and rounds once to the storage type
 //! where it writes (RMSNorm and SwiGLU also round their intermediate exactly where Hugging Face
@@ -14,12 +15,14 @@
 //!
 //! ## Exact semantics and tiers (docs/design.md §4)
 //! - Embed, AppendKv: Tier A (copies).
-//! - RmsNorm (Tier B): ss = canonical_sum_j mul(x_j, x_j); inv = div(1, sqrt(add(div(ss, d), eps)));
+//! - RmsNorm (Tier B): ss = canonical_sum_j mul(x_j, x_j); inv = div(1, sqrt(add(div(ss, d),
+//! eps)));
 //!   y_j = to_T(mul(w_j, round_T(mul(x_j, inv)))).
 //! - Rope (Tier B), half-split, per token i and frequency f with cos/sin tables [n, D/2]:
 //!   a' = sub(mul(a, c), mul(b, s)), b' = add(mul(b, c), mul(a, s)), written as T.
 //! - SwiGlu (Tier B): y = to_T(mul(round_T(div(g, add(1, exp_f32(-g)))), u)).
-//! - Attention with `AttentionAlgo::kExact` (Tier B): row i of request b (q_len_b new rows, kv_len_b
+//! - Attention with `AttentionAlgo::kExact` (Tier B): row i of request b (q_len_b new rows,
+//! kv_len_b
 //!   visible keys) sits at key position p = kv_len_b - q_len_b + i and sees keys 0..p.
 //!   z_j = mul(dot(q, k_j), scale); m = canonical_max_j z_j; e_j = exp_f32(sub(z_j, m));
 //!   l = canonical_sum_j e_j; o_d = to_T(sum_j mul(div(e_j, l), v_jd)), the last sum sequential in
@@ -51,7 +54,7 @@ namespace promptdistill {
 //! out[i, :] = table[ids[i], :]; ids outside [0, vocab) are an error (kOutOfRange).
 template <class T>
 struct EmbedArgs {
-  TensorView<const T, 2> table;  //!< [vocab, hidden]
+  TensorView<const T, 2> table;      //!< [vocab, hidden]
   TensorView<const int32_t, 1> ids;  //!< [n]
   TensorView<T, 2> out;              //!< [n, hidden]
 };
@@ -61,15 +64,15 @@ struct RmsNormArgs {
   TensorView<const T, 2> x;       //!< [n, d]
   TensorView<const T, 1> weight;  //!< [d]
   float eps = 1e-5f;
-  TensorView<T, 2> out;           //!< [n, d]; may be x itself (in place)
+  TensorView<T, 2> out;  //!< [n, d]; may be x itself (in place)
 };
 
 //! In-place rotary embedding of [n, heads, D] with per-token tables (from rope_tables()).
 template <class T>
 struct RopeArgs {
-  TensorView<T, 3> x;                 //!< [n, heads, D]
-  TensorView<const float, 2> cos;     //!< [n, D/2]
-  TensorView<const float, 2> sin;     //!< [n, D/2]
+  TensorView<T, 3> x;              //!< [n, heads, D]
+  TensorView<const float, 2> cos;  //!< [n, D/2]
+  TensorView<const float, 2> sin;  //!< [n, D/2]
 };
 
 template <class T>
@@ -101,8 +104,8 @@ struct LinearShape {
 //! kv_len_b - q_len_b + i (the caches must hold kv_len_b tokens; pages must be mapped).
 template <class T>
 struct AppendKvArgs {
-  TensorView<const T, 4> k_new;   //!< [B, n, H_kv, D]
-  TensorView<const T, 4> v_new;   //!< [B, n, H_kv, D]
+  TensorView<const T, 4> k_new;  //!< [B, n, H_kv, D]
+  TensorView<const T, 4> v_new;  //!< [B, n, H_kv, D]
   KvCacheView<T> k, v;
   const int32_t* q_lens = nullptr;   //!< [B] new rows per request (<= n)
   const int32_t* kv_lens = nullptr;  //!< [B] tokens in the cache after the append
@@ -116,8 +119,8 @@ enum class AttentionAlgo : int32_t {
 template <class T>
 struct AttentionArgs {
   AttentionAlgo algo = AttentionAlgo::kFast;
-  TensorView<const T, 4> q;  //!< [B, n, H, D] post-RoPE
-  KvCacheView<const T> k, v; //!< caches that already hold the new tokens
+  TensorView<const T, 4> q;          //!< [B, n, H, D] post-RoPE
+  KvCacheView<const T> k, v;         //!< caches that already hold the new tokens
   const int32_t* q_lens = nullptr;   //!< [B] new rows per request, <= n
   const int32_t* kv_lens = nullptr;  //!< [B] visible keys per request, >= q_len
   int64_t max_kv_len = 0;            //!< host bound on every kv_len (sizes the split-KV grid)

@@ -22,7 +22,11 @@ enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2, kI32 = 3, kI64 = 4 }
 
 //! Bytes per element.
 constexpr std::size_t size_of(DType t) noexcept {
-  return t == DType::kF32 ? 4 : t == DType::kF16 ? 2 : t == DType::kBF16 ? 2 : t == DType::kI32 ? 4 : 8;
+  return t == DType::kF32    ? 4
+         : t == DType::kF16  ? 2
+         : t == DType::kBF16 ? 2
+         : t == DType::kI32  ? 4
+                             : 8;
 }
 
 //! "f32", "f16", "bf16", "i32", "i64".
@@ -58,12 +62,15 @@ PD_HOST_DEVICE PD_FORCEINLINE float float_of(uint32_t u) {
 
 //! Exact widening to f32 (f16 subnormals, infinities and NaN payloads kept).
 PD_HOST_DEVICE PD_FORCEINLINE float to_float(float x) { return x; }
-PD_HOST_DEVICE PD_FORCEINLINE float to_float(bf16 x) { return detail::float_of(uint32_t(x.bits) << 16); }
+PD_HOST_DEVICE PD_FORCEINLINE float to_float(bf16 x) {
+  return detail::float_of(uint32_t(x.bits) << 16);
+}
 PD_HOST_DEVICE inline float to_float(f16 x) {
   const uint32_t sign = uint32_t(x.bits & 0x8000u) << 16;
   uint32_t exponent = (x.bits >> 10) & 0x1fu;
   uint32_t mantissa = x.bits & 0x3ffu;
-  if (exponent == 0x1f) return detail::float_of(sign | 0x7f800000u | (mantissa << 13));  // inf / NaN
+  if (exponent == 0x1f)
+    return detail::float_of(sign | 0x7f800000u | (mantissa << 13));  // inf / NaN
   if (exponent == 0) {
     if (mantissa == 0) return detail::float_of(sign);  // +-0
     // Subnormal half: normalise the mantissa into an f32 normal.
@@ -92,7 +99,7 @@ PD_HOST_DEVICE inline f16 to_f16(float x) {
   const uint32_t ax = u & 0x7fffffffu;
   if (ax > 0x7f800000u) return f16{uint16_t(sign | 0x7e00u | ((ax >> 13) & 0x3ffu))};  // NaN
   if (ax >= 0x477ff000u) return f16{uint16_t(sign | 0x7c00u)};  // >= 65520 rounds to inf
-  if (ax < 0x38800000u) {                                        // below 2^-14: subnormal or 0
+  if (ax < 0x38800000u) {                                       // below 2^-14: subnormal or 0
     const uint32_t exponent = ax >> 23;
     if (exponent < 102) return f16{uint16_t(sign)};  // below 2^-25: rounds to zero
     const uint32_t mantissa = (ax & 0x7fffffu) | 0x800000u;
@@ -109,16 +116,42 @@ PD_HOST_DEVICE inline f16 to_f16(float x) {
 }
 
 //! f32 -> T, rounded to nearest even for the 16-bit types (the identity for float).
-template <class T> PD_HOST_DEVICE PD_FORCEINLINE T from_float(float x);
-template <> PD_HOST_DEVICE PD_FORCEINLINE float from_float<float>(float x) { return x; }
-template <> PD_HOST_DEVICE PD_FORCEINLINE bf16 from_float<bf16>(float x) { return to_bf16(x); }
-template <> PD_HOST_DEVICE PD_FORCEINLINE f16 from_float<f16>(float x) { return to_f16(x); }
+template <class T>
+PD_HOST_DEVICE PD_FORCEINLINE T from_float(float x);
+template <>
+PD_HOST_DEVICE PD_FORCEINLINE float from_float<float>(float x) {
+  return x;
+}
+template <>
+PD_HOST_DEVICE PD_FORCEINLINE bf16 from_float<bf16>(float x) {
+  return to_bf16(x);
+}
+template <>
+PD_HOST_DEVICE PD_FORCEINLINE f16 from_float<f16>(float x) {
+  return to_f16(x);
+}
 
-template <class T> struct dtype_of;
-template <> struct dtype_of<float> { static constexpr DType value = DType::kF32; };
-template <> struct dtype_of<f16> { static constexpr DType value = DType::kF16; };
-template <> struct dtype_of<bf16> { static constexpr DType value = DType::kBF16; };
-template <> struct dtype_of<int32_t> { static constexpr DType value = DType::kI32; };
-template <> struct dtype_of<int64_t> { static constexpr DType value = DType::kI64; };
+template <class T>
+struct dtype_of;
+template <>
+struct dtype_of<float> {
+  static constexpr DType value = DType::kF32;
+};
+template <>
+struct dtype_of<f16> {
+  static constexpr DType value = DType::kF16;
+};
+template <>
+struct dtype_of<bf16> {
+  static constexpr DType value = DType::kBF16;
+};
+template <>
+struct dtype_of<int32_t> {
+  static constexpr DType value = DType::kI32;
+};
+template <>
+struct dtype_of<int64_t> {
+  static constexpr DType value = DType::kI64;
+};
 
 }  // namespace promptdistill

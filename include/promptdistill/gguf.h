@@ -34,14 +34,25 @@ const char* to_string(GgmlType t) noexcept;
 //! A metadata value. Arrays hold their elements in `array` (nested arrays allowed).
 struct GgufValue {
   enum class Kind : uint32_t {
-    kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-    kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+    kU8 = 0,
+    kI8 = 1,
+    kU16 = 2,
+    kI16 = 3,
+    kU32 = 4,
+    kI32 = 5,
+    kF32 = 6,
+    kBool = 7,
+    kString = 8,
+    kArray = 9,
+    kU64 = 10,
+    kI64 = 11,
+    kF64 = 12,
   };
   Kind kind = Kind::kU32;
-  int64_t i = 0;     //!< integer kinds and bool
-  uint64_t u = 0;    //!< unsigned kinds (also mirrored into `i` when it fits)
-  double f = 0;      //!< float kinds
-  std::string s;     //!< kString
+  int64_t i = 0;                 //!< integer kinds and bool
+  uint64_t u = 0;                //!< unsigned kinds (also mirrored into `i` when it fits)
+  double f = 0;                  //!< float kinds
+  std::string s;                 //!< kString
   Kind element = Kind::kU32;     //!< kArray: element kind
   std::vector<GgufValue> array;  //!< kArray
 
@@ -52,7 +63,7 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> dims;  //!< GGUF order: dims[0] is the fastest-varying (row length)
   GgmlType type = GgmlType::kF32;
-  uint64_t offset = 0;        //!< from the start of the file
+  uint64_t offset = 0;  //!< from the start of the file
   uint64_t bytes = 0;
   int64_t numel() const;
 };

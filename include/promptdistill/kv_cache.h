@@ -9,10 +9,11 @@
 //! Supported layouts (all with a contiguous head dimension):
 //! | factory               | storage                                     | engines                |
 //! |-----------------------|---------------------------------------------|------------------------|
-//! | `contiguous_bshd`     | `[B, S, H_kv, D]` (also `[S, H_kv, D]`, B=1) | llama.cpp-like, ours   |
+//! | `contiguous_bshd`     | `[B, S, H_kv, D]` (also `[S, H_kv, D]`, B=1) | llama.cpp-like, ours |
 //! | `contiguous_bhsd`     | `[B, H_kv, S, D]`                           | HF `DynamicCache`      |
-//! | `paged_nhd/_hnd`      | `[num_blocks, block, H_kv, D]` / `[num_blocks, H_kv, block, D]` + `block_table[B, max_blocks]` | vLLM |
-//! | `flashinfer_nhd/_hnd` | same storage + `kv_indptr[B+1]`, `kv_indices[nnz]`, `kv_last_page_len[B]` | FlashInfer, SGLang paged |
+//! | `paged_nhd/_hnd`      | `[num_blocks, block, H_kv, D]` / `[num_blocks, H_kv, block, D]` +
+//! `block_table[B, max_blocks]` | vLLM | | `flashinfer_nhd/_hnd` | same storage + `kv_indptr[B+1]`,
+//! `kv_indices[nnz]`, `kv_last_page_len[B]` | FlashInfer, SGLang paged |
 //!
 //! Any other stride pattern (K and V interleaved in one buffer, padded rows) is expressed by
 //! editing `stride_*` after a factory call. For `[L, H_kv, D]` and `[H_kv, L, D]` single-request
@@ -108,7 +109,8 @@ struct KvCacheView {
     return v;
   }
 
-  static KvCacheView contiguous_bshd(T* data, int64_t batch, int64_t seq, int64_t heads, int64_t dim) {
+  static KvCacheView contiguous_bshd(T* data, int64_t batch, int64_t seq, int64_t heads,
+                                     int64_t dim) {
     KvCacheView v = base(data, batch, heads, dim);
     v.capacity = seq;
     v.stride_head = dim;
@@ -116,7 +118,8 @@ struct KvCacheView {
     v.stride_seq = seq * heads * dim;
     return v;
   }
-  static KvCacheView contiguous_bhsd(T* data, int64_t batch, int64_t seq, int64_t heads, int64_t dim) {
+  static KvCacheView contiguous_bhsd(T* data, int64_t batch, int64_t seq, int64_t heads,
+                                     int64_t dim) {
     KvCacheView v = base(data, batch, heads, dim);
     v.capacity = seq;
     v.stride_token = dim;

@@ -64,12 +64,12 @@ struct ModelConfig {
 //! One decoder layer, f32, row-major [out, in] linear weights. Phi-3's fused qkv and gate_up
 //! projections are split at load time.
 struct LayerWeights {
-  std::vector<float> attn_norm;         //!< [hidden]
-  std::vector<float> wq, wk, wv, wo;    //!< [H*D, hidden], [Hkv*D, hidden] x2, [hidden, H*D]
-  std::vector<float> bq, bk, bv;        //!< biases (Qwen2) or empty
-  std::vector<float> mlp_norm;          //!< [hidden]
-  std::vector<float> w_gate, w_up;      //!< [intermediate, hidden]
-  std::vector<float> w_down;            //!< [hidden, intermediate]
+  std::vector<float> attn_norm;       //!< [hidden]
+  std::vector<float> wq, wk, wv, wo;  //!< [H*D, hidden], [Hkv*D, hidden] x2, [hidden, H*D]
+  std::vector<float> bq, bk, bv;      //!< biases (Qwen2) or empty
+  std::vector<float> mlp_norm;        //!< [hidden]
+  std::vector<float> w_gate, w_up;    //!< [intermediate, hidden]
+  std::vector<float> w_down;          //!< [hidden, intermediate]
 };
 
 struct ModelWeights {
@@ -79,7 +79,9 @@ struct ModelWeights {
   std::vector<float> lm_head;     //!< [vocab, hidden], empty when tied to `embed`
   std::vector<LayerWeights> layers;
 
-  const std::vector<float>& output_matrix() const { return config.tied_embeddings ? embed : lm_head; }
+  const std::vector<float>& output_matrix() const {
+    return config.tied_embeddings ? embed : lm_head;
+  }
 };
 
 //! Loads a GGUF file of architecture llama (SmolLM2, Llama), qwen2 or phi3, dequantising every
@@ -106,7 +108,8 @@ struct ModelBlocks {
 };
 //! Reads the linear weights of the GGUF file at `path` without dequantising them; `config` is the
 //! configuration load_gguf_model read from the same file.
-Status load_gguf_blocks(const std::string& path, const ModelConfig& config, ModelBlocks* out) noexcept;
+Status load_gguf_blocks(const std::string& path, const ModelConfig& config,
+                        ModelBlocks* out) noexcept;
 
 //! Loads a Hugging Face folder: config.json + model.safetensors or a sharded
 //! model.safetensors.index.json, for LlamaForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM (f32, f16,
@@ -122,7 +125,7 @@ Status round_weights(ModelWeights* weights, DType dtype) noexcept;
 //! cos/sin of every rotary frequency at every position, computed once on the host and shared by
 //! both backends: cos[i * D/2 + f], sin[...] for positions[i]. `total_length` is the sequence
 //! length LongRoPE uses to pick its short or long factors.
-Status rope_tables(const ModelConfig& config, const int32_t* positions, int64_t count, int64_t total_length,
-                   std::vector<float>* cos, std::vector<float>* sin) noexcept;
+Status rope_tables(const ModelConfig& config, const int32_t* positions, int64_t count,
+                   int64_t total_length, std::vector<float>* cos, std::vector<float>* sin) noexcept;
 
 }  // namespace promptdistill

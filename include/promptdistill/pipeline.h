@@ -119,9 +119,10 @@ struct SelectionStage {
 
 //! What FastKV does at one layer whose forward ran on `tokens` tokens (PipelinePlan::fastkv_layer).
 struct FastKvLayer {
-  int64_t budget = 0;       //!< C: the tokens each KV head's cache keeps when it compresses
-  bool compresses = false;  //!< tokens >= C (its code keeps every token, and propagates none, below)
-  int64_t propagated = 0;   //!< tokens the next layer runs on: the TSP's count, else `tokens`
+  int64_t budget = 0;  //!< C: the tokens each KV head's cache keeps when it compresses
+  bool compresses =
+      false;               //!< tokens >= C (its code keeps every token, and propagates none, below)
+  int64_t propagated = 0;  //!< tokens the next layer runs on: the TSP's count, else `tokens`
 };
 
 //! What a pipeline does, derived once from a PipelineConfig by `plan_pipeline`. Both executors
@@ -156,7 +157,9 @@ struct PipelinePlan {
   }
   //! Layers [first, last] whose caches truncating stage `s` gathers after the last layer: the
   //! segment (layer of stage s-1, layer of stage s].
-  int64_t segment_first_layer(std::size_t s) const noexcept { return s == 0 ? 0 : stages[s - 1].layer + 1; }
+  int64_t segment_first_layer(std::size_t s) const noexcept {
+    return s == 0 ? 0 : stages[s - 1].layer + 1;
+  }
 };
 
 //! Validates the method-level parts of `config` (what can be checked without a model) and
@@ -168,7 +171,8 @@ Status plan_pipeline(const PipelineConfig& config, PipelinePlan* plan) noexcept;
 //! caches of its segment (which still hold stage s's input set): stage_maps[s] composed with every
 //! later stage's map, i.e. the indices into stage s's input set of the tokens the last truncating
 //! stage keeps.
-std::vector<std::vector<int32_t>> compose_stage_maps(const std::vector<std::vector<int32_t>>& stage_maps);
+std::vector<std::vector<int32_t>> compose_stage_maps(
+    const std::vector<std::vector<int32_t>>& stage_maps);
 
 // ---- memory: a prefill refused before it runs out ---------------------------------------------
 
@@ -178,19 +182,21 @@ std::vector<std::vector<int32_t>> compose_stage_maps(const std::vector<std::vect
 //! decode_reserve) and Python's hf.generate (the model's dtype, no MLP chunks, the whole
 //! attention matrix with eager attention).
 struct PrefillMemoryModel {
-  int64_t batch = 1;            //!< requests, each padded to the longest
-  int64_t element_bytes = 4;    //!< activations and caches
-  int64_t mlp_chunk_rows = 512; //!< rows of the [rows, intermediate] MLP activations at once; 0: all
-  int64_t decode_reserve = 0;   //!< cache tokens reserved per request and layer beyond the prompt
-  int64_t attention_rows = 0;   //!< f32 rows of attention probabilities over the prompt held at once
-  int64_t budgets = 1;          //!< > 1: a budget sweep sharing one prefill (EigenSession::prefill_sweep)
+  int64_t batch = 1;          //!< requests, each padded to the longest
+  int64_t element_bytes = 4;  //!< activations and caches
+  int64_t mlp_chunk_rows =
+      512;                     //!< rows of the [rows, intermediate] MLP activations at once; 0: all
+  int64_t decode_reserve = 0;  //!< cache tokens reserved per request and layer beyond the prompt
+  int64_t attention_rows = 0;  //!< f32 rows of attention probabilities over the prompt held at once
+  int64_t budgets = 1;  //!< > 1: a budget sweep sharing one prefill (EigenSession::prefill_sweep)
 };
 
 //! Bytes a prefill holds at its peak, by kind (upper estimates, each a sum of the buffers the
 //! executors allocate).
 struct PrefillMemory {
-  int64_t activations = 0;  //!< hidden states, projections, the MLP chunk, attention rows, RoPE, logits
-  int64_t kv_cache = 0;     //!< the largest set of K/V caches held at once
+  int64_t activations =
+      0;  //!< hidden states, projections, the MLP chunk, attention rows, RoPE, logits
+  int64_t kv_cache = 0;  //!< the largest set of K/V caches held at once
   //! A selection's taps and scratch: its query rows and keys, the score rows over the prompt,
   //! pooling and ranking (SnapKV/H2O: a row per query head, H2O's queries of every prompt token).
   int64_t scores = 0;
@@ -199,7 +205,8 @@ struct PrefillMemory {
 
 //! The peak memory of a prefill of `prompt_length` tokens (the longest request) with `plan` on
 //! `model`, executed as `how` says. Saturates at INT64_MAX instead of overflowing.
-PrefillMemory estimate_prefill_bytes(const ModelConfig& model, const PipelinePlan& plan, int64_t prompt_length,
+PrefillMemory estimate_prefill_bytes(const ModelConfig& model, const PipelinePlan& plan,
+                                     int64_t prompt_length,
                                      const PrefillMemoryModel& how = {}) noexcept;
 
 //! What the system reports it can give without swapping: /proc/meminfo's MemAvailable, in bytes;
@@ -222,16 +229,16 @@ struct PrefillResult {
   //! group or query head (the positions each keeps), for prompts they compress; FastKV one per
   //! layer, one row per KV group (original positions).
   std::vector<std::vector<std::vector<int32_t>>> selected;
-  std::vector<int64_t> cache_lengths;                 //!< per layer after prefill
+  std::vector<int64_t> cache_lengths;  //!< per layer after prefill
   //! FastKV: the original positions of the tokens its TSP layer propagated (empty when it
   //! propagated none: a prompt no longer than tsp_len, or shorter than that layer's budget).
   std::vector<int32_t> propagated;
-  int64_t next_position = 0;                          //!< position of the first generated token
+  int64_t next_position = 0;  //!< position of the first generated token
   double ttft_ms = 0;
   //! Of ttft_ms, the time spent selecting tokens: scoring, top-k, the gathers of kept rows and
   //! cache truncation or compaction (ref::EigenSession::prefill; 0 where not measured).
   double selection_ms = 0;
-  int64_t peak_kv_cache_bytes = 0;                    //!< largest total K/V held during prefill
+  int64_t peak_kv_cache_bytes = 0;  //!< largest total K/V held during prefill
 };
 
 }  // namespace promptdistill

@@ -2,8 +2,9 @@
 // Copyright 2026 The promptdistill authors.
 #pragma once
 //! @file
-//! Provided by promptdistill::core (declarations and validation); the operations: promptdistill::cpu_reference (ref::) and promptdistill::cuda (cuda::).
-//! The Selector API: score -> pool -> top-k -> gather / remap -> KV compaction.
+//! Provided by promptdistill::core (declarations and validation); the operations:
+//! promptdistill::cpu_reference (ref::) and promptdistill::cuda (cuda::). The Selector API: score
+//! -> pool -> top-k -> gather / remap -> KV compaction.
 //!
 //! Every stage is an operation object with
 //!   `static Status can_implement(const Args&)`   host-side checks of shapes, strides, alignment;
@@ -38,11 +39,12 @@
 //!   (ascending h from +0, no division; SumRows with group G). Rows: one per KV head. The sum after
 //!   the pooling is what FastKV's code does; with max pooling it differs from SnapKV's mean first.
 //! Pooling (row of length L, `exclude_tail` E, `zero_tail` Z): x[j] = (j < L - Z ? s[j] : 0) on
-//! [0, L - E); avg: out[j] = div(sum_{t=-r..r} x[j+t], kernel) with zero padding (count_include_pad),
-//! max: NaN-propagating max over the in-range taps; positions [L - E, L) are copied unchanged.
-//! Top-k: forced = the last `keep_last` (and first `keep_first`) positions of [0, L); the others
-//! are candidates, of which min(k, candidates) are chosen by score descending, ties to the smaller
-//! index, NaN below every number, -0 == +0. Output: forced + chosen, sorted ascending.
+//! [0, L - E); avg: out[j] = div(sum_{t=-r..r} x[j+t], kernel) with zero padding
+//! (count_include_pad), max: NaN-propagating max over the in-range taps; positions [L - E, L) are
+//! copied unchanged. Top-k: forced = the last `keep_last` (and first `keep_first`) positions of [0,
+//! L); the others are candidates, of which min(k, candidates) are chosen by score descending, ties
+//! to the smaller index, NaN below every number, -0 == +0. Output: forced + chosen, sorted
+//! ascending.
 
 #include <cstddef>
 #include <cstdint>
@@ -57,15 +59,21 @@
 
 namespace promptdistill {
 
-enum class Method : int32_t { kPromptDistill = 0, kGemFilter = 1, kSnapKV = 2, kH2O = 3, kFastKV = 4 };
+enum class Method : int32_t {
+  kPromptDistill = 0,
+  kGemFilter = 1,
+  kSnapKV = 2,
+  kH2O = 3,
+  kFastKV = 4
+};
 enum class PoolMode : int32_t { kNone = 0, kAvg = 1, kMax = 2 };
 //! How SnapKV/H2O rows are formed: one per KV head (mean over its query group; no KV expansion,
 //! compacts any cache) or one per query head (the reference code's GQA-expanded behaviour).
 enum class HeadGrouping : int32_t { kPerKvGroup = 0, kPerQueryHead = 1 };
 //! Positions written for the kept tokens.
 enum class PositionMode : int32_t {
-  kOriginal = 0,   //!< positions_in[idx] (identity when positions_in is null): PD, SnapKV, H2O
-  kRenumber = 1,   //!< 0..count-1: GemFilter's fresh re-prefill
+  kOriginal = 0,  //!< positions_in[idx] (identity when positions_in is null): PD, SnapKV, H2O
+  kRenumber = 1,  //!< 0..count-1: GemFilter's fresh re-prefill
 };
 
 //! Names used everywhere (API, CLI, JSON, Python): "promptdistill", "gemfilter", "snapkv", "h2o",
@@ -80,11 +88,13 @@ const char* to_string(HeadGrouping g) noexcept;
 Status parse(std::string_view text, HeadGrouping* out) noexcept;
 
 //! Largest head_dim * num_q_heads the scoring kernels hold in shared memory.
-constexpr int64_t kMaxScoreQueryElements = 12288;  // 48 KiB of f32: the default dynamic shared memory
+constexpr int64_t kMaxScoreQueryElements =
+    12288;  // 48 KiB of f32: the default dynamic shared memory
 //! Largest supported head dimension (must also be a multiple of 8).
 constexpr int64_t kMaxHeadDim = 256;
 
-// ---- stage arguments ------------------------------------------------------------------------------
+// ---- stage arguments
+// ------------------------------------------------------------------------------
 
 //! Scores of every prompt token, per request (and per head for SnapKV/H2O).
 template <class T>
@@ -104,9 +114,9 @@ struct ScoreArgs {
 //! Pooling of score rows. `in` and `out` must not overlap.
 struct PoolArgs {
   PoolMode mode = PoolMode::kAvg;
-  int32_t kernel = 5;        //!< odd, >= 1
-  int32_t zero_tail = 0;     //!< PromptDistill: 1 (the last token is zeroed before pooling)
-  int32_t exclude_tail = 0;  //!< SnapKV: W (window keys are not pooled)
+  int32_t kernel = 5;             //!< odd, >= 1
+  int32_t zero_tail = 0;          //!< PromptDistill: 1 (the last token is zeroed before pooling)
+  int32_t exclude_tail = 0;       //!< SnapKV: W (window keys are not pooled)
   TensorView<const float, 3> in;  //!< [B, rows, N]
   TensorView<float, 3> out;       //!< [B, rows, N]
   const int32_t* lengths = nullptr;
@@ -140,10 +150,11 @@ struct TopKArgs {
 //! ids (E = 1) and the composition of index maps across stages (int32, E = 1).
 template <class T>
 struct GatherArgs {
-  TensorView<const T, 3> src;             //!< [B, L, E]
-  TensorView<const int32_t, 3> indices;   //!< [B, rows, capacity]; row 0 is used, every row validated
-  TensorView<const int32_t, 2> counts;    //!< [B, rows]
-  TensorView<T, 3> dst;                   //!< [B, capacity', E], capacity' >= counts
+  TensorView<const T, 3> src;  //!< [B, L, E]
+  TensorView<const int32_t, 3>
+      indices;                          //!< [B, rows, capacity]; row 0 is used, every row validated
+  TensorView<const int32_t, 2> counts;  //!< [B, rows]
+  TensorView<T, 3> dst;                 //!< [B, capacity', E], capacity' >= counts
 };
 
 //! positions_out[b, r, i] for the kept tokens of every row.
@@ -163,15 +174,16 @@ struct RemapPositionsArgs {
 template <class T>
 struct CompactKvArgs {
   KvCacheView<T> k;
-  KvCacheView<T> v;                        //!< same layout, tables and lengths as k
-  const int32_t* seq_lens = nullptr;       //!< [B] current lengths (not read for kPagedIndptr)
-  TensorView<const int32_t, 3> indices;    //!< [B, rows, capacity], strictly increasing
-  TensorView<const int32_t, 2> counts;     //!< [B, rows]
-  int32_t* new_lengths = nullptr;          //!< [B] out
-  int32_t* freed_pages = nullptr;          //!< [B] out, optional (paged: whole tail pages freed)
+  KvCacheView<T> v;                      //!< same layout, tables and lengths as k
+  const int32_t* seq_lens = nullptr;     //!< [B] current lengths (not read for kPagedIndptr)
+  TensorView<const int32_t, 3> indices;  //!< [B, rows, capacity], strictly increasing
+  TensorView<const int32_t, 2> counts;   //!< [B, rows]
+  int32_t* new_lengths = nullptr;        //!< [B] out
+  int32_t* freed_pages = nullptr;        //!< [B] out, optional (paged: whole tail pages freed)
 };
 
-// ---- the fused pipeline -----------------------------------------------------------------------------
+// ---- the fused pipeline
+// -----------------------------------------------------------------------------
 
 //! A method and its budget. The budget is one number with the reference code's meaning for each
 //! method (the CLI's `--budget` and `--n-topks` (one per stage), the Python `budget` and
@@ -182,7 +194,7 @@ struct CompactKvArgs {
 struct MethodConfig {
   Method method = Method::kPromptDistill;
   int64_t budget = 1024;
-  int32_t window = 32;         //!< SnapKV/FastKV observation window W; H2O recent window
+  int32_t window = 32;  //!< SnapKV/FastKV observation window W; H2O recent window
   PoolMode pool = PoolMode::kAvg;
   int32_t pool_kernel = 5;
   HeadGrouping grouping = HeadGrouping::kPerKvGroup;
@@ -194,7 +206,7 @@ struct MethodPlan {
   int32_t pool_kernel;
   int32_t zero_tail;
   int32_t exclude_tail;
-  int64_t k;          //!< candidates TopK chooses (the budget less the forced window for SnapKV/H2O)
+  int64_t k;  //!< candidates TopK chooses (the budget less the forced window for SnapKV/H2O)
   int32_t keep_last;  //!< forced tail
   PositionMode positions;
 };
@@ -216,21 +228,23 @@ struct SelectArgs {
   MethodConfig config;
   TensorView<const T, 4> q;
   KvCacheView<const T> k;
-  const int32_t* lengths = nullptr;        //!< [B]
-  int64_t max_length = 0;                  //!< >= every L_b: length of the score rows
+  const int32_t* lengths = nullptr;             //!< [B]
+  int64_t max_length = 0;                       //!< >= every L_b: length of the score rows
   const int32_t* budget_per_request = nullptr;  //!< optional [B], overrides config.budget
-  TensorView<const int32_t, 2> positions_in;    //!< optional [B, L] (multi-stage: survivors' positions)
-  TensorView<int32_t, 3> indices;          //!< [B, rows, capacity]
-  TensorView<int32_t, 2> counts;           //!< [B, rows]
-  TensorView<int32_t, 3> positions;        //!< optional [B, rows, capacity]
+  TensorView<const int32_t, 2>
+      positions_in;                  //!< optional [B, L] (multi-stage: survivors' positions)
+  TensorView<int32_t, 3> indices;    //!< [B, rows, capacity]
+  TensorView<int32_t, 2> counts;     //!< [B, rows]
+  TensorView<int32_t, 3> positions;  //!< optional [B, rows, capacity]
   //! optional [B, rows, >= N] (N = max_length): the pooled scores that ranked, in the first N
   //! columns; columns past N are never written (both backends)
   TensorView<float, 3> final_scores;
-  TensorView<const T, 3> hidden_in;        //!< optional [B, L, hidden] (head-uniform methods)
-  TensorView<T, 3> hidden_out;             //!< optional [B, capacity, hidden]
+  TensorView<const T, 3> hidden_in;  //!< optional [B, L, hidden] (head-uniform methods)
+  TensorView<T, 3> hidden_out;       //!< optional [B, capacity, hidden]
 };
 
-// ---- tensor parallelism: heads sharded across ranks -----------------------------------------------
+// ---- tensor parallelism: heads sharded across ranks
+// -----------------------------------------------
 
 //! PromptDistill and GemFilter rank tokens by a sum over *all* query heads, so under tensor
 //! parallelism (rank r of R holds query heads [head_offset, head_offset + H_r) and their KV heads)
@@ -239,17 +253,18 @@ struct SelectArgs {
 //!   2. the engine all-reduces (sums) that buffer with its own communicator (NCCL, gloo, ...);
 //!   3. `FinishSelect` normalises by the global head count, pools and takes the top-k.
 //! Step 3 is deterministic, so every rank that receives the same sums (any all-reduce that returns
-//! the same bits to every rank, as NCCL's and gloo's do) makes the same selection, with no broadcast.
+//! the same bits to every rank, as NCCL's and gloo's do) makes the same selection, with no
+//! broadcast.
 //!
 //! Exactness (docs/algorithms.md §9): the head terms z_h[j] (the dot products, / sqrt_d for
 //! PromptDistill) are computed exactly as by `Score`; only the order of the sum over heads differs
-//! (rank by rank instead of head by head). With R = 1, or wherever the sums are exact (integer-valued
-//! data, for example), the partials added in rank order give the single-device scores, pooled scores
-//! and selection bit for bit. Otherwise each pooled score differs from the single-device one by at
-//! most delta[j] = 2 * gamma(H + K) * A[j], gamma(m) = m u / (1 - m u), u = 2^-24, K the pool kernel
-//! (1 without pooling), A[j] = the pool (average, or max) over the taps of (1/H) sum_h |z_h| (no 1/H
-//! for GemFilter), so the two selections differ only in tokens whose single-device score is within
-//! 2 max_j delta[j] of the k-th best (near ties).
+//! (rank by rank instead of head by head). With R = 1, or wherever the sums are exact
+//! (integer-valued data, for example), the partials added in rank order give the single-device
+//! scores, pooled scores and selection bit for bit. Otherwise each pooled score differs from the
+//! single-device one by at most delta[j] = 2 * gamma(H + K) * A[j], gamma(m) = m u / (1 - m u), u =
+//! 2^-24, K the pool kernel (1 without pooling), A[j] = the pool (average, or max) over the taps of
+//! (1/H) sum_h |z_h| (no 1/H for GemFilter), so the two selections differ only in tokens whose
+//! single-device score is within 2 max_j delta[j] of the k-th best (near ties).
 //!
 //! SnapKV and H2O need no all-reduce: their rows are per KV group (or per query head), so each rank
 //! runs `Select` on its own heads and gets exactly the unsharded rows of those heads, which it
@@ -262,8 +277,8 @@ struct SelectArgs {
 template <class T>
 struct ScorePartialArgs {
   Method method = Method::kPromptDistill;
-  TensorView<const T, 4> q;          //!< [B, 1, H_r, D]: the rank's query heads of the last prompt token
-  KvCacheView<const T> k;            //!< the rank's H_kv_r KV heads (replicated when R > H_kv)
+  TensorView<const T, 4> q;  //!< [B, 1, H_r, D]: the rank's query heads of the last prompt token
+  KvCacheView<const T> k;    //!< the rank's H_kv_r KV heads (replicated when R > H_kv)
   const int32_t* lengths = nullptr;  //!< [B]
   //! Global index of q's first head and the query heads of all ranks. Equal shards in rank order
   //! (Megatron): total_heads a multiple of H_r and head_offset = rank * H_r. They are checked, so
@@ -271,7 +286,7 @@ struct ScorePartialArgs {
   //! does not depend on them.
   int64_t head_offset = 0;
   int64_t total_heads = 0;
-  TensorView<float, 3> partial;      //!< [B, 1, N] f32, N >= max L_b
+  TensorView<float, 3> partial;  //!< [B, 1, N] f32, N >= max L_b
   //! Add this call's sum to what `partial` holds: partial[b, 0, j] = add(partial[b, 0, j], sum),
   //! the sum over the heads still taken from +0. Scores aggregated over several layers (the
   //! selection ranks by the mean over layers and heads) accumulate one call per layer, in layer
@@ -289,15 +304,18 @@ struct FinishSelectArgs {
   int64_t total_heads = 0;                      //!< head terms summed (H; w * H over w layers)
   const int32_t* lengths = nullptr;             //!< [B], L_b <= N
   const int32_t* budget_per_request = nullptr;  //!< optional [B], overrides config.budget
-  TensorView<const int32_t, 2> positions_in;    //!< optional [B, L] (multi-stage: survivors' positions)
-  TensorView<int32_t, 3> indices;               //!< [B, 1, capacity]
-  TensorView<int32_t, 2> counts;                //!< [B, 1]
-  TensorView<int32_t, 3> positions;             //!< optional [B, 1, capacity]
-  //! optional [B, 1, >= N]: the pooled scores that ranked, in the first N columns (the rest untouched)
+  TensorView<const int32_t, 2>
+      positions_in;                  //!< optional [B, L] (multi-stage: survivors' positions)
+  TensorView<int32_t, 3> indices;    //!< [B, 1, capacity]
+  TensorView<int32_t, 2> counts;     //!< [B, 1]
+  TensorView<int32_t, 3> positions;  //!< optional [B, 1, capacity]
+  //! optional [B, 1, >= N]: the pooled scores that ranked, in the first N columns (the rest
+  //! untouched)
   TensorView<float, 3> final_scores;
 };
 
-// ---- backends ---------------------------------------------------------------------------------------
+// ---- backends
+// ---------------------------------------------------------------------------------------
 
 namespace ref {
 #include "promptdistill/detail/selector_ops.inc"

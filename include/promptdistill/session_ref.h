@@ -3,8 +3,8 @@
 #pragma once
 //! @file
 //! Provided by promptdistill::cpu_pipelines.
-//! `ref::EigenSession`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O, FastKV) and greedy decoding
-//! on the CPU reference decoder, batch 1. Token selection runs through the Selector API
+//! `ref::EigenSession`: prefill (full KV, PromptDistill, GemFilter, SnapKV, H2O, FastKV) and greedy
+//! decoding on the CPU reference decoder, batch 1. Token selection runs through the Selector API
 //! (`ref::Select`), the same operation the CUDA backend and the engines use.
 
 #include <cstdint>
@@ -29,14 +29,15 @@ class EigenSession {
 
   //! Runs the prompt through the model with `config`'s method; leaves the per-layer caches ready
   //! for decoding. Fails before any work on a bad configuration or prompt.
-  Status prefill(const std::vector<int32_t>& prompt, const PipelineConfig& config, PrefillResult* out) noexcept;
+  Status prefill(const std::vector<int32_t>& prompt, const PipelineConfig& config,
+                 PrefillResult* out) noexcept;
   //! Feeds `token` at the next position and returns the greedy next token.
   Status decode_step(int32_t token, int32_t* next) noexcept;
   //! Greedy generation after a prefill, as the reference generation loops do it: `first` (the
   //! prefill's token, always kept), then up to max_new_tokens - 1 more; a decoded token in `stop`
   //! ends the generation and is not returned. Returns the tokens and the mean decode time per step.
-  Status generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop, std::vector<int32_t>* out,
-                  double* decode_ms_per_token) noexcept;
+  Status generate(int32_t first, int64_t max_new_tokens, const std::vector<int32_t>& stop,
+                  std::vector<int32_t>* out, double* decode_ms_per_token) noexcept;
 
   //! Called by prefill_sweep for each budget, with the session in the state `prefill` with that
   //! budget leaves it (so the visitor can `generate`). An error it returns ends the sweep.
@@ -50,13 +51,15 @@ class EigenSession {
   //! truncation after the last layer (a reference-fidelity mode) runs one prefill per budget. A
   //! sweep needs one stage and a method with a budget; every budget's configuration is checked
   //! before any work.
-  Status prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
-                       const SweepVisitor& visit) noexcept;
+  Status prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config,
+                       const std::vector<int64_t>& budgets, const SweepVisitor& visit) noexcept;
 
   //! The prefill's packed weights (PrefillWeights, shared between sessions; must outlive the
   //! session): f32 (the exact reference) or the opt-in bf16. Without it the session packs the f32
   //! weights itself, once, before its first prefill's clock starts.
-  void set_prefill_weights(const PrefillWeights* weights) { model_ = Transformer(weights_, weights); }
+  void set_prefill_weights(const PrefillWeights* weights) {
+    model_ = Transformer(weights_, weights);
+  }
   //! How decode steps run (Transformer::decode): the exact f32 reference by default, or faster
   //! weights and a 16-bit cache (Tier C). `options.weights` must outlive the session. With a
   //! 16-bit cache, prefill converts its caches at its end (inside ttft_ms).
@@ -69,30 +72,42 @@ class EigenSession {
   const std::vector<KvLayerCache>& caches() const { return caches_; }
   //! Called after every layer of a prefill with (layers done, layers in total), e.g. for a
   //! progress bar. Never called when empty.
-  void set_progress(std::function<void(int64_t, int64_t)> progress) { progress_ = std::move(progress); }
+  void set_progress(std::function<void(int64_t, int64_t)> progress) {
+    progress_ = std::move(progress);
+  }
   int64_t next_position() const { return next_position_; }
 
  private:
-  Status run_layers(std::vector<float>* x, int64_t n, const std::vector<int32_t>& positions, int64_t first, int64_t last,
-                    bool write_cache, int64_t* peak);
-  Status prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
-  Status prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
-  Status prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
-  Status prefill_fastkv(const std::vector<int32_t>& prompt, const PipelinePlan& plan, PrefillResult* out);
-  Status sweep_fastkv(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
-                      const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status run_layers(std::vector<float>* x, int64_t n, const std::vector<int32_t>& positions,
+                    int64_t first, int64_t last, bool write_cache, int64_t* peak);
+  Status prefill_promptdistill(const std::vector<int32_t>& prompt, const PipelinePlan& plan,
+                               PrefillResult* out);
+  Status prefill_gemfilter(const std::vector<int32_t>& prompt, const PipelinePlan& plan,
+                           PrefillResult* out);
+  Status prefill_kv_compression(const std::vector<int32_t>& prompt, const PipelinePlan& plan,
+                                PrefillResult* out);
+  Status prefill_fastkv(const std::vector<int32_t>& prompt, const PipelinePlan& plan,
+                        PrefillResult* out);
+  Status sweep_fastkv(const std::vector<int32_t>& prompt, const PipelineConfig& config,
+                      const std::vector<int64_t>& budgets, const std::vector<PipelinePlan>& plans,
+                      const SweepVisitor& visit);
   Status scored_layer(int64_t l, const SelectionStage* stage, std::vector<float>* x, int64_t n,
                       const std::vector<int32_t>& positions, int64_t total, KvLayerCache* cache,
                       session_support::StageScores* scores);
-  Status sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
-  Status sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
-  Status sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status sweep_kv_compression(const std::vector<int32_t>& prompt,
+                              const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status sweep_promptdistill(const std::vector<int32_t>& prompt,
+                             const std::vector<PipelinePlan>& plans, const SweepVisitor& visit);
+  Status sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
+                         const SweepVisitor& visit);
   Status gemfilter_filter_pass(const std::vector<int32_t>& prompt, const SelectionStage& stage,
                                session_support::StageScores* scores);
-  Status gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt, const SelectionStage& stage,
-                                        const MethodConfig& select, const session_support::StageScores& scores,
+  Status gemfilter_select_and_reprefill(const std::vector<int32_t>& prompt,
+                                        const SelectionStage& stage, const MethodConfig& select,
+                                        const session_support::StageScores& scores,
                                         PrefillResult* r);
-  Status finish_budget(std::size_t index, double ttft_ms, PrefillResult* r, const SweepVisitor& visit);
+  Status finish_budget(std::size_t index, double ttft_ms, PrefillResult* r,
+                       const SweepVisitor& visit);
   Status first_token(const std::vector<float>& x, int64_t n, int32_t* token);
   int64_t cache_bytes() const;
 

@@ -89,8 +89,8 @@ const char* describe(const Status& status, char* buffer, std::size_t size) noexc
 }  // namespace promptdistill
 
 //! Returns early from the enclosing function if `expr` yields a non-success `Status`.
-#define PD_RETURN_IF_ERROR(expr)                        \
-  do {                                                  \
-    ::promptdistill::Status pd_status_ = (expr);        \
-    if (!pd_status_.is_ok()) return pd_status_;         \
+#define PD_RETURN_IF_ERROR(expr)                 \
+  do {                                           \
+    ::promptdistill::Status pd_status_ = (expr); \
+    if (!pd_status_.is_ok()) return pd_status_;  \
   } while (0)

@@ -35,34 +35,39 @@ class Tokenizer {
 
   //! Text (valid UTF-8) to ids. With `parse_special`, control tokens written in the text become
   //! their ids; without it they are tokenized as plain text.
-  Status encode(const std::string& text, std::vector<int32_t>* ids, bool parse_special = true) const noexcept;
+  Status encode(const std::string& text, std::vector<int32_t>* ids,
+                bool parse_special = true) const noexcept;
   //! Ids to text; control tokens are written out unless `skip_special`.
-  Status decode(const std::vector<int32_t>& ids, std::string* text, bool skip_special = false) const noexcept;
+  Status decode(const std::vector<int32_t>& ids, std::string* text,
+                bool skip_special = false) const noexcept;
 
   int64_t vocab_size() const { return int64_t(tokens_.size()); }
   int32_t bos() const { return bos_; }
   int32_t eos() const { return eos_; }
   const std::string& token_text(int32_t id) const { return tokens_[std::size_t(id)]; }
-  bool is_special(int32_t id) const { return types_[std::size_t(id)] == 3 || types_[std::size_t(id)] == 4; }
+  bool is_special(int32_t id) const {
+    return types_[std::size_t(id)] == 3 || types_[std::size_t(id)] == 4;
+  }
 
  private:
   enum class Pre { kGpt2, kSmolLM, kLlama3, kQwen2 };
   //! How a SentencePiece-style tokenizer adds the leading "▁" to a segment.
   enum class Prefix { kNone, kAlways, kMetaspaceFirst, kMetaspaceAlways };
   void bpe(const std::string& word, std::vector<int32_t>* ids) const;
-  void encode_sentencepiece(const std::string& segment, bool first, std::vector<int32_t>* ids) const;
+  void encode_sentencepiece(const std::string& segment, bool first,
+                            std::vector<int32_t>* ids) const;
 
   std::vector<std::string> tokens_;
   std::vector<int32_t> types_;
   std::unordered_map<std::string, int32_t> ids_;
   std::unordered_map<std::string, int32_t> merge_rank_;  //!< "left right" -> rank
-  std::vector<int32_t> specials_;                        //!< ids of control/user tokens, longest first
+  std::vector<int32_t> specials_;  //!< ids of control/user tokens, longest first
   Pre pre_ = Pre::kGpt2;
-  bool byte_level_ = true;          //!< false: SentencePiece-style (▁ spaces, byte fallback)
-  Prefix prefix_ = Prefix::kNone;   //!< SentencePiece-style only
-  bool ignore_merges_ = false;      //!< Llama-3: a pre-token in the vocabulary is one token
-  bool decode_bytes_ = true;        //!< decoder turns <0xXX> tokens into bytes (ByteFallback)
-  bool strip_leading_space_ = false;//!< decoder drops the first leading space (SentencePiece)
+  bool byte_level_ = true;            //!< false: SentencePiece-style (▁ spaces, byte fallback)
+  Prefix prefix_ = Prefix::kNone;     //!< SentencePiece-style only
+  bool ignore_merges_ = false;        //!< Llama-3: a pre-token in the vocabulary is one token
+  bool decode_bytes_ = true;          //!< decoder turns <0xXX> tokens into bytes (ByteFallback)
+  bool strip_leading_space_ = false;  //!< decoder drops the first leading space (SentencePiece)
   int32_t unk_ = -1;
   int32_t bos_ = -1, eos_ = -1;
 };

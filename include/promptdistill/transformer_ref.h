@@ -58,7 +58,9 @@ struct KvLayerCache {
     half = false;
     length = 0;
   }
-  std::size_t bytes() const { return (k.capacity() + v.capacity()) * sizeof(float) + (k16.capacity() + v16.capacity()) * 2; }
+  std::size_t bytes() const {
+    return (k.capacity() + v.capacity()) * sizeof(float) + (k16.capacity() + v16.capacity()) * 2;
+  }
   //! Rounds the cache to f16 and frees the f32 copy (no-op when already half).
   void to_half();
   //! Capacity for `tokens` tokens in the current storage, so that appends up to it never allocate.
@@ -68,15 +70,16 @@ struct KvLayerCache {
   //! Per-head selections (`rows` = heads lists of equal length, ascending): head h keeps
   //! rows[h]. With `expand_to` > heads, the cache becomes GQA-expanded (query head q reads KV
   //! head q / (expand_to / heads)) before the per-head selection.
-  void keep_per_head(const std::vector<std::vector<int32_t>>& rows, int64_t head_dim, int64_t expand_to = 0);
+  void keep_per_head(const std::vector<std::vector<int32_t>>& rows, int64_t head_dim,
+                     int64_t expand_to = 0);
 };
 
 //! What a layer hands back besides its output (for token selection).
 struct LayerTaps {
-  int64_t q_rows = 0;        //!< how many of the last rows' post-RoPE queries to keep
-  std::vector<float> q;      //!< [q_rows, H, D]
-  bool want_keys = false;    //!< keep this forward's post-RoPE keys
-  std::vector<float> keys;   //!< [n, H_kv, D]
+  int64_t q_rows = 0;       //!< how many of the last rows' post-RoPE queries to keep
+  std::vector<float> q;     //!< [q_rows, H, D]
+  bool want_keys = false;   //!< keep this forward's post-RoPE keys
+  std::vector<float> keys;  //!< [n, H_kv, D]
 };
 
 //! Weight formats of the decode path. kF32: the model's own f32 weights (the exact reference).
@@ -84,7 +87,8 @@ struct LayerTaps {
 //! file's own tensors (Q4_0, Q4_1, Q8_0 blocks; F16) as stored, so that a Q4_1 file's decode
 //! reads 4.5-bit weights: the same weight values as the exact mode's dequantized ones, dotted with
 //! the activations quantized to int16 per block of 32 (within 2^-16 of the block's largest) in
-//! exact integer arithmetic; F16 tensors as kF16. Prefill always computes in f32 on the f32 weights.
+//! exact integer arithmetic; F16 tensors as kF16. Prefill always computes in f32 on the f32
+//! weights.
 enum class DecodeWeightFormat : int32_t { kF32 = 0, kF16 = 1, kGguf = 2 };
 const char* to_string(DecodeWeightFormat f) noexcept;
 //! "f32", "f16", "gguf".
@@ -102,8 +106,8 @@ class DecodeWeights {
   //! kF32 views `weights` (no copy); kF16 converts them; kGguf reads `gguf_path` (the
   //! file `weights` was loaded from) and fails with kInvalidArgument without one. A matrix whose
   //! file type has no kernel (F32, BF16) is held as f16. `weights` must outlive the result.
-  static Status create(const ModelWeights& weights, DecodeWeightFormat format, const std::string& gguf_path,
-                       DecodeWeights* out) noexcept;
+  static Status create(const ModelWeights& weights, DecodeWeightFormat format,
+                       const std::string& gguf_path, DecodeWeights* out) noexcept;
   DecodeWeightFormat format() const;
   //! Bytes held besides the f32 weights.
   int64_t bytes() const;
@@ -139,7 +143,8 @@ class PrefillWeights {
   PrefillWeights& operator=(PrefillWeights&&) noexcept;
 
   //! Packs `weights` (which must outlive nothing: the packs are copies) in `format`.
-  static Status create(const ModelWeights& weights, PrefillWeightFormat format, PrefillWeights* out) noexcept;
+  static Status create(const ModelWeights& weights, PrefillWeightFormat format,
+                       PrefillWeights* out) noexcept;
   PrefillWeightFormat format() const;
   //! Bytes of the packed copies.
   int64_t bytes() const;
@@ -206,8 +211,8 @@ class Transformer {
   //! sequence length for LongRoPE's factor choice. If `cache` is non-null, the new tokens see every
   //! cached token plus the new tokens up to themselves, and are appended to it; if null, they see
   //! only the new tokens up to themselves and nothing is stored.
-  Status layer(int64_t l, std::vector<float>* x, int64_t n, const int32_t* positions, int64_t total_length,
-               KvLayerCache* cache, LayerTaps* taps) const noexcept;
+  Status layer(int64_t l, std::vector<float>* x, int64_t n, const int32_t* positions,
+               int64_t total_length, KvLayerCache* cache, LayerTaps* taps) const noexcept;
 
   //! Final norm and LM head of one hidden row: logits [vocab].
   Status logits(const float* row, std::vector<float>* out) const noexcept;
@@ -216,8 +221,8 @@ class Transformer {
   //! storage `options.kv` must match: see KvLayerCache::to_half), then the logits (in
   //! `ws->logits()`) and the greedy next token. Needs ws->reserve(config, position + 1) and cache
   //! capacity (KvLayerCache::reserve) for no allocation; grows them otherwise.
-  Status decode(int32_t token, int64_t position, std::vector<KvLayerCache>* caches, const DecodeOptions& options,
-                DecodeWorkspace* ws, int32_t* next) const noexcept;
+  Status decode(int32_t token, int64_t position, std::vector<KvLayerCache>* caches,
+                const DecodeOptions& options, DecodeWorkspace* ws, int32_t* next) const noexcept;
 
  private:
   struct OwnPacking;

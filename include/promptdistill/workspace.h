@@ -34,7 +34,8 @@ class WorkspacePlanner {
   //! Counting mode: records sizes, hands out null pointers.
   WorkspacePlanner() = default;
   //! Carving mode over `ws`.
-  explicit WorkspacePlanner(Workspace ws) : base_(static_cast<unsigned char*>(ws.ptr)), capacity_(ws.bytes), carving_(true) {}
+  explicit WorkspacePlanner(Workspace ws)
+      : base_(static_cast<unsigned char*>(ws.ptr)), capacity_(ws.bytes), carving_(true) {}
 
   //! Reserves `count` elements of T; in carving mode returns their address (or null when the
   //! workspace is too small or misaligned; `status()` says which).
@@ -55,11 +56,14 @@ class WorkspacePlanner {
   Status status() const {
     if (!carving_) return Status::ok();
     if (used_ > 0 && base_ == nullptr)
-      return Status(StatusCode::kWorkspaceTooSmall, "workspace is null but %zu bytes are needed", used_);
+      return Status(StatusCode::kWorkspaceTooSmall, "workspace is null but %zu bytes are needed",
+                    used_);
     if (reinterpret_cast<std::uintptr_t>(base_) % kAlignment != 0)
-      return Status(StatusCode::kMisaligned, "workspace pointer must be %zu-byte aligned", kAlignment);
+      return Status(StatusCode::kMisaligned, "workspace pointer must be %zu-byte aligned",
+                    kAlignment);
     if (used_ > capacity_)
-      return Status(StatusCode::kWorkspaceTooSmall, "workspace has %zu bytes, %zu needed", capacity_, used_);
+      return Status(StatusCode::kWorkspaceTooSmall, "workspace has %zu bytes, %zu needed",
+                    capacity_, used_);
     return Status::ok();
   }
 
@@ -87,10 +91,12 @@ class HostWorkspace {
   Status reserve(std::size_t bytes) noexcept {
     if (data_ && bytes <= bytes_) return Status::ok();
     if (bytes > SIZE_MAX - WorkspacePlanner::kAlignment)
-      return Status(StatusCode::kOutOfMemory, "host workspace: %zu bytes cannot be allocated", bytes);
+      return Status(StatusCode::kOutOfMemory, "host workspace: %zu bytes cannot be allocated",
+                    bytes);
     const std::size_t rounded = WorkspacePlanner::round_up(bytes < 1 ? 1 : bytes);
     void* p = std::aligned_alloc(WorkspacePlanner::kAlignment, rounded);
-    if (p == nullptr) return Status(StatusCode::kOutOfMemory, "host workspace: cannot allocate %zu bytes", rounded);
+    if (p == nullptr)
+      return Status(StatusCode::kOutOfMemory, "host workspace: cannot allocate %zu bytes", rounded);
     data_.reset(p);
     bytes_ = rounded;
     return Status::ok();

@@ -26,7 +26,9 @@ namespace session {
 //! Sets `*stream` to `replacement` for its lifetime (the recording stream of a CUDA capture).
 class StreamScope {
  public:
-  StreamScope(Stream* stream, Stream replacement) : stream_(stream), saved_(*stream) { *stream = replacement; }
+  StreamScope(Stream* stream, Stream replacement) : stream_(stream), saved_(*stream) {
+    *stream = replacement;
+  }
   ~StreamScope() { *stream_ = saved_; }
   StreamScope(const StreamScope&) = delete;
   StreamScope& operator=(const StreamScope&) = delete;
@@ -56,7 +58,8 @@ class DecodeLoop {
 
   //! Feeds tokens[b] at positions[b] (every layer's cache of request b holds `positions[b]`
   //! tokens' worth of its own length) and returns the greedy next tokens.
-  Status step(const std::vector<int32_t>& tokens, const std::vector<int64_t>& positions, std::vector<int32_t>* next) {
+  Status step(const std::vector<int32_t>& tokens, const std::vector<int64_t>& positions,
+              std::vector<int32_t>* next) {
     Decoder<Backend, T>& d = *decoder_;
     const int64_t batch = d.batch, layers = d.config.num_layers;
     const Layout layout = layout_of(batch, layers, d.config.head_dim / 2);
@@ -66,7 +69,8 @@ class DecodeLoop {
     const std::vector<int64_t> one_each(std::size_t(batch), 1);
     for (int64_t l = 0; l < layers; ++l) {
       PD_RETURN_IF_ERROR(d.grow_for(&caches_->layers[std::size_t(l)], one_each, &q_lens, &kv_lens));
-      std::copy(kv_lens.begin(), kv_lens.end(), inputs_host_.template at<int32_t>(layout.kv_lens) + l * batch);
+      std::copy(kv_lens.begin(), kv_lens.end(),
+                inputs_host_.template at<int32_t>(layout.kv_lens) + l * batch);
     }
     std::copy(tokens.begin(), tokens.end(), inputs_host_.template at<int32_t>(layout.ids));
     std::fill_n(inputs_host_.template at<int32_t>(layout.q_lens), batch, 1);
@@ -76,18 +80,22 @@ class DecodeLoop {
       rope_positions.push_back({int32_t(position)});
       total_lengths.push_back(position + 1);
     }
-    PD_RETURN_IF_ERROR(d.rope_rows(rope_positions, 1, total_lengths, inputs_host_.template at<float>(layout.rope_cos),
+    PD_RETURN_IF_ERROR(d.rope_rows(rope_positions, 1, total_lengths,
+                                   inputs_host_.template at<float>(layout.rope_cos),
                                    inputs_host_.template at<float>(layout.rope_sin)));
     PD_RETURN_IF_ERROR(inputs_.reserve(layout.bytes, d.stream));
     PD_RETURN_IF_ERROR(next_ids_.reserve(std::size_t(batch) * sizeof(int32_t), d.stream));
     PD_RETURN_IF_ERROR(d.reserve_rows(1));
     PD_RETURN_IF_ERROR(d.reserve_greedy());
-    PD_RETURN_IF_ERROR(Backend::upload(inputs_.data(), inputs_host_.data(), layout.bytes, d.stream));
+    PD_RETURN_IF_ERROR(
+        Backend::upload(inputs_.data(), inputs_host_.data(), layout.bytes, d.stream));
 
     // Backend part: replayed, or run op by op (and then recorded for the next steps).
-    const bool record = d.options.decode_graph && !d.shard.parallel() && !d.options.check_every_op && graph_status_.is_ok();
+    const bool record = d.options.decode_graph && !d.shard.parallel() &&
+                        !d.options.check_every_op && graph_status_.is_ok();
     if (record && graph_ && graph_generation_ == ledger_->generation) {
-      ledger_->recording = true;  // the CPU reference runs the recorded call now: hold it to the rules
+      ledger_->recording =
+          true;  // the CPU reference runs the recorded call now: hold it to the rules
       const Status replayed = Backend::launch_graph(graph_, d.stream);
       ledger_->recording = false;
       PD_RETURN_IF_ERROR(replayed);
@@ -109,7 +117,8 @@ class DecodeLoop {
           graph_generation_ = ledger_->generation;
         } else {  // decode on without a graph, and say why
           graph_.reset();
-          graph_status_ = Status(recorded.code(), "decode steps are not recorded: %s", recorded.message());
+          graph_status_ =
+              Status(recorded.code(), "decode steps are not recorded: %s", recorded.message());
         }
       }
     }
@@ -149,8 +158,10 @@ class DecodeLoop {
     const auto* kv_lens = reinterpret_cast<const int32_t*>(base + layout.kv_lens);
     PD_RETURN_IF_ERROR(d.embed_device_ids(reinterpret_cast<const int32_t*>(base + layout.ids), 1));
     for (int64_t l = 0; l < d.config.num_layers; ++l)
-      PD_RETURN_IF_ERROR(d.layer_ops(l, 1, &caches_->layers[std::size_t(l)], reinterpret_cast<const int32_t*>(base + layout.q_lens),
-                                     kv_lens + l * d.batch, reinterpret_cast<const float*>(base + layout.rope_cos),
+      PD_RETURN_IF_ERROR(d.layer_ops(l, 1, &caches_->layers[std::size_t(l)],
+                                     reinterpret_cast<const int32_t*>(base + layout.q_lens),
+                                     kv_lens + l * d.batch,
+                                     reinterpret_cast<const float*>(base + layout.rope_cos),
                                      reinterpret_cast<const float*>(base + layout.rope_sin)));
     return d.greedy_ops(next_ids_.template as<int32_t>());
   }

@@ -36,15 +36,20 @@ class Decoder {
 
   //! `model_config` is what this rank runs: the whole model, or under tensor parallelism its heads
   //! and intermediate columns (`tensor_shard` says which).
-  Decoder(const ModelConfig& model_config, const TensorShard& tensor_shard, const BatchSessionOptions& session_options,
-          Stream session_stream, MemoryLedger* ledger, LayerCaches<Backend, T>* caches)
-      : config(model_config), shard(tensor_shard), options(session_options), stream(session_stream), ledger_(ledger),
+  Decoder(const ModelConfig& model_config, const TensorShard& tensor_shard,
+          const BatchSessionOptions& session_options, Stream session_stream, MemoryLedger* ledger,
+          LayerCaches<Backend, T>* caches)
+      : config(model_config),
+        shard(tensor_shard),
+        options(session_options),
+        stream(session_stream),
+        ledger_(ledger),
         caches_(caches) {
     for (Buffer* buffer : activation_buffers()) buffer->set_ledger(ledger);
-    for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_, &rope_sin_, &rope_cos_next_,
-                           &rope_sin_next_, &last_rows_, &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_,
-                           &gather_counts_, &sticky_status_, &expanded_keys_,
-                           &expanded_values_})
+    for (Buffer* buffer : {&embed_table_, &final_norm_, &lm_head_, &token_ids_, &rope_cos_,
+                           &rope_sin_, &rope_cos_next_, &rope_sin_next_, &last_rows_,
+                           &last_rows_f32_, &logits_, &q_lens_, &kv_lens_, &gather_indices_,
+                           &gather_counts_, &sticky_status_, &expanded_keys_, &expanded_values_})
       buffer->set_ledger(ledger);
   }
 
@@ -56,17 +61,17 @@ class Decoder {
   Stream stream;
 
   // Activations of the padded batch, [B, n, ...] (sized for the largest n seen; see reserve_rows).
-  Buffer hidden;          //!< [B, n, hidden]: the residual stream
-  Buffer kept_hidden;     //!< [B, n, hidden]: the selection's gather of `hidden` (PromptDistill)
-  Buffer normed;          //!< [B, n, hidden]: RMSNorm output
-  Buffer queries;         //!< [B, n, H, D] post-RoPE
-  Buffer new_keys;        //!< [B, n, H_kv, D] post-RoPE
-  Buffer new_values;      //!< [B, n, H_kv, D]
-  Buffer attention_out;   //!< [B, n, H, D]
-  Buffer mlp_gate;        //!< [chunk, intermediate]
-  Buffer mlp_up;          //!< [chunk, intermediate]
+  Buffer hidden;             //!< [B, n, hidden]: the residual stream
+  Buffer kept_hidden;        //!< [B, n, hidden]: the selection's gather of `hidden` (PromptDistill)
+  Buffer normed;             //!< [B, n, hidden]: RMSNorm output
+  Buffer queries;            //!< [B, n, H, D] post-RoPE
+  Buffer new_keys;           //!< [B, n, H_kv, D] post-RoPE
+  Buffer new_values;         //!< [B, n, H_kv, D]
+  Buffer attention_out;      //!< [B, n, H, D]
+  Buffer mlp_gate;           //!< [chunk, intermediate]
+  Buffer mlp_up;             //!< [chunk, intermediate]
   Buffer selection_queries;  //!< [B, rows, H, D]: the queries a selection scores with
-  Buffer workspace;       //!< the ops' caller-owned scratch (grown to the largest request)
+  Buffer workspace;          //!< the ops' caller-owned scratch (grown to the largest request)
 
   int64_t batch = 0;
   int64_t weight_bytes = 0;
@@ -77,16 +82,20 @@ class Decoder {
 
   //! The buffers a new prefill frees first (so that each prefill's peak is its own).
   std::vector<Buffer*> activation_buffers() {
-    return {&hidden,  &kept_hidden, &normed,           &queries,          &new_keys, &new_values,
-            &attention_out, &mlp_gate, &mlp_up, &selection_queries, &workspace};
+    return {&hidden,        &kept_hidden, &normed, &queries,           &new_keys, &new_values,
+            &attention_out, &mlp_gate,    &mlp_up, &selection_queries, &workspace};
   }
 
   // ---- weights ---------------------------------------------------------------------------------
 
-  //! Uploads a checkpoint's weights, rounded to T (the LM head stays f32: logits decide greedy ties);
-  //! `layers`, when given, replaces the checkpoint's layers (a tensor-parallel rank's slices).
-  Status upload_weights(const ModelWeights& weights, const std::vector<LayerWeights>* layers = nullptr) {
-    const auto upload = [&](Buffer* buffer, const std::vector<float>* host, int64_t, float) { return upload_rounded(buffer, *host); };
+  //! Uploads a checkpoint's weights, rounded to T (the LM head stays f32: logits decide greedy
+  //! ties); `layers`, when given, replaces the checkpoint's layers (a tensor-parallel rank's
+  //! slices).
+  Status upload_weights(const ModelWeights& weights,
+                        const std::vector<LayerWeights>* layers = nullptr) {
+    const auto upload = [&](Buffer* buffer, const std::vector<float>* host, int64_t, float) {
+      return upload_rounded(buffer, *host);
+    };
     PD_RETURN_IF_ERROR(for_each_weight(&weights, upload, layers));
     PD_RETURN_IF_ERROR(lm_head_.upload(weights.output_matrix(), stream));
     weight_bytes += int64_t(lm_head_.bytes());
@@ -99,25 +108,31 @@ class Decoder {
   Status draw_weights(uint64_t seed) {
     uint64_t tensor = 0;
     const std::vector<float> ones(std::size_t(config.hidden), 1.0f);
-    const auto draw = [&](Buffer* buffer, const std::vector<float>*, int64_t n, float scale) -> Status {
+    const auto draw = [&](Buffer* buffer, const std::vector<float>*, int64_t n,
+                          float scale) -> Status {
       const uint64_t tensor_seed = seed * 1000003u + tensor++;
       if (scale == kOnes) return upload_rounded(buffer, ones);
-      const Status reserved = buffer->reserve(std::size_t(n) * sizeof(T), stream);  // zero-filled: the biases
+      const Status reserved =
+          buffer->reserve(std::size_t(n) * sizeof(T), stream);  // zero-filled: the biases
       if (!reserved.is_ok()) return reserved;
       weight_bytes += int64_t(buffer->bytes());
-      return scale == 0.0f ? Status::ok() : Backend::fill_random(buffer->template as<T>(), n, scale, tensor_seed, stream);
+      return scale == 0.0f
+                 ? Status::ok()
+                 : Backend::fill_random(buffer->template as<T>(), n, scale, tensor_seed, stream);
     };
     PD_RETURN_IF_ERROR(for_each_weight(nullptr, draw));
     // The f32 LM head: the embedding's draws when tied (as upload_weights copies the same table).
     const int64_t head = config.vocab * config.hidden;
     PD_RETURN_IF_ERROR(lm_head_.reserve(std::size_t(head) * sizeof(float), stream));
     weight_bytes += int64_t(lm_head_.bytes());
-    const uint64_t head_seed = config.tied_embeddings ? seed * 1000003u + tensor - 2 : seed * 1000003u + tensor;
+    const uint64_t head_seed =
+        config.tied_embeddings ? seed * 1000003u + tensor - 2 : seed * 1000003u + tensor;
     const float head_scale = config.tied_embeddings ? 1.0f : 1.0f / std::sqrt(float(config.hidden));
     return Backend::fill_random(lm_head_.template as<float>(), head, head_scale, head_seed, stream);
   }
 
-  // ---- running operations ------------------------------------------------------------------------
+  // ---- running operations
+  // ------------------------------------------------------------------------
 
   Workspace workspace_view() const { return Workspace{workspace.data(), workspace.bytes()}; }
 
@@ -130,14 +145,16 @@ class Decoder {
     const std::size_t bytes = Op::workspace_size(args);
     PD_RETURN_IF_ERROR(workspace.reserve(bytes, stream));
     PD_RETURN_IF_ERROR(Op::run(args, workspace_view(), stream));
-    if (bytes == 0) return Status::ok();  // no status word (the workspace may hold another op's scratch)
+    if (bytes == 0)
+      return Status::ok();  // no status word (the workspace may hold another op's scratch)
     PD_RETURN_IF_ERROR(Backend::accumulate_status(workspace_view(), sticky_status_.data(), stream));
     if (!options.check_every_op) return Status::ok();
     ++host_syncs;
     return Backend::device_status(workspace_view(), stream);
   }
 
-  //! Sums `count` elements of `buffer` over the tensor-parallel ranks, in place (nothing with one rank).
+  //! Sums `count` elements of `buffer` over the tensor-parallel ranks, in place (nothing with one
+  //! rank).
   template <class U>
   Status all_reduce(U* data, int64_t count) {
     if (!shard.parallel()) return Status::ok();
@@ -147,7 +164,8 @@ class Decoder {
   //! Clears the sticky status word and the sync counter (every prefill's start).
   Status reset_status() {
     host_syncs = 0;
-    PD_RETURN_IF_ERROR(sticky_status_.reserve(sizeof(promptdistill::detail::DeviceStatusWord), stream));
+    PD_RETURN_IF_ERROR(
+        sticky_status_.reserve(sizeof(promptdistill::detail::DeviceStatusWord), stream));
     return Backend::fill_zero(sticky_status_.data(), sticky_status_.bytes(), stream);
   }
   //! The first device-side validation error since `reset_status()` (a host synchronisation).
@@ -163,7 +181,8 @@ class Decoder {
     return buffer.download(count, host, stream, &host_syncs);
   }
 
-  // ---- activations and inputs --------------------------------------------------------------------
+  // ---- activations and inputs
+  // --------------------------------------------------------------------
 
   //! Sizes the activations for B x n padded rows.
   Status reserve_rows(int64_t n) {
@@ -178,12 +197,14 @@ class Decoder {
     PD_RETURN_IF_ERROR(attention_out.reserve(rows * q_width * element, stream));
     PD_RETURN_IF_ERROR(new_keys.reserve(rows * kv_width * element, stream));
     PD_RETURN_IF_ERROR(new_values.reserve(rows * kv_width * element, stream));
-    PD_RETURN_IF_ERROR(mlp_gate.reserve(chunk * std::size_t(config.intermediate) * element, stream));
+    PD_RETURN_IF_ERROR(
+        mlp_gate.reserve(chunk * std::size_t(config.intermediate) * element, stream));
     return mlp_up.reserve(chunk * std::size_t(config.intermediate) * element, stream);
   }
 
   //! cos/sin of every padded row: request b's rows take positions[b] (rows past them position 0).
-  Status upload_rope(const std::vector<std::vector<int32_t>>& positions, int64_t n, const std::vector<int64_t>& total_lengths) {
+  Status upload_rope(const std::vector<std::vector<int32_t>>& positions, int64_t n,
+                     const std::vector<int64_t>& total_lengths) {
     const std::size_t half = std::size_t(config.head_dim / 2);
     std::vector<float> cos_rows(std::size_t(batch * n) * half), sin_rows(cos_rows.size());
     PD_RETURN_IF_ERROR(rope_rows(positions, n, total_lengths, cos_rows.data(), sin_rows.data()));
@@ -191,15 +212,17 @@ class Decoder {
     return rope_sin_.upload(sin_rows, stream);
   }
   //! The same tables on the host, [B * n, D/2] each, into `cos_rows` and `sin_rows`.
-  Status rope_rows(const std::vector<std::vector<int32_t>>& positions, int64_t n, const std::vector<int64_t>& total_lengths,
-                   float* cos_rows, float* sin_rows) const {
+  Status rope_rows(const std::vector<std::vector<int32_t>>& positions, int64_t n,
+                   const std::vector<int64_t>& total_lengths, float* cos_rows,
+                   float* sin_rows) const {
     const std::size_t half = std::size_t(config.head_dim / 2);
     std::fill(cos_rows, cos_rows + std::size_t(batch * n) * half, 1.0f);
     std::fill(sin_rows, sin_rows + std::size_t(batch * n) * half, 0.0f);
     std::vector<float> request_cos, request_sin;
     for (int64_t b = 0; b < batch; ++b) {
       const std::vector<int32_t>& request_positions = positions[std::size_t(b)];
-      PD_RETURN_IF_ERROR(rope_tables(config, request_positions.data(), int64_t(request_positions.size()),
+      PD_RETURN_IF_ERROR(rope_tables(config, request_positions.data(),
+                                     int64_t(request_positions.size()),
                                      total_lengths[std::size_t(b)], &request_cos, &request_sin));
       std::copy(request_cos.begin(), request_cos.end(), cos_rows + std::size_t(b * n) * half);
       std::copy(request_sin.begin(), request_sin.end(), sin_rows + std::size_t(b * n) * half);
@@ -211,14 +234,16 @@ class Decoder {
   Status embed_ids(const std::vector<std::vector<int32_t>>& ids, int64_t n) {
     std::vector<int32_t> padded(std::size_t(batch * n), 0);
     for (int64_t b = 0; b < batch; ++b)
-      std::copy(ids[std::size_t(b)].begin(), ids[std::size_t(b)].end(), padded.begin() + std::ptrdiff_t(b * n));
+      std::copy(ids[std::size_t(b)].begin(), ids[std::size_t(b)].end(),
+                padded.begin() + std::ptrdiff_t(b * n));
     PD_RETURN_IF_ERROR(token_ids_.upload(padded, stream));
     return embed_device_ids(token_ids_.template as<const int32_t>(), n);
   }
   //! Embeds the padded ids [B, n] that are already on the backend (e.g. gathered by a selection).
   Status embed_device_ids(const int32_t* ids, int64_t n) {
     EmbedArgs<T> embed;
-    embed.table = make_view<const T>(embed_table_.template as<const T>(), config.vocab, config.hidden);
+    embed.table =
+        make_view<const T>(embed_table_.template as<const T>(), config.vocab, config.hidden);
     embed.ids = make_view<const int32_t>(ids, batch * n);
     embed.out = make_view<T>(hidden.template as<T>(), batch * n, config.hidden);
     return run<typename Backend::template Embed<T>>(embed);
@@ -229,9 +254,11 @@ class Decoder {
   //! After a selection: the RoPE rows of the kept tokens, gathered on the backend from the
   //! current [B, n] tables with the selection's indices (the same values the host would compute
   //! for their positions), packed at pitch n_kept.
-  Status gather_rope(TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts, int64_t n, int64_t n_kept) {
+  Status gather_rope(TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts,
+                     int64_t n, int64_t n_kept) {
     const int64_t half = config.head_dim / 2;
-    for (auto [current, next] : {std::pair<Buffer*, Buffer*>{&rope_cos_, &rope_cos_next_}, {&rope_sin_, &rope_sin_next_}}) {
+    for (auto [current, next] : {std::pair<Buffer*, Buffer*>{&rope_cos_, &rope_cos_next_},
+                                 {&rope_sin_, &rope_sin_next_}}) {
       PD_RETURN_IF_ERROR(next->reserve(std::size_t(batch * n_kept * half) * sizeof(float), stream));
       GatherArgs<float> gather;
       gather.src = make_view<const float>(current->template as<const float>(), batch, n, half);
@@ -244,7 +271,8 @@ class Decoder {
     return Status::ok();
   }
 
-  // ---- one layer ----------------------------------------------------------------------------------
+  // ---- one layer
+  // ----------------------------------------------------------------------------------
 
   //! Layer l over the B x n padded rows of `hidden`; request b has new_rows[b] new tokens,
   //! appended to `cache` after its current lengths. The RoPE tables must be uploaded.
@@ -254,35 +282,40 @@ class Decoder {
     // Consecutive layers usually share their lengths (a prefill stage; a decode step over equally
     // long caches): upload only when they change.
     if (q_lens != uploaded_q_lens_ || !q_lens_) PD_RETURN_IF_ERROR(q_lens_.upload(q_lens, stream));
-    if (kv_lens != uploaded_kv_lens_ || !kv_lens_) PD_RETURN_IF_ERROR(kv_lens_.upload(kv_lens, stream));
+    if (kv_lens != uploaded_kv_lens_ || !kv_lens_)
+      PD_RETURN_IF_ERROR(kv_lens_.upload(kv_lens, stream));
     uploaded_q_lens_ = q_lens;
     uploaded_kv_lens_ = kv_lens;
-    PD_RETURN_IF_ERROR(layer_ops(l, n, cache, q_lens_.template as<const int32_t>(), kv_lens_.template as<const int32_t>(),
-                                 rope_cos_.template as<const float>(), rope_sin_.template as<const float>()));
+    PD_RETURN_IF_ERROR(layer_ops(
+        l, n, cache, q_lens_.template as<const int32_t>(), kv_lens_.template as<const int32_t>(),
+        rope_cos_.template as<const float>(), rope_sin_.template as<const float>()));
     for (int64_t b = 0; b < batch; ++b) cache->lengths[std::size_t(b)] = kv_lens[std::size_t(b)];
     return Status::ok();
   }
 
   //! The new and total lengths of every request of `cache` after new_rows[b] more tokens, and
   //! the cache grown (re-allocated) to hold them.
-  Status grow_for(Cache* cache, const std::vector<int64_t>& new_rows, std::vector<int32_t>* q_lens, std::vector<int32_t>* kv_lens) {
+  Status grow_for(Cache* cache, const std::vector<int64_t>& new_rows, std::vector<int32_t>* q_lens,
+                  std::vector<int32_t>* kv_lens) {
     int64_t longest = 0;
     q_lens->assign(std::size_t(batch), 0);
     kv_lens->assign(std::size_t(batch), 0);
     for (int64_t b = 0; b < batch; ++b) {
       (*q_lens)[std::size_t(b)] = int32_t(new_rows[std::size_t(b)]);
-      (*kv_lens)[std::size_t(b)] = int32_t(cache->lengths[std::size_t(b)] + new_rows[std::size_t(b)]);
+      (*kv_lens)[std::size_t(b)] =
+          int32_t(cache->lengths[std::size_t(b)] + new_rows[std::size_t(b)]);
       longest = std::max<int64_t>(longest, (*kv_lens)[std::size_t(b)]);
     }
     if (longest > cache->capacity)
-      PD_RETURN_IF_ERROR(caches_->resize(cache, std::max(longest + options.decode_reserve, 2 * cache->capacity)));
+      PD_RETURN_IF_ERROR(
+          caches_->resize(cache, std::max(longest + options.decode_reserve, 2 * cache->capacity)));
     return Status::ok();
   }
 
   //! Layer l's operations alone, with the lengths ([B] each) and RoPE rows ([B * n, D/2]) already
   //! on the backend: no host work, so a decode step can record it. `cache` must hold kv_lens.
-  Status layer_ops(int64_t l, int64_t n, Cache* cache, const int32_t* q_lens, const int32_t* kv_lens, const float* rope_cos,
-                   const float* rope_sin) {
+  Status layer_ops(int64_t l, int64_t n, Cache* cache, const int32_t* q_lens,
+                   const int32_t* kv_lens, const float* rope_cos, const float* rope_sin) {
     const LayerWeightBuffers& weights = layer_weights_[std::size_t(l)];
     const int64_t rows = batch * n, width = config.hidden, head_dim = config.head_dim;
     const int64_t q_width = config.num_heads * head_dim, kv_width = config.num_kv_heads * head_dim;
@@ -292,10 +325,14 @@ class Decoder {
     norm.eps = float(config.rms_eps);
     norm.out = make_view<T>(normed.template as<T>(), rows, width);
     PD_RETURN_IF_ERROR(run<typename Backend::template RmsNorm<T>>(norm));
-    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wq, q_width, weights.bq, queries.template as<T>(), false));
-    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wk, kv_width, weights.bk, new_keys.template as<T>(), false));
-    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wv, kv_width, weights.bv, new_values.template as<T>(), false));
-    for (auto [buffer, heads] : {std::pair<Buffer*, int64_t>{&queries, config.num_heads}, {&new_keys, config.num_kv_heads}}) {
+    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wq, q_width,
+                              weights.bq, queries.template as<T>(), false));
+    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wk, kv_width,
+                              weights.bk, new_keys.template as<T>(), false));
+    PD_RETURN_IF_ERROR(linear(normed.template as<const T>(), rows, width, weights.wv, kv_width,
+                              weights.bv, new_values.template as<T>(), false));
+    for (auto [buffer, heads] : {std::pair<Buffer*, int64_t>{&queries, config.num_heads},
+                                 {&new_keys, config.num_kv_heads}}) {
       RopeArgs<T> rope;
       rope.x = make_view<T>(buffer->template as<T>(), rows, heads, head_dim);
       rope.cos = make_view<const float>(rope_cos, rows, head_dim / 2);
@@ -309,8 +346,10 @@ class Decoder {
       const std::size_t expanded = std::size_t(rows * cache->heads * head_dim) * sizeof(T);
       PD_RETURN_IF_ERROR(expanded_keys_.reserve(expanded, stream));
       PD_RETURN_IF_ERROR(expanded_values_.reserve(expanded, stream));
-      PD_RETURN_IF_ERROR(expand_heads(new_keys.template as<const T>(), expanded_keys_.template as<T>(), n));
-      PD_RETURN_IF_ERROR(expand_heads(new_values.template as<const T>(), expanded_values_.template as<T>(), n));
+      PD_RETURN_IF_ERROR(
+          expand_heads(new_keys.template as<const T>(), expanded_keys_.template as<T>(), n));
+      PD_RETURN_IF_ERROR(
+          expand_heads(new_values.template as<const T>(), expanded_values_.template as<T>(), n));
       append_keys = expanded_keys_.template as<const T>();
       append_values = expanded_values_.template as<const T>();
     }
@@ -324,20 +363,22 @@ class Decoder {
     PD_RETURN_IF_ERROR(run<typename Backend::template AppendKv<T>>(append));
     AttentionArgs<T> attention;
     attention.algo = options.attention;
-    attention.q = make_view<const T>(queries.template as<const T>(), batch, n, config.num_heads, head_dim);
+    attention.q =
+        make_view<const T>(queries.template as<const T>(), batch, n, config.num_heads, head_dim);
     attention.k = caches_->view(*cache, cache->keys);
     attention.v = caches_->view(*cache, cache->values);
     attention.q_lens = q_lens;
     attention.kv_lens = kv_lens;
     attention.max_kv_len = cache->capacity;
-    attention.out = make_view<T>(attention_out.template as<T>(), batch, n, config.num_heads, head_dim);
+    attention.out =
+        make_view<T>(attention_out.template as<T>(), batch, n, config.num_heads, head_dim);
     PD_RETURN_IF_ERROR(run<typename Backend::template Attention<T>>(attention));
     // Under tensor parallelism the output and down projections give each rank's partial sums over
     // its heads / intermediate columns: rank 0 adds them to the residual stream, the others write
     // theirs over it (its input is already normalised), and the all-reduce sums them.
     const bool add_residual = shard.rank == 0;
-    PD_RETURN_IF_ERROR(linear(attention_out.template as<const T>(), rows, q_width, weights.wo, width, Buffer{},
-                              hidden.template as<T>(), add_residual));
+    PD_RETURN_IF_ERROR(linear(attention_out.template as<const T>(), rows, q_width, weights.wo,
+                              width, Buffer{}, hidden.template as<T>(), add_residual));
     PD_RETURN_IF_ERROR(all_reduce(hidden.template as<T>(), rows * width));
 
     norm.weight = make_view<const T>(weights.mlp_norm.template as<const T>(), width);
@@ -345,20 +386,25 @@ class Decoder {
     for (int64_t first_row = 0; first_row < rows; first_row += options.mlp_chunk_rows) {
       const int64_t chunk = std::min(options.mlp_chunk_rows, rows - first_row);
       const T* chunk_in = normed.template as<const T>() + first_row * width;
-      PD_RETURN_IF_ERROR(linear(chunk_in, chunk, width, weights.gate, config.intermediate, Buffer{}, mlp_gate.template as<T>(), false));
-      PD_RETURN_IF_ERROR(linear(chunk_in, chunk, width, weights.up, config.intermediate, Buffer{}, mlp_up.template as<T>(), false));
+      PD_RETURN_IF_ERROR(linear(chunk_in, chunk, width, weights.gate, config.intermediate, Buffer{},
+                                mlp_gate.template as<T>(), false));
+      PD_RETURN_IF_ERROR(linear(chunk_in, chunk, width, weights.up, config.intermediate, Buffer{},
+                                mlp_up.template as<T>(), false));
       SwiGluArgs<T> activation;
-      activation.gate = make_view<const T>(mlp_gate.template as<const T>(), chunk, config.intermediate);
+      activation.gate =
+          make_view<const T>(mlp_gate.template as<const T>(), chunk, config.intermediate);
       activation.up = make_view<const T>(mlp_up.template as<const T>(), chunk, config.intermediate);
       activation.out = make_view<T>(mlp_gate.template as<T>(), chunk, config.intermediate);
       PD_RETURN_IF_ERROR(run<typename Backend::template SwiGlu<T>>(activation));
-      PD_RETURN_IF_ERROR(linear(mlp_gate.template as<const T>(), chunk, config.intermediate, weights.down, width, Buffer{},
+      PD_RETURN_IF_ERROR(linear(mlp_gate.template as<const T>(), chunk, config.intermediate,
+                                weights.down, width, Buffer{},
                                 hidden.template as<T>() + first_row * width, add_residual));
     }
     return all_reduce(hidden.template as<T>(), rows * width);
   }
 
-  // ---- rows and tokens ------------------------------------------------------------------------------
+  // ---- rows and tokens
+  // ------------------------------------------------------------------------------
 
   //! dst[b, t, h] = src[b, t, h / G] for t < tokens: K or V rows of H_kv heads GQA-expanded to the
   //! H heads of a per-query-head cache. src and dst are [B, tokens, heads, D] with a request pitch
@@ -370,22 +416,27 @@ class Decoder {
     const std::size_t row_bytes = std::size_t(config.head_dim) * sizeof(T);
     const std::size_t rows = std::size_t(batch * tokens * config.num_kv_heads);
     for (int64_t g = 0; g < group; ++g)
-      PD_RETURN_IF_ERROR(Backend::copy_rows(dst + g * config.head_dim, std::size_t(group) * row_bytes, src, row_bytes,
+      PD_RETURN_IF_ERROR(Backend::copy_rows(dst + g * config.head_dim,
+                                            std::size_t(group) * row_bytes, src, row_bytes,
                                             row_bytes, rows, stream));
     return Status::ok();
   }
 
   //! Copies rows rows[b] (the same count for every request) of src [B, n, width] into
   //! dst [B, count, width].
-  Status gather_rows(const T* src, int64_t n, int64_t width, const std::vector<std::vector<int32_t>>& rows, T* dst) {
+  Status gather_rows(const T* src, int64_t n, int64_t width,
+                     const std::vector<std::vector<int32_t>>& rows, T* dst) {
     const int64_t count = int64_t(rows[0].size());
-    std::vector<int32_t> indices, counts(static_cast<std::size_t>(batch), static_cast<int32_t>(count));
-    for (const std::vector<int32_t>& request_rows : rows) indices.insert(indices.end(), request_rows.begin(), request_rows.end());
+    std::vector<int32_t> indices,
+        counts(static_cast<std::size_t>(batch), static_cast<int32_t>(count));
+    for (const std::vector<int32_t>& request_rows : rows)
+      indices.insert(indices.end(), request_rows.begin(), request_rows.end());
     PD_RETURN_IF_ERROR(gather_indices_.upload(indices, stream));
     PD_RETURN_IF_ERROR(gather_counts_.upload(counts, stream));
     GatherArgs<T> gather;
     gather.src = make_view<const T>(src, batch, n, width);
-    gather.indices = make_view<const int32_t>(gather_indices_.template as<const int32_t>(), batch, 1, count);
+    gather.indices =
+        make_view<const int32_t>(gather_indices_.template as<const int32_t>(), batch, 1, count);
     gather.counts = make_view<const int32_t>(gather_counts_.template as<const int32_t>(), batch, 1);
     gather.dst = make_view<T>(dst, batch, count, width);
     // The session built these indices itself (last rows, SnapKV windows): no status read, no sync.
@@ -398,7 +449,8 @@ class Decoder {
     std::vector<std::vector<int32_t>> rows;
     for (int64_t row : last_row) rows.push_back({int32_t(row)});
     PD_RETURN_IF_ERROR(reserve_greedy());
-    PD_RETURN_IF_ERROR(gather_rows(hidden.template as<const T>(), n, config.hidden, rows, normed.template as<T>()));
+    PD_RETURN_IF_ERROR(gather_rows(hidden.template as<const T>(), n, config.hidden, rows,
+                                   normed.template as<T>()));
     PD_RETURN_IF_ERROR(logits_ops(normed.template as<const T>()));
     PD_RETURN_IF_ERROR(download(logits_, std::size_t(batch * config.vocab), &last_logits));
     out->assign(std::size_t(batch), 0);
@@ -407,7 +459,8 @@ class Decoder {
       const float* row = last_logits.data() + b * config.vocab;
       int32_t best = 0;
       for (int64_t v = 1; v < config.vocab; ++v)
-        if (promptdistill::detail::argmax_ranks_before(row[v], v, row[best], best)) best = int32_t(v);
+        if (promptdistill::detail::argmax_ranks_before(row[v], v, row[best], best))
+          best = int32_t(v);
       (*out)[std::size_t(b)] = best;
     }
     return Status::ok();
@@ -416,7 +469,8 @@ class Decoder {
   //! The buffers of the final norm, the LM head and the logits, for a batch of `batch` rows.
   Status reserve_greedy() {
     PD_RETURN_IF_ERROR(last_rows_.reserve(std::size_t(batch * config.hidden) * sizeof(T), stream));
-    PD_RETURN_IF_ERROR(last_rows_f32_.reserve(std::size_t(batch * config.hidden) * sizeof(float), stream));
+    PD_RETURN_IF_ERROR(
+        last_rows_f32_.reserve(std::size_t(batch * config.hidden) * sizeof(float), stream));
     return logits_.reserve(std::size_t(batch * config.vocab) * sizeof(float), stream);
   }
 
@@ -440,13 +494,16 @@ class Decoder {
     norm.eps = float(config.rms_eps);
     norm.out = make_view<T>(last_rows_.template as<T>(), batch, config.hidden);
     PD_RETURN_IF_ERROR(run<typename Backend::template RmsNorm<T>>(norm));
-    PD_RETURN_IF_ERROR(Backend::template to_f32<T>(last_rows_.template as<const T>(), last_rows_f32_.template as<float>(),
+    PD_RETURN_IF_ERROR(Backend::template to_f32<T>(last_rows_.template as<const T>(),
+                                                   last_rows_f32_.template as<float>(),
                                                    batch * config.hidden, stream));
-    return linear_with<float>(lm_head_plans_, last_rows_f32_.template as<const float>(), batch, config.hidden,
-                              lm_head_.template as<const float>(), config.vocab, nullptr, logits_.template as<float>(), false);
+    return linear_with<float>(lm_head_plans_, last_rows_f32_.template as<const float>(), batch,
+                              config.hidden, lm_head_.template as<const float>(), config.vocab,
+                              nullptr, logits_.template as<float>(), false);
   }
 
-  using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t>;  // rows, in, out, bias, residual, x stride
+  using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool,
+                             int64_t>;  // rows, in, out, bias, residual, x stride
   template <class U>
   using PlanCache = std::map<PlanKey, std::unique_ptr<typename Backend::template LinearPlan<U>>>;
 
@@ -457,16 +514,18 @@ class Decoder {
   //! random scale). Without a host tensor the scale says what to draw: > 0 random with that
   //! scale (keeping activations O(1)), 0 zeros (biases), kOnes ones (norm weights).
   template <class Load>
-  Status for_each_weight(const ModelWeights* host, Load&& load, const std::vector<LayerWeights>* host_layers = nullptr) {
+  Status for_each_weight(const ModelWeights* host, Load&& load,
+                         const std::vector<LayerWeights>* host_layers = nullptr) {
     const int64_t width = config.hidden, q_width = config.num_heads * config.head_dim;
     const int64_t kv_width = config.num_kv_heads * config.head_dim, inner = config.intermediate;
     const float in_scale = 1.0f / std::sqrt(float(width));
     layer_weights_.resize(std::size_t(config.num_layers));
     for (int64_t l = 0; l < config.num_layers; ++l) {
-      const LayerWeights* src = host ? &(host_layers ? *host_layers : host->layers)[std::size_t(l)] : nullptr;
+      const LayerWeights* src =
+          host ? &(host_layers ? *host_layers : host->layers)[std::size_t(l)] : nullptr;
       LayerWeightBuffers& dst = layer_weights_[std::size_t(l)];
-      for (Buffer* buffer : {&dst.attn_norm, &dst.wq, &dst.wk, &dst.wv, &dst.bq, &dst.bk, &dst.bv, &dst.wo, &dst.mlp_norm,
-                             &dst.gate, &dst.up, &dst.down})
+      for (Buffer* buffer : {&dst.attn_norm, &dst.wq, &dst.wk, &dst.wv, &dst.bq, &dst.bk, &dst.bv,
+                             &dst.wo, &dst.mlp_norm, &dst.gate, &dst.up, &dst.down})
         buffer->set_ledger(ledger_);
       PD_RETURN_IF_ERROR(load(&dst.attn_norm, src ? &src->attn_norm : nullptr, width, kOnes));
       PD_RETURN_IF_ERROR(load(&dst.wq, src ? &src->wq : nullptr, q_width * width, in_scale));
@@ -477,13 +536,16 @@ class Decoder {
         PD_RETURN_IF_ERROR(load(&dst.bk, src ? &src->bk : nullptr, kv_width, 0.0f));
         PD_RETURN_IF_ERROR(load(&dst.bv, src ? &src->bv : nullptr, kv_width, 0.0f));
       }
-      PD_RETURN_IF_ERROR(load(&dst.wo, src ? &src->wo : nullptr, width * q_width, 0.5f / std::sqrt(float(q_width))));
+      PD_RETURN_IF_ERROR(load(&dst.wo, src ? &src->wo : nullptr, width * q_width,
+                              0.5f / std::sqrt(float(q_width))));
       PD_RETURN_IF_ERROR(load(&dst.mlp_norm, src ? &src->mlp_norm : nullptr, width, kOnes));
       PD_RETURN_IF_ERROR(load(&dst.gate, src ? &src->w_gate : nullptr, inner * width, in_scale));
       PD_RETURN_IF_ERROR(load(&dst.up, src ? &src->w_up : nullptr, inner * width, in_scale));
-      PD_RETURN_IF_ERROR(load(&dst.down, src ? &src->w_down : nullptr, width * inner, 0.5f / std::sqrt(float(inner))));
+      PD_RETURN_IF_ERROR(load(&dst.down, src ? &src->w_down : nullptr, width * inner,
+                              0.5f / std::sqrt(float(inner))));
     }
-    PD_RETURN_IF_ERROR(load(&embed_table_, host ? &host->embed : nullptr, config.vocab * width, 1.0f));
+    PD_RETURN_IF_ERROR(
+        load(&embed_table_, host ? &host->embed : nullptr, config.vocab * width, 1.0f));
     return load(&final_norm_, host ? &host->final_norm : nullptr, width, kOnes);
   }
 
@@ -497,8 +559,8 @@ class Decoder {
 
   //! y = x W^T (+ bias) (+ y) through a LinearPlan made once per shape.
   template <class U>
-  Status linear_with(PlanCache<U>& plans, const U* x, int64_t rows, int64_t in, const U* weight, int64_t out, const U* bias,
-                     U* y, bool residual) {
+  Status linear_with(PlanCache<U>& plans, const U* x, int64_t rows, int64_t in, const U* weight,
+                     int64_t out, const U* bias, U* y, bool residual) {
     if (rows == 0) return Status::ok();
     const PlanKey key{rows, in, out, bias != nullptr, residual, in};
     auto it = plans.find(key);
@@ -522,21 +584,24 @@ class Decoder {
     PD_RETURN_IF_ERROR(workspace.reserve(it->second->workspace_size(), stream));
     return it->second->run(args, workspace_view(), stream);
   }
-  Status linear(const T* x, int64_t rows, int64_t in, const Buffer& weight, int64_t out, const Buffer& bias, T* y, bool residual) {
-    return linear_with<T>(plans_, x, rows, in, weight.template as<const T>(), out, bias ? bias.template as<const T>() : nullptr, y,
-                          residual);
+  Status linear(const T* x, int64_t rows, int64_t in, const Buffer& weight, int64_t out,
+                const Buffer& bias, T* y, bool residual) {
+    return linear_with<T>(plans_, x, rows, in, weight.template as<const T>(), out,
+                          bias ? bias.template as<const T>() : nullptr, y, residual);
   }
 
   MemoryLedger* ledger_;
   LayerCaches<Backend, T>* caches_;
   std::vector<LayerWeightBuffers> layer_weights_;
   Buffer embed_table_, final_norm_, lm_head_;
-  Buffer token_ids_, rope_cos_, rope_sin_, rope_cos_next_, rope_sin_next_, last_rows_, last_rows_f32_, logits_;
+  Buffer token_ids_, rope_cos_, rope_sin_, rope_cos_next_, rope_sin_next_, last_rows_,
+      last_rows_f32_, logits_;
   Buffer q_lens_, kv_lens_, gather_indices_, gather_counts_, sticky_status_;
   Buffer expanded_keys_, expanded_values_;
   PlanCache<T> plans_;
   PlanCache<float> lm_head_plans_;
-  std::vector<int32_t> uploaded_q_lens_, uploaded_kv_lens_;  //!< what q_lens_ / kv_lens_ hold on the backend
+  std::vector<int32_t> uploaded_q_lens_,
+      uploaded_kv_lens_;  //!< what q_lens_ / kv_lens_ hold on the backend
 };
 
 }  // namespace session

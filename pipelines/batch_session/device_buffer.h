@@ -39,14 +39,16 @@ struct MemoryLedger {
   //! kInternal while recording: `what` would break the recorded step.
   Status allow(const char* what) const {
     if (!recording) return Status::ok();
-    return Status(StatusCode::kInternal, "%s inside a recorded decode step (it cannot be replayed)", what);
+    return Status(StatusCode::kInternal, "%s inside a recorded decode step (it cannot be replayed)",
+                  what);
   }
 };
 
 //! One allocation of `Backend` (device memory for CUDA, aligned host memory for the CPU
 //! reference), counted in a ledger and released when the buffer goes (or is re-allocated).
-//! Move-only. Allocation and release are ordered on the session's stream. Sizes are rounded up to the workspace alignment, and new memory is zero-filled on
-//! the session's stream, so padded rows never hold garbage.
+//! Move-only. Allocation and release are ordered on the session's stream. Sizes are rounded up to
+//! the workspace alignment, and new memory is zero-filled on the session's stream, so padded rows
+//! never hold garbage.
 template <class Backend>
 class DeviceBuffer {
  public:
@@ -89,7 +91,8 @@ class DeviceBuffer {
   Status upload(const std::vector<U>& host, Stream stream) {
     if (ledger_) PD_RETURN_IF_ERROR(ledger_->allow("a copy from pageable host memory"));
     PD_RETURN_IF_ERROR(reserve(host.size() * sizeof(U), stream));
-    return host.empty() ? Status::ok() : Backend::upload(data_, host.data(), host.size() * sizeof(U), stream);
+    return host.empty() ? Status::ok()
+                        : Backend::upload(data_, host.data(), host.size() * sizeof(U), stream);
   }
   //! The first `count` elements, copied to the host: a host synchronisation, counted in `syncs`.
   template <class U>

@@ -59,7 +59,8 @@ class LayerCaches {
   }
 
   KvCacheView<T> view(const LayerCache<Backend>& cache, const DeviceBuffer<Backend>& part) const {
-    return KvCacheView<T>::contiguous_bshd(part.template as<T>(), batch_, cache.capacity, cache.heads, head_dim_);
+    return KvCacheView<T>::contiguous_bshd(part.template as<T>(), batch_, cache.capacity,
+                                           cache.heads, head_dim_);
   }
   std::size_t bytes_for(int64_t capacity, int64_t heads) const {
     return std::size_t(batch_ * capacity * heads * head_dim_) * sizeof(T);
@@ -74,9 +75,10 @@ class LayerCaches {
       DeviceBuffer<Backend> fresh(ledger_);
       PD_RETURN_IF_ERROR(fresh.allocate(bytes_for(capacity, cache->heads), stream_));
       if (*part && keep > 0)
-        PD_RETURN_IF_ERROR(Backend::copy_rows(fresh.data(), std::size_t(capacity) * token_bytes, part->data(),
-                                              std::size_t(cache->capacity) * token_bytes, std::size_t(keep) * token_bytes,
-                                              std::size_t(batch_), stream_));
+        PD_RETURN_IF_ERROR(
+            Backend::copy_rows(fresh.data(), std::size_t(capacity) * token_bytes, part->data(),
+                               std::size_t(cache->capacity) * token_bytes,
+                               std::size_t(keep) * token_bytes, std::size_t(batch_), stream_));
       *part = std::move(fresh);
     }
     cache->capacity = capacity;
@@ -87,7 +89,8 @@ class LayerCaches {
   //! Recounts the K/V bytes held (every layer and the scratch cache) and updates the peak.
   void account() {
     int64_t total = 0;
-    for (const LayerCache<Backend>& cache : layers) total += int64_t(cache.keys.bytes() + cache.values.bytes());
+    for (const LayerCache<Backend>& cache : layers)
+      total += int64_t(cache.keys.bytes() + cache.values.bytes());
     total += int64_t(scratch.keys.bytes() + scratch.values.bytes());
     bytes_ = total;
     peak_bytes_ = std::max(peak_bytes_, bytes_);
@@ -96,7 +99,8 @@ class LayerCaches {
   //! Bytes the layer caches hold (a new prefill may reuse them).
   int64_t layer_bytes() const {
     int64_t total = 0;
-    for (const LayerCache<Backend>& cache : layers) total += int64_t(cache.keys.bytes() + cache.values.bytes());
+    for (const LayerCache<Backend>& cache : layers)
+      total += int64_t(cache.keys.bytes() + cache.values.bytes());
     return total;
   }
 

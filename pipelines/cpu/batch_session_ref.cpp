@@ -12,8 +12,10 @@
 namespace promptdistill {
 
 Status RefBackend::allocate(std::size_t bytes, void** out, Stream) noexcept {
-  *out = std::aligned_alloc(WorkspacePlanner::kAlignment, WorkspacePlanner::round_up(bytes < 1 ? 1 : bytes));
-  if (*out == nullptr) return Status(StatusCode::kOutOfMemory, "cpu session: cannot allocate %zu bytes", bytes);
+  *out = std::aligned_alloc(WorkspacePlanner::kAlignment,
+                            WorkspacePlanner::round_up(bytes < 1 ? 1 : bytes));
+  if (*out == nullptr)
+    return Status(StatusCode::kOutOfMemory, "cpu session: cannot allocate %zu bytes", bytes);
   return Status::ok();
 }
 void RefBackend::release(void* p, Stream) noexcept { std::free(p); }
@@ -29,12 +31,14 @@ Status RefBackend::download(void* dst, const void* src, std::size_t bytes, Strea
   std::memcpy(dst, src, bytes);
   return Status::ok();
 }
-Status RefBackend::copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
-                             std::size_t rows, Stream) noexcept {
+Status RefBackend::copy_rows(void* dst, std::size_t dst_pitch, const void* src,
+                             std::size_t src_pitch, std::size_t width, std::size_t rows,
+                             Stream) noexcept {
   // memmove: the pipeline packs rows in place-compatible order only through distinct buffers,
   // but overlapping pitched copies must not be undefined behaviour either.
   for (std::size_t r = 0; r < rows; ++r)
-    std::memmove(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, width);
+    std::memmove(static_cast<char*>(dst) + r * dst_pitch,
+                 static_cast<const char*>(src) + r * src_pitch, width);
   return Status::ok();
 }
 template <class T>
@@ -48,13 +52,16 @@ template Status RefBackend::to_f32<f16>(const f16*, float*, int64_t, Stream) noe
 template <class T>
 Status RefBackend::fill_random(T* dst, int64_t n, float scale, uint64_t seed, Stream) noexcept {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) dst[i] = num::from_f32<T>(detail::random_weight(uint64_t(i), seed, scale));
+  for (int64_t i = 0; i < n; ++i)
+    dst[i] = num::from_f32<T>(detail::random_weight(uint64_t(i), seed, scale));
   return Status::ok();
 }
 template Status RefBackend::fill_random<float>(float*, int64_t, float, uint64_t, Stream) noexcept;
 Status RefBackend::allocate_host(std::size_t bytes, void** out) noexcept {
   *out = std::malloc(bytes < 1 ? 1 : bytes);
-  return *out != nullptr ? Status::ok() : Status(StatusCode::kOutOfMemory, "cpu session: cannot allocate %zu bytes", bytes);
+  return *out != nullptr
+             ? Status::ok()
+             : Status(StatusCode::kOutOfMemory, "cpu session: cannot allocate %zu bytes", bytes);
 }
 void RefBackend::release_host(void* p) noexcept { std::free(p); }
 // The CPU has no graphs: a recording keeps the call and each launch makes it again. The session
@@ -63,7 +70,8 @@ void RefBackend::release_host(void* p) noexcept { std::free(p); }
 namespace {
 using RecordedCall = std::function<Status(Stream)>;
 }  // namespace
-Status RefBackend::record_graph(Stream, const RecordedCall& body, std::shared_ptr<void>* graph) noexcept {
+Status RefBackend::record_graph(Stream, const RecordedCall& body,
+                                std::shared_ptr<void>* graph) noexcept {
   try {
     *graph = std::make_shared<RecordedCall>(body);
     return Status::ok();

@@ -70,7 +70,8 @@ Choice choose() noexcept {
     return c;
   }
   c.table = table(avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kScalar);
-  std::snprintf(c.text, sizeof c.text, "%s (the only vector table on this CPU)", to_string(c.table->isa));
+  std::snprintf(c.text, sizeof c.text, "%s (the only vector table on this CPU)",
+                to_string(c.table->isa));
   return c;
 }
 

@@ -20,9 +20,9 @@ namespace promptdistill {
 namespace ref {
 namespace kernels {
 
-constexpr int kLanes = 16;            //!< the kernels' logical vector (AVX2 holds it in two)
-constexpr int64_t kKeyBlock = 64;     //!< keys per online-softmax step (fixes attention's bits)
-constexpr int kMaxSegments = 4;       //!< output segments of one packed matrix (Q, K, V)
+constexpr int kLanes = 16;         //!< the kernels' logical vector (AVX2 holds it in two)
+constexpr int64_t kKeyBlock = 64;  //!< keys per online-softmax step (fixes attention's bits)
+constexpr int kMaxSegments = 4;    //!< output segments of one packed matrix (Q, K, V)
 
 //! Columns [first_panel * nr, ...) of a packed matrix written to c (row stride ldc), `cols` wide.
 struct Segment {
@@ -85,7 +85,8 @@ struct AttentionArgs {
 //! the weights rounded to bf16, f32 accumulation. Tier C: the tile unit's summation order is its
 //! own, so nothing here is bit-compatible with the f32 tables.
 struct AmxGemmArgs {
-  const uint16_t *hi = nullptr, *lo = nullptr;  //!< [m rounded up to 32][lda] bf16 (zero rows past m)
+  const uint16_t *hi = nullptr,
+                 *lo = nullptr;  //!< [m rounded up to 32][lda] bf16 (zero rows past m)
   int64_t lda = 0, m = 0;
   //! Panels of 16 columns, each k_tiles tiles of 16 rows (K pairs) x 16 columns x 2 (the pair)
   const uint16_t* b = nullptr;
@@ -107,9 +108,9 @@ const char* to_string(Isa isa) noexcept;
 
 struct Table {
   Isa isa = Isa::kScalar;
-  int mr = 0;          //!< rows of one micro-tile
-  int nr = 0;          //!< panel width this ISA packs weights in
-  int64_t kc = 0;      //!< K block weights are packed in for this ISA (PackedMatrix::pack)
+  int mr = 0;      //!< rows of one micro-tile
+  int nr = 0;      //!< panel width this ISA packs weights in
+  int64_t kc = 0;  //!< K block weights are packed in for this ISA (PackedMatrix::pack)
   void (*gemm)(const GemmArgs&) = nullptr;
   void (*matvec)(const MatvecArgs&) = nullptr;
   void (*attention)(const AttentionArgs&) = nullptr;

@@ -21,15 +21,18 @@ namespace promptdistill {
 namespace ref {
 namespace {
 
-constexpr int64_t kChunk = 256;   //!< keys per softmax partial (fixed: results do not depend on threads)
-constexpr int64_t kHeadBatch = 4; //!< query heads of one KV group handled per pass over the keys
+constexpr int64_t kChunk =
+    256;  //!< keys per softmax partial (fixed: results do not depend on threads)
+constexpr int64_t kHeadBatch = 4;  //!< query heads of one KV group handled per pass over the keys
 
 float widen(float x) { return x; }
 float widen(uint16_t bits) { return to_float(f16{bits}); }
 
 #if defined(PD_DECODE_AVX2)
 __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-__m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+__m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -40,8 +43,8 @@ float hsum(__m256 v) {
 
 //! scores[j][t - t0] = q_j . k_t * scale for the `nb` query heads at q (stride D apart).
 template <class T>
-void chunk_scores(const float* q, int64_t nb, const T* keys, int64_t stride, int64_t t0, int64_t t1, int64_t D, float scale,
-                  float (*scores)[kChunk]) {
+void chunk_scores(const float* q, int64_t nb, const T* keys, int64_t stride, int64_t t0, int64_t t1,
+                  int64_t D, float scale, float (*scores)[kChunk]) {
   for (int64_t t = t0; t < t1; ++t) {
     const T* k = keys + t * stride;
 #if defined(PD_DECODE_AVX2)
@@ -50,7 +53,8 @@ void chunk_scores(const float* q, int64_t nb, const T* keys, int64_t stride, int
       for (int64_t j = 0; j < nb; ++j) acc[j] = _mm256_setzero_ps();
       for (int64_t d = 0; d < D; d += 8) {
         const __m256 kv = load8(k + d);
-        for (int64_t j = 0; j < nb; ++j) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + j * D + d), kv, acc[j]);
+        for (int64_t j = 0; j < nb; ++j)
+          acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + j * D + d), kv, acc[j]);
       }
       for (int64_t j = 0; j < nb; ++j) scores[j][t - t0] = hsum(acc[j]) * scale;
       continue;
@@ -66,8 +70,8 @@ void chunk_scores(const float* q, int64_t nb, const T* keys, int64_t stride, int
 
 //! acc[j][:] = sum_t p[j][t - t0] v_t for the nb heads.
 template <class T>
-void chunk_values(const float (*p)[kChunk], int64_t nb, const T* values, int64_t stride, int64_t t0, int64_t t1, int64_t D,
-                  float* acc, int64_t acc_stride) {
+void chunk_values(const float (*p)[kChunk], int64_t nb, const T* values, int64_t stride, int64_t t0,
+                  int64_t t1, int64_t D, float* acc, int64_t acc_stride) {
 #if defined(PD_DECODE_AVX2)
   if (D % 8 == 0) {
     for (int64_t d = 0; d < D; d += 8) {
@@ -75,7 +79,8 @@ void chunk_values(const float (*p)[kChunk], int64_t nb, const T* values, int64_t
       for (int64_t j = 0; j < nb; ++j) a[j] = _mm256_setzero_ps();
       for (int64_t t = t0; t < t1; ++t) {
         const __m256 v = load8(values + t * stride + d);
-        for (int64_t j = 0; j < nb; ++j) a[j] = _mm256_fmadd_ps(_mm256_set1_ps(p[j][t - t0]), v, a[j]);
+        for (int64_t j = 0; j < nb; ++j)
+          a[j] = _mm256_fmadd_ps(_mm256_set1_ps(p[j][t - t0]), v, a[j]);
       }
       for (int64_t j = 0; j < nb; ++j) _mm256_storeu_ps(acc + j * acc_stride + d, a[j]);
     }
@@ -93,9 +98,10 @@ void chunk_values(const float (*p)[kChunk], int64_t nb, const T* values, int64_t
 //! Per (KV head, chunk) task: each query head's chunk maximum, sum of exponentials and weighted
 //! values; then per query head the chunks combined in order.
 template <class T>
-void fast_attention(const ModelConfig& c, const float* q, const T* keys, const T* values, int64_t cache_heads, int64_t cols,
-                    DecodeWorkspace::Impl* ws, float* attn) {
-  const int64_t H = c.num_heads, D = c.head_dim, q_per_kv = H / cache_heads, stride = cache_heads * D;
+void fast_attention(const ModelConfig& c, const float* q, const T* keys, const T* values,
+                    int64_t cache_heads, int64_t cols, DecodeWorkspace::Impl* ws, float* attn) {
+  const int64_t H = c.num_heads, D = c.head_dim, q_per_kv = H / cache_heads,
+                stride = cache_heads * D;
   const int64_t chunks = (cols + kChunk - 1) / kChunk, part = 2 + D;
   const float scale = 1.0f / std::sqrt(float(D));
   float* partials = ws->partials.data();
@@ -115,7 +121,8 @@ void fast_attention(const ModelConfig& c, const float* q, const T* keys, const T
         out[0] = m;
         out[1] = s.sum();
       }
-      chunk_values(scores, nb, values + g * D, stride, t0, t1, D, partials + (h0 * chunks + chunk) * part + 2, chunks * part);
+      chunk_values(scores, nb, values + g * D, stride, t0, t1, D,
+                   partials + (h0 * chunks + chunk) * part + 2, chunks * part);
     }
   }
   for (int64_t hh = 0; hh < H; ++hh) {
@@ -137,15 +144,15 @@ void fast_attention(const ModelConfig& c, const float* q, const T* keys, const T
 
 }  // namespace
 
-Status decode_attention(const ModelConfig& c, const float* q, const KvLayerCache& cache, bool exact, DecodeWorkspace::Impl* ws,
-                        float* attn) {
+Status decode_attention(const ModelConfig& c, const float* q, const KvLayerCache& cache, bool exact,
+                        DecodeWorkspace::Impl* ws, float* attn) {
   if (exact) {
     attention::Shape s;
     s.heads = c.num_heads, s.kv_heads = cache.heads, s.head_dim = c.head_dim;
     const int64_t need = attention::decode_scratch_floats(s, threads());
     if (ws->attention_scratch.size() < need) PD_RETURN_IF_ERROR(ws->attention_scratch.resize(need));
-    return attention::decode(s, q, cache.k.data(), cache.v.data(), cache.length, attn, ws->attention_scratch.data(),
-                             ws->attention_scratch.size());
+    return attention::decode(s, q, cache.k.data(), cache.v.data(), cache.length, attn,
+                             ws->attention_scratch.data(), ws->attention_scratch.size());
   }
   if (cache.half) {
     fast_attention(c, q, cache.k16.data(), cache.v16.data(), cache.heads, cache.length, ws, attn);

@@ -13,14 +13,16 @@ namespace {
 
 using matvec::Matrix;
 
-Status convert(const std::vector<float>& w, int64_t rows, int64_t cols, DecodeWeightFormat format, Matrix* out) {
+Status convert(const std::vector<float>& w, int64_t rows, int64_t cols, DecodeWeightFormat format,
+               Matrix* out) {
   switch (format) {
     case DecodeWeightFormat::kF16: return Matrix::from_f32_as_f16(w.data(), rows, cols, out);
     default: *out = Matrix::view_f32(w.data(), rows, cols); return Status::ok();
   }
 }
 
-//! A file's tensor as stored; types without a kernel (F32, BF16) are held as f16 of the f32 weights.
+//! A file's tensor as stored; types without a kernel (F32, BF16) are held as f16 of the f32
+//! weights.
 Status from_blocks(BlockMatrix blocks, const std::vector<float>& w, Matrix* out) {
   if (blocks.type == GgmlType::kF32 || blocks.type == GgmlType::kBF16)
     return Matrix::from_f32_as_f16(w.data(), blocks.rows, blocks.cols, out);
@@ -39,7 +41,8 @@ const char* to_string(DecodeWeightFormat f) noexcept {
 }
 
 Status parse(std::string_view name, DecodeWeightFormat* out) noexcept {
-  static constexpr DecodeWeightFormat kAll[] = {DecodeWeightFormat::kF32, DecodeWeightFormat::kF16, DecodeWeightFormat::kGguf};
+  static constexpr DecodeWeightFormat kAll[] = {DecodeWeightFormat::kF32, DecodeWeightFormat::kF16,
+                                                DecodeWeightFormat::kGguf};
   return detail::parse_enum(name, kAll, "decode weight format", out);
 }
 
@@ -48,13 +51,16 @@ DecodeWeights::~DecodeWeights() = default;
 DecodeWeights::DecodeWeights(DecodeWeights&&) noexcept = default;
 DecodeWeights& DecodeWeights::operator=(DecodeWeights&&) noexcept = default;
 
-DecodeWeightFormat DecodeWeights::format() const { return impl_ ? impl_->format : DecodeWeightFormat::kF32; }
+DecodeWeightFormat DecodeWeights::format() const {
+  return impl_ ? impl_->format : DecodeWeightFormat::kF32;
+}
 
 int64_t DecodeWeights::bytes() const {
   if (!impl_) return 0;
   int64_t total = impl_->output.bytes();
   for (const auto& L : impl_->layers)
-    total += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.w_gate.bytes() + L.w_up.bytes() + L.w_down.bytes();
+    total += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.w_gate.bytes() +
+             L.w_up.bytes() + L.w_down.bytes();
   return total;
 }
 
@@ -62,14 +68,15 @@ std::string DecodeWeights::describe() const {
   if (!impl_) return "f32";
   std::set<std::string> layer_formats;
   for (const auto& L : impl_->layers)
-    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) layer_formats.insert(matvec::to_string(m->format()));
+    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      layer_formats.insert(matvec::to_string(m->format()));
   std::string layers;
   for (const auto& f : layer_formats) layers += (layers.empty() ? "" : "+") + f;
   return layers + " (layers), " + matvec::to_string(impl_->output.format()) + " (lm head)";
 }
 
-Status DecodeWeights::create(const ModelWeights& w, DecodeWeightFormat format, const std::string& gguf_path,
-                             DecodeWeights* out) noexcept {
+Status DecodeWeights::create(const ModelWeights& w, DecodeWeightFormat format,
+                             const std::string& gguf_path, DecodeWeights* out) noexcept {
   try {
     const ModelConfig& c = w.config;
     const int64_t hd = c.hidden, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
@@ -78,11 +85,14 @@ Status DecodeWeights::create(const ModelWeights& w, DecodeWeightFormat format, c
     impl->layers.resize(std::size_t(c.num_layers));
     if (format == DecodeWeightFormat::kGguf) {
       if (gguf_path.empty())
-        return Status(StatusCode::kInvalidArgument, "decode weights 'gguf' keep a GGUF file's own tensors: this model is not a GGUF file");
+        return Status(
+            StatusCode::kInvalidArgument,
+            "decode weights 'gguf' keep a GGUF file's own tensors: this model is not a GGUF file");
       ModelBlocks blocks;
       PD_RETURN_IF_ERROR(load_gguf_blocks(gguf_path, c, &blocks));
       if (int64_t(blocks.layers.size()) != c.num_layers)
-        return Status(StatusCode::kInvalidArgument, "decode weights: '%.180s' has %zu layers, the model %lld", gguf_path.c_str(),
+        return Status(StatusCode::kInvalidArgument,
+                      "decode weights: '%.180s' has %zu layers, the model %lld", gguf_path.c_str(),
                       blocks.layers.size(), (long long)c.num_layers);
       for (int64_t l = 0; l < c.num_layers; ++l) {
         LayerBlocks& B = blocks.layers[std::size_t(l)];

@@ -17,7 +17,8 @@ namespace ref {
 namespace ops {
 
 //! RMSNorm of n packed rows of width d (out may be x).
-inline Status rmsnorm(const float* x, int64_t n, int64_t d, const std::vector<float>& weight, double eps, float* out) {
+inline Status rmsnorm(const float* x, int64_t n, int64_t d, const std::vector<float>& weight,
+                      double eps, float* out) {
   RmsNormArgs<float> a;
   a.x = make_view<const float>(x, n, d);
   a.weight = make_view<const float>(weight.data(), d);
@@ -27,7 +28,8 @@ inline Status rmsnorm(const float* x, int64_t n, int64_t d, const std::vector<fl
 }
 
 //! Half-split RoPE in place on packed [n, heads, D] with per-token cos/sin rows [n, D/2].
-inline Status rope(float* x, int64_t n, int64_t heads, int64_t d, const float* cos, const float* sin) {
+inline Status rope(float* x, int64_t n, int64_t heads, int64_t d, const float* cos,
+                   const float* sin) {
   RopeArgs<float> a;
   a.x = make_view(x, n, heads, d);
   a.cos = make_view<const float>(cos, n, d / 2);

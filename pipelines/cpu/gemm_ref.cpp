@@ -51,8 +51,8 @@ int clip(const PackedMatrix& w, const Output* outs, int64_t p0, int64_t p1, int6
 
 //! The AMX path: the activations split into bf16 hi/lo rows once (threads over row blocks), then
 //! tasks of row blocks x panel groups as for f32.
-Status run_bf16_tiles(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const Output* outs,
-                      std::vector<float>* scratch_buffer) {
+Status run_bf16_tiles(const PackedMatrix& w, const float* a, int64_t m, int64_t lda,
+                      const Output* outs, std::vector<float>* scratch_buffer) {
   const kernels::Panels panels = w.panels();
   const int64_t k_pad = panels.kc, m_pad = (m + 31) / 32 * 32;
   std::vector<float> local;
@@ -63,7 +63,8 @@ Status run_bf16_tiles(const PackedMatrix& w, const float* a, int64_t m, int64_t 
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "gemm: out of host memory for the bf16 activations");
   }
-  uint16_t* hi = reinterpret_cast<uint16_t*>(buffer.data() + (16 - reinterpret_cast<std::uintptr_t>(buffer.data()) / 4 % 16) % 16);
+  uint16_t* hi = reinterpret_cast<uint16_t*>(
+      buffer.data() + (16 - reinterpret_cast<std::uintptr_t>(buffer.data()) / 4 % 16) % 16);
   uint16_t* lo = hi + m_pad * k_pad;
   const int64_t chunks = m_pad / 32;
 #pragma omp parallel for schedule(static)
@@ -89,13 +90,15 @@ Status run_bf16_tiles(const PackedMatrix& w, const float* a, int64_t m, int64_t 
   const int64_t panels_per_block = ((panels.panels + col_blocks - 1) / col_blocks + 1) / 2 * 2;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t task = 0; task < row_blocks * col_blocks; ++task) {
-    const int64_t r0 = task / col_blocks * rows_per_block, p0 = task % col_blocks * panels_per_block;
+    const int64_t r0 = task / col_blocks * rows_per_block,
+                  p0 = task % col_blocks * panels_per_block;
     if (r0 >= m || p0 >= panels.panels) continue;
     kernels::AmxGemmArgs args;
     args.hi = hi + r0 * k_pad, args.lo = lo + r0 * k_pad, args.lda = k_pad;
     args.m = std::min(rows_per_block, m - r0);
     args.b = reinterpret_cast<const uint16_t*>(panels.b), args.k_tiles = k_pad / 32;
-    args.count = clip(w, outs, p0, std::min(panels.panels, p0 + panels_per_block), r0, panels.nr, args.segments);
+    args.count = clip(w, outs, p0, std::min(panels.panels, p0 + panels_per_block), r0, panels.nr,
+                      args.segments);
     if (args.count > 0) kernels::amx_gemm(args);
   }
   return Status::ok();
@@ -109,17 +112,21 @@ Status AlignedBuffer::resize(int64_t floats) noexcept {
   void* p = nullptr;
   const std::size_t bytes = std::size_t(std::max<int64_t>(floats, 16)) * sizeof(float);
   if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0)
-    return Status(StatusCode::kOutOfMemory, "packed weights: out of host memory (%zu bytes)", bytes);
+    return Status(StatusCode::kOutOfMemory, "packed weights: out of host memory (%zu bytes)",
+                  bytes);
   data_.reset(static_cast<float*>(p));
   size_ = floats;
   return Status::ok();
 }
 
-Status PackedMatrix::pack(const Part* parts, int count, int64_t cols, int64_t nr, int64_t kc, PackedMatrix* out) noexcept {
+Status PackedMatrix::pack(const Part* parts, int count, int64_t cols, int64_t nr, int64_t kc,
+                          PackedMatrix* out) noexcept {
   if (count < 1 || count > kernels::kMaxSegments)
-    return Status(StatusCode::kInvalidArgument, "pack: %d parts (1 to %d)", count, kernels::kMaxSegments);
+    return Status(StatusCode::kInvalidArgument, "pack: %d parts (1 to %d)", count,
+                  kernels::kMaxSegments);
   if (cols < 1 || nr < kernels::kLanes || nr % kernels::kLanes != 0 || kc < 1)
-    return Status(StatusCode::kInvalidArgument, "pack: %lld columns in panels of %lld (a multiple of %d), K blocks of %lld",
+    return Status(StatusCode::kInvalidArgument,
+                  "pack: %lld columns in panels of %lld (a multiple of %d), K blocks of %lld",
                   (long long)cols, (long long)nr, kernels::kLanes, (long long)kc);
   PackedMatrix m;
   const int64_t blocks = (cols + kc - 1) / kc;
@@ -129,7 +136,8 @@ Status PackedMatrix::pack(const Part* parts, int count, int64_t cols, int64_t nr
       return Status(StatusCode::kInvalidArgument, "pack: part %d has no rows", i);
     m.rows_[i] = parts[i].rows;
     m.first_panel_[i] = m.total_panels_;
-    m.total_panels_ += (parts[i].rows + nr - 1) / nr;  // each part starts a panel: no panel mixes two
+    m.total_panels_ +=
+        (parts[i].rows + nr - 1) / nr;  // each part starts a panel: no panel mixes two
   }
   PD_RETURN_IF_ERROR(m.storage_.resize(m.total_panels_ * cols * nr));
   const kernels::Panels layout = m.panels();
@@ -151,16 +159,19 @@ Status PackedMatrix::pack(const Part* parts, int count, int64_t cols, int64_t nr
   return Status::ok();
 }
 
-Status PackedMatrix::pack_for_active(const Part* parts, int count, int64_t cols, PackedMatrix* out) noexcept {
+Status PackedMatrix::pack_for_active(const Part* parts, int count, int64_t cols,
+                                     PackedMatrix* out) noexcept {
   const kernels::Table& t = kernels::active();
   return pack(parts, count, cols, t.nr, t.kc, out);
 }
 
-Status PackedMatrix::pack_bf16_tiles(const Part* parts, int count, int64_t cols, PackedMatrix* out) noexcept {
+Status PackedMatrix::pack_bf16_tiles(const Part* parts, int count, int64_t cols,
+                                     PackedMatrix* out) noexcept {
   if (!kernels::amx_bf16_available())
     return Status(StatusCode::kUnsupported, "pack: this CPU (or its OS) has no AMX-BF16 tiles");
   if (count < 1 || count > kernels::kMaxSegments || cols < 1)
-    return Status(StatusCode::kInvalidArgument, "pack: %d parts of %lld columns", count, (long long)cols);
+    return Status(StatusCode::kInvalidArgument, "pack: %d parts of %lld columns", count,
+                  (long long)cols);
   PackedMatrix m;
   constexpr int64_t kNr = 16, kTileK = 32;
   const int64_t k_tiles = (cols + kTileK - 1) / kTileK;
@@ -183,7 +194,8 @@ Status PackedMatrix::pack_bf16_tiles(const Part* parts, int count, int64_t cols,
             for (int64_t e = 0; e < 2; ++e) {
               const int64_t row = p * kNr + j, k = t * kTileK + 2 * r + e;
               const float v = row < parts[i].rows && k < cols ? parts[i].w[row * cols + k] : 0.0f;
-              dst[(((m.first_panel_[i] + p) * k_tiles + t) * kNr + r) * kTileK + 2 * j + e] = to_bf16(v).bits;
+              dst[(((m.first_panel_[i] + p) * k_tiles + t) * kNr + r) * kTileK + 2 * j + e] =
+                  to_bf16(v).bits;
             }
   *out = std::move(m);
   return Status::ok();
@@ -202,8 +214,9 @@ Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const 
                   (long long)m, (long long)lda, (long long)w.cols());
   for (int i = 0; i < w.parts(); ++i)
     if (outs[i].c == nullptr || outs[i].ldc < w.rows(i))
-      return Status(StatusCode::kInvalidArgument, "gemm: output %d has stride %lld for %lld columns", i,
-                    (long long)outs[i].ldc, (long long)w.rows(i));
+      return Status(StatusCode::kInvalidArgument,
+                    "gemm: output %d has stride %lld for %lld columns", i, (long long)outs[i].ldc,
+                    (long long)w.rows(i));
   if (m == 0) return Status::ok();
   if (w.bf16_tiles()) return run_bf16_tiles(w, a, m, lda, outs, scratch_buffer);
   const kernels::Table& t = kernels::active();
@@ -221,7 +234,8 @@ Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const 
       kernels::MatvecArgs args;
       args.x = a, args.w = panels;
       const int64_t p0 = task * per_task;
-      args.count = clip(w, outs, p0, std::min(total_panels, p0 + per_task), 0, panels.nr, args.segments);
+      args.count =
+          clip(w, outs, p0, std::min(total_panels, p0 + per_task), 0, panels.nr, args.segments);
       t.matvec(args);
     }
     return Status::ok();
@@ -230,7 +244,8 @@ Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const 
   // rows in blocks of kRowBlock; both split further while there are fewer than two tasks per
   // thread.
   const int64_t kc = panels.kc;
-  int64_t col_blocks = std::max<int64_t>(1, (total_panels * panels.nr + kColumnBlock / 2) / kColumnBlock);
+  int64_t col_blocks =
+      std::max<int64_t>(1, (total_panels * panels.nr + kColumnBlock / 2) / kColumnBlock);
   int64_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
   while (row_blocks * col_blocks < 2 * threads) {
     if (m / (row_blocks * 2) >= 4 * t.mr)
@@ -246,20 +261,25 @@ Status run(const PackedMatrix& w, const float* a, int64_t m, int64_t lda, const 
   std::vector<float> local;
   std::vector<float>& buffer = scratch_buffer != nullptr ? *scratch_buffer : local;
   try {
-    if (buffer.size() < std::size_t(scratch * threads + 16)) buffer.resize(std::size_t(scratch * threads + 16));
+    if (buffer.size() < std::size_t(scratch * threads + 16))
+      buffer.resize(std::size_t(scratch * threads + 16));
   } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "gemm: out of host memory for %d threads' scratch", threads);
+    return Status(StatusCode::kOutOfMemory, "gemm: out of host memory for %d threads' scratch",
+                  threads);
   }
-  float* base = buffer.data() + (16 - reinterpret_cast<std::uintptr_t>(buffer.data()) / 4 % 16) % 16;
+  float* base =
+      buffer.data() + (16 - reinterpret_cast<std::uintptr_t>(buffer.data()) / 4 % 16) % 16;
   const int64_t tasks = row_blocks * col_blocks;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t r0 = task / col_blocks * rows_per_block, p0 = task % col_blocks * panels_per_block;
+    const int64_t r0 = task / col_blocks * rows_per_block,
+                  p0 = task % col_blocks * panels_per_block;
     if (r0 >= m || p0 >= total_panels) continue;
     kernels::GemmArgs args;
     args.a = a + r0 * lda, args.lda = lda, args.m = std::min(rows_per_block, m - r0);
     args.w = panels;
-    args.count = clip(w, outs, p0, std::min(total_panels, p0 + panels_per_block), r0, panels.nr, args.segments);
+    args.count = clip(w, outs, p0, std::min(total_panels, p0 + panels_per_block), r0, panels.nr,
+                      args.segments);
     args.scratch = base + int64_t(thread_id()) * scratch;
     if (args.count > 0) t.gemm(args);
   }

@@ -46,11 +46,14 @@ class PackedMatrix {
   //! Packs `count` parts (at most kernels::kMaxSegments) of `cols` columns in panels of `nr`
   //! (a multiple of kernels::kLanes), K in blocks of at most `kc` (equal ones); pack_for_active()
   //! takes both from the table in use.
-  static Status pack(const Part* parts, int count, int64_t cols, int64_t nr, int64_t kc, PackedMatrix* out) noexcept;
-  static Status pack_for_active(const Part* parts, int count, int64_t cols, PackedMatrix* out) noexcept;
+  static Status pack(const Part* parts, int count, int64_t cols, int64_t nr, int64_t kc,
+                     PackedMatrix* out) noexcept;
+  static Status pack_for_active(const Part* parts, int count, int64_t cols,
+                                PackedMatrix* out) noexcept;
   //! The parts rounded to bf16 in AMX tiles (kernels::AmxGemmArgs), for the bf16 prefill; needs
   //! kernels::amx_bf16_available().
-  static Status pack_bf16_tiles(const Part* parts, int count, int64_t cols, PackedMatrix* out) noexcept;
+  static Status pack_bf16_tiles(const Part* parts, int count, int64_t cols,
+                                PackedMatrix* out) noexcept;
   bool bf16_tiles() const { return bf16_; }
   int64_t cols() const { return cols_; }
   int parts() const { return count_; }

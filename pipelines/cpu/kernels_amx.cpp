@@ -25,15 +25,16 @@
 #endif
 
 #define PD_AMX_TARGET \
-  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
+  __attribute__((     \
+      target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
 
 namespace promptdistill {
 namespace ref {
 namespace kernels {
 namespace {
 
-constexpr int64_t kTile = 16;       // rows of a tile; output columns of a B tile
-constexpr int64_t kTileK = 32;      // bf16 values along K in one tile row (64 bytes)
+constexpr int64_t kTile = 16;   // rows of a tile; output columns of a B tile
+constexpr int64_t kTileK = 32;  // bf16 values along K in one tile row (64 bytes)
 
 struct TileConfig {
   uint8_t palette = 1, start_row = 0;
@@ -61,7 +62,8 @@ PD_AMX_TARGET __m512 from_bf16(__m256i h) {
 //! 0-15 / 16-31 x panel 0 / 1), starting from zero (first block) or from C, 4-5 hold the panels'
 //! B tiles, 6-7 the activation tiles (hi, then lo).
 PD_AMX_TARGET void block(const uint16_t* hi, const uint16_t* lo, int64_t lda, const uint16_t* b0,
-                         const uint16_t* b1, int64_t t0, int64_t t1, float* c, int64_t ldc, bool first) {
+                         const uint16_t* b1, int64_t t0, int64_t t1, float* c, int64_t ldc,
+                         bool first) {
   const int64_t cs = ldc * 4;
   if (first) {
     _tile_zero(0);
@@ -125,21 +127,24 @@ PD_AMX_TARGET void gemm_impl(const AmxGemmArgs& g) {
     for (int s = 0; s < g.count; ++s) {
       const Segment& seg = g.segments[s];
       for (int64_t p = 0; p < seg.panels; p += 2) {
-        const int64_t col = p * kTile, cols = seg.cols - col < 2 * kTile ? seg.cols - col : 2 * kTile;
+        const int64_t col = p * kTile,
+                      cols = seg.cols - col < 2 * kTile ? seg.cols - col : 2 * kTile;
         if (rows == 2 * kTile && p + 1 < seg.panels && cols == 2 * kTile) continue;  // done above
         const uint16_t* b0 = g.b + (seg.first_panel + p) * panel_values;
         const uint16_t* b1 = p + 1 < seg.panels ? b0 + panel_values : b0;
-        block(g.hi + r0 * g.lda, g.lo + r0 * g.lda, g.lda, b0, b1, 0, g.k_tiles, tmp, 2 * kTile, true);
+        block(g.hi + r0 * g.lda, g.lo + r0 * g.lda, g.lda, b0, b1, 0, g.k_tiles, tmp, 2 * kTile,
+              true);
         float* c = seg.c + r0 * seg.ldc + col;
-        for (int64_t i = 0; i < rows; ++i) std::memcpy(c + i * seg.ldc, tmp + i * 2 * kTile, std::size_t(cols) * 4);
+        for (int64_t i = 0; i < rows; ++i)
+          std::memcpy(c + i * seg.ldc, tmp + i * 2 * kTile, std::size_t(cols) * 4);
       }
     }
   }
   _tile_release();
 }
 
-PD_AMX_TARGET void split_impl(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t k_pad, uint16_t* hi,
-                              uint16_t* lo) {
+PD_AMX_TARGET void split_impl(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t k_pad,
+                              uint16_t* hi, uint16_t* lo) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = a + r * lda;
     uint16_t* h = hi + r * k_pad;
@@ -191,7 +196,8 @@ PD_AMX_TARGET double probe(double seconds) {
 bool request_tiles() {
   // ARCH_GET_XCOMP_SUPP = 0x1021, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18.
   unsigned long features = 0;
-  if (syscall(SYS_arch_prctl, 0x1021, &features) != 0 || (features & (1ul << 18)) == 0) return false;
+  if (syscall(SYS_arch_prctl, 0x1021, &features) != 0 || (features & (1ul << 18)) == 0)
+    return false;
   return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
 }
 
@@ -199,8 +205,9 @@ bool request_tiles() {
 
 bool amx_bf16_available() noexcept {
   static const bool ok = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
-                         __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") && request_tiles();
+                         __builtin_cpu_supports("avx512bf16") &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                         request_tiles();
   return ok;
 }
 
@@ -208,11 +215,14 @@ void amx_gemm(const AmxGemmArgs& args) noexcept {
   if (amx_bf16_available()) gemm_impl(args);
 }
 
-void amx_split(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t k_pad, uint16_t* hi, uint16_t* lo) noexcept {
+void amx_split(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t k_pad, uint16_t* hi,
+               uint16_t* lo) noexcept {
   if (amx_bf16_available()) split_impl(a, lda, rows, k, k_pad, hi, lo);
 }
 
-double amx_bf16_gflops(double seconds) noexcept { return amx_bf16_available() ? probe(seconds) : 0.0; }
+double amx_bf16_gflops(double seconds) noexcept {
+  return amx_bf16_available() ? probe(seconds) : 0.0;
+}
 
 }  // namespace kernels
 }  // namespace ref

@@ -52,14 +52,19 @@ float hsum(__m256 v) {
 //! block's 32 int16 inputs, in int32 (exact: |sum| < 2^31), 8 lanes.
 template <bool Unsigned>
 __m256i block_dot(__m128i w_lo, __m128i w_hi, const int16_t* x) {
-  const auto widen = [](__m128i v) { return Unsigned ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v); };
-  const __m256i a = _mm256_madd_epi16(widen(w_lo), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-  const __m256i b = _mm256_madd_epi16(widen(w_hi), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
+  const auto widen = [](__m128i v) {
+    return Unsigned ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v);
+  };
+  const __m256i a =
+      _mm256_madd_epi16(widen(w_lo), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+  const __m256i b =
+      _mm256_madd_epi16(widen(w_hi), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
   return _mm256_add_epi32(a, b);
 }
 //! A Q4 block's nibbles: elements 0..15 (low nibbles) and 16..31 (high nibbles) as bytes.
 void nibbles(const uint8_t* q, __m128i* lo, __m128i* hi) {
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)), mask = _mm_set1_epi8(0x0f);
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)),
+                mask = _mm_set1_epi8(0x0f);
   *lo = _mm_and_si128(raw, mask);
   *hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
 }
@@ -94,15 +99,18 @@ float row_q8_0(const uint8_t* w, const Input16& xq, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes) {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
-    const __m256i dot = block_dot<false>(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1), &xq.q[std::size_t(b * kBlock)]);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), _mm256_cvtepi32_ps(dot), acc);
+    const __m256i dot = block_dot<false>(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1),
+                                         &xq.q[std::size_t(b * kBlock)]);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]),
+                          _mm256_cvtepi32_ps(dot), acc);
   }
   return hsum(acc);
 #else
   float total = 0;
   for (int64_t b = 0; b < blocks; ++b, w += kQ8Bytes) {
     int32_t s = 0;
-    for (int64_t j = 0; j < kBlock; ++j) s += int32_t(int8_t(w[2 + j])) * xq.q[std::size_t(b * kBlock + j)];
+    for (int64_t j = 0; j < kBlock; ++j)
+      s += int32_t(int8_t(w[2 + j])) * xq.q[std::size_t(b * kBlock + j)];
     total += half_to_float(w) * xq.d[std::size_t(b)] * float(s);
   }
   return total;
@@ -116,8 +124,10 @@ float row_q4_0(const uint8_t* w, const Input16& xq, int64_t blocks) {
   for (int64_t b = 0; b < blocks; ++b, w += kQ4_0Bytes) {
     __m128i lo, hi;
     nibbles(w + 2, &lo, &hi);
-    const __m256i dot = block_dot<false>(_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight), &xq.q[std::size_t(b * kBlock)]);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), _mm256_cvtepi32_ps(dot), acc);
+    const __m256i dot = block_dot<false>(_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight),
+                                         &xq.q[std::size_t(b * kBlock)]);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]),
+                          _mm256_cvtepi32_ps(dot), acc);
   }
   return hsum(acc);
 #else
@@ -142,7 +152,8 @@ float row_q4_1(const uint8_t* w, const Input16& xq, const float* sums, int64_t b
     __m128i lo, hi;
     nibbles(w + 4, &lo, &hi);
     const __m256i dot = block_dot<true>(lo, hi, &xq.q[std::size_t(b * kBlock)]);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]), _mm256_cvtepi32_ps(dot), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w) * xq.d[std::size_t(b)]),
+                          _mm256_cvtepi32_ps(dot), acc);
     offsets += half_to_float(w + 2) * sums[b];
   }
   return hsum(acc) + offsets;
@@ -174,7 +185,9 @@ const char* to_string(Format f) noexcept {
   return "unknown";
 }
 
-bool is_quantized(Format f) noexcept { return f == Format::kQ8_0 || f == Format::kQ4_0 || f == Format::kQ4_1; }
+bool is_quantized(Format f) noexcept {
+  return f == Format::kQ8_0 || f == Format::kQ4_0 || f == Format::kQ4_1;
+}
 bool needs_block_sums(Format f) noexcept { return f == Format::kQ4_1; }
 
 int64_t row_bytes(Format f, int64_t cols) noexcept {
@@ -218,22 +231,27 @@ Status Matrix::from_f32_as_f16(const float* w, int64_t rows, int64_t cols, Matri
   return Status::ok();
 }
 
-Status Matrix::from_gguf(GgmlType type, std::vector<uint8_t> bytes, int64_t rows, int64_t cols, Matrix* out) {
+Status Matrix::from_gguf(GgmlType type, std::vector<uint8_t> bytes, int64_t rows, int64_t cols,
+                         Matrix* out) {
   Matrix m;
   switch (type) {
     case GgmlType::kF16: m.format_ = Format::kF16; break;
     case GgmlType::kQ8_0: m.format_ = Format::kQ8_0; break;
     case GgmlType::kQ4_0: m.format_ = Format::kQ4_0; break;
     case GgmlType::kQ4_1: m.format_ = Format::kQ4_1; break;
-    default: return Status(StatusCode::kUnsupported, "decode weights: no kernel for GGUF type %s", promptdistill::to_string(type));
+    default:
+      return Status(StatusCode::kUnsupported, "decode weights: no kernel for GGUF type %s",
+                    promptdistill::to_string(type));
   }
   if (is_quantized(m.format_) && cols % kBlock != 0)
-    return Status(StatusCode::kCorruptFile, "decode weights: a %s row of %lld elements is not whole blocks", to_string(m.format_),
-                  (long long)cols);
+    return Status(StatusCode::kCorruptFile,
+                  "decode weights: a %s row of %lld elements is not whole blocks",
+                  to_string(m.format_), (long long)cols);
   m.rows_ = rows, m.cols_ = cols, m.row_bytes_ = row_bytes(m.format_, cols);
   if (int64_t(bytes.size()) != rows * m.row_bytes_)
-    return Status(StatusCode::kCorruptFile, "decode weights: %zu bytes for a [%lld, %lld] %s matrix", bytes.size(), (long long)rows,
-                  (long long)cols, to_string(m.format_));
+    return Status(StatusCode::kCorruptFile,
+                  "decode weights: %zu bytes for a [%lld, %lld] %s matrix", bytes.size(),
+                  (long long)rows, (long long)cols, to_string(m.format_));
   m.storage_ = std::move(bytes);
   m.data_ = m.storage_.data();
   *out = std::move(m);
@@ -252,7 +270,8 @@ void quantize_input(const float* x, int64_t n, Input16* out) noexcept {
     for (int64_t j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(v[j]));
     const float d = amax / 32767.0f, inv = d != 0.0f ? 1.0f / d : 0.0f;
     for (int64_t j = 0; j < kBlock; ++j)
-      out->q[std::size_t(b * kBlock + j)] = int16_t(std::max(-32767.0f, std::min(32767.0f, std::nearbyint(v[j] * inv))));
+      out->q[std::size_t(b * kBlock + j)] =
+          int16_t(std::max(-32767.0f, std::min(32767.0f, std::nearbyint(v[j] * inv))));
     out->d[std::size_t(b)] = d;
   }
 }
@@ -273,8 +292,10 @@ void run_rows(const Product& p, int64_t r0, int64_t r1) noexcept {
       // Eigen's GEMV on the slice: the same per-row arithmetic as the unsplit product (header).
       using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
       Eigen::Map<Eigen::RowVectorXf> y(p.y + r0, r1 - r0);
-      y.noalias() = Eigen::Map<const Eigen::RowVectorXf>(p.x, cols) *
-                    Eigen::Map<const RowMajor>(reinterpret_cast<const float*>(m.row(r0)), r1 - r0, cols).transpose();
+      y.noalias() =
+          Eigen::Map<const Eigen::RowVectorXf>(p.x, cols) *
+          Eigen::Map<const RowMajor>(reinterpret_cast<const float*>(m.row(r0)), r1 - r0, cols)
+              .transpose();
       return;
     }
     case Format::kF16:
@@ -299,7 +320,8 @@ void run(const Product* products, int count) noexcept {
     const Product* group = products + base;
     const int n = std::min(kMaxProducts, count - base);
     int64_t first_slice[kMaxProducts + 1] = {0};
-    for (int i = 0; i < n; ++i) first_slice[i + 1] = first_slice[i] + (group[i].m->rows() + kRowSlice - 1) / kRowSlice;
+    for (int i = 0; i < n; ++i)
+      first_slice[i + 1] = first_slice[i] + (group[i].m->rows() + kRowSlice - 1) / kRowSlice;
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < first_slice[n]; ++s) {
       int i = 0;

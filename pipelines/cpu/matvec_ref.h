@@ -27,8 +27,8 @@ namespace promptdistill {
 namespace ref {
 namespace matvec {
 
-constexpr int64_t kRowSlice = 32;    //!< rows per parallel work item (a multiple of 8: see above)
-constexpr int64_t kBlock = 32;       //!< elements per quantized block (Q8_0, Q4_0, Q4_1)
+constexpr int64_t kRowSlice = 32;  //!< rows per parallel work item (a multiple of 8: see above)
+constexpr int64_t kBlock = 32;     //!< elements per quantized block (Q8_0, Q4_0, Q4_1)
 
 enum class Format : int32_t { kF32, kF16, kQ8_0, kQ4_0, kQ4_1 };
 const char* to_string(Format f) noexcept;
@@ -51,7 +51,8 @@ class Matrix {
   //! Rounds f32 weights to f16 (nearest even).
   static Status from_f32_as_f16(const float* w, int64_t rows, int64_t cols, Matrix* out);
   //! Takes a GGUF tensor's own bytes (F16, Q8_0, Q4_0, Q4_1; rows of whole blocks).
-  static Status from_gguf(GgmlType type, std::vector<uint8_t> bytes, int64_t rows, int64_t cols, Matrix* out);
+  static Status from_gguf(GgmlType type, std::vector<uint8_t> bytes, int64_t rows, int64_t cols,
+                          Matrix* out);
 
   Matrix() = default;
   Matrix(Matrix&& o) noexcept { *this = std::move(o); }

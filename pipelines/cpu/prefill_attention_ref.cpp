@@ -26,8 +26,9 @@ using omp_threads::thread_id;
 
 Status check(const Shape& s) {
   if (s.heads < 1 || s.kv_heads < 1 || s.heads % s.kv_heads != 0 || s.head_dim < 1)
-    return Status(StatusCode::kInvalidArgument, "attention: %lld query heads over %lld KV heads of dim %lld",
-                  (long long)s.heads, (long long)s.kv_heads, (long long)s.head_dim);
+    return Status(StatusCode::kInvalidArgument,
+                  "attention: %lld query heads over %lld KV heads of dim %lld", (long long)s.heads,
+                  (long long)s.kv_heads, (long long)s.head_dim);
   return Status::ok();
 }
 
@@ -41,16 +42,16 @@ int64_t slice_floats(const kernels::Table& t, int64_t tile_rows, int64_t head_di
   return (t.attention_scratch_floats(tile_rows, head_dim) + 15) / 16 * 16;
 }
 
-float* aligned(float* p) {
-  return p + (16 - reinterpret_cast<std::uintptr_t>(p) / 4 % 16) % 16;
-}
+float* aligned(float* p) { return p + (16 - reinterpret_cast<std::uintptr_t>(p) / 4 % 16) % 16; }
 
 }  // namespace
 
-Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const float* v, int64_t past,
-               float* out, std::vector<float>* scratch) noexcept {
+Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const float* v,
+               int64_t past, float* out, std::vector<float>* scratch) noexcept {
   PD_RETURN_IF_ERROR(check(s));
-  if (n < 0 || past < 0) return Status(StatusCode::kInvalidArgument, "attention: %lld rows after %lld", (long long)n, (long long)past);
+  if (n < 0 || past < 0)
+    return Status(StatusCode::kInvalidArgument, "attention: %lld rows after %lld", (long long)n,
+                  (long long)past);
   if (n == 0) return Status::ok();
   const kernels::Table& t = kernels::active();
   const int64_t group = s.heads / s.kv_heads, D = s.head_dim, qd = s.heads * D;
@@ -67,7 +68,8 @@ Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const 
   try {
     if (buffer.size() < std::size_t(need)) buffer.resize(std::size_t(need));
   } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "attention: out of host memory for the transposed keys and tiles");
+    return Status(StatusCode::kOutOfMemory,
+                  "attention: out of host memory for the transposed keys and tiles");
   }
   float* kt = aligned(buffer.data());
   float* base = aligned(kt + s.kv_heads * head_floats);
@@ -104,13 +106,15 @@ int64_t decode_scratch_floats(const Shape& s, int threads) noexcept {
   return slice_floats(kernels::active(), s.heads / s.kv_heads, s.head_dim) * threads + 16;
 }
 
-Status decode(const Shape& s, const float* q, const float* k, const float* v, int64_t total, float* out,
-              float* scratch, int64_t scratch_floats) noexcept {
+Status decode(const Shape& s, const float* q, const float* k, const float* v, int64_t total,
+              float* out, float* scratch, int64_t scratch_floats) noexcept {
   PD_RETURN_IF_ERROR(check(s));
-  if (total < 1) return Status(StatusCode::kInvalidArgument, "attention: a decode row sees %lld keys", (long long)total);
+  if (total < 1)
+    return Status(StatusCode::kInvalidArgument, "attention: a decode row sees %lld keys",
+                  (long long)total);
   if (scratch_floats < decode_scratch_floats(s, max_threads()))
-    return Status(StatusCode::kInvalidArgument, "attention: %lld scratch floats for %d threads", (long long)scratch_floats,
-                  max_threads());
+    return Status(StatusCode::kInvalidArgument, "attention: %lld scratch floats for %d threads",
+                  (long long)scratch_floats, max_threads());
   const kernels::Table& t = kernels::active();
   const int64_t group = s.heads / s.kv_heads, D = s.head_dim;
   const int64_t slice = slice_floats(t, group, D);

@@ -30,15 +30,15 @@ struct Shape {
 //! q [n, heads * D], k and v [past + n, kv_heads, D] (the cache followed by the new rows).
 //! Its scratch (the transposed keys, the threads' tiles) is `scratch`, grown when too small
 //! (never shrunk), or a fresh allocation.
-Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const float* v, int64_t past,
-               float* out, std::vector<float>* scratch = nullptr) noexcept;
+Status prefill(const Shape& s, const float* q, int64_t n, const float* k, const float* v,
+               int64_t past, float* out, std::vector<float>* scratch = nullptr) noexcept;
 
 //! Scratch floats of decode() for `threads` threads.
 int64_t decode_scratch_floats(const Shape& s, int threads) noexcept;
 //! One row per query head (q [heads * D]) over `total` keys: out [heads * D]. `scratch` holds
 //! decode_scratch_floats(s, threads) floats for the current OpenMP thread count; allocates nothing.
-Status decode(const Shape& s, const float* q, const float* k, const float* v, int64_t total, float* out,
-              float* scratch, int64_t scratch_floats) noexcept;
+Status decode(const Shape& s, const float* q, const float* k, const float* v, int64_t total,
+              float* out, float* scratch, int64_t scratch_floats) noexcept;
 
 }  // namespace attention
 }  // namespace ref

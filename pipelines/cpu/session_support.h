@@ -20,7 +20,9 @@ namespace ref {
 namespace session_support {
 
 using Clock = std::chrono::steady_clock;
-inline double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+inline double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
 //! A selection through the Selector API: per row, the kept indices (into the current tokens,
 //! ascending) and the positions they carry.
@@ -30,12 +32,15 @@ struct Selection {
 
 //! With `ranked_scores`, also the scores that ranked the tokens ([rows, n], pooled), so that other
 //! budgets can be chosen from them with TopK alone (choose_from_scores).
-inline Status select_tokens(const MethodConfig& cfg, const ModelConfig& mc, const std::vector<float>& q, int64_t q_rows,
-                            const std::vector<float>& keys, int64_t n, const std::vector<int32_t>& positions_in, Selection* out,
+inline Status select_tokens(const MethodConfig& cfg, const ModelConfig& mc,
+                            const std::vector<float>& q, int64_t q_rows,
+                            const std::vector<float>& keys, int64_t n,
+                            const std::vector<int32_t>& positions_in, Selection* out,
                             std::vector<float>* ranked_scores = nullptr) {
   const int64_t H = mc.num_heads, Hkv = mc.num_kv_heads, D = mc.head_dim;
   const int64_t R = score_rows(cfg.method, cfg.grouping, H, Hkv);
-  std::vector<int32_t> lengths{int32_t(n)}, idx(std::size_t(R * n)), counts(static_cast<std::size_t>(R)), pos(std::size_t(R * n));
+  std::vector<int32_t> lengths{int32_t(n)}, idx(std::size_t(R * n)),
+      counts(static_cast<std::size_t>(R)), pos(std::size_t(R * n));
   SelectArgs<float> a;
   a.config = cfg;
   a.q = make_view<const float>(q.data(), 1, q_rows, H, D);
@@ -73,7 +78,8 @@ struct StageScores {
 
 //! A score layer's head terms of the last query against the current n keys, added to `scores`
 //! (ScorePartial: from +0 over the heads, then added to the previous layers' sums).
-inline Status accumulate_scores(Method method, const ModelConfig& mc, const LayerTaps& taps, int64_t n, StageScores* scores) {
+inline Status accumulate_scores(Method method, const ModelConfig& mc, const LayerTaps& taps,
+                                int64_t n, StageScores* scores) {
   const int64_t H = mc.num_heads, D = mc.head_dim;
   if (scores->terms == 0) scores->summed.assign(std::size_t(n), 0.0f);
   std::vector<int32_t> lengths{int32_t(n)};
@@ -94,11 +100,13 @@ inline Status accumulate_scores(Method method, const ModelConfig& mc, const Laye
 
 //! The selection of a PromptDistill/GemFilter stage with configuration `cfg` (the stage's own, or
 //! a sweep's budget of it) from what it scored.
-inline Status select_stage(const SelectionStage& stage, const MethodConfig& cfg, const ModelConfig& mc,
-                           const StageScores& scores, int64_t n, const std::vector<int32_t>& positions_in,
-                           Selection* out) {
-  if (!stage.aggregates()) return select_tokens(cfg, mc, scores.taps.q, 1, scores.taps.keys, n, positions_in, out);
-  std::vector<int32_t> lengths{int32_t(n)}, idx(static_cast<std::size_t>(n)), counts(1), pos(static_cast<std::size_t>(n));
+inline Status select_stage(const SelectionStage& stage, const MethodConfig& cfg,
+                           const ModelConfig& mc, const StageScores& scores, int64_t n,
+                           const std::vector<int32_t>& positions_in, Selection* out) {
+  if (!stage.aggregates())
+    return select_tokens(cfg, mc, scores.taps.q, 1, scores.taps.keys, n, positions_in, out);
+  std::vector<int32_t> lengths{int32_t(n)}, idx(static_cast<std::size_t>(n)), counts(1),
+      pos(static_cast<std::size_t>(n));
   FinishSelectArgs a;
   a.config = cfg;
   a.summed = make_view<const float>(scores.summed.data(), 1, 1, n);
@@ -119,8 +127,8 @@ inline Status select_stage(const SelectionStage& stage, const MethodConfig& cfg,
 //! FastKV's token-selective propagation from a layer's ranked rows ([rows, n]: the pooled
 //! per-head scores summed per KV group, as Select(kFastKV) left them): the rows summed (SumRows),
 //! then `keep` tokens, the last `window` forced and the rest by score (TopK). Indices ascending.
-inline Status propagate_tokens(const std::vector<float>& ranked, int64_t rows, int64_t n, int64_t keep, int32_t window,
-                               std::vector<int32_t>* out) {
+inline Status propagate_tokens(const std::vector<float>& ranked, int64_t rows, int64_t n,
+                               int64_t keep, int32_t window, std::vector<int32_t>* out) {
   std::vector<int32_t> lengths{int32_t(n)}, idx(static_cast<std::size_t>(n)), counts(1);
   std::vector<float> summed(std::size_t(n), 0.0f);
   SumRowsArgs sum;
@@ -144,10 +152,12 @@ inline Status propagate_tokens(const std::vector<float>& ranked, int64_t rows, i
   return Status::ok();
 }
 
-inline std::vector<float> gather_rows(const std::vector<float>& x, const std::vector<int32_t>& idx, int64_t width) {
+inline std::vector<float> gather_rows(const std::vector<float>& x, const std::vector<int32_t>& idx,
+                                      int64_t width) {
   std::vector<float> out(idx.size() * std::size_t(width));
   for (std::size_t i = 0; i < idx.size(); ++i)
-    std::memcpy(&out[i * std::size_t(width)], &x[std::size_t(idx[i]) * std::size_t(width)], std::size_t(width) * sizeof(float));
+    std::memcpy(&out[i * std::size_t(width)], &x[std::size_t(idx[i]) * std::size_t(width)],
+                std::size_t(width) * sizeof(float));
   return out;
 }
 
@@ -160,9 +170,10 @@ inline std::vector<int32_t> arange(int64_t n) {
 //! The rows a selection keeps when its pooled scores are known: TopK alone, as Select would run it
 //! for the configuration `plan` stands for (the budget is the only difference between the
 //! selections of a sweep).
-inline Status choose_from_scores(const MethodPlan& plan, const std::vector<float>& ranked_scores, int64_t rows, int64_t n,
-                                 std::vector<std::vector<int32_t>>* out) {
-  std::vector<int32_t> lengths{int32_t(n)}, idx(std::size_t(rows * n)), counts(static_cast<std::size_t>(rows));
+inline Status choose_from_scores(const MethodPlan& plan, const std::vector<float>& ranked_scores,
+                                 int64_t rows, int64_t n, std::vector<std::vector<int32_t>>* out) {
+  std::vector<int32_t> lengths{int32_t(n)}, idx(std::size_t(rows * n)),
+      counts(static_cast<std::size_t>(rows));
   TopKArgs a;
   a.scores = make_view<const float>(ranked_scores.data(), 1, rows, n);
   a.lengths = lengths.data();
@@ -175,7 +186,8 @@ inline Status choose_from_scores(const MethodPlan& plan, const std::vector<float
   PD_RETURN_IF_ERROR(TopK::run(a, ws.workspace()));
   out->assign(std::size_t(rows), {});
   for (int64_t r = 0; r < rows; ++r)
-    (*out)[std::size_t(r)].assign(idx.begin() + r * n, idx.begin() + r * n + counts[std::size_t(r)]);
+    (*out)[std::size_t(r)].assign(idx.begin() + r * n,
+                                  idx.begin() + r * n + counts[std::size_t(r)]);
   return Status::ok();
 }
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
-//! ref::EigenSession::prefill_sweep: one prefill serving every budget of a sweep. Each budget's result
-//! is built by the same operations, in the same order, as ref::EigenSession::prefill would run them
-//! (the same Selector calls on the same scores, the same cache gathers, the same peak
+//! ref::EigenSession::prefill_sweep: one prefill serving every budget of a sweep. Each budget's
+//! result is built by the same operations, in the same order, as ref::EigenSession::prefill would
+//! run them (the same Selector calls on the same scores, the same cache gathers, the same peak
 //! accounting), so the results are equal bit for bit; only the work that does not depend on the
 //! budget is done once.
 
@@ -52,33 +52,40 @@ std::vector<bool> fastkv_pattern(const PipelinePlan& plan, int64_t L, int64_t nu
 
 }  // namespace
 
-Status EigenSession::prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config, const std::vector<int64_t>& budgets,
-                              const SweepVisitor& visit) noexcept {
+Status EigenSession::prefill_sweep(const std::vector<int32_t>& prompt, const PipelineConfig& config,
+                                   const std::vector<int64_t>& budgets,
+                                   const SweepVisitor& visit) noexcept {
   try {
-    if ((config.method == PipelineMethod::kPromptDistill || config.method == PipelineMethod::kGemFilter) &&
+    if ((config.method == PipelineMethod::kPromptDistill ||
+         config.method == PipelineMethod::kGemFilter) &&
         config.n_topks.size() != 1)
-      return Status(StatusCode::kInvalidArgument,
-                    "a budget sweep varies the k of one selection stage; this configuration has %zu stages",
-                    config.n_topks.size());
+      return Status(
+          StatusCode::kInvalidArgument,
+          "a budget sweep varies the k of one selection stage; this configuration has %zu stages",
+          config.n_topks.size());
     if (config.method == PipelineMethod::kFull && !budgets.empty())
       return Status(StatusCode::kInvalidArgument, "full KV has no budget to sweep");
     if (config.method == PipelineMethod::kFastKV && config.retain_rate != 0.0 && !budgets.empty())
       return Status(StatusCode::kInvalidArgument,
-                    "fastkv's proportional mode sets every layer's budget from retain_rate: no budget to sweep");
+                    "fastkv's proportional mode sets every layer's budget from retain_rate: no "
+                    "budget to sweep");
     std::vector<PipelinePlan> plans(budgets.size());
     for (std::size_t i = 0; i < budgets.size(); ++i) {
       const PipelineConfig budgeted = with_budget(config, budgets[i]);
       Status s = budgeted.validate(weights_->config, int64_t(prompt.size()));
-      if (!s.is_ok()) return Status(s.code(), "budget %lld: %s", (long long)budgets[i], s.message());
+      if (!s.is_ok())
+        return Status(s.code(), "budget %lld: %s", (long long)budgets[i], s.message());
       PD_RETURN_IF_ERROR(plan_pipeline(budgeted, &plans[i]));
     }
     for (int32_t id : prompt)
       if (id < 0 || id >= weights_->config.vocab)
-        return Status(StatusCode::kInvalidArgument, "prompt token %d is outside the vocabulary [0, %lld)", id,
+        return Status(StatusCode::kInvalidArgument,
+                      "prompt token %d is outside the vocabulary [0, %lld)", id,
                       (long long)weights_->config.vocab);
     if (budgets.empty()) return Status::ok();
     PD_RETURN_IF_ERROR(model_.prepare());  // packing the weights is not part of a prefill's time
-    const bool shares = !(config.method == PipelineMethod::kPromptDistill && plans[0].truncate_after_last_layer);
+    const bool shares =
+        !(config.method == PipelineMethod::kPromptDistill && plans[0].truncate_after_last_layer);
     if (!shares) {
       for (std::size_t i = 0; i < budgets.size(); ++i) {
         PrefillResult result;
@@ -103,8 +110,9 @@ Status EigenSession::prefill_sweep(const std::vector<int32_t>& prompt, const Pip
 //! only the caches kept for decoding are compressed). So every layer runs once, its scores are
 //! ranked once (Select, whose pooled scores are kept), and each budget's rows are chosen from
 //! those scores with TopK, as Select would choose them.
-Status EigenSession::sweep_kv_compression(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
-                                     const SweepVisitor& visit) {
+Status EigenSession::sweep_kv_compression(const std::vector<int32_t>& prompt,
+                                          const std::vector<PipelinePlan>& plans,
+                                          const SweepVisitor& visit) {
   const ModelConfig& mc = weights_->config;
   const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers;
   const MethodConfig& method = plans[0].compression;  // the budgets differ only in method.budget
@@ -120,17 +128,19 @@ Status EigenSession::sweep_kv_compression(const std::vector<int32_t>& prompt, co
   const std::vector<int32_t> positions = arange(L);
   caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
   std::vector<KvLayerCache> full(static_cast<std::size_t>(N));
-  std::vector<std::vector<float>> ranked(static_cast<std::size_t>(N));  // per layer: [rows, L] pooled scores
+  std::vector<std::vector<float>> ranked(
+      static_cast<std::size_t>(N));  // per layer: [rows, L] pooled scores
   for (int64_t l = 0; l < N; ++l) {
     LayerTaps taps;
     taps.q_rows = method.method == Method::kSnapKV ? std::min<int64_t>(method.window, L) : L;
     taps.want_keys = score;
-    PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)], score ? &taps : nullptr));
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, L, positions.data(), L, &caches_[std::size_t(l)],
+                                    score ? &taps : nullptr));
     tick();
     if (score) {
       Selection unused;
-      PD_RETURN_IF_ERROR(select_tokens(plans[scoring_plan].compression, mc, taps.q, taps.q_rows, taps.keys, L, positions, &unused,
-                                       &ranked[std::size_t(l)]));
+      PD_RETURN_IF_ERROR(select_tokens(plans[scoring_plan].compression, mc, taps.q, taps.q_rows,
+                                       taps.keys, L, positions, &unused, &ranked[std::size_t(l)]));
     }
     full[std::size_t(l)] = std::move(caches_[std::size_t(l)]);
   }
@@ -143,8 +153,10 @@ Status EigenSession::sweep_kv_compression(const std::vector<int32_t>& prompt, co
     PrefillResult r;
     r.prompt_tokens = L;
     caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
-    for (int64_t l = 0; l < N; ++l) {  // the order prefill_kv_compression measures and compresses in
-      caches_[std::size_t(l)] = KvLayerCache(full[std::size_t(l)]);  // a fresh copy, as the forward made it
+    for (int64_t l = 0; l < N;
+         ++l) {  // the order prefill_kv_compression measures and compresses in
+      caches_[std::size_t(l)] =
+          KvLayerCache(full[std::size_t(l)]);  // a fresh copy, as the forward made it
       r.peak_kv_cache_bytes = std::max(r.peak_kv_cache_bytes, cache_bytes());
       if (!compress) {
         r.retained.push_back(L);
@@ -152,8 +164,10 @@ Status EigenSession::sweep_kv_compression(const std::vector<int32_t>& prompt, co
         continue;
       }
       std::vector<std::vector<int32_t>> kept;
-      PD_RETURN_IF_ERROR(choose_from_scores(plans[i].compression_plan, ranked[std::size_t(l)], rows, L, &kept));
-      caches_[std::size_t(l)].keep_per_head(kept, D, method.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
+      PD_RETURN_IF_ERROR(
+          choose_from_scores(plans[i].compression_plan, ranked[std::size_t(l)], rows, L, &kept));
+      caches_[std::size_t(l)].keep_per_head(
+          kept, D, method.grouping == HeadGrouping::kPerQueryHead ? mc.num_heads : 0);
       r.retained.push_back(int64_t(kept[0].size()));
       r.selected.push_back(std::move(kept));
     }
@@ -166,10 +180,12 @@ Status EigenSession::sweep_kv_compression(const std::vector<int32_t>& prompt, co
 
 //! PromptDistill, one stage: layers 0..r are the same for every k; from the selection on, each
 //! budget continues from a copy of that state.
-Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
-                                    const SweepVisitor& visit) {
+Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt,
+                                         const std::vector<PipelinePlan>& plans,
+                                         const SweepVisitor& visit) {
   const ModelConfig& mc = weights_->config;
-  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers, r_layer = plans[0].stages[0].layer;
+  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers,
+                r_layer = plans[0].stages[0].layer;
   layers_total_ = (r_layer + 1) + int64_t(plans.size()) * (N - r_layer - 1);
   const auto start = Clock::now();
   std::vector<float> x;
@@ -179,7 +195,8 @@ Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, con
   int64_t shared_peak = 0;
   StageScores scores;
   for (int64_t l = 0; l <= r_layer; ++l) {
-    PD_RETURN_IF_ERROR(scored_layer(l, &plans[0].stages[0], &x, L, positions, L, &caches_[std::size_t(l)], &scores));
+    PD_RETURN_IF_ERROR(scored_layer(l, &plans[0].stages[0], &x, L, positions, L,
+                                    &caches_[std::size_t(l)], &scores));
     shared_peak = std::max(shared_peak, cache_bytes());
   }
   const std::vector<KvLayerCache> shared_caches = caches_;
@@ -187,7 +204,8 @@ Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, con
   for (std::size_t i = 0; i < plans.size(); ++i) {
     const auto own_start = Clock::now();
     const SelectionStage& stage = plans[i].stages[0];
-    caches_ = std::vector<KvLayerCache>(shared_caches);  // fresh copies: no capacity kept from the last budget
+    caches_ = std::vector<KvLayerCache>(
+        shared_caches);  // fresh copies: no capacity kept from the last budget
     PrefillResult r;
     r.prompt_tokens = L;
     r.peak_kv_cache_bytes = shared_peak;
@@ -202,7 +220,8 @@ Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, con
     if (stage.truncates_cache)
       for (int64_t l = 0; l <= r_layer; ++l) caches_[std::size_t(l)].keep(idx, D);
     for (int64_t l = r_layer + 1; l < N; ++l) {
-      PD_RETURN_IF_ERROR(model_.layer(l, &kept_x, n, kept_positions.data(), L, &caches_[std::size_t(l)], nullptr));
+      PD_RETURN_IF_ERROR(
+          model_.layer(l, &kept_x, n, kept_positions.data(), L, &caches_[std::size_t(l)], nullptr));
       r.peak_kv_cache_bytes = std::max(r.peak_kv_cache_bytes, cache_bytes());
       tick();
     }
@@ -215,8 +234,9 @@ Status EigenSession::sweep_promptdistill(const std::vector<int32_t>& prompt, con
 
 //! GemFilter: the filter pass (layers 0..r, no cache) and its scores are shared; each budget
 //! selects and re-prefills its own kept ids.
-Status EigenSession::sweep_gemfilter(const std::vector<int32_t>& prompt, const std::vector<PipelinePlan>& plans,
-                                const SweepVisitor& visit) {
+Status EigenSession::sweep_gemfilter(const std::vector<int32_t>& prompt,
+                                     const std::vector<PipelinePlan>& plans,
+                                     const SweepVisitor& visit) {
   const int64_t N = weights_->config.num_layers, r_layer = plans[0].stages[0].layer;
   layers_total_ = (r_layer + 1) + int64_t(plans.size()) * N;
   const auto start = Clock::now();
@@ -228,7 +248,8 @@ Status EigenSession::sweep_gemfilter(const std::vector<int32_t>& prompt, const s
     PrefillResult r;
     r.prompt_tokens = int64_t(prompt.size());
     caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
-    PD_RETURN_IF_ERROR(gemfilter_select_and_reprefill(prompt, plans[i].stages[0], plans[i].stages[0].select, scores, &r));
+    PD_RETURN_IF_ERROR(gemfilter_select_and_reprefill(prompt, plans[i].stages[0],
+                                                      plans[i].stages[0].select, scores, &r));
     PD_RETURN_IF_ERROR(finish_budget(i, shared_ms + ms_since(own_start), &r, visit));
   }
   return Status::ok();
@@ -239,10 +260,12 @@ Status EigenSession::sweep_gemfilter(const std::vector<int32_t>& prompt, const s
 //! layer with the most others share one forward (its caches and ranked rows kept), and each
 //! chooses its rows with TopK, as Select would; any other budget runs its own prefill.
 Status EigenSession::sweep_fastkv(const std::vector<int32_t>& prompt, const PipelineConfig& config,
-                                  const std::vector<int64_t>& budgets, const std::vector<PipelinePlan>& plans,
+                                  const std::vector<int64_t>& budgets,
+                                  const std::vector<PipelinePlan>& plans,
                                   const SweepVisitor& visit) {
   const ModelConfig& mc = weights_->config;
-  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers, rows = mc.num_kv_heads;
+  const int64_t L = int64_t(prompt.size()), D = mc.head_dim, N = mc.num_layers,
+                rows = mc.num_kv_heads;
   std::vector<std::vector<bool>> patterns;
   for (const PipelinePlan& plan : plans) patterns.push_back(fastkv_pattern(plan, L, N));
   std::size_t shared = 0;
@@ -258,7 +281,8 @@ Status EigenSession::sweep_fastkv(const std::vector<int32_t>& prompt, const Pipe
   std::vector<int32_t> positions = arange(L);
   caches_ = std::vector<KvLayerCache>(std::size_t(N));  // fresh: no capacity kept from before
   std::vector<KvLayerCache> full(static_cast<std::size_t>(N));
-  std::vector<std::vector<float>> ranked(static_cast<std::size_t>(N));  // per compressing layer: [rows, n]
+  std::vector<std::vector<float>> ranked(
+      static_cast<std::size_t>(N));  // per compressing layer: [rows, n]
   std::vector<std::vector<int32_t>> layer_positions(static_cast<std::size_t>(N));
   std::vector<bool> compresses(static_cast<std::size_t>(N), false);
   std::vector<int32_t> propagated;
@@ -270,17 +294,19 @@ Status EigenSession::sweep_fastkv(const std::vector<int32_t>& prompt, const Pipe
     LayerTaps taps;
     taps.q_rows = std::min<int64_t>(plan.compression.window, n);
     taps.want_keys = at.compresses;
-    PD_RETURN_IF_ERROR(model_.layer(l, &x, n, positions.data(), L, &caches_[std::size_t(l)], at.compresses ? &taps : nullptr));
+    PD_RETURN_IF_ERROR(model_.layer(l, &x, n, positions.data(), L, &caches_[std::size_t(l)],
+                                    at.compresses ? &taps : nullptr));
     tick();
     if (at.compresses) {
       Selection unused;
-      PD_RETURN_IF_ERROR(select_tokens(plan.compression, mc, taps.q, taps.q_rows, taps.keys, n, positions, &unused,
-                                       &ranked[std::size_t(l)]));
+      PD_RETURN_IF_ERROR(select_tokens(plan.compression, mc, taps.q, taps.q_rows, taps.keys, n,
+                                       positions, &unused, &ranked[std::size_t(l)]));
     }
     full[std::size_t(l)] = std::move(caches_[std::size_t(l)]);
     if (at.propagated == n) continue;
     std::vector<int32_t> idx;
-    PD_RETURN_IF_ERROR(propagate_tokens(ranked[std::size_t(l)], rows, n, at.propagated, plan.compression.window, &idx));
+    PD_RETURN_IF_ERROR(propagate_tokens(ranked[std::size_t(l)], rows, n, at.propagated,
+                                        plan.compression.window, &idx));
     x = gather_rows(x, idx, mc.hidden);
     propagated.resize(idx.size());
     for (std::size_t i = 0; i < idx.size(); ++i) propagated[i] = positions[std::size_t(idx[i])];
@@ -329,7 +355,8 @@ Status EigenSession::sweep_fastkv(const std::vector<int32_t>& prompt, const Pipe
 
 //! What every budget of a sweep ends with: its result's cache lengths and time, the session's next
 //! position, and the visit.
-Status EigenSession::finish_budget(std::size_t index, double ttft_ms, PrefillResult* r, const SweepVisitor& visit) {
+Status EigenSession::finish_budget(std::size_t index, double ttft_ms, PrefillResult* r,
+                                   const SweepVisitor& visit) {
   for (const auto& cache : caches_) r->cache_lengths.push_back(cache.length);
   r->ttft_ms = ttft_ms;
   next_position_ = r->next_position;

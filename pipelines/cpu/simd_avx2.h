@@ -47,11 +47,19 @@ PD_SIMD_INLINE void vstore_n(float* p, Vec a, int n) {
   _mm256_maskstore_ps(p, half_mask(n), a.lo);
   _mm256_maskstore_ps(p + 8, half_mask(n - 8), a.hi);
 }
-PD_SIMD_INLINE Vec vadd(Vec a, Vec b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
-PD_SIMD_INLINE Vec vsub(Vec a, Vec b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
-PD_SIMD_INLINE Vec vmul(Vec a, Vec b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+PD_SIMD_INLINE Vec vadd(Vec a, Vec b) {
+  return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
+}
+PD_SIMD_INLINE Vec vsub(Vec a, Vec b) {
+  return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)};
+}
+PD_SIMD_INLINE Vec vmul(Vec a, Vec b) {
+  return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)};
+}
 //! a > b ? a : b per lane (x86 max semantics: b when equal or unordered).
-PD_SIMD_INLINE Vec vmax(Vec a, Vec b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+PD_SIMD_INLINE Vec vmax(Vec a, Vec b) {
+  return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)};
+}
 //! a * b + c, one rounding.
 PD_SIMD_INLINE Vec vfma(Vec a, Vec b, Vec c) {
   return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
@@ -108,7 +116,8 @@ PD_SIMD_INLINE __m256 reduce8(const __m256* p) {
   for (int r = 0; r < 2; ++r)
     y[r] = combine<kMax>(_mm256_shuffle_ps(x[2 * r], x[2 * r + 1], 0x44),
                          _mm256_shuffle_ps(x[2 * r], x[2 * r + 1], 0xee));
-  const __m256 z = combine<kMax>(_mm256_shuffle_ps(y[0], y[1], 0x88), _mm256_shuffle_ps(y[0], y[1], 0xdd));
+  const __m256 z =
+      combine<kMax>(_mm256_shuffle_ps(y[0], y[1], 0x88), _mm256_shuffle_ps(y[0], y[1], 0xdd));
   return _mm256_permutevar8x32_ps(z, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 template <bool kMax>

@@ -85,8 +85,10 @@ PD_SIMD_INLINE Vec reduce16(const Vec* v) {
     x[r] = combine<kMax>(_mm512_shuffle_f32x4(w[2 * r], w[2 * r + 1], 0x88),
                          _mm512_shuffle_f32x4(w[2 * r], w[2 * r + 1], 0xdd));
   for (int r = 0; r < 2; ++r)
-    y[r] = combine<kMax>(_mm512_shuffle_ps(x[r], x[r + 2], 0x44), _mm512_shuffle_ps(x[r], x[r + 2], 0xee));
-  const __m512 z = combine<kMax>(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xdd));
+    y[r] = combine<kMax>(_mm512_shuffle_ps(x[r], x[r + 2], 0x44),
+                         _mm512_shuffle_ps(x[r], x[r + 2], 0xee));
+  const __m512 z =
+      combine<kMax>(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xdd));
   const __m512i rows = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15);
   return {_mm512_permutexvar_ps(rows, z)};
 }

@@ -56,7 +56,8 @@ Transformer::Transformer(const ModelWeights* weights, const PrefillWeights* pref
     : w_(weights), prefill_(prefill), own_(std::make_shared<OwnPacking>()) {}
 
 const PrefillWeights::Impl* Transformer::exact_weights(Status* status) const noexcept {
-  if (prefill_ != nullptr && prefill_->impl() != nullptr && prefill_->format() == PrefillWeightFormat::kF32)
+  if (prefill_ != nullptr && prefill_->impl() != nullptr &&
+      prefill_->format() == PrefillWeightFormat::kF32)
     return prefill_->impl();
   std::call_once(own_->once, [this] {
     own_->status = PrefillWeights::create(*w_, PrefillWeightFormat::kF32, &own_->weights);
@@ -72,7 +73,8 @@ Status Transformer::prepare() const noexcept {
 }
 
 PrefillWeightFormat Transformer::prefill_format() const {
-  return prefill_ != nullptr && prefill_->impl() != nullptr ? prefill_->format() : PrefillWeightFormat::kF32;
+  return prefill_ != nullptr && prefill_->impl() != nullptr ? prefill_->format()
+                                                            : PrefillWeightFormat::kF32;
 }
 
 namespace {
@@ -81,7 +83,8 @@ namespace {
 template <class T>
 void keep_rows(std::vector<T>* values, const std::vector<int32_t>& indices, std::size_t row) {
   for (std::size_t i = 0; i < indices.size(); ++i) {
-    if (indices[i] == int32_t(i)) continue;  // ascending indices: idx[i] >= i, so this is safe in place
+    if (indices[i] == int32_t(i))
+      continue;  // ascending indices: idx[i] >= i, so this is safe in place
     std::memmove(&(*values)[i * row], &(*values)[std::size_t(indices[i]) * row], row * sizeof(T));
   }
   values->resize(indices.size() * row);
@@ -90,15 +93,16 @@ void keep_rows(std::vector<T>* values, const std::vector<int32_t>& indices, std:
 
 //! KvLayerCache::keep_per_head on one storage.
 template <class T>
-void keep_heads(std::vector<T>* values, const std::vector<std::vector<int32_t>>& rows, int64_t heads, int64_t out_heads,
-                int64_t head_dim) {
+void keep_heads(std::vector<T>* values, const std::vector<std::vector<int32_t>>& rows,
+                int64_t heads, int64_t out_heads, int64_t head_dim) {
   const int64_t group = out_heads / heads;
   const int64_t count = rows.empty() ? 0 : int64_t(rows[0].size());
   std::vector<T> out(std::size_t(count * out_heads * head_dim));
   for (int64_t h = 0; h < out_heads; ++h) {
     const auto& sel = rows[std::size_t(rows.size() == std::size_t(out_heads) ? h : h / group)];
     for (int64_t i = 0; i < count; ++i) {
-      const std::size_t from = std::size_t((int64_t(sel[std::size_t(i)]) * heads + h / group) * head_dim);
+      const std::size_t from =
+          std::size_t((int64_t(sel[std::size_t(i)]) * heads + h / group) * head_dim);
       const std::size_t to = std::size_t((i * out_heads + h) * head_dim);
       std::memcpy(&out[to], &(*values)[from], std::size_t(head_dim) * sizeof(T));
     }
@@ -120,7 +124,8 @@ void KvLayerCache::keep(const std::vector<int32_t>& indices, int64_t head_dim) {
   length = int64_t(indices.size());
 }
 
-void KvLayerCache::keep_per_head(const std::vector<std::vector<int32_t>>& rows, int64_t head_dim, int64_t expand_to) {
+void KvLayerCache::keep_per_head(const std::vector<std::vector<int32_t>>& rows, int64_t head_dim,
+                                 int64_t expand_to) {
   const int64_t out_heads = expand_to > heads ? expand_to : heads;
   if (half) {
     keep_heads(&k16, rows, heads, out_heads, head_dim);
@@ -164,21 +169,28 @@ Status Transformer::embed(const int32_t* ids, int64_t n, std::vector<float>* x) 
   }
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= c.vocab)
-      return Status(StatusCode::kInvalidArgument, "token id %d at position %lld is outside the vocabulary [0, %lld)", ids[i],
+      return Status(StatusCode::kInvalidArgument,
+                    "token id %d at position %lld is outside the vocabulary [0, %lld)", ids[i],
                     (long long)i, (long long)c.vocab);
-    std::memcpy(&(*x)[std::size_t(i * c.hidden)], &w_->embed[std::size_t(int64_t(ids[i]) * c.hidden)],
+    std::memcpy(&(*x)[std::size_t(i * c.hidden)],
+                &w_->embed[std::size_t(int64_t(ids[i]) * c.hidden)],
                 std::size_t(c.hidden) * sizeof(float));
   }
   return Status::ok();
 }
 
-Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const int32_t* positions, int64_t total_length,
-                          KvLayerCache* cache, LayerTaps* taps) const noexcept {
+Status Transformer::layer(int64_t l, std::vector<float>* xs, int64_t n, const int32_t* positions,
+                          int64_t total_length, KvLayerCache* cache,
+                          LayerTaps* taps) const noexcept {
   try {
     if (cache != nullptr && cache->half)
-      return Status(StatusCode::kInvalidArgument, "layer %lld: the cache holds f16 decode storage; only decode appends to it", (long long)l);
+      return Status(StatusCode::kInvalidArgument,
+                    "layer %lld: the cache holds f16 decode storage; only decode appends to it",
+                    (long long)l);
     Status packed;
-    const PrefillWeights::Impl* P = prefill_ != nullptr && prefill_->impl() != nullptr ? prefill_->impl() : exact_weights(&packed);
+    const PrefillWeights::Impl* P = prefill_ != nullptr && prefill_->impl() != nullptr
+                                        ? prefill_->impl()
+                                        : exact_weights(&packed);
     PD_RETURN_IF_ERROR(packed);
     const ModelConfig& c = w_->config;
     const LayerWeights& L = w_->layers[std::size_t(l)];
@@ -272,7 +284,8 @@ Status Transformer::logits(const float* row, std::vector<float>* out) const noex
     PD_RETURN_IF_ERROR(ops::rmsnorm(row, 1, c.hidden, w_->final_norm, c.rms_eps, h.data()));
     out->resize(std::size_t(c.vocab));
     // The LM head: Eigen's GEMV on row slices (matvec_ref.h), as the decode step computes it.
-    const matvec::Matrix m = matvec::Matrix::view_f32(w_->output_matrix().data(), c.vocab, c.hidden);
+    const matvec::Matrix m =
+        matvec::Matrix::view_f32(w_->output_matrix().data(), c.vocab, c.hidden);
     matvec::Product p;
     p.m = &m, p.x = h.data(), p.y = out->data();
     matvec::run(&p, 1);
@@ -285,7 +298,8 @@ Status Transformer::logits(const float* row, std::vector<float>* out) const noex
 int32_t argmax(const std::vector<float>& logits) noexcept {
   int32_t best = 0;
   for (std::size_t i = 1; i < logits.size(); ++i)
-    if (detail::argmax_ranks_before(logits[i], int64_t(i), logits[std::size_t(best)], best)) best = int32_t(i);
+    if (detail::argmax_ranks_before(logits[i], int64_t(i), logits[std::size_t(best)], best))
+      best = int32_t(i);
   return best;
 }
 

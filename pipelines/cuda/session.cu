@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright 2026 The promptdistill authors.
 //! The CUDA backend of BatchSession (device memory, the caller's stream) and its instantiations,
-//! `cuda::BatchSession` (bf16), `cuda::BatchSessionF16` and `cuda::BatchSessionF32`. Allocation happens here, in the session, never
-//! inside an operation's run().
+//! `cuda::BatchSession` (bf16), `cuda::BatchSessionF16` and `cuda::BatchSessionF32`. Allocation
+//! happens here, in the session, never inside an operation's run().
 
 #include "promptdistill/cuda/check.cuh"
 #include "promptdistill/detail/random_weights.h"
@@ -18,13 +18,15 @@ __global__ void accumulate_status_kernel(const promptdistill::detail::DeviceStat
 
 template <class T>
 __global__ void to_f32_kernel(const T* src, float* dst, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = num::to_f32(src[i]);
 }
 
 template <class T>
 __global__ void fill_random_kernel(T* dst, int64_t n, float scale, uint64_t seed) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = num::from_f32<T>(detail::random_weight(uint64_t(i), seed, scale));
 }
 
@@ -36,7 +38,8 @@ Status CudaBackend::allocate(std::size_t bytes, void** out, Stream s) noexcept {
   if (e != cudaSuccess) {
     cudaGetLastError();  // clear the allocation error (it is not sticky)
     *out = nullptr;
-    return Status(StatusCode::kOutOfMemory, "cuda session: cannot allocate %zu bytes of device memory (%s)", bytes,
+    return Status(StatusCode::kOutOfMemory,
+                  "cuda session: cannot allocate %zu bytes of device memory (%s)", bytes,
                   cudaGetErrorString(e));
   }
   return Status::ok();
@@ -56,10 +59,12 @@ Status CudaBackend::download(void* dst, const void* src, std::size_t bytes, Stre
   PD_CUDA_TRY(cudaStreamSynchronize(s));
   return Status::ok();
 }
-Status CudaBackend::copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
-                              std::size_t rows, Stream s) noexcept {
+Status CudaBackend::copy_rows(void* dst, std::size_t dst_pitch, const void* src,
+                              std::size_t src_pitch, std::size_t width, std::size_t rows,
+                              Stream s) noexcept {
   if (width == 0 || rows == 0) return Status::ok();
-  PD_CUDA_TRY(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, s));
+  PD_CUDA_TRY(
+      cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, s));
   return Status::ok();
 }
 template <class T>
@@ -89,13 +94,15 @@ Status CudaBackend::allocate_host(std::size_t bytes, void** out) noexcept {
   if (e != cudaSuccess) {
     cudaGetLastError();
     *out = nullptr;
-    return Status(StatusCode::kOutOfMemory, "cuda session: cannot allocate %zu bytes of pinned host memory (%s)", bytes,
+    return Status(StatusCode::kOutOfMemory,
+                  "cuda session: cannot allocate %zu bytes of pinned host memory (%s)", bytes,
                   cudaGetErrorString(e));
   }
   return Status::ok();
 }
 void CudaBackend::release_host(void* p) noexcept { cudaFreeHost(p); }
-Status CudaBackend::record_graph(Stream s, const std::function<Status(Stream)>& body, std::shared_ptr<void>* graph) noexcept {
+Status CudaBackend::record_graph(Stream s, const std::function<Status(Stream)>& body,
+                                 std::shared_ptr<void>* graph) noexcept {
   (void)s;  // the graph is launched on it later; the legacy default stream cannot be captured
   cudaStream_t capture = nullptr;
   PD_CUDA_TRY(cudaStreamCreateWithFlags(&capture, cudaStreamNonBlocking));
@@ -119,7 +126,9 @@ Status CudaBackend::record_graph(Stream s, const std::function<Status(Stream)>& 
   if (!recorded.is_ok() || e != cudaSuccess) {
     if (captured != nullptr) cudaGraphDestroy(captured);
     cudaGetLastError();
-    return recorded.is_ok() ? Status(StatusCode::kCudaError, "cudaStreamEndCapture: %s", cudaGetErrorString(e)) : recorded;
+    return recorded.is_ok()
+               ? Status(StatusCode::kCudaError, "cudaStreamEndCapture: %s", cudaGetErrorString(e))
+               : recorded;
   }
   cudaGraphExec_t exec = nullptr;
   e = cudaGraphInstantiate(&exec, captured, 0);
@@ -129,7 +138,8 @@ Status CudaBackend::record_graph(Stream s, const std::function<Status(Stream)>& 
     return Status(StatusCode::kCudaError, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
   }
   try {
-    *graph = std::shared_ptr<void>(exec, [](void* p) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(p)); });
+    *graph = std::shared_ptr<void>(
+        exec, [](void* p) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(p)); });
   } catch (const std::bad_alloc&) {
     cudaGraphExecDestroy(exec);
     return Status(StatusCode::kOutOfMemory, "record_graph: out of host memory");
@@ -141,12 +151,16 @@ Status CudaBackend::launch_graph(const std::shared_ptr<void>& graph, Stream s) n
   PD_CUDA_TRY(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.get()), s));
   return Status::ok();
 }
-Status CudaBackend::device_status(Workspace workspace, Stream s) noexcept { return cuda::read_device_status(workspace, s); }
+Status CudaBackend::device_status(Workspace workspace, Stream s) noexcept {
+  return cuda::read_device_status(workspace, s);
+}
 Status CudaBackend::accumulate_status(Workspace workspace, void* sticky, Stream s) noexcept {
   if (workspace.ptr == nullptr || workspace.bytes < sizeof(promptdistill::detail::DeviceStatusWord))
-    return Status(StatusCode::kInvalidArgument, "accumulate_status: the workspace holds no status word");
-  accumulate_status_kernel<<<1, 1, 0, s>>>(static_cast<const promptdistill::detail::DeviceStatusWord*>(workspace.ptr),
-                                           static_cast<promptdistill::detail::DeviceStatusWord*>(sticky));
+    return Status(StatusCode::kInvalidArgument,
+                  "accumulate_status: the workspace holds no status word");
+  accumulate_status_kernel<<<1, 1, 0, s>>>(
+      static_cast<const promptdistill::detail::DeviceStatusWord*>(workspace.ptr),
+      static_cast<promptdistill::detail::DeviceStatusWord*>(sticky));
   PD_CUDA_CHECK_LAUNCH(s);
   return Status::ok();
 }

@@ -88,30 +88,38 @@ struct Device {
   std::string name;
 };
 
-inline Device device_of(const InArray& a) { return Device{a.device_type(), a.device_id(), device_name(a)}; }
+inline Device device_of(const InArray& a) {
+  return Device{a.device_type(), a.device_id(), device_name(a)};
+}
 
 //! `name` lives on `device` (the same device type and the same device id).
 inline void require_device(const char* name, const InArray& a, const Device& device) {
-  if (a.device_type() != device.type || (device.type != nb::device::cpu::value && a.device_id() != device.id))
-    raise(pd::Status(pd::StatusCode::kInvalidArgument, "%s is on %s but the other arrays are on %s: every array of one call must be on the same device",
+  if (a.device_type() != device.type ||
+      (device.type != nb::device::cpu::value && a.device_id() != device.id))
+    raise(pd::Status(pd::StatusCode::kInvalidArgument,
+                     "%s is on %s but the other arrays are on %s: every array of one call must be "
+                     "on the same device",
                      name, device_name(a).c_str(), device.name.c_str()));
 }
 
 inline void require_rank(const char* name, const InArray& a, std::size_t rank, const char* shape) {
   if (a.ndim() != rank)
-    raise(pd::Status(pd::StatusCode::kShapeMismatch, "%s must have %zu dimensions %s, got %zu", name, rank, shape, a.ndim()));
+    raise(pd::Status(pd::StatusCode::kShapeMismatch, "%s must have %zu dimensions %s, got %zu",
+                     name, rank, shape, a.ndim()));
 }
 
 inline void require_elem(const char* name, const InArray& a, Elem want, const char* want_name) {
   if (elem_of(a.dtype()) != want)
-    raise(pd::Status(pd::StatusCode::kUnsupported, "%s must be %s, got %s", name, want_name, dtype_name(a.dtype()).c_str()));
+    raise(pd::Status(pd::StatusCode::kUnsupported, "%s must be %s, got %s", name, want_name,
+                     dtype_name(a.dtype()).c_str()));
 }
 
 //! Float element types the kernels are compiled for.
 inline Elem require_float(const char* name, const InArray& a) {
   const Elem e = elem_of(a.dtype());
   if (e != Elem::kF32 && e != Elem::kF16 && e != Elem::kBF16)
-    raise(pd::Status(pd::StatusCode::kUnsupported, "%s must be float32, float16 or bfloat16, got %s", name,
+    raise(pd::Status(pd::StatusCode::kUnsupported,
+                     "%s must be float32, float16 or bfloat16, got %s", name,
                      dtype_name(a.dtype()).c_str()));
   return e;
 }
@@ -122,20 +130,23 @@ inline void require_contiguous(const char* name, const InArray& a) {
   int64_t expected = 1;
   for (std::size_t i = a.ndim(); i-- > 0;) {
     if (a.shape(i) != 1 && a.stride(i) != expected)
-      raise(pd::Status(pd::StatusCode::kInvalidArgument, "%s must be contiguous (dimension %zu has stride %lld, expected %lld)",
-                       name, i, (long long)a.stride(i), (long long)expected));
+      raise(pd::Status(pd::StatusCode::kInvalidArgument,
+                       "%s must be contiguous (dimension %zu has stride %lld, expected %lld)", name,
+                       i, (long long)a.stride(i), (long long)expected));
     expected *= int64_t(a.shape(i));
   }
 }
 
 //! An int32 vector of `length` elements (lengths, page metadata).
-inline const int32_t* int_vector(const char* name, const InArray& a, const Device& device, int64_t length = -1) {
+inline const int32_t* int_vector(const char* name, const InArray& a, const Device& device,
+                                 int64_t length = -1) {
   require_device(name, a, device);
   require_rank(name, a, 1, "[n]");
   require_elem(name, a, Elem::kI32, "int32");
   require_contiguous(name, a);
   if (length >= 0 && int64_t(a.shape(0)) != length)
-    raise(pd::Status(pd::StatusCode::kShapeMismatch, "%s must have %lld elements, got %zu", name, (long long)length, a.shape(0)));
+    raise(pd::Status(pd::StatusCode::kShapeMismatch, "%s must have %lld elements, got %zu", name,
+                     (long long)length, a.shape(0)));
   return static_cast<const int32_t*>(a.data());
 }
 
@@ -152,8 +163,8 @@ pd::TensorView<T, R> view_of(const InArray& a) {
 
 //! A rank-R view of `a` after the device, rank and dtype checks.
 template <class T, int R>
-pd::TensorView<T, R> checked_view(const char* name, const InArray& a, const Device& device, Elem elem, const char* elem_name,
-                                  const char* shape) {
+pd::TensorView<T, R> checked_view(const char* name, const InArray& a, const Device& device,
+                                  Elem elem, const char* elem_name, const char* shape) {
   require_device(name, a, device);
   require_rank(name, a, std::size_t(R), shape);
   require_elem(name, a, elem, elem_name);
@@ -169,12 +180,16 @@ inline pd::Workspace aligned_workspace(const InArray& ws, const Device& device) 
   const std::size_t bytes = ws.nbytes();
   const std::size_t align = pd::WorkspacePlanner::kAlignment;
   const std::size_t pad = (align - reinterpret_cast<std::uintptr_t>(base) % align) % align;
-  if (pad >= bytes && bytes > 0) raise(pd::Status(pd::StatusCode::kWorkspaceTooSmall, "workspace of %zu bytes is smaller than its alignment padding", bytes));
+  if (pad >= bytes && bytes > 0)
+    raise(pd::Status(pd::StatusCode::kWorkspaceTooSmall,
+                     "workspace of %zu bytes is smaller than its alignment padding", bytes));
   return pd::Workspace{bytes == 0 ? nullptr : base + pad, bytes == 0 ? 0 : bytes - pad};
 }
 
 //! Workspace bytes to allocate for an operation that needs `bytes`: room to align the base.
-inline std::size_t with_alignment_slack(std::size_t bytes) { return bytes + pd::WorkspacePlanner::kAlignment; }
+inline std::size_t with_alignment_slack(std::size_t bytes) {
+  return bytes + pd::WorkspacePlanner::kAlignment;
+}
 
 inline pd::Stream stream_of(uintptr_t handle) { return reinterpret_cast<pd::Stream>(handle); }
 
@@ -188,8 +203,10 @@ Enum parse_or_raise(const std::string& name) {
   return value;
 }
 
-//! The method configuration behind `select(..., method=, topk=, window=, pool=, pool_kernel=, per=)`.
-pd::MethodConfig method_config(const std::string& method, int64_t budget, int64_t window, const std::string& pool,
-                               int64_t pool_kernel, const std::string& per);
+//! The method configuration behind `select(..., method=, topk=, window=, pool=, pool_kernel=,
+//! per=)`.
+pd::MethodConfig method_config(const std::string& method, int64_t budget, int64_t window,
+                               const std::string& pool, int64_t pool_kernel,
+                               const std::string& per);
 
 }  // namespace pdpy

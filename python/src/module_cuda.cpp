@@ -8,16 +8,19 @@
 namespace pdpy {
 namespace {
 
-static_assert(pd::CudaBackend::kDLPackDevice == nb::device::cuda::value, "the CUDA backend's arrays are DLPack CUDA arrays");
+static_assert(pd::CudaBackend::kDLPackDevice == nb::device::cuda::value,
+              "the CUDA backend's arrays are DLPack CUDA arrays");
 
 //! Raises the error a CUDA run recorded in the status word at the start of `status` (a copy of
 //! the start of its workspace); synchronises with `stream`.
 void check_status(const InArray& status, uintptr_t stream) {
   const Device dev = device_of(status);
   if (dev.type != nb::device::cuda::value)
-    raise(pd::Status(pd::StatusCode::kInvalidArgument, "status is on %s; device status words live on the GPU", dev.name.c_str()));
+    raise(pd::Status(pd::StatusCode::kInvalidArgument,
+                     "status is on %s; device status words live on the GPU", dev.name.c_str()));
   require_contiguous("status", status);
-  raise_if_error(pd::cuda::read_device_status(pd::Workspace{const_cast<void*>(status.data()), status.nbytes()}, stream_of(stream)));
+  raise_if_error(pd::cuda::read_device_status(
+      pd::Workspace{const_cast<void*>(status.data()), status.nbytes()}, stream_of(stream)));
 }
 
 }  // namespace

@@ -41,8 +41,8 @@ const char* to_string(HeadGrouping g) noexcept {
 }
 
 Status parse(std::string_view text, Method* out) noexcept {
-  static constexpr Method kAll[] = {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O,
-                                    Method::kFastKV};
+  static constexpr Method kAll[] = {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV,
+                                    Method::kH2O, Method::kFastKV};
   return parse_enum(text, kAll, "method", out);
 }
 Status parse(std::string_view text, PoolMode* out) noexcept {
@@ -54,7 +54,8 @@ Status parse(std::string_view text, HeadGrouping* out) noexcept {
   return parse_enum(text, kAll, "per (head grouping)", out);
 }
 
-int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, int64_t num_kv_heads) {
+int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads,
+                   int64_t num_kv_heads) {
   if (method == Method::kPromptDistill || method == Method::kGemFilter) return 1;
   if (method == Method::kFastKV) return num_kv_heads;
   return grouping == HeadGrouping::kPerKvGroup ? num_kv_heads : num_q_heads;
@@ -62,20 +63,21 @@ int64_t score_rows(Method method, HeadGrouping grouping, int64_t num_q_heads, in
 
 Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
   if (c.budget < 0)
-    return Status(StatusCode::kInvalidArgument, "budget must be >= 0, got %lld", (long long)c.budget);
+    return Status(StatusCode::kInvalidArgument, "budget must be >= 0, got %lld",
+                  (long long)c.budget);
   if (c.budget > INT32_MAX)
-    return Status(StatusCode::kInvalidArgument, "budget %lld does not fit int32", (long long)c.budget);
+    return Status(StatusCode::kInvalidArgument, "budget %lld does not fit int32",
+                  (long long)c.budget);
   if (c.pool_kernel < 1 || c.pool_kernel % 2 == 0)
-    return Status(StatusCode::kInvalidArgument, "pool kernel must be odd and >= 1, got %d", c.pool_kernel);
+    return Status(StatusCode::kInvalidArgument, "pool kernel must be odd and >= 1, got %d",
+                  c.pool_kernel);
   MethodPlan p{c.pool, c.pool_kernel, 0, 0, c.budget, 0, PositionMode::kOriginal};
   switch (c.method) {
     case Method::kPromptDistill:
       p.zero_tail = 1;
       p.keep_last = 1;
       break;
-    case Method::kGemFilter:
-      p.positions = PositionMode::kRenumber;
-      break;
+    case Method::kGemFilter: p.positions = PositionMode::kRenumber; break;
     case Method::kSnapKV:
     case Method::kH2O:
       if (c.window < 1)
@@ -98,21 +100,23 @@ Status plan_method(const MethodConfig& c, MethodPlan* plan) noexcept {
       if (c.window < 1)
         return Status(StatusCode::kInvalidArgument, "window must be >= 1, got %d", c.window);
       if (c.budget <= c.window)
-        return Status(StatusCode::kInvalidArgument,
-                      "fastkv budget %lld must exceed the window %d (the window is part of the budget)",
-                      (long long)c.budget, c.window);
+        return Status(
+            StatusCode::kInvalidArgument,
+            "fastkv budget %lld must exceed the window %d (the window is part of the budget)",
+            (long long)c.budget, c.window);
       if (c.grouping != HeadGrouping::kPerKvGroup)
-        return Status(StatusCode::kInvalidArgument,
-                      "fastkv selects per KV group (each head's pooled scores summed over the group); "
-                      "per query head does not apply");
+        return Status(
+            StatusCode::kInvalidArgument,
+            "fastkv selects per KV group (each head's pooled scores summed over the group); "
+            "per query head does not apply");
       if (c.pool == PoolMode::kNone)
-        return Status(StatusCode::kInvalidArgument, "fastkv pools (avg or max); pool none does not apply");
+        return Status(StatusCode::kInvalidArgument,
+                      "fastkv pools (avg or max); pool none does not apply");
       p.keep_last = c.window;
       p.k = c.budget - c.window;
       p.exclude_tail = c.window;
       break;
-    default:
-      return Status(StatusCode::kInvalidArgument, "unknown method %d", int(c.method));
+    default: return Status(StatusCode::kInvalidArgument, "unknown method %d", int(c.method));
   }
   *plan = p;
   return Status::ok();
@@ -167,9 +171,11 @@ struct RankingStages {
   bool has_positions;
 };
 RankingStages ranking_stages(const MethodPlan& plan, int64_t budget, TensorView<const float, 3> in,
-                             TensorView<float, 3> ranked, const int32_t* lengths, const int32_t* budget_per_request,
-                             TensorView<const int32_t, 2> positions_in, TensorView<int32_t, 3> indices,
-                             TensorView<int32_t, 2> counts, TensorView<int32_t, 3> positions) {
+                             TensorView<float, 3> ranked, const int32_t* lengths,
+                             const int32_t* budget_per_request,
+                             TensorView<const int32_t, 2> positions_in,
+                             TensorView<int32_t, 3> indices, TensorView<int32_t, 2> counts,
+                             TensorView<int32_t, 3> positions) {
   RankingStages r{};
   r.pool.mode = plan.pool;
   r.pool.kernel = plan.pool_kernel;
@@ -200,7 +206,8 @@ RankingStages ranking_stages(const MethodPlan& plan, int64_t budget, TensorView<
 //! The plan of an invalid configuration: harmless stages that can_implement rejects anyway.
 MethodPlan plan_or_inert(const MethodConfig& config) {
   MethodPlan plan;
-  if (!plan_method(config, &plan).is_ok()) plan = MethodPlan{PoolMode::kNone, 1, 0, 0, 0, 0, PositionMode::kOriginal};
+  if (!plan_method(config, &plan).is_ok())
+    plan = MethodPlan{PoolMode::kNone, 1, 0, 0, 0, 0, PositionMode::kOriginal};
   return plan;
 }
 
@@ -208,10 +215,12 @@ MethodPlan plan_or_inert(const MethodConfig& config) {
 //! final_scores may be wider than N (check_select / check_finish_select accept extents[2] >= N):
 //! the stages see its first N columns, so both backends pool and rank the same [B, R, N] and
 //! never write the columns past N.
-TensorView<float, 3> ranked_view(const TensorView<float, 3>& final_scores, float* pooled, int64_t B, int64_t R, int64_t N) {
+TensorView<float, 3> ranked_view(const TensorView<float, 3>& final_scores, float* pooled, int64_t B,
+                                 int64_t R, int64_t N) {
   if (final_scores.data == nullptr) return make_view(pooled, B, R, N);
-  return make_strided_view<float, 3>(final_scores.data, {B, R, N},
-                                     {final_scores.strides[0], final_scores.strides[1], final_scores.strides[2]});
+  return make_strided_view<float, 3>(
+      final_scores.data, {B, R, N},
+      {final_scores.strides[0], final_scores.strides[1], final_scores.strides[2]});
 }
 
 }  // namespace
@@ -236,8 +245,9 @@ SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buf) 
   s.score.scores = make_view(buf.raw_scores, B, fastkv ? H : R, N);
 
   const TensorView<float, 3> ranked = ranked_view(a.final_scores, buf.pooled, B, R, N);
-  const RankingStages r = ranking_stages(s.plan, a.config.budget, s.score.scores.as_const(), ranked, a.lengths,
-                                         a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
+  const RankingStages r =
+      ranking_stages(s.plan, a.config.budget, s.score.scores.as_const(), ranked, a.lengths,
+                     a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
   s.pool = r.pool;
   s.has_group_sum = fastkv;
   if (fastkv) {
@@ -277,8 +287,9 @@ FinishStages finish_stages(const FinishSelectArgs& a, const FinishBuffers& buf) 
   s.divisor = float(a.total_heads);
   s.lengths = a.lengths;
   const TensorView<float, 3> ranked = ranked_view(a.final_scores, buf.pooled, B, R, N);
-  const RankingStages r = ranking_stages(s.plan, a.config.budget, s.normalised.as_const(), ranked, a.lengths,
-                                         a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
+  const RankingStages r =
+      ranking_stages(s.plan, a.config.budget, s.normalised.as_const(), ranked, a.lengths,
+                     a.budget_per_request, a.positions_in, a.indices, a.counts, a.positions);
   s.pool = r.pool;
   s.topk = r.topk;
   s.remap = r.remap;
@@ -286,9 +297,9 @@ FinishStages finish_stages(const FinishSelectArgs& a, const FinishBuffers& buf) 
   return s;
 }
 
-#define PD_INSTANTIATE(T)                                                             \
-  template ScoreBuffers plan_score<T>(const ScoreArgs<T>&, WorkspacePlanner&);        \
-  template SelectBuffers plan_select<T>(const SelectArgs<T>&, WorkspacePlanner&);     \
+#define PD_INSTANTIATE(T)                                                         \
+  template ScoreBuffers plan_score<T>(const ScoreArgs<T>&, WorkspacePlanner&);    \
+  template SelectBuffers plan_select<T>(const SelectArgs<T>&, WorkspacePlanner&); \
   template SelectStages<T> select_stages<T>(const SelectArgs<T>&, const SelectBuffers&);
 PD_INSTANTIATE(float)
 PD_INSTANTIATE(f16)

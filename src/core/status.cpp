@@ -38,10 +38,14 @@ namespace {
 std::size_t printable_utf8(const unsigned char* s, std::size_t n) {
   std::size_t len = 0;
   uint32_t cp = 0, min = 0;
-  if (s[0] >= 0xC2 && s[0] <= 0xDF) len = 2, cp = s[0] & 0x1Fu, min = 0x80;
-  else if (s[0] >= 0xE0 && s[0] <= 0xEF) len = 3, cp = s[0] & 0x0Fu, min = 0x800;
-  else if (s[0] >= 0xF0 && s[0] <= 0xF4) len = 4, cp = s[0] & 0x07u, min = 0x10000;
-  else return 0;
+  if (s[0] >= 0xC2 && s[0] <= 0xDF)
+    len = 2, cp = s[0] & 0x1Fu, min = 0x80;
+  else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+    len = 3, cp = s[0] & 0x0Fu, min = 0x800;
+  else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+    len = 4, cp = s[0] & 0x07u, min = 0x10000;
+  else
+    return 0;
   if (len > n) return 0;
   for (std::size_t i = 1; i < len; ++i) {
     if ((s[i] & 0xC0u) != 0x80u) return 0;
@@ -55,7 +59,8 @@ std::size_t printable_utf8(const unsigned char* s, std::size_t n) {
 //! continuation bytes are left out when the character is incomplete.
 std::size_t utf8_boundary(const char* s, std::size_t n) {
   std::size_t start = n;
-  while (start > 0 && n - start < 4 && (static_cast<unsigned char>(s[start - 1]) & 0xC0u) == 0x80u) --start;
+  while (start > 0 && n - start < 4 && (static_cast<unsigned char>(s[start - 1]) & 0xC0u) == 0x80u)
+    --start;
   if (start == 0) return n;
   const auto lead = static_cast<unsigned char>(s[start - 1]);
   const std::size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
@@ -87,7 +92,8 @@ Quoted::Quoted(const char* bytes, std::size_t size, std::size_t max_bytes) noexc
       used = n;
     } else {
       static const char kHex[] = "0123456789abcdef";
-      unit[len++] = '\\', unit[len++] = 'x', unit[len++] = kHex[s[i] >> 4], unit[len++] = kHex[s[i] & 15];
+      unit[len++] = '\\', unit[len++] = 'x', unit[len++] = kHex[s[i] >> 4],
+      unit[len++] = kHex[s[i] & 15];
     }
     if (out + len > max_bytes) {
       std::memcpy(text_ + out, "...", 3);

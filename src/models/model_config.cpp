@@ -20,27 +20,42 @@ const char* to_string(Architecture a) noexcept {
 }
 
 Status ModelConfig::validate() const noexcept {
-  if (num_layers < 1 || hidden < 1 || num_heads < 1 || num_kv_heads < 1 || head_dim < 2 || intermediate < 1 || vocab < 1)
-    return Status(StatusCode::kCorruptFile, "model config: sizes must be positive (layers %lld, hidden %lld, heads %lld/%lld, "
-                  "head_dim %lld, intermediate %lld, vocab %lld)", (long long)num_layers, (long long)hidden,
-                  (long long)num_heads, (long long)num_kv_heads, (long long)head_dim, (long long)intermediate, (long long)vocab);
+  if (num_layers < 1 || hidden < 1 || num_heads < 1 || num_kv_heads < 1 || head_dim < 2 ||
+      intermediate < 1 || vocab < 1)
+    return Status(
+        StatusCode::kCorruptFile,
+        "model config: sizes must be positive (layers %lld, hidden %lld, heads %lld/%lld, "
+        "head_dim %lld, intermediate %lld, vocab %lld)",
+        (long long)num_layers, (long long)hidden, (long long)num_heads, (long long)num_kv_heads,
+        (long long)head_dim, (long long)intermediate, (long long)vocab);
   if (num_heads % num_kv_heads != 0)
-    return Status(StatusCode::kCorruptFile, "model config: %lld heads are not a multiple of %lld KV heads", (long long)num_heads,
-                  (long long)num_kv_heads);
-  if (head_dim % 2 != 0) return Status(StatusCode::kCorruptFile, "model config: head_dim %lld is odd", (long long)head_dim);
-  if (!(rms_eps > 0) || !(rope.theta > 0)) return Status(StatusCode::kCorruptFile, "model config: rms_eps and rope theta must be > 0");
+    return Status(StatusCode::kCorruptFile,
+                  "model config: %lld heads are not a multiple of %lld KV heads",
+                  (long long)num_heads, (long long)num_kv_heads);
+  if (head_dim % 2 != 0)
+    return Status(StatusCode::kCorruptFile, "model config: head_dim %lld is odd",
+                  (long long)head_dim);
+  if (!(rms_eps > 0) || !(rope.theta > 0))
+    return Status(StatusCode::kCorruptFile, "model config: rms_eps and rope theta must be > 0");
   if (num_layers > 4096 || hidden > (1 << 20) || vocab > (1 << 24) || head_dim > 1024)
     return Status(StatusCode::kCorruptFile, "model config: implausible sizes");
   if (rope.scaling == RopeScaling::kLongRope &&
-      (int64_t(rope.short_factor.size()) != head_dim / 2 || int64_t(rope.long_factor.size()) != head_dim / 2))
-    return Status(StatusCode::kCorruptFile, "model config: LongRoPE needs %lld short and long factors", (long long)(head_dim / 2));
-  if (rope.scaling == RopeScaling::kLlama3 && (rope.original_max_positions < 1 || !(rope.factor > 0)))
-    return Status(StatusCode::kCorruptFile, "model config: llama3 RoPE scaling needs a factor and original_max_position_embeddings");
+      (int64_t(rope.short_factor.size()) != head_dim / 2 ||
+       int64_t(rope.long_factor.size()) != head_dim / 2))
+    return Status(StatusCode::kCorruptFile,
+                  "model config: LongRoPE needs %lld short and long factors",
+                  (long long)(head_dim / 2));
+  if (rope.scaling == RopeScaling::kLlama3 &&
+      (rope.original_max_positions < 1 || !(rope.factor > 0)))
+    return Status(
+        StatusCode::kCorruptFile,
+        "model config: llama3 RoPE scaling needs a factor and original_max_position_embeddings");
   return Status::ok();
 }
 
-Status rope_tables(const ModelConfig& c, const int32_t* positions, int64_t count, int64_t total_length,
-                   std::vector<float>* cos_out, std::vector<float>* sin_out) noexcept {
+Status rope_tables(const ModelConfig& c, const int32_t* positions, int64_t count,
+                   int64_t total_length, std::vector<float>* cos_out,
+                   std::vector<float>* sin_out) noexcept {
   try {
     const int64_t half = c.head_dim / 2;
     // Inverse frequencies in f32, as transformers computes them: 1 / base^(2i/d).
@@ -65,9 +80,12 @@ Status rope_tables(const ModelConfig& c, const int32_t* positions, int64_t count
     } else if (r.scaling == RopeScaling::kLongRope) {
       const auto& ext = total_length > r.original_max_positions ? r.long_factor : r.short_factor;
       for (int64_t i = 0; i < half; ++i)
-        inv[std::size_t(i)] = float(1.0 / (ext[std::size_t(i)] * std::pow(c.rope.theta, double(2 * i) / double(c.head_dim))));
+        inv[std::size_t(i)] =
+            float(1.0 / (ext[std::size_t(i)] *
+                         std::pow(c.rope.theta, double(2 * i) / double(c.head_dim))));
       double attention = r.attention_factor;
-      if (attention == 1.0 && c.max_positions > r.original_max_positions && r.original_max_positions > 0) {
+      if (attention == 1.0 && c.max_positions > r.original_max_positions &&
+          r.original_max_positions > 0) {
         const double factor = double(c.max_positions) / double(r.original_max_positions);
         attention = std::sqrt(1.0 + std::log(factor) / std::log(double(r.original_max_positions)));
       }
@@ -97,8 +115,8 @@ void round_all(ModelWeights* w) {
   round(w->final_norm);
   if (!w->lm_head.empty()) round(w->lm_head);
   for (LayerWeights& L : w->layers)
-    for (std::vector<float>* v : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.mlp_norm, &L.w_gate,
-                                  &L.w_up, &L.w_down})
+    for (std::vector<float>* v : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv,
+                                  &L.mlp_norm, &L.w_gate, &L.w_up, &L.w_down})
       round(*v);
 }
 }  // namespace
@@ -108,7 +126,9 @@ Status round_weights(ModelWeights* w, DType dtype) noexcept {
     case DType::kF32: return Status::ok();
     case DType::kBF16: round_all<bf16>(w); return Status::ok();
     case DType::kF16: round_all<f16>(w); return Status::ok();
-    default: return Status(StatusCode::kInvalidArgument, "round_weights: %s is not a floating-point storage type", to_string(dtype));
+    default:
+      return Status(StatusCode::kInvalidArgument,
+                    "round_weights: %s is not a floating-point storage type", to_string(dtype));
   }
 }
 

@@ -25,7 +25,8 @@ Status read_json(const std::string& path, Json* out) {
   std::stringstream ss;
   ss << in.rdbuf();
   *out = Json::parse(ss.str(), nullptr, false);
-  if (out->is_discarded() || !out->is_object()) return Status(StatusCode::kCorruptFile, "%.180s: not a JSON object", path.c_str());
+  if (out->is_discarded() || !out->is_object())
+    return Status(StatusCode::kCorruptFile, "%.180s: not a JSON object", path.c_str());
   return Status::ok();
 }
 
@@ -45,12 +46,19 @@ Status get(const Json& j, const char* key, T* out, bool required = true) {
 
 Status read_config(const Json& j, ModelConfig* c) {
   std::string arch;
-  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() && j["architectures"][0].is_string())
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
     arch = j["architectures"][0].get<std::string>();
-  if (arch == "LlamaForCausalLM") c->arch = Architecture::kLlama;
-  else if (arch == "Qwen2ForCausalLM") c->arch = Architecture::kQwen2;
-  else if (arch == "Phi3ForCausalLM") c->arch = Architecture::kPhi3;
-  else return Status(StatusCode::kUnsupported, "config.json: architecture '%s' is not supported (Llama, Qwen2, Phi3)", Quoted(arch, 60).c_str());
+  if (arch == "LlamaForCausalLM")
+    c->arch = Architecture::kLlama;
+  else if (arch == "Qwen2ForCausalLM")
+    c->arch = Architecture::kQwen2;
+  else if (arch == "Phi3ForCausalLM")
+    c->arch = Architecture::kPhi3;
+  else
+    return Status(StatusCode::kUnsupported,
+                  "config.json: architecture '%s' is not supported (Llama, Qwen2, Phi3)",
+                  Quoted(arch, 60).c_str());
   PD_RETURN_IF_ERROR(get(j, "hidden_size", &c->hidden));
   PD_RETURN_IF_ERROR(get(j, "intermediate_size", &c->intermediate));
   PD_RETURN_IF_ERROR(get(j, "num_hidden_layers", &c->num_layers));
@@ -58,7 +66,8 @@ Status read_config(const Json& j, ModelConfig* c) {
   PD_RETURN_IF_ERROR(get(j, "vocab_size", &c->vocab));
   c->num_kv_heads = c->num_heads;
   PD_RETURN_IF_ERROR(get(j, "num_key_value_heads", &c->num_kv_heads, false));
-  if (c->num_heads < 1) return Status(StatusCode::kCorruptFile, "config.json: num_attention_heads must be >= 1");
+  if (c->num_heads < 1)
+    return Status(StatusCode::kCorruptFile, "config.json: num_attention_heads must be >= 1");
   c->head_dim = c->hidden / c->num_heads;
   PD_RETURN_IF_ERROR(get(j, "head_dim", &c->head_dim, false));
   c->rms_eps = 1e-6;
@@ -72,16 +81,18 @@ Status read_config(const Json& j, ModelConfig* c) {
   int64_t bos = -1;
   PD_RETURN_IF_ERROR(get(j, "bos_token_id", &bos, false));
   c->bos_token = int32_t(bos);
-  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c->eos_tokens = {j["eos_token_id"].get<int32_t>()};
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer())
+    c->eos_tokens = {j["eos_token_id"].get<int32_t>()};
   if (j.contains("eos_token_id") && j["eos_token_id"].is_array())
     for (const auto& e : j["eos_token_id"])
       if (e.is_number_integer()) c->eos_tokens.push_back(e.get<int32_t>());
 
   // RoPE: transformers < 5 writes rope_theta + rope_scaling, >= 5 writes rope_parameters.
   const Json none = Json::object();
-  const Json& rp = j.contains("rope_parameters") && j["rope_parameters"].is_object() ? j["rope_parameters"]
-                   : j.contains("rope_scaling") && j["rope_scaling"].is_object()    ? j["rope_scaling"]
-                                                                                   : none;
+  const Json& rp = j.contains("rope_parameters") && j["rope_parameters"].is_object()
+                       ? j["rope_parameters"]
+                   : j.contains("rope_scaling") && j["rope_scaling"].is_object() ? j["rope_scaling"]
+                                                                                 : none;
   c->rope.theta = 10000.0;
   PD_RETURN_IF_ERROR(get(j, "rope_theta", &c->rope.theta, false));
   PD_RETURN_IF_ERROR(get(rp, "rope_theta", &c->rope.theta, false));
@@ -91,7 +102,9 @@ Status read_config(const Json& j, ModelConfig* c) {
   double partial = 1.0;
   PD_RETURN_IF_ERROR(get(j, "partial_rotary_factor", &partial, false));
   PD_RETURN_IF_ERROR(get(rp, "partial_rotary_factor", &partial, false));
-  if (partial != 1.0) return Status(StatusCode::kUnsupported, "config.json: partial rotary embeddings are not supported");
+  if (partial != 1.0)
+    return Status(StatusCode::kUnsupported,
+                  "config.json: partial rotary embeddings are not supported");
   RopeConfig& r = c->rope;
   PD_RETURN_IF_ERROR(get(j, "original_max_position_embeddings", &r.original_max_positions, false));
   PD_RETURN_IF_ERROR(get(rp, "original_max_position_embeddings", &r.original_max_positions, false));
@@ -105,9 +118,13 @@ Status read_config(const Json& j, ModelConfig* c) {
     PD_RETURN_IF_ERROR(get(rp, "short_factor", &r.short_factor));
     PD_RETURN_IF_ERROR(get(rp, "long_factor", &r.long_factor));
     PD_RETURN_IF_ERROR(get(rp, "attention_factor", &r.attention_factor, false));
-    if (r.original_max_positions < 1) return Status(StatusCode::kCorruptFile, "config.json: LongRoPE needs original_max_position_embeddings");
+    if (r.original_max_positions < 1)
+      return Status(StatusCode::kCorruptFile,
+                    "config.json: LongRoPE needs original_max_position_embeddings");
   } else if (type != "default") {
-    return Status(StatusCode::kUnsupported, "config.json: RoPE type '%s' is not supported (default, llama3, longrope)", Quoted(type, 40).c_str());
+    return Status(StatusCode::kUnsupported,
+                  "config.json: RoPE type '%s' is not supported (default, llama3, longrope)",
+                  Quoted(type, 40).c_str());
   }
   return c->validate();
 }
@@ -126,17 +143,23 @@ struct Shards {
       if (!index.contains("weight_map") || !index["weight_map"].is_object())
         return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: missing weight_map");
       for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-        if (!it.value().is_string()) return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: bad entry for '%s'", Quoted(it.key(), 80).c_str());
+        if (!it.value().is_string())
+          return Status(StatusCode::kCorruptFile,
+                        "model.safetensors.index.json: bad entry for '%s'",
+                        Quoted(it.key(), 80).c_str());
         const std::string shard = it.value().get<std::string>();
         if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
-          return Status(StatusCode::kCorruptFile, "model.safetensors.index.json: shard name '%s' leaves the folder", Quoted(shard, 80).c_str());
+          return Status(StatusCode::kCorruptFile,
+                        "model.safetensors.index.json: shard name '%s' leaves the folder",
+                        Quoted(shard, 80).c_str());
         if (!files.count(shard)) {
           auto f = std::make_unique<SafetensorsFile>();
           PD_RETURN_IF_ERROR(SafetensorsFile::open(dir + "/" + shard, f.get()));
           files[shard] = std::move(f);
         }
         if (files[shard]->find(it.key()) == nullptr)
-          return Status(StatusCode::kCorruptFile, "%s: the index lists '%s' but the shard lacks it", Quoted(shard, 80).c_str(), Quoted(it.key(), 80).c_str());
+          return Status(StatusCode::kCorruptFile, "%s: the index lists '%s' but the shard lacks it",
+                        Quoted(shard, 80).c_str(), Quoted(it.key(), 80).c_str());
         where[it.key()] = files[shard].get();
       }
     } else {
@@ -150,12 +173,16 @@ struct Shards {
 
   Status tensor(const std::string& name, int64_t rows, int64_t cols, std::vector<float>* out) {
     const auto it = where.find(name);
-    if (it == where.end()) return Status(StatusCode::kCorruptFile, "safetensors: missing tensor '%s'", Quoted(name, 100).c_str());
+    if (it == where.end())
+      return Status(StatusCode::kCorruptFile, "safetensors: missing tensor '%s'",
+                    Quoted(name, 100).c_str());
     const SafetensorInfo* t = it->second->find(name);
     const bool ok = (rows == 1 && t->shape.size() == 1 && t->shape[0] == cols) ||
                     (t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols);
-    if (!ok) return Status(StatusCode::kCorruptFile, "safetensors: tensor '%s' has the wrong shape (expected [%lld, %lld])", Quoted(name, 100).c_str(),
-                           (long long)rows, (long long)cols);
+    if (!ok)
+      return Status(StatusCode::kCorruptFile,
+                    "safetensors: tensor '%s' has the wrong shape (expected [%lld, %lld])",
+                    Quoted(name, 100).c_str(), (long long)rows, (long long)cols);
     out->resize(std::size_t(rows * cols));
     return it->second->to_f32(*t, out->data());
   }
@@ -172,7 +199,8 @@ Status load_hf_model(const std::string& dir, ModelWeights* out) noexcept {
     PD_RETURN_IF_ERROR(read_config(j, &c));
     Shards s;
     PD_RETURN_IF_ERROR(s.load(dir));
-    const int64_t hd = c.hidden, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim, I = c.intermediate;
+    const int64_t hd = c.hidden, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim,
+                  I = c.intermediate;
     PD_RETURN_IF_ERROR(s.tensor("model.embed_tokens.weight", c.vocab, hd, &w.embed));
     PD_RETURN_IF_ERROR(s.tensor("model.norm.weight", 1, hd, &w.final_norm));
     if (!c.tied_embeddings) PD_RETURN_IF_ERROR(s.tensor("lm_head.weight", c.vocab, hd, &w.lm_head));
@@ -211,7 +239,8 @@ Status load_hf_model(const std::string& dir, ModelWeights* out) noexcept {
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "out of host memory loading '%.180s'", dir.c_str());
   } catch (const std::exception& e) {
-    return Status(StatusCode::kCorruptFile, "%.120s: %s", dir.c_str(), Quoted(std::string_view(e.what()), 100).c_str());
+    return Status(StatusCode::kCorruptFile, "%.120s: %s", dir.c_str(),
+                  Quoted(std::string_view(e.what()), 100).c_str());
   }
 }
 

@@ -26,9 +26,12 @@ bool in_ranges(const CodepointRange (&r)[N], uint32_t cp) {
   std::size_t lo = 0, hi = N;
   while (lo < hi) {
     const std::size_t mid = (lo + hi) / 2;
-    if (cp < r[mid].lo) hi = mid;
-    else if (cp > r[mid].hi) lo = mid + 1;
-    else return true;
+    if (cp < r[mid].lo)
+      hi = mid;
+    else if (cp > r[mid].hi)
+      lo = mid + 1;
+    else
+      return true;
   }
   return false;
 }
@@ -37,7 +40,8 @@ bool is_number(uint32_t cp) { return in_ranges(kNumberRanges, cp); }
 bool is_space(uint32_t cp) { return in_ranges(kWhitespaceRanges, cp); }
 
 //! Decodes UTF-8 into code points with their byte offsets; false on invalid input.
-bool decode_utf8(const std::string& s, std::vector<uint32_t>* cps, std::vector<std::size_t>* offsets) {
+bool decode_utf8(const std::string& s, std::vector<uint32_t>* cps,
+                 std::vector<std::size_t>* offsets) {
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
     int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
@@ -83,7 +87,8 @@ struct ByteMap {
   ByteMap() {
     int n = 0;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+      const bool printable =
+          (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
       to_cp[b] = printable ? uint32_t(b) : uint32_t(256 + n++);
       to_byte[to_cp[b]] = uint8_t(b);
     }
@@ -96,7 +101,8 @@ const ByteMap& byte_map() {
 
 //! Length of the contraction ('s 't 're 've 'm 'll 'd) at cp[i], or 0; Llama-3/Qwen2 match it
 //! case-insensitively, GPT-2 not.
-std::size_t contraction_length(const std::vector<uint32_t>& cp, std::size_t i, std::size_t end, bool ignore_case) {
+std::size_t contraction_length(const std::vector<uint32_t>& cp, std::size_t i, std::size_t end,
+                               bool ignore_case) {
   if (cp[i] != '\'' || i + 1 >= end) return 0;
   auto fold = [&](uint32_t c) { return ignore_case && c >= 'A' && c <= 'Z' ? c + 32 : c; };
   const uint32_t a = fold(cp[i + 1]), b = i + 2 < end ? fold(cp[i + 2]) : 0;
@@ -146,9 +152,10 @@ void gpt2_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_t 
 }
 
 //! Llama-3's Split regex (Qwen2's with max_digits = 1), leftmost-first like the regex engine:
-//! (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-void llama3_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_t end, std::size_t max_digits,
-                  std::vector<std::pair<std::size_t, std::size_t>>* out) {
+//! (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+//! ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+void llama3_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_t end,
+                  std::size_t max_digits, std::vector<std::pair<std::size_t, std::size_t>>* out) {
   auto is_newline = [](uint32_t c) { return c == '\r' || c == '\n'; };
   auto is_other = [&](uint32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); };
   std::size_t i = begin;
@@ -160,7 +167,9 @@ void llama3_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_
     }
     {  // [^\r\n\p{L}\p{N}]?\p{L}+
       std::size_t j = i;
-      if (!is_letter(cp[j]) && !is_number(cp[j]) && !is_newline(cp[j]) && j + 1 < end && is_letter(cp[j + 1])) ++j;
+      if (!is_letter(cp[j]) && !is_number(cp[j]) && !is_newline(cp[j]) && j + 1 < end &&
+          is_letter(cp[j + 1]))
+        ++j;
       if (is_letter(cp[j])) {
         std::size_t e = j + 1;
         while (e < end && is_letter(cp[e])) ++e;
@@ -196,9 +205,11 @@ void llama3_split(const std::vector<uint32_t>& cp, std::size_t begin, std::size_
           last_newline = k;
           break;
         }
-      std::size_t e = w;                                  // \s+
-      if (last_newline < w) e = last_newline + 1;         // \s*[\r\n]+
-      else if (w < end && w - i > 1) e = w - 1;           // \s+(?!\S): leave one space for the next word
+      std::size_t e = w;  // \s+
+      if (last_newline < w)
+        e = last_newline + 1;  // \s*[\r\n]+
+      else if (w < end && w - i > 1)
+        e = w - 1;  // \s+(?!\S): leave one space for the next word
       out->emplace_back(i, e);
       i = e;
       continue;
@@ -217,38 +228,54 @@ Status Tokenizer::from_gguf(const GgufFile& f, Tokenizer* out) noexcept {
     Tokenizer t;
     std::string model;
     PD_RETURN_IF_ERROR(f.get_string("tokenizer.ggml.model", &model));
-    if (model != "gpt2") return Status(StatusCode::kUnsupported, "tokenizer: model '%s' is not supported (gpt2 byte-level BPE)", Quoted(model, 40).c_str());
+    if (model != "gpt2")
+      return Status(StatusCode::kUnsupported,
+                    "tokenizer: model '%s' is not supported (gpt2 byte-level BPE)",
+                    Quoted(model, 40).c_str());
     std::string pre = "default";
     if (f.find("tokenizer.ggml.pre")) PD_RETURN_IF_ERROR(f.get_string("tokenizer.ggml.pre", &pre));
-    if (pre == "smollm") t.pre_ = Pre::kSmolLM;
-    else if (pre == "gpt2" || pre == "default") t.pre_ = Pre::kGpt2;
-    else return Status(StatusCode::kUnsupported, "tokenizer: pre-tokenizer '%s' is not supported (smollm, gpt2)", Quoted(pre, 40).c_str());
+    if (pre == "smollm")
+      t.pre_ = Pre::kSmolLM;
+    else if (pre == "gpt2" || pre == "default")
+      t.pre_ = Pre::kGpt2;
+    else
+      return Status(StatusCode::kUnsupported,
+                    "tokenizer: pre-tokenizer '%s' is not supported (smollm, gpt2)",
+                    Quoted(pre, 40).c_str());
     PD_RETURN_IF_ERROR(f.get_strings("tokenizer.ggml.tokens", &t.tokens_));
-    if (t.tokens_.empty() || t.tokens_.size() > INT32_MAX) return Status(StatusCode::kCorruptFile, "tokenizer: empty vocabulary");
+    if (t.tokens_.empty() || t.tokens_.size() > INT32_MAX)
+      return Status(StatusCode::kCorruptFile, "tokenizer: empty vocabulary");
     std::vector<int64_t> types;
-    if (f.find("tokenizer.ggml.token_type")) PD_RETURN_IF_ERROR(f.get_ints("tokenizer.ggml.token_type", &types));
+    if (f.find("tokenizer.ggml.token_type"))
+      PD_RETURN_IF_ERROR(f.get_ints("tokenizer.ggml.token_type", &types));
     if (!types.empty() && types.size() != t.tokens_.size())
-      return Status(StatusCode::kCorruptFile, "tokenizer: %zu token types for %zu tokens", types.size(), t.tokens_.size());
+      return Status(StatusCode::kCorruptFile, "tokenizer: %zu token types for %zu tokens",
+                    types.size(), t.tokens_.size());
     t.types_.assign(t.tokens_.size(), 1);
     for (std::size_t i = 0; i < types.size(); ++i) t.types_[i] = int32_t(types[i]);
     for (std::size_t i = 0; i < t.tokens_.size(); ++i) {
       t.ids_.emplace(t.tokens_[i], int32_t(i));
-      if ((t.types_[i] == 3 || t.types_[i] == 4) && !t.tokens_[i].empty()) t.specials_.push_back(int32_t(i));
+      if ((t.types_[i] == 3 || t.types_[i] == 4) && !t.tokens_[i].empty())
+        t.specials_.push_back(int32_t(i));
     }
-    std::stable_sort(t.specials_.begin(), t.specials_.end(),
-                     [&](int32_t a, int32_t b) { return t.tokens_[std::size_t(a)].size() > t.tokens_[std::size_t(b)].size(); });
+    std::stable_sort(t.specials_.begin(), t.specials_.end(), [&](int32_t a, int32_t b) {
+      return t.tokens_[std::size_t(a)].size() > t.tokens_[std::size_t(b)].size();
+    });
     std::vector<std::string> merges;
     PD_RETURN_IF_ERROR(f.get_strings("tokenizer.ggml.merges", &merges));
     for (std::size_t r = 0; r < merges.size(); ++r) {
       if (merges[r].find(' ') == std::string::npos)
-        return Status(StatusCode::kCorruptFile, "tokenizer: merge %zu ('%s') has no space", r, Quoted(merges[r], 40).c_str());
+        return Status(StatusCode::kCorruptFile, "tokenizer: merge %zu ('%s') has no space", r,
+                      Quoted(merges[r], 40).c_str());
       t.merge_rank_.emplace(merges[r], int32_t(r));
     }
     int64_t v = -1;
-    if (f.find("tokenizer.ggml.bos_token_id")) PD_RETURN_IF_ERROR(f.get_int("tokenizer.ggml.bos_token_id", &v));
+    if (f.find("tokenizer.ggml.bos_token_id"))
+      PD_RETURN_IF_ERROR(f.get_int("tokenizer.ggml.bos_token_id", &v));
     t.bos_ = int32_t(v);
     v = -1;
-    if (f.find("tokenizer.ggml.eos_token_id")) PD_RETURN_IF_ERROR(f.get_int("tokenizer.ggml.eos_token_id", &v));
+    if (f.find("tokenizer.ggml.eos_token_id"))
+      PD_RETURN_IF_ERROR(f.get_int("tokenizer.ggml.eos_token_id", &v));
     t.eos_ = int32_t(v);
     if (t.bos_ >= int32_t(t.tokens_.size()) || t.eos_ >= int32_t(t.tokens_.size()))
       return Status(StatusCode::kCorruptFile, "tokenizer: bos/eos ids outside the vocabulary");
@@ -311,16 +338,20 @@ void Tokenizer::bpe(const std::string& word, std::vector<int32_t>* ids) const {
   auto push_pair = [&](int left) {
     const int right = sym[std::size_t(left)].next;
     if (right < 0) return;
-    const auto it = merge_rank_.find(sym[std::size_t(left)].text + " " + sym[std::size_t(right)].text);
+    const auto it =
+        merge_rank_.find(sym[std::size_t(left)].text + " " + sym[std::size_t(right)].text);
     if (it != merge_rank_.end())
-      heap.push({it->second, left, right, sym[std::size_t(left)].version, sym[std::size_t(right)].version});
+      heap.push({it->second, left, right, sym[std::size_t(left)].version,
+                 sym[std::size_t(right)].version});
   };
   for (std::size_t i = 0; i + 1 < sym.size(); ++i) push_pair(int(i));
   while (!heap.empty()) {
     const Pair p = heap.top();
     heap.pop();
     Symbol &l = sym[std::size_t(p.left)], &r = sym[std::size_t(p.right)];
-    if (!l.alive || !r.alive || l.next != p.right || l.version != p.left_version || r.version != p.right_version) continue;
+    if (!l.alive || !r.alive || l.next != p.right || l.version != p.left_version ||
+        r.version != p.right_version)
+      continue;
     l.text += r.text;
     ++l.version;
     r.alive = false;
@@ -351,33 +382,41 @@ void Tokenizer::bpe(const std::string& word, std::vector<int32_t>* ids) const {
   }
 }
 
-void Tokenizer::encode_sentencepiece(const std::string& segment, bool first, std::vector<int32_t>* ids) const {
+void Tokenizer::encode_sentencepiece(const std::string& segment, bool first,
+                                     std::vector<int32_t>* ids) const {
   if (segment.empty()) return;
   std::string norm;
   for (char ch : segment) {
-    if (ch == ' ') norm += kSpaceMark;
-    else norm.push_back(ch);
+    if (ch == ' ')
+      norm += kSpaceMark;
+    else
+      norm.push_back(ch);
   }
   const bool starts_with_mark = norm.compare(0, 3, kSpaceMark) == 0;
-  const bool prepend = prefix_ == Prefix::kAlways || (prefix_ == Prefix::kMetaspaceAlways && !starts_with_mark) ||
+  const bool prepend = prefix_ == Prefix::kAlways ||
+                       (prefix_ == Prefix::kMetaspaceAlways && !starts_with_mark) ||
                        (prefix_ == Prefix::kMetaspaceFirst && first && !starts_with_mark);
   if (prepend) norm.insert(0, kSpaceMark);
   bpe(norm, ids);  // one word: merges may join marks ("▁▁" pieces), as the reference does
 }
 
-Status Tokenizer::encode(const std::string& text, std::vector<int32_t>* ids, bool parse_special) const noexcept {
+Status Tokenizer::encode(const std::string& text, std::vector<int32_t>* ids,
+                         bool parse_special) const noexcept {
   try {
     ids->clear();
     std::vector<uint32_t> cps;
     std::vector<std::size_t> offs;
-    if (!decode_utf8(text, &cps, &offs)) return Status(StatusCode::kInvalidArgument, "tokenizer: the text is not valid UTF-8");
+    if (!decode_utf8(text, &cps, &offs))
+      return Status(StatusCode::kInvalidArgument, "tokenizer: the text is not valid UTF-8");
     const ByteMap& bm = byte_map();
     auto encode_segment = [&](std::size_t cbegin, std::size_t cend) {
       if (!byte_level_) {
-        encode_sentencepiece(text.substr(offs[cbegin], offs[cend] - offs[cbegin]), offs[cbegin] == 0, ids);
+        encode_sentencepiece(text.substr(offs[cbegin], offs[cend] - offs[cbegin]),
+                             offs[cbegin] == 0, ids);
         return;
       }
-      // Pieces: SmolLM isolates every number code point first, then the GPT-2 regex runs on each piece.
+      // Pieces: SmolLM isolates every number code point first, then the GPT-2 regex runs on each
+      // piece.
       std::vector<std::pair<std::size_t, std::size_t>> pieces, words;
       if (pre_ == Pre::kSmolLM) {
         std::size_t start = cbegin;
@@ -399,7 +438,8 @@ Status Tokenizer::encode(const std::string& text, std::vector<int32_t>* ids, boo
       }
       for (const auto& w : words) {
         std::string mapped;
-        for (std::size_t byte = offs[w.first]; byte < offs[w.second]; ++byte) append_utf8(bm.to_cp[uint8_t(text[byte])], &mapped);
+        for (std::size_t byte = offs[w.first]; byte < offs[w.second]; ++byte)
+          append_utf8(bm.to_cp[uint8_t(text[byte])], &mapped);
         bpe(mapped, ids);
       }
     };
@@ -433,13 +473,15 @@ Status Tokenizer::encode(const std::string& text, std::vector<int32_t>* ids, boo
   }
 }
 
-Status Tokenizer::decode(const std::vector<int32_t>& ids, std::string* text, bool skip_special) const noexcept {
+Status Tokenizer::decode(const std::vector<int32_t>& ids, std::string* text,
+                         bool skip_special) const noexcept {
   try {
     text->clear();
     const ByteMap& bm = byte_map();
     for (int32_t id : ids) {
       if (id < 0 || id >= int32_t(tokens_.size()))
-        return Status(StatusCode::kInvalidArgument, "tokenizer: id %d is outside the vocabulary", id);
+        return Status(StatusCode::kInvalidArgument, "tokenizer: id %d is outside the vocabulary",
+                      id);
       if (is_special(id)) {
         if (!skip_special) *text += tokens_[std::size_t(id)];
         continue;
@@ -467,8 +509,10 @@ Status Tokenizer::decode(const std::vector<int32_t>& ids, std::string* text, boo
       decode_utf8(tok, &cps, &offs);
       for (uint32_t cp : cps) {
         const auto it = bm.to_byte.find(cp);
-        if (it != bm.to_byte.end()) text->push_back(char(it->second));
-        else append_utf8(cp, text);
+        if (it != bm.to_byte.end())
+          text->push_back(char(it->second));
+        else
+          append_utf8(cp, text);
       }
     }
     if (strip_leading_space_ && !text->empty() && (*text)[0] == ' ') text->erase(0, 1);

@@ -36,10 +36,12 @@ Result run_cli(const std::string& args) { return pdtest::run_cli_in(scratch(), a
 
 std::string tmp(const std::string& name) { return scratch().path(name); }
 
-std::vector<int32_t> ref_select(Method m, const std::vector<float>& q, int64_t Lq, const std::vector<float>& k,
-                                int64_t L, int64_t H, int64_t Hkv, int64_t D, int64_t budget, int64_t row) {
+std::vector<int32_t> ref_select(Method m, const std::vector<float>& q, int64_t Lq,
+                                const std::vector<float>& k, int64_t L, int64_t H, int64_t Hkv,
+                                int64_t D, int64_t budget, int64_t row) {
   const int64_t R = score_rows(m, HeadGrouping::kPerKvGroup, H, Hkv);
-  std::vector<int32_t> lengths{int32_t(L)}, idx(std::size_t(R * L)), counts(static_cast<std::size_t>(R));
+  std::vector<int32_t> lengths{int32_t(L)}, idx(std::size_t(R * L)),
+      counts(static_cast<std::size_t>(R));
   SelectArgs<float> a;
   a.config.method = m;
   a.config.budget = budget;
@@ -53,52 +55,61 @@ std::vector<int32_t> ref_select(Method m, const std::vector<float>& q, int64_t L
   HostWorkspace ws;
   REQUIRE(ws.reserve(ref::Select<float>::workspace_size(a)).is_ok());
   REQUIRE(ref::Select<float>::run(a, ws.workspace()).is_ok());
-  return std::vector<int32_t>(idx.begin() + row * L, idx.begin() + row * L + counts[std::size_t(row)]);
+  return std::vector<int32_t>(idx.begin() + row * L,
+                              idx.begin() + row * L + counts[std::size_t(row)]);
 }
 
 }  // namespace
 
 TEST_CASE("cli/select: JSON output equals the reference selection for every method") {
   const int64_t L = 90, H = 4, Hkv = 2, D = 32;
-  const auto k = pdtest::generate<float>(std::size_t(L * Hkv * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 1));
+  const auto k = pdtest::generate<float>(std::size_t(L * Hkv * D), pdtest::Fill::kNormal,
+                                         pdtest::mix(pdtest::seed(), 1));
   REQUIRE(write_npy(tmp("k.npy"), DType::kF32, {L, Hkv, D}, k.data()).is_ok());
   for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O}) {
     const int64_t Lq = m == Method::kSnapKV ? 4 : m == Method::kH2O ? L : 1;
-    const auto q = pdtest::generate<float>(std::size_t(Lq * H * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 2, uint64_t(m)));
+    const auto q = pdtest::generate<float>(std::size_t(Lq * H * D), pdtest::Fill::kNormal,
+                                           pdtest::mix(pdtest::seed(), 2, uint64_t(m)));
     REQUIRE(write_npy(tmp("q.npy"), DType::kF32, {Lq, H, D}, q.data()).is_ok());
-    const auto r = run_cli(std::string("select --method ") + to_string(m) + " --q " + tmp("q.npy") + " --k " +
-                           tmp("k.npy") + " --budget 20 --window 4 --json");
+    const auto r = run_cli(std::string("select --method ") + to_string(m) + " --q " + tmp("q.npy") +
+                           " --k " + tmp("k.npy") + " --budget 20 --window 4 --json");
     INFO(std::string(to_string(m)));
     CAPTURE(r.err);
     REQUIRE(r.exit_code == 0);
     const auto j = nlohmann::json::parse(r.out);
     CHECK(j["method"] == to_string(m));
     if (m == Method::kPromptDistill || m == Method::kGemFilter) {
-      CHECK(j["indices"].get<std::vector<int32_t>>() == ref_select(m, q, Lq, k, L, H, Hkv, D, 20, 0));
+      CHECK(j["indices"].get<std::vector<int32_t>>() ==
+            ref_select(m, q, Lq, k, L, H, Hkv, D, 20, 0));
       CHECK(j["scores"].size() == std::size_t(L));
       CHECK(j["indices"].size() == (m == Method::kPromptDistill ? 21u : 20u));
     } else {
       REQUIRE(j["indices"].size() == std::size_t(Hkv));
       for (int64_t row = 0; row < Hkv; ++row)
-        CHECK(j["indices"][std::size_t(row)].get<std::vector<int32_t>>() == ref_select(m, q, Lq, k, L, H, Hkv, D, 20, row));
+        CHECK(j["indices"][std::size_t(row)].get<std::vector<int32_t>>() ==
+              ref_select(m, q, Lq, k, L, H, Hkv, D, 20, row));
     }
   }
   // --topk is --budget's former name: the same selection, with a deprecation warning; --pool none
   // is accepted as in every command.
-  const auto q1 = pdtest::generate<float>(std::size_t(H * D), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), 3));
+  const auto q1 = pdtest::generate<float>(std::size_t(H * D), pdtest::Fill::kNormal,
+                                          pdtest::mix(pdtest::seed(), 3));
   REQUIRE(write_npy(tmp("q.npy"), DType::kF32, {1, H, D}, q1.data()).is_ok());
-  const std::string pd_args = "select --method promptdistill --q " + tmp("q.npy") + " --k " + tmp("k.npy") + " --json";
+  const std::string pd_args =
+      "select --method promptdistill --q " + tmp("q.npy") + " --k " + tmp("k.npy") + " --json";
   const auto by_topk = run_cli(pd_args + " --topk 7"), by_budget = run_cli(pd_args + " --budget 7");
   REQUIRE(by_topk.exit_code == 0);
   CHECK(by_topk.err.find("warning: --topk is deprecated, use --budget") != std::string::npos);
   CHECK(by_budget.err.empty());
   REQUIRE(by_budget.exit_code == 0);
-  CHECK(nlohmann::json::parse(by_topk.out)["indices"] == nlohmann::json::parse(by_budget.out)["indices"]);
+  CHECK(nlohmann::json::parse(by_topk.out)["indices"] ==
+        nlohmann::json::parse(by_budget.out)["indices"]);
   CHECK(run_cli(pd_args + " --budget 7 --pool none").exit_code == 0);
   // float16 input and bf16 compute run too.
   std::vector<uint16_t> qh(std::size_t(H * D), 0x3c00);
   REQUIRE(write_npy(tmp("qh.npy"), DType::kF16, {1, H, D}, qh.data()).is_ok());
-  const auto r = run_cli("select --method promptdistill --q " + tmp("qh.npy") + " --k " + tmp("k.npy") + " --budget 5 --dtype bf16 --json");
+  const auto r = run_cli("select --method promptdistill --q " + tmp("qh.npy") + " --k " +
+                         tmp("k.npy") + " --budget 5 --dtype bf16 --json");
   CHECK(r.exit_code == 0);
   CHECK(nlohmann::json::parse(r.out)["indices"].size() == 6u);
 }
@@ -121,9 +132,11 @@ TEST_CASE("cli/select: bad files and options fail with a one-line error") {
       {"select --q " + tmp("junk.npy") + " --k " + tmp("k1.npy") + " --budget 2", "magic"},
       {"select --q " + tmp("flat.npy") + " --k " + tmp("k1.npy") + " --budget 2", "3 dimensions"},
       {base + " --budget -1", "budget must be >= 0"},
-      {base + " --budget 2 --method nope", "--method: method must be one of promptdistill, gemfilter, snapkv, h2o"},
+      {base + " --budget 2 --method nope",
+       "--method: method must be one of promptdistill, gemfilter, snapkv, h2o"},
       {base + " --budget 2 --pool mean", "--pool: pool must be one of none, avg, max"},
-      {base + " --budget 2 --per group", "--per: per (head grouping) must be one of kv-group, head"},
+      {base + " --budget 2 --per group",
+       "--per: per (head grouping) must be one of kv-group, head"},
       {base + " --topk 2 --budget 2", "not also --topk (its former name)"},
       {base + " --budget 2 --pool-kernel 4", "odd"},
       {base + " --budget two", "integer"},
@@ -148,7 +161,8 @@ TEST_CASE("cli: --weights-dtype on an HF folder; --backend cuda without a GPU is
     std::ofstream f(tmp("ids.txt"));
     f << "5 17 33 2 9 100 7 64";
   }
-  const std::string base = "generate --model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " + tmp("ids.txt") +
+  const std::string base = "generate --model " + std::string(PD_GOLDEN_DIR) +
+                           "/tiny_llama31 --prompt-ids " + tmp("ids.txt") +
                            " --max-new-tokens 4 --json";
   const auto f32 = run_cli(base), b16 = run_cli(base + " --weights-dtype bf16");
   CAPTURE(f32.err);
@@ -168,13 +182,16 @@ TEST_CASE("cli: --weights-dtype on an HF folder; --backend cuda without a GPU is
   }
 }
 
-TEST_CASE("cli: an HF folder's tokenizer.json is used, and a tokenizer larger than the model is refused") {
+TEST_CASE(
+    "cli: an HF folder's tokenizer.json is used, and a tokenizer larger than the model is "
+    "refused") {
   const std::string dir = tmp("hf_with_tokenizer");
   std::filesystem::create_directories(dir);
   for (const char* f : {"config.json", "model.safetensors"})
     std::filesystem::copy_file(std::string(PD_GOLDEN_DIR) + "/tiny_llama31/" + f, dir + "/" + f,
                                std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(std::string(PD_GOLDEN_DIR) + "/tok_llama3/tokenizer.json", dir + "/tokenizer.json",
+  std::filesystem::copy_file(std::string(PD_GOLDEN_DIR) + "/tok_llama3/tokenizer.json",
+                             dir + "/tokenizer.json",
                              std::filesystem::copy_options::overwrite_existing);
   const auto r = run_cli("generate --model " + dir + " --prompt hello --max-new-tokens 2");
   CHECK(r.exit_code == 2);
@@ -193,7 +210,9 @@ TEST_CASE("cli: every command's --help prints its own usage and exits 0") {
       CHECK(r.exit_code == 0);
       CHECK(r.err.empty());
       CHECK(r.out.find(std::string("promptdistill ") + command) != std::string::npos);
-      CHECK(r.out.find("promptdistill demo") == (std::string(command) == "demo" ? r.out.find("promptdistill demo") : std::string::npos));
+      CHECK(
+          r.out.find("promptdistill demo") ==
+          (std::string(command) == "demo" ? r.out.find("promptdistill demo") : std::string::npos));
     }
   }
   const auto all = run_cli("--help");
@@ -202,12 +221,14 @@ TEST_CASE("cli: every command's --help prints its own usage and exits 0") {
     CHECK(all.out.find(std::string("promptdistill ") + command) != std::string::npos);
 }
 
-TEST_CASE("cli/defaults: one set of published defaults, printed, in the help and in docs/algorithms.md") {
+TEST_CASE(
+    "cli/defaults: one set of published defaults, printed, in the help and in docs/algorithms.md") {
   const auto table = run_cli("defaults");
   REQUIRE(table.exit_code == 0);
   // The documented table is the command's output, line for line.
   const std::string doc = slurp(std::string(PD_GOLDEN_DIR) + "/../../docs/algorithms.md");
-  const std::string begin = "<!-- published-defaults:begin -->\n", end = "<!-- published-defaults:end -->";
+  const std::string begin = "<!-- published-defaults:begin -->\n",
+                    end = "<!-- published-defaults:end -->";
   const std::size_t at = doc.find(begin), stop = doc.find(end);
   REQUIRE(at != std::string::npos);
   REQUIRE(stop != std::string::npos);
@@ -243,8 +264,10 @@ TEST_CASE("cli/defaults: one set of published defaults, printed, in the help and
   // generate's help writes the same numbers as its defaults.
   const PipelineConfig d;
   const auto help = run_cli("generate --help");
-  CHECK(help.out.find("[--selection-layers " + std::to_string(d.selection_layers[0]) + " ...]") != std::string::npos);
-  CHECK(help.out.find("[--cache-truncation-end " + std::to_string(d.cache_truncation_end) + "]") != std::string::npos);
+  CHECK(help.out.find("[--selection-layers " + std::to_string(d.selection_layers[0]) + " ...]") !=
+        std::string::npos);
+  CHECK(help.out.find("[--cache-truncation-end " + std::to_string(d.cache_truncation_end) + "]") !=
+        std::string::npos);
   CHECK(help.out.find("{") == std::string::npos);  // every placeholder replaced
   CHECK(run_cli("defaults --nope").exit_code == 2);
 }
@@ -261,7 +284,8 @@ struct TinyRun {
     prompt = pdtest::random_prompt(60, pdtest::mix(pdtest::seed(), 9));
     std::ofstream f(tmp("tiny_ids.txt"));
     for (int32_t id : prompt) f << id << " ";
-    base = "generate --model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " + tmp("tiny_ids.txt") + " --json";
+    base = "generate --model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " +
+           tmp("tiny_ids.txt") + " --json";
   }
   PrefillResult reference(const PipelineConfig& c) const {
     ref::EigenSession s(&weights);
@@ -273,12 +297,14 @@ struct TinyRun {
 
 }  // namespace
 
-TEST_CASE("cli: --pool and --pool-kernel are honoured where a method pools and refused where none does") {
+TEST_CASE(
+    "cli: --pool and --pool-kernel are honoured where a method pools and refused where none does") {
   const TinyRun tiny;
   for (const char* pool : {"none", "avg", "max"}) {
     CAPTURE(pool);
-    const auto r = run_cli(tiny.base + " --method promptdistill --selection-layers 0 --n-topks 9 --max-new-tokens 1 " +
-                           "--dump-selection --pool " + pool + " --pool-kernel 3");
+    const auto r = run_cli(
+        tiny.base + " --method promptdistill --selection-layers 0 --n-topks 9 --max-new-tokens 1 " +
+        "--dump-selection --pool " + pool + " --pool-kernel 3");
     CAPTURE(r.err);
     REQUIRE(r.exit_code == 0);
     PipelineConfig c;
@@ -288,12 +314,15 @@ TEST_CASE("cli: --pool and --pool-kernel are honoured where a method pools and r
     c.cache_truncation_end = 1;
     REQUIRE(parse(pool, &c.pool).is_ok());
     c.pool_kernel = 3;
-    const auto dumped = nlohmann::json::parse(r.out)["selected_indices"].get<std::vector<std::vector<int32_t>>>();
+    const auto dumped =
+        nlohmann::json::parse(r.out)["selected_indices"].get<std::vector<std::vector<int32_t>>>();
     CHECK(dumped == std::vector<std::vector<int32_t>>{tiny.reference(c).selected[0][0]});
   }
-  for (const std::string& bad : {std::string(" --method h2o --pool max"), std::string(" --method full --pool-kernel 3"),
-                                 std::string(" --method promptdistill --selection-layers 0 --budget 8"),
-                                 std::string(" --method snapkv --n-topks 4"), std::string(" --method gemfilter --cache-truncation-end 0")}) {
+  for (const std::string& bad :
+       {std::string(" --method h2o --pool max"), std::string(" --method full --pool-kernel 3"),
+        std::string(" --method promptdistill --selection-layers 0 --budget 8"),
+        std::string(" --method snapkv --n-topks 4"),
+        std::string(" --method gemfilter --cache-truncation-end 0")}) {
     const auto r = run_cli(tiny.base + bad);
     CAPTURE(bad);
     CHECK(r.exit_code == 2);
@@ -301,7 +330,9 @@ TEST_CASE("cli: --pool and --pool-kernel are honoured where a method pools and r
   }
 }
 
-TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decodes exactly --max-new-tokens") {
+TEST_CASE(
+    "cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decodes exactly "
+    "--max-new-tokens") {
   const TinyRun tiny;
   for (const char* method : {"snapkv", "h2o"})
     for (const char* per : {"kv-group", "head"}) {
@@ -316,30 +347,38 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
       REQUIRE(parse(per, &c.grouping).is_ok());
       c.budget = 24;
       c.window = 4;
-      const auto dumped = nlohmann::json::parse(r.out)["selected_indices"].get<std::vector<std::vector<std::vector<int32_t>>>>();
+      const auto dumped = nlohmann::json::parse(r.out)["selected_indices"]
+                              .get<std::vector<std::vector<std::vector<int32_t>>>>();
       const PrefillResult want = tiny.reference(c);
       REQUIRE(dumped.size() == 2);  // one entry per layer
-      CHECK(dumped[0].size() == (std::string(per) == "head" ? 4u : 2u));  // a row per query head or KV group
+      CHECK(dumped[0].size() ==
+            (std::string(per) == "head" ? 4u : 2u));  // a row per query head or KV group
       CHECK(dumped == want.selected);
       CHECK(nlohmann::json::parse(r.out)["per"] == per);  // every result says which variant ran
     }
   // A budget at least the prompt's length keeps every token of every layer: the dump says so,
   // with a row per query head (the published default, --per head).
-  const auto uncut = run_cli(tiny.base + " --method snapkv --budget 100 --window 4 --max-new-tokens 1 --dump-selection");
+  const auto uncut = run_cli(
+      tiny.base + " --method snapkv --budget 100 --window 4 --max-new-tokens 1 --dump-selection");
   REQUIRE(uncut.exit_code == 0);
   std::vector<int32_t> every(tiny.prompt.size());
   for (std::size_t i = 0; i < every.size(); ++i) every[i] = int32_t(i);
   const auto uncut_json = nlohmann::json::parse(uncut.out);
   CHECK(uncut_json["per"] == "head");
   CHECK(uncut_json["selected_indices"] ==
-        nlohmann::json(std::vector<std::vector<std::vector<int32_t>>>(2, std::vector<std::vector<int32_t>>(4, every))));
+        nlohmann::json(std::vector<std::vector<std::vector<int32_t>>>(
+            2, std::vector<std::vector<int32_t>>(4, every))));
   CHECK(uncut_json["retained"] == std::vector<int64_t>(2, int64_t(every.size())));
   // --capacity is --budget's former name: the same run, with a deprecation warning.
-  const auto by_budget = run_cli(tiny.base + " --method h2o --budget 24 --window 4 --max-new-tokens 2 --dump-selection");
-  const auto by_capacity = run_cli(tiny.base + " --method h2o --capacity 24 --window 4 --max-new-tokens 2 --dump-selection");
+  const auto by_budget = run_cli(
+      tiny.base + " --method h2o --budget 24 --window 4 --max-new-tokens 2 --dump-selection");
+  const auto by_capacity = run_cli(
+      tiny.base + " --method h2o --capacity 24 --window 4 --max-new-tokens 2 --dump-selection");
   REQUIRE(by_capacity.exit_code == 0);
-  CHECK(by_capacity.err.find("warning: --capacity is deprecated, use --budget") != std::string::npos);
-  CHECK(nlohmann::json::parse(by_capacity.out)["selected_indices"] == nlohmann::json::parse(by_budget.out)["selected_indices"]);
+  CHECK(by_capacity.err.find("warning: --capacity is deprecated, use --budget") !=
+        std::string::npos);
+  CHECK(nlohmann::json::parse(by_capacity.out)["selected_indices"] ==
+        nlohmann::json::parse(by_budget.out)["selected_indices"]);
   CHECK(run_cli(tiny.base + " --method h2o --capacity 24 --budget 24").exit_code == 2);
   const auto r = run_cli(tiny.base + " --max-new-tokens 7 --ignore-eos");
   REQUIRE(r.exit_code == 0);
@@ -351,7 +390,8 @@ TEST_CASE("cli: --dump-selection gives every SnapKV/H2O row; --ignore-eos decode
   const auto stopping = nlohmann::json::parse(run_cli(tiny.base + " --max-new-tokens 7").out);
   CHECK(stopping["stop_tokens"] == std::vector<int32_t>{2});  // the checkpoint's eos_token_id
   CHECK(stopping["stop_token_in_output"] == false);
-  for (std::size_t i = 1; i < stopping["generated_ids"].size(); ++i) CHECK(stopping["generated_ids"][i] != 2);  // [0] is kept whatever it is
+  for (std::size_t i = 1; i < stopping["generated_ids"].size(); ++i)
+    CHECK(stopping["generated_ids"][i] != 2);  // [0] is kept whatever it is
 }
 
 TEST_CASE("cli: the CPU prefill modes and --max-positions, recorded in the JSON; their errors") {
@@ -376,7 +416,8 @@ TEST_CASE("cli: the CPU prefill modes and --max-positions, recorded in the JSON;
   struct Bad {
     std::string args, mentions;
   };
-  for (const Bad& bad : {Bad{" --prefill-weights f8", "--prefill-weights"}, Bad{" --max-positions 0", "--max-positions"},
+  for (const Bad& bad : {Bad{" --prefill-weights f8", "--prefill-weights"},
+                         Bad{" --max-positions 0", "--max-positions"},
                          Bad{" --prefill-weights bf16 --backend cuda", "CPU backend"}}) {
     const auto r = run_cli(tiny.base + " --max-new-tokens 2" + bad.args);
     CAPTURE(bad.args);
@@ -385,7 +426,9 @@ TEST_CASE("cli: the CPU prefill modes and --max-positions, recorded in the JSON;
   }
 }
 
-TEST_CASE("cli: --threads on every command, recorded in the JSON; the CPU decode modes and their errors") {
+TEST_CASE(
+    "cli: --threads on every command, recorded in the JSON; the CPU decode modes and their "
+    "errors") {
   const TinyRun tiny;
   const auto one = run_cli(tiny.base + " --max-new-tokens 3 --threads 1");
   CAPTURE(one.err);
@@ -394,7 +437,8 @@ TEST_CASE("cli: --threads on every command, recorded in the JSON; the CPU decode
   CHECK(j["threads"] == 1);
   CHECK(j["decode_weights"] == "f32");
   CHECK(j["kv_cache"] == "f32");
-  const auto fast = run_cli(tiny.base + " --max-new-tokens 3 --threads 2 --decode-weights f16 --kv-cache f16");
+  const auto fast =
+      run_cli(tiny.base + " --max-new-tokens 3 --threads 2 --decode-weights f16 --kv-cache f16");
   CAPTURE(fast.err);
   REQUIRE(fast.exit_code == 0);
   const auto f = nlohmann::json::parse(fast.out);
@@ -405,9 +449,10 @@ TEST_CASE("cli: --threads on every command, recorded in the JSON; the CPU decode
   struct Bad {
     std::string args, mentions;
   };
-  for (const Bad& bad : {Bad{" --threads -1", "--threads"}, Bad{" --decode-weights q2", "--decode-weights"},
-                         Bad{" --kv-cache f8", "--kv-cache"}, Bad{" --decode-weights gguf", "GGUF"},
-                         Bad{" --kv-cache f16 --backend cuda", "CPU backend"}}) {
+  for (const Bad& bad :
+       {Bad{" --threads -1", "--threads"}, Bad{" --decode-weights q2", "--decode-weights"},
+        Bad{" --kv-cache f8", "--kv-cache"}, Bad{" --decode-weights gguf", "GGUF"},
+        Bad{" --kv-cache f16 --backend cuda", "CPU backend"}}) {
     const auto r = run_cli(tiny.base + " --max-new-tokens 2" + bad.args);
     CAPTURE(bad.args);
     CHECK(r.exit_code == 2);
@@ -416,12 +461,14 @@ TEST_CASE("cli: --threads on every command, recorded in the JSON; the CPU decode
   for (const char* command : {"compare", "demo --length 256", "eval passkey --lengths 64"}) {
     const auto r = run_cli(std::string(command) + " --threads 0 --nonsense 1");
     CAPTURE(command);
-    CHECK(r.err.find("--threads") == std::string::npos);  // --threads is known: the unknown option is the other one
+    CHECK(r.err.find("--threads") ==
+          std::string::npos);  // --threads is known: the unknown option is the other one
     CHECK(r.err.find("--nonsense") != std::string::npos);
   }
 }
 
-TEST_CASE("cli: a JSON line whose generated text stops inside a UTF-8 character is written, not thrown") {
+TEST_CASE(
+    "cli: a JSON line whose generated text stops inside a UTF-8 character is written, not thrown") {
   // A 7,900-token random prompt made generate --json abort with nlohmann's type_error 316: the
   // text of its two tokens ended with the lead byte 0xD7 of a two-byte character.
   nlohmann::json j;

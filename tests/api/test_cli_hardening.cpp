@@ -53,16 +53,21 @@ const std::string& tiny_model() {
     nlohmann::json vocab = nlohmann::json::object();
     int next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      const bool printable =
+          (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       const int cp = printable ? b : next++;
       std::string utf8;
-      if (cp < 0x80) utf8 += char(cp);
-      else utf8 += char(0xC0 | (cp >> 6)), utf8 += char(0x80 | (cp & 0x3F));
+      if (cp < 0x80)
+        utf8 += char(cp);
+      else
+        utf8 += char(0xC0 | (cp >> 6)), utf8 += char(0x80 | (cp & 0x3F));
       vocab[utf8] = b;
     }
-    nlohmann::json tok = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
-                          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-                          {"decoder", {{"type", "ByteLevel"}}}};
+    nlohmann::json tok = {
+        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
+        {"pre_tokenizer",
+         {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+        {"decoder", {{"type", "ByteLevel"}}}};
     std::ofstream(d + "/tokenizer.json") << tok.dump();
     return d;
   }();
@@ -80,14 +85,17 @@ struct Background {
     argv.push_back(nullptr);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
     REQUIRE(posix_spawn(&pid, PD_CLI_PATH, &actions, nullptr, argv.data(), environ) == 0);
     posix_spawn_file_actions_destroy(&actions);
   }
   int wait() {
     int status = 0;
     waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+    return WIFEXITED(status)     ? WEXITSTATUS(status)
+           : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                 : -1;
   }
 };
 
@@ -113,9 +121,33 @@ std::vector<nlohmann::json> comparable(const std::string& path) {
 }
 
 std::vector<std::string> grid(const std::string& out) {
-  return {"eval", "passkey", "--model", tiny_model(), "--lengths", "300", "600", "--depths", "0", "100", "--methods", "full",
-          "promptdistill", "snapkv", "h2o", "--budgets", "16", "64", "--selection-layers", "0", "--window", "4",
-          "--max-new-tokens", "24", "--ignore-eos", "--out", out};
+  return {"eval",
+          "passkey",
+          "--model",
+          tiny_model(),
+          "--lengths",
+          "300",
+          "600",
+          "--depths",
+          "0",
+          "100",
+          "--methods",
+          "full",
+          "promptdistill",
+          "snapkv",
+          "h2o",
+          "--budgets",
+          "16",
+          "64",
+          "--selection-layers",
+          "0",
+          "--window",
+          "4",
+          "--max-new-tokens",
+          "24",
+          "--ignore-eos",
+          "--out",
+          out};
 }
 
 std::string joined(const std::vector<std::string>& args) {
@@ -124,8 +156,10 @@ std::string joined(const std::vector<std::string>& args) {
   return s;
 }
 
-//! Starts the grid, stops it with `signal` once `at_least` lines are written, returns the exit code.
-int interrupted_run(const std::string& out, int signal_number, std::size_t at_least, const std::string& err) {
+//! Starts the grid, stops it with `signal` once `at_least` lines are written, returns the exit
+//! code.
+int interrupted_run(const std::string& out, int signal_number, std::size_t at_least,
+                    const std::string& err) {
   Background run(grid(out), err);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (lines_of(out).size() < at_least && std::chrono::steady_clock::now() < deadline)
@@ -142,15 +176,18 @@ TEST_CASE("cli: a prompt too long for --max-memory is refused before any work, w
     std::ofstream f(ids);
     for (int i = 0; i < 1500; ++i) f << (i * 37 % 500) + 3 << ' ';
   }
-  const std::string base = "--model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " + ids + " --max-new-tokens 2";
-  for (const std::string command : {"generate --method h2o --budget 64 --window 4", "compare --methods full promptdistill --selection-layers 0"}) {
+  const std::string base = "--model " + std::string(PD_GOLDEN_DIR) + "/tiny_llama31 --prompt-ids " +
+                           ids + " --max-new-tokens 2";
+  for (const std::string command : {"generate --method h2o --budget 64 --window 4",
+                                    "compare --methods full promptdistill --selection-layers 0"}) {
     CAPTURE(command);
     const Result low = run_cli(command + " " + base + " --max-memory 1M");
     CAPTURE(low.err);
     CHECK(low.exit_code == 2);
     CHECK(low.out.empty());  // refused before the table or any result
     CHECK(low.err.rfind("error: out of memory: ", 0) == 0);
-    for (const char* word : {"needs about", "activations", "KV cache", "scores", "1.0 MiB are available (--max-memory)"})
+    for (const char* word : {"needs about", "activations", "KV cache", "scores",
+                             "1.0 MiB are available (--max-memory)"})
       CHECK(low.err.find(word) != std::string::npos);
     CHECK(std::count(low.err.begin(), low.err.end(), '\n') == 1);
     CHECK(run_cli(command + " " + base + " --max-memory 8G").exit_code == 0);
@@ -170,7 +207,9 @@ TEST_CASE("cli: a prompt too long for --max-memory is refused before any work, w
   CHECK(run_cli("generate " + base + " --max-memory 1.5GiB").exit_code == 0);
 }
 
-TEST_CASE("cli/eval: killed or interrupted half-way and resumed, the file equals an uninterrupted run's") {
+TEST_CASE(
+    "cli/eval: killed or interrupted half-way and resumed, the file equals an uninterrupted "
+    "run's") {
   const std::string whole = scratch().path("whole.jsonl"), err = scratch().path("eval_err.txt");
   REQUIRE(run_cli(joined(grid(whole))).exit_code == 0);
   const auto expected = comparable(whole);
@@ -182,11 +221,14 @@ TEST_CASE("cli/eval: killed or interrupted half-way and resumed, the file equals
     const int code = interrupted_run(out, signal_number, 3, err);
     const auto partial = lines_of(out);
     CAPTURE(slurp(err));
-    if (partial.size() < expected.size()) {  // it was stopped half-way (as planned: the grid takes seconds)
+    if (partial.size() <
+        expected.size()) {  // it was stopped half-way (as planned: the grid takes seconds)
       CHECK(code == (signal_number == SIGKILL ? 128 + SIGKILL : 130));
-      for (const auto& line : partial) CHECK_NOTHROW(nlohmann::json::parse(line));  // whole lines only
+      for (const auto& line : partial)
+        CHECK_NOTHROW(nlohmann::json::parse(line));  // whole lines only
       if (signal_number == SIGINT) {
-        CHECK(slurp(err).find("interrupted after " + std::to_string(partial.size()) + " cases") != std::string::npos);
+        CHECK(slurp(err).find("interrupted after " + std::to_string(partial.size()) + " cases") !=
+              std::string::npos);
         CHECK(slurp(err).find("--resume") != std::string::npos);
       }
     } else {
@@ -221,5 +263,6 @@ TEST_CASE("cli/eval: killed or interrupted half-way and resumed, the file equals
   CHECK(slurp(cut) == before);
   std::vector<std::string> no_out = grid(cut);
   no_out.resize(no_out.size() - 2);
-  CHECK(run_cli(joined(no_out) + " --resume").err.find("--resume needs --out") != std::string::npos);
+  CHECK(run_cli(joined(no_out) + " --resume").err.find("--resume needs --out") !=
+        std::string::npos);
 }

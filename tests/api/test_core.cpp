@@ -42,7 +42,8 @@ TEST_CASE("core/dtype: sizes and names") {
 }
 
 TEST_CASE("core/tensor_view: accessors, contiguity, alignment") {
-  static_assert(std::is_trivially_copyable<TensorView<float, 4>>::value, "view must be trivially copyable");
+  static_assert(std::is_trivially_copyable<TensorView<float, 4>>::value,
+                "view must be trivially copyable");
   alignas(64) float data[2 * 3 * 4];
   for (int i = 0; i < 24; ++i) data[i] = float(i);
   auto v = make_view(data, 2, 3, 4);
@@ -128,15 +129,20 @@ TEST_CASE("core/compare: bitwise comparator sees +0/-0 and NaN payloads") {
   CHECK(r.report.find("[1]") != std::string::npos);
   CHECK(r.report.find("0x40000000") != std::string::npos);
   CHECK_FALSE(bitwise_equal(std::vector<int>{1}, std::vector<int>{1, 2}).ok);
-  CHECK(pdtest::max_ulp(std::vector<float>{1.0f}, std::vector<float>{std::nextafter(1.0f, 2.0f)}, 1).ok);
+  CHECK(pdtest::max_ulp(std::vector<float>{1.0f}, std::vector<float>{std::nextafter(1.0f, 2.0f)}, 1)
+            .ok);
   CHECK_FALSE(pdtest::max_ulp(std::vector<float>{1.0f}, std::vector<float>{1.0001f}, 1).ok);
   CHECK(pdtest::ulp_distance(0.0f, -0.0f) == 0);
-  CHECK(pdtest::nmse_below(std::vector<float>{1.0f, 2.0f}, std::vector<float>{1.0f, 2.001f}, 1e-6).ok);
-  CHECK_FALSE(pdtest::nmse_below(std::vector<float>{1.0f, 3.0f}, std::vector<float>{1.0f, 2.0f}, 1e-3).ok);
+  CHECK(pdtest::nmse_below(std::vector<float>{1.0f, 2.0f}, std::vector<float>{1.0f, 2.001f}, 1e-6)
+            .ok);
+  CHECK_FALSE(
+      pdtest::nmse_below(std::vector<float>{1.0f, 3.0f}, std::vector<float>{1.0f, 2.0f}, 1e-3).ok);
 }
 
-TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, with the choices on error") {
-  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O, Method::kFastKV}) {
+TEST_CASE(
+    "core/names: parse() is the inverse of to_string() for every enum, with the choices on error") {
+  for (Method m : {Method::kPromptDistill, Method::kGemFilter, Method::kSnapKV, Method::kH2O,
+                   Method::kFastKV}) {
     Method back = Method::kH2O;
     REQUIRE(parse(to_string(m), &back).is_ok());
     CHECK(back == m);
@@ -151,8 +157,9 @@ TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, wit
     REQUIRE(parse(to_string(g), &back).is_ok());
     CHECK(back == g);
   }
-  for (PipelineMethod m : {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
-                           PipelineMethod::kSnapKV, PipelineMethod::kH2O, PipelineMethod::kFastKV}) {
+  for (PipelineMethod m :
+       {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter,
+        PipelineMethod::kSnapKV, PipelineMethod::kH2O, PipelineMethod::kFastKV}) {
     PipelineMethod back = PipelineMethod::kFull;
     REQUIRE(parse(to_string(m), &back).is_ok());
     CHECK(back == m);
@@ -160,13 +167,16 @@ TEST_CASE("core/names: parse() is the inverse of to_string() for every enum, wit
   Method method = Method::kGemFilter;
   const Status bad = parse("PromptDistill", &method);  // spellings are exact (lower case)
   CHECK(bad.code() == StatusCode::kInvalidArgument);
-  CHECK(std::string(bad.message()) == "method must be one of promptdistill, gemfilter, snapkv, h2o, fastkv, got 'PromptDistill'");
+  CHECK(std::string(bad.message()) ==
+        "method must be one of promptdistill, gemfilter, snapkv, h2o, fastkv, got 'PromptDistill'");
   CHECK(method == Method::kGemFilter);  // untouched on failure
   PoolMode pool = PoolMode::kAvg;
   CHECK(parse("", &pool).code() == StatusCode::kInvalidArgument);
-  CHECK(parse(std::string(1000, 'x'), &pool).code() == StatusCode::kInvalidArgument);  // long input: a clipped message
+  CHECK(parse(std::string(1000, 'x'), &pool).code() ==
+        StatusCode::kInvalidArgument);  // long input: a clipped message
   PipelineMethod pipeline = PipelineMethod::kFull;
-  CHECK(std::string(parse("fullkv", &pipeline).message()).find("full, promptdistill") != std::string::npos);
+  CHECK(std::string(parse("fullkv", &pipeline).message()).find("full, promptdistill") !=
+        std::string::npos);
 }
 
 TEST_CASE("core/dtype: the public conversions round to nearest even and keep specials") {
@@ -174,7 +184,7 @@ TEST_CASE("core/dtype: the public conversions round to nearest even and keep spe
   CHECK(to_bf16(1.00390625f).bits == 0x3f80);  // exactly half an ulp above 1: ties to even
   CHECK(to_bf16(1.01171875f).bits == 0x3f82);  // half an ulp above an odd mantissa rounds up
   CHECK(to_f16(1.0f).bits == 0x3c00);
-  CHECK(to_f16(65520.0f).bits == 0x7c00);      // rounds to infinity
+  CHECK(to_f16(65520.0f).bits == 0x7c00);                 // rounds to infinity
   CHECK(to_f16(-5.960464477539063e-08f).bits == 0x8001);  // the smallest subnormal keeps its sign
   CHECK(std::isnan(to_float(to_bf16(std::numeric_limits<float>::quiet_NaN()))));
   CHECK(std::isnan(to_float(to_f16(std::numeric_limits<float>::quiet_NaN()))));
@@ -205,15 +215,20 @@ TEST_CASE("core/workspace: HostWorkspace is aligned, grows, keeps what it has on
 TEST_CASE("status: Quoted escapes and cuts what a message quotes; a cut message stays UTF-8") {
   // Printable ASCII and well-formed UTF-8 as they are; control characters, malformed UTF-8, the
   // quote and the backslash as \xNN.
-  const std::string raw = std::string("a'b\\c\x1b[31m\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82\xff\xc3(\xed\xa0\x80\xc2\x85") + '\0' + "z";
+  const std::string raw =
+      std::string(
+          "a'b\\c\x1b[31m\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82\xff\xc3(\xed\xa0\x80\xc2\x85") +
+      '\0' + "z";
   CHECK(std::string(Quoted(raw).c_str()) ==
-        "a\\x27b\\x5cc\\x1b[31m\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82\\xff\\xc3(\\xed\\xa0\\x80\\xc2\\x85\\x00z");
+        "a\\x27b\\x5cc\\x1b[31m\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82\\xff\\xc3("
+        "\\xed\\xa0\\x80\\xc2\\x85\\x00z");
   // Cut after max_bytes of output, never inside an escape or a character.
   CHECK(std::string(Quoted(std::string(100, 'x'), 10).c_str()) == "xxxxxxxxxx...");
   CHECK(std::string(Quoted(std::string("abcdefghi\xc3\xa9"), 10).c_str()) == "abcdefghi...");
   CHECK(std::string(Quoted(std::string("abcdefgh\x01"), 10).c_str()) == "abcdefgh...");
   CHECK(std::string(Quoted(std::string(), 10).c_str()).empty());
-  CHECK(std::string(Quoted(std::string(1000, '\xff'), 1000).c_str()).size() == Quoted::kMaxBytes + 3 - Quoted::kMaxBytes % 4);
+  CHECK(std::string(Quoted(std::string(1000, '\xff'), 1000).c_str()).size() ==
+        Quoted::kMaxBytes + 3 - Quoted::kMaxBytes % 4);
   // A message longer than Status holds is cut before a character it would split.
   const std::string long_text = std::string(Status::kMaxMessage - 2, 'x') + "\xc3\xa9\xc3\xa9";
   const Status s(StatusCode::kInvalidArgument, "%s", long_text.c_str());

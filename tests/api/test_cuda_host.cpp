@@ -28,7 +28,10 @@ struct AttentionProblem {
   std::vector<int32_t> q_lens, kv_lens;
   AttentionArgs<bf16> args;
   AttentionProblem(int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t D, int64_t cap)
-      : q(std::size_t(B * n * H * D)), k(std::size_t(B * cap * Hkv * D)), out(q.size()), q_lens(std::size_t(B), int32_t(n)),
+      : q(std::size_t(B * n * H * D)),
+        k(std::size_t(B * cap * Hkv * D)),
+        out(q.size()),
+        q_lens(std::size_t(B), int32_t(n)),
         kv_lens(std::size_t(B), int32_t(cap)) {
     args.q = make_view<const bf16>(q.data(), B, n, H, D);
     args.k = KvCacheView<const bf16>::contiguous_bshd(k.data(), B, cap, Hkv, D);
@@ -50,15 +53,18 @@ TEST_CASE("cuda host: block-op checks agree with the reference on valid and inva
     CHECK(ref::Attention<bf16>::can_implement(p.args).is_ok());
   }
   auto bad = p.args;
-  bad.q = make_view<const bf16>(p.q.data(), 2, 3, 6, 64);  // 6 query heads, out still has 8: shape mismatch
-  CHECK(cuda::Attention<bf16>::can_implement(bad).code() == ref::Attention<bf16>::can_implement(bad).code());
+  bad.q = make_view<const bf16>(p.q.data(), 2, 3, 6,
+                                64);  // 6 query heads, out still has 8: shape mismatch
+  CHECK(cuda::Attention<bf16>::can_implement(bad).code() ==
+        ref::Attention<bf16>::can_implement(bad).code());
   CHECK(!cuda::Attention<bf16>::can_implement(bad).is_ok());
   bad = p.args;
   bad.max_kv_len = -1;
   CHECK(cuda::Attention<bf16>::can_implement(bad).code() == StatusCode::kInvalidArgument);
   bad = p.args;
   bad.k.head_dim = 60;
-  CHECK(cuda::Attention<bf16>::can_implement(bad).code() == ref::Attention<bf16>::can_implement(bad).code());
+  CHECK(cuda::Attention<bf16>::can_implement(bad).code() ==
+        ref::Attention<bf16>::can_implement(bad).code());
 
   std::vector<float> x(64 * 32), w(32), y(64 * 32);
   RmsNormArgs<float> n;
@@ -89,7 +95,8 @@ TEST_CASE("cuda host: the attention workspace holds the split-KV partials only f
   const std::size_t split = cuda::Attention<bf16>::workspace_size(decode.args);
   const std::size_t partial_rows = 3 * 1 * 8 * 3;
   CHECK(split >= status + partial_rows * (128 + 2) * sizeof(float));
-  CHECK(split <= status + partial_rows * (128 + 2) * sizeof(float) + 3 * WorkspacePlanner::kAlignment);
+  CHECK(split <=
+        status + partial_rows * (128 + 2) * sizeof(float) + 3 * WorkspacePlanner::kAlignment);
   decode.args.algo = AttentionAlgo::kExact;
   CHECK(cuda::Attention<bf16>::workspace_size(decode.args) == status);
   AttentionProblem prefill(1, 100, 8, 2, 128, 100);  // flash: the status word only
@@ -152,9 +159,11 @@ TEST_CASE("cuda host: scoring launches must fit the grid (batch, heads, batch x 
   const auto over = args(Method::kH2O, 20000, 16, 8, 4);
   CHECK(ref::Score<float>::can_implement(over).is_ok());
   CHECK(cuda::Score<float>::can_implement(over).code() == StatusCode::kUnsupported);
-  CHECK(cuda::Score<float>::can_implement(args(Method::kSnapKV, 20000, 8, 8, 4)).code() == StatusCode::kUnsupported);
+  CHECK(cuda::Score<float>::can_implement(args(Method::kSnapKV, 20000, 8, 8, 4)).code() ==
+        StatusCode::kUnsupported);
   CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 20000, 1, 8, 4)).is_ok());
-  CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).code() == StatusCode::kUnsupported);
+  CHECK(cuda::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).code() ==
+        StatusCode::kUnsupported);
   CHECK(ref::Score<float>::can_implement(args(Method::kPromptDistill, 70000, 1, 8, 4)).is_ok());
 }
 
@@ -173,13 +182,18 @@ TEST_CASE("cuda host: the tensor-parallel operations check like the reference an
     a.partial = make_view(storage, B, 1, 16);
     return a;
   };
-  for (const auto& a : {partial(Method::kPromptDistill, 2, 4, 4, 8), partial(Method::kGemFilter, 2, 4, 0, 8),
-                        partial(Method::kSnapKV, 2, 4, 0, 8), partial(Method::kPromptDistill, 2, 4, 2, 8),
-                        partial(Method::kPromptDistill, 2, 4, 0, 3)})
-    CHECK(cuda::ScorePartial<float>::can_implement(a).code() == ref::ScorePartial<float>::can_implement(a).code());
-  CHECK(cuda::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 2, 4, 4, 8)).is_ok());
-  CHECK(ref::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 70000, 4, 0, 8)).is_ok());
-  CHECK(cuda::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 70000, 4, 0, 8)).code() == StatusCode::kUnsupported);
+  for (const auto& a :
+       {partial(Method::kPromptDistill, 2, 4, 4, 8), partial(Method::kGemFilter, 2, 4, 0, 8),
+        partial(Method::kSnapKV, 2, 4, 0, 8), partial(Method::kPromptDistill, 2, 4, 2, 8),
+        partial(Method::kPromptDistill, 2, 4, 0, 3)})
+    CHECK(cuda::ScorePartial<float>::can_implement(a).code() ==
+          ref::ScorePartial<float>::can_implement(a).code());
+  CHECK(cuda::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 2, 4, 4, 8))
+            .is_ok());
+  CHECK(ref::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 70000, 4, 0, 8))
+            .is_ok());
+  CHECK(cuda::ScorePartial<float>::can_implement(partial(Method::kPromptDistill, 70000, 4, 0, 8))
+            .code() == StatusCode::kUnsupported);
 
   auto finish = [&](Method m, int64_t B, int64_t total) {
     FinishSelectArgs a;
@@ -192,16 +206,20 @@ TEST_CASE("cuda host: the tensor-parallel operations check like the reference an
     a.counts = make_view(counts, B, 1);
     return a;
   };
-  for (const auto& a : {finish(Method::kPromptDistill, 2, 8), finish(Method::kH2O, 2, 8), finish(Method::kGemFilter, 2, 0)})
-    CHECK(cuda::FinishSelect::can_implement(a).code() == ref::FinishSelect::can_implement(a).code());
+  for (const auto& a : {finish(Method::kPromptDistill, 2, 8), finish(Method::kH2O, 2, 8),
+                        finish(Method::kGemFilter, 2, 0)})
+    CHECK(cuda::FinishSelect::can_implement(a).code() ==
+          ref::FinishSelect::can_implement(a).code());
   CHECK(cuda::FinishSelect::can_implement(finish(Method::kGemFilter, 2, 8)).is_ok());
   CHECK(ref::FinishSelect::can_implement(finish(Method::kPromptDistill, 70000, 8)).is_ok());
-  CHECK(cuda::FinishSelect::can_implement(finish(Method::kPromptDistill, 70000, 8)).code() == StatusCode::kUnsupported);
+  CHECK(cuda::FinishSelect::can_implement(finish(Method::kPromptDistill, 70000, 8)).code() ==
+        StatusCode::kUnsupported);
   if (!cuda::device_available()) {
     const FinishSelectArgs a = finish(Method::kPromptDistill, 2, 8);
     alignas(256) static unsigned char workspace[4096];
     REQUIRE(cuda::FinishSelect::workspace_size(a) <= sizeof workspace);
-    CHECK(cuda::FinishSelect::run(a, Workspace{workspace, sizeof workspace}, nullptr).code() == StatusCode::kCudaError);
+    CHECK(cuda::FinishSelect::run(a, Workspace{workspace, sizeof workspace}, nullptr).code() ==
+          StatusCode::kCudaError);
   }
 }
 
@@ -228,14 +246,22 @@ TEST_CASE("cuda host: flash prefill tiles fit every architecture's shared memory
   CHECK(flash_keys_for(64, kib48) == 0);
 }
 
-TEST_CASE("cuda host: cuBLASLt without an algorithm for a shape is kUnsupported, other failures kCublasError") {
+TEST_CASE(
+    "cuda host: cuBLASLt without an algorithm for a shape is kUnsupported, other failures "
+    "kCublasError") {
   using promptdistill::cuda::detail::heuristic_status;
   CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 1, CUBLAS_STATUS_SUCCESS, 8, 64, 64).is_ok());
   // The heuristic may say "not supported" itself, return no algorithm, or one that is not usable.
-  CHECK(heuristic_status(CUBLAS_STATUS_NOT_SUPPORTED, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() == StatusCode::kUnsupported);
-  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() == StatusCode::kUnsupported);
-  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 1, CUBLAS_STATUS_NOT_SUPPORTED, 8, 64, 64).code() == StatusCode::kUnsupported);
-  const Status s = heuristic_status(CUBLAS_STATUS_INVALID_VALUE, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64);
+  CHECK(heuristic_status(CUBLAS_STATUS_NOT_SUPPORTED, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() ==
+        StatusCode::kUnsupported);
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64).code() ==
+        StatusCode::kUnsupported);
+  CHECK(heuristic_status(CUBLAS_STATUS_SUCCESS, 1, CUBLAS_STATUS_NOT_SUPPORTED, 8, 64, 64).code() ==
+        StatusCode::kUnsupported);
+  const Status s =
+      heuristic_status(CUBLAS_STATUS_INVALID_VALUE, 0, CUBLAS_STATUS_SUCCESS, 8, 64, 64);
   CHECK(s.code() == StatusCode::kCublasError);
-  CHECK(std::string(s.message()).find("(" + std::to_string(int(CUBLAS_STATUS_INVALID_VALUE)) + ")") != std::string::npos);
+  CHECK(
+      std::string(s.message()).find("(" + std::to_string(int(CUBLAS_STATUS_INVALID_VALUE)) + ")") !=
+      std::string::npos);
 }

@@ -16,7 +16,8 @@ using namespace promptdistill;
 namespace {
 std::vector<unsigned char> file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  return std::vector<unsigned char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return std::vector<unsigned char>((std::istreambuf_iterator<char>(f)),
+                                    std::istreambuf_iterator<char>());
 }
 }  // namespace
 
@@ -72,12 +73,16 @@ TEST_CASE("npy: corrupt and truncated files give clear errors") {
     std::copy(h.begin(), h.end(), b.begin() + 10);
     return parse_npy(b.data(), b.size(), &a);
   };
-  CHECK(with_header("{'descr': '>f4', 'fortran_order': False, 'shape': (3, 4), }").code() == StatusCode::kUnsupported);
-  CHECK(with_header("{'descr': '<f4', 'fortran_order': True, 'shape': (3, 4), }").code() == StatusCode::kUnsupported);
-  CHECK(with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), }").code() == StatusCode::kCorruptFile);
-  CHECK(with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, x), }").code() == StatusCode::kCorruptFile);
-  CHECK(with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }").code() ==
+  CHECK(with_header("{'descr': '>f4', 'fortran_order': False, 'shape': (3, 4), }").code() ==
+        StatusCode::kUnsupported);
+  CHECK(with_header("{'descr': '<f4', 'fortran_order': True, 'shape': (3, 4), }").code() ==
+        StatusCode::kUnsupported);
+  CHECK(with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), }").code() ==
         StatusCode::kCorruptFile);
+  CHECK(with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, x), }").code() ==
+        StatusCode::kCorruptFile);
+  CHECK(with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }")
+            .code() == StatusCode::kCorruptFile);
   CHECK(with_header("{'descr': '<f4', 'shape': (3, 4), }").code() == StatusCode::kCorruptFile);
   CHECK(read_npy("/nonexistent/dir/x.npy", &a).code() == StatusCode::kIoError);
   std::remove(path.c_str());

@@ -24,8 +24,13 @@ struct Fixture {
   std::vector<float> q, k, scores;
   std::vector<int32_t> lengths{40}, indices, counts, positions;
   alignas(256) unsigned char ws[1 << 16];
-  Fixture() : q(std::size_t(H * D + 64), 0.5f), k(std::size_t(L * Hkv * D), 0.25f), scores(std::size_t(L), 0.0f),
-              indices(std::size_t(L), -9), counts(1, -9), positions(std::size_t(L), -9) {}
+  Fixture()
+      : q(std::size_t(H * D + 64), 0.5f),
+        k(std::size_t(L * Hkv * D), 0.25f),
+        scores(std::size_t(L), 0.0f),
+        indices(std::size_t(L), -9),
+        counts(1, -9),
+        positions(std::size_t(L), -9) {}
   SelectArgs<float> args() {
     SelectArgs<float> a;
     a.config.budget = 8;
@@ -45,7 +50,8 @@ struct Fixture {
     return s;
   }
   bool untouched() const {
-    return std::all_of(indices.begin(), indices.end(), [](int32_t v) { return v == -9; }) && counts[0] == -9 &&
+    return std::all_of(indices.begin(), indices.end(), [](int32_t v) { return v == -9; }) &&
+           counts[0] == -9 &&
            std::all_of(positions.begin(), positions.end(), [](int32_t v) { return v == -9; });
   }
 };
@@ -66,36 +72,70 @@ TEST_CASE("validation: each bad input gets its own status, outputs untouched") {
     void (*mutate)(Fixture&, SelectArgs<float>&);
   };
   const Case cases[] = {
-      {"k < 0", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.config.budget = -1; }},
-      {"mismatched heads", StatusCode::kShapeMismatch, [](Fixture& f, SelectArgs<float>& a) {
-         a.q = make_view<const float>(f.q.data(), 1, 1, 7, 64); }},
-      {"head dim differs", StatusCode::kShapeMismatch, [](Fixture& f, SelectArgs<float>& a) {
-         a.q = make_view<const float>(f.q.data(), 1, 1, 4, 128); }},
-      {"D unsupported", StatusCode::kUnsupported, [](Fixture& f, SelectArgs<float>& a) {
+      {"k < 0", StatusCode::kInvalidArgument,
+       [](Fixture&, SelectArgs<float>& a) { a.config.budget = -1; }},
+      {"mismatched heads", StatusCode::kShapeMismatch,
+       [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data(), 1, 1, 7, 64);
+       }},
+      {"head dim differs", StatusCode::kShapeMismatch,
+       [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data(), 1, 1, 4, 128);
+       }},
+      {"D unsupported", StatusCode::kUnsupported,
+       [](Fixture& f, SelectArgs<float>& a) {
          a.q = make_view<const float>(f.q.data(), 1, 1, 8, 60);
-         a.k = KvCacheView<float>::contiguous_bshd(f.k.data(), 1, 40, 2, 60); }},
-      {"misaligned q", StatusCode::kMisaligned, [](Fixture& f, SelectArgs<float>& a) {
-         a.q = make_view<const float>(f.q.data() + 1, 1, 1, 8, 64); }},
-      {"misaligned k", StatusCode::kMisaligned, [](Fixture& f, SelectArgs<float>& a) {
-         a.k = KvCacheView<float>::contiguous_bshd(f.k.data() + 2, 1, 39, 2, 64); }},
-      {"negative extent", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.q.extents[1] = -1; }},
-      {"even pool kernel", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.config.pool_kernel = 4; }},
-      {"capacity below window", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) {
-         a.config.method = Method::kSnapKV; a.config.budget = 16; a.config.window = 32; }},
-      {"two query rows for PromptDistill", StatusCode::kShapeMismatch, [](Fixture& f, SelectArgs<float>& a) {
-         a.q = make_view<const float>(f.q.data(), 1, 2, 4, 64); a.k.num_heads = 2; }},
-      {"batch differs", StatusCode::kShapeMismatch, [](Fixture&, SelectArgs<float>& a) { a.k.batch = 2; }},
-      {"empty prompt", StatusCode::kInvalidArgument, [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = 0; }},
-      {"negative length", StatusCode::kInvalidArgument, [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = -3; }},
-      {"length beyond capacity", StatusCode::kCapacityExceeded, [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = 41; }},
-      {"output too small", StatusCode::kCapacityExceeded, [](Fixture& f, SelectArgs<float>& a) {
-         a.indices = make_view(f.indices.data(), 1, 1, 5); a.positions = make_view(f.positions.data(), 1, 1, 5); }},
-      {"null lengths", StatusCode::kInvalidArgument, [](Fixture&, SelectArgs<float>& a) { a.lengths = nullptr; }},
-      {"hidden gather on per-head method", StatusCode::kUnsupported, [](Fixture& f, SelectArgs<float>& a) {
-         a.config.method = Method::kSnapKV; a.config.window = 4; a.q = make_view<const float>(f.q.data(), 1, 4, 2, 64);
-         a.indices = make_view(f.indices.data(), 1, 2, 20); a.counts = make_view(f.positions.data(), 1, 2);
-         a.positions = TensorView<int32_t, 3>{}; a.hidden_in = make_view<const float>(f.k.data(), 1, 40, 4);
-         a.hidden_out = make_view(f.scores.data(), 1, 10, 4); }},
+         a.k = KvCacheView<float>::contiguous_bshd(f.k.data(), 1, 40, 2, 60);
+       }},
+      {"misaligned q", StatusCode::kMisaligned,
+       [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data() + 1, 1, 1, 8, 64);
+       }},
+      {"misaligned k", StatusCode::kMisaligned,
+       [](Fixture& f, SelectArgs<float>& a) {
+         a.k = KvCacheView<float>::contiguous_bshd(f.k.data() + 2, 1, 39, 2, 64);
+       }},
+      {"negative extent", StatusCode::kInvalidArgument,
+       [](Fixture&, SelectArgs<float>& a) { a.q.extents[1] = -1; }},
+      {"even pool kernel", StatusCode::kInvalidArgument,
+       [](Fixture&, SelectArgs<float>& a) { a.config.pool_kernel = 4; }},
+      {"capacity below window", StatusCode::kInvalidArgument,
+       [](Fixture&, SelectArgs<float>& a) {
+         a.config.method = Method::kSnapKV;
+         a.config.budget = 16;
+         a.config.window = 32;
+       }},
+      {"two query rows for PromptDistill", StatusCode::kShapeMismatch,
+       [](Fixture& f, SelectArgs<float>& a) {
+         a.q = make_view<const float>(f.q.data(), 1, 2, 4, 64);
+         a.k.num_heads = 2;
+       }},
+      {"batch differs", StatusCode::kShapeMismatch,
+       [](Fixture&, SelectArgs<float>& a) { a.k.batch = 2; }},
+      {"empty prompt", StatusCode::kInvalidArgument,
+       [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = 0; }},
+      {"negative length", StatusCode::kInvalidArgument,
+       [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = -3; }},
+      {"length beyond capacity", StatusCode::kCapacityExceeded,
+       [](Fixture& f, SelectArgs<float>&) { f.lengths[0] = 41; }},
+      {"output too small", StatusCode::kCapacityExceeded,
+       [](Fixture& f, SelectArgs<float>& a) {
+         a.indices = make_view(f.indices.data(), 1, 1, 5);
+         a.positions = make_view(f.positions.data(), 1, 1, 5);
+       }},
+      {"null lengths", StatusCode::kInvalidArgument,
+       [](Fixture&, SelectArgs<float>& a) { a.lengths = nullptr; }},
+      {"hidden gather on per-head method", StatusCode::kUnsupported,
+       [](Fixture& f, SelectArgs<float>& a) {
+         a.config.method = Method::kSnapKV;
+         a.config.window = 4;
+         a.q = make_view<const float>(f.q.data(), 1, 4, 2, 64);
+         a.indices = make_view(f.indices.data(), 1, 2, 20);
+         a.counts = make_view(f.positions.data(), 1, 2);
+         a.positions = TensorView<int32_t, 3>{};
+         a.hidden_in = make_view<const float>(f.k.data(), 1, 40, 4);
+         a.hidden_out = make_view(f.scores.data(), 1, 10, 4);
+       }},
   };
   for (const Case& c : cases) {
     Fixture f;
@@ -113,7 +153,8 @@ TEST_CASE("validation: workspace too small and misaligned") {
   Fixture f;
   auto a = f.args();
   const std::size_t need = ref::Select<float>::workspace_size(a);
-  CHECK(ref::Select<float>::run(a, Workspace{f.ws, need - 1}).code() == StatusCode::kWorkspaceTooSmall);
+  CHECK(ref::Select<float>::run(a, Workspace{f.ws, need - 1}).code() ==
+        StatusCode::kWorkspaceTooSmall);
   CHECK(ref::Select<float>::run(a, Workspace{f.ws + 16, need}).code() == StatusCode::kMisaligned);
   CHECK(f.untouched());
   CHECK(ref::Select<float>::run(a, Workspace{f.ws, need}).is_ok());
@@ -122,7 +163,8 @@ TEST_CASE("validation: workspace too small and misaligned") {
 TEST_CASE("validation: paged caches: block table out of range, bad FlashInfer metadata") {
   const int64_t H = 2, D = 16, block = 4;
   std::vector<float> data(std::size_t(6 * block * H * D), 1.0f), values(data.size(), 2.0f);
-  std::vector<int32_t> table = {0, 1, 7, 2}, lens = {10}, idx(12, -9), counts(1, -9), nl(1, -9), fp(1, -9);
+  std::vector<int32_t> table = {0, 1, 7, 2}, lens = {10}, idx(12, -9), counts(1, -9), nl(1, -9),
+                       fp(1, -9);
   for (int i = 0; i < 10; ++i) idx[std::size_t(i)] = i;
   counts[0] = 10;
   CompactKvArgs<float> a;
@@ -152,8 +194,10 @@ TEST_CASE("validation: paged caches: block table out of range, bad FlashInfer me
   CHECK(ref::CompactKv<float>::run(a, Workspace{}).is_ok());
 
   std::vector<int32_t> indptr = {0, 3}, indices = {4, 0, 5}, last = {5};
-  a.k = KvCacheView<float>::flashinfer_hnd(data.data(), 6, block, H, D, 1, indptr.data(), indices.data(), last.data());
-  a.v = KvCacheView<float>::flashinfer_hnd(values.data(), 6, block, H, D, 1, indptr.data(), indices.data(), last.data());
+  a.k = KvCacheView<float>::flashinfer_hnd(data.data(), 6, block, H, D, 1, indptr.data(),
+                                           indices.data(), last.data());
+  a.v = KvCacheView<float>::flashinfer_hnd(values.data(), 6, block, H, D, 1, indptr.data(),
+                                           indices.data(), last.data());
   s = ref::CompactKv<float>::run(a, Workspace{});
   CHECK(s.code() == StatusCode::kInvalidArgument);  // last page holds 5 of 4
   CHECK(std::string(s.message()).find("kv_last_page_len") != std::string::npos);
@@ -167,8 +211,10 @@ TEST_CASE("validation: paged caches: block table out of range, bad FlashInfer me
 TEST_CASE("validation: K and V of one cache must not be the same buffer (compaction and append)") {
   // Both caches compacted (or appended to) at once would move the same memory twice.
   const int64_t H = 2, D = 16, S = 8;
-  std::vector<float> data(std::size_t(S * H * D), 1.0f), values(data.size(), 2.0f), news(std::size_t(H * D), 3.0f);
-  std::vector<int32_t> lens = {8}, idx = {0, 3, 5}, counts = {3}, nl = {-9}, q_lens = {1}, kv_lens = {8};
+  std::vector<float> data(std::size_t(S * H * D), 1.0f), values(data.size(), 2.0f),
+      news(std::size_t(H * D), 3.0f);
+  std::vector<int32_t> lens = {8}, idx = {0, 3, 5}, counts = {3}, nl = {-9}, q_lens = {1},
+                       kv_lens = {8};
   CompactKvArgs<float> c;
   c.k = c.v = KvCacheView<float>::contiguous_bshd(data.data(), 1, S, H, D);
   c.seq_lens = lens.data();
@@ -200,7 +246,9 @@ TEST_CASE("validation: K and V of one cache must not be the same buffer (compact
   CHECK(ref::AppendKv<float>::can_implement(a).is_ok());
 }
 
-TEST_CASE("status word: the error that comes first wins (lowest request, its own checks, then its indices), in any order") {
+TEST_CASE(
+    "status word: the error that comes first wins (lowest request, its own checks, then its "
+    "indices), in any order") {
   // The rule both backends keep (detail::record): the CPU loops meet errors in this order and
   // stop at the first; CUDA threads fail in any order and the word keeps the lowest. Here the
   // host side records shuffled errors and must end with the lowest (request, position), its
@@ -210,8 +258,9 @@ TEST_CASE("status word: the error that comes first wins (lowest request, its own
   const uint64_t seed = pdtest::mix(pdtest::seed(), 61);
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
-  const DataCheck checks[] = {DataCheck::kLengthNegative, DataCheck::kCountBeyondCapacity, DataCheck::kIndexOutOfRange,
-                              DataCheck::kIndexNotIncreasing, DataCheck::kTokenOutOfVocab, DataCheck::kKvBelowRows};
+  const DataCheck checks[] = {DataCheck::kLengthNegative,  DataCheck::kCountBeyondCapacity,
+                              DataCheck::kIndexOutOfRange, DataCheck::kIndexNotIncreasing,
+                              DataCheck::kTokenOutOfVocab, DataCheck::kKvBelowRows};
   for (int trial = 0; trial < 300; ++trial) {
     CAPTURE(trial);
     struct Error {
@@ -221,13 +270,19 @@ TEST_CASE("status word: the error that comes first wins (lowest request, its own
     std::vector<Error> errors;
     const int n = 1 + int(rng() % 12);
     for (int e = 0; e < n; ++e) {
-      Error x{checks[rng() % 6], int64_t(rng() % 6), int64_t(rng() % 1000), int64_t(rng() % 1000), int64_t(rng() % 40) - 1};
-      const bool taken = std::any_of(errors.begin(), errors.end(), [&](const Error& y) { return y.a == x.a && y.position == x.position; });
-      if (!taken) errors.push_back(x);  // every (request, position) fails once, as every thread checks its own
+      Error x{checks[rng() % 6], int64_t(rng() % 6), int64_t(rng() % 1000), int64_t(rng() % 1000),
+              int64_t(rng() % 40) - 1};
+      const bool taken = std::any_of(errors.begin(), errors.end(), [&](const Error& y) {
+        return y.a == x.a && y.position == x.position;
+      });
+      if (!taken)
+        errors.push_back(
+            x);  // every (request, position) fails once, as every thread checks its own
     }
-    const Error want = *std::min_element(errors.begin(), errors.end(), [](const Error& x, const Error& y) {
-      return x.a != y.a ? x.a < y.a : x.position < y.position;
-    });
+    const Error want =
+        *std::min_element(errors.begin(), errors.end(), [](const Error& x, const Error& y) {
+          return x.a != y.a ? x.a < y.a : x.position < y.position;
+        });
     std::shuffle(errors.begin(), errors.end(), rng);
     DeviceStatusWord word{};
     for (const Error& e : errors) detail::record(&word, e.check, e.a, e.b, e.c, e.position);
@@ -244,20 +299,25 @@ TEST_CASE("status word: the error that comes first wins (lowest request, its own
   detail::record(&word, DataCheck::kLengthNegative, 2, -1, 0);
   detail::record(&word, DataCheck::kBudgetBelowWindow, 2, 5, 9);
   CHECK(word.check == int32_t(DataCheck::kLengthNegative));
-  detail::record(&word, DataCheck::kIndexOutOfRange, 2, 50, 10, 0);  // the request's indices come after its own checks
+  detail::record(&word, DataCheck::kIndexOutOfRange, 2, 50, 10,
+                 0);  // the request's indices come after its own checks
   CHECK(word.check == int32_t(DataCheck::kLengthNegative));
   detail::record(&word, DataCheck::kIndexOutOfRange, 1, 50, 10, 7);  // a lower request comes first
   CHECK(word.a == 1);
-  CHECK(std::string(detail::status_from_word(word).message()) == "request 1: selected index 50 is outside [0, 10)");
+  CHECK(std::string(detail::status_from_word(word).message()) ==
+        "request 1: selected index 50 is outside [0, 10)");
 }
 
-TEST_CASE("status word: with several invalid requests the reference reports the lowest (Gather, RemapPositions, CompactKv, Embed)") {
+TEST_CASE(
+    "status word: with several invalid requests the reference reports the lowest (Gather, "
+    "RemapPositions, CompactKv, Embed)") {
   // What the CUDA kernels must report too (tests/cuda/test_status_cuda.cu runs the same inputs).
   const int64_t L = 10, E = 4, cap = 5;
   std::vector<float> src(std::size_t(4 * L * E), 1.0f), dst(std::size_t(4 * cap * E), -1.0f);
   // request 1: a count beyond the capacity; requests 2 and 3: indices out of range (request 2 at
   // positions 3 and 1: position 1 is reported).
-  std::vector<int32_t> idx = {0, 1, 2, 3, 4, /**/ 0, 1, 2, 3, 4, /**/ 0, 77, 2, 99, 4, /**/ 0, 1, 2, 3, 55};
+  std::vector<int32_t> idx = {0,      1,  2, 3,  4, /**/ 0, 1, 2, 3, 4,
+                              /**/ 0, 77, 2, 99, 4, /**/ 0, 1, 2, 3, 55};
   std::vector<int32_t> counts = {5, 7, 5, 5};
   GatherArgs<float> g;
   g.src = make_view<const float>(src.data(), 4, L, E);
@@ -290,7 +350,8 @@ TEST_CASE("status word: with several invalid requests the reference reports the 
   // CompactKv: request 0 not increasing at position 2, request 1 a length beyond the capacity.
   const int64_t S = 8, H = 1, D = 64;
   std::vector<float> keys(std::size_t(2 * S * H * D), 0.5f), values = keys;
-  std::vector<int32_t> lens = {6, 9}, cidx = {0, 3, 3, 5, /**/ 0, 1, 2, 3}, ccounts = {4, 4}, nl = {-9, -9};
+  std::vector<int32_t> lens = {6, 9}, cidx = {0, 3, 3, 5, /**/ 0, 1, 2, 3}, ccounts = {4, 4},
+                       nl = {-9, -9};
   CompactKvArgs<float> c;
   c.k = KvCacheView<float>::contiguous_bshd(keys.data(), 2, S, H, D);
   c.v = KvCacheView<float>::contiguous_bshd(values.data(), 2, S, H, D);
@@ -299,7 +360,8 @@ TEST_CASE("status word: with several invalid requests the reference reports the 
   c.counts = make_view<const int32_t>(ccounts.data(), 2, 1);
   c.new_lengths = nl.data();
   s = ref::CompactKv<float>::run(c, Workspace{});
-  CHECK(std::string(s.message()) == "request 0: selected indices are not strictly increasing at position 2 (index 3)");
+  CHECK(std::string(s.message()) ==
+        "request 0: selected indices are not strictly increasing at position 2 (index 3)");
   CHECK(nl == std::vector<int32_t>{-9, -9});
 
   // Embed: rows 5 and 2 out of the vocabulary -> row 2.

@@ -33,10 +33,11 @@ struct Run {
   Status status;
 };
 
-constexpr int64_t kBatch = 2, kHeads = 8, kKvHeads = 2, kHeadDim = 64, kMaxLength = 300, kBudget = 24;
+constexpr int64_t kBatch = 2, kHeads = 8, kKvHeads = 2, kHeadDim = 64, kMaxLength = 300,
+                  kBudget = 24;
 
-SelectArgs<float> make_args(const float* q, const float* k, const int32_t* lengths, int32_t* indices, int32_t* counts,
-                            int32_t* positions) {
+SelectArgs<float> make_args(const float* q, const float* k, const int32_t* lengths,
+                            int32_t* indices, int32_t* counts, int32_t* positions) {
   SelectArgs<float> a;
   a.config.method = Method::kPromptDistill;
   a.config.budget = kBudget;
@@ -55,11 +56,14 @@ SelectArgs<float> make_args(const float* q, const float* k, const int32_t* lengt
 int main() {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device; the header-only Selector was compiled and linked without promptdistill::cuda\n");
+    std::printf(
+        "SKIPPED: no CUDA device; the header-only Selector was compiled and linked without "
+        "promptdistill::cuda\n");
     return 77;
   }
   // Deterministic inputs (a linear congruential generator, values in [-1, 1)).
-  std::vector<float> q(std::size_t(kBatch * kHeads * kHeadDim)), k(std::size_t(kBatch * kMaxLength * kKvHeads * kHeadDim));
+  std::vector<float> q(std::size_t(kBatch * kHeads * kHeadDim)),
+      k(std::size_t(kBatch * kMaxLength * kKvHeads * kHeadDim));
   uint64_t state = 20261129;
   auto next = [&]() {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
@@ -74,16 +78,18 @@ int main() {
   want.counts.assign(std::size_t(kBatch), -1);
   want.positions.assign(want.indices.size(), -1);
   {
-    const auto a = make_args(q.data(), k.data(), lengths.data(), want.indices.data(), want.counts.data(), want.positions.data());
+    const auto a = make_args(q.data(), k.data(), lengths.data(), want.indices.data(),
+                             want.counts.data(), want.positions.data());
     std::vector<unsigned char> ws(ref::Select<float>::workspace_size(a) + 256);
     void* base = ws.data() + (256 - reinterpret_cast<std::uintptr_t>(ws.data()) % 256) % 256;
-    want.status = ref::Select<float>::run(a, Workspace{base, ref::Select<float>::workspace_size(a)});
+    want.status =
+        ref::Select<float>::run(a, Workspace{base, ref::Select<float>::workspace_size(a)});
   }
 
   Run got;
   float *d_q = to_device(q), *d_k = to_device(k);
-  int32_t *d_lengths = to_device(lengths), *d_indices = to_device(want.indices), *d_counts = to_device(want.counts),
-          *d_positions = to_device(want.positions);
+  int32_t *d_lengths = to_device(lengths), *d_indices = to_device(want.indices),
+          *d_counts = to_device(want.counts), *d_positions = to_device(want.positions);
   const auto a = make_args(d_q, d_k, d_lengths, d_indices, d_counts, d_positions);
   const std::size_t bytes = pdcuda::Select<float>::workspace_size(a);
   void* d_ws = nullptr;
@@ -94,22 +100,30 @@ int main() {
   got.indices.resize(want.indices.size());
   got.counts.resize(want.counts.size());
   got.positions.resize(want.positions.size());
-  cudaMemcpy(got.indices.data(), d_indices, got.indices.size() * sizeof(int32_t), cudaMemcpyDeviceToHost);
-  cudaMemcpy(got.counts.data(), d_counts, got.counts.size() * sizeof(int32_t), cudaMemcpyDeviceToHost);
-  cudaMemcpy(got.positions.data(), d_positions, got.positions.size() * sizeof(int32_t), cudaMemcpyDeviceToHost);
-  for (void* p : {(void*)d_q, (void*)d_k, (void*)d_lengths, (void*)d_indices, (void*)d_counts, (void*)d_positions, d_ws})
+  cudaMemcpy(got.indices.data(), d_indices, got.indices.size() * sizeof(int32_t),
+             cudaMemcpyDeviceToHost);
+  cudaMemcpy(got.counts.data(), d_counts, got.counts.size() * sizeof(int32_t),
+             cudaMemcpyDeviceToHost);
+  cudaMemcpy(got.positions.data(), d_positions, got.positions.size() * sizeof(int32_t),
+             cudaMemcpyDeviceToHost);
+  for (void* p : {(void*)d_q, (void*)d_k, (void*)d_lengths, (void*)d_indices, (void*)d_counts,
+                  (void*)d_positions, d_ws})
     cudaFree(p);
 
   if (!want.status.is_ok() || !got.status.is_ok()) {
-    std::printf("FAILED: reference %s / header-only CUDA %s\n", want.status.message(), got.status.message());
+    std::printf("FAILED: reference %s / header-only CUDA %s\n", want.status.message(),
+                got.status.message());
     return 1;
   }
   // Tier A over Tier B scores: the kept indices, counts and positions are the reference's exactly.
   if (got.indices != want.indices || got.counts != want.counts || got.positions != want.positions) {
-    std::printf("FAILED: the header-only CUDA selection differs from the reference (counts %d %d vs %d %d)\n",
-                got.counts[0], got.counts[1], want.counts[0], want.counts[1]);
+    std::printf(
+        "FAILED: the header-only CUDA selection differs from the reference (counts %d %d vs %d "
+        "%d)\n",
+        got.counts[0], got.counts[1], want.counts[0], want.counts[1]);
     return 1;
   }
-  std::printf("header-only Selector ok: kept %d and %d tokens, equal to the reference\n", got.counts[0], got.counts[1]);
+  std::printf("header-only Selector ok: kept %d and %d tokens, equal to the reference\n",
+              got.counts[0], got.counts[1]);
   return 0;
 }

@@ -21,7 +21,8 @@ int main() {
     return 1;
   }
 #if defined(CONSUMER_HAS_CUDA)
-  std::printf("cuda backend linked; device available: %s\n", cuda::device_available() ? "yes" : "no");
+  std::printf("cuda backend linked; device available: %s\n",
+              cuda::device_available() ? "yes" : "no");
 #endif
   std::printf("consumer ok: kept %d %d\n", indices[0], indices[1]);
   return 0;

@@ -18,11 +18,16 @@ template struct ScorePartial<float>;
 template struct RmsNorm<float>;
 template struct Rope<float>;
 template struct SwiGlu<float>;
-template Status detail::launch_attention_exact<float>(const AttentionArgs<float>&, const detail::DeviceStatusWord*,
+template Status detail::launch_attention_exact<float>(const AttentionArgs<float>&,
+                                                      const detail::DeviceStatusWord*,
                                                       cudaStream_t);
 
-Status probe_pool(const PoolArgs& a, Workspace ws, Stream stream) { return detail::run_pool(a, ws, stream); }
-Status probe_finish(const FinishSelectArgs& a, Workspace ws, Stream stream) { return detail::run_finish_select(a, ws, stream); }
+Status probe_pool(const PoolArgs& a, Workspace ws, Stream stream) {
+  return detail::run_pool(a, ws, stream);
+}
+Status probe_finish(const FinishSelectArgs& a, Workspace ws, Stream stream) {
+  return detail::run_finish_select(a, ws, stream);
+}
 
 }  // namespace cuda
 }  // namespace promptdistill

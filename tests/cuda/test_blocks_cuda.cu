@@ -44,19 +44,21 @@ Status run_flash_with_keys(const AttentionArgs<T>& a, int keys, Workspace ws) {
   auto* status = promptdistill::detail::take_status(planner);
   PD_RETURN_IF_ERROR(planner.status());
   PD_RETURN_IF_ERROR(cuda::detail::reset_status(status, nullptr));
-  PD_RETURN_IF_ERROR(
-      cuda::detail::launch_validate_requests(cuda::detail::AttentionCheck<T>{a}, a.q.extents[0], status, nullptr));
+  PD_RETURN_IF_ERROR(cuda::detail::launch_validate_requests(cuda::detail::AttentionCheck<T>{a},
+                                                            a.q.extents[0], status, nullptr));
   return cuda::detail::launch_attention_flash(a, keys, status, nullptr);
 }
 
 //! Runs the same attention problem on the reference (kExact) and on CUDA with `algo` (with
 //! `flash_keys` > 0: the flash kernel at that key step).
 template <class T>
-void compare_attention(const pdtest::AttentionShape& s, Layout layout, AttentionAlgo algo, int flash_keys = 0) {
+void compare_attention(const pdtest::AttentionShape& s, Layout layout, AttentionAlgo algo,
+                       int flash_keys = 0) {
   CAPTURE(s.describe());
   CAPTURE(pdtest::to_string(layout));
   CAPTURE(int(algo));
-  const auto data = pdtest::attention_data<T>(s, pdtest::mix(pdtest::seed(), 1, uint64_t(s.D), uint64_t(layout)));
+  const auto data =
+      pdtest::attention_data<T>(s, pdtest::mix(pdtest::seed(), 1, uint64_t(s.D), uint64_t(layout)));
   auto kst = pdtest::make_kv(layout, data.k, s.kv_lens, s.capacity(), s.Hkv, s.D, 16, 3);
   auto vst = pdtest::make_kv(layout, data.v, s.kv_lens, s.capacity(), s.Hkv, s.D, 16, 3);
   const T poison = num::from_f32<T>(-5.0f);
@@ -83,7 +85,8 @@ void compare_attention(const pdtest::AttentionShape& s, Layout layout, Attention
   a.kv_lens = dkl.get();
   a.out = make_view(dout.get(), s.B(), s.rows(), s.H, s.D);
   DeviceWorkspace ws(cuda::Attention<T>::workspace_size(a));
-  Status st = flash_keys > 0 ? run_flash_with_keys(a, flash_keys, ws.ws) : cuda::Attention<T>::run(a, ws.ws, nullptr);
+  Status st = flash_keys > 0 ? run_flash_with_keys(a, flash_keys, ws.ws)
+                             : cuda::Attention<T>::run(a, ws.ws, nullptr);
   REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
   st = cuda::read_device_status(ws.ws, nullptr);
   REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
@@ -115,12 +118,15 @@ void compare_attention(const pdtest::AttentionShape& s, Layout layout, Attention
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("cuda/blocks: RmsNorm, Rope and SwiGlu equal the reference bit for bit (Tier B)", T, float, bf16, f16) {
+TEST_CASE_TEMPLATE("cuda/blocks: RmsNorm, Rope and SwiGlu equal the reference bit for bit (Tier B)",
+                   T, float, bf16, f16) {
   for (int64_t d : {1, 31, 32, 33, 255, 256, 257, 576, 1025}) {
     CAPTURE(d);
     const int64_t n = 5;
-    const auto x = pdtest::generate<T>(std::size_t(n * d), Fill::kNormal, pdtest::mix(pdtest::seed(), 2, uint64_t(d)), 2.0f);
-    const auto wt = pdtest::generate<T>(std::size_t(d), Fill::kUniform, pdtest::mix(pdtest::seed(), 3, uint64_t(d)));
+    const auto x = pdtest::generate<T>(std::size_t(n * d), Fill::kNormal,
+                                       pdtest::mix(pdtest::seed(), 2, uint64_t(d)), 2.0f);
+    const auto wt = pdtest::generate<T>(std::size_t(d), Fill::kUniform,
+                                        pdtest::mix(pdtest::seed(), 3, uint64_t(d)));
     std::vector<T> want(x.size());
     RmsNormArgs<T> a;
     a.x = make_view<const T>(x.data(), n, d);
@@ -155,7 +161,8 @@ TEST_CASE_TEMPLATE("cuda/blocks: RmsNorm, Rope and SwiGlu equal the reference bi
     const int64_t n = int64_t(pos.size()), heads = 5;
     std::vector<float> cs, sn;
     REQUIRE(rope_tables(c, pos.data(), n, 131072, &cs, &sn).is_ok());
-    const auto x = pdtest::generate<T>(std::size_t(n * heads * D), Fill::kNormal, pdtest::mix(pdtest::seed(), 4, uint64_t(D)));
+    const auto x = pdtest::generate<T>(std::size_t(n * heads * D), Fill::kNormal,
+                                       pdtest::mix(pdtest::seed(), 4, uint64_t(D)));
     auto want = x;
     RopeArgs<T> r;
     r.x = make_view(want.data(), n, heads, D);
@@ -188,7 +195,9 @@ TEST_CASE_TEMPLATE("cuda/blocks: Embed (Tier A) and its device-side id check", T
   REQUIRE(cuda::read_device_status(ws.ws, nullptr).is_ok());
   const auto got = dout.download();
   for (std::size_t i = 0; i < ids.size(); ++i)
-    for (int64_t e = 0; e < E; ++e) CHECK(pdtest::bits_of(got[i * E + std::size_t(e)]) == pdtest::bits_of(table[std::size_t(ids[i] * E + e)]));
+    for (int64_t e = 0; e < E; ++e)
+      CHECK(pdtest::bits_of(got[i * E + std::size_t(e)]) ==
+            pdtest::bits_of(table[std::size_t(ids[i] * E + e)]));
   ids[3] = 1000;
   di.upload(ids);
   DeviceBuffer<T> fresh(std::vector<T>(ids.size() * E, num::from_f32<T>(-1.0f)));
@@ -198,10 +207,12 @@ TEST_CASE_TEMPLATE("cuda/blocks: Embed (Tier A) and its device-side id check", T
   CHECK(s.code() == StatusCode::kOutOfRange);
   CHECK(std::string(s.message()).find("vocabulary") != std::string::npos);
   const auto untouched = fresh.download();
-  CHECK(std::all_of(untouched.begin(), untouched.end(), [](T v) { return num::to_f32(v) == -1.0f; }));
+  CHECK(
+      std::all_of(untouched.begin(), untouched.end(), [](T v) { return num::to_f32(v) == -1.0f; }));
 }
 
-TEST_CASE_TEMPLATE("cuda/blocks: AppendKv equals the reference in every layout (Tier A)", T, float, bf16) {
+TEST_CASE_TEMPLATE("cuda/blocks: AppendKv equals the reference in every layout (Tier A)", T, float,
+                   bf16) {
   const int64_t Hkv = 2, D = 64, cap = 70;
   const std::vector<int32_t> q_lens = {3, 1, 0, 33}, kv_lens = {3, 65, 10, 40};
   const auto logical = pdtest::generate<T>(std::size_t(4 * cap * Hkv * D), Fill::kNormal, 6);
@@ -237,13 +248,15 @@ TEST_CASE_TEMPLATE("cuda/blocks: AppendKv equals the reference in every layout (
   }
 }
 
-TEST_CASE_TEMPLATE("cuda/blocks: Attention kExact equals the reference bit for bit (Tier B)", T, float, bf16, f16) {
+TEST_CASE_TEMPLATE("cuda/blocks: Attention kExact equals the reference bit for bit (Tier B)", T,
+                   float, bf16, f16) {
   for (const auto& s : pdtest::attention_shapes())
     for (Layout layout : {Layout::kBSHD, Layout::kBHSD, Layout::kPagedHND, Layout::kFlashInferNHD})
       compare_attention<T>(s, layout, AttentionAlgo::kExact);
 }
 
-TEST_CASE_TEMPLATE("cuda/blocks: Attention kFast (flash / split-KV) within the Tier C bounds", T, float, bf16, f16) {
+TEST_CASE_TEMPLATE("cuda/blocks: Attention kFast (flash / split-KV) within the Tier C bounds", T,
+                   float, bf16, f16) {
   auto shapes = pdtest::attention_shapes();
   // Prefill-sized rows (flash for 16-bit types at D in {64, 96, 128}) with a cached prefix.
   shapes.push_back({8, 2, 128, {200, 9, 64}, {200, 300, 64}});
@@ -254,10 +267,13 @@ TEST_CASE_TEMPLATE("cuda/blocks: Attention kFast (flash / split-KV) within the T
       compare_attention<T>(s, layout, AttentionAlgo::kFast);
 }
 
-TEST_CASE_TEMPLATE("cuda/blocks: flash prefill at both key steps (64, and 32 as on 99 KiB parts) within the Tier C bounds", T,
-                   bf16, f16) {
-  const std::vector<pdtest::AttentionShape> shapes = {
-      {8, 2, 128, {200, 9, 64}, {200, 300, 64}}, {4, 4, 64, {129, 65}, {1000, 65}}, {6, 2, 96, {100}, {100}}};
+TEST_CASE_TEMPLATE(
+    "cuda/blocks: flash prefill at both key steps (64, and 32 as on 99 KiB parts) within the Tier "
+    "C bounds",
+    T, bf16, f16) {
+  const std::vector<pdtest::AttentionShape> shapes = {{8, 2, 128, {200, 9, 64}, {200, 300, 64}},
+                                                      {4, 4, 64, {129, 65}, {1000, 65}},
+                                                      {6, 2, 96, {100}, {100}}};
   for (int keys : {64, 32})
     for (const auto& s : shapes) {
       CAPTURE(keys);
@@ -265,12 +281,14 @@ TEST_CASE_TEMPLATE("cuda/blocks: flash prefill at both key steps (64, and 32 as 
     }
 }
 
-TEST_CASE("cuda/blocks: Attention validates requests on the device and leaves the output untouched") {
+TEST_CASE(
+    "cuda/blocks: Attention validates requests on the device and leaves the output untouched") {
   const pdtest::AttentionShape s{4, 2, 64, {3, 2}, {5, 9}};
   const auto data = pdtest::attention_data<bf16>(s, 10);
   auto kst = pdtest::make_kv(Layout::kPagedNHD, data.k, s.kv_lens, s.capacity(), 2, 64, 4, 3);
   pdtest::DeviceKv<bf16> dk(kst), dv(kst);
-  std::vector<int32_t> q_lens = {3, 2}, kv_lens = {5, 10};  // request 1 sees more keys than max_kv_len
+  std::vector<int32_t> q_lens = {3, 2},
+                       kv_lens = {5, 10};  // request 1 sees more keys than max_kv_len
   DeviceBuffer<bf16> dq(data.q), dout(std::vector<bf16>(data.q.size(), num::to_bf16(-5.0f)));
   DeviceBuffer<int32_t> dql(q_lens), dkl(kv_lens);
   for (AttentionAlgo algo : {AttentionAlgo::kExact, AttentionAlgo::kFast}) {
@@ -293,7 +311,9 @@ TEST_CASE("cuda/blocks: Attention validates requests on the device and leaves th
   }
 }
 
-TEST_CASE_TEMPLATE("cuda/blocks: Linear (cuBLASLt) exact on small integers, NMSE bound on normal data (Tier C)", T, float, bf16, f16) {
+TEST_CASE_TEMPLATE(
+    "cuda/blocks: Linear (cuBLASLt) exact on small integers, NMSE bound on normal data (Tier C)", T,
+    float, bf16, f16) {
   for (int64_t rows : {1, 7, 33, 1025})
     for (int64_t in : {16, 64, 576})
       for (int64_t out_dim : {8, 64, 1536}) {
@@ -304,8 +324,10 @@ TEST_CASE_TEMPLATE("cuda/blocks: Linear (cuBLASLt) exact on small integers, NMSE
           CAPTURE(pdtest::to_string(fill));
           // Small integers stay exact in bf16 only while |sums| <= 256: 8 products of |4 x 4| + 8.
           const int64_t k = fill == Fill::kSmallInt ? std::min<int64_t>(in, 8) : in;
-          const auto x = pdtest::generate<T>(std::size_t(rows * k), fill, pdtest::mix(pdtest::seed(), 11, uint64_t(rows)), 0.5f);
-          const auto wt = pdtest::generate<T>(std::size_t(out_dim * k), fill, pdtest::mix(pdtest::seed(), 12, uint64_t(k)), 0.5f);
+          const auto x = pdtest::generate<T>(std::size_t(rows * k), fill,
+                                             pdtest::mix(pdtest::seed(), 11, uint64_t(rows)), 0.5f);
+          const auto wt = pdtest::generate<T>(std::size_t(out_dim * k), fill,
+                                              pdtest::mix(pdtest::seed(), 12, uint64_t(k)), 0.5f);
           const auto bias = pdtest::generate<T>(std::size_t(out_dim), fill, 13, 0.5f);
           const auto y0 = pdtest::generate<T>(std::size_t(rows * out_dim), fill, 14, 0.5f);
           LinearShape shape;
@@ -337,23 +359,27 @@ TEST_CASE_TEMPLATE("cuda/blocks: Linear (cuBLASLt) exact on small integers, NMSE
           const Status st = cp.run(a, ws.ws, nullptr);
           REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
           const auto got = dy.download();
-          if (fill == Fill::kSmallInt) CHECK(pdtest::bitwise_equal(got, want));
-          else CHECK(pdtest::nmse_below(got, want, std::is_same<T, float>::value ? 1e-10 : 1e-5));
+          if (fill == Fill::kSmallInt)
+            CHECK(pdtest::bitwise_equal(got, want));
+          else
+            CHECK(pdtest::nmse_below(got, want, std::is_same<T, float>::value ? 1e-10 : 1e-5));
         }
       }
 }
 
-TEST_CASE_TEMPLATE("cuda/blocks: ArgMax equals the reference on every size and row kind (Tier A)", T, float, bf16, f16) {
+TEST_CASE_TEMPLATE("cuda/blocks: ArgMax equals the reference on every size and row kind (Tier A)",
+                   T, float, bf16, f16) {
   using pdtest::ArgMaxRow;
   std::vector<int64_t> sizes = pdtest::argmax_sizes();
   sizes.push_back(128256);  // Llama-3's vocabulary
   for (int64_t n : sizes)
     for (int64_t rows : {1, 3, 70})
-      for (ArgMaxRow kind : {ArgMaxRow::kNormal, ArgMaxRow::kTiedMax, ArgMaxRow::kAllEqual, ArgMaxRow::kNaN,
-                             ArgMaxRow::kSignedZeros, ArgMaxRow::kAllMinusInf}) {
+      for (ArgMaxRow kind : {ArgMaxRow::kNormal, ArgMaxRow::kTiedMax, ArgMaxRow::kAllEqual,
+                             ArgMaxRow::kNaN, ArgMaxRow::kSignedZeros, ArgMaxRow::kAllMinusInf}) {
         if (rows == 70 && n > 1025) continue;
         const int64_t pitch = n + (rows == 3 ? 5 : 0);
-        const uint64_t seed = pdtest::mix(pdtest::seed(), 94, uint64_t(n), uint64_t(kind), uint64_t(rows));
+        const uint64_t seed =
+            pdtest::mix(pdtest::seed(), 94, uint64_t(n), uint64_t(kind), uint64_t(rows));
         CAPTURE(n);
         CAPTURE(rows);
         CAPTURE(pdtest::to_string(kind));
@@ -378,8 +404,10 @@ TEST_CASE_TEMPLATE("cuda/blocks: ArgMax equals the reference on every size and r
 
 TEST_CASE("cuda/blocks: ArgMax inside a captured graph, replayed on new logits") {
   const int64_t rows = 4, n = 49152;
-  const auto first = pdtest::argmax_case<float>(rows, n, n, pdtest::ArgMaxRow::kTiedMax, pdtest::mix(pdtest::seed(), 95));
-  const auto second = pdtest::argmax_case<float>(rows, n, n, pdtest::ArgMaxRow::kNaN, pdtest::mix(pdtest::seed(), 96));
+  const auto first = pdtest::argmax_case<float>(rows, n, n, pdtest::ArgMaxRow::kTiedMax,
+                                                pdtest::mix(pdtest::seed(), 95));
+  const auto second = pdtest::argmax_case<float>(rows, n, n, pdtest::ArgMaxRow::kNaN,
+                                                 pdtest::mix(pdtest::seed(), 96));
   DeviceBuffer<float> d_x(first);
   DeviceBuffer<int32_t> d_out(std::vector<int32_t>(rows, -1));
   ArgMaxArgs<float> d;
@@ -389,7 +417,8 @@ TEST_CASE("cuda/blocks: ArgMax inside a captured graph, replayed on new logits")
   pdtest::cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
-  pdtest::cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+  pdtest::cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+                     "begin capture");
   const Status captured = cuda::ArgMax<float>::run(d, Workspace{}, stream);
   pdtest::cuda_check(cudaStreamEndCapture(stream, &graph), "end capture");
   REQUIRE(captured.is_ok());

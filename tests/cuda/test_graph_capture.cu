@@ -14,20 +14,23 @@ using pdtest::DeviceBuffer;
 
 TEST_CASE("cuda/graph: select + compact inside stream capture, replayed twice") {
   for (Method m : {Method::kPromptDistill, Method::kSnapKV, Method::kH2O}) {
-    auto c = pdtest::make_score_case<bf16>(m, HeadGrouping::kPerKvGroup, {700, 300}, 8, 2, 128, 32, pdtest::Fill::kNormal,
+    auto c = pdtest::make_score_case<bf16>(m, HeadGrouping::kPerKvGroup, {700, 300}, 8, 2, 128, 32,
+                                           pdtest::Fill::kNormal,
                                            pdtest::mix(pdtest::seed(), uint64_t(m)));
-    auto host_kv = pdtest::make_kv<bf16>(pdtest::Layout::kPagedHND, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 3);
+    auto host_kv = pdtest::make_kv<bf16>(pdtest::Layout::kPagedHND, c.k_logical, c.lengths, c.N,
+                                         c.Hkv, c.D, 16, 3);
     MethodConfig cfg;
     cfg.method = m;
     cfg.budget = 128;
     const int64_t R = score_rows(m, cfg.grouping, c.H, c.Hkv);
     DeviceBuffer<bf16> q(c.q);
-    DeviceBuffer<int32_t> lengths(c.lengths), idx(std::size_t(c.B * R * c.N)), counts(std::size_t(c.B * R)),
-        new_len(std::size_t(c.B)), freed(std::size_t(c.B));
+    DeviceBuffer<int32_t> lengths(c.lengths), idx(std::size_t(c.B * R * c.N)),
+        counts(std::size_t(c.B * R)), new_len(std::size_t(c.B)), freed(std::size_t(c.B));
     cudaStream_t stream;
     REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
 
-    auto run_once = [&](pdtest::DeviceKv<bf16>& kv, pdtest::DeviceKv<bf16>& vv, const Workspace& ws1, const Workspace& ws2) {
+    auto run_once = [&](pdtest::DeviceKv<bf16>& kv, pdtest::DeviceKv<bf16>& vv,
+                        const Workspace& ws1, const Workspace& ws2) {
       SelectArgs<bf16> a;
       a.config = cfg;
       a.q = c.q_view(q.get());
@@ -60,7 +63,8 @@ TEST_CASE("cuda/graph: select + compact inside stream capture, replayed twice") 
     run_once(k1, v1, ws1.ws, ws2.ws);
     REQUIRE(cuda::read_device_status(ws1.ws, stream).is_ok());
     REQUIRE(cuda::read_device_status(ws2.ws, stream).is_ok());
-    const auto want_idx = idx.download(), want_counts = counts.download(), want_len = new_len.download();
+    const auto want_idx = idx.download(), want_counts = counts.download(),
+               want_len = new_len.download();
     const auto want_k = k1.data.download();
 
     // Capture once; replay twice. Compaction is in place, so the caches and outputs are restored

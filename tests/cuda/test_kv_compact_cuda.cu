@@ -23,7 +23,8 @@ struct Selection {
   std::vector<int32_t> idx, counts;
 };
 
-Selection random_selection(const std::vector<int32_t>& lengths, int64_t rows, int64_t cap, std::mt19937_64& rng) {
+Selection random_selection(const std::vector<int32_t>& lengths, int64_t rows, int64_t cap,
+                           std::mt19937_64& rng) {
   Selection s;
   const int64_t B = int64_t(lengths.size());
   s.idx.assign(std::size_t(B * rows * cap), -1);
@@ -45,8 +46,9 @@ Selection random_selection(const std::vector<int32_t>& lengths, int64_t rows, in
 }
 
 template <class T>
-CompactKvArgs<T> compact_args(KvCacheView<T> k, KvCacheView<T> v, const int32_t* lens, const int32_t* idx,
-                              const int32_t* counts, int64_t B, int64_t rows, int64_t cap, int32_t* nl, int32_t* fp) {
+CompactKvArgs<T> compact_args(KvCacheView<T> k, KvCacheView<T> v, const int32_t* lens,
+                              const int32_t* idx, const int32_t* counts, int64_t B, int64_t rows,
+                              int64_t cap, int32_t* nl, int32_t* fp) {
   CompactKvArgs<T> a;
   a.k = k;
   a.v = v;
@@ -67,26 +69,32 @@ TEST_CASE_TEMPLATE("cuda/compact: every layout equals the reference", T, float, 
         const int64_t H = 8, cap = 1040, block = 16;
         const std::vector<int32_t> lengths = {1025, 1, 0, 33, 1024};
         const int64_t B = int64_t(lengths.size());
-        std::mt19937_64 rng(pdtest::mix(pdtest::seed(), uint64_t(layout), uint64_t(rows), uint64_t(D)));
-        const auto klog = pdtest::generate<T>(std::size_t(B * cap * H * D), pdtest::Fill::kNormal, rng());
-        const auto vlog = pdtest::generate<T>(std::size_t(B * cap * H * D), pdtest::Fill::kNormal, rng());
+        std::mt19937_64 rng(
+            pdtest::mix(pdtest::seed(), uint64_t(layout), uint64_t(rows), uint64_t(D)));
+        const auto klog =
+            pdtest::generate<T>(std::size_t(B * cap * H * D), pdtest::Fill::kNormal, rng());
+        const auto vlog =
+            pdtest::generate<T>(std::size_t(B * cap * H * D), pdtest::Fill::kNormal, rng());
         auto kh = pdtest::make_kv<T>(layout, klog, lengths, cap, H, D, block, 21);
         auto vh = pdtest::make_kv<T>(layout, vlog, lengths, cap, H, D, block, 21);
         const Selection sel = random_selection(lengths, rows, cap, rng);
         pdtest::DeviceKv<T> kd(kh), vd(vh);
-        DeviceBuffer<int32_t> d_len(lengths), d_idx(sel.idx), d_counts(sel.counts), d_nl(std::vector<int32_t>(B, -1)),
-            d_fp(std::vector<int32_t>(B, -1));
+        DeviceBuffer<int32_t> d_len(lengths), d_idx(sel.idx), d_counts(sel.counts),
+            d_nl(std::vector<int32_t>(B, -1)), d_fp(std::vector<int32_t>(B, -1));
         auto vview = vd.view;  // share K's device tables
-        vview.block_table = kd.view.block_table, vview.indptr = kd.view.indptr, vview.indices = kd.view.indices,
-        vview.last_page_len = kd.view.last_page_len;
-        auto da = compact_args<T>(kd.view, vview, d_len.get(), d_idx.get(), d_counts.get(), B, rows, cap, d_nl.get(), d_fp.get());
+        vview.block_table = kd.view.block_table, vview.indptr = kd.view.indptr,
+        vview.indices = kd.view.indices, vview.last_page_len = kd.view.last_page_len;
+        auto da = compact_args<T>(kd.view, vview, d_len.get(), d_idx.get(), d_counts.get(), B, rows,
+                                  cap, d_nl.get(), d_fp.get());
         pdtest::DeviceWorkspace ws(cuda::CompactKv<T>::workspace_size(da));
         REQUIRE(cuda::CompactKv<T>::run(da, ws.ws, nullptr).is_ok());
         REQUIRE(cuda::read_device_status(ws.ws, nullptr).is_ok());
 
         std::vector<int32_t> nl(std::size_t(B), -1), fp(std::size_t(B), -1);
-        auto hv = vh.view_over(vh.data.data(), kh.block_table.data(), kh.indptr.data(), kh.indices.data(), kh.last_page_len.data());
-        auto ha = compact_args<T>(kh.view(), hv, lengths.data(), sel.idx.data(), sel.counts.data(), B, rows, cap, nl.data(), fp.data());
+        auto hv = vh.view_over(vh.data.data(), kh.block_table.data(), kh.indptr.data(),
+                               kh.indices.data(), kh.last_page_len.data());
+        auto ha = compact_args<T>(kh.view(), hv, lengths.data(), sel.idx.data(), sel.counts.data(),
+                                  B, rows, cap, nl.data(), fp.data());
         REQUIRE(ref::CompactKv<T>::run(ha, Workspace{}).is_ok());
         INFO(std::string(pdtest::to_string(layout)));
         CAPTURE(rows);
@@ -110,10 +118,12 @@ TEST_CASE("cuda/compact: out-of-range pages and bad indices are reported, cache 
   idx[0] = 1;  // keep 1..9 after a shift: also exercises moves
   idx[1] = 2;
   DeviceBuffer<float> d_data(data), d_values(data);
-  DeviceBuffer<int32_t> d_table(table), d_lens(lens), d_idx(idx), d_counts(counts), d_nl(std::vector<int32_t>{-1});
+  DeviceBuffer<int32_t> d_table(table), d_lens(lens), d_idx(idx), d_counts(counts),
+      d_nl(std::vector<int32_t>{-1});
   auto keys = KvCacheView<float>::paged_nhd(d_data.get(), 6, block, H, D, 1, d_table.get(), 4);
   auto values = KvCacheView<float>::paged_nhd(d_values.get(), 6, block, H, D, 1, d_table.get(), 4);
-  auto a = compact_args<float>(keys, values, d_lens.get(), d_idx.get(), d_counts.get(), 1, 1, 12, d_nl.get(), nullptr);
+  auto a = compact_args<float>(keys, values, d_lens.get(), d_idx.get(), d_counts.get(), 1, 1, 12,
+                               d_nl.get(), nullptr);
   pdtest::DeviceWorkspace ws(cuda::CompactKv<float>::workspace_size(a));
   REQUIRE(cuda::CompactKv<float>::run(a, ws.ws, nullptr).is_ok());
   CHECK(cuda::read_device_status(ws.ws, nullptr).code() == StatusCode::kOutOfRange);
@@ -127,7 +137,9 @@ TEST_CASE("cuda/compact: out-of-range pages and bad indices are reported, cache 
   CHECK(pdtest::bitwise_equal(d_data.download(), data));
 }
 
-TEST_CASE("cuda/compact: a shared page and FlashInfer pages outside kv_indices are reported, cache untouched") {
+TEST_CASE(
+    "cuda/compact: a shared page and FlashInfer pages outside kv_indices are reported, cache "
+    "untouched") {
   // The device-side checks the Python fuzzing led to (tests/ref/test_fuzz_findings_ref.cpp).
   const int64_t H = 2, D = 64, block = 4;
   std::vector<float> data(std::size_t(6 * block * H * D));
@@ -136,11 +148,12 @@ TEST_CASE("cuda/compact: a shared page and FlashInfer pages outside kv_indices a
   for (int b = 0; b < 2; ++b)
     for (int i = 0; i < 3; ++i) idx[std::size_t(b * 12 + i)] = 2 * i + 1;
   DeviceBuffer<float> d_data(data), d_values(data);
-  DeviceBuffer<int32_t> d_table(std::vector<int32_t>{1, 2, 0, 3, 2, 5}), d_lens(lens), d_idx(idx), d_counts(counts),
-      d_nl(std::vector<int32_t>{-1, -1});
+  DeviceBuffer<int32_t> d_table(std::vector<int32_t>{1, 2, 0, 3, 2, 5}), d_lens(lens), d_idx(idx),
+      d_counts(counts), d_nl(std::vector<int32_t>{-1, -1});
   auto keys = KvCacheView<float>::paged_nhd(d_data.get(), 6, block, H, D, 2, d_table.get(), 3);
   auto values = KvCacheView<float>::paged_nhd(d_values.get(), 6, block, H, D, 2, d_table.get(), 3);
-  auto a = compact_args<float>(keys, values, d_lens.get(), d_idx.get(), d_counts.get(), 2, 1, 12, d_nl.get(), nullptr);
+  auto a = compact_args<float>(keys, values, d_lens.get(), d_idx.get(), d_counts.get(), 2, 1, 12,
+                               d_nl.get(), nullptr);
   pdtest::DeviceWorkspace ws(cuda::CompactKv<float>::workspace_size(a));
   REQUIRE(cuda::CompactKv<float>::run(a, ws.ws, nullptr).is_ok());
   const Status shared = cuda::read_device_status(ws.ws, nullptr);  // page 2 in both requests
@@ -154,11 +167,13 @@ TEST_CASE("cuda/compact: a shared page and FlashInfer pages outside kv_indices a
   // FlashInfer: request 0's pages [0, 3) of two kv_indices.
   DeviceBuffer<int32_t> d_indptr(std::vector<int32_t>{0, 3}), d_indices(std::vector<int32_t>{4, 0}),
       d_last(std::vector<int32_t>{2});
-  auto fk = KvCacheView<float>::flashinfer_nhd(d_data.get(), 6, block, H, D, 1, d_indptr.get(), d_indices.get(), d_last.get());
+  auto fk = KvCacheView<float>::flashinfer_nhd(d_data.get(), 6, block, H, D, 1, d_indptr.get(),
+                                               d_indices.get(), d_last.get());
   fk.num_indices = 2;
   auto fv = fk;
   fv.data = d_values.get();
-  auto f = compact_args<float>(fk, fv, nullptr, d_idx.get(), d_counts.get(), 1, 1, 12, d_nl.get(), nullptr);
+  auto f = compact_args<float>(fk, fv, nullptr, d_idx.get(), d_counts.get(), 1, 1, 12, d_nl.get(),
+                               nullptr);
   pdtest::DeviceWorkspace fws(cuda::CompactKv<float>::workspace_size(f));
   REQUIRE(cuda::CompactKv<float>::run(f, fws.ws, nullptr).is_ok());
   CHECK(cuda::read_device_status(fws.ws, nullptr).code() == StatusCode::kOutOfRange);

@@ -23,7 +23,8 @@ __global__ void widen_kernel(const uint16_t* in, float* f16_out, float* bf16_out
     bf16_out[i] = num::to_f32(bf16{in[i]});
   }
 }
-__global__ void narrow_kernel(const float* in, uint16_t* f16_out, uint16_t* bf16_out, float* exp_out, int n) {
+__global__ void narrow_kernel(const float* in, uint16_t* f16_out, uint16_t* bf16_out,
+                              float* exp_out, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) {
     f16_out[i] = num::to_f16(in[i]).bits;
@@ -65,7 +66,8 @@ TEST_CASE("cuda/numerics: conversions, exp and reductions match the host bit for
 
   // f32 -> 16 bits and exp on every widened pattern, their neighbours and random floats.
   std::vector<float> xs;
-  for (float v : want_f16) xs.insert(xs.end(), {v, std::nextafter(v, 1e30f), std::nextafter(v, -1e30f)});
+  for (float v : want_f16)
+    xs.insert(xs.end(), {v, std::nextafter(v, 1e30f), std::nextafter(v, -1e30f)});
   for (float v : want_bf16) xs.push_back(v);
   std::mt19937 rng(uint32_t(pdtest::seed()));
   for (int i = 0; i < 200000; ++i) xs.push_back(num::float_of(rng()));
@@ -85,12 +87,15 @@ TEST_CASE("cuda/numerics: conversions, exp and reductions match the host bit for
   CHECK(pdtest::bitwise_equal(d_exp.download(), want_exp));
 
   for (int len : {1, 31, 32, 33, 255, 256, 257, 1023, 1024, 1025, 100000}) {
-    const auto x = pdtest::generate<float>(std::size_t(len), pdtest::Fill::kNormal, pdtest::mix(pdtest::seed(), uint64_t(len)));
+    const auto x = pdtest::generate<float>(std::size_t(len), pdtest::Fill::kNormal,
+                                           pdtest::mix(pdtest::seed(), uint64_t(len)));
     DeviceBuffer<float> d_x(x), d_sum(1), d_max(1);
     reduce_kernel<<<1, cuda::detail::kReduceThreads>>>(d_x.get(), len, d_sum.get(), d_max.get());
     CAPTURE(len);
-    CHECK(pdtest::bitwise_equal(d_sum.download(), {num::canonical_sum(len, [&](int64_t j) { return x[std::size_t(j)]; })}));
-    CHECK(pdtest::bitwise_equal(d_max.download(), {num::canonical_max(len, [&](int64_t j) { return x[std::size_t(j)]; })}));
+    CHECK(pdtest::bitwise_equal(
+        d_sum.download(), {num::canonical_sum(len, [&](int64_t j) { return x[std::size_t(j)]; })}));
+    CHECK(pdtest::bitwise_equal(
+        d_max.download(), {num::canonical_max(len, [&](int64_t j) { return x[std::size_t(j)]; })}));
   }
   for (int d : {8, 64, 96, 128, 256}) {
     const auto q = pdtest::generate<float>(std::size_t(d), pdtest::Fill::kNormal, 1);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA session against the CPU batch session (the same pipeline code on the reference ops),
 // compared by what the exactness tiers promise:
-// - f32 (cuda::BatchSessionF32), random model, ragged batch, every method (Tier C: cuBLASLt and Eigen
+// - f32 (cuda::BatchSessionF32), random model, ragged batch, every method (Tier C: cuBLASLt and
+// Eigen
 //   GEMMs and the split-KV decode attention round differently): caches within 1e-4 of their
 //   largest entry wherever both sessions kept the same tokens; each stage's selection overlapping
 //   the reference's by at least 90 % (near-tie scores may swap a few tokens); first tokens equal
@@ -32,7 +33,8 @@ using namespace promptdistill;
 namespace {
 
 template <class Session>
-pdtest::SessionRun run(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg) {
+pdtest::SessionRun run(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts,
+                       const PipelineConfig& cfg) {
   return pdtest::run_session<Session>(w, prompts, cfg);
 }
 
@@ -45,10 +47,13 @@ double overlap(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
 
 }  // namespace
 
-TEST_CASE("cuda/session f32: every method within the Tier C bounds of the CPU batch session on a ragged batch") {
+TEST_CASE(
+    "cuda/session f32: every method within the Tier C bounds of the CPU batch session on a ragged "
+    "batch") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 1));
-  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 2)),
-                                                     pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 3))};
+  const std::vector<std::vector<int32_t>> prompts = {
+      pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 2)),
+      pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 3))};
   int runs = 0, same_first = 0, same_tokens = 0;
   for (const auto& cfg : pdtest::every_method_small()) {
     CAPTURE(std::string(to_string(cfg.method)));
@@ -62,16 +67,20 @@ TEST_CASE("cuda/session f32: every method within the Tier C bounds of the CPU ba
       REQUIRE(got.prefill[b].selected.size() == want.prefill[b].selected.size());
       for (std::size_t stage = 0; stage < want.prefill[b].selected.size(); ++stage) {
         CAPTURE(stage);
-        REQUIRE(got.prefill[b].selected[stage].size() == want.prefill[b].selected[stage].size());  // rows
+        REQUIRE(got.prefill[b].selected[stage].size() ==
+                want.prefill[b].selected[stage].size());  // rows
         for (std::size_t row = 0; row < want.prefill[b].selected[stage].size(); ++row) {
           CAPTURE(row);
-          CHECK(got.prefill[b].selected[stage][row].size() == want.prefill[b].selected[stage][row].size());
-          CHECK(overlap(got.prefill[b].selected[stage][row], want.prefill[b].selected[stage][row]) >= 0.9);
+          CHECK(got.prefill[b].selected[stage][row].size() ==
+                want.prefill[b].selected[stage][row].size());
+          CHECK(overlap(got.prefill[b].selected[stage][row],
+                        want.prefill[b].selected[stage][row]) >= 0.9);
         }
       }
       // Caches hold the same tokens only where every selection agreed.
       if (got.prefill[b].selected != want.prefill[b].selected) {
-        MESSAGE("request " << b << ": a near tie changed the selection; its caches are not compared");
+        MESSAGE("request " << b
+                           << ": a near tie changed the selection; its caches are not compared");
         continue;
       }
       CHECK(got.prefill[b].cache_lengths == want.prefill[b].cache_lengths);
@@ -81,14 +90,18 @@ TEST_CASE("cuda/session f32: every method within the Tier C bounds of the CPU ba
       }
     }
   }
-  MESSAGE("first tokens equal in " << same_first << " of " << runs << " runs, whole greedy continuations in " << same_tokens);
+  MESSAGE("first tokens equal in " << same_first << " of " << runs
+                                   << " runs, whole greedy continuations in " << same_tokens);
   CHECK(4 * same_first >= 3 * runs);
 }
 
-TEST_CASE("cuda/session f32: layer-0 selections and caches equal the reference bit for bit on an integer-valued model") {
+TEST_CASE(
+    "cuda/session f32: layer-0 selections and caches equal the reference bit for bit on an "
+    "integer-valued model") {
   const ModelWeights w = pdtest::integer_model(pdtest::mix(pdtest::seed(), 6));
-  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 7)),
-                                                     pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 8))};
+  const std::vector<std::vector<int32_t>> prompts = {
+      pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 7)),
+      pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 8))};
   for (auto cfg : pdtest::every_method_small()) {
     // Select at layer 0, whose queries and keys are exact on both backends.
     if (!cfg.selection_layers.empty()) cfg.selection_layers[0] = 0;
@@ -97,7 +110,8 @@ TEST_CASE("cuda/session f32: layer-0 selections and caches equal the reference b
     const auto got = run<cuda::BatchSessionF32>(w, prompts, cfg);
     for (std::size_t b = 0; b < prompts.size(); ++b) {
       CAPTURE(b);
-      if (!want.prefill[b].selected.empty()) CHECK(got.prefill[b].selected[0] == want.prefill[b].selected[0]);
+      if (!want.prefill[b].selected.empty())
+        CHECK(got.prefill[b].selected[0] == want.prefill[b].selected[0]);
       CHECK(got.prefill[b].cache_lengths[0] == want.prefill[b].cache_lengths[0]);
       CHECK(pdtest::bitwise_equal(got.k[b][0], want.k[b][0]));
       CHECK(pdtest::bitwise_equal(got.v[b][0], want.v[b][0]));
@@ -105,9 +119,11 @@ TEST_CASE("cuda/session f32: layer-0 selections and caches equal the reference b
   }
 }
 
-TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less device memory than full KV") {
+TEST_CASE(
+    "cuda/session bf16: caches close to f32; PromptDistill holds less device memory than full KV") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 4));
-  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(300, pdtest::mix(pdtest::seed(), 5))};
+  const std::vector<std::vector<int32_t>> prompts = {
+      pdtest::random_prompt(300, pdtest::mix(pdtest::seed(), 5))};
   PipelineConfig full;
   const auto want = run<ref::BatchSession>(w, prompts, full);
   const auto got = run<cuda::BatchSession>(w, prompts, full);
@@ -130,12 +146,15 @@ TEST_CASE("cuda/session bf16: caches close to f32; PromptDistill holds less devi
                                         << small.prefill[0].peak_kv_cache_bytes);
 }
 
-TEST_CASE("cuda/session: create_random draws the reference's weights on the device (Tier C caches)") {
+TEST_CASE(
+    "cuda/session: create_random draws the reference's weights on the device (Tier C caches)") {
   const ModelConfig c = pdtest::random_model(1).config;
   std::unique_ptr<ref::BatchSession> cpu;
   std::unique_ptr<cuda::BatchSessionF32> gpu;
-  REQUIRE(ref::BatchSession::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &cpu).is_ok());
-  const Status st = cuda::BatchSessionF32::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &gpu);
+  REQUIRE(ref::BatchSession::create_random(c, 11, pdtest::thorough_session_options(), nullptr, &cpu)
+              .is_ok());
+  const Status st = cuda::BatchSessionF32::create_random(c, 11, pdtest::thorough_session_options(),
+                                                         nullptr, &gpu);
   REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
   CHECK(gpu->weight_bytes() == cpu->weight_bytes());
   const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(60, 12)};
@@ -150,7 +169,8 @@ TEST_CASE("cuda/session: create_random draws the reference's weights on the devi
     CHECK(pdtest::max_rel_diff(gk, wk) <= 1e-4f);
   }
   std::unique_ptr<cuda::BatchSession> bf16_session;
-  CHECK(cuda::BatchSession::create_random(c, 11, BatchSessionOptions{}, nullptr, &bf16_session).is_ok());
+  CHECK(cuda::BatchSession::create_random(c, 11, BatchSessionOptions{}, nullptr, &bf16_session)
+            .is_ok());
 }
 
 template <class Session>
@@ -174,7 +194,8 @@ void check_graph_decode(const ModelWeights& w, const std::vector<std::vector<int
       double ms = 0;
       const Status st = s->generate(first, 12, {}, &r.tokens, &ms);
       REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-      REQUIRE_MESSAGE(s->decode_graph_status().is_ok(), std::string(s->decode_graph_status().message()));
+      REQUIRE_MESSAGE(s->decode_graph_status().is_ok(),
+                      std::string(s->decode_graph_status().message()));
       CHECK(s->host_syncs() == prefill_syncs + 11);
       r.k.resize(prompts.size());
       for (std::size_t b = 0; b < prompts.size(); ++b)
@@ -199,10 +220,13 @@ void check_graph_decode(const ModelWeights& w, const std::vector<std::vector<int
   }
 }
 
-TEST_CASE("cuda/session: decode steps replayed from a CUDA graph equal op-by-op steps bit for bit (f32 and bf16)") {
+TEST_CASE(
+    "cuda/session: decode steps replayed from a CUDA graph equal op-by-op steps bit for bit (f32 "
+    "and bf16)") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 11));
-  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 12)),
-                                                     pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 13))};
+  const std::vector<std::vector<int32_t>> prompts = {
+      pdtest::random_prompt(70, pdtest::mix(pdtest::seed(), 12)),
+      pdtest::random_prompt(41, pdtest::mix(pdtest::seed(), 13))};
   check_graph_decode<cuda::BatchSessionF32>(w, prompts);
   check_graph_decode<cuda::BatchSession>(w, prompts);
 }

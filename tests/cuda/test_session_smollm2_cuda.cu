@@ -20,8 +20,10 @@ std::unique_ptr<cuda::BatchSession> make_session(const ModelWeights& w) {
   return s;
 }
 
-std::vector<std::vector<int32_t>> greedy(cuda::BatchSession& s, const std::vector<std::vector<int32_t>>& prompts,
-                                         const PipelineConfig& cfg, int64_t n, std::vector<PrefillResult>* res) {
+std::vector<std::vector<int32_t>> greedy(cuda::BatchSession& s,
+                                         const std::vector<std::vector<int32_t>>& prompts,
+                                         const PipelineConfig& cfg, int64_t n,
+                                         std::vector<PrefillResult>* res) {
   REQUIRE(s.prefill(prompts, cfg, res).is_ok());
   std::vector<int32_t> first;
   for (const auto& r : *res) first.push_back(r.first_token);
@@ -50,10 +52,14 @@ TEST_CASE("cuda/session smollm2: greedy tokens of the golden prompts, alone and 
     CHECK(got[0] == want[i]);
   }
   const auto batched = greedy(*s, prompts, PipelineConfig{}, int64_t(want[0].size()), &res);
-  for (std::size_t i = 0; i < prompts.size(); ++i) CHECK(batched[i] == std::vector<int32_t>(want[i].begin(), want[i].begin() + std::ptrdiff_t(batched[i].size())));
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    CHECK(batched[i] == std::vector<int32_t>(want[i].begin(),
+                                             want[i].begin() + std::ptrdiff_t(batched[i].size())));
 }
 
-TEST_CASE("cuda/session smollm2: PromptDistill and GemFilter select and continue like the reference algorithms") {
+TEST_CASE(
+    "cuda/session smollm2: PromptDistill and GemFilter select and continue like the reference "
+    "algorithms") {
   ModelWeights w;
   REQUIRE(load_gguf_model(PD_TEST_MODEL, &w).is_ok());
   const auto golden = pdtest::read_json_file(std::string(PD_GOLDEN_DIR) + "/smollm2_methods.json");

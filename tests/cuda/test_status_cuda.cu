@@ -2,7 +2,8 @@
 // The device status word: with several failing threads it keeps the error that comes first in
 // the CPU reference's order (lowest request, then its own checks, then its indices by position),
 // so an op with several invalid requests reports what ref:: reports; read_device_status waits for
-// its own stream only. (The update rule itself is tested on the CPU: tests/api/test_validation.cpp.)
+// its own stream only. (The update rule itself is tested on the CPU:
+// tests/api/test_validation.cpp.)
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -23,13 +24,16 @@ using promptdistill::detail::DeviceStatusWord;
 namespace {
 
 //! Thread t records error t (request a[t], position p[t]) when fail[t] is set.
-__global__ void record_kernel(const int64_t* a, const int64_t* position, const int32_t* fail, int64_t n, DeviceStatusWord* w) {
+__global__ void record_kernel(const int64_t* a, const int64_t* position, const int32_t* fail,
+                              int64_t n, DeviceStatusWord* w) {
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t < n && fail[t]) promptdistill::detail::record(w, DataCheck::kIndexOutOfRange, a[t], t, n, position[t]);
+  if (t < n && fail[t])
+    promptdistill::detail::record(w, DataCheck::kIndexOutOfRange, a[t], t, n, position[t]);
 }
 
 //! Spins until the host sets *flag, or gives up after `timeout_ns` and says so.
-__global__ void wait_for_host_kernel(volatile int32_t* flag, int32_t* timed_out, unsigned long long timeout_ns) {
+__global__ void wait_for_host_kernel(volatile int32_t* flag, int32_t* timed_out,
+                                     unsigned long long timeout_ns) {
   unsigned long long start = 0, now = 0;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
   while (*flag == 0) {
@@ -47,11 +51,15 @@ DeviceStatusWord download_word(const pdtest::DeviceWorkspace& ws) {
   return w;
 }
 
-std::string message_of(const Status& s) { return s.is_ok() ? std::string("ok") : std::string(s.message()); }
+std::string message_of(const Status& s) {
+  return s.is_ok() ? std::string("ok") : std::string(s.message());
+}
 
 }  // namespace
 
-TEST_CASE("cuda/status word: of many failing threads the lowest (request, position) is kept, its fields with it") {
+TEST_CASE(
+    "cuda/status word: of many failing threads the lowest (request, position) is kept, its fields "
+    "with it") {
   for (int trial = 0; trial < 20; ++trial) {
     const uint64_t seed = pdtest::mix(pdtest::seed(), 71, uint64_t(trial));
     CAPTURE(seed);
@@ -69,7 +77,8 @@ TEST_CASE("cuda/status word: of many failing threads the lowest (request, positi
       a[std::size_t(t)] = keys[std::size_t(t)] / 37;
       position[std::size_t(t)] = keys[std::size_t(t)] % 37 - 1;
       fail[std::size_t(t)] = rng() % 4 == 0 || t == n - 1;
-      if (fail[std::size_t(t)] && (want < 0 || keys[std::size_t(t)] < keys[std::size_t(want)])) want = t;
+      if (fail[std::size_t(t)] && (want < 0 || keys[std::size_t(t)] < keys[std::size_t(want)]))
+        want = t;
     }
     CAPTURE(n);
     DeviceBuffer<int64_t> d_a(a), d_position(position);
@@ -88,7 +97,9 @@ TEST_CASE("cuda/status word: of many failing threads the lowest (request, positi
   }
 }
 
-TEST_CASE("cuda/status word: several invalid requests report what the reference reports (Gather, RemapPositions, CompactKv, Embed)") {
+TEST_CASE(
+    "cuda/status word: several invalid requests report what the reference reports (Gather, "
+    "RemapPositions, CompactKv, Embed)") {
   // Seeded random batches with errors in several requests (bad counts, bad indices, lengths past
   // the cache), the status message compared with ref::'s.
   for (int trial = 0; trial < 40; ++trial) {
@@ -96,14 +107,18 @@ TEST_CASE("cuda/status word: several invalid requests report what the reference 
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     const int64_t B = 2 + int64_t(rng() % 30), L = 64, E = 8, cap = 48;
-    std::vector<int32_t> idx(static_cast<std::size_t>(B * cap)), counts(static_cast<std::size_t>(B));
+    std::vector<int32_t> idx(static_cast<std::size_t>(B * cap)),
+        counts(static_cast<std::size_t>(B));
     for (int64_t b = 0; b < B; ++b) {
       counts[std::size_t(b)] = int32_t(rng() % (cap + 1));
       for (int64_t i = 0; i < cap; ++i) idx[std::size_t(b * cap + i)] = int32_t(i);
       const int kind = int(rng() % 6);
-      if (kind == 0) counts[std::size_t(b)] = int32_t(cap + 1 + rng() % 5);               // count beyond the capacity
-      if (kind == 1 && counts[std::size_t(b)] > 0) idx[std::size_t(b * cap + rng() % counts[std::size_t(b)])] = int32_t(L + rng() % 9);
-      if (kind == 2 && counts[std::size_t(b)] > 1) idx[std::size_t(b * cap + 1 + rng() % (counts[std::size_t(b)] - 1))] = 0;  // repeats
+      if (kind == 0)
+        counts[std::size_t(b)] = int32_t(cap + 1 + rng() % 5);  // count beyond the capacity
+      if (kind == 1 && counts[std::size_t(b)] > 0)
+        idx[std::size_t(b * cap + rng() % counts[std::size_t(b)])] = int32_t(L + rng() % 9);
+      if (kind == 2 && counts[std::size_t(b)] > 1)
+        idx[std::size_t(b * cap + 1 + rng() % (counts[std::size_t(b)] - 1))] = 0;  // repeats
     }
     // Gather (indices need not increase).
     {
@@ -128,7 +143,8 @@ TEST_CASE("cuda/status word: several invalid requests report what the reference 
     }
     // RemapPositions, original positions through a lookup table.
     {
-      std::vector<int32_t> positions_in(static_cast<std::size_t>(B * L)), out(static_cast<std::size_t>(B * cap), -1);
+      std::vector<int32_t> positions_in(static_cast<std::size_t>(B * L)),
+          out(static_cast<std::size_t>(B * cap), -1);
       RemapPositionsArgs h;
       h.mode = PositionMode::kOriginal;
       h.positions_in = make_view<const int32_t>(positions_in.data(), B, L);
@@ -150,7 +166,8 @@ TEST_CASE("cuda/status word: several invalid requests report what the reference 
     {
       const int64_t S = 56, H = 1, D = 64;
       std::vector<int32_t> lens(static_cast<std::size_t>(B)), nl(static_cast<std::size_t>(B), -9);
-      for (int64_t b = 0; b < B; ++b) lens[std::size_t(b)] = int32_t(rng() % 4 == 0 ? S + 1 : cap + rng() % (S - cap + 1));
+      for (int64_t b = 0; b < B; ++b)
+        lens[std::size_t(b)] = int32_t(rng() % 4 == 0 ? S + 1 : cap + rng() % (S - cap + 1));
       const std::vector<float> cache(std::size_t(B * S * H * D), 0.5f);
       std::vector<float> keys = cache, values = cache;
       CompactKvArgs<float> h;
@@ -203,15 +220,19 @@ TEST_CASE("cuda/status word: several invalid requests report what the reference 
   CHECK(message_of(cuda::read_device_status(ws.ws, nullptr)) == message_of(want));
 }
 
-TEST_CASE("cuda/status word: read_device_status waits for its own stream, not for another busy one") {
+TEST_CASE(
+    "cuda/status word: read_device_status waits for its own stream, not for another busy one") {
   // A kernel on another blocking stream spins until the host sets a flag (giving up after 5 s).
   // A read that waited on the legacy default stream would wait for that kernel, and the host
   // would set the flag only after the timeout.
   int32_t* flag = nullptr;
-  pdtest::cuda_check(cudaHostAlloc(reinterpret_cast<void**>(&flag), sizeof(int32_t), cudaHostAllocMapped), "cudaHostAlloc");
+  pdtest::cuda_check(
+      cudaHostAlloc(reinterpret_cast<void**>(&flag), sizeof(int32_t), cudaHostAllocMapped),
+      "cudaHostAlloc");
   *flag = 0;
   int32_t* device_flag = nullptr;
-  pdtest::cuda_check(cudaHostGetDevicePointer(reinterpret_cast<void**>(&device_flag), flag, 0), "cudaHostGetDevicePointer");
+  pdtest::cuda_check(cudaHostGetDevicePointer(reinterpret_cast<void**>(&device_flag), flag, 0),
+                     "cudaHostGetDevicePointer");
   DeviceBuffer<int32_t> timed_out(std::vector<int32_t>{0});
   cudaStream_t busy = nullptr, mine = nullptr;
   pdtest::cuda_check(cudaStreamCreate(&busy), "cudaStreamCreate");

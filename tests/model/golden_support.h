@@ -66,7 +66,8 @@ struct RunResult {
   std::vector<std::vector<float>> step_logits;                   //!< each decode step's logits
 };
 
-inline RunResult run_reference(const promptdistill::ModelWeights& w, const std::vector<int32_t>& ids, int n_greedy) {
+inline RunResult run_reference(const promptdistill::ModelWeights& w,
+                               const std::vector<int32_t>& ids, int n_greedy) {
   using namespace promptdistill;
   ref::Transformer t(&w);
   const int64_t n = int64_t(ids.size());
@@ -92,7 +93,8 @@ inline RunResult run_reference(const promptdistill::ModelWeights& w, const std::
     for (int64_t l = 0; l < w.config.num_layers; ++l)
       REQUIRE(t.layer(l, &x, 1, &p, p + 1, &cache[std::size_t(l)], nullptr).is_ok());
     REQUIRE(t.logits(x.data(), &logits).is_ok());
-    if (step + 1 < n_greedy) r.step_logits.push_back(logits);  // the steps whose tokens are compared
+    if (step + 1 < n_greedy)
+      r.step_logits.push_back(logits);  // the steps whose tokens are compared
     next = ref::argmax(logits);
   }
   return r;
@@ -101,8 +103,8 @@ inline RunResult run_reference(const promptdistill::ModelWeights& w, const std::
 //! Tier C against transformers (f32 on both sides, different summation orders): the same greedy
 //! tokens; the same top-5 logit ids; top-20 logit values within `logit_tol`; hidden-state
 //! summaries within `hidden_tol` relative to the row scale.
-inline RunResult compare_with_golden(const promptdistill::ModelWeights& w, const nlohmann::json& c, double logit_tol,
-                                     double hidden_tol) {
+inline RunResult compare_with_golden(const promptdistill::ModelWeights& w, const nlohmann::json& c,
+                                     double logit_tol, double hidden_tol) {
   const auto ids = c["ids"].get<std::vector<int32_t>>();
   const auto want_greedy = c["greedy"].get<std::vector<int32_t>>();
   INFO("case " << c["name"].get<std::string>() << " (" << ids.size() << " tokens)");
@@ -117,7 +119,8 @@ inline RunResult compare_with_golden(const promptdistill::ModelWeights& w, const
     if (i < 5) {
       int32_t rank = 0;
       for (float v : r.last_logits) rank += v > r.last_logits[std::size_t(id)];
-      CHECK_MESSAGE(rank == int32_t(i), "logit rank of token " << id << " is " << rank << ", transformers has " << i);
+      CHECK_MESSAGE(rank == int32_t(i),
+                    "logit rank of token " << id << " is " << rank << ", transformers has " << i);
     }
   }
   MESSAGE("max |logit - transformers| over the top 20: " << worst);
@@ -137,7 +140,8 @@ inline RunResult compare_with_golden(const promptdistill::ModelWeights& w, const
       INFO("layer " << l << " element " << k);
       CHECK(std::fabs(double(x[std::size_t((n - 1) * H) + k]) - head[k]) <= hidden_tol * scale);
     }
-    CHECK(std::fabs(mean - hidden[l]["mean"].get<double>()) <= hidden_tol * (std::fabs(hidden[l]["std"].get<double>()) + 1e-6));
+    CHECK(std::fabs(mean - hidden[l]["mean"].get<double>()) <=
+          hidden_tol * (std::fabs(hidden[l]["std"].get<double>()) + 1e-6));
   }
   return r;
 }

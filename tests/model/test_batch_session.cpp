@@ -4,7 +4,8 @@
 //   first token, selections, cache lengths and greedy tokens; caches within 2e-5 of their largest
 //   entry (Tier C: the two decoders round attention and GEMMs differently);
 // - ragged batches: every request gets what it gets alone (tokens, selections, cache lengths);
-// - the docs/algorithms.md properties on this code path: k >= L-1 is full KV bit for bit, truncation
+// - the docs/algorithms.md properties on this code path: k >= L-1 is full KV bit for bit,
+// truncation
 //   at the selection point equals truncation after the last layer bit for bit, truncation lowers
 //   the peak KV memory;
 // - bad input fails with a message and no work.
@@ -27,25 +28,30 @@ namespace {
 using BatchRun = pdtest::SessionRun;
 using pdtest::max_rel_diff;
 
-BatchRun run_batch(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& cfg) {
+BatchRun run_batch(const ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts,
+                   const PipelineConfig& cfg) {
   return pdtest::run_session<ref::BatchSession>(w, prompts, cfg);
 }
 
 //! A layer's K [length, H_kv, D] as a per-query-head cache holds it, [length, H, D] (query head
 //! h reads KV head h / G).
 std::vector<float> expanded_to_query_heads(const std::vector<float>& k, const ModelConfig& c) {
-  const std::size_t d = std::size_t(c.head_dim), kv = std::size_t(c.num_kv_heads), h = std::size_t(c.num_heads);
+  const std::size_t d = std::size_t(c.head_dim), kv = std::size_t(c.num_kv_heads),
+                    h = std::size_t(c.num_heads);
   const std::size_t tokens = k.size() / (kv * d);
   std::vector<float> out(tokens * h * d);
   for (std::size_t t = 0; t < tokens; ++t)
     for (std::size_t head = 0; head < h; ++head)
-      for (std::size_t i = 0; i < d; ++i) out[(t * h + head) * d + i] = k[(t * kv + head / (h / kv)) * d + i];
+      for (std::size_t i = 0; i < d; ++i)
+        out[(t * h + head) * d + i] = k[(t * kv + head / (h / kv)) * d + i];
   return out;
 }
 
 }  // namespace
 
-TEST_CASE("batch session (cpu): every method matches ref::EigenSession at batch 1 (Tier C caches, same tokens)") {
+TEST_CASE(
+    "batch session (cpu): every method matches ref::EigenSession at batch 1 (Tier C caches, same "
+    "tokens)") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 11));
   for (int64_t L : {1, 33, 71}) {
     const auto prompt = pdtest::random_prompt(L, pdtest::mix(pdtest::seed(), 12, uint64_t(L)));
@@ -54,7 +60,7 @@ TEST_CASE("batch session (cpu): every method matches ref::EigenSession at batch 
       CAPTURE(L);
       CAPTURE(std::string(to_string(cfg.method)));
       CAPTURE(cfg.cache_truncation_end);
-    CAPTURE(pdtest::describe(cfg));
+      CAPTURE(pdtest::describe(cfg));
       ref::EigenSession s(&w);
       PrefillResult want;
       REQUIRE(s.prefill(prompt, cfg, &want).is_ok());
@@ -111,10 +117,12 @@ TEST_CASE("batch session (cpu): a ragged batch gives every request what it gets 
   }
 }
 
-TEST_CASE("batch session (cpu): k >= L-1 is full KV, and both truncation points agree, bit for bit") {
+TEST_CASE(
+    "batch session (cpu): k >= L-1 is full KV, and both truncation points agree, bit for bit") {
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 31));
-  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(50, pdtest::mix(pdtest::seed(), 32)),
-                                                     pdtest::random_prompt(29, pdtest::mix(pdtest::seed(), 33))};
+  const std::vector<std::vector<int32_t>> prompts = {
+      pdtest::random_prompt(50, pdtest::mix(pdtest::seed(), 32)),
+      pdtest::random_prompt(29, pdtest::mix(pdtest::seed(), 33))};
   PipelineConfig full;
   PipelineConfig pd;
   pd.method = PipelineMethod::kPromptDistill;
@@ -135,8 +143,9 @@ TEST_CASE("batch session (cpu): k >= L-1 is full KV, and both truncation points 
   CHECK(at_selection.k == after_last.k);
   CHECK(at_selection.prefill[0].cache_lengths == after_last.prefill[0].cache_lengths);
   CHECK(at_selection.peak_kv < after_last.peak_kv);  // the point of truncating early
-  MESSAGE("peak KV bytes: truncation at the selection point " << at_selection.peak_kv << ", after the last layer "
-                                                              << after_last.peak_kv << ", full " << a.peak_kv);
+  MESSAGE("peak KV bytes: truncation at the selection point "
+          << at_selection.peak_kv << ", after the last layer " << after_last.peak_kv << ", full "
+          << a.peak_kv);
 }
 
 TEST_CASE("batch session (cpu): bad input fails with a message") {
@@ -157,7 +166,8 @@ TEST_CASE("batch session (cpu): bad input fails with a message") {
   cfg.method = PipelineMethod::kSnapKV;
   cfg.budget = 8;
   cfg.window = 4;
-  REQUIRE(s->prefill({pdtest::random_prompt(20, 1), pdtest::random_prompt(9, 2)}, cfg, &out).is_ok());
+  REQUIRE(
+      s->prefill({pdtest::random_prompt(20, 1), pdtest::random_prompt(9, 2)}, cfg, &out).is_ok());
   CHECK(s->decode_step({1}, &next).code() == StatusCode::kShapeMismatch);
   CHECK(s->decode_step({1, 300}, &next).code() == StatusCode::kInvalidArgument);
   CHECK(s->decode_step({1, 2}, &next).is_ok());
@@ -180,19 +190,21 @@ TEST_CASE("batch session (cpu): a prefill synchronises with the host a fixed num
   // recorded selections and the first tokens' logits. The count must not grow with the layers,
   // the stages, the compacted layers or the batch.
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 43));
-  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(61, 1), pdtest::random_prompt(44, 2),
-                                                     pdtest::random_prompt(70, 3)};
+  const std::vector<std::vector<int32_t>> prompts = {
+      pdtest::random_prompt(61, 1), pdtest::random_prompt(44, 2), pdtest::random_prompt(70, 3)};
   BatchSessionOptions options = pdtest::thorough_session_options();
   options.check_every_op = false;  // the debugging switch reads the status after every op
-  options.decode_reserve = 16;     // no cache grows in the 4 decode steps below (that would record again)
+  options.decode_reserve =
+      16;  // no cache grows in the 4 decode steps below (that would record again)
   std::unique_ptr<ref::BatchSession> s;
   REQUIRE(ref::BatchSession::create(&w, options, nullptr, &s).is_ok());
   for (PipelineConfig cfg : pdtest::every_method_small()) {
     for (bool after_last_layer : {false, true}) {
       if (after_last_layer && cfg.method != PipelineMethod::kPromptDistill) continue;
       cfg.truncate_after_last_layer = after_last_layer;
-      INFO(to_string(cfg.method) << " stages " << cfg.selection_layers.size() << " tt " << cfg.cache_truncation_end
-                                 << " after last layer " << after_last_layer);
+      INFO(to_string(cfg.method) << " stages " << cfg.selection_layers.size() << " tt "
+                                 << cfg.cache_truncation_end << " after last layer "
+                                 << after_last_layer);
       std::vector<PrefillResult> out;
       REQUIRE(s->prefill(prompts, cfg, &out).is_ok());
       const bool truncates_later = after_last_layer && cfg.cache_truncation_end != 0;
@@ -211,7 +223,9 @@ TEST_CASE("batch session (cpu): a prefill synchronises with the host a fixed num
   }
 }
 
-TEST_CASE("batch session (cpu): recorded decode steps give the tokens and caches of op-by-op steps, bit for bit") {
+TEST_CASE(
+    "batch session (cpu): recorded decode steps give the tokens and caches of op-by-op steps, bit "
+    "for bit") {
   // BatchSessionOptions::decode_graph: the CPU reference replays a recorded step as CUDA replays a
   // graph, under its rules (no allocation, upload or download inside: a step that did one would
   // fail here). decode_reserve 2 makes the caches grow during the decode, so steps are recorded
@@ -219,9 +233,11 @@ TEST_CASE("batch session (cpu): recorded decode steps give the tokens and caches
   const uint64_t seed = pdtest::mix(pdtest::seed(), 44);
   CAPTURE(seed);
   const ModelWeights w = pdtest::random_model(seed);
-  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(61, 4), pdtest::random_prompt(44, 5)};
+  const std::vector<std::vector<int32_t>> prompts = {pdtest::random_prompt(61, 4),
+                                                     pdtest::random_prompt(44, 5)};
   for (const PipelineConfig& cfg : pdtest::every_method_small()) {
-    INFO(to_string(cfg.method) << " " << to_string(cfg.grouping) << " stages " << cfg.selection_layers.size() << " tt "
+    INFO(to_string(cfg.method) << " " << to_string(cfg.grouping) << " stages "
+                               << cfg.selection_layers.size() << " tt "
                                << cfg.cache_truncation_end);
     BatchSessionOptions options;
     options.decode_reserve = 2;
@@ -239,7 +255,8 @@ TEST_CASE("batch session (cpu): recorded decode steps give the tokens and caches
       double ms = 0;
       const Status st = s->generate(first, 12, {}, &r.tokens, &ms);
       REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
-      REQUIRE_MESSAGE(s->decode_graph_status().is_ok(), std::string(s->decode_graph_status().message()));
+      REQUIRE_MESSAGE(s->decode_graph_status().is_ok(),
+                      std::string(s->decode_graph_status().message()));
       CHECK(s->host_syncs() == prefill_syncs + 11);  // one per step
       r.k.resize(2);
       r.v.resize(2);
@@ -267,7 +284,9 @@ TEST_CASE("batch session (cpu): recorded decode steps give the tokens and caches
   }
 }
 
-TEST_CASE("generation: the prefill's token is always kept; a decoded stop token ends it unreturned (both sessions)") {
+TEST_CASE(
+    "generation: the prefill's token is always kept; a decoded stop token ends it unreturned (both "
+    "sessions)") {
   // The reference loops (PromptDistill's needle driver, GemFilter's my_greedy_generate) append
   // the first token unconditionally and break on the end-of-sequence token before appending it.
   const ModelWeights w = pdtest::random_model(pdtest::mix(pdtest::seed(), 47));
@@ -280,10 +299,12 @@ TEST_CASE("generation: the prefill's token is always kept; a decoded stop token 
   double ms = 0;
   REQUIRE(reference.generate(pre.first_token, 8, {}, &free_run, &ms).is_ok());
   REQUIRE(free_run.size() == 8u);
-  for (const std::vector<int32_t>& stop : {std::vector<int32_t>{free_run[3]}, std::vector<int32_t>{free_run[0]},
-                                           std::vector<int32_t>{free_run[7]}}) {
+  for (const std::vector<int32_t>& stop :
+       {std::vector<int32_t>{free_run[3]}, std::vector<int32_t>{free_run[0]},
+        std::vector<int32_t>{free_run[7]}}) {
     std::vector<int32_t> expected = {free_run[0]};
-    for (std::size_t i = 1; i < free_run.size() && std::find(stop.begin(), stop.end(), free_run[i]) == stop.end(); ++i)
+    for (std::size_t i = 1;
+         i < free_run.size() && std::find(stop.begin(), stop.end(), free_run[i]) == stop.end(); ++i)
       expected.push_back(free_run[i]);
     CAPTURE(stop[0]);
     ref::EigenSession again(&w);
@@ -296,13 +317,16 @@ TEST_CASE("generation: the prefill's token is always kept; a decoded stop token 
     std::vector<PrefillResult> out;
     REQUIRE(batch->prefill({prompt, prompt}, cfg, &out).is_ok());
     std::vector<std::vector<int32_t>> batch_tokens;
-    REQUIRE(batch->generate({out[0].first_token, out[1].first_token}, 8, stop, &batch_tokens, &ms).is_ok());
+    REQUIRE(batch->generate({out[0].first_token, out[1].first_token}, 8, stop, &batch_tokens, &ms)
+                .is_ok());
     CHECK(batch_tokens[0] == expected);
     CHECK(batch_tokens[1] == expected);
   }
 }
 
-TEST_CASE("batch session (cpu): create_random draws its weights from the seed alone, like a checkpoint of that shape") {
+TEST_CASE(
+    "batch session (cpu): create_random draws its weights from the seed alone, like a checkpoint "
+    "of that shape") {
   const ModelWeights host = pdtest::random_model(1);
   const ModelConfig& c = host.config;
   auto first_run = [&](uint64_t seed) {
@@ -330,7 +354,9 @@ TEST_CASE("batch session (cpu): create_random draws its weights from the seed al
   CHECK(largest < 100.0f);
 }
 
-TEST_CASE("batch session (cpu): while a decode step is being recorded, buffers refuse to allocate or copy to or from the host") {
+TEST_CASE(
+    "batch session (cpu): while a decode step is being recorded, buffers refuse to allocate or "
+    "copy to or from the host") {
   // What keeps a recorded step replayable (and host_syncs() honest): inside it, nothing may be
   // allocated (a pointer the graph holds would change), uploaded from pageable memory or
   // downloaded (a hidden synchronisation).

@@ -15,7 +15,9 @@
 
 using namespace promptdistill;
 
-TEST_CASE("batch session tp (cpu): SmolLM2 on 3 ranks (3 of 9 query heads, 1 of 3 KV heads each): full KV and PromptDistill") {
+TEST_CASE(
+    "batch session tp (cpu): SmolLM2 on 3 ranks (3 of 9 query heads, 1 of 3 KV heads each): full "
+    "KV and PromptDistill") {
   ModelWeights w;
   REQUIRE(load_gguf_model(PD_TEST_MODEL, &w).is_ok());
   const auto golden = pdtest::read_json_file(std::string(PD_GOLDEN_DIR) + "/smollm2_methods.json");
@@ -35,10 +37,12 @@ TEST_CASE("batch session tp (cpu): SmolLM2 on 3 ranks (3 of 9 query heads, 1 of 
     CAPTURE(std::string(to_string(cfg.method)));
     const auto unsharded = pdtest::run_ranks<ref::BatchSession>(w, 1, {prompt}, cfg, 6);
     const auto ranks = pdtest::run_ranks<ref::BatchSession>(w, 3, {prompt}, cfg, 6);
-    worst = std::max(worst, pdtest::check_ranks(ranks, unsharded[0], cfg.method, /*same_syncs=*/true));
-    MESSAGE(to_string(cfg.method) << ": " << ranks[0].tokens[0].size() << " tokens, the same on 3 ranks and unsharded");
+    worst =
+        std::max(worst, pdtest::check_ranks(ranks, unsharded[0], cfg.method, /*same_syncs=*/true));
+    MESSAGE(to_string(cfg.method) << ": " << ranks[0].tokens[0].size()
+                                  << " tokens, the same on 3 ranks and unsharded");
   }
-  MESSAGE("largest logit difference from the unsharded session, relative to the largest logit: " << worst);
+  MESSAGE("largest logit difference from the unsharded session, relative to the largest logit: "
+          << worst);
   CHECK(worst <= 1e-4f);  // Tier C: f32 sums in another order over 30 layers (observed: about 2e-6)
 }
-

@@ -33,11 +33,13 @@ struct Outcome {
 void record(const PrefillResult& r, Outcome* out) {
   out->first.push_back(r.first_token);
   out->retained.insert(out->retained.end(), r.retained.begin(), r.retained.end());
-  out->cache_lengths.insert(out->cache_lengths.end(), r.cache_lengths.begin(), r.cache_lengths.end());
+  out->cache_lengths.insert(out->cache_lengths.end(), r.cache_lengths.begin(),
+                            r.cache_lengths.end());
   out->selected.insert(out->selected.end(), r.selected.begin(), r.selected.end());
 }
 
-Outcome eigen_run(const ModelWeights* w, const std::vector<int32_t>& prompt, const PipelineConfig& c) {
+Outcome eigen_run(const ModelWeights* w, const std::vector<int32_t>& prompt,
+                  const PipelineConfig& c) {
   Outcome o;
   ref::EigenSession s(w);
   PrefillResult r;
@@ -49,7 +51,8 @@ Outcome eigen_run(const ModelWeights* w, const std::vector<int32_t>& prompt, con
   return o;
 }
 
-Outcome batch_run(const ModelWeights* w, const std::vector<std::vector<int32_t>>& prompts, const PipelineConfig& c) {
+Outcome batch_run(const ModelWeights* w, const std::vector<std::vector<int32_t>>& prompts,
+                  const PipelineConfig& c) {
   Outcome o;
   std::unique_ptr<ref::BatchSession> s;
   Status st = ref::BatchSession::create(w, BatchSessionOptions{}, nullptr, &s);
@@ -84,7 +87,9 @@ PipelineConfig snapkv_config() {
 
 }  // namespace
 
-TEST_CASE("concurrency: two EigenSessions and two BatchSessions at once equal their runs one after the other") {
+TEST_CASE(
+    "concurrency: two EigenSessions and two BatchSessions at once equal their runs one after the "
+    "other") {
   const ModelWeights w = pdtest::random_model(17);
   const auto a = pdtest::random_prompt(57, 1), b = pdtest::random_prompt(41, 2);
   const PipelineConfig pd_cfg = promptdistill_config(), snap_cfg = snapkv_config();
@@ -99,14 +104,18 @@ TEST_CASE("concurrency: two EigenSessions and two BatchSessions at once equal th
   // At once: the two EigenSessions, then the two BatchSessions, then all four.
   Outcome t1, t2, t3, t4;
   {
-    std::thread x([&] { t1 = eigen_run(&w, a, pd_cfg); }), y([&] { t2 = eigen_run(&w, b, snap_cfg); });
+    std::thread x([&] { t1 = eigen_run(&w, a, pd_cfg); }),
+        y([&] { t2 = eigen_run(&w, b, snap_cfg); });
     x.join();
     y.join();
   }
   CHECK(t1 == e1);
   CHECK(t2 == e2);
   {
-    std::thread x([&] { t3 = batch_run(&w, {a, b}, snap_cfg); }), y([&] { t4 = batch_run(&w, {b}, pd_cfg); });
+    std::thread x([&] {
+      t3 = batch_run(&w, {a, b}, snap_cfg);
+    }),
+        y([&] { t4 = batch_run(&w, {b}, pd_cfg); });
     x.join();
     y.join();
   }

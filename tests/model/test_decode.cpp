@@ -50,7 +50,8 @@ Prefilled prefill(const ModelWeights& w, const std::vector<int32_t>& ids) {
   std::vector<float> x, logits;
   REQUIRE(t.embed(ids.data(), p.length, &x).is_ok());
   for (int64_t l = 0; l < w.config.num_layers; ++l)
-    REQUIRE(t.layer(l, &x, p.length, pos.data(), p.length, &p.caches[std::size_t(l)], nullptr).is_ok());
+    REQUIRE(
+        t.layer(l, &x, p.length, pos.data(), p.length, &p.caches[std::size_t(l)], nullptr).is_ok());
   REQUIRE(t.logits(&x[std::size_t((p.length - 1) * w.config.hidden)], &logits).is_ok());
   p.first = argmax(logits);
   return p;
@@ -75,7 +76,8 @@ std::vector<std::vector<float>> steps_by_layer(const ModelWeights& w, Prefilled 
 }
 
 //! The same steps through `decode` with `options`.
-std::vector<std::vector<float>> steps_by_decode(const ModelWeights& w, Prefilled p, int steps, const DecodeOptions& options) {
+std::vector<std::vector<float>> steps_by_decode(const ModelWeights& w, Prefilled p, int steps,
+                                                const DecodeOptions& options) {
   Transformer t(&w);
   DecodeWorkspace ws;
   REQUIRE(ws.reserve(w.config, p.length + steps).is_ok());
@@ -106,20 +108,26 @@ DecodeOptions fast_options(const DecodeWeights& f16) {
 bool same_bits(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)
-    if (a[i].size() != b[i].size() || std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0) return false;
+    if (a[i].size() != b[i].size() ||
+        std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0)
+      return false;
   return true;
 }
 
-double max_difference(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+double max_difference(const std::vector<std::vector<float>>& a,
+                      const std::vector<std::vector<float>>& b) {
   double worst = 0;
   for (std::size_t i = 0; i < a.size(); ++i)
-    for (std::size_t j = 0; j < a[i].size(); ++j) worst = std::max(worst, std::fabs(double(a[i][j]) - double(b[i][j])));
+    for (std::size_t j = 0; j < a[i].size(); ++j)
+      worst = std::max(worst, std::fabs(double(a[i][j]) - double(b[i][j])));
   return worst;
 }
 
 }  // namespace
 
-TEST_CASE("decode/exact: the decode step equals the layer forward of one row, bit for bit, at any thread count") {
+TEST_CASE(
+    "decode/exact: the decode step equals the layer forward of one row, bit for bit, at any thread "
+    "count") {
   const ModelWeights w = pdtest::random_model(21);
   const Prefilled p = prefill(w, pdtest::random_prompt(300, 4));
   const auto want = steps_by_layer(w, p, 6);
@@ -137,7 +145,8 @@ TEST_CASE("decode/exact: the decode step equals the layer forward of one row, bi
   CHECK(same_bits(steps_by_decode(w, p, 6, o), want));
 }
 
-TEST_CASE("decode/exact: each decode step equals that token's row of one prefill of the whole sequence") {
+TEST_CASE(
+    "decode/exact: each decode step equals that token's row of one prefill of the whole sequence") {
   // The decode step's products are the prefill GEMM's chains for one row and its attention the
   // prefill kernel for one row (cpu_kernels.h): no reduction order depends on the row count.
   const ModelWeights w = pdtest::random_model(27);
@@ -169,7 +178,8 @@ TEST_CASE("decode/exact: each decode step equals that token's row of one prefill
       REQUIRE(t.layer(l, &x, n, pos.data(), n, &caches[std::size_t(l)], nullptr).is_ok());
     for (int s = 0; s < 6; ++s) {
       REQUIRE(t.logits(&x[std::size_t((p.length + s) * w.config.hidden)], &logits).is_ok());
-      CHECK(std::memcmp(logits.data(), stepped[std::size_t(s)].data(), logits.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(logits.data(), stepped[std::size_t(s)].data(),
+                        logits.size() * sizeof(float)) == 0);
     }
     // And the caches the steps appended are the prefill's rows.
     for (int64_t l = 0; l < w.config.num_layers; ++l) {
@@ -182,7 +192,9 @@ TEST_CASE("decode/exact: each decode step equals that token's row of one prefill
   set_threads(0);
 }
 
-TEST_CASE("decode/exact: GQA-expanded caches (SnapKV/H2O per query head) decode as the layer forward does") {
+TEST_CASE(
+    "decode/exact: GQA-expanded caches (SnapKV/H2O per query head) decode as the layer forward "
+    "does") {
   const ModelWeights w = pdtest::random_model(22);
   Prefilled p = prefill(w, pdtest::random_prompt(90, 5));
   // Every other token per query head, expanded to the 4 query heads.
@@ -193,7 +205,9 @@ TEST_CASE("decode/exact: GQA-expanded caches (SnapKV/H2O per query head) decode 
   CHECK(same_bits(steps_by_decode(w, p, 4, DecodeOptions{}), steps_by_layer(w, p, 4)));
 }
 
-TEST_CASE("decode/fast: f16 weights and an f16 cache stay within their bounds, whatever the thread count") {
+TEST_CASE(
+    "decode/fast: f16 weights and an f16 cache stay within their bounds, whatever the thread "
+    "count") {
   const ModelWeights w = pdtest::random_model(23);
   const Prefilled p = prefill(w, pdtest::random_prompt(600, 6));  // three attention chunks of 256
   const auto exact = steps_by_layer(w, p, 5);
@@ -209,7 +223,8 @@ TEST_CASE("decode/fast: f16 weights and an f16 cache stay within their bounds, w
   weights16.weights = &f16;
   cache16.kv = KvStorage::kF16;
   const DecodeOptions both = fast_options(f16);
-  for (const Mode& m : {Mode{"f16 weights", weights16, 4e-3}, Mode{"f16 cache", cache16, 4e-3}, Mode{"both", both, 6e-3}}) {
+  for (const Mode& m : {Mode{"f16 weights", weights16, 4e-3}, Mode{"f16 cache", cache16, 4e-3},
+                        Mode{"both", both, 6e-3}}) {
     INFO(std::string(m.name));
     CHECK_FALSE(m.options.exact());
     set_threads(1);
@@ -253,9 +268,12 @@ TEST_CASE("decode: bad input gets a Status") {
   Prefilled p = prefill(w, pdtest::random_prompt(10, 8));
   DecodeWorkspace ws;
   int32_t next = 0;
-  CHECK(t.decode(-1, 10, &p.caches, DecodeOptions{}, &ws, &next).code() == StatusCode::kInvalidArgument);
-  CHECK(t.decode(int32_t(w.config.vocab), 10, &p.caches, DecodeOptions{}, &ws, &next).code() == StatusCode::kInvalidArgument);
-  CHECK(t.decode(5, w.config.max_positions, &p.caches, DecodeOptions{}, &ws, &next).code() == StatusCode::kInvalidArgument);
+  CHECK(t.decode(-1, 10, &p.caches, DecodeOptions{}, &ws, &next).code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(t.decode(int32_t(w.config.vocab), 10, &p.caches, DecodeOptions{}, &ws, &next).code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(t.decode(5, w.config.max_positions, &p.caches, DecodeOptions{}, &ws, &next).code() ==
+        StatusCode::kInvalidArgument);
   std::vector<KvLayerCache> one(1);
   CHECK(t.decode(5, 10, &one, DecodeOptions{}, &ws, &next).code() == StatusCode::kInvalidArgument);
   DecodeOptions half;
@@ -268,8 +286,10 @@ TEST_CASE("decode: bad input gets a Status") {
   REQUIRE(t.embed(&id, 1, &x).is_ok());
   CHECK(t.layer(0, &x, 1, &pos, 11, &p.caches[0], nullptr).code() == StatusCode::kInvalidArgument);
   DecodeWeights gguf;
-  CHECK(DecodeWeights::create(w, DecodeWeightFormat::kGguf, "", &gguf).code() == StatusCode::kInvalidArgument);
-  CHECK(DecodeWeights::create(w, DecodeWeightFormat::kGguf, "/nonexistent.gguf", &gguf).code() == StatusCode::kIoError);
+  CHECK(DecodeWeights::create(w, DecodeWeightFormat::kGguf, "", &gguf).code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(DecodeWeights::create(w, DecodeWeightFormat::kGguf, "/nonexistent.gguf", &gguf).code() ==
+        StatusCode::kIoError);
   DecodeWeightFormat f;
   CHECK(parse("q3", &f).code() == StatusCode::kInvalidArgument);
   KvStorage k;
@@ -288,21 +308,25 @@ TEST_CASE("decode: a session's sweep and generation run in the fast modes") {
   c.method = PipelineMethod::kSnapKV;
   c.window = 8;
   int runs = 0;
-  REQUIRE(s.prefill_sweep(pdtest::random_prompt(200, 9), c, {32, 64}, [&](std::size_t, const PrefillResult& r) {
-    std::vector<int32_t> out;
-    double ms = 0;
-    PD_RETURN_IF_ERROR(s.generate(r.first_token, 6, {}, &out, &ms));
-    CHECK(out.size() == 6);
-    CHECK(s.caches()[0].half);
-    ++runs;
-    return Status::ok();
-  }).is_ok());
+  REQUIRE(s.prefill_sweep(pdtest::random_prompt(200, 9), c, {32, 64},
+                          [&](std::size_t, const PrefillResult& r) {
+                            std::vector<int32_t> out;
+                            double ms = 0;
+                            PD_RETURN_IF_ERROR(s.generate(r.first_token, 6, {}, &out, &ms));
+                            CHECK(out.size() == 6);
+                            CHECK(s.caches()[0].half);
+                            ++runs;
+                            return Status::ok();
+                          })
+              .is_ok());
   CHECK(runs == 2);
 }
 
 TEST_CASE("decode: the decoder's argmax (ref::EigenSession's greedy step) follows ArgMax's rule") {
-  const auto x = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kNaN, pdtest::mix(pdtest::seed(), 92));
+  const auto x = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kNaN,
+                                            pdtest::mix(pdtest::seed(), 92));
   CHECK(ref::argmax(x) == pdtest::argmax_oracle(x, 1, 1025, 1025)[0]);
-  const auto ties = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kTiedMax, pdtest::mix(pdtest::seed(), 93));
+  const auto ties = pdtest::argmax_case<float>(1, 1025, 1025, pdtest::ArgMaxRow::kTiedMax,
+                                               pdtest::mix(pdtest::seed(), 93));
   CHECK(ref::argmax(ties) == pdtest::argmax_oracle(ties, 1, 1025, 1025)[0]);
 }

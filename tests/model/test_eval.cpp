@@ -23,17 +23,21 @@ using namespace promptdistill;
 TEST_CASE("eval/longbench: metrics on hand-written samples") {
   // qa_f1: normalised tokens "paris france" vs "paris": P = 1/2, R = 1 -> F1 = 2/3.
   CHECK(longbench_qa_f1("Paris, France.", "Paris") == doctest::Approx(2.0 / 3.0));
-  CHECK(longbench_qa_f1("The Eiffel Tower", "eiffel tower") == doctest::Approx(1.0));  // articles dropped
+  CHECK(longbench_qa_f1("The Eiffel Tower", "eiffel tower") ==
+        doctest::Approx(1.0));  // articles dropped
   CHECK(longbench_qa_f1("London", "Paris") == 0.0);
   // ROUGE-L: LCS of "the cat sat on the mat" and "the cat is on the mat" is 5 of 6 tokens each.
-  CHECK(longbench_rouge_l("the cat sat on the mat", "the cat is on the mat") == doctest::Approx(5.0 / 6.0));
+  CHECK(longbench_rouge_l("the cat sat on the mat", "the cat is on the mat") ==
+        doctest::Approx(5.0 / 6.0));
   CHECK(longbench_rouge_l("", "anything") == 0.0);
   // code_sim: comment lines are skipped; ratio = 2 * LCS / (len a + len b).
   CHECK(longbench_code_sim("# comment\nreturn x", "return x") == doctest::Approx(1.0));
   CHECK(longbench_code_sim("abcd", "abce") == doctest::Approx(0.75));
   // classification: only the classes the prediction names, excluding substrings of the answer.
-  CHECK(longbench_classification("Answer: Location", "Location", {"Location", "Person"}) == doctest::Approx(1.0));
-  CHECK(longbench_classification("Location or Person", "Location", {"Location", "Person"}) == doctest::Approx(0.5));
+  CHECK(longbench_classification("Answer: Location", "Location", {"Location", "Person"}) ==
+        doctest::Approx(1.0));
+  CHECK(longbench_classification("Location or Person", "Location", {"Location", "Person"}) ==
+        doctest::Approx(0.5));
   CHECK(longbench_classification("Person", "Location", {"Location", "Person"}) == 0.0);
   // retrieval: the share of numbers in the prediction equal to the paragraph number.
   CHECK(longbench_retrieval("Paragraph 12", "Paragraph 12") == doctest::Approx(1.0));
@@ -62,8 +66,10 @@ TEST_CASE("eval/longbench: loader accepts LongBench lines and names bad ones") {
   const std::string path = tmp.path("sample.jsonl");
   {
     std::ofstream f(path);
-    f << R"({"input": "Who?", "context": "Text", "answers": ["Ann"], "length": 3, "dataset": "qasper", "all_classes": null})" << "\n\n";
-    f << R"({"input": "When?", "context": "More", "answers": ["1990", "in 1990"], "dataset": "hotpotqa"})" << "\n";
+    f << R"({"input": "Who?", "context": "Text", "answers": ["Ann"], "length": 3, "dataset": "qasper", "all_classes": null})"
+      << "\n\n";
+    f << R"({"input": "When?", "context": "More", "answers": ["1990", "in 1990"], "dataset": "hotpotqa"})"
+      << "\n";
   }
   std::vector<LongBenchSample> v;
   REQUIRE(load_longbench(path, &v).is_ok());
@@ -72,7 +78,8 @@ TEST_CASE("eval/longbench: loader accepts LongBench lines and names bad ones") {
   CHECK(v[0].dataset == "qasper");
   {
     std::ofstream f(path);
-    f << R"({"input": "Who?", "answers": ["Ann"]})" << "\n";
+    f << R"({"input": "Who?", "answers": ["Ann"]})"
+      << "\n";
   }
   const Status s = load_longbench(path, &v);
   CHECK(s.code() == StatusCode::kCorruptFile);
@@ -103,11 +110,15 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
   const std::string haystack = tmp.path("haystack.txt");
   {
     std::ofstream h(haystack);
-    for (int i = 0; i < 400; ++i) h << "And the river went out of the garden, and the people walked by it in the evening " << i << ". ";
+    for (int i = 0; i < 400; ++i)
+      h << "And the river went out of the garden, and the people walked by it in the evening " << i
+        << ". ";
   }
-  const std::string cmd = std::string(PD_CLI_PATH) + " eval passkey --lengths 300 --depths 0 100 --budgets 64 --selection-layers 12 --out " +
-                          out + " && " + PD_CLI_PATH + " eval needle --haystack " + haystack +
-                          " --lengths 300 --depths 50 --budgets 64 --selection-layers 12 --max-new-tokens 8 >> " + out;
+  const std::string cmd =
+      std::string(PD_CLI_PATH) +
+      " eval passkey --lengths 300 --depths 0 100 --budgets 64 --selection-layers 12 --out " + out +
+      " && " + PD_CLI_PATH + " eval needle --haystack " + haystack +
+      " --lengths 300 --depths 50 --budgets 64 --selection-layers 12 --max-new-tokens 8 >> " + out;
   REQUIRE(std::system(cmd.c_str()) == 0);
   std::ifstream in(out);
   std::string line;
@@ -118,7 +129,8 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
     ++rows;
     methods.insert(j["method"].get<std::string>());
     INFO(line);
-    CHECK(j["correct"].get<bool>() == answer_contains(j["generated"].get<std::string>(), j["expected"].get<std::string>()));
+    CHECK(j["correct"].get<bool>() ==
+          answer_contains(j["generated"].get<std::string>(), j["expected"].get<std::string>()));
     CHECK(j["prompt_tokens"].get<int64_t>() <= 300);
     CHECK(j["kept_ratio"].get<double>() > 0.0);
     CHECK(j["kept_ratio"].get<double>() <= 1.0);
@@ -130,16 +142,22 @@ TEST_CASE("eval/prompts and a small grid through the CLI score known answers cor
   CHECK(methods == std::set<std::string>{"full", "promptdistill", "gemfilter", "snapkv", "h2o"});
 
   // LongBench through the CLI: a folder of JSON-lines files, a template file, per-line scores.
-  const std::string lb_data = tmp.path("lb_data"), lb_templates = tmp.path("lb_templates.json"), lb_out = tmp.path("lb.jsonl");
+  const std::string lb_data = tmp.path("lb_data"), lb_templates = tmp.path("lb_templates.json"),
+                    lb_out = tmp.path("lb.jsonl");
   std::filesystem::create_directories(lb_data);
   {
     std::ofstream data(lb_data + "/passage_count.jsonl");
-    data << R"({"input": "", "context": "Paragraph 1: cats sleep. Paragraph 2: dogs bark. Paragraph 3: cats sleep.", "answers": ["2"], "length": 12})" << "\n";
+    data
+        << R"({"input": "", "context": "Paragraph 1: cats sleep. Paragraph 2: dogs bark. Paragraph 3: cats sleep.", "answers": ["2"], "length": 12})"
+        << "\n";
     std::ofstream t(lb_templates);
     t << R"({"passage_count": "{context}\n\nHow many unique paragraphs are there? Answer with a number. The answer is"})";
   }
-  const std::string lb = std::string(PD_CLI_PATH) + " eval longbench --data " + lb_data + " --templates " + lb_templates +
-                         " --methods full promptdistill --budgets 8 --selection-layers 12 --max-new-tokens 4 --out " + lb_out;
+  const std::string lb =
+      std::string(PD_CLI_PATH) + " eval longbench --data " + lb_data + " --templates " +
+      lb_templates +
+      " --methods full promptdistill --budgets 8 --selection-layers 12 --max-new-tokens 4 --out " +
+      lb_out;
   REQUIRE(std::system(lb.c_str()) == 0);
   std::ifstream lin(lb_out);
   int lb_rows = 0;

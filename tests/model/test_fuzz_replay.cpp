@@ -17,7 +17,8 @@ using namespace promptdistill;
 namespace {
 std::vector<uint8_t> bytes_of(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
 }
 }  // namespace
 

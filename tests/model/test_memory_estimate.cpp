@@ -17,7 +17,8 @@ using namespace promptdistill;
 
 namespace {
 
-PrefillMemory estimate(const ModelConfig& m, const PipelineConfig& c, int64_t n, PrefillMemoryModel how = {}) {
+PrefillMemory estimate(const ModelConfig& m, const PipelineConfig& c, int64_t n,
+                       PrefillMemoryModel how = {}) {
   PipelinePlan plan;
   REQUIRE(plan_pipeline(c, &plan).is_ok());
   return estimate_prefill_bytes(m, plan, n, how);
@@ -29,8 +30,9 @@ TEST_CASE("memory: the estimate bounds the KV cache each method's sessions hold,
   const ModelWeights w = pdtest::random_model(3);
   const auto prompt = pdtest::random_prompt(70, 4);
   for (const PipelineConfig& c : pdtest::every_method_small()) {
-    const std::string name = std::string(to_string(c.method)) + " per " + to_string(c.grouping) + " tt " +
-                             std::to_string(c.cache_truncation_end) + " stages " + std::to_string(c.selection_layers.size());
+    const std::string name = std::string(to_string(c.method)) + " per " + to_string(c.grouping) +
+                             " tt " + std::to_string(c.cache_truncation_end) + " stages " +
+                             std::to_string(c.selection_layers.size());
     CAPTURE(name);
     ref::EigenSession s(&w);
     PrefillResult r;
@@ -58,17 +60,20 @@ TEST_CASE("memory: the estimate grows with the prompt and as each method's memor
   PipelineConfig snap = PipelineConfig::published_default(PipelineMethod::kSnapKV);
   PipelineConfig h2o = PipelineConfig::published_default(PipelineMethod::kH2O);
   const int64_t n = 32000;
-  for (const PipelineConfig* c : std::initializer_list<const PipelineConfig*>{&full, &pd, &snap, &h2o}) {
+  for (const PipelineConfig* c :
+       std::initializer_list<const PipelineConfig*>{&full, &pd, &snap, &h2o}) {
     CAPTURE(to_string(c->method));
     CHECK(estimate(m, *c, 2 * n).total() > estimate(m, *c, n).total());
   }
   // Full KV at 32K tokens in f32: 32 layers x 32000 tokens x 2 x 8 heads x 128 x 4 bytes.
-  CHECK(estimate(m, full, n).kv_cache == int64_t(32) * n * 2 * 8 * 128 * 4 + 33 * 2 * 256);  // + allocation rounding
+  CHECK(estimate(m, full, n).kv_cache ==
+        int64_t(32) * n * 2 * 8 * 128 * 4 + 33 * 2 * 256);  // + allocation rounding
   CHECK(estimate(m, pd, n).kv_cache < estimate(m, full, n).kv_cache);
   CHECK(estimate(m, snap, n).kv_cache < estimate(m, full, n).kv_cache);
   // Per query head (the published variant) keeps G = 4 times the rows of per KV group.
   snap.grouping = HeadGrouping::kPerKvGroup;
-  CHECK(estimate(m, PipelineConfig::published_default(PipelineMethod::kSnapKV), n).kv_cache > estimate(m, snap, n).kv_cache);
+  CHECK(estimate(m, PipelineConfig::published_default(PipelineMethod::kSnapKV), n).kv_cache >
+        estimate(m, snap, n).kv_cache);
   // H2O scores with the queries of every prompt token, SnapKV with its window of 32.
   CHECK(estimate(m, h2o, n).scores > 4 * estimate(m, snap, n).scores);
   CHECK(estimate(m, h2o, n).scores >= int64_t(n) * 32 * 128 * 4);  // the queries of all n tokens
@@ -80,7 +85,9 @@ TEST_CASE("memory: the estimate grows with the prompt and as each method's memor
   CHECK(estimate(m, full, INT64_MAX / 2).total() == INT64_MAX);
 }
 
-TEST_CASE("memory: check_prefill_memory refuses with the numbers; available_memory_bytes reads MemAvailable") {
+TEST_CASE(
+    "memory: check_prefill_memory refuses with the numbers; available_memory_bytes reads "
+    "MemAvailable") {
   PrefillMemory need;
   need.activations = 3 << 20, need.kv_cache = 5 << 20, need.scores = 1 << 20;
   CHECK(check_prefill_memory(need, 9 << 20, "x", "y").is_ok());
@@ -88,7 +95,8 @@ TEST_CASE("memory: check_prefill_memory refuses with the numbers; available_memo
   const Status s = check_prefill_memory(need, 8 << 20, "a prefill of 100 tokens", "--max-memory");
   CHECK(s.code() == StatusCode::kOutOfMemory);
   CHECK(std::string(s.message()) ==
-        "a prefill of 100 tokens needs about 9.0 MiB (activations 3.0, KV cache 5.0, scores 1.0 MiB) but 8.0 MiB are "
+        "a prefill of 100 tokens needs about 9.0 MiB (activations 3.0, KV cache 5.0, scores 1.0 "
+        "MiB) but 8.0 MiB are "
         "available (--max-memory)");
   CHECK(available_memory_bytes() > 0);  // Linux reports MemAvailable
 }

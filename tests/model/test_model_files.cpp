@@ -98,8 +98,8 @@ TEST_CASE("gguf: dequantisation of hand-made Q8_0, Q4_0, Q4_1, F16 and BF16 bloc
   for (int j = 0; j < 16; ++j) q4[std::size_t(2 + j)] = uint8_t(j | ((15 - j) << 4));
   REQUIRE(dequantize_ggml(GgmlType::kQ4_0, q4.data(), 32, out.data()).is_ok());
   for (int j = 0; j < 16; ++j) {
-    CHECK(out[std::size_t(j)] == 2.0f * float(j - 8));        // low nibbles first
-    CHECK(out[std::size_t(j + 16)] == 2.0f * float(7 - j));   // then high nibbles
+    CHECK(out[std::size_t(j)] == 2.0f * float(j - 8));       // low nibbles first
+    CHECK(out[std::size_t(j + 16)] == 2.0f * float(7 - j));  // then high nibbles
   }
   GgufFile f;
   REQUIRE(GgufFile::parse(sample_file(), &f).is_ok());
@@ -123,11 +123,13 @@ TEST_CASE("gguf: dequantisation of hand-made Q8_0, Q4_0, Q4_1, F16 and BF16 bloc
   CHECK(f.get_int("llama.block_count", &missing).code() == StatusCode::kCorruptFile);
 
   const uint16_t h[2] = {half_bits(1.5f), half_bits(-0.125f)};
-  REQUIRE(dequantize_ggml(GgmlType::kF16, reinterpret_cast<const uint8_t*>(h), 2, out.data()).is_ok());
+  REQUIRE(
+      dequantize_ggml(GgmlType::kF16, reinterpret_cast<const uint8_t*>(h), 2, out.data()).is_ok());
   CHECK(out[0] == 1.5f);
   CHECK(out[1] == -0.125f);
   const uint16_t bf[2] = {num::to_bf16(3.0f).bits, num::to_bf16(-0.5f).bits};
-  REQUIRE(dequantize_ggml(GgmlType::kBF16, reinterpret_cast<const uint8_t*>(bf), 2, out.data()).is_ok());
+  REQUIRE(dequantize_ggml(GgmlType::kBF16, reinterpret_cast<const uint8_t*>(bf), 2, out.data())
+              .is_ok());
   CHECK(out[0] == 3.0f);
   CHECK(out[1] == -0.5f);
 }
@@ -137,7 +139,8 @@ TEST_CASE("gguf: truncated, corrupt and inconsistent files are rejected") {
   GgufFile f;
   for (std::size_t n = 0; n < good.size(); ++n) {  // every truncation
     CAPTURE(n);
-    const Status s = GgufFile::parse(std::vector<uint8_t>(good.begin(), good.begin() + long(n)), &f);
+    const Status s =
+        GgufFile::parse(std::vector<uint8_t>(good.begin(), good.begin() + long(n)), &f);
     CHECK_FALSE(s.is_ok());
   }
   auto bad = good;
@@ -169,8 +172,8 @@ TEST_CASE("gguf: truncated, corrupt and inconsistent files are rejected") {
   g = GgufBuilder();
   g.header(3, 0, 1);
   g.str("a");
-  g.put<uint32_t>(9);   // array
-  g.put<uint32_t>(4);   // of u32
+  g.put<uint32_t>(9);                  // array
+  g.put<uint32_t>(4);                  // of u32
   g.put<uint64_t>(uint64_t(1) << 40);  // far too many
   CHECK(GgufFile::parse(g.b, &f).code() == StatusCode::kCorruptFile);
   g = GgufBuilder();
@@ -202,18 +205,23 @@ TEST_CASE("safetensors: valid, truncated and inconsistent headers") {
     return b;
   };
   SafetensorsFile f;
-  const std::string ok = R"({"a": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}, "__metadata__": {"format": "pt"}})";
+  const std::string ok =
+      R"({"a": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}, "__metadata__": {"format": "pt"}})";
   REQUIRE(SafetensorsFile::parse(make(ok, 8), &f).is_ok());
   CHECK(f.find("a") != nullptr);
   CHECK(f.find("a")->numel() == 4);
   CHECK(SafetensorsFile::parse(make(ok, 7), &f).code() == StatusCode::kCorruptFile);  // data short
-  CHECK(SafetensorsFile::parse(make(R"({"a": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 8]}})", 8), &f).code() ==
-        StatusCode::kCorruptFile);  // size mismatch
-  CHECK(SafetensorsFile::parse(make(R"({"a": {"dtype": "Q9", "shape": [2], "data_offsets": [0, 2]}})", 2), &f).code() ==
-        StatusCode::kCorruptFile);
+  CHECK(SafetensorsFile::parse(
+            make(R"({"a": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 8]}})", 8), &f)
+            .code() == StatusCode::kCorruptFile);  // size mismatch
+  CHECK(SafetensorsFile::parse(
+            make(R"({"a": {"dtype": "Q9", "shape": [2], "data_offsets": [0, 2]}})", 2), &f)
+            .code() == StatusCode::kCorruptFile);
   CHECK(SafetensorsFile::parse(make(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-                                        "b": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]}})", 8), &f).code() ==
-        StatusCode::kCorruptFile);  // overlap
+                                        "b": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]}})",
+                                    8),
+                               &f)
+            .code() == StatusCode::kCorruptFile);  // overlap
   CHECK(SafetensorsFile::parse(make("{broken", 0), &f).code() == StatusCode::kCorruptFile);
   auto huge = make(ok, 8);
   const uint64_t bad_len = uint64_t(1) << 50;
@@ -227,14 +235,16 @@ TEST_CASE("safetensors: valid, truncated and inconsistent headers") {
   s = SafetensorsFile::parse(make("{\"a\": {\"dtype\": \"F\xff\xfe\x07\"}}", 0), &f);
   CHECK(s.code() == StatusCode::kCorruptFile);
   CHECK_MESSAGE(pdtest::clean_message(s, "safetensors"), s.message());
-  s = SafetensorsFile::parse(make(R"({"x": {"dtype": "\u0007Q9", "shape": [2], "data_offsets": [0, 2]}})", 2), &f);
+  s = SafetensorsFile::parse(
+      make(R"({"x": {"dtype": "\u0007Q9", "shape": [2], "data_offsets": [0, 2]}})", 2), &f);
   CHECK_MESSAGE(pdtest::clean_message(s, "unknown dtype '\\x07Q9'"), s.message());
 }
 
 TEST_CASE("gguf: names read from a corrupt file are printed escaped and cut") {
   // A key and a tensor name holding a terminal escape, bytes of no UTF-8 character, a NUL and
   // far more than a message holds.
-  const std::string raw = std::string("k\x1b[31m\xff\xfe") + '\0' + "\xc3\xa9" + std::string(300, 'A');
+  const std::string raw =
+      std::string("k\x1b[31m\xff\xfe") + '\0' + "\xc3\xa9" + std::string(300, 'A');
   GgufFile f;
   GgufBuilder g;
   g.header(3, 0, 1);
@@ -242,7 +252,10 @@ TEST_CASE("gguf: names read from a corrupt file are printed escaped and cut") {
   g.put<uint32_t>(77);  // an unknown value type
   Status s = GgufFile::parse(g.b, &f);
   CHECK(s.code() == StatusCode::kCorruptFile);
-  CHECK_MESSAGE(pdtest::clean_message(s, "key 'k\\x1b[31m\\xff\\xfe\\x00\xc3\xa9" "AAA"), s.message());  // é is kept as it is
+  CHECK_MESSAGE(pdtest::clean_message(s,
+                                      "key 'k\\x1b[31m\\xff\\xfe\\x00\xc3\xa9"
+                                      "AAA"),
+                s.message());  // é is kept as it is
   CHECK_MESSAGE(pdtest::clean_message(s, "...'"), s.message());
   g = GgufBuilder();
   g.header(3, 1, 0);
@@ -252,9 +265,11 @@ TEST_CASE("gguf: names read from a corrupt file are printed escaped and cut") {
   CHECK_MESSAGE(pdtest::clean_message(s, "dimensions"), s.message());
 }
 
-TEST_CASE("rope: position 0 is the identity; llama3 scaling keeps high frequencies; LongRoPE scales") {
+TEST_CASE(
+    "rope: position 0 is the identity; llama3 scaling keeps high frequencies; LongRoPE scales") {
   ModelConfig c;
-  c.num_layers = 1, c.hidden = 64, c.num_heads = 4, c.num_kv_heads = 4, c.intermediate = 8, c.vocab = 10;
+  c.num_layers = 1, c.hidden = 64, c.num_heads = 4, c.num_kv_heads = 4, c.intermediate = 8,
+  c.vocab = 10;
   c.head_dim = 16;
   c.rope.theta = 10000.0;
   std::vector<float> cos, sin;
@@ -271,8 +286,8 @@ TEST_CASE("rope: position 0 is the identity; llama3 scaling keeps high frequenci
   l3.rope.original_max_positions = 64;
   std::vector<float> c3, s3;
   REQUIRE(rope_tables(l3, pos, 2, 6, &c3, &s3).is_ok());
-  CHECK(c3[8] == cos[8]);     // the highest frequency is not scaled
-  CHECK(c3[15] != cos[15]);   // the lowest is divided by the factor
+  CHECK(c3[8] == cos[8]);    // the highest frequency is not scaled
+  CHECK(c3[15] != cos[15]);  // the lowest is divided by the factor
   ModelConfig lr = c;
   lr.max_positions = 1024;
   lr.rope.scaling = RopeScaling::kLongRope;

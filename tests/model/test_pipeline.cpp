@@ -54,17 +54,23 @@ TEST_CASE("pipeline/promptdistill: k >= L-1 gives exactly the full-KV tokens and
   }
 }
 
-TEST_CASE("pipeline/promptdistill: multi-stage cache lengths for every tt (docs/algorithms.md §3 table)") {
+TEST_CASE(
+    "pipeline/promptdistill: multi-stage cache lengths for every tt (docs/algorithms.md §3 "
+    "table)") {
   const auto w = random_model(2);
   const int64_t L = 60;
   const auto prompt = random_prompt(L, 7);
   const int64_t n0 = 20 + 1, n1 = 8 + 1;  // min(k, n-1) + 1 at each stage
-  struct Want { int64_t tt, up_to_r0, between, after; };
-  for (Want want : {Want{0, L, n0, n1}, Want{1, n0, n0, n1}, Want{2, n1, n1, n1}, Want{-1, n1, n1, n1}}) {
+  struct Want {
+    int64_t tt, up_to_r0, between, after;
+  };
+  for (Want want :
+       {Want{0, L, n0, n1}, Want{1, n0, n0, n1}, Want{2, n1, n1, n1}, Want{-1, n1, n1, n1}}) {
     const Run r = run(w, prompt, pd({1, 3}, {20, 8}, want.tt));
     CAPTURE(want.tt);
     CHECK(r.prefill.retained == std::vector<int64_t>{n0, n1});
-    const std::vector<int64_t> expected = {want.up_to_r0, want.up_to_r0, want.between, want.between, want.after, want.after};
+    const std::vector<int64_t> expected = {want.up_to_r0, want.up_to_r0, want.between,
+                                           want.between,  want.after,    want.after};
     CHECK(r.prefill.cache_lengths == expected);
     // Stage 2 keeps a subset of stage 1, both ascending, the last token always.
     const auto& s0 = r.prefill.selected[0][0];
@@ -76,7 +82,9 @@ TEST_CASE("pipeline/promptdistill: multi-stage cache lengths for every tt (docs/
   }
 }
 
-TEST_CASE("pipeline/promptdistill: truncating at the selection point equals truncating after the last layer") {
+TEST_CASE(
+    "pipeline/promptdistill: truncating at the selection point equals truncating after the last "
+    "layer") {
   const auto w = random_model(3);
   const auto prompt = random_prompt(50, 9);
   for (int64_t tt : {1, 2, -1}) {
@@ -90,7 +98,8 @@ TEST_CASE("pipeline/promptdistill: truncating at the selection point equals trun
   }
 }
 
-TEST_CASE("pipeline/gemfilter: pass 2 equals a full prefill of the selected ids at positions 0..k-1") {
+TEST_CASE(
+    "pipeline/gemfilter: pass 2 equals a full prefill of the selected ids at positions 0..k-1") {
   const auto w = random_model(4);
   const auto prompt = random_prompt(70, 11);
   PipelineConfig c;
@@ -107,7 +116,9 @@ TEST_CASE("pipeline/gemfilter: pass 2 equals a full prefill of the selected ids 
   CHECK(gf.prefill.next_position == 16);
 }
 
-TEST_CASE("pipeline/snapkv and h2o: every layer holds exactly C entries with its window, or L when L < C") {
+TEST_CASE(
+    "pipeline/snapkv and h2o: every layer holds exactly C entries with its window, or L when L < "
+    "C") {
   const auto w = random_model(5);
   for (PipelineMethod m : {PipelineMethod::kSnapKV, PipelineMethod::kH2O}) {
     for (HeadGrouping g : {HeadGrouping::kPerKvGroup, HeadGrouping::kPerQueryHead}) {
@@ -126,10 +137,12 @@ TEST_CASE("pipeline/snapkv and h2o: every layer holds exactly C entries with its
           CHECK(cache.heads == (g == HeadGrouping::kPerQueryHead && L >= 40 ? 4 : 2));
         }
         for (const auto& layer_rows : r.prefill.selected) {
-          CHECK(int64_t(layer_rows.size()) == (g == HeadGrouping::kPerQueryHead ? 4 : 2));  // every row is reported
+          CHECK(int64_t(layer_rows.size()) ==
+                (g == HeadGrouping::kPerQueryHead ? 4 : 2));  // every row is reported
           for (const auto& sel : layer_rows) {
             CHECK(int64_t(sel.size()) == want);
-            for (int64_t t = L - 8; t < L; ++t) CHECK(std::binary_search(sel.begin(), sel.end(), int32_t(t)));
+            for (int64_t t = L - 8; t < L; ++t)
+              CHECK(std::binary_search(sel.begin(), sel.end(), int32_t(t)));
           }
         }
         CHECK(r.prefill.next_position == L);
@@ -141,7 +154,12 @@ TEST_CASE("pipeline/snapkv and h2o: every layer holds exactly C entries with its
 TEST_CASE("pipeline: bad configurations fail before any work") {
   const auto w = random_model(6);
   const auto prompt = random_prompt(20, 1);
-  struct Bad { const char* what; PipelineConfig c; std::vector<int32_t> prompt; const char* message; };
+  struct Bad {
+    const char* what;
+    PipelineConfig c;
+    std::vector<int32_t> prompt;
+    const char* message;
+  };
   PipelineConfig too_long;
   const Bad cases[] = {
       {"unsorted layers", pd({3, 1}, {4, 4}, 0), prompt, "strictly increasing"},
@@ -153,7 +171,8 @@ TEST_CASE("pipeline: bad configurations fail before any work") {
       {"bad tt", pd({1}, {4}, -3), prompt, "cache_truncation_end"},
       {"empty prompt", pd({1}, {4}, 0), {}, "empty prompt"},
       {"token outside vocab", PipelineConfig{}, {1, 2, 999}, "outside the vocabulary"},
-      {"longer than context", PipelineConfig{}, std::vector<int32_t>(5000, 5), "exceeds the model's context"},
+      {"longer than context", PipelineConfig{}, std::vector<int32_t>(5000, 5),
+       "exceeds the model's context"},
   };
   for (const Bad& b : cases) {
     ref::EigenSession s(&w);
@@ -178,7 +197,8 @@ TEST_CASE("pipeline: bad configurations fail before any work") {
 
 TEST_CASE("pipeline: progress reports every layer forward of the prefill") {
   const auto w = random_model(7);
-  for (PipelineMethod m : {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}) {
+  for (PipelineMethod m :
+       {PipelineMethod::kFull, PipelineMethod::kPromptDistill, PipelineMethod::kGemFilter}) {
     PipelineConfig c;
     c.method = m;
     c.selection_layers = {2};
@@ -188,7 +208,9 @@ TEST_CASE("pipeline: progress reports every layer forward of the prefill") {
     s.set_progress([&](int64_t done, int64_t total) { calls.emplace_back(done, total); });
     PrefillResult r;
     REQUIRE(s.prefill(random_prompt(30, 3), c, &r).is_ok());
-    const int64_t total = m == PipelineMethod::kGemFilter ? 6 + 3 : 6;  // GemFilter's filter pass runs layers 0..2 first
+    const int64_t total = m == PipelineMethod::kGemFilter
+                              ? 6 + 3
+                              : 6;  // GemFilter's filter pass runs layers 0..2 first
     INFO(std::string(to_string(m)));
     REQUIRE(int64_t(calls.size()) == total);
     CHECK(calls.back() == std::make_pair(total, total));
@@ -225,7 +247,8 @@ TEST_CASE("pipeline/plan: every method's plan, as both executors read it") {
   REQUIRE(plan_pipeline(gem, &plan).is_ok());
   REQUIRE(plan.stages.size() == 1);
   CHECK(plan.stages[0].select.method == Method::kGemFilter);
-  CHECK_FALSE(plan.stages[0].truncates_cache);  // GemFilter re-prefills; there is nothing to truncate
+  CHECK_FALSE(
+      plan.stages[0].truncates_cache);  // GemFilter re-prefills; there is nothing to truncate
 
   PipelineConfig h2o;
   h2o.method = PipelineMethod::kH2O;
@@ -239,7 +262,7 @@ TEST_CASE("pipeline/plan: every method's plan, as both executors read it") {
   CHECK(plan.compression.grouping == HeadGrouping::kPerQueryHead);
   CHECK(plan.compresses(64));
   CHECK_FALSE(plan.compresses(63));  // L < C keeps every token
-  h2o.pool = PoolMode::kMax;          // H2O never pools: rejected, not ignored
+  h2o.pool = PoolMode::kMax;         // H2O never pools: rejected, not ignored
   const Status st = plan_pipeline(h2o, &plan);
   CHECK(st.code() == StatusCode::kInvalidArgument);
   CHECK(std::string(st.message()).find("without pooling") != std::string::npos);
@@ -258,7 +281,8 @@ TEST_CASE("pipeline/plan: kept_tokens of a stage's plan is what the selection ke
   PipelineConfig gem = pd({3}, {10}, 0);
   gem.method = PipelineMethod::kGemFilter;
   REQUIRE(plan_pipeline(gem, &plan).is_ok());
-  for (int64_t n : {1, 9, 10, 11, 500}) CHECK(kept_tokens(plan.stages[0].plan, n) == std::min<int64_t>(10, n));
+  for (int64_t n : {1, 9, 10, 11, 500})
+    CHECK(kept_tokens(plan.stages[0].plan, n) == std::min<int64_t>(10, n));
   for (PipelineMethod m : {PipelineMethod::kSnapKV, PipelineMethod::kH2O}) {
     PipelineConfig c;
     c.method = m;
@@ -276,10 +300,13 @@ TEST_CASE("pipeline/plan: kept_tokens of a stage's plan is what the selection ke
   const std::vector<int32_t> prompt = random_prompt(45, 5);
   const Run r = run(w, prompt, pd({1, 3}, {20, 6}, 0), 1);
   REQUIRE(plan_pipeline(pd({1, 3}, {20, 6}, 0), &plan).is_ok());
-  CHECK(r.prefill.retained == std::vector<int64_t>{kept_tokens(plan.stages[0].plan, 45), kept_tokens(plan.stages[1].plan, 21)});
+  CHECK(r.prefill.retained == std::vector<int64_t>{kept_tokens(plan.stages[0].plan, 45),
+                                                   kept_tokens(plan.stages[1].plan, 21)});
 }
 
-TEST_CASE("pipeline/plan: compose_stage_maps walks the last stage's kept tokens back to each stage's input") {
+TEST_CASE(
+    "pipeline/plan: compose_stage_maps walks the last stage's kept tokens back to each stage's "
+    "input") {
   // Stage 0 keeps 5 of 10 tokens, stage 1 keeps 3 of those 5, stage 2 keeps 2 of those 3.
   const std::vector<std::vector<int32_t>> maps = {{0, 2, 5, 7, 9}, {1, 3, 4}, {0, 2}};
   const auto composed = compose_stage_maps(maps);
@@ -293,7 +320,8 @@ TEST_CASE("pipeline/plan: compose_stage_maps walks the last stage's kept tokens 
   CHECK(compose_stage_maps({{4, 6}}) == std::vector<std::vector<int32_t>>{{4, 6}});
 }
 
-TEST_CASE("pipeline/sweep: one prefill for every budget gives what each prefill gives, bit for bit") {
+TEST_CASE(
+    "pipeline/sweep: one prefill for every budget gives what each prefill gives, bit for bit") {
   const auto w = random_model(6);
   const auto prompt = random_prompt(50, 11);
   struct Sweep {
@@ -301,7 +329,8 @@ TEST_CASE("pipeline/sweep: one prefill for every budget gives what each prefill 
     std::vector<int64_t> budgets;
   };
   std::vector<Sweep> sweeps;
-  for (int64_t tt : {0, 1, -1}) sweeps.push_back({pd({2}, {1}, tt), {4, 9, 20, 100}});  // 100 >= L - 1 keeps everything
+  for (int64_t tt : {0, 1, -1})
+    sweeps.push_back({pd({2}, {1}, tt), {4, 9, 20, 100}});  // 100 >= L - 1 keeps everything
   PipelineConfig after_last = pd({2}, {1}, 1);
   after_last.truncate_after_last_layer = true;
   sweeps.push_back({after_last, {6, 15}});
@@ -320,54 +349,61 @@ TEST_CASE("pipeline/sweep: one prefill for every budget gives what each prefill 
   for (const Sweep& sweep : sweeps) {
     ref::EigenSession session(&w);
     std::size_t visited = 0;
-    const Status st = session.prefill_sweep(prompt, sweep.config, sweep.budgets, [&](std::size_t i, const PrefillResult& got) {
-      ++visited;
-      PipelineConfig expected_config = sweep.config;  // the single prefill of this budget
-      if (expected_config.method == PipelineMethod::kSnapKV || expected_config.method == PipelineMethod::kH2O)
-        expected_config.budget = sweep.budgets[i];
-      else
-        expected_config.n_topks = {sweep.budgets[i]};
-      INFO(std::string(to_string(expected_config.method)) << " budget " << sweep.budgets[i] << " tt "
-                                                          << expected_config.cache_truncation_end << " per "
-                                                          << std::string(to_string(expected_config.grouping)));
-      const Run want = run(w, prompt, expected_config);
-      CHECK(got.first_token == want.prefill.first_token);
-      CHECK(got.retained == want.prefill.retained);
-      CHECK(got.selected == want.prefill.selected);
-      CHECK(got.cache_lengths == want.prefill.cache_lengths);
-      CHECK(got.next_position == want.prefill.next_position);
-      CHECK(got.peak_kv_cache_bytes == want.prefill.peak_kv_cache_bytes);
-      CHECK(same_caches(session.caches(), want.caches));
-      std::vector<int32_t> tokens;
-      double ms = 0;
-      REQUIRE(session.generate(got.first_token, 6, {}, &tokens, &ms).is_ok());
-      CHECK(tokens == want.tokens);  // decoding continues from exactly the single prefill's state
-      return Status::ok();
-    });
+    const Status st = session.prefill_sweep(
+        prompt, sweep.config, sweep.budgets, [&](std::size_t i, const PrefillResult& got) {
+          ++visited;
+          PipelineConfig expected_config = sweep.config;  // the single prefill of this budget
+          if (expected_config.method == PipelineMethod::kSnapKV ||
+              expected_config.method == PipelineMethod::kH2O)
+            expected_config.budget = sweep.budgets[i];
+          else
+            expected_config.n_topks = {sweep.budgets[i]};
+          INFO(std::string(to_string(expected_config.method))
+               << " budget " << sweep.budgets[i] << " tt " << expected_config.cache_truncation_end
+               << " per " << std::string(to_string(expected_config.grouping)));
+          const Run want = run(w, prompt, expected_config);
+          CHECK(got.first_token == want.prefill.first_token);
+          CHECK(got.retained == want.prefill.retained);
+          CHECK(got.selected == want.prefill.selected);
+          CHECK(got.cache_lengths == want.prefill.cache_lengths);
+          CHECK(got.next_position == want.prefill.next_position);
+          CHECK(got.peak_kv_cache_bytes == want.prefill.peak_kv_cache_bytes);
+          CHECK(same_caches(session.caches(), want.caches));
+          std::vector<int32_t> tokens;
+          double ms = 0;
+          REQUIRE(session.generate(got.first_token, 6, {}, &tokens, &ms).is_ok());
+          CHECK(tokens ==
+                want.tokens);  // decoding continues from exactly the single prefill's state
+          return Status::ok();
+        });
     REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
     CHECK(visited == sweep.budgets.size());
   }
   // Every budget is checked before any work, and a visitor's error ends the sweep.
   ref::EigenSession session(&w);
   int calls = 0;
-  const Status bad = session.prefill_sweep(prompt, pd({2}, {1}, 1), {4, 0}, [&](std::size_t, const PrefillResult&) {
-    ++calls;
-    return Status::ok();
-  });
+  const Status bad = session.prefill_sweep(prompt, pd({2}, {1}, 1), {4, 0},
+                                           [&](std::size_t, const PrefillResult&) {
+                                             ++calls;
+                                             return Status::ok();
+                                           });
   CHECK(bad.code() == StatusCode::kInvalidArgument);
   CHECK(std::string(bad.message()).find("budget 0") != std::string::npos);
   CHECK(calls == 0);
-  const Status stopped = session.prefill_sweep(prompt, pd({2}, {1}, 1), {4, 6}, [&](std::size_t, const PrefillResult&) {
-    ++calls;
-    return Status(StatusCode::kInternal, "stop here");
-  });
+  const Status stopped = session.prefill_sweep(prompt, pd({2}, {1}, 1), {4, 6},
+                                               [&](std::size_t, const PrefillResult&) {
+                                                 ++calls;
+                                                 return Status(StatusCode::kInternal, "stop here");
+                                               });
   CHECK(stopped.code() == StatusCode::kInternal);
   CHECK(calls == 1);
   // A sweep varies one budget: several stages (several budgets) and full KV (none) are refused.
-  CHECK(session.prefill_sweep(prompt, pd({1, 3}, {30, 10}, -1), {5, 12}, [&](std::size_t, const PrefillResult&) {
-          return Status::ok();
-        }).code() == StatusCode::kInvalidArgument);
-  CHECK(session.prefill_sweep(prompt, PipelineConfig{}, {5}, [&](std::size_t, const PrefillResult&) {
-          return Status::ok();
-        }).code() == StatusCode::kInvalidArgument);
+  CHECK(session
+            .prefill_sweep(prompt, pd({1, 3}, {30, 10}, -1), {5, 12},
+                           [&](std::size_t, const PrefillResult&) { return Status::ok(); })
+            .code() == StatusCode::kInvalidArgument);
+  CHECK(session
+            .prefill_sweep(prompt, PipelineConfig{}, {5},
+                           [&](std::size_t, const PrefillResult&) { return Status::ok(); })
+            .code() == StatusCode::kInvalidArgument);
 }

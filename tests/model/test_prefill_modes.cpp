@@ -19,7 +19,8 @@ using namespace promptdistill::ref;
 namespace {
 
 //! One prefill of `ids` through every layer: the last row's logits.
-std::vector<float> prefill_logits(const Transformer& t, const ModelWeights& w, const std::vector<int32_t>& ids) {
+std::vector<float> prefill_logits(const Transformer& t, const ModelWeights& w,
+                                  const std::vector<int32_t>& ids) {
   std::vector<int32_t> pos(ids.size());
   for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
   const int64_t n = int64_t(ids.size());
@@ -40,7 +41,8 @@ TEST_CASE("prefill/f32: a shared packing gives the self-packed Transformer's bit
   PrefillWeights packed;
   REQUIRE(PrefillWeights::create(w, PrefillWeightFormat::kF32, &packed).is_ok());
   CHECK(packed.format() == PrefillWeightFormat::kF32);
-  CHECK(packed.bytes() >= int64_t(sizeof(float)) * 6 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 96 * 64));
+  CHECK(packed.bytes() >=
+        int64_t(sizeof(float)) * 6 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 96 * 64));
   MESSAGE("f32 prefill weights: " << packed.describe() << "; kernels " << cpu_kernels());
   const Transformer shared(&w, &packed), own(&w);
   CHECK(shared.prefill_format() == PrefillWeightFormat::kF32);
@@ -48,7 +50,9 @@ TEST_CASE("prefill/f32: a shared packing gives the self-packed Transformer's bit
   CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
-TEST_CASE("prefill/bf16: the exact prefill of the bf16 weights, within its bound; every session path runs it") {
+TEST_CASE(
+    "prefill/bf16: the exact prefill of the bf16 weights, within its bound; every session path "
+    "runs it") {
   const ModelWeights w = pdtest::random_model(32);
   const auto ids = pdtest::random_prompt(400, 12);
   PrefillWeights bf16;
@@ -76,7 +80,8 @@ TEST_CASE("prefill/bf16: the exact prefill of the bf16 weights, within its bound
   if (bf16.describe().find("AMX") != std::string::npos) {
     // The activations as hi + lo bf16 (within 2^-17) and the tile unit's f32 sums: measured
     // 1.9e-4 of the largest logit through these 6 random layers; the bound leaves a factor of 5.
-    MESSAGE("AMX tiles: max |logit - exact of the bf16 weights| / max |logit| = " << relative(got, want));
+    MESSAGE("AMX tiles: max |logit - exact of the bf16 weights| / max |logit| = " << relative(
+                got, want));
     CHECK(relative(got, want) <= 1e-3);
   } else {  // the bf16 values on the f32 kernels: the exact prefill of the rounded weights
     CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);

@@ -21,8 +21,8 @@ struct Decoded {
   std::vector<int32_t> tokens;
   std::vector<std::vector<float>> logits;
 };
-Decoded decode_from(const ModelWeights& w, std::vector<ref::KvLayerCache> caches, int32_t first, int64_t length, int steps,
-                    const ref::DecodeOptions& options) {
+Decoded decode_from(const ModelWeights& w, std::vector<ref::KvLayerCache> caches, int32_t first,
+                    int64_t length, int steps, const ref::DecodeOptions& options) {
   ref::Transformer t(&w);
   ref::DecodeWorkspace ws;
   REQUIRE(ws.reserve(w.config, length + steps).is_ok());
@@ -44,7 +44,9 @@ Decoded decode_from(const ModelWeights& w, std::vector<ref::KvLayerCache> caches
 // The exact mode (the prefill's layer forward, step by step) against transformers; then, from the
 // same prefill, the decode path in each mode: the exact one gives the same bits (Tier A), the fast
 // ones (Tier C) the same greedy tokens with logits within each mode's bound of the exact ones.
-TEST_CASE("model/smollm2: GGUF weights and the CPU reference match transformers; every decode mode keeps the greedy tokens") {
+TEST_CASE(
+    "model/smollm2: GGUF weights and the CPU reference match transformers; every decode mode keeps "
+    "the greedy tokens") {
   ModelWeights w;
   const Status s = load_gguf_model(PD_TEST_MODEL, &w);
   REQUIRE_MESSAGE(s.is_ok(), std::string(s.message()));
@@ -55,7 +57,8 @@ TEST_CASE("model/smollm2: GGUF weights and the CPU reference match transformers;
   CHECK(w.config.tied_embeddings);
   ref::DecodeWeights f16, gguf;
   REQUIRE(ref::DecodeWeights::create(w, ref::DecodeWeightFormat::kF16, "", &f16).is_ok());
-  REQUIRE(ref::DecodeWeights::create(w, ref::DecodeWeightFormat::kGguf, PD_TEST_MODEL, &gguf).is_ok());
+  REQUIRE(
+      ref::DecodeWeights::create(w, ref::DecodeWeightFormat::kGguf, PD_TEST_MODEL, &gguf).is_ok());
   CHECK(gguf.describe() == "q4_1 (layers), q8_0 (lm head)");
   CHECK(gguf.bytes() < f16.bytes() / 2);
   struct Mode {
@@ -75,18 +78,22 @@ TEST_CASE("model/smollm2: GGUF weights and the CPU reference match transformers;
                         {"gguf blocks + f16 cache", file_cache16, 0.05}};
   const auto golden = pdtest::read_json_file(std::string(PD_GOLDEN_DIR) + "/smollm2_golden.json");
   for (const auto& c : golden["cases"]) {
-    const pdtest::RunResult r = pdtest::compare_with_golden(w, c, /*logit_tol=*/5e-4, /*hidden_tol=*/2e-3);
+    const pdtest::RunResult r =
+        pdtest::compare_with_golden(w, c, /*logit_tol=*/5e-4, /*hidden_tol=*/2e-3);
     const auto want = c["greedy"].get<std::vector<int32_t>>();
     const int64_t n = int64_t(c["ids"].size());
     for (const Mode& m : modes) {
       INFO(c["name"].get<std::string>() << ", " << std::string(m.name));
-      const Decoded d = decode_from(w, r.prefill_caches, want[0], n, int(want.size()) - 1, m.options);
+      const Decoded d =
+          decode_from(w, r.prefill_caches, want[0], n, int(want.size()) - 1, m.options);
       CHECK(d.tokens == want);
       double worst = 0;
       for (std::size_t step = 0; step < d.logits.size(); ++step)
         for (std::size_t v = 0; v < d.logits[step].size(); ++v)
-          worst = std::max(worst, std::fabs(double(d.logits[step][v]) - double(r.step_logits[step][v])));
-      MESSAGE(std::string(m.name) << ": max |logit - exact| over " << d.logits.size() << " steps = " << worst);
+          worst = std::max(worst,
+                           std::fabs(double(d.logits[step][v]) - double(r.step_logits[step][v])));
+      MESSAGE(std::string(m.name) << ": max |logit - exact| over " << d.logits.size()
+                                  << " steps = " << worst);
       CHECK(worst <= m.bound);
     }
   }
@@ -96,7 +103,8 @@ TEST_CASE("model/smollm2: GGUF weights and the CPU reference match transformers;
 // AMX tiles where the CPU has them), then the exact decode from its caches: the same greedy
 // tokens as transformers on every golden prompt, the first token's top-20 logits within 0.15 of
 // transformers' (Tier C; measured 0.030 to 0.078; the exact prefill is within 5e-4).
-TEST_CASE("model/smollm2: the bf16 prefill keeps transformers' greedy tokens on every golden prompt") {
+TEST_CASE(
+    "model/smollm2: the bf16 prefill keeps transformers' greedy tokens on every golden prompt") {
   ModelWeights w;
   REQUIRE(load_gguf_model(PD_TEST_MODEL, &w).is_ok());
   ref::PrefillWeights bf16;
@@ -119,15 +127,20 @@ TEST_CASE("model/smollm2: the bf16 prefill keeps transformers' greedy tokens on 
     REQUIRE(t.logits(&x[std::size_t((n - 1) * w.config.hidden)], &logits).is_ok());
     double worst = 0;
     for (const auto& top : c["top20"])
-      worst = std::max(worst, std::fabs(double(logits[top[0].get<std::size_t>()]) - top[1].get<double>()));
-    MESSAGE(c["name"].get<std::string>() << ": bf16 prefill, max |logit - transformers| over the top 20 = " << worst);
+      worst = std::max(worst,
+                       std::fabs(double(logits[top[0].get<std::size_t>()]) - top[1].get<double>()));
+    MESSAGE(c["name"].get<std::string>()
+            << ": bf16 prefill, max |logit - transformers| over the top 20 = " << worst);
     CHECK(worst <= 0.15);
-    const Decoded d = decode_from(w, caches, ref::argmax(logits), n, int(want.size()) - 1, ref::DecodeOptions{});
+    const Decoded d =
+        decode_from(w, caches, ref::argmax(logits), n, int(want.size()) - 1, ref::DecodeOptions{});
     CHECK(d.tokens == want);
   }
 }
 
-TEST_CASE("model/smollm2: the file's own blocks dequantise to the loaded f32 weights, rows in the same order") {
+TEST_CASE(
+    "model/smollm2: the file's own blocks dequantise to the loaded f32 weights, rows in the same "
+    "order") {
   ModelWeights w;
   REQUIRE(load_gguf_model(PD_TEST_MODEL, &w).is_ok());
   ModelBlocks blocks;

@@ -24,17 +24,18 @@ std::vector<std::string> fixture_strings() {
   REQUIRE(in.good());
   std::vector<std::string> out;
   std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
+  while (std::getline(in, line))
+    out.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
   return out;
 }
 
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 }  // namespace
 
-TEST_CASE("tokenizer.json: Llama-3, Qwen2, SentencePiece and Metaspace families match tokenizers on 2,054 strings") {
+TEST_CASE(
+    "tokenizer.json: Llama-3, Qwen2, SentencePiece and Metaspace families match tokenizers on "
+    "2,054 strings") {
   const auto strings = fixture_strings();
   for (const char* family : {"tok_llama3", "tok_qwen2", "tok_spm", "tok_metaspace"}) {
     CAPTURE(family);
@@ -54,14 +55,18 @@ TEST_CASE("tokenizer.json: Llama-3, Qwen2, SentencePiece and Metaspace families 
         std::string g, w;
         for (int32_t id : got) g += std::to_string(id) + " ";
         for (int32_t id : want) w += std::to_string(id) + " ";
-        MESSAGE("text " << nlohmann::json(strings[i]).dump() << "\n  ours: " << g << "\n  hf:   " << w);
+        MESSAGE("text " << nlohmann::json(strings[i]).dump() << "\n  ours: " << g
+                        << "\n  hf:   " << w);
       }
       std::string back;
       REQUIRE(tok.decode(want, &back).is_ok());
       const std::string key = std::to_string(i);
-      const std::string want_text = expected["decoded"].contains(key) ? expected["decoded"][key].get<std::string>() : strings[i];
+      const std::string want_text = expected["decoded"].contains(key)
+                                        ? expected["decoded"][key].get<std::string>()
+                                        : strings[i];
       if (back != want_text && ++decode_mismatches <= 3)
-        MESSAGE("decode of " << nlohmann::json(strings[i]).dump() << ": ours " << nlohmann::json(back).dump() << ", hf "
+        MESSAGE("decode of " << nlohmann::json(strings[i]).dump() << ": ours "
+                             << nlohmann::json(back).dump() << ", hf "
                              << nlohmann::json(want_text).dump());
     }
     CHECK(mismatches == 0);
@@ -71,7 +76,8 @@ TEST_CASE("tokenizer.json: Llama-3, Qwen2, SentencePiece and Metaspace families 
 
 TEST_CASE("tokenizer.json: bos/eos from tokenizer_config.json; added tokens matched in raw text") {
   Tokenizer tok;
-  REQUIRE(Tokenizer::from_hf_json(std::string(PD_GOLDEN_DIR) + "/tok_llama3/tokenizer.json", &tok).is_ok());
+  REQUIRE(Tokenizer::from_hf_json(std::string(PD_GOLDEN_DIR) + "/tok_llama3/tokenizer.json", &tok)
+              .is_ok());
   CHECK(tok.bos() >= 0);
   CHECK(tok.token_text(tok.bos()) == "<|begin_of_text|>");
   CHECK(tok.token_text(tok.eos()) == "<|eot_id|>");
@@ -85,7 +91,8 @@ TEST_CASE("tokenizer.json: bos/eos from tokenizer_config.json; added tokens matc
 
 TEST_CASE("tokenizer.json: unsupported and corrupt files give a clear Status") {
   Tokenizer tok;
-  CHECK(Tokenizer::from_hf_json("/nonexistent/tokenizer.json", &tok).code() == StatusCode::kIoError);
+  CHECK(Tokenizer::from_hf_json("/nonexistent/tokenizer.json", &tok).code() ==
+        StatusCode::kIoError);
   const pdtest::TempDir dir("tokenizer");
   const std::string tmp = dir.path("tokenizer.json");
   write_file(tmp, "{not json");

@@ -24,7 +24,9 @@ using pdtest::Layout;
 
 namespace {
 
-double rel_err(double got, double want) { return std::fabs(got - want) / std::max(1e-30, std::fabs(want)); }
+double rel_err(double got, double want) {
+  return std::fabs(got - want) / std::max(1e-30, std::fabs(want));
+}
 
 template <class Args, class Op>
 Status run_ref(const Args& a) {
@@ -33,13 +35,16 @@ Status run_ref(const Args& a) {
 
 }  // namespace
 
-TEST_CASE("blocks/ref: RmsNorm (Tier B) against the double definition; in place equals out of place") {
+TEST_CASE(
+    "blocks/ref: RmsNorm (Tier B) against the double definition; in place equals out of place") {
   for (int64_t d : {1, 31, 32, 33, 255, 256, 257, 576, 1025})
     for (int64_t n : {1, 3}) {
       CAPTURE(d);
       CAPTURE(n);
-      const auto x = pdtest::generate<float>(std::size_t(n * d), Fill::kNormal, pdtest::mix(pdtest::seed(), 1, uint64_t(d)), 2.0f);
-      const auto wt = pdtest::generate<float>(std::size_t(d), Fill::kUniform, pdtest::mix(pdtest::seed(), 2, uint64_t(d)));
+      const auto x = pdtest::generate<float>(std::size_t(n * d), Fill::kNormal,
+                                             pdtest::mix(pdtest::seed(), 1, uint64_t(d)), 2.0f);
+      const auto wt = pdtest::generate<float>(std::size_t(d), Fill::kUniform,
+                                              pdtest::mix(pdtest::seed(), 2, uint64_t(d)));
       std::vector<float> out(x.size(), -7.0f), inplace = x;
       RmsNormArgs<float> a;
       a.x = make_view<const float>(x.data(), n, d);
@@ -49,10 +54,12 @@ TEST_CASE("blocks/ref: RmsNorm (Tier B) against the double definition; in place 
       REQUIRE(ref::RmsNorm<float>::run(a, Workspace{}).is_ok());
       for (int64_t i = 0; i < n; ++i) {
         double ss = 0;
-        for (int64_t j = 0; j < d; ++j) ss += double(x[std::size_t(i * d + j)]) * x[std::size_t(i * d + j)];
+        for (int64_t j = 0; j < d; ++j)
+          ss += double(x[std::size_t(i * d + j)]) * x[std::size_t(i * d + j)];
         const double inv = 1.0 / std::sqrt(ss / double(d) + 1e-5);
         for (int64_t j = 0; j < d; ++j)
-          CHECK(std::fabs(out[std::size_t(i * d + j)] - double(wt[std::size_t(j)]) * x[std::size_t(i * d + j)] * inv) <=
+          CHECK(std::fabs(out[std::size_t(i * d + j)] -
+                          double(wt[std::size_t(j)]) * x[std::size_t(i * d + j)] * inv) <=
                 4e-7 * std::fabs(double(x[std::size_t(i * d + j)]) * inv) + 1e-30);
       }
       a.x = make_view<const float>(inplace.data(), n, d);
@@ -62,7 +69,9 @@ TEST_CASE("blocks/ref: RmsNorm (Tier B) against the double definition; in place 
     }
 }
 
-TEST_CASE("blocks/ref: Rope (Tier B) against the double definition at positions with gaps; strided == packed") {
+TEST_CASE(
+    "blocks/ref: Rope (Tier B) against the double definition at positions with gaps; strided == "
+    "packed") {
   ModelConfig c;
   c.head_dim = 64;
   c.rope.theta = 100000.0;
@@ -72,7 +81,8 @@ TEST_CASE("blocks/ref: Rope (Tier B) against the double definition at positions 
     const int64_t n = int64_t(pos.size()), heads = 3;
     std::vector<float> cs, sn;
     REQUIRE(rope_tables(c, pos.data(), n, 8192, &cs, &sn).is_ok());
-    const auto x = pdtest::generate<float>(std::size_t(n * heads * D), Fill::kNormal, pdtest::mix(pdtest::seed(), 3, uint64_t(D)));
+    const auto x = pdtest::generate<float>(std::size_t(n * heads * D), Fill::kNormal,
+                                           pdtest::mix(pdtest::seed(), 3, uint64_t(D)));
     std::vector<float> packed = x;
     RopeArgs<float> a;
     a.x = make_view(packed.data(), n, heads, D);
@@ -82,12 +92,18 @@ TEST_CASE("blocks/ref: Rope (Tier B) against the double definition at positions 
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < heads; ++h)
         for (int64_t f = 0; f < D / 2; ++f) {
-          const double th = double(pos[std::size_t(i)]) * std::pow(100000.0, -2.0 * double(f) / double(D));
-          const double x0 = x[std::size_t((i * heads + h) * D + f)], x1 = x[std::size_t((i * heads + h) * D + f + D / 2)];
-          const double y0 = x0 * std::cos(th) - x1 * std::sin(th), y1 = x1 * std::cos(th) + x0 * std::sin(th);
-          // The f32 tables carry the rounding of a large angle (position 7000): a few 1e-4 absolute.
-          CHECK(std::fabs(packed[std::size_t((i * heads + h) * D + f)] - y0) <= 2e-3 * (std::fabs(x0) + std::fabs(x1)) + 1e-6);
-          CHECK(std::fabs(packed[std::size_t((i * heads + h) * D + f + D / 2)] - y1) <= 2e-3 * (std::fabs(x0) + std::fabs(x1)) + 1e-6);
+          const double th =
+              double(pos[std::size_t(i)]) * std::pow(100000.0, -2.0 * double(f) / double(D));
+          const double x0 = x[std::size_t((i * heads + h) * D + f)],
+                       x1 = x[std::size_t((i * heads + h) * D + f + D / 2)];
+          const double y0 = x0 * std::cos(th) - x1 * std::sin(th),
+                       y1 = x1 * std::cos(th) + x0 * std::sin(th);
+          // The f32 tables carry the rounding of a large angle (position 7000): a few 1e-4
+          // absolute.
+          CHECK(std::fabs(packed[std::size_t((i * heads + h) * D + f)] - y0) <=
+                2e-3 * (std::fabs(x0) + std::fabs(x1)) + 1e-6);
+          CHECK(std::fabs(packed[std::size_t((i * heads + h) * D + f + D / 2)] - y1) <=
+                2e-3 * (std::fabs(x0) + std::fabs(x1)) + 1e-6);
         }
     // The same heads inside a wider (fused QKV-like) row: row stride 5 heads.
     std::vector<float> fused(std::size_t(n * 5 * D), 9.0f);
@@ -97,15 +113,18 @@ TEST_CASE("blocks/ref: Rope (Tier B) against the double definition at positions 
     REQUIRE(ref::Rope<float>::run(a, Workspace{}).is_ok());
     std::vector<float> back;
     for (int64_t i = 0; i < n; ++i)
-      back.insert(back.end(), fused.begin() + (i * 5 * D + D), fused.begin() + (i * 5 * D + D + heads * D));
+      back.insert(back.end(), fused.begin() + (i * 5 * D + D),
+                  fused.begin() + (i * 5 * D + D + heads * D));
     CHECK(pdtest::bitwise_equal(back, packed));
     CHECK(fused[0] == 9.0f);  // columns outside the view untouched
   }
 }
 
-TEST_CASE("blocks/ref: SwiGlu (Tier B) against the double definition; halves of a fused gate_up row") {
+TEST_CASE(
+    "blocks/ref: SwiGlu (Tier B) against the double definition; halves of a fused gate_up row") {
   const int64_t n = 5, I = 33;
-  const auto gu = pdtest::generate<float>(std::size_t(n * 2 * I), Fill::kNormal, pdtest::mix(pdtest::seed(), 4), 3.0f);
+  const auto gu = pdtest::generate<float>(std::size_t(n * 2 * I), Fill::kNormal,
+                                          pdtest::mix(pdtest::seed(), 4), 3.0f);
   std::vector<float> out(std::size_t(n * I));
   SwiGluArgs<float> a;
   a.gate = make_strided_view<const float>(gu.data(), {n, I}, {2 * I, 1});
@@ -139,7 +158,9 @@ TEST_CASE("blocks/ref: Embed copies rows and rejects ids outside the vocabulary 
   a.out = make_view(out.data(), 4, E);
   REQUIRE(ref::Embed<bf16>::run(a, Workspace{}).is_ok());
   for (int64_t i = 0; i < 4; ++i)
-    for (int64_t e = 0; e < E; ++e) CHECK(out[std::size_t(i * E + e)].bits == table[std::size_t(ids[std::size_t(i)] * E + e)].bits);
+    for (int64_t e = 0; e < E; ++e)
+      CHECK(out[std::size_t(i * E + e)].bits ==
+            table[std::size_t(ids[std::size_t(i)] * E + e)].bits);
   const auto before = out;
   ids[2] = 10;
   const Status s = ref::Embed<bf16>::run(a, Workspace{});
@@ -150,16 +171,21 @@ TEST_CASE("blocks/ref: Embed copies rows and rejects ids outside the vocabulary 
   CHECK(ref::Embed<bf16>::run(a, Workspace{}).code() == StatusCode::kShapeMismatch);
 }
 
-TEST_CASE("blocks/ref: Attention kExact against double, bit-identical in every KV layout; rows past q_len untouched") {
+TEST_CASE(
+    "blocks/ref: Attention kExact against double, bit-identical in every KV layout; rows past "
+    "q_len untouched") {
   for (const auto& shape : pdtest::attention_shapes()) {
     CAPTURE(shape.describe());
-    const auto data = pdtest::attention_data<float>(shape, pdtest::mix(pdtest::seed(), 5, uint64_t(shape.D)));
+    const auto data =
+        pdtest::attention_data<float>(shape, pdtest::mix(pdtest::seed(), 5, uint64_t(shape.D)));
     const auto want = pdtest::attention_double(shape, data);
     std::vector<float> first;
     for (Layout layout : pdtest::kAllLayouts) {
       CAPTURE(pdtest::to_string(layout));
-      auto kst = pdtest::make_kv(layout, data.k, shape.kv_lens, shape.capacity(), shape.Hkv, shape.D, 16, 7);
-      auto vst = pdtest::make_kv(layout, data.v, shape.kv_lens, shape.capacity(), shape.Hkv, shape.D, 16, 7);
+      auto kst = pdtest::make_kv(layout, data.k, shape.kv_lens, shape.capacity(), shape.Hkv,
+                                 shape.D, 16, 7);
+      auto vst = pdtest::make_kv(layout, data.v, shape.kv_lens, shape.capacity(), shape.Hkv,
+                                 shape.D, 16, 7);
       std::vector<float> out(data.q.size(), -5.0f);
       AttentionArgs<float> a;
       a.algo = AttentionAlgo::kExact;
@@ -195,7 +221,8 @@ namespace {
 //! The Tier-B attention formula term by term, one sum at a time: scores num::dot(q, k_j) * scale in
 //! key order, the canonical max and sum, and each output element adding p_j * v_j in key order.
 template <class T>
-std::vector<T> attention_formula(const pdtest::AttentionShape& s, const pdtest::AttentionData<T>& d) {
+std::vector<T> attention_formula(const pdtest::AttentionShape& s,
+                                 const pdtest::AttentionData<T>& d) {
   const int64_t n = s.rows(), cap = s.capacity(), G = s.H / s.Hkv;
   const float scale = num::div(1.0f, num::sqrt(float(s.D)));
   std::vector<T> out(d.q.size(), T{});
@@ -205,15 +232,19 @@ std::vector<T> attention_formula(const pdtest::AttentionShape& s, const pdtest::
         const int64_t last = s.kv_lens[std::size_t(b)] - s.q_lens[std::size_t(b)] + i, g = h / G;
         const T* q = &d.q[std::size_t(((b * n + i) * s.H + h) * s.D)];
         auto key = [&](int64_t j) { return &d.k[std::size_t(((b * cap + j) * s.Hkv + g) * s.D)]; };
-        auto value = [&](int64_t j) { return &d.v[std::size_t(((b * cap + j) * s.Hkv + g) * s.D)]; };
+        auto value = [&](int64_t j) {
+          return &d.v[std::size_t(((b * cap + j) * s.Hkv + g) * s.D)];
+        };
         std::vector<float> z(std::size_t(last + 1));
-        for (int64_t j = 0; j <= last; ++j) z[std::size_t(j)] = num::mul(num::dot(q, key(j), int(s.D)), scale);
+        for (int64_t j = 0; j <= last; ++j)
+          z[std::size_t(j)] = num::mul(num::dot(q, key(j), int(s.D)), scale);
         const float m = num::canonical_max(last + 1, [&](int64_t j) { return z[std::size_t(j)]; });
         for (float& x : z) x = num::exp_f32(num::sub(x, m));
         const float l = num::canonical_sum(last + 1, [&](int64_t j) { return z[std::size_t(j)]; });
         for (int64_t e = 0; e < s.D; ++e) {
           float acc = 0.0f;
-          for (int64_t j = 0; j <= last; ++j) acc = num::add(acc, num::mul(num::div(z[std::size_t(j)], l), num::to_f32(value(j)[e])));
+          for (int64_t j = 0; j <= last; ++j)
+            acc = num::add(acc, num::mul(num::div(z[std::size_t(j)], l), num::to_f32(value(j)[e])));
           out[std::size_t(((b * n + i) * s.H + h) * s.D + e)] = num::from_f32<T>(acc);
         }
       }
@@ -224,13 +255,16 @@ template <class T>
 void check_attention_formula() {
   for (const auto& shape : pdtest::attention_shapes()) {
     CAPTURE(shape.describe());
-    const auto data = pdtest::attention_data<T>(shape, pdtest::mix(pdtest::seed(), 9, uint64_t(shape.D)));
+    const auto data =
+        pdtest::attention_data<T>(shape, pdtest::mix(pdtest::seed(), 9, uint64_t(shape.D)));
     std::vector<T> out(data.q.size(), T{});
     AttentionArgs<T> a;
     a.algo = AttentionAlgo::kExact;
     a.q = make_view<const T>(data.q.data(), shape.B(), shape.rows(), shape.H, shape.D);
-    a.k = KvCacheView<const T>::contiguous_bshd(data.k.data(), shape.B(), shape.capacity(), shape.Hkv, shape.D);
-    a.v = KvCacheView<const T>::contiguous_bshd(data.v.data(), shape.B(), shape.capacity(), shape.Hkv, shape.D);
+    a.k = KvCacheView<const T>::contiguous_bshd(data.k.data(), shape.B(), shape.capacity(),
+                                                shape.Hkv, shape.D);
+    a.v = KvCacheView<const T>::contiguous_bshd(data.v.data(), shape.B(), shape.capacity(),
+                                                shape.Hkv, shape.D);
     a.q_lens = shape.q_lens.data();
     a.kv_lens = shape.kv_lens.data();
     a.max_kv_len = shape.capacity();
@@ -244,7 +278,9 @@ void check_attention_formula() {
 
 // The op computes eight keys' dot products and all output elements side by side; this pins that
 // it is still the formula, bit for bit (Tier B), in f32 and in the 16-bit types.
-TEST_CASE("blocks/ref: Attention kExact equals the Tier-B formula written one sum at a time, bit for bit") {
+TEST_CASE(
+    "blocks/ref: Attention kExact equals the Tier-B formula written one sum at a time, bit for "
+    "bit") {
   SUBCASE("f32") { check_attention_formula<float>(); }
   SUBCASE("f16") { check_attention_formula<f16>(); }
   SUBCASE("bf16") { check_attention_formula<bf16>(); }
@@ -271,11 +307,13 @@ TEST_CASE("blocks/ref: a decode row equals the same row of a prefill, bit for bi
   for (int32_t row : {0, 17, 39}) {
     const std::vector<float> q(data.q.begin() + row * 256, data.q.begin() + (row + 1) * 256);
     const auto one = run(q, 1, row + 1);
-    CHECK(pdtest::bitwise_equal(one, std::vector<float>(all.begin() + row * 256, all.begin() + (row + 1) * 256)));
+    CHECK(pdtest::bitwise_equal(
+        one, std::vector<float>(all.begin() + row * 256, all.begin() + (row + 1) * 256)));
   }
 }
 
-TEST_CASE("blocks/ref: Attention and AppendKv reject bad requests with a message and write nothing") {
+TEST_CASE(
+    "blocks/ref: Attention and AppendKv reject bad requests with a message and write nothing") {
   const pdtest::AttentionShape s{4, 2, 16, {3, 2}, {5, 9}};
   const auto data = pdtest::attention_data<float>(s, 8);
   auto kst = pdtest::make_kv(Layout::kPagedNHD, data.k, s.kv_lens, s.capacity(), 2, 16, 4, 3);
@@ -345,8 +383,10 @@ TEST_CASE("blocks/ref: Attention and AppendKv reject bad requests with a message
 TEST_CASE("blocks/ref: AppendKv writes row i at kv_len - q_len + i in every layout") {
   const int64_t Hkv = 2, D = 16, cap = 40;
   const std::vector<int32_t> q_lens = {3, 1, 0}, kv_lens = {3, 33, 10};
-  const auto logical = pdtest::generate<float>(std::size_t(3 * cap * Hkv * D), Fill::kNormal, pdtest::mix(pdtest::seed(), 9));
-  const auto fresh = pdtest::generate<float>(std::size_t(3 * 3 * Hkv * D), Fill::kNormal, pdtest::mix(pdtest::seed(), 10));
+  const auto logical = pdtest::generate<float>(std::size_t(3 * cap * Hkv * D), Fill::kNormal,
+                                               pdtest::mix(pdtest::seed(), 9));
+  const auto fresh = pdtest::generate<float>(std::size_t(3 * 3 * Hkv * D), Fill::kNormal,
+                                             pdtest::mix(pdtest::seed(), 10));
   for (Layout layout : pdtest::kAllLayouts) {
     CAPTURE(pdtest::to_string(layout));
     std::vector<int32_t> full_lens(3, int32_t(cap));
@@ -367,22 +407,27 @@ TEST_CASE("blocks/ref: AppendKv writes row i at kv_len - q_len + i in every layo
       for (int64_t t = 0; t < kv_lens[std::size_t(b)]; ++t) {
         const int64_t i = t - (kv_lens[std::size_t(b)] - q_lens[std::size_t(b)]);
         for (int64_t e = 0; e < Hkv * D; ++e) {
-          const float want = i >= 0 ? fresh[std::size_t((b * 3 + i) * Hkv * D + e)] : logical[std::size_t((b * cap + t) * Hkv * D + e)];
+          const float want = i >= 0 ? fresh[std::size_t((b * 3 + i) * Hkv * D + e)]
+                                    : logical[std::size_t((b * cap + t) * Hkv * D + e)];
           CHECK(got[std::size_t((b * cap + t) * Hkv * D + e)] == want);
         }
       }
   }
 }
 
-TEST_CASE("blocks/ref: Linear is exact on small integers, with bias, residual and in-place residual") {
+TEST_CASE(
+    "blocks/ref: Linear is exact on small integers, with bias, residual and in-place residual") {
   for (int64_t rows : {1, 7, 33})
-    for (int64_t in : {4, 16, 36})  // rows must be 16-byte multiples (the cuBLASLt contract both backends share)
+    for (int64_t in :
+         {4, 16, 36})  // rows must be 16-byte multiples (the cuBLASLt contract both backends share)
       for (int64_t out_dim : {4, 12, 64}) {
         CAPTURE(rows);
         CAPTURE(in);
         CAPTURE(out_dim);
-        const auto x = pdtest::generate<float>(std::size_t(rows * in), Fill::kSmallInt, pdtest::mix(pdtest::seed(), 11, uint64_t(rows)));
-        const auto wt = pdtest::generate<float>(std::size_t(out_dim * in), Fill::kSmallInt, pdtest::mix(pdtest::seed(), 12, uint64_t(in)));
+        const auto x = pdtest::generate<float>(std::size_t(rows * in), Fill::kSmallInt,
+                                               pdtest::mix(pdtest::seed(), 11, uint64_t(rows)));
+        const auto wt = pdtest::generate<float>(std::size_t(out_dim * in), Fill::kSmallInt,
+                                                pdtest::mix(pdtest::seed(), 12, uint64_t(in)));
         const auto bias = pdtest::generate<float>(std::size_t(out_dim), Fill::kSmallInt, 13);
         auto y = pdtest::generate<float>(std::size_t(rows * out_dim), Fill::kSmallInt, 14);
         const auto residual = y;
@@ -405,7 +450,8 @@ TEST_CASE("blocks/ref: Linear is exact on small integers, with bias, residual an
         for (int64_t i = 0; i < rows; ++i)
           for (int64_t o = 0; o < out_dim; ++o) {
             float want = residual[std::size_t(i * out_dim + o)] + bias[std::size_t(o)];
-            for (int64_t j = 0; j < in; ++j) want += x[std::size_t(i * in + j)] * wt[std::size_t(o * in + j)];
+            for (int64_t j = 0; j < in; ++j)
+              want += x[std::size_t(i * in + j)] * wt[std::size_t(o * in + j)];
             CHECK(y[std::size_t(i * out_dim + o)] == want);
           }
       }
@@ -442,14 +488,17 @@ TEST_CASE("blocks/ref: Linear rejects arguments that differ from its plan") {
   CHECK(plan.run(a, Workspace{}).code() == StatusCode::kMisaligned);
 }
 
-TEST_CASE_TEMPLATE("blocks/ref: ArgMax takes the first maximum, the first NaN if any, on every size and row kind", T, float, bf16, f16) {
+TEST_CASE_TEMPLATE(
+    "blocks/ref: ArgMax takes the first maximum, the first NaN if any, on every size and row kind",
+    T, float, bf16, f16) {
   using pdtest::ArgMaxRow;
   for (int64_t n : pdtest::argmax_sizes())
     for (int64_t rows : {1, 3})
-      for (ArgMaxRow kind : {ArgMaxRow::kNormal, ArgMaxRow::kTiedMax, ArgMaxRow::kAllEqual, ArgMaxRow::kNaN,
-                             ArgMaxRow::kSignedZeros, ArgMaxRow::kAllMinusInf})
+      for (ArgMaxRow kind : {ArgMaxRow::kNormal, ArgMaxRow::kTiedMax, ArgMaxRow::kAllEqual,
+                             ArgMaxRow::kNaN, ArgMaxRow::kSignedZeros, ArgMaxRow::kAllMinusInf})
         for (int64_t pad : {0, 5}) {  // pad > 0: rows at a pitch of n + pad (a strided view)
-          const uint64_t seed = pdtest::mix(pdtest::seed(), 91, uint64_t(n), uint64_t(kind), uint64_t(rows));
+          const uint64_t seed =
+              pdtest::mix(pdtest::seed(), 91, uint64_t(n), uint64_t(kind), uint64_t(rows));
           CAPTURE(n);
           CAPTURE(rows);
           CAPTURE(pdtest::to_string(kind));

@@ -37,21 +37,25 @@ constexpr int64_t kH = 4, kHkv = 2, kD = 32, kN = 96;
 
 //! Keys [2, kN, kHkv, kD] every thread that reads shared data reads at once.
 const std::vector<float>& shared_keys() {
-  static const std::vector<float> k = pdtest::generate<float>(std::size_t(2 * kN * kHkv * kD), pdtest::Fill::kNormal, 99);
+  static const std::vector<float> k =
+      pdtest::generate<float>(std::size_t(2 * kN * kHkv * kD), pdtest::Fill::kNormal, 99);
   return k;
 }
 
 template <class T>
 Bytes run_select(Method method, HeadGrouping grouping, uint64_t seed, bool shared) {
   const int64_t B = 2, rows = method == Method::kSnapKV ? 8 : method == Method::kH2O ? kN : 1;
-  const auto qf = pdtest::generate<float>(std::size_t(B * rows * kH * kD), pdtest::Fill::kNormal, seed);
-  const auto kf = shared ? shared_keys() : pdtest::generate<float>(std::size_t(B * kN * kHkv * kD), pdtest::Fill::kNormal, seed + 1);
+  const auto qf =
+      pdtest::generate<float>(std::size_t(B * rows * kH * kD), pdtest::Fill::kNormal, seed);
+  const auto kf = shared ? shared_keys()
+                         : pdtest::generate<float>(std::size_t(B * kN * kHkv * kD),
+                                                   pdtest::Fill::kNormal, seed + 1);
   std::vector<T> q(qf.size()), k(kf.size());
   for (std::size_t i = 0; i < q.size(); ++i) q[i] = num::from_f32<T>(qf[i]);
   for (std::size_t i = 0; i < k.size(); ++i) k[i] = num::from_f32<T>(kf[i]);
   const int64_t R = score_rows(method, grouping, kH, kHkv);
-  std::vector<int32_t> lengths = {int32_t(kN), int32_t(kN - 17)}, idx(std::size_t(B * R * kN), -1), counts(std::size_t(B * R)),
-                       pos(idx.size(), -1);
+  std::vector<int32_t> lengths = {int32_t(kN), int32_t(kN - 17)}, idx(std::size_t(B * R * kN), -1),
+                       counts(std::size_t(B * R)), pos(idx.size(), -1);
   std::vector<float> scores(std::size_t(B * R * kN), 0.0f);
   SelectArgs<T> a;
   a.config.method = method;
@@ -82,8 +86,10 @@ Bytes run_select(Method method, HeadGrouping grouping, uint64_t seed, bool share
 Bytes run_finish_and_gather(uint64_t seed) {
   const int64_t B = 2, E = 24;
   const auto summed = pdtest::generate<float>(std::size_t(B * kN), pdtest::Fill::kNormal, seed);
-  const auto hidden = pdtest::generate<float>(std::size_t(B * kN * E), pdtest::Fill::kNormal, seed + 1);
-  std::vector<int32_t> lengths = {int32_t(kN), 50}, idx(std::size_t(B * kN), -1), counts(static_cast<std::size_t>(B)), pos(idx.size(), -1);
+  const auto hidden =
+      pdtest::generate<float>(std::size_t(B * kN * E), pdtest::Fill::kNormal, seed + 1);
+  std::vector<int32_t> lengths = {int32_t(kN), 50}, idx(std::size_t(B * kN), -1),
+                       counts(static_cast<std::size_t>(B)), pos(idx.size(), -1);
   std::vector<float> final_scores(std::size_t(B * kN)), gathered(std::size_t(B * kN * E), 0.0f);
   FinishSelectArgs f;
   f.config.budget = 30;
@@ -116,18 +122,23 @@ Bytes run_finish_and_gather(uint64_t seed) {
 Bytes run_compact(pdtest::Layout layout, uint64_t seed) {
   const int64_t B = 2, cap = 64, block = 8;
   const std::vector<int32_t> lengths = {60, 33};
-  const auto logical = pdtest::generate<float>(std::size_t(B * cap * kHkv * kD), pdtest::Fill::kNormal, seed);
+  const auto logical =
+      pdtest::generate<float>(std::size_t(B * cap * kHkv * kD), pdtest::Fill::kNormal, seed);
   auto k = pdtest::make_kv<float>(layout, logical, lengths, cap, kHkv, kD, block, seed);
   auto vlogical = logical;
   for (auto& x : vlogical) x = -x;
-  auto v = pdtest::make_kv<float>(layout, vlogical, lengths, cap, kHkv, kD, block, seed);  // the same page tables
-  std::vector<int32_t> idx(std::size_t(B * kHkv * cap), -1), counts(std::size_t(B * kHkv), 20), new_lengths(B), freed(B);
+  auto v = pdtest::make_kv<float>(layout, vlogical, lengths, cap, kHkv, kD, block,
+                                  seed);  // the same page tables
+  std::vector<int32_t> idx(std::size_t(B * kHkv * cap), -1), counts(std::size_t(B * kHkv), 20),
+      new_lengths(B), freed(B);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < kHkv; ++h)
-      for (int64_t i = 0; i < 20; ++i) idx[std::size_t((b * kHkv + h) * cap + i)] = int32_t(i * (b == 0 ? 3 : 1) + h);
+      for (int64_t i = 0; i < 20; ++i)
+        idx[std::size_t((b * kHkv + h) * cap + i)] = int32_t(i * (b == 0 ? 3 : 1) + h);
   CompactKvArgs<float> a;
   a.k = k.view();
-  a.v = v.view_over(v.data.data(), k.block_table.data(), k.indptr.data(), k.indices.data(), k.last_page_len.data());
+  a.v = v.view_over(v.data.data(), k.block_table.data(), k.indptr.data(), k.indices.data(),
+                    k.last_page_len.data());
   a.seq_lens = lengths.data();
   a.indices = make_view<const int32_t>(idx.data(), B, kHkv, cap);
   a.counts = make_view<const int32_t>(counts.data(), B, kHkv);
@@ -158,7 +169,8 @@ Bytes run_blocks(uint64_t seed) {
   r.out = make_view(normed.data(), B * n, E);
   Bytes out;
   append_status(&out, ref::RmsNorm<float>::run(r, Workspace{}));
-  const auto kc = pdtest::generate<float>(std::size_t(B * S * kHkv * kD), pdtest::Fill::kNormal, seed + 2);
+  const auto kc =
+      pdtest::generate<float>(std::size_t(B * S * kHkv * kD), pdtest::Fill::kNormal, seed + 2);
   const auto vc = pdtest::generate<float>(kc.size(), pdtest::Fill::kNormal, seed + 3);
   std::vector<int32_t> q_lens = {int32_t(n)}, kv_lens = {int32_t(S)};
   std::vector<float> o(std::size_t(B * n * E));

@@ -57,14 +57,16 @@ struct GemmCase {
 
 //! Runs the GEMM of `c` on data from `seed`: A with row stride k + 3, outputs with stride rows + 5
 //! (the padding stays untouched), packed in panels of `nr`. Returns every part's output matrix.
-std::vector<float> run_gemm(const GemmCase& c, Fill fill, uint64_t seed, int64_t nr, int64_t kc, std::vector<float>* a_out = nullptr,
+std::vector<float> run_gemm(const GemmCase& c, Fill fill, uint64_t seed, int64_t nr, int64_t kc,
+                            std::vector<float>* a_out = nullptr,
                             std::vector<std::vector<float>>* w_out = nullptr) {
   const int64_t lda = c.k + 3;
   const auto a = pdtest::generate<float>(std::size_t(c.m * lda), fill, seed);
   std::vector<std::vector<float>> w;
   std::vector<gemm::Part> parts;
   for (std::size_t i = 0; i < c.rows.size(); ++i)
-    w.push_back(pdtest::generate<float>(std::size_t(c.rows[i] * c.k), fill, pdtest::mix(seed, i + 1)));
+    w.push_back(
+        pdtest::generate<float>(std::size_t(c.rows[i] * c.k), fill, pdtest::mix(seed, i + 1)));
   for (std::size_t i = 0; i < c.rows.size(); ++i) parts.push_back({w[i].data(), c.rows[i]});
   gemm::PackedMatrix packed;
   REQUIRE(gemm::PackedMatrix::pack(parts.data(), int(parts.size()), c.k, nr, kc, &packed).is_ok());
@@ -90,13 +92,16 @@ std::vector<float> run_gemm(const GemmCase& c, Fill fill, uint64_t seed, int64_t
 }
 
 const std::vector<GemmCase> kGemmCases = {
-    {1, 1, {1}},           {1, 33, {17, 33}},     {2, 31, {16, 16, 32}}, {7, 32, {31}},
-    {31, 33, {64, 16, 16}}, {32, 300, {48}},       {33, 577, {1, 47}},    {1023, 31, {33}},
-    {1024, 64, {32, 16}},   {1025, 65, {17}},      {200, 1536, {40}}};
+    {1, 1, {1}},        {1, 33, {17, 33}},      {2, 31, {16, 16, 32}},
+    {7, 32, {31}},      {31, 33, {64, 16, 16}}, {32, 300, {48}},
+    {33, 577, {1, 47}}, {1023, 31, {33}},       {1024, 64, {32, 16}},
+    {1025, 65, {17}},   {200, 1536, {40}}};
 
 }  // namespace
 
-TEST_CASE("cpu kernels/gemm: every table gives the scalar table's bits (sizes, strides, panels, K blocks, threads)") {
+TEST_CASE(
+    "cpu kernels/gemm: every table gives the scalar table's bits (sizes, strides, panels, K "
+    "blocks, threads)") {
   KeepActive keep;
   for (const GemmCase& c : kGemmCases) {
     const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(c.m), uint64_t(c.k));
@@ -142,7 +147,8 @@ TEST_CASE("cpu kernels/gemm: exact on small integers; within gamma_K * sum |a w|
           for (int64_t j = 0; j < r; ++j) {
             double exact = 0, magnitude = 0;
             for (int64_t k = 0; k < c.k; ++k) {
-              const double t = double(a[std::size_t(i * (c.k + 3) + k)]) * double(w[p][std::size_t(j * c.k + k)]);
+              const double t = double(a[std::size_t(i * (c.k + 3) + k)]) *
+                               double(w[p][std::size_t(j * c.k + k)]);
               exact += t, magnitude += std::fabs(t);
             }
             const double err = std::fabs(double(got[std::size_t(at + i * (r + 5) + j)]) - exact);
@@ -152,7 +158,8 @@ TEST_CASE("cpu kernels/gemm: exact on small integers; within gamma_K * sum |a w|
           }
         at += c.m * (r + 5);
       }
-      if (fill == Fill::kNormal) MESSAGE(c.m << "x" << c.k << ": largest error " << worst << " of the bound");
+      if (fill == Fill::kNormal)
+        MESSAGE(c.m << "x" << c.k << ": largest error " << worst << " of the bound");
     }
 }
 
@@ -163,7 +170,8 @@ TEST_CASE("cpu kernels/gemm: a row of a product equals the one-row product (the 
   std::vector<std::vector<float>> w;
   const uint64_t seed = pdtest::mix(pdtest::seed(), 5);
   CAPTURE(seed);
-  const auto all = run_gemm(c, Fill::kNormal, seed, kernels::active().nr, kernels::active().kc, &a, &w);
+  const auto all =
+      run_gemm(c, Fill::kNormal, seed, kernels::active().nr, kernels::active().kc, &a, &w);
   std::vector<gemm::Part> parts;
   for (std::size_t i = 0; i < w.size(); ++i) parts.push_back({w[i].data(), c.rows[i]});
   gemm::PackedMatrix packed;
@@ -196,8 +204,10 @@ struct AttentionData {
 AttentionData attention_data(const AttentionCase& c, uint64_t seed) {
   AttentionData x;
   x.q = pdtest::generate<float>(std::size_t(c.n * c.heads * c.d), Fill::kNormal, seed);
-  x.k = pdtest::generate<float>(std::size_t((c.past + c.n) * c.kv_heads * c.d), Fill::kNormal, seed + 1);
-  x.v = pdtest::generate<float>(std::size_t((c.past + c.n) * c.kv_heads * c.d), Fill::kNormal, seed + 2);
+  x.k = pdtest::generate<float>(std::size_t((c.past + c.n) * c.kv_heads * c.d), Fill::kNormal,
+                                seed + 1);
+  x.v = pdtest::generate<float>(std::size_t((c.past + c.n) * c.kv_heads * c.d), Fill::kNormal,
+                                seed + 2);
   return x;
 }
 
@@ -205,20 +215,25 @@ std::vector<float> run_attention(const AttentionCase& c, const AttentionData& x)
   std::vector<float> out(std::size_t(c.n * c.heads * c.d), -7.0f);
   attention::Shape s;
   s.heads = c.heads, s.kv_heads = c.kv_heads, s.head_dim = c.d;
-  REQUIRE(attention::prefill(s, x.q.data(), c.n, x.k.data(), x.v.data(), c.past, out.data()).is_ok());
+  REQUIRE(
+      attention::prefill(s, x.q.data(), c.n, x.k.data(), x.v.data(), c.past, out.data()).is_ok());
   return out;
 }
 
 const std::vector<AttentionCase> kAttentionCases = {
-    {3, 1, 64, 1, 0},  {3, 1, 64, 31, 0},  {3, 1, 64, 65, 0},  {9, 3, 64, 130, 0}, {4, 2, 16, 33, 5},
-    {2, 2, 24, 64, 64}, {1, 1, 96, 63, 1}, {8, 1, 128, 17, 200}, {3, 3, 64, 129, 63}};
+    {3, 1, 64, 1, 0},   {3, 1, 64, 31, 0},    {3, 1, 64, 65, 0},
+    {9, 3, 64, 130, 0}, {4, 2, 16, 33, 5},    {2, 2, 24, 64, 64},
+    {1, 1, 96, 63, 1},  {8, 1, 128, 17, 200}, {3, 3, 64, 129, 63}};
 
 }  // namespace
 
-TEST_CASE("cpu kernels/attention: every table gives the scalar bits; a prefill row equals its decode step") {
+TEST_CASE(
+    "cpu kernels/attention: every table gives the scalar bits; a prefill row equals its decode "
+    "step") {
   KeepActive keep;
   for (const AttentionCase& c : kAttentionCases) {
-    const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(c.heads), uint64_t(c.d), uint64_t(c.n), uint64_t(c.past));
+    const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(c.heads), uint64_t(c.d),
+                                      uint64_t(c.n), uint64_t(c.past));
     CAPTURE(c.heads);
     CAPTURE(c.kv_heads);
     CAPTURE(c.d);
@@ -242,18 +257,23 @@ TEST_CASE("cpu kernels/attention: every table gives the scalar bits; a prefill r
         std::vector<float> scratch(std::size_t(attention::decode_scratch_floats(s, threads)));
         for (int64_t i : {int64_t(0), c.n / 2, c.n - 1}) {
           std::vector<float> row(std::size_t(c.heads * c.d));
-          REQUIRE(attention::decode(s, &x.q[std::size_t(i * c.heads * c.d)], x.k.data(), x.v.data(), c.past + i + 1, row.data(),
-                                    scratch.data(), int64_t(scratch.size()))
+          REQUIRE(attention::decode(s, &x.q[std::size_t(i * c.heads * c.d)], x.k.data(), x.v.data(),
+                                    c.past + i + 1, row.data(), scratch.data(),
+                                    int64_t(scratch.size()))
                       .is_ok());
-          CHECK(std::memcmp(row.data(), &want[std::size_t(i * c.heads * c.d)], row.size() * 4) == 0);
+          CHECK(std::memcmp(row.data(), &want[std::size_t(i * c.heads * c.d)], row.size() * 4) ==
+                0);
         }
       }
   }
 }
 
-TEST_CASE("cpu kernels/attention: within the stated bound of a double-precision softmax; one key is exact") {
+TEST_CASE(
+    "cpu kernels/attention: within the stated bound of a double-precision softmax; one key is "
+    "exact") {
   for (const AttentionCase& c : kAttentionCases) {
-    const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(c.heads), uint64_t(c.d), uint64_t(c.n), 7);
+    const uint64_t seed =
+        pdtest::mix(pdtest::seed(), uint64_t(c.heads), uint64_t(c.d), uint64_t(c.n), 7);
     CAPTURE(c.heads);
     CAPTURE(c.d);
     CAPTURE(c.n);
@@ -272,30 +292,39 @@ TEST_CASE("cpu kernels/attention: within the stated bound of a double-precision 
         for (int64_t t = 0; t < keys; ++t) {
           double s = 0;
           for (int64_t d = 0; d < c.d; ++d)
-            s += double(x.q[std::size_t((i * c.heads + h) * c.d + d)]) * double(x.k[std::size_t((t * c.kv_heads + g) * c.d + d)]);
+            s += double(x.q[std::size_t((i * c.heads + h) * c.d + d)]) *
+                 double(x.k[std::size_t((t * c.kv_heads + g) * c.d + d)]);
           p[std::size_t(t)] = s / std::sqrt(double(c.d));
           m = std::max(m, p[std::size_t(t)]);
         }
         for (auto& e : p) l += (e = std::exp(e - m));
         for (int64_t d = 0; d < c.d; ++d) {
           double o = 0;
-          for (int64_t t = 0; t < keys; ++t) o += p[std::size_t(t)] * double(x.v[std::size_t((t * c.kv_heads + g) * c.d + d)]);
+          for (int64_t t = 0; t < keys; ++t)
+            o += p[std::size_t(t)] * double(x.v[std::size_t((t * c.kv_heads + g) * c.d + d)]);
           const float value = got[std::size_t((i * c.heads + h) * c.d + d)];
           if (keys == 1) REQUIRE(value == x.v[std::size_t(g * c.d + d)]);  // p = 1, l = 1
           worst = std::max(worst, std::fabs(double(value) - o / l) / vmax);
         }
       }
-    MESSAGE("attention " << c.heads << "/" << c.kv_heads << " heads, D " << c.d << ", " << c.n << " rows after " << c.past
+    MESSAGE("attention " << c.heads << "/" << c.kv_heads << " heads, D " << c.d << ", " << c.n
+                         << " rows after " << c.past
                          << ": max |out - exact| / max |v| = " << worst);
     CHECK(worst <= kAttentionBound);
   }
 }
 
-TEST_CASE("cpu kernels/gemm bf16 tiles: within (2^-17 + gamma_2K) sum |a w16| of the product with the bf16 weights") {
+TEST_CASE(
+    "cpu kernels/gemm bf16 tiles: within (2^-17 + gamma_2K) sum |a w16| of the product with the "
+    "bf16 weights") {
   // The AMX path (PrefillWeightFormat::kBf16): weights rounded to bf16 (w16), activations split
   // into hi + lo bf16 terms (within 2^-17 |a|), f32 accumulation of 2K products in the tile
   // unit's order. Where there is no AMX-BF16, packing for it is refused.
-  const GemmCase cases[] = {{1, 1, {1}}, {33, 100, {17, 33}}, {64, 576, {64, 32, 32}}, {37, 1536, {48}}, {1025, 65, {16}}};
+  const GemmCase cases[] = {{1, 1, {1}},
+                            {33, 100, {17, 33}},
+                            {64, 576, {64, 32, 32}},
+                            {37, 1536, {48}},
+                            {1025, 65, {16}}};
   for (const GemmCase& c : cases) {
     const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(c.m), uint64_t(c.k), 16);
     CAPTURE(c.m);
@@ -305,10 +334,12 @@ TEST_CASE("cpu kernels/gemm bf16 tiles: within (2^-17 + gamma_2K) sum |a w16| of
     std::vector<std::vector<float>> w;
     std::vector<gemm::Part> parts;
     for (std::size_t i = 0; i < c.rows.size(); ++i)
-      w.push_back(pdtest::generate<float>(std::size_t(c.rows[i] * c.k), Fill::kNormal, pdtest::mix(seed, i + 1)));
+      w.push_back(pdtest::generate<float>(std::size_t(c.rows[i] * c.k), Fill::kNormal,
+                                          pdtest::mix(seed, i + 1)));
     for (std::size_t i = 0; i < c.rows.size(); ++i) parts.push_back({w[i].data(), c.rows[i]});
     gemm::PackedMatrix packed;
-    const Status st = gemm::PackedMatrix::pack_bf16_tiles(parts.data(), int(parts.size()), c.k, &packed);
+    const Status st =
+        gemm::PackedMatrix::pack_bf16_tiles(parts.data(), int(parts.size()), c.k, &packed);
     if (!kernels::amx_bf16_available()) {
       CHECK(st.code() == StatusCode::kUnsupported);
       continue;
@@ -320,21 +351,24 @@ TEST_CASE("cpu kernels/gemm bf16 tiles: within (2^-17 + gamma_2K) sum |a w16| of
     for (int64_t r : c.rows) out.emplace_back(std::size_t(c.m * r), -7.0f);
     for (std::size_t i = 0; i < c.rows.size(); ++i) outs.push_back({out[i].data(), c.rows[i]});
     REQUIRE(gemm::run(packed, a.data(), c.m, c.k, outs.data()).is_ok());
-    const double u = std::ldexp(1.0, -24), bound = std::ldexp(1.0, -17) + 2.0 * double(c.k) * u / (1 - 2.0 * double(c.k) * u);
+    const double u = std::ldexp(1.0, -24),
+                 bound = std::ldexp(1.0, -17) + 2.0 * double(c.k) * u / (1 - 2.0 * double(c.k) * u);
     double worst = 0;
     for (std::size_t p = 0; p < c.rows.size(); ++p)
       for (int64_t i = 0; i < c.m; ++i)
         for (int64_t j = 0; j < c.rows[p]; ++j) {
           double exact = 0, magnitude = 0;
           for (int64_t k = 0; k < c.k; ++k) {
-            const double t = double(a[std::size_t(i * c.k + k)]) * double(to_float(to_bf16(w[p][std::size_t(j * c.k + k)])));
+            const double t = double(a[std::size_t(i * c.k + k)]) *
+                             double(to_float(to_bf16(w[p][std::size_t(j * c.k + k)])));
             exact += t, magnitude += std::fabs(t);
           }
           const double err = std::fabs(double(out[p][std::size_t(i * c.rows[p] + j)]) - exact);
           REQUIRE(err <= bound * magnitude);
           worst = std::max(worst, magnitude > 0 ? err / magnitude : 0.0);
         }
-    MESSAGE(c.m << "x" << c.k << " bf16 tiles: max |c - exact| / sum |a w16| = " << worst << " (bound " << bound << ")");
+    MESSAGE(c.m << "x" << c.k << " bf16 tiles: max |c - exact| / sum |a w16| = " << worst
+                << " (bound " << bound << ")");
   }
 }
 
@@ -343,11 +377,15 @@ TEST_CASE("cpu kernels: bad arguments get a Status; the table in use is one this
   std::vector<float> y(64);
   gemm::PackedMatrix packed;
   const gemm::Part part{w.data(), 4};
-  CHECK(gemm::PackedMatrix::pack(&part, 0, 16, 16, 64, &packed).code() == StatusCode::kInvalidArgument);
-  CHECK(gemm::PackedMatrix::pack(&part, 1, 16, 12, 64, &packed).code() == StatusCode::kInvalidArgument);
-  CHECK(gemm::PackedMatrix::pack(&part, 1, 16, 16, 0, &packed).code() == StatusCode::kInvalidArgument);
+  CHECK(gemm::PackedMatrix::pack(&part, 0, 16, 16, 64, &packed).code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(gemm::PackedMatrix::pack(&part, 1, 16, 12, 64, &packed).code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(gemm::PackedMatrix::pack(&part, 1, 16, 16, 0, &packed).code() ==
+        StatusCode::kInvalidArgument);
   const gemm::Part empty{w.data(), 0};
-  CHECK(gemm::PackedMatrix::pack(&empty, 1, 16, 16, 64, &packed).code() == StatusCode::kInvalidArgument);
+  CHECK(gemm::PackedMatrix::pack(&empty, 1, 16, 16, 64, &packed).code() ==
+        StatusCode::kInvalidArgument);
   REQUIRE(gemm::PackedMatrix::pack(&part, 1, 16, 16, 64, &packed).is_ok());
   const gemm::Output narrow{y.data(), 3}, fine{y.data(), 4};
   CHECK(gemm::run(packed, a.data(), 2, 16, &narrow).code() == StatusCode::kInvalidArgument);
@@ -356,10 +394,13 @@ TEST_CASE("cpu kernels: bad arguments get a Status; the table in use is one this
   CHECK(y[0] == 16.0f);
   attention::Shape s;
   s.heads = 3, s.kv_heads = 2, s.head_dim = 8;
-  CHECK(attention::prefill(s, a.data(), 1, a.data(), a.data(), 0, y.data()).code() == StatusCode::kInvalidArgument);
+  CHECK(attention::prefill(s, a.data(), 1, a.data(), a.data(), 0, y.data()).code() ==
+        StatusCode::kInvalidArgument);
   s.kv_heads = 1;
-  CHECK(attention::decode(s, a.data(), a.data(), a.data(), 1, y.data(), y.data(), 1).code() == StatusCode::kInvalidArgument);
-  CHECK(attention::decode(s, a.data(), a.data(), a.data(), 0, y.data(), y.data(), 64).code() == StatusCode::kInvalidArgument);
+  CHECK(attention::decode(s, a.data(), a.data(), a.data(), 1, y.data(), y.data(), 1).code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(attention::decode(s, a.data(), a.data(), a.data(), 0, y.data(), y.data(), 64).code() ==
+        StatusCode::kInvalidArgument);
   const kernels::Table& t = kernels::active();
   CHECK(kernels::table(t.isa) == &t);
   CHECK(kernels::fma_gflops(t.isa, 0.001) > 0);

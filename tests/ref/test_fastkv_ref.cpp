@@ -25,8 +25,8 @@ MethodConfig fastkv_config(int64_t budget, int32_t window, PoolMode pool, int32_
   return cfg;
 }
 
-Status sum_rows(const std::vector<float>& in, int64_t B, int64_t R, int64_t N, int64_t group, const std::vector<int32_t>& lengths,
-                std::vector<float>* out) {
+Status sum_rows(const std::vector<float>& in, int64_t B, int64_t R, int64_t N, int64_t group,
+                const std::vector<int32_t>& lengths, std::vector<float>* out) {
   SumRowsArgs a;
   a.group = group;
   a.in = make_view(in.data(), B, R, N);
@@ -41,8 +41,8 @@ Status sum_rows(const std::vector<float>& in, int64_t B, int64_t R, int64_t N, i
 
 TEST_CASE("sum rows/ref: hand-checked group sums in ascending order; past each length untouched") {
   // B = 2, 4 rows, N = 3, group 2: out[b, i, j] = in[b, 2i, j] + in[b, 2i + 1, j].
-  const std::vector<float> in = {1, 2, 3, 10, 20, 30, 100, 200, 300, 1000, 2000, 3000,  //
-                                 -1, -2, -3, 0.5f, 0.25f, 8, 4, 4, 4, -4, -4, -4};
+  const std::vector<float> in = {1,  2,  3,  10,   20,    30, 100, 200, 300, 1000, 2000, 3000,  //
+                                 -1, -2, -3, 0.5f, 0.25f, 8,  4,   4,   4,   -4,   -4,   -4};
   const std::vector<int32_t> lengths = {3, 2};
   std::vector<float> out(12, 7.0f);
   REQUIRE(sum_rows(in, 2, 4, 3, 2, lengths, &out).is_ok());
@@ -59,12 +59,14 @@ TEST_CASE("sum rows/ref: hand-checked group sums in ascending order; past each l
   CHECK(untouched == std::vector<float>(12, 7.0f));
 }
 
-TEST_CASE("select/ref: FastKV pools each query head's SnapKV row, then sums per KV group (Tier B)") {
+TEST_CASE(
+    "select/ref: FastKV pools each query head's SnapKV row, then sums per KV group (Tier B)") {
   for (PoolMode pool : {PoolMode::kMax, PoolMode::kAvg})
     for (auto [H, Hkv] : {std::pair<int64_t, int64_t>{9, 3}, {8, 8}, {32, 8}}) {
       const int32_t window = 8;
-      auto c = pdtest::make_score_case<float>(Method::kFastKV, HeadGrouping::kPerKvGroup, {257, 40, 9}, H, Hkv, 64, window,
-                                              Fill::kNormal, pdtest::mix(pdtest::seed(), 1, uint64_t(H), uint64_t(pool)));
+      auto c = pdtest::make_score_case<float>(
+          Method::kFastKV, HeadGrouping::kPerKvGroup, {257, 40, 9}, H, Hkv, 64, window,
+          Fill::kNormal, pdtest::mix(pdtest::seed(), 1, uint64_t(H), uint64_t(pool)));
       const MethodConfig cfg = fastkv_config(40, window, pool, 7);
       CAPTURE(c.describe());
       CAPTURE(to_string(pool));
@@ -86,7 +88,8 @@ TEST_CASE("select/ref: FastKV pools each query head's SnapKV row, then sums per 
         for (int64_t g = 0; g < Hkv; ++g)
           for (int64_t j = 0; j < c.lengths[std::size_t(b)]; ++j) {
             float acc = 0.0f;
-            for (int64_t h = g * G; h < (g + 1) * G; ++h) acc = num::add(acc, heads.final_scores[std::size_t((b * H + h) * c.N + j)]);
+            for (int64_t h = g * G; h < (g + 1) * G; ++h)
+              acc = num::add(acc, heads.final_scores[std::size_t((b * H + h) * c.N + j)]);
             want[std::size_t((b * Hkv + g) * c.N + j)] = acc;
           }
       CHECK(pdtest::bitwise_equal(got.final_scores, want));
@@ -104,11 +107,13 @@ TEST_CASE("select/ref: FastKV pools each query head's SnapKV row, then sums per 
     }
 }
 
-TEST_CASE("select/ref: FastKV with max pooling is not SnapKV per KV group (the sum comes after the pooling)") {
+TEST_CASE(
+    "select/ref: FastKV with max pooling is not SnapKV per KV group (the sum comes after the "
+    "pooling)") {
   // SnapKV per KV group pools the group's mean; FastKV pools each head, then sums: with max pooling
   // the two rank differently on ordinary data (this is why FastKV is its own method here).
-  auto c = pdtest::make_score_case<float>(Method::kFastKV, HeadGrouping::kPerKvGroup, {400}, 9, 3, 64, 8, Fill::kNormal,
-                                          pdtest::mix(pdtest::seed(), 2));
+  auto c = pdtest::make_score_case<float>(Method::kFastKV, HeadGrouping::kPerKvGroup, {400}, 9, 3,
+                                          64, 8, Fill::kNormal, pdtest::mix(pdtest::seed(), 2));
   const auto fastkv = pdtest::run_select(c, fastkv_config(64, 8, PoolMode::kMax, 7));
   MethodConfig snap_cfg = fastkv_config(64, 8, PoolMode::kMax, 7);
   snap_cfg.method = Method::kSnapKV;
@@ -120,11 +125,14 @@ TEST_CASE("select/ref: FastKV with max pooling is not SnapKV per KV group (the s
   CHECK(fastkv.indices != snapkv.indices);
 }
 
-TEST_CASE("select/ref: FastKV refuses a budget not above its window, rows per query head, no pooling; Score refuses it") {
-  auto c = pdtest::make_score_case<float>(Method::kFastKV, HeadGrouping::kPerKvGroup, {64}, 9, 3, 64, 8, Fill::kNormal,
-                                          pdtest::mix(pdtest::seed(), 3));
+TEST_CASE(
+    "select/ref: FastKV refuses a budget not above its window, rows per query head, no pooling; "
+    "Score refuses it") {
+  auto c = pdtest::make_score_case<float>(Method::kFastKV, HeadGrouping::kPerKvGroup, {64}, 9, 3,
+                                          64, 8, Fill::kNormal, pdtest::mix(pdtest::seed(), 3));
   MethodPlan plan;
-  CHECK(plan_method(fastkv_config(8, 8, PoolMode::kMax, 7), &plan).code() == StatusCode::kInvalidArgument);
+  CHECK(plan_method(fastkv_config(8, 8, PoolMode::kMax, 7), &plan).code() ==
+        StatusCode::kInvalidArgument);
   CHECK(plan_method(fastkv_config(9, 8, PoolMode::kMax, 7), &plan).is_ok());
   CHECK(plan.k == 1);
   CHECK(plan.keep_last == 8);
@@ -132,13 +140,15 @@ TEST_CASE("select/ref: FastKV refuses a budget not above its window, rows per qu
   MethodConfig per_head = fastkv_config(32, 8, PoolMode::kMax, 7);
   per_head.grouping = HeadGrouping::kPerQueryHead;
   CHECK(plan_method(per_head, &plan).code() == StatusCode::kInvalidArgument);
-  CHECK(plan_method(fastkv_config(32, 8, PoolMode::kNone, 7), &plan).code() == StatusCode::kInvalidArgument);
+  CHECK(plan_method(fastkv_config(32, 8, PoolMode::kNone, 7), &plan).code() ==
+        StatusCode::kInvalidArgument);
   const auto refused = pdtest::run_select(c, per_head);
   CHECK(refused.status.code() == StatusCode::kInvalidArgument);
   CHECK(refused.indices == std::vector<int32_t>(refused.indices.size(), -1));
   CHECK(score_rows(Method::kFastKV, HeadGrouping::kPerKvGroup, 9, 3) == 3);
   // Score runs the scorings; FastKV is composed by Select.
-  auto kv = pdtest::make_kv<float>(pdtest::Layout::kBSHD, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 1);
+  auto kv =
+      pdtest::make_kv<float>(pdtest::Layout::kBSHD, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 1);
   std::vector<float> scores(std::size_t(3 * c.N), 0.0f);
   ScoreArgs<float> s;
   s.method = Method::kFastKV;

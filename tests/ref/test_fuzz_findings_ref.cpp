@@ -105,9 +105,11 @@ TEST_CASE("compact/ref: FlashInfer pages outside kv_indices are refused before t
   // Found: kv_indptr = [0, 3] with two kv_indices read a third entry past the array.
   const int64_t H = 2, D = 8, block = 4;
   std::vector<float> k(std::size_t(6 * block * H * D), 1.0f), v(k.size(), 2.0f);
-  std::vector<int32_t> indptr = {0, 3}, indices = {4, 0, 5}, last = {2}, idx = {0, 5, 9}, counts = {3}, nl = {-9};
+  std::vector<int32_t> indptr = {0, 3}, indices = {4, 0, 5}, last = {2}, idx = {0, 5, 9},
+                       counts = {3}, nl = {-9};
   CompactKvArgs<float> a;
-  a.k = KvCacheView<float>::flashinfer_nhd(k.data(), 6, block, H, D, 1, indptr.data(), indices.data(), last.data());
+  a.k = KvCacheView<float>::flashinfer_nhd(k.data(), 6, block, H, D, 1, indptr.data(),
+                                           indices.data(), last.data());
   a.indices = make_view<const int32_t>(idx.data(), 1, 1, 3);
   a.counts = make_view<const int32_t>(counts.data(), 1, 1);
   a.new_lengths = nl.data();
@@ -117,7 +119,7 @@ TEST_CASE("compact/ref: FlashInfer pages outside kv_indices are refused before t
   Status s = ref::CompactKv<float>::run(a, Workspace{});
   CHECK(s.code() == StatusCode::kOutOfRange);
   CHECK(std::string(s.message()).find("kv_indices") != std::string::npos);
-  indptr = {-1, 2};  // a negative start
+  indptr = {-1, 2};                        // a negative start
   a.k.num_indices = a.v.num_indices = -1;  // unknown length: the start is still checked
   CHECK(ref::CompactKv<float>::run(a, Workspace{}).code() == StatusCode::kOutOfRange);
   CHECK(nl[0] == -9);
@@ -126,7 +128,8 @@ TEST_CASE("compact/ref: FlashInfer pages outside kv_indices are refused before t
   CHECK(ref::CompactKv<float>::run(a, Workspace{}).is_ok());
 }
 
-TEST_CASE("compact/ref: a cache broadcast along a dimension (stride 0) cannot be compacted in place") {
+TEST_CASE(
+    "compact/ref: a cache broadcast along a dimension (stride 0) cannot be compacted in place") {
   // Found: a torch.expand()ed cache was compacted through elements its tokens share.
   const int64_t S = 8, H = 2, D = 8;
   std::vector<float> k(std::size_t(S * H * D), 1.0f), v(k.size(), 2.0f);

@@ -36,11 +36,13 @@ TEST_CASE("compact/ref: every layout, head-uniform and per-KV-head selections, m
       const std::vector<int32_t> lengths = {70, 1, 33, 0};
       const int64_t B = 4, cap = 80;
       std::mt19937_64 rng(pdtest::mix(pdtest::seed(), uint64_t(layout), uint64_t(rows)));
-      const auto logical = pdtest::generate<bf16>(std::size_t(B * cap * H * D), pdtest::Fill::kNormal, rng());
+      const auto logical =
+          pdtest::generate<bf16>(std::size_t(B * cap * H * D), pdtest::Fill::kNormal, rng());
       auto kstore = pdtest::make_kv<bf16>(layout, logical, lengths, cap, H, D, block, 11);
       auto vlogical = logical;
       std::reverse(vlogical.begin(), vlogical.end());
-      auto vstore = pdtest::make_kv<bf16>(layout, vlogical, lengths, cap, H, D, block, 11);  // same page tables
+      auto vstore = pdtest::make_kv<bf16>(layout, vlogical, lengths, cap, H, D, block,
+                                          11);  // same page tables
       const std::vector<int64_t> keep = {23, 1, 33, 0};
       std::vector<int32_t> idx(std::size_t(B * rows * cap), -1), counts(std::size_t(B * rows), 0);
       for (int64_t b = 0; b < B; ++b)
@@ -53,8 +55,8 @@ TEST_CASE("compact/ref: every layout, head-uniform and per-KV-head selections, m
       CompactKvArgs<bf16> a;
       a.k = kstore.view();
       // V shares K's page tables (vstore was built with the same seed, so its tables are equal).
-      a.v = vstore.view_over(vstore.data.data(), kstore.block_table.data(), kstore.indptr.data(), kstore.indices.data(),
-                             kstore.last_page_len.data());
+      a.v = vstore.view_over(vstore.data.data(), kstore.block_table.data(), kstore.indptr.data(),
+                             kstore.indices.data(), kstore.last_page_len.data());
       a.seq_lens = lengths.data();
       a.indices = make_view<const int32_t>(idx.data(), B, rows, cap);
       a.counts = make_view<const int32_t>(counts.data(), B, rows);
@@ -68,7 +70,8 @@ TEST_CASE("compact/ref: every layout, head-uniform and per-KV-head selections, m
       CHECK(new_len == want_len);
       const bool paged = layout != Layout::kBSHD && layout != Layout::kBHSD;
       for (int64_t b = 0; b < B; ++b) {
-        const int64_t before = (lengths[std::size_t(b)] + block - 1) / block, after = (want_len[std::size_t(b)] + block - 1) / block;
+        const int64_t before = (lengths[std::size_t(b)] + block - 1) / block,
+                      after = (want_len[std::size_t(b)] + block - 1) / block;
         CHECK(freed[std::size_t(b)] == (paged ? before - after : 0));
       }
       const auto gotk = pdtest::read_logical(kstore.view(), want_len, cap);
@@ -79,8 +82,10 @@ TEST_CASE("compact/ref: every layout, head-uniform and per-KV-head selections, m
           for (int64_t h = 0; h < H; ++h) {
             const int64_t r = rows == 1 ? 0 : h;
             const int64_t j = idx[std::size_t((b * rows + r) * cap + i)];
-            std::copy_n(&logical[std::size_t(((b * cap + j) * H + h) * D)], D, &wantk[std::size_t(((b * cap + i) * H + h) * D)]);
-            std::copy_n(&vlogical[std::size_t(((b * cap + j) * H + h) * D)], D, &wantv[std::size_t(((b * cap + i) * H + h) * D)]);
+            std::copy_n(&logical[std::size_t(((b * cap + j) * H + h) * D)], D,
+                        &wantk[std::size_t(((b * cap + i) * H + h) * D)]);
+            std::copy_n(&vlogical[std::size_t(((b * cap + j) * H + h) * D)], D,
+                        &wantv[std::size_t(((b * cap + i) * H + h) * D)]);
           }
       CHECK(pdtest::bitwise_equal(gotk, wantk));
       CHECK(pdtest::bitwise_equal(gotv, wantv));
@@ -108,8 +113,11 @@ TEST_CASE("gather/ref and remap/ref: rows and positions at the kept indices") {
   std::vector<float> src(std::size_t(B * L * E));
   std::iota(src.begin(), src.end(), 0.0f);
   std::vector<int32_t> idx(std::size_t(B * cap), 0), counts = {3, 2};
-  idx[0] = 0; idx[1] = 17; idx[2] = 39;
-  idx[std::size_t(cap)] = 5; idx[std::size_t(cap + 1)] = 6;
+  idx[0] = 0;
+  idx[1] = 17;
+  idx[2] = 39;
+  idx[std::size_t(cap)] = 5;
+  idx[std::size_t(cap + 1)] = 6;
   std::vector<float> dst(std::size_t(B * cap * E), -1.0f);
   GatherArgs<float> g;
   g.src = make_view<const float>(src.data(), B, L, E);

@@ -56,7 +56,7 @@ std::vector<uint8_t> random_blocks(GgmlType type, int64_t rows, int64_t cols, ui
   std::mt19937_64 rng(seed);
   for (std::size_t b = 0; b < out.size(); b += std::size_t(bytes)) {
     for (int64_t i = 0; i < bytes; ++i) out[b + std::size_t(i)] = uint8_t(rng());
-    put_half(0.01f + float(rng() % 100) / 1000.0f, &out[b]);                       // d
+    put_half(0.01f + float(rng() % 100) / 1000.0f, &out[b]);                           // d
     if (type == GgmlType::kQ4_1) put_half(-float(rng() % 100) / 200.0f, &out[b + 2]);  // m
   }
   return out;
@@ -67,12 +67,14 @@ std::vector<uint8_t> random_blocks(GgmlType type, int64_t rows, int64_t cols, ui
 TEST_CASE("matvec/f32: row slices across threads equal Eigen's single-threaded GEMV bit for bit") {
   using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   // Row counts off the 8/4/2 grouping and columns off the packet size exercise every tail.
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 29}, {100, 576}, {96, 64}, {1, 13}, {203, 1536}}) {
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{37, 29}, {100, 576}, {96, 64}, {1, 13}, {203, 1536}}) {
     INFO(rows << " x " << cols);
     const auto w = normal_values(std::size_t(rows * cols), uint64_t(rows * 7 + cols));
     const auto x = normal_values(std::size_t(cols), uint64_t(rows + cols * 3));
     Eigen::RowVectorXf want(rows);
-    want.noalias() = Eigen::Map<const Eigen::RowVectorXf>(x.data(), cols) * Eigen::Map<const RowMajor>(w.data(), rows, cols).transpose();
+    want.noalias() = Eigen::Map<const Eigen::RowVectorXf>(x.data(), cols) *
+                     Eigen::Map<const RowMajor>(w.data(), rows, cols).transpose();
     const matvec::Matrix m = matvec::Matrix::view_f32(w.data(), rows, cols);
     for (int threads : {1, 2, 3}) {
       const auto got = run_product(m, x, threads);
@@ -81,7 +83,9 @@ TEST_CASE("matvec/f32: row slices across threads equal Eigen's single-threaded G
   }
 }
 
-TEST_CASE("matvec/f16 and GGUF blocks: within bounds of the exact sum, the same bits at every thread count") {
+TEST_CASE(
+    "matvec/f16 and GGUF blocks: within bounds of the exact sum, the same bits at every thread "
+    "count") {
   const int64_t rows = 70, cols = 576;
   const auto x = normal_values(std::size_t(cols), 11);
   matvec::Input16 xq;
@@ -89,7 +93,8 @@ TEST_CASE("matvec/f16 and GGUF blocks: within bounds of the exact sum, the same 
   matvec::quantize_input(x.data(), cols, &xq);
   // The int16 input: per block of 32, |x - d q| <= d / 2 with d = max|x| / 32767.
   for (int64_t i = 0; i < cols; ++i)
-    CHECK(std::fabs(x[std::size_t(i)] - xq.d[std::size_t(i / 32)] * xq.q[std::size_t(i)]) <= 0.5001f * xq.d[std::size_t(i / 32)]);
+    CHECK(std::fabs(x[std::size_t(i)] - xq.d[std::size_t(i / 32)] * xq.q[std::size_t(i)]) <=
+          0.5001f * xq.d[std::size_t(i / 32)]);
   for (GgmlType type : {GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_1}) {
     INFO(to_string(type));
     std::vector<uint8_t> blocks;
@@ -122,7 +127,10 @@ TEST_CASE("matvec/f16 and GGUF blocks: within bounds of the exact sum, the same 
 
 TEST_CASE("matvec: bad GGUF blocks are refused with a Status") {
   matvec::Matrix m;
-  CHECK(matvec::Matrix::from_gguf(GgmlType::kQ4_1, std::vector<uint8_t>(19), 1, 32, &m).code() == StatusCode::kCorruptFile);
-  CHECK(matvec::Matrix::from_gguf(GgmlType::kQ8_0, std::vector<uint8_t>(34), 1, 20, &m).code() == StatusCode::kCorruptFile);
-  CHECK(matvec::Matrix::from_gguf(GgmlType::kBF16, std::vector<uint8_t>(64), 1, 32, &m).code() == StatusCode::kUnsupported);
+  CHECK(matvec::Matrix::from_gguf(GgmlType::kQ4_1, std::vector<uint8_t>(19), 1, 32, &m).code() ==
+        StatusCode::kCorruptFile);
+  CHECK(matvec::Matrix::from_gguf(GgmlType::kQ8_0, std::vector<uint8_t>(34), 1, 20, &m).code() ==
+        StatusCode::kCorruptFile);
+  CHECK(matvec::Matrix::from_gguf(GgmlType::kBF16, std::vector<uint8_t>(64), 1, 32, &m).code() ==
+        StatusCode::kUnsupported);
 }

@@ -21,8 +21,10 @@ using pdtest::Layout;
 namespace {
 
 //! One layer's last query and keys: a scoring case of its own seed.
-pdtest::ScoreCase<float> layer_case(Method method, int64_t H, int64_t Hkv, int64_t D, Fill fill, uint64_t seed) {
-  return pdtest::make_score_case<float>(method, HeadGrouping::kPerKvGroup, {300, 131}, H, Hkv, D, 0, fill, seed);
+pdtest::ScoreCase<float> layer_case(Method method, int64_t H, int64_t Hkv, int64_t D, Fill fill,
+                                    uint64_t seed) {
+  return pdtest::make_score_case<float>(method, HeadGrouping::kPerKvGroup, {300, 131}, H, Hkv, D, 0,
+                                        fill, seed);
 }
 
 //! ScorePartial of every layer into one buffer (the first writes, the others accumulate).
@@ -48,8 +50,8 @@ std::vector<float> accumulated(const std::vector<pdtest::ScoreCase<float>>& laye
   return summed;
 }
 
-pdtest::SelectRun<float> finish(const std::vector<float>& summed, const pdtest::ScoreCase<float>& c, int64_t terms,
-                                const MethodConfig& cfg) {
+pdtest::SelectRun<float> finish(const std::vector<float>& summed, const pdtest::ScoreCase<float>& c,
+                                int64_t terms, const MethodConfig& cfg) {
   pdtest::SelectRun<float> s;
   s.indices.assign(std::size_t(c.B * c.N), -1);
   s.counts.assign(std::size_t(c.B), -1);
@@ -88,10 +90,13 @@ std::vector<float> single_layer_scores(const pdtest::ScoreCase<float>& c, Method
 
 }  // namespace
 
-TEST_CASE("score layers/ref: one layer through ScorePartial + FinishSelect is Select itself (Tier B, random data)") {
+TEST_CASE(
+    "score layers/ref: one layer through ScorePartial + FinishSelect is Select itself (Tier B, "
+    "random data)") {
   for (Method method : {Method::kPromptDistill, Method::kGemFilter})
     for (PoolMode pool : {PoolMode::kAvg, PoolMode::kMax, PoolMode::kNone}) {
-      const auto c = layer_case(method, 9, 3, 64, Fill::kNormal, pdtest::mix(pdtest::seed(), 1, uint64_t(method)));
+      const auto c = layer_case(method, 9, 3, 64, Fill::kNormal,
+                                pdtest::mix(pdtest::seed(), 1, uint64_t(method)));
       const MethodConfig cfg = config_of(method, 40, pool);
       CAPTURE(c.describe());
       CAPTURE(to_string(pool));
@@ -105,7 +110,9 @@ TEST_CASE("score layers/ref: one layer through ScorePartial + FinishSelect is Se
     }
 }
 
-TEST_CASE("score layers/ref: w layers rank by the mean of the w single-layer scores, bit for bit on integers (Tier B)") {
+TEST_CASE(
+    "score layers/ref: w layers rank by the mean of the w single-layer scores, bit for bit on "
+    "integers (Tier B)") {
   // Small integers, D = 64 (sqrt_d = 8), H = 32 and w a power of two: every head term, sum, mean
   // and division is exact, so the aggregated scores must equal the mean of the layers' own score
   // vectors (each computed by Select alone) exactly, and so must the pooled scores and selection.
@@ -113,7 +120,8 @@ TEST_CASE("score layers/ref: w layers rank by the mean of the w single-layer sco
     for (int64_t w : {2, 4}) {
       std::vector<pdtest::ScoreCase<float>> layers;
       for (int64_t l = 0; l < w; ++l)
-        layers.push_back(layer_case(method, 32, 8, 64, Fill::kSmallInt, pdtest::mix(pdtest::seed(), 2, uint64_t(l))));
+        layers.push_back(layer_case(method, 32, 8, 64, Fill::kSmallInt,
+                                    pdtest::mix(pdtest::seed(), 2, uint64_t(l))));
       const auto& c = layers[0];
       // The mean over layers of the single-layer scores (GemFilter's unnormalised sums: the sum).
       std::vector<double> mean(std::size_t(c.B * c.N), 0.0);
@@ -138,19 +146,23 @@ TEST_CASE("score layers/ref: w layers rank by the mean of the w single-layer sco
     }
 }
 
-TEST_CASE("score layers/ref: on random data the aggregated scores are within the stated bound of the exact mean") {
+TEST_CASE(
+    "score layers/ref: on random data the aggregated scores are within the stated bound of the "
+    "exact mean") {
   // Each accumulated sum adds w * H head terms in sequence and is divided once: it differs from
   // the exact mean of the same head terms by at most gamma(wH + 1) * sum|z| / (wH), u = 2^-24.
   for (int64_t w : {1, 3, 6}) {
     std::vector<pdtest::ScoreCase<float>> layers;
     for (int64_t l = 0; l < w; ++l)
-      layers.push_back(layer_case(Method::kPromptDistill, 9, 3, 64, Fill::kNormal, pdtest::mix(pdtest::seed(), 3, uint64_t(l))));
+      layers.push_back(layer_case(Method::kPromptDistill, 9, 3, 64, Fill::kNormal,
+                                  pdtest::mix(pdtest::seed(), 3, uint64_t(l))));
     const auto& c = layers[0];
     const auto got = finish(accumulated(layers, Method::kPromptDistill), c, w * c.H,
                             config_of(Method::kPromptDistill, 40, PoolMode::kNone));
     const float sqrt_d = num::sqrt(float(c.D));
     const int64_t terms = w * c.H, G = c.H / c.Hkv;
-    const double u = std::ldexp(1.0, -24), gamma = double(terms + 1) * u / (1.0 - double(terms + 1) * u);
+    const double u = std::ldexp(1.0, -24),
+                 gamma = double(terms + 1) * u / (1.0 - double(terms + 1) * u);
     int64_t checked = 0;
     for (int64_t b = 0; b < c.B; ++b)
       for (int64_t j = 0; j < c.lengths[std::size_t(b)]; ++j) {
@@ -175,8 +187,11 @@ TEST_CASE("score layers/ref: on random data the aggregated scores are within the
   }
 }
 
-TEST_CASE("score layers/ref: accumulate adds to what the buffer holds; refused for snapkv, h2o and fastkv") {
-  const auto c = layer_case(Method::kPromptDistill, 9, 3, 64, Fill::kSmallInt, pdtest::mix(pdtest::seed(), 4));
+TEST_CASE(
+    "score layers/ref: accumulate adds to what the buffer holds; refused for snapkv, h2o and "
+    "fastkv") {
+  const auto c =
+      layer_case(Method::kPromptDistill, 9, 3, 64, Fill::kSmallInt, pdtest::mix(pdtest::seed(), 4));
   const auto once = accumulated({c}, Method::kPromptDistill);
   const auto twice = accumulated({c, c}, Method::kPromptDistill);
   for (std::size_t i = 0; i < once.size(); ++i) REQUIRE(twice[i] == num::add(once[i], once[i]));

@@ -19,7 +19,8 @@ namespace {
 
 //! Brute force: stable sort of candidate indices by value descending (NaN last, -0 == +0), so
 //! equal values keep ascending index order; then forced + first k, sorted.
-std::vector<int32_t> brute_topk(const std::vector<float>& s, int64_t k, int64_t keep_first, int64_t keep_last) {
+std::vector<int32_t> brute_topk(const std::vector<float>& s, int64_t k, int64_t keep_first,
+                                int64_t keep_last) {
   const int64_t n = int64_t(s.size());
   const int64_t last = std::min(keep_last, n), first = std::min(keep_first, n - last);
   std::vector<int32_t> cand;
@@ -36,9 +37,11 @@ std::vector<int32_t> brute_topk(const std::vector<float>& s, int64_t k, int64_t 
   return cand;
 }
 
-std::vector<int32_t> ref_topk(const std::vector<float>& s, int64_t k, int32_t keep_first, int32_t keep_last) {
+std::vector<int32_t> ref_topk(const std::vector<float>& s, int64_t k, int32_t keep_first,
+                              int32_t keep_last) {
   const int64_t n = int64_t(s.size());
-  std::vector<int32_t> idx(std::size_t(std::max<int64_t>(n, 1)), -7), counts(1, -7), lengths{int32_t(n)};
+  std::vector<int32_t> idx(std::size_t(std::max<int64_t>(n, 1)), -7), counts(1, -7),
+      lengths{int32_t(n)};
   TopKArgs a;
   a.scores = make_view<const float>(s.data(), 1, 1, n);
   a.lengths = lengths.data();
@@ -79,7 +82,8 @@ TEST_CASE("topk/ref: matches a brute-force stable sort over sizes, k, ties, NaNs
       for (int32_t keep_last : {0, 1, 32}) {
         for (int64_t k : {int64_t(0), int64_t(1), n - 2, n - 1, n, n + 5}) {
           if (k < 0) continue;
-          const uint64_t seed = pdtest::mix(pdtest::seed(), uint64_t(n), distinct, uint64_t(keep_last), uint64_t(k));
+          const uint64_t seed =
+              pdtest::mix(pdtest::seed(), uint64_t(n), distinct, uint64_t(keep_last), uint64_t(k));
           auto s = pdtest::tie_scores(std::size_t(n), distinct, seed);
           if (n > 3 && distinct == 0) s[std::size_t(n / 3)] = std::nanf("");
           CAPTURE(n);
@@ -111,9 +115,11 @@ TEST_CASE("topk/ref: ragged batch with per-request k, rows per request and k_off
   REQUIRE(ref::TopK::run(a, Workspace{}).is_ok());
   for (int64_t b = 0; b < B; ++b)
     for (int64_t r = 0; r < R; ++r) {
-      std::vector<float> row(&s[std::size_t((b * R + r) * N)], &s[std::size_t((b * R + r) * N + lengths[std::size_t(b)])]);
+      std::vector<float> row(&s[std::size_t((b * R + r) * N)],
+                             &s[std::size_t((b * R + r) * N + lengths[std::size_t(b)])]);
       const auto want = brute_topk(row, kreq[std::size_t(b)] - 2, 0, 2);
-      std::vector<int32_t> got(&idx[std::size_t((b * R + r) * N)], &idx[std::size_t((b * R + r) * N + counts[std::size_t(b * R + r)])]);
+      std::vector<int32_t> got(&idx[std::size_t((b * R + r) * N)],
+                               &idx[std::size_t((b * R + r) * N + counts[std::size_t(b * R + r)])]);
       CAPTURE(b);
       CAPTURE(r);
       CHECK(got == want);
@@ -132,9 +138,11 @@ TEST_CASE("topk/ref: the CUDA test's large-n batched case is valid and equals br
   // reference accepts (a budget below the window would fail before any kernel ran).
   using Case = pdtest::LargeTopKCase;
   const Case c(pdtest::seed());
-  std::vector<int32_t> idx(std::size_t(Case::kB * Case::kRows * Case::kN), -1), counts(std::size_t(Case::kB * Case::kRows), -1);
-  const Status st = ref::TopK::run(Case::args(c.scores.data(), c.lengths.data(), c.budgets.data(), idx.data(), counts.data()),
-                                   Workspace{});
+  std::vector<int32_t> idx(std::size_t(Case::kB * Case::kRows * Case::kN), -1),
+      counts(std::size_t(Case::kB * Case::kRows), -1);
+  const Status st = ref::TopK::run(
+      Case::args(c.scores.data(), c.lengths.data(), c.budgets.data(), idx.data(), counts.data()),
+      Workspace{});
   REQUIRE_MESSAGE(st.is_ok(), std::string(st.message()));
   for (int64_t b = 0; b < Case::kB; ++b)
     for (int64_t r = 0; r < Case::kRows; ++r) {

@@ -24,14 +24,20 @@ struct AttentionShape {
   std::vector<int32_t> q_lens, kv_lens;
   std::string describe() const {
     char buf[160];
-    std::snprintf(buf, sizeof buf, "H=%lld Hkv=%lld D=%lld B=%zu", (long long)H, (long long)Hkv, (long long)D, q_lens.size());
+    std::snprintf(buf, sizeof buf, "H=%lld Hkv=%lld D=%lld B=%zu", (long long)H, (long long)Hkv,
+                  (long long)D, q_lens.size());
     std::string s = buf;
-    for (std::size_t b = 0; b < q_lens.size(); ++b) s += " (" + std::to_string(q_lens[b]) + "/" + std::to_string(kv_lens[b]) + ")";
+    for (std::size_t b = 0; b < q_lens.size(); ++b)
+      s += " (" + std::to_string(q_lens[b]) + "/" + std::to_string(kv_lens[b]) + ")";
     return s;
   }
   int64_t B() const { return int64_t(q_lens.size()); }
-  int64_t rows() const { return std::max<int64_t>(1, *std::max_element(q_lens.begin(), q_lens.end())); }
-  int64_t capacity() const { return std::max<int64_t>(1, *std::max_element(kv_lens.begin(), kv_lens.end())); }
+  int64_t rows() const {
+    return std::max<int64_t>(1, *std::max_element(q_lens.begin(), q_lens.end()));
+  }
+  int64_t capacity() const {
+    return std::max<int64_t>(1, *std::max_element(kv_lens.begin(), kv_lens.end()));
+  }
 };
 
 //! Shapes that break attention kernels: single rows, 31/32/33 and 63/64/65 around warp and tile
@@ -76,8 +82,10 @@ std::vector<double> attention_double(const AttentionShape& s, const AttentionDat
         for (int64_t j = 0; j <= last; ++j) {
           double dot = 0;
           for (int64_t e = 0; e < s.D; ++e)
-            dot += double(promptdistill::num::to_f32(d.q[std::size_t(((b * n + i) * s.H + h) * s.D + e)])) *
-                   double(promptdistill::num::to_f32(d.k[std::size_t(((b * cap + j) * s.Hkv + g) * s.D + e)]));
+            dot += double(promptdistill::num::to_f32(
+                       d.q[std::size_t(((b * n + i) * s.H + h) * s.D + e)])) *
+                   double(promptdistill::num::to_f32(
+                       d.k[std::size_t(((b * cap + j) * s.Hkv + g) * s.D + e)]));
           z[std::size_t(j)] = dot * scale;
           m = std::max(m, z[std::size_t(j)]);
         }
@@ -86,14 +94,17 @@ std::vector<double> attention_double(const AttentionShape& s, const AttentionDat
         for (int64_t e = 0; e < s.D; ++e) {
           double acc = 0;
           for (int64_t j = 0; j <= last; ++j)
-            acc += z[std::size_t(j)] / l * double(promptdistill::num::to_f32(d.v[std::size_t(((b * cap + j) * s.Hkv + g) * s.D + e)]));
+            acc += z[std::size_t(j)] / l *
+                   double(promptdistill::num::to_f32(
+                       d.v[std::size_t(((b * cap + j) * s.Hkv + g) * s.D + e)]));
           out[std::size_t(((b * n + i) * s.H + h) * s.D + e)] = acc;
         }
       }
   return out;
 }
 
-// ---- ArgMax ------------------------------------------------------------------------------------------
+// ---- ArgMax
+// ------------------------------------------------------------------------------------------
 
 //! What a row of an ArgMax case holds besides random values.
 enum class ArgMaxRow { kNormal, kTiedMax, kAllEqual, kNaN, kSignedZeros, kAllMinusInf };
@@ -131,11 +142,13 @@ std::vector<T> argmax_case(int64_t rows, int64_t n, int64_t pitch, ArgMaxRow kin
         for (int64_t j = 0; j < n; ++j) row[j] = promptdistill::num::from_f32<T>(1.5f);
         break;
       case ArgMaxRow::kNaN:
-        row[place()] = promptdistill::num::from_f32<T>(1e30f);  // a huge number still ranks below NaN
+        row[place()] =
+            promptdistill::num::from_f32<T>(1e30f);  // a huge number still ranks below NaN
         for (int t = 0; t < 3; ++t) row[place()] = promptdistill::num::from_f32<T>(std::nanf(""));
         break;
       case ArgMaxRow::kSignedZeros:
-        for (int64_t j = 0; j < n; ++j) row[j] = promptdistill::num::from_f32<T>(rng() % 2 ? 0.0f : -0.0f);
+        for (int64_t j = 0; j < n; ++j)
+          row[j] = promptdistill::num::from_f32<T>(rng() % 2 ? 0.0f : -0.0f);
         break;
       case ArgMaxRow::kAllMinusInf:
         for (int64_t j = 0; j < n; ++j) row[j] = promptdistill::num::from_f32<T>(-INFINITY);
@@ -148,11 +161,13 @@ std::vector<T> argmax_case(int64_t rows, int64_t n, int64_t pitch, ArgMaxRow kin
 //! ArgMax's answer written plainly, as the documentation states it: the first NaN if there is
 //! one, else the first index whose value equals the row's maximum (+0 == -0).
 template <class T>
-std::vector<int32_t> argmax_oracle(const std::vector<T>& x, int64_t rows, int64_t n, int64_t pitch) {
+std::vector<int32_t> argmax_oracle(const std::vector<T>& x, int64_t rows, int64_t n,
+                                   int64_t pitch) {
   std::vector<int32_t> out;
   for (int64_t i = 0; i < rows; ++i) {
     std::vector<float> row(static_cast<std::size_t>(n));
-    for (int64_t j = 0; j < n; ++j) row[std::size_t(j)] = promptdistill::num::to_f32(x[std::size_t(i * pitch + j)]);
+    for (int64_t j = 0; j < n; ++j)
+      row[std::size_t(j)] = promptdistill::num::to_f32(x[std::size_t(i * pitch + j)]);
     const auto nan = std::find_if(row.begin(), row.end(), [](float v) { return std::isnan(v); });
     if (nan != row.end()) {
       out.push_back(int32_t(nan - row.begin()));
@@ -166,6 +181,8 @@ std::vector<int32_t> argmax_oracle(const std::vector<T>& x, int64_t rows, int64_
 
 //! The sizes the ArgMax tests sweep: warp and block edges, a 1024-thread block's edges, and
 //! SmolLM2's vocabulary.
-inline std::vector<int64_t> argmax_sizes() { return {1, 2, 31, 32, 33, 511, 512, 513, 1023, 1024, 1025, 49152}; }
+inline std::vector<int64_t> argmax_sizes() {
+  return {1, 2, 31, 32, 33, 511, 512, 513, 1023, 1024, 1025, 49152};
+}
 
 }  // namespace pdtest

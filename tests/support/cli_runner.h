@@ -31,7 +31,8 @@ inline std::string slurp(const std::string& path) {
 //! The CLI run from `scratch` (its out.txt and err.txt hold the streams).
 inline CliResult run_cli_in(const TempDir& scratch, const std::string& args) {
   const std::string out = scratch.path("out.txt"), err = scratch.path("err.txt");
-  const int rc = std::system((std::string(PD_CLI_PATH) + " " + args + " >" + out + " 2>" + err).c_str());
+  const int rc =
+      std::system((std::string(PD_CLI_PATH) + " " + args + " >" + out + " 2>" + err).c_str());
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
 }
 

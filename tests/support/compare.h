@@ -36,16 +36,18 @@ uint64_t bits_of(const T& v) {
 }
 template <class T>
 double value_of(const T& v) {
-  if constexpr (std::is_integral_v<T>) return double(v);
-  else return double(promptdistill::num::to_f32(v));
+  if constexpr (std::is_integral_v<T>)
+    return double(v);
+  else
+    return double(promptdistill::num::to_f32(v));
 }
 
 template <class T>
 std::string describe_pair(std::size_t i, const T& got, const T& want) {
   char buf[200];
-  std::snprintf(buf, sizeof buf, "first at [%zu]: got %.9g (0x%0*llx), want %.9g (0x%0*llx)", i, value_of(got),
-                int(2 * sizeof(T)), static_cast<unsigned long long>(bits_of(got)), value_of(want), int(2 * sizeof(T)),
-                static_cast<unsigned long long>(bits_of(want)));
+  std::snprintf(buf, sizeof buf, "first at [%zu]: got %.9g (0x%0*llx), want %.9g (0x%0*llx)", i,
+                value_of(got), int(2 * sizeof(T)), static_cast<unsigned long long>(bits_of(got)),
+                value_of(want), int(2 * sizeof(T)), static_cast<unsigned long long>(bits_of(want)));
   return buf;
 }
 
@@ -121,7 +123,8 @@ CompareResult nmse_below(const std::vector<T>& got, const std::vector<T>& want, 
     r.ok = false;
     char buf[96];
     std::snprintf(buf, sizeof buf, "nmse %.3g > bound %.3g; ", nmse, bound);
-    r.report = buf + (first < got.size() ? describe_pair(first, got[first], want[first]) : std::string());
+    r.report =
+        buf + (first < got.size() ? describe_pair(first, got[first], want[first]) : std::string());
   }
   return r;
 }
@@ -131,6 +134,8 @@ CompareResult nmse_below(const std::vector<T>& got, const std::vector<T>& want, 
 namespace doctest {
 template <>
 struct StringMaker<pdtest::CompareResult> {
-  static String convert(const pdtest::CompareResult& r) { return r.ok ? "match" : r.report.c_str(); }
+  static String convert(const pdtest::CompareResult& r) {
+    return r.ok ? "match" : r.report.c_str();
+  }
 };
 }  // namespace doctest

@@ -39,7 +39,8 @@ class DeviceBuffer {
   T* get() const { return p_; }
   std::size_t size() const { return n_; }
   void upload(const std::vector<T>& host) {
-    cuda_check(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    cuda_check(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
+               "upload");
   }
   std::vector<T> download() const {
     std::vector<T> host(n_);

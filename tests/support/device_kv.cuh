@@ -16,9 +16,13 @@ struct DeviceKv {
   promptdistill::KvCacheView<T> view;
 
   explicit DeviceKv(const KvStorage<T>& host)
-      : data(host.data), block_table(host.block_table), indptr(host.indptr), indices(host.indices),
+      : data(host.data),
+        block_table(host.block_table),
+        indptr(host.indptr),
+        indices(host.indices),
         last_page_len(host.last_page_len) {
-    view = host.view_over(data.get(), block_table.get(), indptr.get(), indices.get(), last_page_len.get());
+    view = host.view_over(data.get(), block_table.get(), indptr.get(), indices.get(),
+                          last_page_len.get());
   }
   //! Copies the device cache back into the host storage (same tables).
   void download_into(KvStorage<T>* host) const { host->data = data.download(); }

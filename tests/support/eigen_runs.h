@@ -20,7 +20,8 @@ struct Run {
   std::vector<promptdistill::ref::KvLayerCache> caches;
 };
 
-inline Run run(const promptdistill::ModelWeights& w, const std::vector<int32_t>& prompt, const promptdistill::PipelineConfig& c, int64_t new_tokens = 6) {
+inline Run run(const promptdistill::ModelWeights& w, const std::vector<int32_t>& prompt,
+               const promptdistill::PipelineConfig& c, int64_t new_tokens = 6) {
   promptdistill::ref::EigenSession s(&w);
   Run r;
   promptdistill::Status st = s.prefill(prompt, c, &r.prefill);
@@ -32,7 +33,8 @@ inline Run run(const promptdistill::ModelWeights& w, const std::vector<int32_t>&
   return r;
 }
 
-inline bool same_caches(const std::vector<promptdistill::ref::KvLayerCache>& a, const std::vector<promptdistill::ref::KvLayerCache>& b) {
+inline bool same_caches(const std::vector<promptdistill::ref::KvLayerCache>& a,
+                        const std::vector<promptdistill::ref::KvLayerCache>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t l = 0; l < a.size(); ++l)
     if (a[l].length != b[l].length || a[l].k != b[l].k || a[l].v != b[l].v) return false;

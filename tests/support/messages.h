@@ -23,7 +23,10 @@ inline bool printable_utf8(const std::string& text) {
       ++i;
       continue;
     }
-    std::size_t len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+    std::size_t len = c >= 0xF0 && c <= 0xF4   ? 4
+                      : c >= 0xE0 && c <= 0xEF ? 3
+                      : c >= 0xC2 && c <= 0xDF ? 2
+                                               : 0;
     if (len == 0 || i + len > text.size()) return false;
     uint32_t cp = c & (len == 2 ? 0x1Fu : len == 3 ? 0x0Fu : 0x07u);
     for (std::size_t j = 1; j < len; ++j) {

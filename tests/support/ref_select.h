@@ -29,8 +29,9 @@ struct SelectRun {
 constexpr float kUnwritten = 12345.0f;
 
 template <class T>
-inline SelectRun<T> run_select(const ScoreCase<T>& c, promptdistill::MethodConfig cfg, const std::vector<T>* hidden = nullptr,
-                               int64_t hidden_dim = 0, const std::vector<int32_t>* positions_in = nullptr,
+inline SelectRun<T> run_select(const ScoreCase<T>& c, promptdistill::MethodConfig cfg,
+                               const std::vector<T>* hidden = nullptr, int64_t hidden_dim = 0,
+                               const std::vector<int32_t>* positions_in = nullptr,
                                int64_t extra_columns = 0) {
   auto kv = make_kv<T>(Layout::kBSHD, c.k_logical, c.lengths, c.N, c.Hkv, c.D, 16, 1);
   const int64_t R = promptdistill::score_rows(cfg.method, cfg.grouping, c.H, c.Hkv);

@@ -30,18 +30,20 @@ struct ScoreCase {
                                             {rows * H * head_pitch, H * head_pitch, head_pitch, 1});
   }
   std::string describe() const {
-    return std::string(promptdistill::to_string(method)) + "/" + promptdistill::to_string(grouping) +
-           " B=" + std::to_string(B) + " H=" + std::to_string(H) + " Hkv=" + std::to_string(Hkv) +
-           " D=" + std::to_string(D) + " rows=" + std::to_string(rows) + " N=" + std::to_string(N) +
-           " pitch=" + std::to_string(head_pitch) + " L0=" + std::to_string(lengths.empty() ? 0 : lengths[0]);
+    return std::string(promptdistill::to_string(method)) + "/" +
+           promptdistill::to_string(grouping) + " B=" + std::to_string(B) +
+           " H=" + std::to_string(H) + " Hkv=" + std::to_string(Hkv) + " D=" + std::to_string(D) +
+           " rows=" + std::to_string(rows) + " N=" + std::to_string(N) +
+           " pitch=" + std::to_string(head_pitch) +
+           " L0=" + std::to_string(lengths.empty() ? 0 : lengths[0]);
   }
 };
 
 //! A case with the given lengths; rows = 1 (PD/GF), `window` (SnapKV, FastKV) or N (H2O).
 template <class T>
 ScoreCase<T> make_score_case(promptdistill::Method method, promptdistill::HeadGrouping grouping,
-                             std::vector<int32_t> lengths, int64_t H, int64_t Hkv, int64_t D, int64_t window,
-                             Fill fill, uint64_t seed, bool strided_q = false) {
+                             std::vector<int32_t> lengths, int64_t H, int64_t Hkv, int64_t D,
+                             int64_t window, Fill fill, uint64_t seed, bool strided_q = false) {
   ScoreCase<T> c;
   c.method = method;
   c.grouping = grouping;
@@ -51,7 +53,8 @@ ScoreCase<T> make_score_case(promptdistill::Method method, promptdistill::HeadGr
   c.D = D;
   c.lengths = lengths;
   for (int32_t L : lengths) c.N = std::max<int64_t>(c.N, L);
-  const bool windowed = method == promptdistill::Method::kSnapKV || method == promptdistill::Method::kFastKV;
+  const bool windowed =
+      method == promptdistill::Method::kSnapKV || method == promptdistill::Method::kFastKV;
   c.rows = windowed ? window : method == promptdistill::Method::kH2O ? c.N : 1;
   c.head_pitch = strided_q ? D + 8 : D;
   // Scale keeps logits in a range where softmax is not saturated.
@@ -78,8 +81,8 @@ struct LargeTopKCase {
     }
   }
   //! The arguments over `scores`, `lengths`, `budgets` and outputs where the backend runs.
-  static promptdistill::TopKArgs args(const float* scores, const int32_t* lengths, const int32_t* budgets,
-                                      int32_t* indices, int32_t* counts) {
+  static promptdistill::TopKArgs args(const float* scores, const int32_t* lengths,
+                                      const int32_t* budgets, int32_t* indices, int32_t* counts) {
     promptdistill::TopKArgs a;
     a.scores = promptdistill::make_view(scores, kB, kRows, kN);
     a.lengths = lengths;

@@ -35,9 +35,10 @@ inline promptdistill::BatchSessionOptions thorough_session_options() {
 }
 
 template <class Session>
-SessionRun run_session(const promptdistill::ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts,
-                       const promptdistill::PipelineConfig& cfg, int64_t new_tokens = 6,
-                       const promptdistill::BatchSessionOptions& options = thorough_session_options()) {
+SessionRun run_session(
+    const promptdistill::ModelWeights& w, const std::vector<std::vector<int32_t>>& prompts,
+    const promptdistill::PipelineConfig& cfg, int64_t new_tokens = 6,
+    const promptdistill::BatchSessionOptions& options = thorough_session_options()) {
   using namespace promptdistill;
   std::unique_ptr<Session> s;
   Status st = Session::create(&w, options, nullptr, &s);
@@ -66,8 +67,9 @@ SessionRun run_session(const promptdistill::ModelWeights& w, const std::vector<s
 
 //! A configuration in one line, for failure messages.
 inline std::string describe(const promptdistill::PipelineConfig& c) {
-  std::string text = std::string(promptdistill::to_string(c.method)) + " tt " + std::to_string(c.cache_truncation_end) +
-                     " per " + promptdistill::to_string(c.grouping);
+  std::string text = std::string(promptdistill::to_string(c.method)) + " tt " +
+                     std::to_string(c.cache_truncation_end) + " per " +
+                     promptdistill::to_string(c.grouping);
   if (!c.score_layers.empty()) text += " score layers " + std::to_string(c.score_layers.size());
   if (c.method == promptdistill::PipelineMethod::kFastKV)
     text += " budget " + std::to_string(c.budget) + " retain_rate " + std::to_string(c.retain_rate);
@@ -122,7 +124,8 @@ inline std::vector<promptdistill::PipelineConfig> every_method_small() {
   c.method = promptdistill::PipelineMethod::kSnapKV;
   cs.push_back(c);
   // FastKV: its TSP at layer 2 propagating 30 tokens, budget 20 of every layer, window 4 and max
-  // pooling 3; then its proportional mode (budgets int(L / 2), then int(0.83 n); propagation 0.6 L).
+  // pooling 3; then its proportional mode (budgets int(L / 2), then int(0.83 n); propagation 0.6
+  // L).
   c = promptdistill::PipelineConfig::published_default(promptdistill::PipelineMethod::kFastKV);
   c.budget = 20;
   c.window = 4;
@@ -135,7 +138,6 @@ inline std::vector<promptdistill::PipelineConfig> every_method_small() {
   cs.push_back(c);
   return cs;
 }
-
 
 //! max |a - b| / max(1, max |b|): caches of random models reach magnitudes of ~10.
 inline float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {

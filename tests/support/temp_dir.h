@@ -22,8 +22,8 @@ class TempDir {
     static std::atomic<int> counter{0};
     const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
     root_ = std::filesystem::temp_directory_path() /
-            ("promptdistill-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
-             std::to_string(stamp));
+            ("promptdistill-" + tag + "-" + std::to_string(::getpid()) + "-" +
+             std::to_string(counter++) + "-" + std::to_string(stamp));
     std::filesystem::create_directories(root_);
   }
   ~TempDir() {

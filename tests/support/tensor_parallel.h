@@ -18,7 +18,9 @@ namespace pdtest {
 struct RankShard {
   int64_t rank = 0, ranks = 1;
   int64_t q_first = 0, q_count = 0, kv_first = 0, kv_count = 0;
-  std::string describe() const { return "rank " + std::to_string(rank) + " of " + std::to_string(ranks); }
+  std::string describe() const {
+    return "rank " + std::to_string(rank) + " of " + std::to_string(ranks);
+  }
 };
 
 inline RankShard rank_shard(int64_t H, int64_t Hkv, int64_t ranks, int64_t rank) {
@@ -35,7 +37,8 @@ inline RankShard rank_shard(int64_t H, int64_t Hkv, int64_t ranks, int64_t rank)
 
 //! The rank's query heads inside a [B, rows, H, D] view.
 template <class T>
-promptdistill::TensorView<const T, 4> shard_q(promptdistill::TensorView<const T, 4> q, const RankShard& s) {
+promptdistill::TensorView<const T, 4> shard_q(promptdistill::TensorView<const T, 4> q,
+                                              const RankShard& s) {
   q.data += s.q_first * q.strides[2];
   q.extents[2] = s.q_count;
   return q;

@@ -30,7 +30,8 @@ uint64_t seed() { return g_seed; }
 
 int main(int argc, char** argv) {
   std::vector<char*> args;
-  if (const char* env = std::getenv("PROMPTDISTILL_SEED")) pdtest::g_seed = std::strtoull(env, nullptr, 10);
+  if (const char* env = std::getenv("PROMPTDISTILL_SEED"))
+    pdtest::g_seed = std::strtoull(env, nullptr, 10);
   for (int i = 0; i < argc; ++i) {
     if (std::strncmp(argv[i], "--seed=", 7) == 0) {
       pdtest::g_seed = std::strtoull(argv[i] + 7, nullptr, 10);
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
     args.push_back(argv[i]);
   }
   std::printf("[promptdistill tests] seed=%llu (replay with --seed=%llu)\n",
-              static_cast<unsigned long long>(pdtest::g_seed), static_cast<unsigned long long>(pdtest::g_seed));
+              static_cast<unsigned long long>(pdtest::g_seed),
+              static_cast<unsigned long long>(pdtest::g_seed));
   if (const int skip = pdtest::check_requirements()) return skip;
   doctest::Context context;
   context.applyCommandLine(int(args.size()), args.data());

@@ -26,13 +26,13 @@ namespace pdtest {
 
 class ThreadAllReduce {
  public:
-  explicit ThreadAllReduce(int64_t ranks) : ranks_(ranks), buffers_(static_cast<std::size_t>(ranks), nullptr) {}
+  explicit ThreadAllReduce(int64_t ranks)
+      : ranks_(ranks), buffers_(static_cast<std::size_t>(ranks), nullptr) {}
 
   //! Rank `rank`'s all-reduce for BatchSessionOptions::all_reduce.
   promptdistill::AllReduce for_rank(int64_t rank) {
-    return [this, rank](void* data, int64_t count, promptdistill::DType dtype, promptdistill::Stream) {
-      return reduce(rank, data, count, dtype);
-    };
+    return [this, rank](void* data, int64_t count, promptdistill::DType dtype,
+                        promptdistill::Stream) { return reduce(rank, data, count, dtype); };
   }
   //! Wakes every waiting rank with an error (a rank failed and will not arrive).
   void abort() {
@@ -43,7 +43,8 @@ class ThreadAllReduce {
   int64_t calls() const { return calls_; }
 
  private:
-  promptdistill::Status reduce(int64_t rank, void* data, int64_t count, promptdistill::DType dtype) {
+  promptdistill::Status reduce(int64_t rank, void* data, int64_t count,
+                               promptdistill::DType dtype) {
     using promptdistill::Status;
     using promptdistill::StatusCode;
     std::unique_lock<std::mutex> lock(mutex_);
@@ -60,7 +61,8 @@ class ThreadAllReduce {
       if (!mismatch_ && dtype_ == promptdistill::DType::kF32) {
         for (int64_t i = 0; i < count_; ++i) {
           float sum = buffers_[0][i];
-          for (int64_t r = 1; r < ranks_; ++r) sum = promptdistill::num::add(sum, buffers_[std::size_t(r)][i]);
+          for (int64_t r = 1; r < ranks_; ++r)
+            sum = promptdistill::num::add(sum, buffers_[std::size_t(r)][i]);
           for (int64_t r = 0; r < ranks_; ++r) buffers_[std::size_t(r)][i] = sum;
         }
       }
@@ -73,10 +75,14 @@ class ThreadAllReduce {
     } else if (!arrived_cv_.wait_for(lock, std::chrono::minutes(5),
                                      [&] { return generation_ != generation || aborted_; })) {
       aborted_ = true;
-      return Status(StatusCode::kInternal, "all-reduce: the other ranks did not arrive within 5 minutes");
+      return Status(StatusCode::kInternal,
+                    "all-reduce: the other ranks did not arrive within 5 minutes");
     }
-    if (generation_ == generation) return Status(StatusCode::kInternal, "all-reduce: another rank failed");
-    if (failed_) return Status(StatusCode::kInternal, "all-reduce: the ranks passed different counts or a type other than f32");
+    if (generation_ == generation)
+      return Status(StatusCode::kInternal, "all-reduce: another rank failed");
+    if (failed_)
+      return Status(StatusCode::kInternal,
+                    "all-reduce: the ranks passed different counts or a type other than f32");
     return Status::ok();
   }
 
@@ -104,8 +110,9 @@ struct RankRun {
 //! no all-reduce), one thread per rank, then `new_tokens` greedy tokens.
 template <class Session>
 std::vector<RankRun> run_ranks(const promptdistill::ModelWeights& weights, int64_t ranks,
-                               const std::vector<std::vector<int32_t>>& prompts, const promptdistill::PipelineConfig& cfg,
-                               int64_t new_tokens, promptdistill::BatchSessionOptions options = {}) {
+                               const std::vector<std::vector<int32_t>>& prompts,
+                               const promptdistill::PipelineConfig& cfg, int64_t new_tokens,
+                               promptdistill::BatchSessionOptions options = {}) {
   using namespace promptdistill;
   ThreadAllReduce group(ranks);
   std::vector<RankRun> runs(static_cast<std::size_t>(ranks));
@@ -150,26 +157,29 @@ inline float relative_logit_diff(const std::vector<float>& a, const std::vector<
 
 //! PromptDistill and GemFilter: one selection for every head (the all-reduced one).
 inline bool head_uniform(promptdistill::PipelineMethod m) {
-  return m == promptdistill::PipelineMethod::kPromptDistill || m == promptdistill::PipelineMethod::kGemFilter;
+  return m == promptdistill::PipelineMethod::kPromptDistill ||
+         m == promptdistill::PipelineMethod::kGemFilter;
 }
 
 //! Every rank succeeded, agrees with rank 0 on everything it reports, and (head-uniform methods
 //! and full KV) with the unsharded run on selections and tokens; returns the largest relative
 //! logit difference from the unsharded run. `same_syncs`: the sessions did not check every op (a
 //! sync each), so the ranks must synchronise with the host as often as the unsharded session.
-inline float check_ranks(const std::vector<RankRun>& ranks, const RankRun& unsharded, promptdistill::PipelineMethod method,
-                         bool same_syncs) {
+inline float check_ranks(const std::vector<RankRun>& ranks, const RankRun& unsharded,
+                         promptdistill::PipelineMethod method, bool same_syncs) {
   REQUIRE_MESSAGE(unsharded.status.is_ok(), std::string(unsharded.status.message()));
   float worst = 0.0f;
   for (std::size_t r = 0; r < ranks.size(); ++r) {
     CAPTURE(r);
     const RankRun& run = ranks[r];
     REQUIRE_MESSAGE(run.status.is_ok(), std::string(run.status.message()));
-    CHECK(run.first_logits == ranks[0].first_logits);  // bit for bit: every rank holds the same residual stream
+    CHECK(run.first_logits ==
+          ranks[0].first_logits);  // bit for bit: every rank holds the same residual stream
     CHECK(run.tokens == ranks[0].tokens);
     CHECK(run.tokens == unsharded.tokens);
     CHECK(run.host_syncs == ranks[0].host_syncs);
-    if (same_syncs) CHECK(run.host_syncs == unsharded.host_syncs);  // the all-reduces are stream-ordered
+    if (same_syncs)
+      CHECK(run.host_syncs == unsharded.host_syncs);  // the all-reduces are stream-ordered
     for (std::size_t b = 0; b < run.prefill.size(); ++b) {
       CAPTURE(b);
       const promptdistill::PrefillResult &got = run.prefill[b], &want = unsharded.prefill[b];

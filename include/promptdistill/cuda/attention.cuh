@@ -30,8 +30,8 @@ namespace promptdistill {
 namespace cuda {
 namespace detail {
 
-constexpr int64_t kDecodeRows = 8;    //!< kFast uses split-KV up to this many rows per request
-constexpr int kSplitKeys = 512;       //!< keys per split-KV chunk
+constexpr int64_t kDecodeRows = 8;  //!< kFast uses split-KV up to this many rows per request
+constexpr int kSplitKeys = 512;     //!< keys per split-KV chunk
 constexpr int kSplitThreads = 128;
 
 __device__ __forceinline__ float attention_scale(float scale, int64_t D) {
@@ -43,20 +43,23 @@ struct AttentionCheck {
   AttentionArgs<T> a;
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
     const int64_t n = a.q.extents[1];
-    promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k, a.v, w);
+    promptdistill::detail::check_kv_request(b, a.q_lens[b], a.kv_lens[b], n, a.max_kv_len, a.k, a.v,
+                                            w);
   }
 };
 
-// ---- exact (Tier B) ---------------------------------------------------------------------------------
+// ---- exact (Tier B)
+// ---------------------------------------------------------------------------------
 
 template <class T>
-__global__ void __launch_bounds__(detail::kReduceThreads) attention_exact_kernel(AttentionArgs<T> a,
-                                                                                 const DeviceStatusWord* status) {
+__global__ void __launch_bounds__(detail::kReduceThreads)
+    attention_exact_kernel(AttentionArgs<T> a, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   __shared__ float q[kMaxHeadDim];
   __shared__ float scratch[detail::kReduceThreads];
   __shared__ float p[detail::kReduceThreads];
-  const int64_t n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3], group = H / a.k.num_heads;
+  const int64_t n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3],
+                group = H / a.k.num_heads;
   const float scale = attention_scale(a.scale, D);
   for (int64_t row = blockIdx.x; row < a.q.extents[0] * n * H; row += gridDim.x) {
     const int64_t h = row % H, i = (row / H) % n, b = row / (H * n);
@@ -67,18 +70,26 @@ __global__ void __launch_bounds__(detail::kReduceThreads) attention_exact_kernel
     __syncthreads();
     float partial = -num::kInfinity;
     for (int64_t j = threadIdx.x; j <= last; j += blockDim.x)
-      partial = num::max_nan(partial, num::mul(detail::dot_row(q, a.k.token(b, j, g), int(D)), scale));
+      partial =
+          num::max_nan(partial, num::mul(detail::dot_row(q, a.k.token(b, j, g), int(D)), scale));
     const float m = detail::block_reduce_canonical<true>(partial, scratch);
     partial = 0.0f;
     for (int64_t j = threadIdx.x; j <= last; j += blockDim.x)
-      partial = num::add(partial, num::exp_f32(num::sub(num::mul(detail::dot_row(q, a.k.token(b, j, g), int(D)), scale), m)));
+      partial = num::add(partial,
+                         num::exp_f32(num::sub(
+                             num::mul(detail::dot_row(q, a.k.token(b, j, g), int(D)), scale), m)));
     const float l = detail::block_reduce_canonical<false>(partial, scratch);
     float acc = 0.0f;  // thread d < D owns output element d
     for (int64_t c0 = 0; c0 <= last; c0 += blockDim.x) {
       const int64_t j = c0 + threadIdx.x;
-      if (j <= last) p[threadIdx.x] = num::div(num::exp_f32(num::sub(num::mul(detail::dot_row(q, a.k.token(b, j, g), int(D)), scale), m)), l);
+      if (j <= last)
+        p[threadIdx.x] =
+            num::div(num::exp_f32(num::sub(
+                         num::mul(detail::dot_row(q, a.k.token(b, j, g), int(D)), scale), m)),
+                     l);
       __syncthreads();
-      const int64_t chunk = last - c0 + 1 < int64_t(blockDim.x) ? last - c0 + 1 : int64_t(blockDim.x);
+      const int64_t chunk =
+          last - c0 + 1 < int64_t(blockDim.x) ? last - c0 + 1 : int64_t(blockDim.x);
       if (threadIdx.x < D)
         for (int64_t u = 0; u < chunk; ++u)
           acc = num::add(acc, num::mul(p[u], num::to_f32(a.v.token(b, c0 + u, g)[threadIdx.x])));
@@ -89,7 +100,8 @@ __global__ void __launch_bounds__(detail::kReduceThreads) attention_exact_kernel
   }
 }
 
-// ---- split-KV decode (Tier C) -------------------------------------------------------------------------
+// ---- split-KV decode (Tier C)
+// -------------------------------------------------------------------------
 
 __device__ __forceinline__ float warp_sum(float x) {
   for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
@@ -119,18 +131,21 @@ struct SplitBuffers {
 };
 
 template <class T>
-__global__ void __launch_bounds__(kSplitThreads) attention_split_kernel(AttentionArgs<T> a, SplitBuffers buf, int64_t splits,
-                                                                        const DeviceStatusWord* status) {
+__global__ void __launch_bounds__(kSplitThreads)
+    attention_split_kernel(AttentionArgs<T> a, SplitBuffers buf, int64_t splits,
+                           const DeviceStatusWord* status) {
   if (status->code != 0) return;
   __shared__ float q[kMaxHeadDim];
   __shared__ float z[kSplitKeys];
   __shared__ float red[kSplitThreads / 32];
-  const int64_t n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3], group = H / a.k.num_heads;
+  const int64_t n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3],
+                group = H / a.k.num_heads;
   const int64_t s = blockIdx.x, h = blockIdx.y % H, i = blockIdx.y / H, b = blockIdx.z;
   const int64_t q_len = a.q_lens[b];
   if (i >= q_len) return;
   const int64_t g = h / group, last = a.kv_lens[b] - q_len + i;
-  const int64_t start = s * kSplitKeys, end = last + 1 < start + kSplitKeys ? last + 1 : start + kSplitKeys;
+  const int64_t start = s * kSplitKeys,
+                end = last + 1 < start + kSplitKeys ? last + 1 : start + kSplitKeys;
   const int64_t slot = ((b * n + i) * H + h) * splits + s;
   if (start >= end) {  // this chunk lies beyond the row's keys: an empty partial
     if (threadIdx.x == 0) {
@@ -143,7 +158,8 @@ __global__ void __launch_bounds__(kSplitThreads) attention_split_kernel(Attentio
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) q[d] = num::to_f32(a.q(b, i, h, d));
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int64_t j = start + warp; j < end; j += kSplitThreads / 32) {  // a warp per key, lanes over D
+  for (int64_t j = start + warp; j < end;
+       j += kSplitThreads / 32) {  // a warp per key, lanes over D
     const T* k = a.k.token(b, j, g);
     float dot = 0.0f;
     for (int64_t d = lane; d < D; d += 32) dot += q[d] * num::to_f32(k[d]);
@@ -163,7 +179,8 @@ __global__ void __launch_bounds__(kSplitThreads) attention_split_kernel(Attentio
   const float l = block_combine<false>(sum, red);  // its barrier also publishes z
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.0f;
-    for (int64_t u = 0; u < end - start; ++u) acc += z[u] * num::to_f32(a.v.token(b, start + u, g)[d]);
+    for (int64_t u = 0; u < end - start; ++u)
+      acc += z[u] * num::to_f32(a.v.token(b, start + u, g)[d]);
     buf.o[slot * D + d] = acc;
   }
   if (threadIdx.x == 0) {
@@ -173,7 +190,8 @@ __global__ void __launch_bounds__(kSplitThreads) attention_split_kernel(Attentio
 }
 
 template <class T>
-__global__ void attention_combine_kernel(AttentionArgs<T> a, SplitBuffers buf, int64_t splits, const DeviceStatusWord* status) {
+__global__ void attention_combine_kernel(AttentionArgs<T> a, SplitBuffers buf, int64_t splits,
+                                         const DeviceStatusWord* status) {
   if (status->code != 0) return;
   const int64_t n = a.q.extents[1], H = a.q.extents[2], D = a.q.extents[3];
   const int64_t h = blockIdx.x % H, i = blockIdx.x / H, b = blockIdx.y;
@@ -192,26 +210,36 @@ __global__ void attention_combine_kernel(AttentionArgs<T> a, SplitBuffers buf, i
   }
 }
 
-// ---- flash prefill (Tier C, tensor cores) ---------------------------------------------------------------
+// ---- flash prefill (Tier C, tensor cores)
+// ---------------------------------------------------------------
 
-template <class T> struct WmmaType;
-template <> struct WmmaType<bf16> { using type = __nv_bfloat16; };
-template <> struct WmmaType<f16> { using type = __half; };
+template <class T>
+struct WmmaType;
+template <>
+struct WmmaType<bf16> {
+  using type = __nv_bfloat16;
+};
+template <>
+struct WmmaType<f16> {
+  using type = __half;
+};
 
 //! Shared-memory layout of a flash block at head dim D, stepping kKeys keys (attention_tiles.h).
 template <int D, int kKeys>
 struct FlashSmem {
-  static constexpr int kLdT = D + 8;         //!< row pitch of Q/K/V tiles (elements)
-  static constexpr int kLdS = kKeys + 4;     //!< f32 scores
-  static constexpr int kLdP = kKeys + 8;     //!< probabilities in T
-  static constexpr int kLdO = D + 4;         //!< f32 output accumulator
-  static constexpr std::size_t kTileQ = std::size_t(kFlashRows) * kLdT * 2;  //!< bytes of the Q tile
-  static constexpr std::size_t kTileKV = std::size_t(kKeys) * kLdT * 2;      //!< bytes of a K or V tile
+  static constexpr int kLdT = D + 8;      //!< row pitch of Q/K/V tiles (elements)
+  static constexpr int kLdS = kKeys + 4;  //!< f32 scores
+  static constexpr int kLdP = kKeys + 8;  //!< probabilities in T
+  static constexpr int kLdO = D + 4;      //!< f32 output accumulator
+  static constexpr std::size_t kTileQ =
+      std::size_t(kFlashRows) * kLdT * 2;                                //!< bytes of the Q tile
+  static constexpr std::size_t kTileKV = std::size_t(kKeys) * kLdT * 2;  //!< bytes of a K or V tile
   static constexpr std::size_t kS = std::size_t(kFlashWarps) * 16 * kLdS * 4;
   static constexpr std::size_t kP = std::size_t(kFlashWarps) * 16 * kLdP * 2;
   static constexpr std::size_t kO = std::size_t(kFlashWarps) * 16 * kLdO * 4;
   static constexpr std::size_t kBytes = kTileQ + 2 * kTileKV + kS + kP + kO;
-  static_assert(kBytes == flash_smem_bytes(D, kKeys), "attention_tiles.h must describe this layout");
+  static_assert(kBytes == flash_smem_bytes(D, kKeys),
+                "attention_tiles.h must describe this layout");
 };
 
 //! Copies `kRows` rows starting at `first` (D elements of T each, 16-byte aligned) into a tile,
@@ -228,7 +256,8 @@ __device__ void load_tile(T* tile, int64_t first, int64_t valid, RowPtr row_ptr)
 }
 
 template <class T, int D, int kKeys>
-__global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(AttentionArgs<T> a, const DeviceStatusWord* status) {
+__global__ void __launch_bounds__(kFlashThreads)
+    attention_flash_kernel(AttentionArgs<T> a, const DeviceStatusWord* status) {
   using namespace nvcuda;
   using W = typename WmmaType<T>::type;
   using Smem = FlashSmem<D, kKeys>;
@@ -245,7 +274,8 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
   float* o_w = reinterpret_cast<float*>(warp_area + Smem::kS + Smem::kP) + warp * 16 * Smem::kLdO;
 
   const int64_t H = a.q.extents[2], group = H / a.k.num_heads;
-  const int64_t b = blockIdx.z, h = blockIdx.y, g = h / group, row0 = int64_t(blockIdx.x) * kFlashRows;
+  const int64_t b = blockIdx.z, h = blockIdx.y, g = h / group,
+                row0 = int64_t(blockIdx.x) * kFlashRows;
   const int64_t q_len = a.q_lens[b];
   if (row0 >= q_len) return;
   const int64_t offset = a.kv_lens[b] - q_len;  // key position of new row 0
@@ -275,8 +305,10 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
       for (int kk = 0; kk < D / 16; ++kk) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fa;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> fb;
-        wmma::load_matrix_sync(fa, reinterpret_cast<const W*>(qs + (warp * 16) * Smem::kLdT + kk * 16), Smem::kLdT);
-        wmma::load_matrix_sync(fb, reinterpret_cast<const W*>(ks + (nt * 16) * Smem::kLdT + kk * 16), Smem::kLdT);
+        wmma::load_matrix_sync(
+            fa, reinterpret_cast<const W*>(qs + (warp * 16) * Smem::kLdT + kk * 16), Smem::kLdT);
+        wmma::load_matrix_sync(
+            fb, reinterpret_cast<const W*>(ks + (nt * 16) * Smem::kLdT + kk * 16), Smem::kLdT);
         wmma::mma_sync(acc, fa, fb, acc);
       }
       wmma::store_matrix_sync(s_w + nt * 16, acc, Smem::kLdS, wmma::mem_row_major);
@@ -317,7 +349,8 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
         wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fa;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::row_major> fb;
         wmma::load_matrix_sync(fa, reinterpret_cast<const W*>(p_w + kk * 16), Smem::kLdP);
-        wmma::load_matrix_sync(fb, reinterpret_cast<const W*>(vs + (kk * 16) * Smem::kLdT + dt * 16), Smem::kLdT);
+        wmma::load_matrix_sync(
+            fb, reinterpret_cast<const W*>(vs + (kk * 16) * Smem::kLdT + dt * 16), Smem::kLdT);
         wmma::mma_sync(acc, fa, fb, acc);
       }
       wmma::store_matrix_sync(o_w + dt * 16, acc, Smem::kLdO, wmma::mem_row_major);
@@ -330,18 +363,21 @@ __global__ void __launch_bounds__(kFlashThreads) attention_flash_kernel(Attentio
 }
 
 template <class T, int D, int kKeys>
-Status launch_flash(const AttentionArgs<T>& a, const DeviceStatusWord* status, cudaStream_t stream) {
+Status launch_flash(const AttentionArgs<T>& a, const DeviceStatusWord* status,
+                    cudaStream_t stream) {
   constexpr std::size_t bytes = FlashSmem<D, kKeys>::kBytes;
-  PD_CUDA_TRY(cudaFuncSetAttribute(attention_flash_kernel<T, D, kKeys>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   int(bytes)));
-  const dim3 grid(unsigned((a.q.extents[1] + kFlashRows - 1) / kFlashRows), unsigned(a.q.extents[2]), unsigned(a.q.extents[0]));
+  PD_CUDA_TRY(cudaFuncSetAttribute(attention_flash_kernel<T, D, kKeys>,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  const dim3 grid(unsigned((a.q.extents[1] + kFlashRows - 1) / kFlashRows),
+                  unsigned(a.q.extents[2]), unsigned(a.q.extents[0]));
   attention_flash_kernel<T, D, kKeys><<<grid, kFlashThreads, bytes, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
 
 template <class T>
-Status launch_attention_flash(const AttentionArgs<T>& a, int keys, const DeviceStatusWord* status, cudaStream_t stream) {
+Status launch_attention_flash(const AttentionArgs<T>& a, int keys, const DeviceStatusWord* status,
+                              cudaStream_t stream) {
   if constexpr (std::is_same<T, float>::value) {
     return Status(StatusCode::kInternal, "attention: no flash kernel for f32");
   } else {
@@ -359,7 +395,8 @@ Status launch_attention_flash(const AttentionArgs<T>& a, int keys, const DeviceS
 
 //! The Tier B kernel: one block per (request, row, head), the rows looped over a capped grid.
 template <class T>
-Status launch_attention_exact(const AttentionArgs<T>& a, const DeviceStatusWord* status, cudaStream_t stream) {
+Status launch_attention_exact(const AttentionArgs<T>& a, const DeviceStatusWord* status,
+                              cudaStream_t stream) {
   const int64_t rows = a.q.extents[0] * a.q.extents[1] * a.q.extents[2];
   attention_exact_kernel<T><<<capped_blocks(rows), kReduceThreads, 0, stream>>>(a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
@@ -401,7 +438,9 @@ Status plan_attention_kernel(const AttentionArgs<T>& a, AttentionPlan* plan) {
   return Status::ok();
 }
 
-inline int64_t split_count(int64_t max_kv_len) { return max_kv_len < 1 ? 1 : (max_kv_len + kSplitKeys - 1) / kSplitKeys; }
+inline int64_t split_count(int64_t max_kv_len) {
+  return max_kv_len < 1 ? 1 : (max_kv_len + kSplitKeys - 1) / kSplitKeys;
+}
 
 template <class T>
 SplitBuffers plan_split_buffers(const AttentionArgs<T>& a, WorkspacePlanner& planner) {
@@ -415,13 +454,16 @@ SplitBuffers plan_split_buffers(const AttentionArgs<T>& a, WorkspacePlanner& pla
 }
 
 template <class T>
-Status launch_attention_split(const AttentionArgs<T>& a, const SplitBuffers& buf, const DeviceStatusWord* status,
-                              cudaStream_t stream) {
-  const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2], splits = split_count(a.max_kv_len);
-  attention_split_kernel<T><<<dim3(unsigned(splits), unsigned(n * H), unsigned(B)), kSplitThreads, 0, stream>>>(a, buf, splits,
-                                                                                                          status);
+Status launch_attention_split(const AttentionArgs<T>& a, const SplitBuffers& buf,
+                              const DeviceStatusWord* status, cudaStream_t stream) {
+  const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2],
+                splits = split_count(a.max_kv_len);
+  attention_split_kernel<T>
+      <<<dim3(unsigned(splits), unsigned(n * H), unsigned(B)), kSplitThreads, 0, stream>>>(
+          a, buf, splits, status);
   PD_CUDA_CHECK_LAUNCH(stream);
-  attention_combine_kernel<T><<<dim3(unsigned(n * H), unsigned(B)), 128, 0, stream>>>(a, buf, splits, status);
+  attention_combine_kernel<T>
+      <<<dim3(unsigned(n * H), unsigned(B)), 128, 0, stream>>>(a, buf, splits, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
@@ -432,7 +474,8 @@ Status check_attention_grid(const AttentionArgs<T>& a, const AttentionPlan& plan
   const int64_t B = a.q.extents[0], rows_heads = a.q.extents[1] * a.q.extents[2];
   if (B > kMaxGridYZ || (plan.kernel == AttentionKernel::kSplit && rows_heads > kMaxGridYZ) ||
       (plan.kernel == AttentionKernel::kFlash && a.q.extents[2] > kMaxGridYZ))
-    return Status(StatusCode::kUnsupported, "attention: batch %lld or rows x heads %lld exceed the grid limits", (long long)B,
+    return Status(StatusCode::kUnsupported,
+                  "attention: batch %lld or rows x heads %lld exceed the grid limits", (long long)B,
                   (long long)rows_heads);
   return Status::ok();
 }
@@ -468,11 +511,14 @@ Status Attention<T>::run(const AttentionArgs<T>& a, Workspace ws, Stream stream)
   PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
   const int64_t B = a.q.extents[0], n = a.q.extents[1], H = a.q.extents[2];
   if (B * n * H == 0) return Status::ok();
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::AttentionCheck<T>{a}, B, status, stream));
+  PD_RETURN_IF_ERROR(
+      detail::launch_validate_requests(detail::AttentionCheck<T>{a}, B, status, stream));
   switch (plan.kernel) {
     case detail::AttentionKernel::kExact: return detail::launch_attention_exact(a, status, stream);
-    case detail::AttentionKernel::kSplit: return detail::launch_attention_split(a, buf, status, stream);
-    case detail::AttentionKernel::kFlash: return detail::launch_attention_flash(a, plan.flash_keys, status, stream);
+    case detail::AttentionKernel::kSplit:
+      return detail::launch_attention_split(a, buf, status, stream);
+    case detail::AttentionKernel::kFlash:
+      return detail::launch_attention_flash(a, plan.flash_keys, status, stream);
   }
   return Status(StatusCode::kInternal, "attention: no kernel chosen");
 }

@@ -18,7 +18,7 @@ namespace promptdistill {
 namespace cuda {
 namespace detail {
 
-constexpr int kFlashRows = 64;     //!< query rows per flash block (16 per warp)
+constexpr int kFlashRows = 64;      //!< query rows per flash block (16 per warp)
 constexpr int kFlashThreads = 128;  //!< 4 warps
 constexpr int kFlashWarps = kFlashThreads / 32;
 
@@ -26,10 +26,10 @@ constexpr int kFlashWarps = kFlashThreads / 32;
 //! per step.
 constexpr std::size_t flash_smem_bytes(int head_dim, int keys) {
   const std::size_t pitch = std::size_t(head_dim) + 8;
-  return std::size_t(kFlashRows) * pitch * 2          // Q tile
-         + 2 * std::size_t(keys) * pitch * 2          // K and V tiles
-         + std::size_t(kFlashWarps) * 16 * std::size_t(keys + 4) * 4   // scores
-         + std::size_t(kFlashWarps) * 16 * std::size_t(keys + 8) * 2   // probabilities
+  return std::size_t(kFlashRows) * pitch * 2                                 // Q tile
+         + 2 * std::size_t(keys) * pitch * 2                                 // K and V tiles
+         + std::size_t(kFlashWarps) * 16 * std::size_t(keys + 4) * 4         // scores
+         + std::size_t(kFlashWarps) * 16 * std::size_t(keys + 8) * 2         // probabilities
          + std::size_t(kFlashWarps) * 16 * (std::size_t(head_dim) + 4) * 4;  // output rows
 }
 

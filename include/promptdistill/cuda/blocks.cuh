@@ -20,8 +20,10 @@ constexpr int kElementwiseThreads = 256;
 constexpr int kRowCopyThreads = 128;
 
 template <int kThreads>
-__global__ void __launch_bounds__(kThreads) check_tokens_kernel(TensorView<const int32_t, 1> ids, int64_t vocab, DeviceStatusWord* status) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < ids.extents[0]; i += int64_t(gridDim.x) * blockDim.x)
+__global__ void __launch_bounds__(kThreads)
+    check_tokens_kernel(TensorView<const int32_t, 1> ids, int64_t vocab, DeviceStatusWord* status) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < ids.extents[0];
+       i += int64_t(gridDim.x) * blockDim.x)
     promptdistill::detail::check_token(i, ids(i), vocab, status);
 }
 
@@ -30,7 +32,8 @@ __global__ void embed_kernel(EmbedArgs<T> a, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   for (int64_t i = blockIdx.x; i < a.ids.extents[0]; i += gridDim.x) {
     const int64_t id = a.ids(i);
-    for (int64_t e = threadIdx.x; e < a.table.extents[1]; e += blockDim.x) a.out(i, e) = a.table(id, e);
+    for (int64_t e = threadIdx.x; e < a.table.extents[1]; e += blockDim.x)
+      a.out(i, e) = a.table(id, e);
   }
 }
 
@@ -58,8 +61,10 @@ __global__ void __launch_bounds__(detail::kReduceThreads) rmsnorm_kernel(RmsNorm
 
 template <class T>
 __global__ void rope_kernel(RopeArgs<T> a) {
-  const int64_t heads = a.x.extents[1], half = a.x.extents[2] / 2, total = a.x.extents[0] * heads * half;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+  const int64_t heads = a.x.extents[1], half = a.x.extents[2] / 2,
+                total = a.x.extents[0] * heads * half;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t f = e % half, h = (e / half) % heads, i = e / (half * heads);
     const float c = a.cos(i, f), s = a.sin(i, f);
     const float x0 = num::to_f32(a.x(i, h, f)), x1 = num::to_f32(a.x(i, h, f + half));
@@ -71,7 +76,8 @@ __global__ void rope_kernel(RopeArgs<T> a) {
 template <class T>
 __global__ void swiglu_kernel(SwiGluArgs<T> a) {
   const int64_t width = a.gate.extents[1], total = a.gate.extents[0] * width;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = e / width, j = e % width;
     const float g = num::to_f32(a.gate(i, j)), u = num::to_f32(a.up(i, j));
     const float silu = num::round_through<T>(num::div(g, num::add(1.0f, num::exp_f32(-g))));
@@ -126,7 +132,8 @@ __global__ void __launch_bounds__(kArgMaxThreads) argmax_kernel(ArgMaxArgs<T> a)
   for (int64_t i = blockIdx.x; i < a.x.extents[0]; i += gridDim.x) {
     float best = -INFINITY;
     int64_t best_j = n;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) argmax_take(num::to_f32(a.x(i, j)), j, &best, &best_j);
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+      argmax_take(num::to_f32(a.x(i, j)), j, &best, &best_j);
     for (int offset = 16; offset > 0; offset >>= 1) {
       const float v = __shfl_down_sync(0xffffffffu, best, offset);
       const int64_t j = __shfl_down_sync(0xffffffffu, best_j, offset);
@@ -135,7 +142,8 @@ __global__ void __launch_bounds__(kArgMaxThreads) argmax_kernel(ArgMaxArgs<T> a)
     if (lane == 0) warp_best[warp] = best, warp_index[warp] = best_j;
     __syncthreads();
     if (threadIdx.x == 0) {
-      for (int w = 1; w < kArgMaxThreads / 32; ++w) argmax_take(warp_best[w], warp_index[w], &best, &best_j);
+      for (int w = 1; w < kArgMaxThreads / 32; ++w)
+        argmax_take(warp_best[w], warp_index[w], &best, &best_j);
       a.out(i) = int32_t(best_j);
     }
     __syncthreads();  // the next row reuses the shared candidates
@@ -156,7 +164,8 @@ Status launch_elementwise(void (*kernel)(Args), const Args& a, int64_t total, cu
 // The can_implement and workspace_size members both backends define alike.
 #include "promptdistill/detail/block_op_checks.inc"
 
-// ---- Embed ------------------------------------------------------------------------------------------
+// ---- Embed
+// ------------------------------------------------------------------------------------------
 
 template <class T>
 std::size_t Embed<T>::workspace_size(const EmbedArgs<T>&) noexcept {
@@ -178,7 +187,8 @@ Status Embed<T>::run(const EmbedArgs<T>& a, Workspace ws, Stream stream) noexcep
   return Status::ok();
 }
 
-// ---- RmsNorm ----------------------------------------------------------------------------------------
+// ---- RmsNorm
+// ----------------------------------------------------------------------------------------
 
 template <class T>
 Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream stream) noexcept {
@@ -190,7 +200,8 @@ Status RmsNorm<T>::run(const RmsNormArgs<T>& a, Workspace, Stream stream) noexce
   return Status::ok();
 }
 
-// ---- Rope -------------------------------------------------------------------------------------------
+// ---- Rope
+// -------------------------------------------------------------------------------------------
 
 template <class T>
 Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream stream) noexcept {
@@ -199,15 +210,18 @@ Status Rope<T>::run(const RopeArgs<T>& a, Workspace, Stream stream) noexcept {
   return detail::launch_elementwise(detail::rope_kernel<T>, a, pairs, stream);
 }
 
-// ---- SwiGlu -----------------------------------------------------------------------------------------
+// ---- SwiGlu
+// -----------------------------------------------------------------------------------------
 
 template <class T>
 Status SwiGlu<T>::run(const SwiGluArgs<T>& a, Workspace, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
-  return detail::launch_elementwise(detail::swiglu_kernel<T>, a, a.gate.extents[0] * a.gate.extents[1], stream);
+  return detail::launch_elementwise(detail::swiglu_kernel<T>, a,
+                                    a.gate.extents[0] * a.gate.extents[1], stream);
 }
 
-// ---- ArgMax -----------------------------------------------------------------------------------------
+// ---- ArgMax
+// -----------------------------------------------------------------------------------------
 
 template <class T>
 Status ArgMax<T>::run(const ArgMaxArgs<T>& a, Workspace, Stream stream) noexcept {
@@ -219,7 +233,8 @@ Status ArgMax<T>::run(const ArgMaxArgs<T>& a, Workspace, Stream stream) noexcept
   return Status::ok();
 }
 
-// ---- AppendKv ---------------------------------------------------------------------------------------
+// ---- AppendKv
+// ---------------------------------------------------------------------------------------
 
 template <class T>
 std::size_t AppendKv<T>::workspace_size(const AppendKvArgs<T>&) noexcept {
@@ -232,8 +247,10 @@ Status AppendKv<T>::run(const AppendKvArgs<T>& a, Workspace ws, Stream stream) n
   PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
   const int64_t B = a.k_new.extents[0], rows = B * a.k_new.extents[1];
   if (rows == 0) return Status::ok();
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::AppendCheck<T>{a}, B, status, stream));
-  detail::append_kv_kernel<<<detail::capped_blocks(rows), detail::kRowCopyThreads, 0, stream>>>(a, status);
+  PD_RETURN_IF_ERROR(
+      detail::launch_validate_requests(detail::AppendCheck<T>{a}, B, status, stream));
+  detail::append_kv_kernel<<<detail::capped_blocks(rows), detail::kRowCopyThreads, 0, stream>>>(
+      a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }

@@ -14,29 +14,29 @@
 
 #include "promptdistill/status.h"
 
-#define PD_CUDA_TRY(expr)                                                                  \
-  do {                                                                                     \
-    const cudaError_t pd_err_ = (expr);                                                    \
-    if (pd_err_ != cudaSuccess)                                                            \
-      return ::promptdistill::Status(::promptdistill::StatusCode::kCudaError, "%s: %s",    \
-                                     #expr, cudaGetErrorString(pd_err_));                  \
+#define PD_CUDA_TRY(expr)                                                                      \
+  do {                                                                                         \
+    const cudaError_t pd_err_ = (expr);                                                        \
+    if (pd_err_ != cudaSuccess)                                                                \
+      return ::promptdistill::Status(::promptdistill::StatusCode::kCudaError, "%s: %s", #expr, \
+                                     cudaGetErrorString(pd_err_));                             \
   } while (0)
 
 //! The cuBLASLt counterpart of PD_CUDA_TRY; where it is used, include <cublasLt.h> (kept out of
 //! this header so that kernels need no cuBLAS headers).
-#define PD_CUBLAS_TRY(expr)                                                                           \
-  do {                                                                                                \
-    const cublasStatus_t pd_st_ = (expr);                                                             \
-    if (pd_st_ != CUBLAS_STATUS_SUCCESS)                                                              \
-      return ::promptdistill::Status(::promptdistill::StatusCode::kCublasError, "%s: %s (%d)", #expr, \
-                                     cublasLtGetStatusString(pd_st_), int(pd_st_));                  \
+#define PD_CUBLAS_TRY(expr)                                                                    \
+  do {                                                                                         \
+    const cublasStatus_t pd_st_ = (expr);                                                      \
+    if (pd_st_ != CUBLAS_STATUS_SUCCESS)                                                       \
+      return ::promptdistill::Status(::promptdistill::StatusCode::kCublasError, "%s: %s (%d)", \
+                                     #expr, cublasLtGetStatusString(pd_st_), int(pd_st_));     \
   } while (0)
 
 #if defined(PROMPTDISTILL_DEBUG_SYNC)
-#define PD_CUDA_CHECK_LAUNCH(stream)                   \
-  do {                                                 \
-    PD_CUDA_TRY(cudaGetLastError());                   \
-    PD_CUDA_TRY(cudaStreamSynchronize(stream));        \
+#define PD_CUDA_CHECK_LAUNCH(stream)            \
+  do {                                          \
+    PD_CUDA_TRY(cudaGetLastError());            \
+    PD_CUDA_TRY(cudaStreamSynchronize(stream)); \
   } while (0)
 #else
 #define PD_CUDA_CHECK_LAUNCH(stream) PD_CUDA_TRY(cudaGetLastError())

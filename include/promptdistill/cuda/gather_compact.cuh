@@ -38,19 +38,24 @@ __global__ void gather_rows_kernel(GatherArgs<T> a, const DeviceStatusWord* stat
 }
 
 template <int kThreads>
-__global__ void __launch_bounds__(kThreads) remap_positions_kernel(RemapPositionsArgs a, const DeviceStatusWord* status) {
+__global__ void __launch_bounds__(kThreads)
+    remap_positions_kernel(RemapPositionsArgs a, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   const int64_t R = a.indices.extents[1], row = blockIdx.y, b = row / R, r = row % R;
   const bool lookup = a.mode == PositionMode::kOriginal && a.positions_in.data != nullptr;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.counts(b, r); i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.counts(b, r);
+       i += int64_t(gridDim.x) * blockDim.x) {
     const int32_t j = a.indices(b, r, i);
-    a.positions_out(b, r, i) = a.mode == PositionMode::kRenumber ? int32_t(i) : lookup ? a.positions_in(b, j) : j;
+    a.positions_out(b, r, i) = a.mode == PositionMode::kRenumber ? int32_t(i)
+                               : lookup                          ? a.positions_in(b, j)
+                                                                 : j;
   }
 }
 
 template <class T>
-__global__ void __launch_bounds__(kCompactThreads) compact_kv_kernel(CompactKvArgs<T> a, const int32_t* old_lengths,
-                                                                     const DeviceStatusWord* status) {
+__global__ void __launch_bounds__(kCompactThreads)
+    compact_kv_kernel(CompactKvArgs<T> a, const int32_t* old_lengths,
+                      const DeviceStatusWord* status) {
   if (status->code != 0) return;
   __shared__ T chunk[kCompactChunk * kMaxHeadDim];
   const int64_t H = a.k.num_heads, D = a.k.head_dim, R = a.indices.extents[1];
@@ -82,12 +87,16 @@ __global__ void __launch_bounds__(kCompactThreads) compact_kv_kernel(CompactKvAr
 template <class T>
 struct GatherRequestCheck {
   GatherArgs<T> a;
-  __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::gather_request_ok(a, b, w); }
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    promptdistill::detail::gather_request_ok(a, b, w);
+  }
 };
 struct RemapRequestCheck {
   RemapPositionsArgs a;
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
-    const int64_t cap = a.indices.extents[2] < a.positions_out.extents[2] ? a.indices.extents[2] : a.positions_out.extents[2];
+    const int64_t cap = a.indices.extents[2] < a.positions_out.extents[2]
+                            ? a.indices.extents[2]
+                            : a.positions_out.extents[2];
     for (int64_t r = 0; r < a.indices.extents[1]; ++r)
       if (!promptdistill::detail::count_ok(a.counts, b, r, cap, w)) return;
   }
@@ -114,8 +123,10 @@ struct ClaimPagesCheck {
   bool report;  //!< false: claim; true: report
   __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
     if (w->code != 0) return;  // lengths, pages or indices failed: their error comes first
-    if (report) promptdistill::detail::check_page_owner(a.k, b, lengths[b], owner, w);
-    else promptdistill::detail::claim_pages(a.k, b, lengths[b], owner);
+    if (report)
+      promptdistill::detail::check_page_owner(a.k, b, lengths[b], owner, w);
+    else
+      promptdistill::detail::claim_pages(a.k, b, lengths[b], owner);
   }
 };
 
@@ -123,21 +134,22 @@ struct ClaimPagesCheck {
 template <class T>
 Status check_gather_grid(const GatherArgs<T>& a) {
   if (a.src.extents[0] > kMaxGridYZ)
-    return Status(StatusCode::kUnsupported, "gather: batch %lld exceeds the grid limit %lld", (long long)a.src.extents[0],
-                  (long long)kMaxGridYZ);
+    return Status(StatusCode::kUnsupported, "gather: batch %lld exceeds the grid limit %lld",
+                  (long long)a.src.extents[0], (long long)kMaxGridYZ);
   return Status::ok();
 }
 inline Status check_remap_grid(const RemapPositionsArgs& a) {
   const int64_t rows = a.indices.extents[0] * a.indices.extents[1];
   if (rows > kMaxGridYZ)
-    return Status(StatusCode::kUnsupported, "remap: %lld rows exceed the grid limit %lld", (long long)rows,
-                  (long long)kMaxGridYZ);
+    return Status(StatusCode::kUnsupported, "remap: %lld rows exceed the grid limit %lld",
+                  (long long)rows, (long long)kMaxGridYZ);
   return Status::ok();
 }
 template <class T>
 Status check_compact_grid(const CompactKvArgs<T>& a) {
   if (a.k.batch * a.k.num_heads > kMaxGridX)
-    return Status(StatusCode::kUnsupported, "compaction: batch x heads = %lld exceeds the grid limit",
+    return Status(StatusCode::kUnsupported,
+                  "compaction: batch x heads = %lld exceeds the grid limit",
                   (long long)(a.k.batch * a.k.num_heads));
   return Status::ok();
 }
@@ -147,18 +159,21 @@ Status launch_gather(const GatherArgs<T>& a, const DeviceStatusWord* status, cud
   const int64_t B = a.src.extents[0], cap = a.indices.extents[2];
   if (B == 0 || cap == 0) return Status::ok();
   PD_RETURN_IF_ERROR(check_gather_grid(a));
-  gather_rows_kernel<<<dim3(capped_blocks(cap), unsigned(B)), kGatherThreads, 0, stream>>>(a, status);
+  gather_rows_kernel<<<dim3(capped_blocks(cap), unsigned(B)), kGatherThreads, 0, stream>>>(a,
+                                                                                           status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
 
-inline Status launch_remap(const RemapPositionsArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
+inline Status launch_remap(const RemapPositionsArgs& a, const DeviceStatusWord* status,
+                           cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t rows = a.indices.extents[0] * a.indices.extents[1];
   if (rows == 0 || a.indices.extents[2] == 0) return Status::ok();
   PD_RETURN_IF_ERROR(check_remap_grid(a));
   remap_positions_kernel<kThreads>
-      <<<dim3(blocks_for(a.indices.extents[2], kThreads), unsigned(rows)), kThreads, 0, stream>>>(a, status);
+      <<<dim3(blocks_for(a.indices.extents[2], kThreads), unsigned(rows)), kThreads, 0, stream>>>(
+          a, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
@@ -171,10 +186,12 @@ inline Status run_remap(const RemapPositionsArgs& a, Workspace ws, Stream stream
   PD_RETURN_IF_ERROR(can_implement_remap(a));
   DeviceStatusWord* status = nullptr;
   PD_RETURN_IF_ERROR(begin_status_only_run(ws, stream, &status));
-  PD_RETURN_IF_ERROR(launch_validate_requests(RemapRequestCheck{a}, a.indices.extents[0], status, stream));
+  PD_RETURN_IF_ERROR(
+      launch_validate_requests(RemapRequestCheck{a}, a.indices.extents[0], status, stream));
   if (a.mode == PositionMode::kOriginal) {
     const int64_t limit = a.positions_in.data != nullptr ? a.positions_in.extents[1] : INT32_MAX;
-    PD_RETURN_IF_ERROR(launch_validate_indices(a.indices, a.counts, nullptr, limit, false, status, stream));
+    PD_RETURN_IF_ERROR(
+        launch_validate_indices(a.indices, a.counts, nullptr, limit, false, status, stream));
   }
   return launch_remap(a, status, stream);
 }
@@ -187,14 +204,18 @@ Status Gather<T>::can_implement(const GatherArgs<T>& a) noexcept {
   return detail::check_gather_grid(a);
 }
 template <class T>
-std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept { return promptdistill::detail::status_only_workspace_size(); }
+std::size_t Gather<T>::workspace_size(const GatherArgs<T>&) noexcept {
+  return promptdistill::detail::status_only_workspace_size();
+}
 template <class T>
 Status Gather<T>::run(const GatherArgs<T>& a, Workspace ws, Stream stream) noexcept {
   PD_RETURN_IF_ERROR(can_implement(a));
   detail::DeviceStatusWord* status = nullptr;
   PD_RETURN_IF_ERROR(detail::begin_status_only_run(ws, stream, &status));
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::GatherRequestCheck<T>{a}, a.src.extents[0], status, stream));
-  PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, nullptr, a.src.extents[1], false, status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::GatherRequestCheck<T>{a},
+                                                      a.src.extents[0], status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, nullptr, a.src.extents[1],
+                                                     false, status, stream));
   return detail::launch_gather(a, status, stream);
 }
 
@@ -208,7 +229,8 @@ std::size_t CompactKv<T>::workspace_size(const CompactKvArgs<T>& a) noexcept {
   WorkspacePlanner planner;
   promptdistill::detail::take_status(planner);
   planner.take<int32_t>(std::size_t(a.k.batch));
-  if (a.k.paged()) planner.take<unsigned long long>(std::size_t(a.k.num_blocks));  // the page owners
+  if (a.k.paged())
+    planner.take<unsigned long long>(std::size_t(a.k.num_blocks));  // the page owners
   return planner.bytes_needed();
 }
 template <class T>
@@ -217,19 +239,26 @@ Status CompactKv<T>::run(const CompactKvArgs<T>& a, Workspace ws, Stream stream)
   WorkspacePlanner planner(ws);
   auto* status = promptdistill::detail::take_status(planner);
   int32_t* lengths = planner.take<int32_t>(std::size_t(a.k.batch));
-  unsigned long long* owner = a.k.paged() ? planner.take<unsigned long long>(std::size_t(a.k.num_blocks)) : nullptr;
+  unsigned long long* owner =
+      a.k.paged() ? planner.take<unsigned long long>(std::size_t(a.k.num_blocks)) : nullptr;
   PD_RETURN_IF_ERROR(planner.status());
   const int64_t B = a.k.batch, H = a.k.num_heads;
   PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::CompactRequestCheck<T>{a, lengths}, B, status, stream));
-  PD_RETURN_IF_ERROR(detail::launch_validate_indices(a.indices, a.counts, lengths, 0, true, status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::CompactRequestCheck<T>{a, lengths}, B,
+                                                      status, stream));
+  PD_RETURN_IF_ERROR(
+      detail::launch_validate_indices(a.indices, a.counts, lengths, 0, true, status, stream));
   if (owner != nullptr && a.k.num_blocks > 0) {  // last, as the CPU checks it
-    PD_CUDA_TRY(cudaMemsetAsync(owner, 0xFF, std::size_t(a.k.num_blocks) * sizeof(unsigned long long), stream));
-    PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ClaimPagesCheck<T>{a, lengths, owner, false}, B, status, stream));
-    PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::ClaimPagesCheck<T>{a, lengths, owner, true}, B, status, stream));
+    PD_CUDA_TRY(cudaMemsetAsync(owner, 0xFF,
+                                std::size_t(a.k.num_blocks) * sizeof(unsigned long long), stream));
+    PD_RETURN_IF_ERROR(detail::launch_validate_requests(
+        detail::ClaimPagesCheck<T>{a, lengths, owner, false}, B, status, stream));
+    PD_RETURN_IF_ERROR(detail::launch_validate_requests(
+        detail::ClaimPagesCheck<T>{a, lengths, owner, true}, B, status, stream));
   }
   if (B == 0) return Status::ok();
-  detail::compact_kv_kernel<<<dim3(unsigned(B * H), 2), detail::kCompactThreads, 0, stream>>>(a, lengths, status);
+  detail::compact_kv_kernel<<<dim3(unsigned(B * H), 2), detail::kCompactThreads, 0, stream>>>(
+      a, lengths, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }

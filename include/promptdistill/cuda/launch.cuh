@@ -35,7 +35,8 @@ __global__ void validate_requests_kernel(Check check, int64_t batch, DeviceStatu
 }
 
 template <class Check>
-Status launch_validate_requests(const Check& check, int64_t batch, DeviceStatusWord* status, cudaStream_t stream) {
+Status launch_validate_requests(const Check& check, int64_t batch, DeviceStatusWord* status,
+                                cudaStream_t stream) {
   if (batch == 0) return Status::ok();
   validate_requests_kernel<<<blocks_for(batch, 128), 128, 0, stream>>>(check, batch, status);
   PD_CUDA_CHECK_LAUNCH(stream);
@@ -49,16 +50,19 @@ Status launch_validate_requests(const Check& check, int64_t batch, DeviceStatusW
 //! that error, which comes before any of its indices'.
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
-    validate_indices_kernel(TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts,
-                            const int32_t* limits, int64_t fixed_limit, bool strictly_increasing,
+    validate_indices_kernel(TensorView<const int32_t, 3> indices,
+                            TensorView<const int32_t, 2> counts, const int32_t* limits,
+                            int64_t fixed_limit, bool strictly_increasing,
                             DeviceStatusWord* status) {
   const int64_t R = indices.extents[1];
   for (int64_t row = blockIdx.y; row < indices.extents[0] * R; row += gridDim.y) {
     const int64_t b = row / R, r = row % R;
     const int64_t count = counts(b, r);
-    if (count < 0 || count > indices.extents[2]) continue;  // its request failed: read nothing past the row
+    if (count < 0 || count > indices.extents[2])
+      continue;  // its request failed: read nothing past the row
     const int64_t limit = limits != nullptr ? limits[b] : fixed_limit;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+         i += int64_t(gridDim.x) * blockDim.x)
       promptdistill::detail::index_ok(indices, b, r, i, limit, strictly_increasing, status);
   }
 }
@@ -78,15 +82,16 @@ inline Status begin_status_only_run(Workspace ws, cudaStream_t stream, DeviceSta
   return reset_status(*status, stream);
 }
 
-inline Status launch_validate_indices(TensorView<const int32_t, 3> indices, TensorView<const int32_t, 2> counts,
-                                      const int32_t* limits, int64_t fixed_limit, bool strictly_increasing,
+inline Status launch_validate_indices(TensorView<const int32_t, 3> indices,
+                                      TensorView<const int32_t, 2> counts, const int32_t* limits,
+                                      int64_t fixed_limit, bool strictly_increasing,
                                       DeviceStatusWord* status, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t rows = indices.extents[0] * indices.extents[1];
   if (rows == 0 || indices.extents[2] == 0) return Status::ok();
   const dim3 grid(blocks_for(indices.extents[2], kThreads), capped_blocks(rows, kMaxGridYZ));
-  validate_indices_kernel<kThreads>
-      <<<grid, kThreads, 0, stream>>>(indices, counts, limits, fixed_limit, strictly_increasing, status);
+  validate_indices_kernel<kThreads><<<grid, kThreads, 0, stream>>>(
+      indices, counts, limits, fixed_limit, strictly_increasing, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   return Status::ok();
 }
@@ -97,7 +102,8 @@ inline Status launch_validate_indices(TensorView<const int32_t, 3> indices, Tens
 //! run on the legacy default stream, which waits for every blocking stream of the device.
 inline Status read_status_word(Workspace workspace, cudaStream_t stream) {
   if (workspace.ptr == nullptr || workspace.bytes < sizeof(DeviceStatusWord))
-    return Status(StatusCode::kInvalidArgument, "read_device_status: the workspace holds no status word");
+    return Status(StatusCode::kInvalidArgument,
+                  "read_device_status: the workspace holds no status word");
   DeviceStatusWord word{};
   PD_CUDA_TRY(cudaMemcpyAsync(&word, workspace.ptr, sizeof word, cudaMemcpyDeviceToHost, stream));
   PD_CUDA_TRY(cudaStreamSynchronize(stream));

@@ -23,7 +23,9 @@ __device__ float block_reduce_canonical(float partial, float* scratch) {
   scratch[t] = partial;
   __syncthreads();
   for (int s = kReduceThreads / 2; s > 0; s >>= 1) {
-    if (t < s) scratch[t] = kMax ? num::max_nan(scratch[t], scratch[t + s]) : num::add(scratch[t], scratch[t + s]);
+    if (t < s)
+      scratch[t] =
+          kMax ? num::max_nan(scratch[t], scratch[t + s]) : num::add(scratch[t], scratch[t + s]);
     __syncthreads();
   }
   const float result = scratch[0];

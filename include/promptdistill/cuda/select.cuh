@@ -4,11 +4,12 @@
 //! @file
 //! The fused selector on the device, `cuda::Select<T>` (instantiated in cuda/select_instances.cu):
 //! one status reset, one validation kernel for every request, then score -> pool -> top-k ->
-//! positions -> hidden-state gather (FastKV: a group sum between pool and top-k), all on the caller's stream, with every intermediate in the
-//! caller's workspace. No allocation, no host synchronisation: the whole run can be captured in
-//! a CUDA graph. Also the tensor-parallel finishing stage (`run_finish_select`, the body of
-//! `cuda::FinishSelect`, whose members are in cuda/select_instances.cu): normalise the all-reduced
-//! partial scores, then the same pool, top-k and positions launches as Select.
+//! positions -> hidden-state gather (FastKV: a group sum between pool and top-k), all on the
+//! caller's stream, with every intermediate in the caller's workspace. No allocation, no host
+//! synchronisation: the whole run can be captured in a CUDA graph. Also the tensor-parallel
+//! finishing stage (`run_finish_select`, the body of `cuda::FinishSelect`, whose members are in
+//! cuda/select_instances.cu): normalise the all-reduced partial scores, then the same pool, top-k
+//! and positions launches as Select.
 
 #include "promptdistill/cuda/gather_compact.cuh"
 #include "promptdistill/cuda/pool.cuh"
@@ -22,15 +23,17 @@ namespace detail {
 template <class T>
 struct SelectRequestCheck {
   promptdistill::detail::SelectStages<T> s;
-  __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::select_request_ok(s, b, w); }
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    promptdistill::detail::select_request_ok(s, b, w);
+  }
 };
 
 //! Every stage's launch fits the grid.
 template <class T>
 Status check_select_grid(const promptdistill::detail::SelectStages<T>& s) {
   const ScoreArgs<T>& score = s.score;
-  PD_RETURN_IF_ERROR(check_score_grid(score.method, score.grouping, score.q.extents[0], score.q.extents[1],
-                                      score.q.extents[2], score.k.num_heads));
+  PD_RETURN_IF_ERROR(check_score_grid(score.method, score.grouping, score.q.extents[0],
+                                      score.q.extents[1], score.q.extents[2], score.k.num_heads));
   PD_RETURN_IF_ERROR(check_pool_grid(s.pool));
   if (s.has_group_sum) PD_RETURN_IF_ERROR(check_sum_rows_grid(s.group_sum));
   if (s.has_positions) PD_RETURN_IF_ERROR(check_remap_grid(s.remap));
@@ -44,13 +47,16 @@ __global__ void __launch_bounds__(kThreads)
     normalise_summed_kernel(promptdistill::detail::FinishStages s, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   const int64_t b = blockIdx.y, L = s.lengths[b];
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < L; j += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < L;
+       j += int64_t(gridDim.x) * blockDim.x)
     s.normalised(b, 0, j) = s.divide ? num::div(s.summed(b, 0, j), s.divisor) : s.summed(b, 0, j);
 }
 
 struct FinishRequestCheck {
   promptdistill::detail::FinishStages s;
-  __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::finish_request_ok(s, b, w); }
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    promptdistill::detail::finish_request_ok(s, b, w);
+  }
 };
 
 //! The finishing stage's launches fit the grid (the batch on gridDim.y, the pooling rows).
@@ -91,7 +97,8 @@ inline Status run_finish_select(const FinishSelectArgs& a, Workspace ws, cudaStr
   if (B == 0) return Status::ok();
   constexpr int kThreads = 256;
   normalise_summed_kernel<kThreads>
-      <<<dim3(blocks_for(a.summed.extents[2], kThreads), unsigned(B)), kThreads, 0, stream>>>(s, status);
+      <<<dim3(blocks_for(a.summed.extents[2], kThreads), unsigned(B)), kThreads, 0, stream>>>(
+          s, status);
   PD_CUDA_CHECK_LAUNCH(stream);
   PD_RETURN_IF_ERROR(launch_pool(s.pool, status, stream));
   PD_RETURN_IF_ERROR(launch_topk(s.topk, status, stream));
@@ -127,7 +134,8 @@ Status Select<T>::run(const SelectArgs<T>& a, Workspace ws, Stream stream) noexc
   const auto s = promptdistill::detail::select_stages(a, buffers);
   PD_RETURN_IF_ERROR(detail::check_select_grid(s));
   PD_RETURN_IF_ERROR(detail::reset_status(status, stream));
-  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::SelectRequestCheck<T>{s}, a.q.extents[0], status, stream));
+  PD_RETURN_IF_ERROR(detail::launch_validate_requests(detail::SelectRequestCheck<T>{s},
+                                                      a.q.extents[0], status, stream));
   PD_RETURN_IF_ERROR(detail::launch_score(s.score, buffers.score, status, stream));
   PD_RETURN_IF_ERROR(detail::launch_pool(s.pool, status, stream));
   if (s.has_group_sum) PD_RETURN_IF_ERROR(detail::launch_sum_rows(s.group_sum, status, stream));

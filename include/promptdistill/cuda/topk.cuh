@@ -32,7 +32,8 @@ constexpr int kRadixBits = 8;
 constexpr int kRadixBins = 1 << kRadixBits;
 
 //! Adds 1 to hist[digit] for every active lane, one atomic per distinct digit in the warp.
-__device__ __forceinline__ void warp_aggregated_increment(unsigned* hist, unsigned digit, bool active) {
+__device__ __forceinline__ void warp_aggregated_increment(unsigned* hist, unsigned digit,
+                                                          bool active) {
   const unsigned mask = __ballot_sync(0xffffffffu, active);
   if (!active) return;
   const unsigned peers = __match_any_sync(mask, digit);
@@ -41,7 +42,8 @@ __device__ __forceinline__ void warp_aggregated_increment(unsigned* hist, unsign
 }
 
 template <int kThreads>
-__global__ void __launch_bounds__(kThreads) topk_kernel(TopKArgs a, const DeviceStatusWord* status) {
+__global__ void __launch_bounds__(kThreads)
+    topk_kernel(TopKArgs a, const DeviceStatusWord* status) {
   if (status->code != 0) return;
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
@@ -127,7 +129,8 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopKArgs a, const Device
       __syncthreads();
       bool keep = in_row && !candidate;
       if (candidate) {
-        keep = take_all || (!take_none && (key > threshold || (tie && ties_seen + tie_rank < needed_ties)));
+        keep = take_all ||
+               (!take_none && (key > threshold || (tie && ties_seen + tie_rank < needed_ties)));
       }
       int slot = 0, kept_total = 0;
       Scan(scan_storage).ExclusiveSum(int(keep), slot, kept_total);
@@ -143,7 +146,9 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopKArgs a, const Device
 
 struct TopKRequestCheck {
   TopKArgs a;
-  __device__ void operator()(int64_t b, DeviceStatusWord* w) const { promptdistill::detail::topk_request_ok(a, b, w); }
+  __device__ void operator()(int64_t b, DeviceStatusWord* w) const {
+    promptdistill::detail::topk_request_ok(a, b, w);
+  }
 };
 
 //! One block per row; the kernel loops over rows beyond the grid.
@@ -159,7 +164,8 @@ inline Status run_topk(const TopKArgs& a, Workspace ws, Stream stream) {
   PD_RETURN_IF_ERROR(promptdistill::detail::check_topk(a));
   DeviceStatusWord* status = nullptr;
   PD_RETURN_IF_ERROR(begin_status_only_run(ws, stream, &status));
-  PD_RETURN_IF_ERROR(launch_validate_requests(TopKRequestCheck{a}, a.scores.extents[0], status, stream));
+  PD_RETURN_IF_ERROR(
+      launch_validate_requests(TopKRequestCheck{a}, a.scores.extents[0], status, stream));
   return launch_topk(a, status, stream);
 }
 

@@ -15,15 +15,23 @@
 namespace promptdistill {
 namespace detail {
 
-template <class T> Status check_embed(const EmbedArgs<T>& a) noexcept;
-template <class T> Status check_rmsnorm(const RmsNormArgs<T>& a) noexcept;
-template <class T> Status check_rope(const RopeArgs<T>& a) noexcept;
-template <class T> Status check_swiglu(const SwiGluArgs<T>& a) noexcept;
-template <class T> Status check_append_kv(const AppendKvArgs<T>& a) noexcept;
-template <class T> Status check_argmax(const ArgMaxArgs<T>& a) noexcept;
-template <class T> Status check_attention(const AttentionArgs<T>& a) noexcept;
+template <class T>
+Status check_embed(const EmbedArgs<T>& a) noexcept;
+template <class T>
+Status check_rmsnorm(const RmsNormArgs<T>& a) noexcept;
+template <class T>
+Status check_rope(const RopeArgs<T>& a) noexcept;
+template <class T>
+Status check_swiglu(const SwiGluArgs<T>& a) noexcept;
+template <class T>
+Status check_append_kv(const AppendKvArgs<T>& a) noexcept;
+template <class T>
+Status check_argmax(const ArgMaxArgs<T>& a) noexcept;
+template <class T>
+Status check_attention(const AttentionArgs<T>& a) noexcept;
 Status check_linear_shape(const LinearShape& s) noexcept;
-template <class T> Status check_linear(const LinearShape& s, const LinearArgs<T>& a) noexcept;
+template <class T>
+Status check_linear(const LinearShape& s, const LinearArgs<T>& a) noexcept;
 
 //! Token id of row i inside [0, vocab).
 PD_HOST_DEVICE inline bool check_token(int64_t i, int32_t id, int64_t vocab, DeviceStatusWord* w) {
@@ -45,13 +53,15 @@ PD_HOST_DEVICE inline bool argmax_ranks_before(float v, int64_t i, float best, i
 //! kv_len within what the cache can hold (FlashInfer: what its page list holds) and every page
 //! of those tokens mapped inside the pool.
 template <class T>
-PD_HOST_DEVICE inline bool check_attention_request(int64_t b, int64_t q_len, int64_t kv_len, int64_t rows,
-                                                   int64_t max_kv_len, const KvCacheView<T>& cache,
+PD_HOST_DEVICE inline bool check_attention_request(int64_t b, int64_t q_len, int64_t kv_len,
+                                                   int64_t rows, int64_t max_kv_len,
+                                                   const KvCacheView<T>& cache,
                                                    DeviceStatusWord* w) {
   if (q_len < 0) return record(w, DataCheck::kLengthNegative, b, q_len, 0), false;
   if (q_len > rows) return record(w, DataCheck::kRowsBeyondView, b, q_len, rows), false;
   if (kv_len < q_len) return record(w, DataCheck::kKvBelowRows, b, kv_len, q_len), false;
-  if (kv_len > max_kv_len) return record(w, DataCheck::kLengthBeyondCapacity, b, kv_len, max_kv_len), false;
+  if (kv_len > max_kv_len)
+    return record(w, DataCheck::kLengthBeyondCapacity, b, kv_len, max_kv_len), false;
   int64_t holds = cache.paged() ? 0 : cache.capacity;
   if (cache.layout == KvLayout::kPagedIndptr) {
     if (!flashinfer_length(cache, b, &holds, w)) return false;
@@ -64,8 +74,9 @@ PD_HOST_DEVICE inline bool check_attention_request(int64_t b, int64_t q_len, int
 
 //! The same request checks on both caches (K first; the first failure is recorded).
 template <class T>
-PD_HOST_DEVICE inline bool check_kv_request(int64_t b, int64_t q_len, int64_t kv_len, int64_t rows, int64_t max_kv_len,
-                                            const KvCacheView<T>& k, const KvCacheView<T>& v, DeviceStatusWord* w) {
+PD_HOST_DEVICE inline bool check_kv_request(int64_t b, int64_t q_len, int64_t kv_len, int64_t rows,
+                                            int64_t max_kv_len, const KvCacheView<T>& k,
+                                            const KvCacheView<T>& v, DeviceStatusWord* w) {
   return check_attention_request(b, q_len, kv_len, rows, max_kv_len, k, w) &&
          check_attention_request(b, q_len, kv_len, rows, max_kv_len, v, w);
 }

@@ -29,19 +29,24 @@
 namespace promptdistill {
 namespace num {
 
-// ---- conversions (defined in dtype.h, where users get them too) ----------------------------------
+// ---- conversions (defined in dtype.h, where users get them too)
+// ----------------------------------
 
-using promptdistill::detail::bits_of;
-using promptdistill::detail::float_of;
 using promptdistill::to_bf16;
 using promptdistill::to_f16;
+using promptdistill::detail::bits_of;
+using promptdistill::detail::float_of;
 PD_HOST_DEVICE PD_FORCEINLINE float to_f32(float x) { return x; }
 PD_HOST_DEVICE PD_FORCEINLINE float to_f32(bf16 x) { return to_float(x); }
 PD_HOST_DEVICE PD_FORCEINLINE float to_f32(f16 x) { return to_float(x); }
-template <class T> PD_HOST_DEVICE PD_FORCEINLINE T from_f32(float x) { return from_float<T>(x); }
+template <class T>
+PD_HOST_DEVICE PD_FORCEINLINE T from_f32(float x) {
+  return from_float<T>(x);
+}
 
 //! Rounds an f32 through the storage type T and back (the identity for T = float).
-template <class T> PD_HOST_DEVICE PD_FORCEINLINE float round_through(float x) {
+template <class T>
+PD_HOST_DEVICE PD_FORCEINLINE float round_through(float x) {
   return to_f32(from_f32<T>(x));
 }
 
@@ -127,7 +132,8 @@ PD_HOST_DEVICE inline float exp_f32(float x) {
   return mul(y, float_of(uint32_t(n2 + 127) << 23));
 }
 
-// ---- canonical reductions ------------------------------------------------------------------------
+// ---- canonical reductions
+// ------------------------------------------------------------------------
 
 //! Sequential dot product in f32: acc = add(acc, mul(a[i], b[i])) for i = 0..n-1, from +0.
 template <class TA, class TB>
@@ -141,12 +147,15 @@ PD_HOST_DEVICE inline float dot(const TA* a, const TB* b, int n) {
 //! ascending order; then partial[t] op= partial[t + s] for s = W/2, W/4, ..., 1.
 constexpr int kReduceWidth = 256;
 
-// Host-only (no PD_HOST_DEVICE): the device side is promptdistill/cuda/reduce.cuh's block reduction.
+// Host-only (no PD_HOST_DEVICE): the device side is promptdistill/cuda/reduce.cuh's block
+// reduction.
 //! Host emulation of the canonical sum of term(j), j in [0, n).
-template <class Term> inline float canonical_sum(int64_t n, Term&& term) {
+template <class Term>
+inline float canonical_sum(int64_t n, Term&& term) {
   float partial[kReduceWidth];
   for (float& p : partial) p = 0.0f;
-  // Lane t takes j = t, t + W, ... in ascending order; written chunk by chunk so that it vectorises.
+  // Lane t takes j = t, t + W, ... in ascending order; written chunk by chunk so that it
+  // vectorises.
   for (int64_t base = 0; base < n; base += kReduceWidth) {
     const int width = n - base < kReduceWidth ? int(n - base) : kReduceWidth;
     for (int t = 0; t < width; ++t) partial[t] = add(partial[t], term(base + t));
@@ -156,7 +165,8 @@ template <class Term> inline float canonical_sum(int64_t n, Term&& term) {
   return partial[0];
 }
 //! Host emulation of the canonical NaN-propagating max of term(j), j in [0, n); -inf if n == 0.
-template <class Term> inline float canonical_max(int64_t n, Term&& term) {
+template <class Term>
+inline float canonical_max(int64_t n, Term&& term) {
   float partial[kReduceWidth];
   for (float& p : partial) p = -kInfinity;
   for (int64_t base = 0; base < n; base += kReduceWidth) {

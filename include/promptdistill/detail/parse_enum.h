@@ -19,7 +19,8 @@ namespace detail {
 //! The value among `values` whose to_string() is `text`, or kInvalidArgument "<what> must be one
 //! of <every spelling>, got '<text>'" (text as Quoted writes it).
 template <class Enum, std::size_t N>
-Status parse_enum(std::string_view text, const Enum (&values)[N], const char* what, Enum* out) noexcept {
+Status parse_enum(std::string_view text, const Enum (&values)[N], const char* what,
+                  Enum* out) noexcept {
   try {
     std::string choices;
     for (Enum value : values) {
@@ -32,8 +33,8 @@ Status parse_enum(std::string_view text, const Enum (&values)[N], const char* wh
     }
     // The caller's bytes escaped and cut (a cut inside a UTF-8 character made Python's error
     // translation fail).
-    return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%s'", what, choices.c_str(),
-                  Quoted(text, 40).c_str());
+    return Status(StatusCode::kInvalidArgument, "%s must be one of %s, got '%s'", what,
+                  choices.c_str(), Quoted(text, 40).c_str());
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, "parse: out of host memory");
   }

@@ -16,7 +16,8 @@
 namespace promptdistill {
 namespace detail {
 
-// ---- top-k row geometry --------------------------------------------------------------------------
+// ---- top-k row geometry
+// --------------------------------------------------------------------------
 
 //! Forced and candidate ranges of one row of length n: forced [0, first) and [n - last, n),
 //! candidates [first, n - last), chosen = min(k, candidates).
@@ -27,7 +28,8 @@ struct TopKRow {
   PD_HOST_DEVICE int64_t cand_begin() const { return first; }
   PD_HOST_DEVICE int64_t count() const { return first + last + chosen; }
 };
-PD_HOST_DEVICE inline TopKRow topk_row(int64_t n, int64_t k, int64_t keep_first, int64_t keep_last) {
+PD_HOST_DEVICE inline TopKRow topk_row(int64_t n, int64_t k, int64_t keep_first,
+                                       int64_t keep_last) {
   TopKRow r;
   r.last = keep_last < n ? keep_last : n;
   r.first = keep_first < n - r.last ? keep_first : n - r.last;
@@ -46,20 +48,23 @@ PD_HOST_DEVICE inline uint32_t rank_key(float x) {
 
 //! Scratch of the scoring stage (SnapKV/H2O row statistics and per-query-head scores).
 struct ScoreBuffers {
-  float* row_max = nullptr;     //!< [B, H, rows]
-  float* row_sum = nullptr;     //!< [B, H, rows]
-  float* head_scores = nullptr; //!< [B, H, N] (per-KV-group grouping only)
+  float* row_max = nullptr;      //!< [B, H, rows]
+  float* row_sum = nullptr;      //!< [B, H, rows]
+  float* head_scores = nullptr;  //!< [B, H, N] (per-KV-group grouping only)
 };
-template <class T> ScoreBuffers plan_score(const ScoreArgs<T>& a, WorkspacePlanner& planner);
+template <class T>
+ScoreBuffers plan_score(const ScoreArgs<T>& a, WorkspacePlanner& planner);
 
 //! Scratch of the fused pipeline.
 struct SelectBuffers {
   ScoreBuffers score;
   float* raw_scores = nullptr;  //!< [B, rows, N] (FastKV: [B, H, N], its per-query-head rows)
   float* pooled = nullptr;      //!< [B, rows, N] unless the caller passed final_scores
-  float* pooled_heads = nullptr;  //!< FastKV: [B, H, N], each head's pooled row before the group sum
+  float* pooled_heads =
+      nullptr;  //!< FastKV: [B, H, N], each head's pooled row before the group sum
 };
-template <class T> SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner);
+template <class T>
+SelectBuffers plan_select(const SelectArgs<T>& a, WorkspacePlanner& planner);
 
 //! The stage arguments the fused pipeline runs (views over its scratch or the caller's outputs).
 template <class T>
@@ -70,7 +75,8 @@ struct SelectStages {
   TopKArgs topk;
   RemapPositionsArgs remap;
   GatherArgs<T> gather;
-  SumRowsArgs group_sum;  //!< FastKV: pooled per-head rows -> per-KV-group rows, between pool and top-k
+  SumRowsArgs
+      group_sum;  //!< FastKV: pooled per-head rows -> per-KV-group rows, between pool and top-k
   bool has_positions;
   bool has_gather;
   bool has_group_sum;
@@ -78,7 +84,8 @@ struct SelectStages {
 template <class T>
 SelectStages<T> select_stages(const SelectArgs<T>& a, const SelectBuffers& buffers);
 
-// ---- tensor parallelism -----------------------------------------------------------------------------
+// ---- tensor parallelism
+// -----------------------------------------------------------------------------
 
 //! The Score arguments a rank's partial scoring runs as (the same kernels and reduction order,
 //! without the final division by the head count).

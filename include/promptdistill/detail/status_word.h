@@ -21,23 +21,23 @@ namespace detail {
 //! Which data check failed (decides the message; `a`, `b`, `c` are its numbers).
 enum class DataCheck : int32_t {
   kNone = 0,
-  kLengthNegative,          //!< a = request, b = length
-  kEmptyPrompt,             //!< a = request
-  kLengthBeyondCapacity,    //!< a = request, b = length, c = capacity
-  kNegativeK,               //!< a = request, b = k
-  kCountBeyondCapacity,     //!< a = request, b = count, c = capacity
-  kPageOutOfRange,          //!< a = request, b = page entry, c = num_blocks
-  kBadIndptr,               //!< a = request, b = indptr[b], c = indptr[b+1]
-  kBadLastPageLen,          //!< a = request, b = last_page_len, c = page size
-  kIndexOutOfRange,         //!< a = request, b = index, c = length
-  kIndexNotIncreasing,      //!< a = request, b = position in the list, c = index
-  kCountsDiffer,            //!< a = request, b = count of row 0, c = count of another row
-  kBudgetBelowWindow,       //!< a = request, b = budget, c = window
-  kTokenOutOfVocab,         //!< a = row, b = token id, c = vocabulary size
-  kRowsBeyondView,          //!< a = request, b = new rows, c = rows the view holds
-  kKvBelowRows,             //!< a = request, b = kv length, c = new rows
-  kIndptrOutOfRange,        //!< a = request, b = indptr[b], c = indptr[b+1]
-  kPageShared,              //!< a = request, b = page, c = the request that holds it already
+  kLengthNegative,        //!< a = request, b = length
+  kEmptyPrompt,           //!< a = request
+  kLengthBeyondCapacity,  //!< a = request, b = length, c = capacity
+  kNegativeK,             //!< a = request, b = k
+  kCountBeyondCapacity,   //!< a = request, b = count, c = capacity
+  kPageOutOfRange,        //!< a = request, b = page entry, c = num_blocks
+  kBadIndptr,             //!< a = request, b = indptr[b], c = indptr[b+1]
+  kBadLastPageLen,        //!< a = request, b = last_page_len, c = page size
+  kIndexOutOfRange,       //!< a = request, b = index, c = length
+  kIndexNotIncreasing,    //!< a = request, b = position in the list, c = index
+  kCountsDiffer,          //!< a = request, b = count of row 0, c = count of another row
+  kBudgetBelowWindow,     //!< a = request, b = budget, c = window
+  kTokenOutOfVocab,       //!< a = row, b = token id, c = vocabulary size
+  kRowsBeyondView,        //!< a = request, b = new rows, c = rows the view holds
+  kKvBelowRows,           //!< a = request, b = kv length, c = new rows
+  kIndptrOutOfRange,      //!< a = request, b = indptr[b], c = indptr[b+1]
+  kPageShared,            //!< a = request, b = page, c = the request that holds it already
 };
 
 //! The first failed data check of a run. "First" is the order of the CPU reference's loops:
@@ -52,7 +52,7 @@ struct DeviceStatusWord {
   //! Where in request (or row) `a` the check failed: -1 for the request's own checks, else the
   //! failing selected index's place in the request's index rows (row * capacity + i).
   int64_t position;
-  int32_t lock;    //!< CUDA only: held while one thread updates the word
+  int32_t lock;  //!< CUDA only: held while one thread updates the word
   int32_t unused;
 };
 
@@ -72,14 +72,15 @@ PD_HOST_DEVICE inline StatusCode code_of(DataCheck check) {
 
 //! Whether an error of request `a` at `position` comes before the one `w` holds (any error comes
 //! before an empty word).
-PD_HOST_DEVICE inline bool comes_before(int64_t a, int64_t position, int32_t held_code, int64_t held_a, int64_t held_position) {
+PD_HOST_DEVICE inline bool comes_before(int64_t a, int64_t position, int32_t held_code,
+                                        int64_t held_a, int64_t held_position) {
   return held_code == 0 || a < held_a || (a == held_a && position < held_position);
 }
 
 //! Records a failed check in `w` unless `w` already holds one that comes before it (see
 //! DeviceStatusWord); `position` as there.
-PD_HOST_DEVICE inline void record(DeviceStatusWord* w, DataCheck check, int64_t a, int64_t b, int64_t c,
-                                  int64_t position = -1) {
+PD_HOST_DEVICE inline void record(DeviceStatusWord* w, DataCheck check, int64_t a, int64_t b,
+                                  int64_t c, int64_t position = -1) {
 #if defined(__CUDA_ARCH__)
   // Many threads may fail at once (several requests, several bad indices). The comparison and the
   // five fields must change together, so a spin lock guards them: it is taken only on a failed
