@@ -20,6 +20,11 @@ import time
 def main():
     model_dir, max_len = sys.argv[1], int(sys.argv[2])
     context = int(sys.argv[sys.argv.index("--context") + 1]) if "--context" in sys.argv else 0
+    # The protocol owns stdout; vLLM logs to stdout, so file descriptor 1 becomes stderr for
+    # everything else and the JSON lines go to a copy of the original.
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     import torch
     import vllm
 
@@ -41,13 +46,13 @@ def main():
     info = {"ready": True, "vllm": vllm.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
             "engine": {k: v for k, v in kwargs.items() if k != "model"}}
-    print(json.dumps(info), flush=True)
+    print(json.dumps(info), file=protocol, flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
         load = os.getloadavg()[0]
-        print(json.dumps({"ms": run(request["ids"]), "load1": load}), flush=True)
+        print(json.dumps({"ms": run(request["ids"]), "load1": load}), file=protocol, flush=True)
 
 
 if __name__ == "__main__":
