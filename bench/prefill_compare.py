@@ -243,7 +243,7 @@ def run(args):
                  **info.get("ours", {})},
         "llama_cpp": {"pypi": f"llama-cpp-python=={llama.LLAMA_CPP_PYTHON}", "cmake": llama.LLAMA_CMAKE,
                       "formats": list(FORMATS), **info.get("llama_cpp", {})},
-        "vllm": {k: v for k, v in (next(iter(workers.values())).info.items() if workers else {}).items() if k != "ready"}
+        "vllm": {k: v for k, v in next(iter(workers.values())).info.items() if k != "ready"}
         if workers else {"skipped": vllm_note or "not asked for (--tools)"},
         "model": "SmolLM2-135M-Instruct (embedded Q4_1 GGUF; ours dequantizes it to f32; llama.cpp's F16/Q8_0 made from it; "
                  "vLLM reads its float32 Hugging Face folder)",
