@@ -104,6 +104,9 @@ def run_rank(directory):
         print(json.dumps({"ranks": world, "every_rank_same_selection": same,
                           "equals_single_process": bool(np.array_equal(gathered[0].numpy(), single["indices"])),
                           "kept": int(selection.indices.numel()), "seconds": round(elapsed, 4)}))
+    # Every rank leaves together: a rank tearing gloo down while another still works on its last
+    # collective aborted now and then ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -63,7 +63,9 @@ def estimate_prefill_bytes(config, model, prompt_length, *, batch=1, element_byt
                                                          ("decode_reserve", decode_reserve), ("attention_rows", attention_rows),
                                                          ("budgets", budgets))]
     d = _core.estimate_prefill_bytes(c.method, list(c.selection_layers), list(c.n_topks), c.cache_truncation_end, c.budget,
-                                     c.window, c.pool, c.pool_kernel, c.per, _model_dims(model), *ints)
+                                     c.window, c.pool, c.pool_kernel, c.per, _model_dims(model), *ints,
+                                     score_layers=list(c.score_layers), tsp_layer=c.tsp_layer, tsp_length=c.tsp_length,
+                                     tsp_rate=c.tsp_rate, retain_rate=c.retain_rate)
     return PrefillMemory(**d)
 
 

@@ -213,10 +213,12 @@ nb::dict estimate_prefill_bytes(const std::string& method,
                                 int64_t pool_kernel, const std::string& per,
                                 const std::vector<int64_t>& model_dims, int64_t prompt_length,
                                 int64_t batch, int64_t element_bytes, int64_t mlp_chunk_rows,
-                                int64_t decode_reserve, int64_t attention_rows, int64_t budgets) {
-  const pd::PipelineConfig c =
-      pipeline_config(method, selection_layers, n_topks, cache_truncation_end, budget, window, pool,
-                      pool_kernel, per);
+                                int64_t decode_reserve, int64_t attention_rows, int64_t budgets,
+                                const std::vector<int64_t>& score_layers, int64_t tsp_layer,
+                                int64_t tsp_length, double tsp_rate, double retain_rate) {
+  const pd::PipelineConfig c = pipeline_config(
+      method, selection_layers, n_topks, cache_truncation_end, budget, window, pool, pool_kernel,
+      per, {score_layers, tsp_layer, tsp_length, tsp_rate, retain_rate});
   if (model_dims.size() != 7)
     raise(pd::Status(pd::StatusCode::kInvalidArgument,
                      "model dimensions: 7 values expected, got %zu", model_dims.size()));
@@ -279,7 +281,9 @@ NB_MODULE(_core, m) {
   m.def("estimate_prefill_bytes", &pdpy::estimate_prefill_bytes, "method"_a, "selection_layers"_a,
         "n_topks"_a, "cache_truncation_end"_a, "budget"_a, "window"_a, "pool"_a, "pool_kernel"_a,
         "per"_a, "model_dims"_a, "prompt_length"_a, "batch"_a, "element_bytes"_a,
-        "mlp_chunk_rows"_a, "decode_reserve"_a, "attention_rows"_a, "budgets"_a);
+        "mlp_chunk_rows"_a, "decode_reserve"_a, "attention_rows"_a, "budgets"_a,
+        "score_layers"_a = std::vector<int64_t>{}, "tsp_layer"_a = d.tsp_layer,
+        "tsp_length"_a = d.tsp_length, "tsp_rate"_a = d.tsp_rate, "retain_rate"_a = d.retain_rate);
   m.def("available_memory_bytes", &promptdistill::available_memory_bytes);
   m.attr("VERSION") = std::to_string(PROMPTDISTILL_VERSION_MAJOR) + "." +
                       std::to_string(PROMPTDISTILL_VERSION_MINOR) + "." +
