@@ -92,6 +92,23 @@ std::vector<std::vector<float>> single_layer_scores(const ModelWeights& w,
   return out;
 }
 
+//! A configuration the EigenSession must refuse before any work, and a part of its message.
+struct Bad {
+  const char* what;
+  PipelineConfig c;
+  const char* message;
+};
+
+void check_refused(const ModelWeights& w, const std::vector<int32_t>& prompt, const Bad& b) {
+  ref::EigenSession s(&w);
+  PrefillResult r;
+  const Status st = s.prefill(prompt, b.c, &r);
+  INFO(std::string(b.what) << ": " << st.message());
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK(std::string(st.message()).find(b.message) != std::string::npos);
+  CHECK(r.first_token == -1);
+}
+
 }  // namespace
 
 TEST_CASE("pipeline/score layers: one listed layer is the published selection, bit for bit") {
@@ -176,11 +193,6 @@ TEST_CASE(
   CHECK_FALSE(plan.stages[0].aggregates());
   const auto w = random_model(pdtest::mix(pdtest::seed(), 5));
   const auto prompt = random_prompt(30, 1);
-  struct Bad {
-    const char* what;
-    PipelineConfig c;
-    const char* message;
-  };
   PipelineConfig snap;
   snap.method = PipelineMethod::kSnapKV;
   snap.score_layers = {2};
@@ -197,15 +209,7 @@ TEST_CASE(
        "must list the selection layer 3"},
       {"not a staged method", snap, "apply to promptdistill and gemfilter"},
   };
-  for (const Bad& b : cases) {
-    ref::EigenSession s(&w);
-    PrefillResult r;
-    const Status st = s.prefill(prompt, b.c, &r);
-    INFO(std::string(b.what) << ": " << st.message());
-    CHECK(st.code() == StatusCode::kInvalidArgument);
-    CHECK(std::string(st.message()).find(b.message) != std::string::npos);
-    CHECK(r.first_token == -1);
-  }
+  for (const Bad& b : cases) check_refused(w, prompt, b);
 }
 
 TEST_CASE(
@@ -258,11 +262,6 @@ TEST_CASE(
 TEST_CASE("pipeline/fastkv: bad configurations fail before any work") {
   const auto w = random_model(pdtest::mix(pdtest::seed(), 10));
   const auto prompt = random_prompt(40, 1);
-  struct Bad {
-    const char* what;
-    PipelineConfig c;
-    const char* message;
-  };
   std::vector<Bad> cases;
   cases.push_back({"budget at the window", fastkv(4, 2, 30), "must exceed the window"});
   cases.push_back(
@@ -284,15 +283,7 @@ TEST_CASE("pipeline/fastkv: bad configurations fail before any work") {
   c = fastkv(20, 2, 30);
   c.score_layers = {2};
   cases.push_back({"score layers", c, "apply to promptdistill and gemfilter"});
-  for (const Bad& b : cases) {
-    ref::EigenSession s(&w);
-    PrefillResult r;
-    const Status st = s.prefill(prompt, b.c, &r);
-    INFO(std::string(b.what) << ": " << st.message());
-    CHECK(st.code() == StatusCode::kInvalidArgument);
-    CHECK(std::string(st.message()).find(b.message) != std::string::npos);
-    CHECK(r.first_token == -1);
-  }
+  for (const Bad& b : cases) check_refused(w, prompt, b);
 }
 
 TEST_CASE(

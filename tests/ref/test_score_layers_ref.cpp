@@ -103,10 +103,7 @@ TEST_CASE(
       const auto want = pdtest::run_select(c, cfg);
       REQUIRE(want.status.is_ok());
       const auto got = finish(accumulated({c}, method), c, c.H, cfg);
-      CHECK(got.indices == want.indices);
-      CHECK(got.counts == want.counts);
-      CHECK(got.positions == want.positions);
-      CHECK(pdtest::bitwise_equal(got.final_scores, want.final_scores));
+      pdtest::check_same_selection(got, want);
     }
 }
 

@@ -162,10 +162,7 @@ TEST_CASE("tensor parallel/ref: R = 1 is Select itself, on random data (Tier B)"
     const MethodConfig cfg = config_of(method, 24, PoolMode::kAvg);
     CAPTURE(c.describe());
     const auto want = unsharded(c, cfg), got = sharded(c, cfg, 1);
-    CHECK(got.indices == want.indices);
-    CHECK(got.counts == want.counts);
-    CHECK(got.positions == want.positions);
-    CHECK(pdtest::bitwise_equal(got.final_scores, want.final_scores));
+    pdtest::check_same_selection(got, want);
   }
 }
 
@@ -220,10 +217,7 @@ TEST_CASE_TEMPLATE(
           CAPTURE(to_string(pool));
           CAPTURE(ranks);
           const Selected got = sharded(c, cfg, ranks);
-          CHECK(got.indices == want.indices);
-          CHECK(got.counts == want.counts);
-          CHECK(got.positions == want.positions);
-          CHECK(pdtest::bitwise_equal(got.final_scores, want.final_scores));
+          pdtest::check_same_selection(got, want);
         }
       }
     }

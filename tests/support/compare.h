@@ -129,6 +129,16 @@ CompareResult nmse_below(const std::vector<T>& got, const std::vector<T>& want, 
   return r;
 }
 
+//! Two selections (anything with indices, counts, positions and final_scores vectors) are the
+//! same: equal indices, counts and positions, final scores bit for bit.
+template <class Got, class Want>
+void check_same_selection(const Got& got, const Want& want) {
+  CHECK(got.indices == want.indices);
+  CHECK(got.counts == want.counts);
+  CHECK(got.positions == want.positions);
+  CHECK(bitwise_equal(got.final_scores, want.final_scores));
+}
+
 }  // namespace pdtest
 
 namespace doctest {

@@ -54,6 +54,15 @@ constexpr int64_t kMaxGridX = 2147483647;
 //! over; each kernel loops over the rest of its work, so the cap never drops any.
 constexpr int64_t kGridStrideBlocks = kMaxGridYZ * 32;
 
+//! A launch with `rows` rows (request x row) along y fits the grid: the check of every op whose
+//! grid puts its rows there (pool, row sums, remap), with one message.
+inline Status check_rows_along_y(const char* op, int64_t rows) {
+  if (rows > kMaxGridYZ)
+    return Status(StatusCode::kUnsupported, "%s: %lld rows exceed the grid limit %lld", op,
+                  (long long)rows, (long long)kMaxGridYZ);
+  return Status::ok();
+}
+
 //! Blocks for `n` items at `threads` per block, between 1 and kGridStrideBlocks (for kernels that
 //! loop with a grid stride).
 inline unsigned blocks_for(int64_t n, int threads) {

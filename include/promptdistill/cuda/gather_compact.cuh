@@ -139,11 +139,7 @@ Status check_gather_grid(const GatherArgs<T>& a) {
   return Status::ok();
 }
 inline Status check_remap_grid(const RemapPositionsArgs& a) {
-  const int64_t rows = a.indices.extents[0] * a.indices.extents[1];
-  if (rows > kMaxGridYZ)
-    return Status(StatusCode::kUnsupported, "remap: %lld rows exceed the grid limit %lld",
-                  (long long)rows, (long long)kMaxGridYZ);
-  return Status::ok();
+  return check_rows_along_y("remap", a.indices.extents[0] * a.indices.extents[1]);
 }
 template <class T>
 Status check_compact_grid(const CompactKvArgs<T>& a) {

@@ -71,11 +71,7 @@ struct SumRowsRequestCheck {
 };
 //! The pooling grid has one row per (request, score row) along y: at most 65535 of them.
 inline Status check_pool_grid(const PoolArgs& a) {
-  const int64_t rows = a.in.extents[0] * a.in.extents[1];
-  if (rows > kMaxGridYZ)
-    return Status(StatusCode::kUnsupported, "pool: %lld rows exceed the grid limit %lld",
-                  (long long)rows, (long long)kMaxGridYZ);
-  return Status::ok();
+  return check_rows_along_y("pool", a.in.extents[0] * a.in.extents[1]);
 }
 
 inline Status launch_pool(const PoolArgs& a, const DeviceStatusWord* status, cudaStream_t stream) {
@@ -90,11 +86,7 @@ inline Status launch_pool(const PoolArgs& a, const DeviceStatusWord* status, cud
 
 //! The group sums' grid has one row per (request, output row) along y, as the pooling's.
 inline Status check_sum_rows_grid(const SumRowsArgs& a) {
-  const int64_t rows = a.out.extents[0] * a.out.extents[1];
-  if (rows > kMaxGridYZ)
-    return Status(StatusCode::kUnsupported, "sum_rows: %lld rows exceed the grid limit %lld",
-                  (long long)rows, (long long)kMaxGridYZ);
-  return Status::ok();
+  return check_rows_along_y("sum_rows", a.out.extents[0] * a.out.extents[1]);
 }
 
 inline Status launch_sum_rows(const SumRowsArgs& a, const DeviceStatusWord* status,
